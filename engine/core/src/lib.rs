@@ -1,0 +1,15 @@
+//! Shared building blocks of Sen that every other crate may use without
+//! pulling in RocksDB, tonic or openraft.
+//!
+//! - [`codec`]: the one place that turns values into bytes (bincode 2 + serde).
+//!   Every persisted or replicated structure goes through it, so the encoding
+//!   can be swapped in one module.
+//! - [`limits`]: validation of user input (database names, key and value
+//!   sizes) with messages that say what to do.
+//! - [`ids`]: identifiers shared by the cluster (node, cluster and request ids).
+
+pub mod codec;
+pub mod ids;
+pub mod limits;
+
+pub use ids::{ClusterId, NodeId, RequestId};

@@ -1,0 +1,377 @@
+//! Deterministic application of commands to the key-value state.
+//!
+//! [`Applier`] reads through a [`StateView`] (the state as of the start of a
+//! batch) plus an overlay of its own pending writes, and emits
+//! [`Mutation`]s that the storage layer writes atomically together with the
+//! new applied log id. Nothing here knows about RocksDB.
+//!
+//! Determinism: the response and the mutations of an entry depend only on the
+//! state before it and on the entry itself — never on the wall clock, on
+//! configuration, or on how entries are grouped into batches. The one
+//! exception is [`Applier::gc_dedup`], which deletes request-id records that
+//! are already logically expired and so cannot change any later result.
+
+use std::collections::HashMap;
+
+use sen_core::{ClusterId, RequestId};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{
+    Compare, CompareOp, CompareTarget, Op, Outcome, Request, Response, Txn, TxnOp,
+};
+
+/// How long a request id is remembered: a retry of the same id within this
+/// window (measured on the replicated monotonic clock) returns the original
+/// result instead of applying again. Clients stop retrying long before.
+pub const DEDUP_WINDOW_MS: u64 = 15 * 60 * 1000;
+
+/// A key's stored state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvRecord {
+    pub value: Vec<u8>,
+    /// Log index of the last write.
+    pub mod_revision: u64,
+    /// Log index of the write that created the key.
+    pub create_revision: u64,
+    /// Number of writes since creation (1 after the first put).
+    pub version: u64,
+}
+
+/// What is remembered about an applied request id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupRecord {
+    /// Replicated clock when it was applied.
+    pub at_ms: u64,
+    /// The original result, returned again to retries.
+    pub response: Response,
+}
+
+/// Size of one database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbStats {
+    pub keys: u64,
+    /// Sum of key and value lengths.
+    pub bytes: u64,
+}
+
+/// One change to the stored state, in application order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    PutKv {
+        db: String,
+        key: Vec<u8>,
+        record: KvRecord,
+    },
+    DeleteKv {
+        db: String,
+        key: Vec<u8>,
+    },
+    PutDedup {
+        id: RequestId,
+        record: DedupRecord,
+    },
+    DeleteDedup {
+        id: RequestId,
+        at_ms: u64,
+    },
+    /// New statistics of a database; `keys == 0` means the database is gone.
+    PutDbStats {
+        db: String,
+        stats: DbStats,
+    },
+    PutClock {
+        ms: u64,
+    },
+    PutClusterId(ClusterId),
+}
+
+/// Reading the state failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("state storage failed: {0}")]
+    Storage(String),
+    #[error("stored state is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Read access to the state as of the start of a batch.
+pub trait StateView {
+    fn kv(&self, db: &str, key: &[u8]) -> Result<Option<KvRecord>, StateError>;
+    fn dedup(&self, id: &RequestId) -> Result<Option<DedupRecord>, StateError>;
+    /// Up to `limit` request ids recorded before `before_ms`, oldest first.
+    fn dedup_expired(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RequestId)>, StateError>;
+    fn db_stats(&self, db: &str) -> Result<DbStats, StateError>;
+    fn clock_ms(&self) -> Result<u64, StateError>;
+    fn cluster_id(&self) -> Result<Option<ClusterId>, StateError>;
+}
+
+/// Applies a batch of entries on top of a [`StateView`].
+pub struct Applier<'v, V: StateView> {
+    view: &'v V,
+    kv: HashMap<(String, Vec<u8>), Option<KvRecord>>,
+    dedup: HashMap<RequestId, DedupRecord>,
+    stats: HashMap<String, DbStats>,
+    clock: Option<u64>,
+    cluster_id: Option<Option<ClusterId>>,
+    mutations: Vec<Mutation>,
+}
+
+impl<'v, V: StateView> Applier<'v, V> {
+    pub fn new(view: &'v V) -> Self {
+        Self {
+            view,
+            kv: HashMap::new(),
+            dedup: HashMap::new(),
+            stats: HashMap::new(),
+            clock: None,
+            cluster_id: None,
+            mutations: Vec::new(),
+        }
+    }
+
+    /// Apply the client request carried by the entry at `index`.
+    pub fn apply(&mut self, index: u64, req: &Request) -> Result<Response, StateError> {
+        let now = self.clock()?.max(req.proposed_at_ms);
+        self.set_clock(now);
+
+        if let Some(id) = &req.id
+            && let Some(rec) = self.dedup_live(id, now)?
+        {
+            let mut response = rec.response;
+            response.duplicate = true;
+            return Ok(response);
+        }
+
+        let outcome = match &req.op {
+            Op::Put { db, key, value } => {
+                let created = self.put(db, key, value, index)?;
+                Outcome::Put { created }
+            }
+            Op::Delete { db, key } => Outcome::Delete {
+                deleted: self.delete(db, key)?,
+            },
+            Op::Txn(txn) => Outcome::Txn {
+                succeeded: self.txn(txn, index)?,
+            },
+            Op::InitCluster { cluster_id } => match self.get_cluster_id()? {
+                Some(existing) => Outcome::InitCluster {
+                    cluster_id: existing,
+                    already: true,
+                },
+                None => {
+                    self.cluster_id = Some(Some(*cluster_id));
+                    self.mutations.push(Mutation::PutClusterId(*cluster_id));
+                    Outcome::InitCluster {
+                        cluster_id: *cluster_id,
+                        already: false,
+                    }
+                }
+            },
+        };
+        let response = Response {
+            revision: index,
+            duplicate: false,
+            outcome,
+        };
+        if let Some(id) = req.id {
+            let record = DedupRecord {
+                at_ms: now,
+                response: response.clone(),
+            };
+            self.dedup.insert(id, record.clone());
+            self.mutations.push(Mutation::PutDedup { id, record });
+        }
+        Ok(response)
+    }
+
+    /// Delete up to `limit` request-id records that expired before the
+    /// current replicated clock. Returns how many were deleted. Expired
+    /// records are never consulted again (the clock never goes back), so
+    /// this may run at any point without affecting determinism.
+    pub fn gc_dedup(&mut self, limit: usize) -> Result<usize, StateError> {
+        let now = self.clock()?;
+        // A record is expired once `at_ms + DEDUP_WINDOW_MS <= now`.
+        let Some(before) = (now + 1).checked_sub(DEDUP_WINDOW_MS) else {
+            return Ok(0);
+        };
+        let expired = self.view.dedup_expired(before, limit)?;
+        let n = expired.len();
+        for (at_ms, id) in expired {
+            self.mutations.push(Mutation::DeleteDedup { id, at_ms });
+        }
+        Ok(n)
+    }
+
+    /// The mutations of everything applied so far, in order.
+    pub fn finish(self) -> Vec<Mutation> {
+        self.mutations
+    }
+
+    fn clock(&self) -> Result<u64, StateError> {
+        match self.clock {
+            Some(c) => Ok(c),
+            None => self.view.clock_ms(),
+        }
+    }
+
+    fn set_clock(&mut self, ms: u64) {
+        if self.clock != Some(ms) {
+            self.clock = Some(ms);
+            self.mutations.push(Mutation::PutClock { ms });
+        }
+    }
+
+    fn get_cluster_id(&self) -> Result<Option<ClusterId>, StateError> {
+        match self.cluster_id {
+            Some(c) => Ok(c),
+            None => self.view.cluster_id(),
+        }
+    }
+
+    fn dedup_live(&self, id: &RequestId, now: u64) -> Result<Option<DedupRecord>, StateError> {
+        let rec = match self.dedup.get(id) {
+            Some(r) => Some(r.clone()),
+            None => self.view.dedup(id)?,
+        };
+        Ok(rec.filter(|r| r.at_ms + DEDUP_WINDOW_MS > now))
+    }
+
+    fn get(&self, db: &str, key: &[u8]) -> Result<Option<KvRecord>, StateError> {
+        match self.kv.get(&(db.to_owned(), key.to_vec())) {
+            Some(r) => Ok(r.clone()),
+            None => self.view.kv(db, key),
+        }
+    }
+
+    fn stats(&self, db: &str) -> Result<DbStats, StateError> {
+        match self.stats.get(db) {
+            Some(s) => Ok(*s),
+            None => self.view.db_stats(db),
+        }
+    }
+
+    fn set_stats(&mut self, db: &str, stats: DbStats) {
+        self.stats.insert(db.to_owned(), stats);
+        self.mutations.push(Mutation::PutDbStats {
+            db: db.to_owned(),
+            stats,
+        });
+    }
+
+    /// Returns whether the key was created.
+    fn put(&mut self, db: &str, key: &[u8], value: &[u8], index: u64) -> Result<bool, StateError> {
+        let prev = self.get(db, key)?;
+        let record = KvRecord {
+            value: value.to_vec(),
+            mod_revision: index,
+            create_revision: prev.as_ref().map_or(index, |p| p.create_revision),
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+        };
+        let mut stats = self.stats(db)?;
+        match &prev {
+            Some(p) => {
+                stats.bytes = stats.bytes.saturating_sub(p.value.len() as u64) + value.len() as u64;
+            }
+            None => {
+                stats.keys += 1;
+                stats.bytes += (key.len() + value.len()) as u64;
+            }
+        }
+        self.set_stats(db, stats);
+        self.kv
+            .insert((db.to_owned(), key.to_vec()), Some(record.clone()));
+        self.mutations.push(Mutation::PutKv {
+            db: db.to_owned(),
+            key: key.to_vec(),
+            record,
+        });
+        Ok(prev.is_none())
+    }
+
+    /// Returns whether the key existed.
+    fn delete(&mut self, db: &str, key: &[u8]) -> Result<bool, StateError> {
+        let Some(prev) = self.get(db, key)? else {
+            return Ok(false);
+        };
+        let mut stats = self.stats(db)?;
+        stats.keys = stats.keys.saturating_sub(1);
+        stats.bytes = stats
+            .bytes
+            .saturating_sub((key.len() + prev.value.len()) as u64);
+        self.set_stats(db, stats);
+        self.kv.insert((db.to_owned(), key.to_vec()), None);
+        self.mutations.push(Mutation::DeleteKv {
+            db: db.to_owned(),
+            key: key.to_vec(),
+        });
+        Ok(true)
+    }
+
+    fn txn(&mut self, txn: &Txn, index: u64) -> Result<bool, StateError> {
+        let mut succeeded = true;
+        for c in &txn.compares {
+            if !self.compare(&txn.db, c)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        for op in ops {
+            match op {
+                TxnOp::Put { key, value } => {
+                    self.put(&txn.db, key, value, index)?;
+                }
+                TxnOp::Delete { key } => {
+                    self.delete(&txn.db, key)?;
+                }
+            }
+        }
+        Ok(succeeded)
+    }
+
+    fn compare(&self, db: &str, c: &Compare) -> Result<bool, StateError> {
+        let cur = self.get(db, &c.key)?;
+        let ord = |a: u64, b: u64| match c.op {
+            CompareOp::Equal => a == b,
+            CompareOp::NotEqual => a != b,
+            CompareOp::Less => a < b,
+            CompareOp::Greater => a > b,
+        };
+        Ok(match &c.target {
+            CompareTarget::Value(v) => match &cur {
+                None => c.op == CompareOp::NotEqual,
+                Some(r) => match c.op {
+                    CompareOp::Equal => r.value == *v,
+                    CompareOp::NotEqual => r.value != *v,
+                    CompareOp::Less => r.value < *v,
+                    CompareOp::Greater => r.value > *v,
+                },
+            },
+            CompareTarget::ModRevision(n) => ord(cur.as_ref().map_or(0, |r| r.mod_revision), *n),
+            CompareTarget::CreateRevision(n) => {
+                ord(cur.as_ref().map_or(0, |r| r.create_revision), *n)
+            }
+            CompareTarget::Version(n) => ord(cur.as_ref().map_or(0, |r| r.version), *n),
+            CompareTarget::Exists(want) => {
+                let exists = cur.is_some();
+                match c.op {
+                    CompareOp::Equal => exists == *want,
+                    CompareOp::NotEqual => exists != *want,
+                    // Ordering on existence is meaningless; treat as false.
+                    CompareOp::Less | CompareOp::Greater => false,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

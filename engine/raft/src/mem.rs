@@ -1,0 +1,89 @@
+//! An in-memory [`StateView`] that applies [`Mutation`]s: the reference
+//! model for tests of the apply logic, and for anything that needs the
+//! state machine without a storage engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sen_core::{ClusterId, RequestId};
+
+use crate::apply::{DbStats, DedupRecord, KvRecord, Mutation, StateError, StateView};
+
+/// The whole state in ordered maps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemState {
+    pub kv: BTreeMap<(String, Vec<u8>), KvRecord>,
+    pub dedup: BTreeMap<RequestId, DedupRecord>,
+    pub dedup_by_time: BTreeSet<(u64, RequestId)>,
+    pub stats: BTreeMap<String, DbStats>,
+    pub clock_ms: u64,
+    pub cluster_id: Option<ClusterId>,
+}
+
+impl MemState {
+    /// Write mutations in order.
+    pub fn write(&mut self, mutations: impl IntoIterator<Item = Mutation>) {
+        for m in mutations {
+            match m {
+                Mutation::PutKv { db, key, record } => {
+                    self.kv.insert((db, key), record);
+                }
+                Mutation::DeleteKv { db, key } => {
+                    self.kv.remove(&(db, key));
+                }
+                Mutation::PutDedup { id, record } => {
+                    self.dedup_by_time.insert((record.at_ms, id));
+                    self.dedup.insert(id, record);
+                }
+                Mutation::DeleteDedup { id, at_ms } => {
+                    self.dedup_by_time.remove(&(at_ms, id));
+                    self.dedup.remove(&id);
+                }
+                Mutation::PutDbStats { db, stats } => {
+                    if stats.keys == 0 {
+                        self.stats.remove(&db);
+                    } else {
+                        self.stats.insert(db, stats);
+                    }
+                }
+                Mutation::PutClock { ms } => self.clock_ms = ms,
+                Mutation::PutClusterId(id) => self.cluster_id = Some(id),
+            }
+        }
+    }
+}
+
+impl StateView for MemState {
+    fn kv(&self, db: &str, key: &[u8]) -> Result<Option<KvRecord>, StateError> {
+        Ok(self.kv.get(&(db.to_owned(), key.to_vec())).cloned())
+    }
+
+    fn dedup(&self, id: &RequestId) -> Result<Option<DedupRecord>, StateError> {
+        Ok(self.dedup.get(id).cloned())
+    }
+
+    fn dedup_expired(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RequestId)>, StateError> {
+        Ok(self
+            .dedup_by_time
+            .iter()
+            .take_while(|(t, _)| *t < before_ms)
+            .take(limit)
+            .copied()
+            .collect())
+    }
+
+    fn db_stats(&self, db: &str) -> Result<DbStats, StateError> {
+        Ok(self.stats.get(db).copied().unwrap_or_default())
+    }
+
+    fn clock_ms(&self) -> Result<u64, StateError> {
+        Ok(self.clock_ms)
+    }
+
+    fn cluster_id(&self) -> Result<Option<ClusterId>, StateError> {
+        Ok(self.cluster_id)
+    }
+}

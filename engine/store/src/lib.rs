@@ -1,0 +1,90 @@
+//! Sen's durable storage: openraft's log store and state machine on RocksDB.
+//! This is the only crate that links RocksDB.
+//!
+//! A node's data directory holds two RocksDB instances, split like TiKV's
+//! raftdb/kvdb so each can be tuned and snapshotted on its own:
+//!
+//! ```text
+//! DATA_DIR/
+//!   raft/            log DB: the Raft log, vote, committed id, node identity
+//!   state/CURRENT    names the live state generation
+//!   state/gen-N/     state DB: key-value data, request ids, applied log id
+//!   snapshots/S/     Raft snapshots: RocksDB checkpoints of the state DB
+//!   incoming/        snapshots being received from the leader
+//! ```
+//!
+//! Durability rules (see docs/ARCHITECTURE.md, "Invariants"):
+//! - a vote is fsynced before [`LogStore::save_vote`] returns;
+//! - appended entries are fsynced (group commit on a dedicated thread)
+//!   before openraft's `IOFlushed` callback fires;
+//! - the state DB is written without fsync: after a crash it is behind the
+//!   log, and openraft re-applies the committed entries. Everything up to the
+//!   last snapshot is durable because building a snapshot flushes it.
+//!
+//! Modules: [`log_store`] (RaftLogStorage), [`state`] (the state DB, its
+//! generations and read API), [`state_machine`] (RaftStateMachine),
+//! [`snapshot`] (checkpoint-based snapshots and their transfer format).
+
+mod error;
+mod format;
+pub mod log_store;
+mod rocks;
+pub mod snapshot;
+pub mod state;
+pub mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use format::NodeIdentity;
+pub use log_store::LogStore;
+pub use snapshot::{IncomingSnapshot, SnapshotFile, SnapshotHandle};
+pub use state::{DbInfo, ScanPage, StateDb};
+pub use state_machine::{RaftSnapshot, StateMachine};
+
+/// Tuning of the stores (from the node's `[storage]` configuration).
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Largest total size of entries returned by one log read, so one
+    /// AppendEntries stays bounded (at least one entry is always returned).
+    pub max_append_bytes: usize,
+    /// RocksDB memtable size for the state DB.
+    pub state_write_buffer_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_append_bytes: 4 * 1024 * 1024,
+            state_write_buffer_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Both stores of one node, opened from its data directory.
+pub struct Store {
+    pub log: LogStore,
+    pub state_machine: StateMachine,
+    pub state: Arc<StateDb>,
+}
+
+impl Store {
+    /// Open (creating if needed) the stores under `data_dir`.
+    pub fn open(data_dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::io(format!("create data directory {}", data_dir.display()), e)
+        })?;
+        let log = LogStore::open(&data_dir.join("raft"), &opts)?;
+        let state = Arc::new(StateDb::open(data_dir, &opts)?);
+        let state_machine = StateMachine::new(state.clone())?;
+        Ok(Self {
+            log,
+            state_machine,
+            state,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! The Raft log on RocksDB, with group commit.
+//!
+//! `append` writes entries to RocksDB without syncing and hands the
+//! `IOFlushed` callback to a dedicated flusher thread. The thread drains
+//! every callback queued so far, fsyncs the WAL once, then completes them
+//! all: concurrent appends share one fsync. openraft does not wait for the
+//! callback before issuing the next append, so the log keeps filling while
+//! a sync is in progress.
+//!
+//! The vote and truncations are written with `sync = true`; purges and the
+//! committed log id are not (losing them is harmless: purged entries
+//! reappear, and the committed id is re-learned from the leader), and they
+//! become durable with the next fsync of the shared WAL anyway.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+
+use openraft::OptionalSend;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use sen_core::{ClusterId, NodeId};
+use sen_raft::{Entry, LogId, TypeConfig, Vote};
+
+use crate::format::*;
+use crate::rocks::{self, Kind, cf};
+use crate::{StoreError, StoreOptions};
+
+/// The Raft log store. Cheap to clone: clones share the DB.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<DB>,
+    flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
+    max_append_bytes: usize,
+}
+
+fn sync_opts() -> WriteOptions {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    wo
+}
+
+fn to_io(e: StoreError) -> io::Error {
+    e.into()
+}
+
+fn rocks_io(what: &str, e: rocksdb::Error) -> io::Error {
+    io::Error::other(format!("RocksDB failed to {what}: {e}"))
+}
+
+impl LogStore {
+    /// Open the log DB at `path`.
+    pub fn open(path: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let db = Arc::new(rocks::open(path, Kind::Log, &[CF_LOG], "raft log")?);
+        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        let flush_db = db.clone();
+        thread::Builder::new()
+            .name("sen-log-fsync".into())
+            .spawn(move || flusher(flush_db, rx))
+            .map_err(|e| StoreError::io("start the log fsync thread", e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                flusher: tx,
+                max_append_bytes: opts.max_append_bytes,
+            }),
+        })
+    }
+
+    fn db(&self) -> &DB {
+        &self.inner.db
+    }
+
+    /// The node identity stored in this data directory, if any.
+    pub fn identity(&self) -> Result<Option<NodeIdentity>, StoreError> {
+        let meta = cf(self.db(), CF_META)?;
+        match self
+            .db()
+            .get_cf(meta, K_IDENTITY)
+            .map_err(|e| StoreError::rocks("read the node identity", e))?
+        {
+            Some(b) => Ok(Some(dec("node identity", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Record the node identity (fsynced).
+    pub fn set_identity(&self, id: &NodeIdentity) -> Result<(), StoreError> {
+        let meta = cf(self.db(), CF_META)?;
+        self.db()
+            .put_cf_opt(meta, K_IDENTITY, enc("node identity", id)?, &sync_opts())
+            .map_err(|e| StoreError::rocks("write the node identity", e))
+    }
+
+    /// Bind this data directory to `node_id`, or check that it already is.
+    /// Returns the stored identity.
+    pub fn claim_node_id(&self, node_id: NodeId, dir: &Path) -> Result<NodeIdentity, StoreError> {
+        match self.identity()? {
+            Some(id) if id.node_id == node_id => Ok(id),
+            Some(id) => Err(StoreError::Invalid(format!(
+                "data directory {} belongs to node {}, not node {node_id}; start it with --id {} or use another --data-dir",
+                dir.display(),
+                id.node_id,
+                id.node_id
+            ))),
+            None => {
+                let id = NodeIdentity {
+                    node_id,
+                    cluster_id: None,
+                };
+                self.set_identity(&id)?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// Record the cluster this node belongs to (fsynced).
+    pub fn set_cluster_id(&self, node_id: NodeId, cluster_id: ClusterId) -> Result<(), StoreError> {
+        self.set_identity(&NodeIdentity {
+            node_id,
+            cluster_id: Some(cluster_id),
+        })
+    }
+
+    /// Whether the log holds no entries and no vote (a node that never took
+    /// part in a cluster).
+    pub fn is_pristine(&self) -> Result<bool, StoreError> {
+        let meta = cf(self.db(), CF_META)?;
+        let vote = self
+            .db()
+            .get_cf(meta, K_VOTE)
+            .map_err(|e| StoreError::rocks("read the vote", e))?;
+        let purged = self
+            .db()
+            .get_cf(meta, K_PURGED)
+            .map_err(|e| StoreError::rocks("read the purge point", e))?;
+        let mut it = self
+            .db()
+            .iterator_cf(cf(self.db(), CF_LOG)?, IteratorMode::Start);
+        Ok(vote.is_none() && purged.is_none() && it.next().is_none())
+    }
+
+    /// Make every write so far durable (used at shutdown).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db()
+            .flush_wal(true)
+            .map_err(|e| StoreError::rocks("sync the raft log", e))
+    }
+
+    fn get_meta<T>(
+        &self,
+        key: &[u8],
+        dec_fn: fn(&[u8]) -> Result<T, StoreError>,
+    ) -> io::Result<Option<T>> {
+        let meta = cf(self.db(), CF_META).map_err(to_io)?;
+        match self
+            .db()
+            .get_cf(meta, key)
+            .map_err(|e| rocks_io("read raft metadata", e))?
+        {
+            Some(b) => Ok(Some(dec_fn(&b).map_err(to_io)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
+        let log = cf(self.db(), CF_LOG).map_err(to_io)?;
+        let mut it = self.db().iterator_cf(log, IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(r) => {
+                let (_, v) = r.map_err(|e| rocks_io("read the last log entry", e))?;
+                Ok(Some(dec_entry(&v).map_err(to_io)?.log_id))
+            }
+        }
+    }
+
+    /// Read entries in `[start, end)`, stopping after `max_bytes` (but always
+    /// returning at least one entry when the range is not empty).
+    fn read_range(&self, start: u64, end: u64, max_bytes: usize) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let log = cf(self.db(), CF_LOG).map_err(to_io)?;
+        let start_key = log_key(start);
+        let mut bytes = 0usize;
+        // Entries below the first one found were purged; after it, the log
+        // must be contiguous.
+        let mut expect: Option<u64> = None;
+        for r in self
+            .db()
+            .iterator_cf(log, IteratorMode::From(&start_key, Direction::Forward))
+        {
+            let (k, v) = r.map_err(|e| rocks_io("read the raft log", e))?;
+            let index = log_index(&k).map_err(to_io)?;
+            if index >= end {
+                break;
+            }
+            if let Some(expect) = expect
+                && index != expect
+            {
+                return Err(io::Error::other(format!(
+                    "raft log has a hole: expected entry {expect}, found {index}; the data directory is damaged"
+                )));
+            }
+            let entry = dec_entry(&v).map_err(to_io)?;
+            if entry.log_id.index != index {
+                return Err(io::Error::other(format!(
+                    "raft log entry stored at {index} claims index {}; the data directory is damaged",
+                    entry.log_id.index
+                )));
+            }
+            bytes += v.len();
+            out.push(entry);
+            expect = Some(index + 1);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(x) => *x,
+        Bound::Excluded(x) => x.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(x) => x.saturating_add(1),
+        Bound::Excluded(x) => *x,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+/// The group-commit loop: one fsync for every callback queued so far.
+fn flusher(db: Arc<DB>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let res = db.flush_wal(true);
+        for cb in batch {
+            let r = match &res {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::other(format!(
+                    "fsync of the raft log failed: {e}"
+                ))),
+            };
+            cb.io_completed(r);
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = bounds(&range);
+        self.read_range(start, end, usize::MAX)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.get_meta(K_VOTE, dec_vote)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, io::Error> {
+        self.read_range(start, end, self.inner.max_append_bytes)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged = self.get_meta(K_PURGED, dec_log_id)?;
+        let last = self.last_entry_log_id()?.or_else(|| last_purged.clone());
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let meta = cf(self.db(), CF_META).map_err(to_io)?;
+        self.db()
+            .put_cf_opt(meta, K_VOTE, enc_vote(vote).map_err(to_io)?, &sync_opts())
+            .map_err(|e| rocks_io("save the vote", e))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let meta = cf(self.db(), CF_META).map_err(to_io)?;
+        match committed {
+            Some(c) => self
+                .db()
+                .put_cf(meta, K_COMMITTED, enc_log_id(&c).map_err(to_io)?),
+            None => self.db().delete_cf(meta, K_COMMITTED),
+        }
+        .map_err(|e| rocks_io("save the committed log id", e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        self.get_meta(K_COMMITTED, dec_log_id)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let log = cf(self.db(), CF_LOG).map_err(to_io)?;
+        let mut batch = WriteBatch::default();
+        for e in entries {
+            batch.put_cf(log, log_key(e.log_id.index), enc_entry(&e).map_err(to_io)?);
+        }
+        // Not synced here: the flusher thread fsyncs for many appends at once.
+        self.db()
+            .write(batch)
+            .map_err(|e| rocks_io("append to the raft log", e))?;
+        self.inner
+            .flusher
+            .send(callback)
+            .map_err(|_| io::Error::other("the raft log fsync thread has stopped"))?;
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |l| l.index + 1);
+        let log = cf(self.db(), CF_LOG).map_err(to_io)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(log, log_key(from), log_key(u64::MAX));
+        batch.delete_cf(log, log_key(u64::MAX));
+        self.db()
+            .write_opt(batch, &sync_opts())
+            .map_err(|e| rocks_io("truncate the raft log", e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let log = cf(self.db(), CF_LOG).map_err(to_io)?;
+        let meta = cf(self.db(), CF_META).map_err(to_io)?;
+        let mut batch = WriteBatch::default();
+        // Record the purge point first in the same atomic batch, so there is
+        // never a moment with entries gone and the purge point unknown.
+        batch.put_cf(meta, K_PURGED, enc_log_id(&log_id).map_err(to_io)?);
+        batch.delete_range_cf(log, log_key(0), log_key(log_id.index.saturating_add(1)));
+        self.db()
+            .write(batch)
+            .map_err(|e| rocks_io("purge the raft log", e))
+    }
+}

@@ -1,0 +1,662 @@
+//! The state DB: key-value data, request ids, database statistics and the
+//! applied log id, in one RocksDB instance that can be replaced wholesale by
+//! an installed snapshot.
+//!
+//! The live instance is a *generation* (`state/gen-N`), named by the
+//! `state/CURRENT` file. Installing a snapshot builds generation N+1 next to
+//! it, switches `CURRENT` atomically, and retires N (deleted once the last
+//! reader drops it). Readers take an `Arc` of the live generation, so a swap
+//! never pulls a DB out from under a running read.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use rocksdb::{DB, Direction, IteratorMode, ReadOptions, WriteBatch};
+use sen_core::{ClusterId, RequestId};
+use sen_raft::apply::{DbStats, DedupRecord, KvRecord, Mutation, StateError, StateView};
+use sen_raft::{Applier, Entry, LogId, Outcome, Response, StoredMembership};
+
+use crate::format::*;
+use crate::rocks::{self, Kind, cf};
+use crate::snapshot::SnapshotHandle;
+use crate::{StoreError, StoreOptions};
+
+pub(crate) const STATE_CFS: &[&str] = &[CF_KV, CF_DEDUP, CF_DEDUP_TIME, CF_DBS];
+
+/// Most expired request-id records deleted per applied batch.
+const DEDUP_GC_PER_BATCH: usize = 256;
+
+/// One live or retired state DB instance.
+pub(crate) struct Generation {
+    db: Option<DB>,
+    pub(crate) path: PathBuf,
+    retired: AtomicBool,
+}
+
+impl Generation {
+    pub(crate) fn db(&self) -> &DB {
+        // Only `Drop` takes the DB out.
+        self.db
+            .as_ref()
+            .expect("state generation is open until dropped")
+    }
+
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        if self.retired.load(Ordering::SeqCst)
+            && let Err(e) = fs::remove_dir_all(&self.path)
+        {
+            tracing::warn!(path = %self.path.display(), "cannot remove retired state generation: {e}");
+        }
+    }
+}
+
+/// The applied position, cached in memory and stored in `meta`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Applied {
+    pub log_id: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// One database as listed by `sen kv dbs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbInfo {
+    pub name: String,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// One page of a scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanPage {
+    pub items: Vec<(Vec<u8>, KvRecord)>,
+    /// More keys match after the last one returned.
+    pub more: bool,
+    /// Applied index of the state the page was read from.
+    pub applied_index: u64,
+}
+
+/// The state DB of one node. See the module docs.
+pub struct StateDb {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) opts: StoreOptions,
+    live: RwLock<Arc<Generation>>,
+    /// Held while a batch is written, a snapshot checkpoint is taken, or a
+    /// snapshot is installed, so those see whole batches only.
+    gate: Mutex<()>,
+    applied: RwLock<Applied>,
+    pub(crate) current_snapshot: Mutex<Option<SnapshotHandle>>,
+}
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let what = what.into();
+    move |e| StoreError::io(what, e)
+}
+
+/// Write `contents` to `path` atomically (temp file, fsync, rename, fsync dir).
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
+    f.write_all(contents)
+        .map_err(io_err(format!("write {}", tmp.display())))?;
+    f.sync_all()
+        .map_err(io_err(format!("fsync {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(io_err(format!(
+        "rename {} to {}",
+        tmp.display(),
+        path.display()
+    )))?;
+    fsync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!("fsync directory {}", dir.display())))
+}
+
+impl StateDb {
+    /// Open the live generation under `data_dir/state`, creating the first
+    /// one on a new node, and load the latest snapshot.
+    pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let state_dir = data_dir.join("state");
+        for d in [
+            &state_dir,
+            &data_dir.join("snapshots"),
+            &data_dir.join("incoming"),
+        ] {
+            fs::create_dir_all(d).map_err(io_err(format!("create {}", d.display())))?;
+        }
+        // Partial receives from before a restart are useless.
+        clear_dir(&data_dir.join("incoming"))?;
+
+        let current_file = state_dir.join("CURRENT");
+        let name = match fs::read_to_string(&current_file) {
+            Ok(s) => s.trim().to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let name = gen_name(1);
+                write_atomic(&current_file, name.as_bytes())?;
+                name
+            }
+            Err(e) => {
+                return Err(StoreError::io(
+                    format!("read {}", current_file.display()),
+                    e,
+                ));
+            }
+        };
+        if parse_gen(&name).is_none() {
+            return Err(StoreError::Invalid(format!(
+                "{} names {name:?}, which is not a state generation; the data directory is damaged",
+                current_file.display()
+            )));
+        }
+        // Remove generations left over from an interrupted install.
+        for entry in
+            fs::read_dir(&state_dir).map_err(io_err(format!("list {}", state_dir.display())))?
+        {
+            let entry = entry.map_err(io_err("list state generations"))?;
+            let fname = entry.file_name().to_string_lossy().into_owned();
+            if fname.starts_with("gen-") && fname != name {
+                tracing::info!("removing stale state generation {fname}");
+                fs::remove_dir_all(entry.path())
+                    .map_err(io_err(format!("remove {}", entry.path().display())))?;
+            }
+        }
+        let path = state_dir.join(&name);
+        let db = rocks::open(
+            &path,
+            Kind::State {
+                write_buffer_bytes: opts.state_write_buffer_bytes,
+            },
+            STATE_CFS,
+            "state DB",
+        )?;
+        let applied = read_applied(&db)?;
+        let me = Self {
+            data_dir: data_dir.to_owned(),
+            opts: opts.clone(),
+            live: RwLock::new(Arc::new(Generation {
+                db: Some(db),
+                path,
+                retired: AtomicBool::new(false),
+            })),
+            gate: Mutex::new(()),
+            applied: RwLock::new(applied),
+            current_snapshot: Mutex::new(None),
+        };
+        me.load_latest_snapshot()?;
+        Ok(me)
+    }
+
+    pub(crate) fn live(&self) -> Arc<Generation> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn gate(&self) -> MutexGuard<'_, ()> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn applied(&self) -> Applied {
+        self.applied
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The applied log index (0 before anything was applied).
+    pub fn applied_index(&self) -> u64 {
+        self.applied().log_id.map_or(0, |l| l.index)
+    }
+
+    /// Replace the live generation (under the gate).
+    pub(crate) fn swap_live(&self, new: Generation, applied: Applied) {
+        let old = std::mem::replace(
+            &mut *self.live.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(new),
+        );
+        old.retire();
+        *self.applied.write().unwrap_or_else(|p| p.into_inner()) = applied;
+    }
+
+    pub(crate) fn next_gen_path(&self) -> (String, PathBuf) {
+        let live = self.live();
+        let cur = live
+            .path
+            .file_name()
+            .and_then(|n| parse_gen(&n.to_string_lossy()))
+            .unwrap_or(0);
+        let name = gen_name(cur + 1);
+        let path = self.data_dir.join("state").join(&name);
+        (name, path)
+    }
+
+    pub(crate) fn set_current_gen(&self, name: &str) -> Result<(), StoreError> {
+        write_atomic(
+            &self.data_dir.join("state").join("CURRENT"),
+            name.as_bytes(),
+        )
+    }
+
+    /// Apply a batch of committed entries and return one response per entry.
+    /// The batch is written atomically with the new applied log id, without
+    /// fsync (see the crate docs for why that is safe).
+    pub fn apply_entries(&self, entries: &[Entry]) -> Result<Vec<Response>, StoreError> {
+        let Some(last) = entries.last() else {
+            return Ok(Vec::new());
+        };
+        let _gate = self.gate();
+        let generation = self.live();
+        let db = generation.db();
+        let view = RocksView { db };
+        let mut applier = Applier::new(&view);
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut membership = None;
+        for entry in entries {
+            let index = entry.log_id.index;
+            let response = match &entry.payload {
+                openraft::EntryPayload::Normal(req) => {
+                    applier.apply(index, req).map_err(state_err)?
+                }
+                openraft::EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
+                    none_response(index)
+                }
+                openraft::EntryPayload::Blank => none_response(index),
+            };
+            responses.push(response);
+        }
+        applier.gc_dedup(DEDUP_GC_PER_BATCH).map_err(state_err)?;
+        let mutations = applier.finish();
+
+        let mut batch = WriteBatch::default();
+        write_mutations(db, &mut batch, mutations)?;
+        let meta = cf(db, CF_META)?;
+        batch.put_cf(meta, K_APPLIED, enc_log_id(&last.log_id)?);
+        if let Some(m) = &membership {
+            batch.put_cf(meta, K_MEMBERSHIP, enc_membership(m)?);
+        }
+        db.write(batch)
+            .map_err(|e| StoreError::rocks("write applied entries to the state DB", e))?;
+
+        let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
+        applied.log_id = Some(last.log_id);
+        if let Some(m) = membership {
+            applied.membership = m;
+        }
+        Ok(responses)
+    }
+
+    /// Read one key, with the applied index of the state it was read from.
+    pub fn get(&self, db_name: &str, key: &[u8]) -> Result<(Option<KvRecord>, u64), StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let snap = db.snapshot();
+        let applied = match snap
+            .get_cf(cf(db, CF_META)?, K_APPLIED)
+            .map_err(|e| StoreError::rocks("read the applied index", e))?
+        {
+            Some(b) => dec_log_id(&b)?.index,
+            None => 0,
+        };
+        let rec = match snap
+            .get_cf(cf(db, CF_KV)?, kv_key(db_name, key))
+            .map_err(|e| StoreError::rocks("read a key", e))?
+        {
+            Some(b) => Some(dec_kv(&b)?),
+            None => None,
+        };
+        Ok((rec, applied))
+    }
+
+    /// Read up to `limit` keys of `db_name` that start with `prefix` and sort
+    /// after `start_after` (exclusive; `None` = from the first).
+    pub fn scan(
+        &self,
+        db_name: &str,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let snap = db.snapshot();
+        let applied = match snap
+            .get_cf(cf(db, CF_META)?, K_APPLIED)
+            .map_err(|e| StoreError::rocks("read the applied index", e))?
+        {
+            Some(b) => dec_log_id(&b)?.index,
+            None => 0,
+        };
+        let full_prefix = kv_key(db_name, prefix);
+        let start = match start_after {
+            // The smallest key strictly greater than `after` is `after\0`.
+            Some(after) if after >= prefix => {
+                let mut k = kv_key(db_name, after);
+                k.push(0);
+                k
+            }
+            _ => full_prefix.clone(),
+        };
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let mut page = ScanPage {
+            applied_index: applied,
+            ..Default::default()
+        };
+        let iter = db.iterator_cf_opt(
+            cf(db, CF_KV)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for r in iter {
+            let (k, v) = r.map_err(|e| StoreError::rocks("scan keys", e))?;
+            if !k.starts_with(&full_prefix) {
+                break;
+            }
+            if page.items.len() == limit {
+                page.more = true;
+                break;
+            }
+            let (_, user_key) = split_kv_key(&k)?;
+            page.items.push((user_key.to_vec(), dec_kv(&v)?));
+        }
+        Ok(page)
+    }
+
+    /// Every database with its size.
+    pub fn databases(&self) -> Result<(Vec<DbInfo>, u64), StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let snap = db.snapshot();
+        let applied = match snap
+            .get_cf(cf(db, CF_META)?, K_APPLIED)
+            .map_err(|e| StoreError::rocks("read the applied index", e))?
+        {
+            Some(b) => dec_log_id(&b)?.index,
+            None => 0,
+        };
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let mut out = Vec::new();
+        for r in db.iterator_cf_opt(cf(db, CF_DBS)?, ro, IteratorMode::Start) {
+            let (k, v) = r.map_err(|e| StoreError::rocks("list databases", e))?;
+            let stats = dec_stats(&v)?;
+            out.push(DbInfo {
+                name: String::from_utf8_lossy(&k).into_owned(),
+                keys: stats.keys,
+                bytes: stats.bytes,
+            });
+        }
+        Ok((out, applied))
+    }
+
+    /// The cluster id recorded in the replicated state, if any.
+    pub fn cluster_id(&self) -> Result<Option<ClusterId>, StoreError> {
+        let generation = self.live();
+        RocksView {
+            db: generation.db(),
+        }
+        .cluster_id()
+        .map_err(|e| StoreError::Invalid(e.to_string()))
+    }
+
+    /// A digest of the replicated key-value state (cluster id and every key
+    /// with its value and revisions) and the applied index it was taken at.
+    /// Equal on every node at the same applied index. Request-id records are
+    /// left out: expired ones are deleted at different times on different
+    /// nodes without changing any result.
+    pub fn digest(&self) -> Result<(u64, String), StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let snap = db.snapshot();
+        let meta = cf(db, CF_META)?;
+        let applied = match snap
+            .get_cf(meta, K_APPLIED)
+            .map_err(|e| StoreError::rocks("read the applied index", e))?
+        {
+            Some(b) => dec_log_id(&b)?.index,
+            None => 0,
+        };
+        let mut h = blake3::Hasher::new();
+        h.update(b"sen-state-digest-v1");
+        if let Some(b) = snap
+            .get_cf(meta, K_CLUSTER_ID)
+            .map_err(|e| StoreError::rocks("read the cluster id", e))?
+        {
+            h.update(&b);
+        }
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        for r in db.iterator_cf_opt(cf(db, CF_KV)?, ro, IteratorMode::Start) {
+            let (k, v) = r.map_err(|e| StoreError::rocks("read keys for the digest", e))?;
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(&k);
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(&v);
+        }
+        Ok((applied, h.finalize().to_hex().to_string()))
+    }
+
+    /// Request ids applied within the deduplication window, with the
+    /// revision each took effect at (for checkers that resolve the outcome
+    /// of writes whose acknowledgement was lost).
+    pub fn applied_request_ids(&self) -> Result<Vec<(RequestId, u64)>, StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let mut out = Vec::new();
+        for r in db.iterator_cf(cf(db, CF_DEDUP)?, IteratorMode::Start) {
+            let (k, v) = r.map_err(|e| StoreError::rocks("list request ids", e))?;
+            let id = RequestId::from_slice(&k)
+                .ok_or_else(|| StoreError::Invalid("corrupt request id key".into()))?;
+            out.push((id, dec_dedup(&v)?.response.revision));
+        }
+        Ok(out)
+    }
+}
+
+fn none_response(index: u64) -> Response {
+    Response {
+        revision: index,
+        duplicate: false,
+        outcome: Outcome::None,
+    }
+}
+
+fn state_err(e: StateError) -> StoreError {
+    StoreError::Invalid(e.to_string())
+}
+
+pub(crate) fn gen_name(n: u64) -> String {
+    format!("gen-{n:06}")
+}
+
+fn parse_gen(name: &str) -> Option<u64> {
+    name.strip_prefix("gen-")?.parse().ok()
+}
+
+pub(crate) fn clear_dir(dir: &Path) -> Result<(), StoreError> {
+    for entry in fs::read_dir(dir).map_err(io_err(format!("list {}", dir.display())))? {
+        let entry = entry.map_err(io_err(format!("list {}", dir.display())))?;
+        let p = entry.path();
+        let r = if p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        r.map_err(io_err(format!("remove {}", p.display())))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn read_applied(db: &DB) -> Result<Applied, StoreError> {
+    let meta = cf(db, CF_META)?;
+    let log_id = match db
+        .get_cf(meta, K_APPLIED)
+        .map_err(|e| StoreError::rocks("read the applied log id", e))?
+    {
+        Some(b) => Some(dec_log_id(&b)?),
+        None => None,
+    };
+    let membership = match db
+        .get_cf(meta, K_MEMBERSHIP)
+        .map_err(|e| StoreError::rocks("read the membership", e))?
+    {
+        Some(b) => dec_membership(&b)?,
+        None => StoredMembership::default(),
+    };
+    Ok(Applied { log_id, membership })
+}
+
+pub(crate) fn open_generation(
+    path: PathBuf,
+    opts: &StoreOptions,
+) -> Result<Generation, StoreError> {
+    let db = rocks::open(
+        &path,
+        Kind::State {
+            write_buffer_bytes: opts.state_write_buffer_bytes,
+        },
+        STATE_CFS,
+        "state DB",
+    )?;
+    Ok(Generation {
+        db: Some(db),
+        path,
+        retired: AtomicBool::new(false),
+    })
+}
+
+fn write_mutations(
+    db: &DB,
+    batch: &mut WriteBatch,
+    mutations: Vec<Mutation>,
+) -> Result<(), StoreError> {
+    let kv = cf(db, CF_KV)?;
+    let dedup = cf(db, CF_DEDUP)?;
+    let dedup_time = cf(db, CF_DEDUP_TIME)?;
+    let dbs = cf(db, CF_DBS)?;
+    let meta = cf(db, CF_META)?;
+    for m in mutations {
+        match m {
+            Mutation::PutKv { db, key, record } => {
+                batch.put_cf(kv, kv_key(&db, &key), enc_kv(&record)?)
+            }
+            Mutation::DeleteKv { db, key } => batch.delete_cf(kv, kv_key(&db, &key)),
+            Mutation::PutDedup { id, record } => {
+                batch.put_cf(dedup_time, dedup_time_key(record.at_ms, &id.0), []);
+                batch.put_cf(dedup, id.0, enc_dedup(&record)?);
+            }
+            Mutation::DeleteDedup { id, at_ms } => {
+                batch.delete_cf(dedup_time, dedup_time_key(at_ms, &id.0));
+                batch.delete_cf(dedup, id.0);
+            }
+            Mutation::PutDbStats { db, stats } => {
+                if stats.keys == 0 {
+                    batch.delete_cf(dbs, db.as_bytes());
+                } else {
+                    batch.put_cf(dbs, db.as_bytes(), enc_stats(&stats)?);
+                }
+            }
+            Mutation::PutClock { ms } => batch.put_cf(meta, K_CLOCK, enc("clock", &ms)?),
+            Mutation::PutClusterId(id) => batch.put_cf(meta, K_CLUSTER_ID, enc("cluster id", &id)?),
+        }
+    }
+    Ok(())
+}
+
+/// [`StateView`] over the live state DB.
+struct RocksView<'a> {
+    db: &'a DB,
+}
+
+fn view_err(e: StoreError) -> StateError {
+    match e {
+        StoreError::Codec(c) => StateError::Corrupt(c.to_string()),
+        other => StateError::Storage(other.to_string()),
+    }
+}
+
+impl RocksView<'_> {
+    fn get(&self, cf_name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let handle = cf(self.db, cf_name).map_err(view_err)?;
+        self.db
+            .get_cf(handle, key)
+            .map_err(|e| StateError::Storage(format!("RocksDB read failed: {e}")))
+    }
+}
+
+impl StateView for RocksView<'_> {
+    fn kv(&self, db: &str, key: &[u8]) -> Result<Option<KvRecord>, StateError> {
+        self.get(CF_KV, &kv_key(db, key))?
+            .map(|b| dec_kv(&b).map_err(view_err))
+            .transpose()
+    }
+
+    fn dedup(&self, id: &RequestId) -> Result<Option<DedupRecord>, StateError> {
+        self.get(CF_DEDUP, &id.0)?
+            .map(|b| dec_dedup(&b).map_err(view_err))
+            .transpose()
+    }
+
+    fn dedup_expired(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RequestId)>, StateError> {
+        let handle = cf(self.db, CF_DEDUP_TIME).map_err(view_err)?;
+        let mut out = Vec::new();
+        for r in self.db.iterator_cf(handle, IteratorMode::Start) {
+            if out.len() == limit {
+                break;
+            }
+            let (k, _) = r.map_err(|e| StateError::Storage(format!("RocksDB read failed: {e}")))?;
+            if k.len() != 24 {
+                return Err(StateError::Corrupt(
+                    "request-id time index key of wrong length".into(),
+                ));
+            }
+            let mut at = [0u8; 8];
+            at.copy_from_slice(&k[..8]);
+            let at = u64::from_be_bytes(at);
+            if at >= before_ms {
+                break;
+            }
+            let id = RequestId::from_slice(&k[8..])
+                .ok_or_else(|| StateError::Corrupt("bad request id".into()))?;
+            out.push((at, id));
+        }
+        Ok(out)
+    }
+
+    fn db_stats(&self, db: &str) -> Result<DbStats, StateError> {
+        Ok(self
+            .get(CF_DBS, db.as_bytes())?
+            .map(|b| dec_stats(&b).map_err(view_err))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    fn clock_ms(&self) -> Result<u64, StateError> {
+        Ok(self
+            .get(CF_META, K_CLOCK)?
+            .map(|b| dec::<u64>("clock", &b).map_err(view_err))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    fn cluster_id(&self) -> Result<Option<ClusterId>, StateError> {
+        self.get(CF_META, K_CLUSTER_ID)?
+            .map(|b| dec::<ClusterId>("cluster id", &b).map_err(view_err))
+            .transpose()
+    }
+}

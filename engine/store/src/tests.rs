@@ -1,0 +1,352 @@
+//! Store tests: openraft's own storage suite on our RocksDB store, plus
+//! durability across reopen, snapshots and their transfer format.
+
+use std::io::Read;
+
+use openraft::storage::{
+    IOFlushed, RaftLogReader, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine,
+};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
+use openraft::vote::RaftLeaderId;
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, StorageError};
+use sen_core::RequestId;
+use sen_raft::{Entry, LogId, Op, Request, TypeConfig, Vote};
+use tempfile::TempDir;
+
+use super::*;
+use crate::snapshot::SnapshotManifest;
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
+        let dir = tempfile::tempdir()
+            .map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        let store = Store::open(dir.path(), StoreOptions::default()).map_err(|e| {
+            StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e.into())
+        })?;
+        Ok((dir, store.log, store.state_machine))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite() {
+    Suite::test_all(Builder)
+        .await
+        .expect("openraft storage suite");
+}
+
+fn log_id(term: u64, index: u64) -> LogId {
+    openraft::LogId::new(
+        openraft::impls::leader_id_std::LeaderId { term, voted_for: 1 }.to_committed(),
+        index,
+    )
+}
+
+fn put_entry(term: u64, index: u64, key: &str, value: &str) -> Entry {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(Request {
+            id: Some(RequestId::generate()),
+            proposed_at_ms: 1_000 + index,
+            op: Op::Put {
+                db: "portal".into(),
+                key: key.into(),
+                value: value.into(),
+            },
+        }),
+    }
+}
+
+async fn append_and_wait(log: &mut LogStore, entries: Vec<Entry>) {
+    let (tx, rx) = TypeConfig::oneshot();
+    log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_vote_and_state_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let vote = Vote::new(3, 1);
+    {
+        let mut store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.log.save_vote(&vote).await.unwrap();
+        let entries: Vec<Entry> = (1..=20)
+            .map(|i| put_entry(3, i, &format!("k{i}"), "v"))
+            .collect();
+        append_and_wait(&mut store.log, entries.clone()).await;
+        store.state.apply_entries(&entries[..10]).unwrap();
+        store.log.purge(log_id(3, 4)).await.unwrap();
+        store.log.truncate_after(Some(log_id(3, 18))).await.unwrap();
+    }
+    let mut store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.log.read_vote().await.unwrap(), Some(vote));
+    let st = store.log.get_log_state().await.unwrap();
+    assert_eq!(st.last_purged_log_id, Some(log_id(3, 4)));
+    assert_eq!(st.last_log_id, Some(log_id(3, 18)));
+    let got = store.log.try_get_log_entries(5..19).await.unwrap();
+    assert_eq!(got.len(), 14);
+    assert_eq!(got[0].log_id.index, 5);
+    let (applied, _) = store.state_machine.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(3, 10)));
+    let (rec, at) = store.state.get("portal", b"k7").unwrap();
+    assert_eq!(rec.unwrap().mod_revision, 7);
+    assert_eq!(at, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_reads_are_bounded_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_append_bytes: 10_000,
+        ..Default::default()
+    };
+    let mut store = Store::open(dir.path(), opts).unwrap();
+    let big = "x".repeat(3_000);
+    let entries: Vec<Entry> = (1..=10).map(|i| put_entry(1, i, "k", &big)).collect();
+    append_and_wait(&mut store.log, entries).await;
+    let got = store.log.limited_get_log_entries(1, 11).await.unwrap();
+    assert!(got.len() >= 3 && got.len() <= 4, "got {}", got.len());
+    // A single entry larger than the cap is still returned alone.
+    let opts = StoreOptions {
+        max_append_bytes: 10,
+        ..Default::default()
+    };
+    drop(store);
+    let mut store = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        store
+            .log
+            .limited_get_log_entries(1, 11)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_belongs_to_one_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    store.log.claim_node_id(2, dir.path()).unwrap();
+    store.log.claim_node_id(2, dir.path()).unwrap();
+    let err = store
+        .log
+        .claim_node_id(3, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("belongs to node 2, not node 3"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+    {
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            dir.path().join("raft"),
+            ["meta", "log"],
+        )
+        .unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(
+            meta,
+            format::K_FORMAT,
+            format::enc("layout version", &99u32).unwrap(),
+        )
+        .unwrap();
+    }
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("layout version 99") && err.contains("newer Sen"),
+        "{err}"
+    );
+}
+
+/// Copy a snapshot through the transfer format (as the network does) into
+/// another store, install it there, and compare the states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_transfer_and_install() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = Store::open(a_dir.path(), StoreOptions::default()).unwrap();
+    let b = Store::open(b_dir.path(), StoreOptions::default()).unwrap();
+    let entries: Vec<Entry> = (1..=500)
+        .map(|i| put_entry(2, i, &format!("key-{i:04}"), &"v".repeat(i as usize)))
+        .collect();
+    a.state.apply_entries(&entries).unwrap();
+    b.state.apply_entries(&entries[..3]).unwrap();
+
+    let mut builder = a.state_machine.clone();
+    let snap = builder.build_snapshot().await.unwrap();
+    assert_eq!(snap.meta.last_log_id, Some(log_id(2, 500)));
+    assert_eq!(
+        crate::snapshot::inspect_applied(snap.snapshot.path()).unwrap(),
+        Some(log_id(2, 500))
+    );
+
+    // Stream it in small chunks.
+    let manifest: SnapshotManifest = snap.snapshot.manifest().clone();
+    let mut incoming = IncomingSnapshot::begin(&b.state, manifest.clone()).unwrap();
+    for (i, _) in manifest.files.iter().enumerate() {
+        let mut f = snap.snapshot.open_file(i).unwrap();
+        let mut h = blake3::Hasher::new();
+        let mut off = 0u64;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            incoming.write(i, off, &buf[..n]).unwrap();
+            h.update(&buf[..n]);
+            off += n as u64;
+        }
+        incoming.finish_file(i, h.finalize().as_bytes()).unwrap();
+    }
+    let handle = incoming.finish().unwrap();
+    let incoming_path = handle.path().to_owned();
+
+    let mut sm_b = b.state_machine.clone();
+    sm_b.install_snapshot(&snap.meta, handle).await.unwrap();
+    assert!(
+        !incoming_path.exists(),
+        "the received copy is removed once installed"
+    );
+    assert_eq!(a.state.digest().unwrap(), b.state.digest().unwrap());
+    let (applied, _) = sm_b.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(2, 500)));
+    assert!(sm_b.get_current_snapshot().await.unwrap().is_some());
+
+    // The installed state keeps working and survives a reopen.
+    b.state
+        .apply_entries(&[put_entry(2, 501, "after", "x")])
+        .unwrap();
+    drop(sm_b);
+    drop(b);
+    let b = Store::open(b_dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(b.state.applied_index(), 501);
+    assert_eq!(
+        b.state
+            .get("portal", b"key-0042")
+            .unwrap()
+            .0
+            .unwrap()
+            .value
+            .len(),
+        42
+    );
+    assert!(
+        b.state.current_snapshot().is_some(),
+        "snapshot is found again after restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_snapshot_transfers_are_refused() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = Store::open(a_dir.path(), StoreOptions::default()).unwrap();
+    a.state.apply_entries(&[put_entry(1, 1, "k", "v")]).unwrap();
+    let snap = a.state.build_snapshot().unwrap();
+    let manifest = snap.manifest().clone();
+    let first = &manifest.files[0];
+
+    // Wrong hash.
+    let mut inc = IncomingSnapshot::begin(&a.state, manifest.clone()).unwrap();
+    let mut data = Vec::new();
+    snap.open_file(0).unwrap().read_to_end(&mut data).unwrap();
+    if !data.is_empty() {
+        inc.write(0, 0, &data).unwrap();
+    }
+    let err = inc.finish_file(0, &[0u8; 32]).unwrap_err().to_string();
+    assert!(err.contains("blake3"), "{err}");
+
+    drop(inc);
+    // Out of order, too large, bad names.
+    let mut inc = IncomingSnapshot::begin(&a.state, manifest.clone()).unwrap();
+    assert!(inc.write(1, 0, b"x").is_err());
+    drop(inc);
+    let mut inc = IncomingSnapshot::begin(&a.state, manifest.clone()).unwrap();
+    assert!(inc.write(0, 0, &vec![0; first.size as usize + 1]).is_err());
+    drop(inc);
+    let mut bad = manifest.clone();
+    bad.files[0].name = "../escape".into();
+    assert!(IncomingSnapshot::begin(&a.state, bad).is_err());
+    // Ending early.
+    let inc = IncomingSnapshot::begin(&a.state, manifest).unwrap();
+    assert!(inc.finish().is_err());
+    // Aborted receives leave nothing behind.
+    assert_eq!(
+        std::fs::read_dir(a_dir.path().join("incoming"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_snapshots_are_removed_when_superseded() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    a.state.apply_entries(&[put_entry(1, 1, "k", "v")]).unwrap();
+    let s1 = a.state.build_snapshot().unwrap();
+    let p1 = s1.path().to_owned();
+    a.state.apply_entries(&[put_entry(1, 2, "k", "w")]).unwrap();
+    let s2 = a.state.build_snapshot().unwrap();
+    assert!(p1.exists(), "still referenced by a sender");
+    drop(s1);
+    assert!(!p1.exists());
+    assert!(s2.path().exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_paginate_within_one_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let mut entries: Vec<Entry> = (1..=25)
+        .map(|i| put_entry(1, i, &format!("doc/{i:02}"), "v"))
+        .collect();
+    // A neighbouring database whose name is a prefix must not leak in.
+    entries.push(Entry {
+        log_id: log_id(1, 26),
+        payload: EntryPayload::Normal(Request {
+            id: None,
+            proposed_at_ms: 1,
+            op: Op::Put {
+                db: "portal2".into(),
+                key: b"doc/00".to_vec(),
+                value: b"x".to_vec(),
+            },
+        }),
+    });
+    a.state.apply_entries(&entries).unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = a
+            .state
+            .scan("portal", b"doc/", after.as_deref(), 10)
+            .unwrap();
+        seen.extend(page.items.iter().map(|(k, _)| k.clone()));
+        after = page.items.last().map(|(k, _)| k.clone());
+        assert_eq!(page.applied_index, 26);
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    let (dbs, _) = a.state.databases().unwrap();
+    assert_eq!(
+        dbs.iter()
+            .map(|d| (d.name.as_str(), d.keys))
+            .collect::<Vec<_>>(),
+        vec![("portal", 25), ("portal2", 1)]
+    );
+}
