@@ -285,15 +285,9 @@ impl StateDb {
     /// Build a snapshot of the current state (blocking; run it off the
     /// async runtime).
     pub fn build_snapshot(&self) -> Result<SnapshotHandle, StoreError> {
-        let generation = self.live();
         // Flush most of the memtables before taking the gate, so the flush
         // inside the checkpoint is short.
-        for name in STATE_CFS.iter().chain([&CF_META]) {
-            generation
-                .db()
-                .flush_cf(cf(generation.db(), name)?)
-                .map_err(|e| StoreError::rocks("flush the state DB", e))?;
-        }
+        self.flush()?;
         let tmp = self.snapshots_dir().join(format!("tmp-{}", uuid_like()));
         let meta = {
             let _gate = self.gate();

@@ -296,6 +296,18 @@ impl StateDb {
         Ok(responses)
     }
 
+    /// Flush the memtables to disk (used at shutdown, so a restart does not
+    /// re-apply from the log).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        for name in STATE_CFS.iter().chain([&CF_META]) {
+            db.flush_cf(cf(db, name)?)
+                .map_err(|e| StoreError::rocks("flush the state DB", e))?;
+        }
+        Ok(())
+    }
+
     /// Read one key, with the applied index of the state it was read from.
     pub fn get(&self, db_name: &str, key: &[u8]) -> Result<(Option<KvRecord>, u64), StoreError> {
         let generation = self.live();

@@ -1,0 +1,91 @@
+//! `sen server`: run one node until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use sen_node::{NodeConfig, Overrides};
+use tracing_subscriber::EnvFilter;
+
+use crate::Failure;
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, env = "SEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id (positive integer, unique in the cluster).
+    #[arg(long)]
+    id: Option<u64>,
+    /// Where the node keeps its data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address (clients and peers).
+    #[arg(long)]
+    listen: Option<String>,
+    /// gRPC address other nodes use to reach this one (default: --listen).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// HTTP listen address (/livez, /readyz, /metrics).
+    #[arg(long)]
+    http: Option<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+pub fn run(args: ServerArgs) -> Result<(), Failure> {
+    let overrides = Overrides {
+        id: args.id,
+        data_dir: args.data_dir,
+        listen: args.listen,
+        advertise: args.advertise,
+        http: args.http,
+    };
+    let cfg = NodeConfig::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    if args.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+    init_logging(&cfg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sen")
+        .build()
+        .map_err(|e| Failure::from(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        sen_node::run(cfg, shutdown_signal()).await.map_err(|e| {
+            tracing::error!("{e}");
+            Failure::from(e)
+        })
+    })
+}
+
+fn init_logging(cfg: &NodeConfig) {
+    let filter = std::env::var("SEN_LOG").unwrap_or_else(|_| cfg.log.level.clone());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,9 @@
+//! Multi-process integration tests: real `sen` processes on 127.0.0.x.
+//!
+//! Every wait polls a condition under a deadline (`sen_chaos::wait_for`);
+//! nothing sleeps for a fixed time. On failure, tests print the node logs.
+
+mod cli;
+mod cluster;
+mod common;
+mod membership;

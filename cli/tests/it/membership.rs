@@ -1,0 +1,147 @@
+//! Membership changes and refusing strangers.
+
+use sen_chaos::wait_for;
+use sen_proto::raft::v1::NodeStatusRequest;
+use sen_proto::raft::v1::raft_client::RaftClient;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learners_promotion_and_removal() {
+    let mut c = cluster("membership", FAST);
+    c.form(2).await.unwrap();
+    c.add(3).unwrap();
+    c.start(3).unwrap();
+    let client = c.client().unwrap();
+    let addr3 = c.grpc(3).unwrap();
+    wait_for("node 3 to answer", T, || async {
+        Ok(c.client_for(3)?
+            .status_of(&addr3, std::time::Duration::from_secs(1))
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+
+    // Join as a learner, then promote.
+    let r = client.add_node(3, &addr3, true).await.unwrap();
+    assert!(!r.member.unwrap().voter);
+    let s = c.status().await.unwrap();
+    let m3 = s.members.iter().find(|m| m.id == 3).unwrap();
+    assert_eq!(m3.role, "learner");
+    client.promote_node(3).await.unwrap();
+    let s = c.status().await.unwrap();
+    assert!(s.members.iter().find(|m| m.id == 3).unwrap().voter);
+
+    // Re-adding an existing id or address is refused with a reason.
+    let e = client
+        .add_node(3, &addr3, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already a member"), "{e}");
+    let e = client
+        .add_node(9, &addr3, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already used by node 3"), "{e}");
+    let e = client.remove_node(42).await.unwrap_err().to_string();
+    assert!(e.contains("not a member"), "{e}");
+
+    // Remove the leader itself: the others carry on.
+    let leader = c.wait_leader(None, T).await.unwrap();
+    client.remove_node(leader).await.unwrap();
+    let rest: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    let survivor = c.client_for(rest[0]).unwrap();
+    let s = wait_for("a new leader among the remaining nodes", T, || async {
+        let s = survivor.status().await?;
+        Ok((s.leader_id != 0 && s.leader_id != leader && s.members.len() == 2).then_some(s))
+    })
+    .await
+    .unwrap();
+    assert!(s.members.iter().all(|m| m.id != leader));
+    let w = survivor
+        .put("portal", b"after-removal", b"ok")
+        .await
+        .unwrap();
+    assert!(w.revision > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_another_cluster_and_wrong_ids_are_refused() {
+    // Two independent one-node clusters.
+    let mut a = cluster("cluster-a", FAST);
+    a.form(1).await.unwrap();
+    let mut b = cluster("cluster-b", FAST);
+    b.add(2).unwrap();
+    b.form(1).await.unwrap();
+
+    // A's leader cannot adopt B's node: it already belongs to cluster B.
+    let e = a
+        .client()
+        .unwrap()
+        .add_node(2, &b.grpc(1).unwrap(), false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is node 1, not node 2"), "{e}");
+    let e = a
+        .client()
+        .unwrap()
+        .add_node(1, &b.grpc(1).unwrap(), false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("already a member") || e.contains("already belongs to cluster"),
+        "{e}"
+    );
+
+    // A fresh node with id 5 refuses to be added as id 6.
+    a.add(5).unwrap();
+    a.start(5).unwrap();
+    let addr5 = a.grpc(5).unwrap();
+    let e = wait_for("node 5 to refuse a wrong id", T, || async {
+        match a.client()?.add_node(6, &addr5, false).await {
+            Err(e) if e.to_string().contains("is node 5, not node 6") => Ok(Some(e.to_string())),
+            _ => Ok(None),
+        }
+    })
+    .await
+    .unwrap();
+    assert!(e.contains("refused to join"), "{e}");
+
+    // Peer RPCs carrying another cluster id are refused, on every call.
+    let cluster_a = a.status().await.unwrap().cluster_id;
+    let mut raw = RaftClient::connect(format!("http://{}", b.grpc(1).unwrap()))
+        .await
+        .unwrap();
+    let mut req = tonic::Request::new(NodeStatusRequest {});
+    req.metadata_mut()
+        .insert("sen-cluster-id", cluster_a.parse().unwrap());
+    req.metadata_mut()
+        .insert("sen-from-node", "1".parse().unwrap());
+    let e = raw.node_status(req).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message()
+            .contains("refusing a call from node 1 of cluster"),
+        "{}",
+        e.message()
+    );
+    // ...and calls meant for another node id.
+    let cluster_b = b.status().await.unwrap().cluster_id;
+    let mut req = tonic::Request::new(NodeStatusRequest {});
+    req.metadata_mut()
+        .insert("sen-cluster-id", cluster_b.parse().unwrap());
+    req.metadata_mut()
+        .insert("sen-to-node", "7".parse().unwrap());
+    let e = raw.node_status(req).await.unwrap_err();
+    assert!(
+        e.message().contains("this is node 1, not node 7"),
+        "{}",
+        e.message()
+    );
+}

@@ -1,0 +1,546 @@
+//! A client for a Sen cluster: endpoint failover, leader hints and safe
+//! retries.
+//!
+//! Every call goes to the last known leader if there is one, else to the
+//! configured endpoints in turn. Retryable failures (`UNAVAILABLE`,
+//! connection errors, `DEADLINE_EXCEEDED`) are retried with backoff until
+//! the overall timeout; a "not leader" error carrying the leader's address
+//! sends the next attempt there. Writes carry one request id for all their
+//! attempts, so a retry after an unknown outcome is applied at most once.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sen_client::ClientError> {
+//! let client = sen_client::Client::new(&["127.0.0.1:7101".to_string()], Default::default())?;
+//! let put = client.put("lichtuan", b"2026-w48", b"...").await?;
+//! let got = client.get("lichtuan", b"2026-w48", sen_client::Consistency::Linearizable).await?;
+//! assert_eq!(got.kv.unwrap().mod_revision, put.revision);
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sen_proto::meta;
+pub use sen_proto::v1::Consistency;
+use sen_proto::v1::cluster_client::ClusterClient;
+use sen_proto::v1::kv_client::KvClient;
+use sen_proto::v1::*;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// Timeouts of a client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Total time for one operation, all retries included.
+    pub timeout: Duration,
+    /// Deadline of one attempt (also sent to the server).
+    pub attempt_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A failed operation.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("no endpoints given: use --endpoints HOST:PORT[,HOST:PORT...] or set SEN_ENDPOINTS")]
+    NoEndpoints,
+    #[error("invalid endpoint {0:?}: use HOST:PORT")]
+    BadEndpoint(String),
+    /// The cluster answered with an error that retrying will not fix, or
+    /// retries ran out.
+    #[error("{message}")]
+    Status { code: Code, message: String },
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A client of a Sen cluster. Cheap to share behind an `Arc`; calls may run
+/// concurrently.
+pub struct Client {
+    endpoints: Vec<String>,
+    opts: ClientOptions,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Where the leader is believed to be.
+    leader: Mutex<Option<String>>,
+    /// Next endpoint to try when no leader is known.
+    next: Mutex<usize>,
+}
+
+fn retryable(s: &Status) -> bool {
+    match s.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::ResourceExhausted
+        | Code::Aborted => true,
+        // Connection-level failures surface as Unknown with a transport message.
+        Code::Unknown => {
+            let m = s.message();
+            m.contains("transport")
+                || m.contains("connect")
+                || m.contains("broken pipe")
+                || m.contains("connection")
+        }
+        _ => false,
+    }
+}
+
+fn leader_hint(s: &Status) -> Option<String> {
+    s.metadata()
+        .get(meta::LEADER_ADDR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+impl Client {
+    /// A client for the given `HOST:PORT` endpoints.
+    pub fn new(endpoints: &[String], opts: ClientOptions) -> Result<Self, ClientError> {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .flat_map(|e| e.split(','))
+            .map(|e| e.trim().trim_start_matches("http://").to_owned())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        for e in &endpoints {
+            if !e
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                return Err(ClientError::BadEndpoint(e.clone()));
+            }
+        }
+        Ok(Self {
+            endpoints,
+            opts,
+            channels: Mutex::new(HashMap::new()),
+            leader: Mutex::new(None),
+            next: Mutex::new(0),
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|_| ClientError::BadEndpoint(addr.to_owned()))?
+            .connect_timeout(self.opts.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        map.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    fn pick(&self) -> String {
+        if let Some(l) = self
+            .leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return l;
+        }
+        let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let e = self.endpoints[*n % self.endpoints.len()].clone();
+        *n += 1;
+        e
+    }
+
+    fn forget_leader(&self, addr: &str) {
+        let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        if l.as_deref() == Some(addr) {
+            *l = None;
+        }
+    }
+
+    /// Run `f` against endpoints until it succeeds, fails for good, or the
+    /// overall timeout passes. `prefer_leader` sends the first attempt to
+    /// the known leader (writes, linearizable reads).
+    async fn retry<T, F, Fut>(
+        &self,
+        what: &str,
+        prefer_leader: bool,
+        mut f: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let start = Instant::now();
+        let mut backoff = Duration::from_millis(25);
+        let mut attempts = 0u32;
+        // Endpoints that said they are not in a cluster yet, in a row.
+        let mut no_cluster = 0usize;
+        loop {
+            attempts += 1;
+            let addr = if prefer_leader {
+                self.pick()
+            } else {
+                let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
+                let e = self.endpoints[*n % self.endpoints.len()].clone();
+                *n += 1;
+                e
+            };
+            let left = self.opts.timeout.saturating_sub(start.elapsed());
+            let attempt = self
+                .opts
+                .attempt_timeout
+                .min(left)
+                .max(Duration::from_millis(50));
+            let channel = self.channel(&addr)?;
+            let result = match tokio::time::timeout(attempt, f(channel, attempt)).await {
+                Ok(r) => r,
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "no answer from {addr} within {attempt:?}"
+                ))),
+            };
+            let status = match result {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) => s,
+            };
+            let hint = leader_hint(&status);
+            if status.metadata().contains_key(meta::NO_CLUSTER) {
+                // That node cannot help; another endpoint may.
+                self.forget_leader(&addr);
+                no_cluster += 1;
+                if no_cluster < self.endpoints.len() && start.elapsed() < self.opts.timeout {
+                    continue;
+                }
+                return Err(ClientError::Status {
+                    code: status.code(),
+                    message: format!("{what} failed: {}", status.message()),
+                });
+            }
+            no_cluster = 0;
+            if !retryable(&status) || start.elapsed() + backoff >= self.opts.timeout {
+                let message = if retryable(&status) {
+                    format!(
+                        "{what} failed after {attempts} attempts over {:?}: {} (last tried {addr})",
+                        start.elapsed(),
+                        status.message()
+                    )
+                } else {
+                    format!("{what} failed: {}", status.message())
+                };
+                return Err(ClientError::Status {
+                    code: status.code(),
+                    message,
+                });
+            }
+            tracing::debug!(%addr, code = ?status.code(), message = status.message(), "retrying {what}");
+            match hint {
+                Some(h) if h != addr => {
+                    *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+                    // A fresh hint deserves an immediate try.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                _ => {
+                    self.forget_leader(&addr);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    fn remember_leader(&self, header: &Option<ResponseHeader>, served_by: &str) {
+        // A response from the leader itself tells us where it is.
+        if let Some(h) = header
+            && h.node_id == h.leader_id
+            && h.leader_id != 0
+        {
+            *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = Some(served_by.to_owned());
+        }
+    }
+
+    fn request<T>(msg: T, deadline: Duration) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(deadline);
+        r
+    }
+
+    fn header() -> Option<RequestHeader> {
+        Some(RequestHeader {
+            request_id: uuid::Uuid::new_v4().as_bytes().to_vec(),
+        })
+    }
+
+    /// Set `key` in `db` to `value`.
+    pub async fn put(
+        &self,
+        db: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<PutResponse, ClientError> {
+        let msg = PutRequest {
+            header: Self::header(),
+            db: db.into(),
+            key: key.into(),
+            value: value.into(),
+        };
+        self.retry("put", true, |ch, d| {
+            let msg = msg.clone();
+            async move {
+                KvClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .put(Self::request(msg, d))
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Read `key` from `db`.
+    pub async fn get(
+        &self,
+        db: &str,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<GetResponse, ClientError> {
+        let msg = GetRequest {
+            db: db.into(),
+            key: key.into(),
+            consistency: consistency as i32,
+        };
+        let stale = consistency == Consistency::Stale;
+        self.retry("get", !stale, |ch, d| {
+            let msg = msg.clone();
+            async move {
+                KvClient::new(ch)
+                    .max_decoding_message_size(64 << 20)
+                    .get(Self::request(msg, d))
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Remove `key` from `db`.
+    pub async fn delete(&self, db: &str, key: &[u8]) -> Result<DeleteResponse, ClientError> {
+        let msg = DeleteRequest {
+            header: Self::header(),
+            db: db.into(),
+            key: key.into(),
+        };
+        self.retry("delete", true, |ch, d| {
+            let msg = msg.clone();
+            async move { KvClient::new(ch).delete(Self::request(msg, d)).await }
+        })
+        .await
+    }
+
+    /// One page of keys.
+    pub async fn scan_page(&self, req: ScanRequest) -> Result<ScanResponse, ClientError> {
+        let stale = req.consistency == Consistency::Stale as i32;
+        self.retry("scan", !stale, |ch, d| {
+            let msg = req.clone();
+            async move {
+                KvClient::new(ch)
+                    .max_decoding_message_size(256 << 20)
+                    .scan(Self::request(msg, d))
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Up to `limit` keys (0 = all) with `prefix`, fetched page by page.
+    /// Each page is consistent on its own; the whole scan is not one
+    /// point-in-time snapshot.
+    pub async fn scan(
+        &self,
+        db: &str,
+        prefix: &[u8],
+        limit: usize,
+        keys_only: bool,
+        consistency: Consistency,
+    ) -> Result<(Vec<KeyValue>, bool), ClientError> {
+        let mut out: Vec<KeyValue> = Vec::new();
+        let mut after = Vec::new();
+        loop {
+            let want = if limit == 0 {
+                0
+            } else {
+                (limit - out.len()) as u32
+            };
+            let page = self
+                .scan_page(ScanRequest {
+                    db: db.into(),
+                    prefix: prefix.into(),
+                    start_after: after.clone(),
+                    limit: want,
+                    consistency: consistency as i32,
+                    keys_only,
+                })
+                .await?;
+            if let Some(last) = page.kvs.last() {
+                after = last.key.clone();
+            }
+            out.extend(page.kvs);
+            let full = limit != 0 && out.len() >= limit;
+            if !page.more || full {
+                return Ok((out, page.more));
+            }
+        }
+    }
+
+    /// Run a transaction.
+    pub async fn txn(&self, mut req: TxnRequest) -> Result<TxnResponse, ClientError> {
+        req.header = Self::header();
+        self.retry("txn", true, |ch, d| {
+            let msg = req.clone();
+            async move { KvClient::new(ch).txn(Self::request(msg, d)).await }
+        })
+        .await
+    }
+
+    /// Every database and its size.
+    pub async fn list_databases(
+        &self,
+        consistency: Consistency,
+    ) -> Result<ListDatabasesResponse, ClientError> {
+        let stale = consistency == Consistency::Stale;
+        self.retry("list databases", !stale, |ch, d| async move {
+            KvClient::new(ch)
+                .list_databases(Self::request(
+                    ListDatabasesRequest {
+                        consistency: consistency as i32,
+                    },
+                    d,
+                ))
+                .await
+        })
+        .await
+    }
+
+    /// Turn the first endpoint's node into a new one-voter cluster. Not
+    /// retried on other endpoints: it is about that node.
+    pub async fn init(&self) -> Result<InitResponse, ClientError> {
+        let addr = self.endpoints[0].clone();
+        let ch = self.channel(&addr)?;
+        let d = self.opts.timeout;
+        match tokio::time::timeout(
+            d,
+            ClusterClient::new(ch).init(Self::request(InitRequest {}, d)),
+        )
+        .await
+        {
+            Err(_) => Err(ClientError::Status {
+                code: Code::DeadlineExceeded,
+                message: format!("init: no answer from {addr} within {d:?}"),
+            }),
+            Ok(Err(s)) => Err(ClientError::Status {
+                code: s.code(),
+                message: format!("init on {addr} failed: {}", s.message()),
+            }),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }
+
+    /// Add a node (see `sen cluster add-node`). Waits for it to catch up.
+    pub async fn add_node(
+        &self,
+        id: u64,
+        addr: &str,
+        learner: bool,
+    ) -> Result<AddNodeResponse, ClientError> {
+        let msg = AddNodeRequest {
+            id,
+            addr: addr.into(),
+            learner,
+        };
+        self.retry("add-node", true, |ch, d| {
+            let msg = msg.clone();
+            async move { ClusterClient::new(ch).add_node(Self::request(msg, d)).await }
+        })
+        .await
+    }
+
+    pub async fn promote_node(&self, id: u64) -> Result<PromoteNodeResponse, ClientError> {
+        self.retry("promote", true, |ch, d| async move {
+            ClusterClient::new(ch)
+                .promote_node(Self::request(PromoteNodeRequest { id }, d))
+                .await
+        })
+        .await
+    }
+
+    pub async fn remove_node(&self, id: u64) -> Result<RemoveNodeResponse, ClientError> {
+        self.retry("remove-node", true, |ch, d| async move {
+            ClusterClient::new(ch)
+                .remove_node(Self::request(RemoveNodeRequest { id }, d))
+                .await
+        })
+        .await
+    }
+
+    /// Cluster status (from the leader when reachable).
+    pub async fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.retry("status", false, |ch, d| async move {
+            ClusterClient::new(ch)
+                .status(Self::request(StatusRequest {}, d))
+                .await
+        })
+        .await
+    }
+
+    /// Status as seen by one specific endpoint, without retries elsewhere.
+    pub async fn status_of(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<StatusResponse, ClientError> {
+        let ch = self.channel(addr)?;
+        match tokio::time::timeout(
+            timeout,
+            ClusterClient::new(ch).status(Self::request(StatusRequest {}, timeout)),
+        )
+        .await
+        {
+            Err(_) => Err(ClientError::Status {
+                code: Code::DeadlineExceeded,
+                message: format!("no answer from {addr} within {timeout:?}"),
+            }),
+            Ok(Err(s)) => Err(ClientError::Status {
+                code: s.code(),
+                message: s.message().to_owned(),
+            }),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }
+
+    /// Note the leader from a response header (for callers using
+    /// [`Client::put`] etc., this happens automatically on errors).
+    pub fn observe(&self, header: &Option<ResponseHeader>, served_by: &str) {
+        self.remember_leader(header, served_by);
+    }
+}

@@ -1,0 +1,564 @@
+//! Node configuration: one TOML file, `SEN_*` environment overrides, and
+//! flags for the common fields, applied in that order, then validated.
+//!
+//! Every field has a default that works for a single development node; the
+//! reference is docs/configuration.md (keep it in sync with this file).
+//! Unknown fields are an error, in the file and in the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sen_core::limits::Limits;
+use serde::{Deserialize, Serialize};
+
+/// The whole node configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeConfig {
+    /// This node's id: a positive integer, unique in the cluster, never
+    /// reused. A data directory belongs to one id for life.
+    pub id: u64,
+    /// Where the node keeps its Raft log, state and snapshots.
+    pub data_dir: PathBuf,
+    /// gRPC listen address, for clients and for the other nodes.
+    pub listen: String,
+    /// The gRPC address other nodes and clients use to reach this node.
+    /// Empty: the same as `listen` (which must then not be 0.0.0.0).
+    pub advertise: String,
+    /// HTTP listen address: /livez, /readyz, /metrics.
+    pub http: String,
+    pub raft: RaftConfig,
+    pub server: ServerConfig,
+    pub limits: Limits,
+    pub log: LogConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: 1,
+            data_dir: PathBuf::from("sen-data"),
+            listen: "127.0.0.1:7001".into(),
+            advertise: String::new(),
+            http: "127.0.0.1:8001".into(),
+            raft: RaftConfig::default(),
+            server: ServerConfig::default(),
+            limits: Limits::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Raft timing and log compaction. The timing defaults were chosen by
+/// measurement (docs/benchmarks.md, "failover").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RaftConfig {
+    /// How often the leader sends heartbeats.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A follower that hears nothing from the leader for the leader lease
+    /// (= `election-timeout-max`) plus a random time between min and max
+    /// starts an election.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_max: Duration,
+    /// Deadline of one AppendEntries, Vote or other peer call.
+    #[serde(with = "humantime_serde")]
+    pub rpc_timeout: Duration,
+    /// Take a snapshot after this many entries since the last one.
+    pub snapshot_after_entries: u64,
+    /// Entries kept in the log behind the latest snapshot, so a briefly
+    /// lagging follower catches up from the log rather than a snapshot.
+    pub keep_entries_after_snapshot: u64,
+    /// Most entries in one AppendEntries.
+    pub max_entries_per_append: u64,
+    /// Most bytes of entries in one AppendEntries (one larger entry is
+    /// still sent alone).
+    pub max_append_bytes: usize,
+    /// Snapshot files are streamed in chunks of this size.
+    pub snapshot_chunk_bytes: usize,
+    /// A snapshot transfer may take this long plus one second per
+    /// `snapshot-min-rate-bytes` bytes before it is abandoned.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_timeout: Duration,
+    pub snapshot_min_rate_bytes: u64,
+    /// Memtable size of the state DB.
+    pub state_write_buffer_bytes: usize,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(500),
+            rpc_timeout: Duration::from_secs(2),
+            snapshot_after_entries: 20_000,
+            keep_entries_after_snapshot: 5_000,
+            max_entries_per_append: 1_000,
+            max_append_bytes: 4 * 1024 * 1024,
+            snapshot_chunk_bytes: 1024 * 1024,
+            snapshot_timeout: Duration::from_secs(60),
+            snapshot_min_rate_bytes: 4 * 1024 * 1024,
+            state_write_buffer_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Client-facing behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Deadline for a request whose client sent none.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest a follower waits for the leader when forwarding a request
+    /// (never longer than the client's own deadline).
+    #[serde(with = "humantime_serde")]
+    pub forward_timeout: Duration,
+    /// How long `cluster status` waits for each member.
+    #[serde(with = "humantime_serde")]
+    pub status_timeout: Duration,
+    /// How long `cluster add-node` waits for a new node to catch up before
+    /// making it a voter.
+    #[serde(with = "humantime_serde")]
+    pub catch_up_timeout: Duration,
+    /// /readyz fails when this node's applied index is more than this many
+    /// entries behind the leader's commit index.
+    pub ready_max_lag: u64,
+    /// On SIGTERM, a leader first hands leadership to a caught-up voter.
+    pub transfer_leadership_on_shutdown: bool,
+    /// Longest graceful-shutdown step (leadership transfer, draining
+    /// requests) before moving on.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_step_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            forward_timeout: Duration::from_secs(5),
+            status_timeout: Duration::from_secs(1),
+            catch_up_timeout: Duration::from_secs(300),
+            ready_max_lag: 1_000,
+            transfer_leadership_on_shutdown: true,
+            shutdown_step_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `info,openraft=warn`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info,openraft=warn".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// Values given as command-line flags (applied last).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub id: Option<u64>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub http: Option<String>,
+}
+
+/// The configuration could not be loaded or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Environment variables starting with `SEN_` that belong to the `sen`
+/// client, not to the node configuration.
+const CLIENT_ENV: &[&str] = &[
+    "SEN_ENDPOINTS",
+    "SEN_OUTPUT",
+    "SEN_REPO",
+    "SEN_TIMEOUT",
+    "SEN_CONFIG",
+    "SEN_LOG",
+];
+
+impl NodeConfig {
+    /// Load: defaults ← file (if any) ← `SEN_*` environment ← flags; then
+    /// validate.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let t: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                // Check the file alone first, so its errors name the file.
+                t.clone()
+                    .try_into::<NodeConfig>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                t
+            }
+            None => toml::Table::new(),
+        };
+        let schema = toml::Table::try_from(NodeConfig::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SEN_"))
+            .collect();
+        env.sort();
+        for (var, value) in env {
+            if CLIENT_ENV.contains(&var.as_str()) {
+                continue;
+            }
+            apply_env(&mut table, &schema, &var, &value)?;
+        }
+        let mut cfg: NodeConfig =
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: "(after SEN_* environment overrides)".into(),
+                    message: e.to_string(),
+                })?;
+        if let Some(v) = overrides.id {
+            cfg.id = v;
+        }
+        if let Some(v) = &overrides.data_dir {
+            cfg.data_dir = v.clone();
+        }
+        if let Some(v) = &overrides.listen {
+            cfg.listen = v.clone();
+        }
+        if let Some(v) = &overrides.advertise {
+            cfg.advertise = v.clone();
+        }
+        if let Some(v) = &overrides.http {
+            cfg.http = v.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The address other nodes use for this one.
+    pub fn advertise_addr(&self) -> &str {
+        if self.advertise.is_empty() {
+            &self.listen
+        } else {
+            &self.advertise
+        }
+    }
+
+    /// Reject settings that cannot work, with the fix in the message.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.id == 0 {
+            return bad("id must be a positive integer (set --id N or id = N)".into());
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data-dir is empty (set --data-dir DIR)".into());
+        }
+        let listen: SocketAddr = match self.listen.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                return bad(format!(
+                    "listen = {:?} is not HOST:PORT with a numeric IP",
+                    self.listen
+                ));
+            }
+        };
+        if self.http.parse::<SocketAddr>().is_err() {
+            return bad(format!(
+                "http = {:?} is not HOST:PORT with a numeric IP",
+                self.http
+            ));
+        }
+        if self.http == self.listen {
+            return bad(format!(
+                "http and listen are both {}; give them different ports",
+                self.http
+            ));
+        }
+        if self.advertise.is_empty() {
+            if listen.ip().is_unspecified() || listen.port() == 0 {
+                return bad(format!(
+                    "listen = {} cannot be advertised to other nodes; set --advertise HOST:PORT",
+                    self.listen
+                ));
+            }
+        } else if !self.advertise.contains(':') {
+            return bad(format!(
+                "advertise = {:?} must be HOST:PORT",
+                self.advertise
+            ));
+        }
+        let r = &self.raft;
+        if r.heartbeat_interval.is_zero() {
+            return bad("raft.heartbeat-interval must be positive".into());
+        }
+        if r.election_timeout_min <= r.heartbeat_interval * 2 {
+            return bad(format!(
+                "raft.election-timeout-min ({:?}) must be more than twice raft.heartbeat-interval ({:?}), or followers start elections while the leader is healthy",
+                r.election_timeout_min, r.heartbeat_interval
+            ));
+        }
+        if r.election_timeout_max <= r.election_timeout_min {
+            return bad(format!(
+                "raft.election-timeout-max ({:?}) must be greater than raft.election-timeout-min ({:?})",
+                r.election_timeout_max, r.election_timeout_min
+            ));
+        }
+        if r.snapshot_after_entries == 0 {
+            return bad("raft.snapshot-after-entries must be positive".into());
+        }
+        if r.max_entries_per_append == 0 || r.max_append_bytes == 0 || r.snapshot_chunk_bytes == 0 {
+            return bad("raft.max-entries-per-append, raft.max-append-bytes and raft.snapshot-chunk-bytes must be positive".into());
+        }
+        if r.snapshot_chunk_bytes > 16 * 1024 * 1024 {
+            return bad("raft.snapshot-chunk-bytes must be at most 16 MiB".into());
+        }
+        let l = &self.limits;
+        if l.max_request_bytes < l.max_value_bytes + l.max_key_bytes + 4096 {
+            return bad(format!(
+                "limits.max-request-bytes ({}) must exceed limits.max-value-bytes + limits.max-key-bytes + 4096 ({})",
+                l.max_request_bytes,
+                l.max_value_bytes + l.max_key_bytes + 4096
+            ));
+        }
+        if l.max_key_bytes == 0 || l.max_scan_page == 0 || l.max_txn_ops == 0 {
+            return bad("limits.max-key-bytes, limits.max-scan-page and limits.max-txn-ops must be positive".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad(format!(
+                "log.format = {:?}: use \"text\" or \"json\"",
+                self.log.format
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (for `sen server --print-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Apply one `SEN_A__B_C=value` override: `__` separates sections, `_`
+/// stands for `-`. The value's type follows the field's default.
+fn apply_env(
+    table: &mut toml::Table,
+    schema: &toml::Table,
+    var: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let err = |message: String| ConfigError::Env {
+        var: var.to_owned(),
+        message,
+    };
+    let path: Vec<String> = var["SEN_".len()..]
+        .split("__")
+        .map(|p| p.to_ascii_lowercase().replace('_', "-"))
+        .collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(err(
+            "malformed name; use SEN_FIELD or SEN_SECTION__FIELD".into()
+        ));
+    }
+    // Find the field's type in the schema.
+    let mut s = schema;
+    for (i, key) in path.iter().enumerate() {
+        match s.get(key) {
+            Some(toml::Value::Table(t)) if i + 1 < path.len() => s = t,
+            Some(v) if i + 1 == path.len() => {
+                let parsed = match v {
+                    toml::Value::Integer(_) => value
+                        .parse::<i64>()
+                        .map(toml::Value::Integer)
+                        .map_err(|_| err(format!("{value:?} is not an integer")))?,
+                    toml::Value::Boolean(_) => value
+                        .parse::<bool>()
+                        .map(toml::Value::Boolean)
+                        .map_err(|_| err(format!("{value:?} is not true or false")))?,
+                    toml::Value::Float(_) => value
+                        .parse::<f64>()
+                        .map(toml::Value::Float)
+                        .map_err(|_| err(format!("{value:?} is not a number")))?,
+                    _ => toml::Value::String(value.to_owned()),
+                };
+                let mut t = &mut *table;
+                for k in &path[..path.len() - 1] {
+                    let entry = t
+                        .entry(k.clone())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    t = entry
+                        .as_table_mut()
+                        .ok_or_else(|| err(format!("{k} is not a section")))?;
+                }
+                t.insert(key.clone(), parsed);
+                return Ok(());
+            }
+            _ => {
+                return Err(err(format!(
+                    "no configuration field {}; see docs/configuration.md",
+                    path.join(".")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let d = NodeConfig::default();
+        d.validate().unwrap();
+        let back: NodeConfig = toml::from_str(&d.to_toml()).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sen.toml");
+        std::fs::write(
+            &f,
+            r#"
+id = 2
+listen = "127.0.0.2:7000"
+http = "127.0.0.2:8000"
+[raft]
+heartbeat-interval = "50ms"
+snapshot-after-entries = 10
+"#,
+        )
+        .unwrap();
+        let cfg = NodeConfig::load(
+            Some(&f),
+            env(&[
+                ("SEN_RAFT__SNAPSHOT_AFTER_ENTRIES", "77"),
+                ("SEN_LISTEN", "127.0.0.2:7100"),
+                ("SEN_ENDPOINTS", "ignored-client-var:1"),
+                ("PATH", "/bin"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.2:7200".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.id, 2);
+        assert_eq!(cfg.raft.heartbeat_interval, Duration::from_millis(50));
+        assert_eq!(cfg.raft.snapshot_after_entries, 77);
+        assert_eq!(cfg.listen, "127.0.0.2:7200");
+        assert_eq!(cfg.advertise_addr(), "127.0.0.2:7200");
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sen.toml");
+        std::fs::write(&f, "id = 1\n[raft]\nheartbeat = \"1s\"\n").unwrap();
+        let e = NodeConfig::load(Some(&f), vec![], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field `heartbeat`") && e.contains("sen.toml"),
+            "{e}"
+        );
+
+        let e = NodeConfig::load(None, env(&[("SEN_RAFT__NOPE", "1")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SEN_RAFT__NOPE") && e.contains("no configuration field raft.nope"),
+            "{e}"
+        );
+
+        let e = NodeConfig::load(None, env(&[("SEN_ID", "abc")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an integer"), "{e}");
+    }
+
+    #[test]
+    fn invalid_settings_say_what_to_fix() {
+        let mut c = NodeConfig::default();
+        c.raft.election_timeout_min = Duration::from_millis(150);
+        c.raft.heartbeat_interval = Duration::from_millis(100);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("more than twice")
+        );
+
+        let mut c = NodeConfig::default();
+        c.listen = "0.0.0.0:7001".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--advertise")
+        );
+        c.advertise = "10.0.0.5:7001".into();
+        c.validate().unwrap();
+
+        let mut c = NodeConfig::default();
+        c.id = 0;
+        assert!(c.validate().is_err());
+        let mut c = NodeConfig::default();
+        c.limits.max_value_bytes = 10 * 1024 * 1024;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max-request-bytes")
+        );
+    }
+}

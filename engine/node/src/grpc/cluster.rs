@@ -1,0 +1,467 @@
+//! The public cluster-lifecycle service (`sen.v1.Cluster`).
+//!
+//! Membership changes run on the leader; a follower forwards them. Adding a
+//! node is: bind it to this cluster (`Raft.Join`, which checks its id and
+//! that it is empty or already ours), add it as a learner, wait until it has
+//! caught up, then make it a voter (unless `--learner`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ChangeMembers;
+use sen_core::ClusterId;
+use sen_proto::raft::v1::{JoinRequest, NodeStatusRequest};
+use sen_proto::v1::cluster_server::Cluster;
+use sen_proto::v1::*;
+use sen_raft::{NodeInfo, Op, Outcome};
+use tonic::{Request, Response, Status};
+
+use super::raft::local_status;
+use super::{forwarded, is_forwarded, measured};
+use crate::deadline;
+use crate::error::{ApiError, relay};
+use crate::node::{Node, status_to_api};
+
+pub struct ClusterApi {
+    pub node: Arc<Node>,
+}
+
+/// On a follower: send the call to the leader. On the leader (or a
+/// forwarded call): run it here.
+macro_rules! leader_only {
+    ($self:ident, $req:ident, $method:ident, $budget:expr) => {{
+        let node = &$self.node;
+        if !is_forwarded(&$req) && !node.is_leader() {
+            let leader = node.leader();
+            match leader {
+                Some(l) if l.id != node.id && !l.addr.is_empty() => {
+                    let mut client = node.peers.cluster(&l.addr).map_err(status_to_api)?;
+                    let b = $budget;
+                    return match tokio::time::timeout(
+                        b,
+                        client.$method(forwarded(node, $req.into_inner(), b)),
+                    )
+                    .await
+                    {
+                        Err(_) => Err(ApiError::Timeout(format!(
+                            "the leader at {} did not answer within {b:?}",
+                            l.addr
+                        ))),
+                        Ok(Err(s)) => Err(status_to_api(relay(&l.addr, s))),
+                        Ok(Ok(r)) => Ok(r.into_inner()),
+                    };
+                }
+                other => return Err(ApiError::not_leader(node.id, other)),
+            }
+        }
+    }};
+}
+
+fn parse_addr(addr: &str) -> Result<(), ApiError> {
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidArgument(format!(
+            "address {addr:?} must be HOST:PORT"
+        )))
+    }
+}
+
+impl ClusterApi {
+    fn membership(&self) -> (BTreeSet<u64>, Vec<(u64, NodeInfo)>) {
+        let m = self.node.raft_metrics();
+        let mem = m.membership_config.membership();
+        let voters: BTreeSet<u64> = mem.voter_ids().collect();
+        let nodes = mem.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        (voters, nodes)
+    }
+
+    /// Wait until learner `id` has replicated up to the leader's current
+    /// last log index.
+    async fn wait_caught_up(&self, id: u64, timeout: Duration) -> Result<(), ApiError> {
+        let node = &self.node;
+        let target = node.raft_metrics().last_log_index.unwrap_or(0);
+        let r = node
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id))
+                        .and_then(|l| l.as_ref())
+                        .is_some_and(|l| l.index >= target)
+                },
+                format!("node {id} catches up to {target}"),
+            )
+            .await;
+        r.map(|_| ()).map_err(|_| {
+            ApiError::Timeout(format!(
+                "node {id} did not catch up to log index {target} within {timeout:?} (server.catch-up-timeout); it stays a learner: check it is running and reachable, then run `sen cluster promote --id {id}`"
+            ))
+        })
+    }
+
+    fn member_status(&self, id: u64, addr: &str, voters: &BTreeSet<u64>) -> MemberStatus {
+        let m = self.node.raft_metrics();
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = if id == self.node.id {
+            Some(last)
+        } else {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&id))
+                .map(|l| l.as_ref().map_or(0, |l| l.index))
+        };
+        MemberStatus {
+            id,
+            addr: addr.to_owned(),
+            role: if voters.contains(&id) {
+                "follower"
+            } else {
+                "learner"
+            }
+            .into(),
+            reachable: false,
+            last_log_index: 0,
+            applied_index: 0,
+            matched_index: matched.unwrap_or(0),
+            replication_lag: matched.map_or(0, |x| last.saturating_sub(x)),
+            term: 0,
+            voter: voters.contains(&id),
+            error: String::new(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterApi {
+    async fn init(&self, req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+        let node = self.node.clone();
+        measured(&node, "Init", async {
+            if node.is_stopping() {
+                return Err(ApiError::Unavailable(format!(
+                    "node {} is shutting down",
+                    node.id
+                )));
+            }
+            let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
+            let initialized = node
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            if initialized {
+                let id = node
+                    .cluster_id()
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "(unknown)".into());
+                return Err(ApiError::FailedPrecondition(format!(
+                    "node {} is already part of cluster {id}; nothing to do",
+                    node.id
+                )));
+            }
+            // Reuse an id recorded by an init that crashed half-way.
+            let cluster_id = match node.cluster_id() {
+                Some(c) => c,
+                None => {
+                    let c = ClusterId::generate();
+                    node.set_cluster_id(c)?;
+                    c
+                }
+            };
+            let me = NodeInfo {
+                addr: node.config.advertise_addr().to_owned(),
+            };
+            node.raft
+                .initialize(
+                    [(node.id, me)]
+                        .into_iter()
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                )
+                .await
+                .map_err(|e| ApiError::FailedPrecondition(format!("cannot initialize: {e}")))?;
+            node.raft
+                .wait(Some(budget))
+                .current_leader(node.id, "init")
+                .await
+                .map_err(|_| {
+                    ApiError::Timeout(format!(
+                        "node {} did not become leader within {budget:?}",
+                        node.id
+                    ))
+                })?;
+            let resp = node
+                .propose(None, Op::InitCluster { cluster_id }, budget)
+                .await?;
+            let Outcome::InitCluster { cluster_id, .. } = resp.outcome else {
+                return Err(ApiError::Internal(format!(
+                    "unexpected result {:?}",
+                    resp.outcome
+                )));
+            };
+            tracing::info!(%cluster_id, "initialized a new cluster");
+            Ok(InitResponse {
+                cluster_id: cluster_id.to_string(),
+                node_id: node.id,
+            })
+        })
+        .await
+    }
+
+    async fn add_node(
+        &self,
+        req: Request<AddNodeRequest>,
+    ) -> Result<Response<AddNodeResponse>, Status> {
+        let node = self.node.clone();
+        measured(&node, "AddNode", async {
+            node.check_serving()?;
+            let budget = deadline::budget(req.metadata(), node.config.server.catch_up_timeout + Duration::from_secs(10));
+            leader_only!(self, req, add_node, budget.min(node.config.server.catch_up_timeout + Duration::from_secs(10)));
+            let r = req.into_inner();
+            if r.id == 0 {
+                return Err(ApiError::InvalidArgument("node ids are positive integers".into()));
+            }
+            parse_addr(&r.addr)?;
+            let (voters, nodes) = self.membership();
+            if let Some((_, n)) = nodes.iter().find(|(id, _)| *id == r.id) {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "node {} is already a member ({}, at {}); to replace it, remove it first, or pick an unused id",
+                    r.id,
+                    if voters.contains(&r.id) { "voter" } else { "learner" },
+                    n.addr
+                )));
+            }
+            if let Some((other, _)) = nodes.iter().find(|(_, n)| n.addr == r.addr) {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "address {} is already used by node {other}",
+                    r.addr
+                )));
+            }
+            let cluster_id = node
+                .cluster_id()
+                .ok_or_else(|| ApiError::Internal("leader has no cluster id".into()))?;
+            // 1. Bind the new node to this cluster (checks its id).
+            let mut peer = node.peers.raft(None, &r.addr, false).map_err(status_to_api)?;
+            let mut join = Request::new(JoinRequest {
+                cluster_id: cluster_id.to_string(),
+                node_id: r.id,
+                leader_id: node.id,
+            });
+            let t = node.config.server.forward_timeout;
+            join.set_timeout(t);
+            match tokio::time::timeout(t, peer.join(join)).await {
+                Err(_) => return Err(ApiError::Unavailable(format!("node at {} did not answer within {t:?}; is it running?", r.addr))),
+                Ok(Err(s)) if s.code() == tonic::Code::FailedPrecondition || s.code() == tonic::Code::InvalidArgument => {
+                    return Err(ApiError::FailedPrecondition(format!("node at {} refused to join: {}", r.addr, s.message())));
+                }
+                Ok(Err(s)) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "cannot reach node {} at {}: {}; start it with `sen server --id {} ...` first",
+                        r.id,
+                        r.addr,
+                        s.message(),
+                        r.id
+                    )));
+                }
+                Ok(Ok(_)) => {}
+            }
+            // 2. Add as a learner.
+            let info = NodeInfo { addr: r.addr.clone() };
+            let resp = tokio::time::timeout(budget, node.raft.add_learner(r.id, info, false))
+                .await
+                .map_err(|_| ApiError::Timeout(format!("adding learner {} timed out", r.id)))?
+                .map_err(|e| ApiError::FailedPrecondition(format!("cannot add node {}: {e}", r.id)))?;
+            let mut revision = resp.log_id.index;
+            tracing::info!(node = r.id, addr = %r.addr, "added learner");
+            // 3. Catch up, 4. promote.
+            if !r.learner {
+                self.wait_caught_up(r.id, budget.min(node.config.server.catch_up_timeout)).await?;
+                let resp = node
+                    .raft
+                    .change_membership(ChangeMembers::AddVoterIds([r.id].into_iter().collect()), true)
+                    .await
+                    .map_err(|e| ApiError::FailedPrecondition(format!("cannot promote node {}: {e}", r.id)))?;
+                revision = resp.log_id.index;
+                tracing::info!(node = r.id, "promoted to voter");
+            }
+            let (voters, _) = self.membership();
+            let mut member = self.member_status(r.id, &r.addr, &voters);
+            member.reachable = true;
+            Ok(AddNodeResponse {
+                member: Some(member),
+                revision,
+            })
+        })
+        .await
+    }
+
+    async fn promote_node(
+        &self,
+        req: Request<PromoteNodeRequest>,
+    ) -> Result<Response<PromoteNodeResponse>, Status> {
+        let node = self.node.clone();
+        measured(&node, "PromoteNode", async {
+            node.check_serving()?;
+            let budget = deadline::budget(req.metadata(), node.config.server.catch_up_timeout);
+            leader_only!(self, req, promote_node, budget);
+            let id = req.into_inner().id;
+            let (voters, nodes) = self.membership();
+            if voters.contains(&id) {
+                return Err(ApiError::FailedPrecondition(format!("node {id} is already a voter")));
+            }
+            if !nodes.iter().any(|(n, _)| *n == id) {
+                return Err(ApiError::NotFound(format!(
+                    "node {id} is not a member; add it with `sen cluster add-node --id {id} --addr HOST:PORT`"
+                )));
+            }
+            self.wait_caught_up(id, budget).await?;
+            let resp = node
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds([id].into_iter().collect()), true)
+                .await
+                .map_err(|e| ApiError::FailedPrecondition(format!("cannot promote node {id}: {e}")))?;
+            Ok(PromoteNodeResponse {
+                revision: resp.log_id.index,
+            })
+        })
+        .await
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let node = self.node.clone();
+        measured(&node, "RemoveNode", async {
+            node.check_serving()?;
+            let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
+            leader_only!(self, req, remove_node, budget);
+            let id = req.into_inner().id;
+            let (voters, nodes) = self.membership();
+            if !nodes.iter().any(|(n, _)| *n == id) {
+                return Err(ApiError::NotFound(format!(
+                    "node {id} is not a member of this cluster"
+                )));
+            }
+            let change = if voters.contains(&id) {
+                if voters.len() == 1 {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "node {id} is the only voter; a cluster cannot remove its last voter"
+                    )));
+                }
+                ChangeMembers::RemoveVoters([id].into_iter().collect())
+            } else {
+                ChangeMembers::RemoveNodes([id].into_iter().collect())
+            };
+            let resp = tokio::time::timeout(budget, node.raft.change_membership(change, false))
+                .await
+                .map_err(|_| {
+                    ApiError::Timeout(format!(
+                        "removing node {id} did not commit within {budget:?}"
+                    ))
+                })?
+                .map_err(|e| {
+                    ApiError::FailedPrecondition(format!("cannot remove node {id}: {e}"))
+                })?;
+            tracing::info!(node = id, "removed from the cluster");
+            Ok(RemoveNodeResponse {
+                revision: resp.log_id.index,
+            })
+        })
+        .await
+    }
+
+    async fn status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let node = self.node.clone();
+        measured(&node, "Status", async {
+            let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
+            let Some(cluster_id) = node.cluster_id() else {
+                return Ok(StatusResponse {
+                    cluster_id: String::new(),
+                    leader_id: 0,
+                    term: 0,
+                    members: Vec::new(),
+                    node_id: node.id,
+                    commit_index: 0,
+                });
+            };
+            // The leader knows replication progress: ask it when we can.
+            if !is_forwarded(&req)
+                && !node.is_leader()
+                && let Some(l) = node.leader()
+                && l.id != node.id
+                && !l.addr.is_empty()
+                && let Ok(mut client) = node.peers.cluster(&l.addr)
+            {
+                let b = budget.min(node.config.server.status_timeout * 3);
+                if let Ok(Ok(r)) =
+                    tokio::time::timeout(b, client.status(forwarded(&node, StatusRequest {}, b)))
+                        .await
+                {
+                    return Ok(r.into_inner());
+                }
+            }
+            let m = node.raft_metrics();
+            let (voters, nodes) = self.membership();
+            let timeout = node.config.server.status_timeout;
+            let calls = nodes.iter().map(|(id, info)| {
+                let node = node.clone();
+                let (id, addr) = (*id, info.addr.clone());
+                async move {
+                    if id == node.id {
+                        return (id, Ok(local_status(&node)));
+                    }
+                    let mut client = match node.peers.raft(Some(id), &addr, false) {
+                        Ok(c) => c,
+                        Err(s) => return (id, Err(s.message().to_owned())),
+                    };
+                    let mut r = Request::new(NodeStatusRequest {});
+                    r.set_timeout(timeout);
+                    match tokio::time::timeout(timeout, client.node_status(r)).await {
+                        Err(_) => (id, Err(format!("no answer within {timeout:?}"))),
+                        Ok(Err(s)) => (id, Err(s.message().to_owned())),
+                        Ok(Ok(r)) => (id, Ok(r.into_inner())),
+                    }
+                }
+            });
+            let answers = futures::future::join_all(calls).await;
+            let mut members = Vec::new();
+            for ((id, info), (_, answer)) in nodes.iter().zip(answers) {
+                let mut s = self.member_status(*id, &info.addr, &voters);
+                match answer {
+                    Ok(st) => {
+                        s.reachable = true;
+                        s.last_log_index = st.last_log_index;
+                        s.applied_index = st.applied_index;
+                        s.term = st.term;
+                        s.role = match st.state.as_str() {
+                            "leader" => "leader".into(),
+                            "candidate" => "candidate".into(),
+                            _ if voters.contains(id) => "follower".into(),
+                            _ => "learner".into(),
+                        };
+                    }
+                    Err(e) => s.error = e,
+                }
+                members.push(s);
+            }
+            Ok(StatusResponse {
+                cluster_id: cluster_id.to_string(),
+                leader_id: m.current_leader.unwrap_or(0),
+                term: m.current_term,
+                members,
+                node_id: node.id,
+                commit_index: m.local_committed.map_or(0, |l| l.index),
+            })
+        })
+        .await
+    }
+}

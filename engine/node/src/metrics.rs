@@ -1,0 +1,272 @@
+//! Prometheus metrics (`GET /metrics` on the HTTP port).
+//!
+//! Raft gauges are refreshed from openraft's metrics watch channel by
+//! [`watch_raft`]; request and proposal metrics are recorded by the
+//! handlers. Names and meanings are listed in docs/operations.md.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sen_core::NodeId;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Raft;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FollowerLabel {
+    pub follower: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabel {
+    pub method: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Every metric a node exports.
+pub struct Metrics {
+    registry: Registry,
+    pub term: Gauge,
+    pub leader_id: Gauge,
+    pub is_leader: Gauge,
+    pub last_log_index: Gauge,
+    pub commit_index: Gauge,
+    pub applied_index: Gauge,
+    pub snapshot_index: Gauge,
+    pub purged_index: Gauge,
+    pub replication_lag: Family<FollowerLabel, Gauge>,
+    pub proposals: Family<ResultLabel, Counter>,
+    pub proposal_seconds: Histogram,
+    pub elections_started: Counter,
+    pub leader_changes: Counter,
+    pub requests: Family<RequestLabel, Counter>,
+    pub request_seconds: Family<MethodLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    pub fn new(node_id: NodeId) -> Self {
+        let mut registry = Registry::with_prefix_and_labels(
+            "sen",
+            [("node".into(), node_id.to_string().into())].into_iter(),
+        );
+        let m = Self {
+            registry: Registry::default(),
+            term: Gauge::default(),
+            leader_id: Gauge::default(),
+            is_leader: Gauge::default(),
+            last_log_index: Gauge::default(),
+            commit_index: Gauge::default(),
+            applied_index: Gauge::default(),
+            snapshot_index: Gauge::default(),
+            purged_index: Gauge::default(),
+            replication_lag: Family::default(),
+            proposals: Family::default(),
+            proposal_seconds: latency_histogram(),
+            elections_started: Counter::default(),
+            leader_changes: Counter::default(),
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register("raft_term", "Current Raft term", m.term.clone());
+        registry.register(
+            "raft_leader_id",
+            "Id of the leader this node knows (0 = none)",
+            m.leader_id.clone(),
+        );
+        registry.register(
+            "raft_is_leader",
+            "1 if this node is the leader",
+            m.is_leader.clone(),
+        );
+        registry.register(
+            "raft_last_log_index",
+            "Index of the last entry in this node's log",
+            m.last_log_index.clone(),
+        );
+        registry.register(
+            "raft_commit_index",
+            "Highest log index known committed",
+            m.commit_index.clone(),
+        );
+        registry.register(
+            "raft_applied_index",
+            "Highest log index applied to the state",
+            m.applied_index.clone(),
+        );
+        registry.register(
+            "raft_snapshot_index",
+            "Log index of the latest snapshot",
+            m.snapshot_index.clone(),
+        );
+        registry.register(
+            "raft_purged_index",
+            "Highest log index purged from the log",
+            m.purged_index.clone(),
+        );
+        registry.register(
+            "raft_replication_lag_entries",
+            "Leader only: entries the leader has that a follower has not acknowledged",
+            m.replication_lag.clone(),
+        );
+        registry.register(
+            "raft_proposals",
+            "Client writes proposed on this node, by result",
+            m.proposals.clone(),
+        );
+        registry.register(
+            "raft_proposal_duration_seconds",
+            "Time from proposing a write to it being applied on this node",
+            m.proposal_seconds.clone(),
+        );
+        registry.register(
+            "raft_elections_started",
+            "Elections this node started (terms in which it voted for itself)",
+            m.elections_started.clone(),
+        );
+        registry.register(
+            "raft_leader_changes",
+            "Times the known leader changed",
+            m.leader_changes.clone(),
+        );
+        registry.register(
+            "grpc_requests",
+            "Public API requests served, by method and status code",
+            m.requests.clone(),
+        );
+        registry.register(
+            "grpc_request_duration_seconds",
+            "Public API request latency, by method",
+            m.request_seconds.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    pub fn observe_proposal(&self, took: Duration, ok: bool) {
+        self.proposal_seconds.observe(took.as_secs_f64());
+        self.proposals
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+    }
+
+    pub fn observe_request(&self, method: &str, code: tonic::Code, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabel {
+                method: method.into(),
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&MethodLabel {
+                method: method.into(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            out = format!("# error encoding metrics: {e}\n");
+        }
+        out
+    }
+}
+
+fn idx(l: Option<&sen_raft::LogId>) -> i64 {
+    l.map_or(0, |l| l.index as i64)
+}
+
+/// Keep the Raft gauges in step with openraft's metrics until `stop`.
+pub async fn watch_raft(
+    raft: Raft,
+    me: NodeId,
+    metrics: std::sync::Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut rx = raft.metrics();
+    let mut last_leader: Option<NodeId> = None;
+    let mut last_self_vote_term = 0u64;
+    let mut followers: BTreeSet<NodeId> = BTreeSet::new();
+    loop {
+        {
+            let m = rx.borrow_watched().clone();
+            metrics.term.set(m.current_term as i64);
+            metrics.leader_id.set(m.current_leader.unwrap_or(0) as i64);
+            metrics
+                .is_leader
+                .set(i64::from(m.state == ServerState::Leader));
+            metrics
+                .last_log_index
+                .set(m.last_log_index.unwrap_or(0) as i64);
+            metrics.commit_index.set(idx(m.local_committed.as_ref()));
+            metrics.applied_index.set(idx(m.last_applied.as_ref()));
+            metrics.snapshot_index.set(idx(m.snapshot.as_ref()));
+            metrics.purged_index.set(idx(m.purged.as_ref()));
+            if m.current_leader != last_leader {
+                if last_leader.is_some() || m.current_leader.is_some() {
+                    metrics.leader_changes.inc();
+                }
+                last_leader = m.current_leader;
+            }
+            // A vote for ourselves in a new term means we started an election.
+            if m.vote.leader_id.voted_for == me && m.vote.leader_id.term > last_self_vote_term {
+                if last_self_vote_term != 0 || m.state == ServerState::Candidate {
+                    metrics.elections_started.inc();
+                }
+                last_self_vote_term = m.vote.leader_id.term;
+            }
+            let mut now = BTreeSet::new();
+            if let Some(repl) = &m.replication {
+                let last = m.last_log_index.unwrap_or(0);
+                for (id, matched) in repl {
+                    if *id == me {
+                        continue;
+                    }
+                    let lag = last.saturating_sub(matched.as_ref().map_or(0, |l| l.index));
+                    metrics
+                        .replication_lag
+                        .get_or_create(&FollowerLabel {
+                            follower: id.to_string(),
+                        })
+                        .set(lag as i64);
+                    now.insert(*id);
+                }
+            }
+            for gone in followers.difference(&now) {
+                metrics.replication_lag.remove(&FollowerLabel {
+                    follower: gone.to_string(),
+                });
+            }
+            followers = now;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! [`Node`]: what every request handler needs, and the operations shared by
+//! the services (proposing a write, the linearizable read barrier, finding
+//! the leader).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::{ReadPolicy, ServerState};
+use sen_core::{ClusterId, NodeId, RequestId};
+use sen_proto::raft::v1::ReadIndexRequest;
+use sen_proto::v1::ResponseHeader;
+use sen_raft::{Op, RaftMetrics, Request, Response, TypeConfig};
+use sen_store::{LogStore, StateDb, StateMachine};
+
+use crate::config::NodeConfig;
+use crate::error::{ApiError, LeaderHint, relay};
+use crate::metrics::Metrics;
+use crate::peers::Peers;
+
+/// The openraft instance of a node.
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// Shared context of a running node.
+pub struct Node {
+    pub id: NodeId,
+    pub config: NodeConfig,
+    pub raft: Raft,
+    pub state: Arc<StateDb>,
+    pub log: LogStore,
+    pub peers: Arc<Peers>,
+    pub metrics: Arc<Metrics>,
+    /// The cluster this node belongs to (`None` until init or join). Also
+    /// persisted in the log DB; peer calls carry it.
+    pub cluster_id: Arc<RwLock<Option<ClusterId>>>,
+    stopping: AtomicBool,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Node {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: NodeConfig,
+        raft: Raft,
+        state: Arc<StateDb>,
+        log: LogStore,
+        peers: Arc<Peers>,
+        metrics: Arc<Metrics>,
+        cluster_id: Arc<RwLock<Option<ClusterId>>>,
+    ) -> Self {
+        Self {
+            id: config.id,
+            config,
+            raft,
+            state,
+            log,
+            peers,
+            metrics,
+            cluster_id,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    pub fn cluster_id(&self) -> Option<ClusterId> {
+        *self.cluster_id.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bind this node to `id`, durably, before it talks to that cluster.
+    pub fn set_cluster_id(&self, id: ClusterId) -> Result<(), ApiError> {
+        self.log.set_cluster_id(self.id, id)?;
+        *self.cluster_id.write().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        Ok(())
+    }
+
+    pub fn raft_metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Mark the node as stopping: new client requests are refused.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The address of member `id`, from the replicated membership.
+    pub fn member_addr(&self, id: NodeId) -> Option<String> {
+        let m = self.raft_metrics();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
+    /// The leader as far as this node knows.
+    pub fn leader(&self) -> Option<LeaderHint> {
+        let m = self.raft_metrics();
+        let id = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        Some(LeaderHint { id, addr })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft_metrics();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Refuse client requests while stopping or before joining a cluster.
+    pub fn check_serving(&self) -> Result<(), ApiError> {
+        if self.is_stopping() {
+            return Err(ApiError::Unavailable(format!(
+                "node {} is shutting down; retry on another node",
+                self.id
+            )));
+        }
+        if self.cluster_id().is_none() {
+            return Err(ApiError::NoCluster(format!(
+                "node {} is not part of a cluster yet: run `sen cluster init` against one node, then `sen cluster add-node` for the others",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The header of every response.
+    pub fn response_header(&self) -> ResponseHeader {
+        let m = self.raft_metrics();
+        ResponseHeader {
+            node_id: self.id,
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            term: m.current_term,
+            leader_id: m.current_leader.unwrap_or(0),
+        }
+    }
+
+    /// Propose a command on this node (which must be the leader) and wait
+    /// until it is applied here.
+    pub async fn propose(
+        &self,
+        id: Option<RequestId>,
+        op: Op,
+        budget: Duration,
+    ) -> Result<Response, ApiError> {
+        let req = Request {
+            id,
+            proposed_at_ms: now_ms(),
+            op,
+        };
+        let started = Instant::now();
+        let res = tokio::time::timeout(budget, self.raft.client_write(req)).await;
+        let out = match res {
+            Err(_) => Err(ApiError::Timeout(format!(
+                "the write was not committed within {budget:?}; its outcome is unknown: retry with the same request id (the CLI does this)"
+            ))),
+            Ok(Ok(r)) => Ok(r.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(ApiError::not_leader(
+                    self.id,
+                    f.leader_id.map(|id| LeaderHint {
+                        id,
+                        addr: f.leader_node.map(|n| n.addr).unwrap_or_default(),
+                    }),
+                ))
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)))) => {
+                Err(ApiError::NotLeader {
+                    message: format!(
+                        "leadership changed before the write on node {} was committed; its outcome is unknown: retry with the same request id",
+                        self.id
+                    ),
+                    leader: f.leader_id.map(|id| LeaderHint {
+                        id,
+                        addr: f.leader_node.map(|n| n.addr).unwrap_or_default(),
+                    }),
+                })
+            }
+            Ok(Err(RaftError::APIError(e))) => Err(ApiError::FailedPrecondition(e.to_string())),
+            Ok(Err(RaftError::Fatal(f))) => Err(ApiError::Unavailable(format!(
+                "raft on node {} has stopped: {f}",
+                self.id
+            ))),
+        };
+        self.metrics
+            .observe_proposal(started.elapsed(), out.is_ok());
+        out
+    }
+
+    /// Wait until a read on this node is linearizable: ReadIndex through the
+    /// leader, then until this node has applied up to the read index.
+    pub async fn read_barrier(&self, budget: Duration) -> Result<(), ApiError> {
+        let deadline = Instant::now() + budget;
+        if self.is_leader() {
+            let res =
+                tokio::time::timeout(budget, self.raft.ensure_linearizable(ReadPolicy::ReadIndex))
+                    .await;
+            return match res {
+                Err(_) => Err(ApiError::Timeout(format!(
+                    "leader {} could not confirm its leadership within {budget:?}",
+                    self.id
+                ))),
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
+                    Err(ApiError::not_leader(
+                        self.id,
+                        f.leader_id.map(|id| LeaderHint {
+                            id,
+                            addr: f.leader_node.map(|n| n.addr).unwrap_or_default(),
+                        }),
+                    ))
+                }
+                Ok(Err(RaftError::APIError(e))) => Err(ApiError::Unavailable(format!(
+                    "node {} cannot serve a linearizable read: {e}; retry in a moment",
+                    self.id
+                ))),
+                Ok(Err(RaftError::Fatal(f))) => Err(ApiError::Unavailable(format!(
+                    "raft on node {} has stopped: {f}",
+                    self.id
+                ))),
+            };
+        }
+        let leader = self
+            .leader()
+            .ok_or_else(|| ApiError::not_leader(self.id, None))?;
+        if leader.addr.is_empty() {
+            return Err(ApiError::not_leader(self.id, Some(leader)));
+        }
+        let mut client = self
+            .peers
+            .raft(Some(leader.id), &leader.addr, false)
+            .map_err(|s| ApiError::Unavailable(s.message().to_owned()))?;
+        let mut req = tonic::Request::new(ReadIndexRequest {});
+        req.set_timeout(budget);
+        let read_index = match tokio::time::timeout(budget, client.read_index(req)).await {
+            Err(_) => {
+                return Err(ApiError::Timeout(format!(
+                    "leader {} at {} did not answer a read-index request within {budget:?}",
+                    leader.id, leader.addr
+                )));
+            }
+            Ok(Err(s)) => return Err(status_to_api(relay(&leader.addr, s))),
+            Ok(Ok(r)) => r.into_inner().read_index,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(read_index), "linearizable read")
+            .await
+            .map_err(|_| {
+                ApiError::Timeout(format!(
+                    "node {} did not apply up to the leader's read index {read_index} within {budget:?}; it may be far behind",
+                    self.id
+                ))
+            })?;
+        Ok(())
+    }
+}
+
+/// Turn a status from a peer back into an [`ApiError`] (keeping the code,
+/// the message and the leader hint).
+pub fn status_to_api(s: tonic::Status) -> ApiError {
+    use tonic::Code;
+    let msg = s.message().to_owned();
+    match s.code() {
+        Code::Unavailable => {
+            let md = s.metadata();
+            let id = md
+                .get(sen_proto::meta::LEADER_ID)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let addr = md
+                .get(sen_proto::meta::LEADER_ADDR)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            match id {
+                Some(id) => ApiError::NotLeader {
+                    message: msg,
+                    leader: Some(LeaderHint { id, addr }),
+                },
+                None => ApiError::Unavailable(msg),
+            }
+        }
+        Code::DeadlineExceeded => ApiError::Timeout(msg),
+        Code::InvalidArgument => ApiError::InvalidArgument(msg),
+        Code::FailedPrecondition if s.metadata().contains_key(sen_proto::meta::NO_CLUSTER) => {
+            ApiError::NoCluster(msg)
+        }
+        Code::FailedPrecondition => ApiError::FailedPrecondition(msg),
+        Code::NotFound => ApiError::NotFound(msg),
+        _ => ApiError::Internal(msg),
+    }
+}

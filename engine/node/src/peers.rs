@@ -1,0 +1,142 @@
+//! Connections to other nodes.
+//!
+//! One lazily-connected HTTP/2 channel per peer address carries Raft
+//! traffic, forwarded client requests and status calls; snapshot streams get
+//! their own channel so a multi-GB transfer does not delay heartbeats. Every
+//! call made through [`Peers::raft`] carries the cluster id and the from/to
+//! node ids, which the receiver checks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use sen_core::{ClusterId, NodeId};
+use sen_proto::meta;
+use sen_proto::raft::v1::raft_client::RaftClient;
+use sen_proto::v1::cluster_client::ClusterClient;
+use sen_proto::v1::kv_client::KvClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Adds the peer-call metadata to every request.
+#[derive(Clone)]
+pub struct PeerMeta {
+    cluster_id: Arc<RwLock<Option<ClusterId>>>,
+    from: NodeId,
+    to: Option<NodeId>,
+}
+
+impl tonic::service::Interceptor for PeerMeta {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let md = req.metadata_mut();
+        if let Some(c) = *self.cluster_id.read().unwrap_or_else(|p| p.into_inner())
+            && let Ok(v) = c.to_string().parse()
+        {
+            md.insert(meta::CLUSTER_ID, v);
+        }
+        if let Ok(v) = self.from.to_string().parse() {
+            md.insert(meta::FROM_NODE, v);
+        }
+        if let Some(to) = self.to
+            && let Ok(v) = to.to_string().parse()
+        {
+            md.insert(meta::TO_NODE, v);
+        }
+        Ok(req)
+    }
+}
+
+/// Clients for the node-to-node service.
+pub type PeerRaftClient = RaftClient<InterceptedService<Channel, PeerMeta>>;
+
+/// The channel pool.
+pub struct Peers {
+    me: NodeId,
+    cluster_id: Arc<RwLock<Option<ClusterId>>>,
+    channels: Mutex<HashMap<(String, bool), Channel>>,
+    connect_timeout: Duration,
+    max_message_bytes: usize,
+}
+
+impl Peers {
+    pub fn new(
+        me: NodeId,
+        cluster_id: Arc<RwLock<Option<ClusterId>>>,
+        connect_timeout: Duration,
+        max_message_bytes: usize,
+    ) -> Self {
+        Self {
+            me,
+            cluster_id,
+            channels: Mutex::new(HashMap::new()),
+            connect_timeout,
+            max_message_bytes,
+        }
+    }
+
+    /// The shared channel to `addr` (`bulk` = the separate snapshot channel).
+    pub fn channel(&self, addr: &str, bulk: bool) -> Result<Channel, Status> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(&(addr.to_owned(), bulk)) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::invalid_argument(format!("bad peer address {addr:?}: {e}")))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(3))
+            .keep_alive_while_idle(true)
+            .http2_adaptive_window(bulk);
+        let channel = endpoint.connect_lazy();
+        map.insert((addr.to_owned(), bulk), channel.clone());
+        Ok(channel)
+    }
+
+    fn meta(&self, to: Option<NodeId>) -> PeerMeta {
+        PeerMeta {
+            cluster_id: self.cluster_id.clone(),
+            from: self.me,
+            to,
+        }
+    }
+
+    /// A node-to-node client for node `to` at `addr` (`to` = `None` when the
+    /// id is what we want to learn, as in a join).
+    pub fn raft(
+        &self,
+        to: Option<NodeId>,
+        addr: &str,
+        bulk: bool,
+    ) -> Result<PeerRaftClient, Status> {
+        Ok(
+            RaftClient::with_interceptor(self.channel(addr, bulk)?, self.meta(to))
+                .max_decoding_message_size(self.max_message_bytes.max(64 * 1024 * 1024))
+                .max_encoding_message_size(self.max_message_bytes.max(64 * 1024 * 1024)),
+        )
+    }
+
+    /// A public-API client for forwarding requests to the leader.
+    pub fn kv(
+        &self,
+        addr: &str,
+    ) -> Result<KvClient<InterceptedService<Channel, PeerMeta>>, Status> {
+        Ok(
+            KvClient::with_interceptor(self.channel(addr, false)?, self.meta(None))
+                .max_decoding_message_size(self.max_message_bytes)
+                .max_encoding_message_size(self.max_message_bytes),
+        )
+    }
+
+    /// A public-API client for forwarding cluster calls to the leader.
+    pub fn cluster(
+        &self,
+        addr: &str,
+    ) -> Result<ClusterClient<InterceptedService<Channel, PeerMeta>>, Status> {
+        Ok(ClusterClient::with_interceptor(
+            self.channel(addr, false)?,
+            self.meta(None),
+        ))
+    }
+}

@@ -1,0 +1,301 @@
+//! Start-up and ordered shutdown of a node.
+//!
+//! Start: open the stores → check the data directory's identity → build
+//! openraft → bind the gRPC and HTTP listeners → serve.
+//!
+//! Shutdown (on the `shutdown` future, i.e. SIGTERM/SIGINT), in this order:
+//! 1. refuse new client requests (`UNAVAILABLE`, retryable) and report
+//!    NOT_SERVING on the gRPC health service;
+//! 2. if leader, hand leadership to the most caught-up voter and wait for
+//!    it to take over (bounded by `server.shutdown-step-timeout`);
+//! 3. stop Raft (in-flight IO completes; everything acknowledged is already
+//!    fsynced in the log);
+//! 4. stop the gRPC and HTTP servers (bounded wait for open calls);
+//! 5. fsync the Raft log, flush the state DB, close RocksDB.
+//! Each step is logged.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::{Config, SnapshotPolicy};
+use sen_proto::raft::v1::raft_server::RaftServer;
+use sen_proto::v1::cluster_server::ClusterServer;
+use sen_proto::v1::kv_server::KvServer;
+use sen_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::grpc::cluster::ClusterApi;
+use crate::grpc::kv::KvApi;
+use crate::grpc::raft::RaftApi;
+use crate::metrics::{self, Metrics};
+use crate::network::NetworkFactory;
+use crate::node::{Node, Raft};
+use crate::peers::Peers;
+
+/// openraft's configuration derived from ours.
+pub fn raft_config(cfg: &NodeConfig) -> Result<Config, NodeError> {
+    let r = &cfg.raft;
+    let ms = |d: Duration| d.as_millis() as u64;
+    let c = Config {
+        cluster_name: "sen".into(),
+        heartbeat_interval: ms(r.heartbeat_interval),
+        election_timeout_min: ms(r.election_timeout_min),
+        election_timeout_max: ms(r.election_timeout_max),
+        install_snapshot_timeout: ms(r.snapshot_timeout),
+        max_payload_entries: r.max_entries_per_append,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_after_entries),
+        snapshot_max_chunk_size: r.snapshot_chunk_bytes as u64,
+        max_in_snapshot_log_to_keep: r.keep_entries_after_snapshot,
+        purge_batch_size: 64,
+        enable_pre_vote: Some(true),
+        // A leader that lost its quorum keeps probing so that a bridge node
+        // cannot hold two leases (openraft#2080); must be >= 2 x max.
+        quorum_loss_probe_interval: Some(ms(r.election_timeout_max) * 2),
+        ..Default::default()
+    };
+    c.validate()
+        .map_err(|e| NodeError::Raft(format!("invalid raft settings: {e}")))
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, NodeError> {
+    let a: SocketAddr = addr
+        .parse()
+        .map_err(|_| NodeError::Other(format!("{what} address {addr:?} is not HOST:PORT")))?;
+    TcpListener::bind(a)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what,
+            addr: addr.into(),
+            source,
+        })
+}
+
+/// Run a node until `shutdown` completes, then stop in order.
+pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    cfg.validate()?;
+    let store = {
+        let dir = cfg.data_dir.clone();
+        let opts = StoreOptions {
+            max_append_bytes: cfg.raft.max_append_bytes,
+            state_write_buffer_bytes: cfg.raft.state_write_buffer_bytes,
+        };
+        tokio::task::spawn_blocking(move || Store::open(&dir, opts))
+            .await
+            .map_err(|e| NodeError::Other(e.to_string()))??
+    };
+    let identity = store.log.claim_node_id(cfg.id, &cfg.data_dir)?;
+    let replicated = store.state.cluster_id()?;
+    if let (Some(local), Some(repl)) = (identity.cluster_id, replicated)
+        && local != repl
+    {
+        return Err(NodeError::Other(format!(
+            "data directory {} is bound to cluster {local} but holds the state of cluster {repl}; it is damaged or was copied from another node",
+            cfg.data_dir.display()
+        )));
+    }
+    let cluster_id = Arc::new(RwLock::new(identity.cluster_id.or(replicated)));
+    tracing::info!(
+        node = cfg.id,
+        data_dir = %cfg.data_dir.display(),
+        cluster_id = ?*cluster_id.read().unwrap_or_else(|p| p.into_inner()),
+        applied = store.state.applied_index(),
+        "opened stores"
+    );
+
+    let grpc_listener = bind("gRPC", &cfg.listen).await?;
+    let http_listener = bind("HTTP", &cfg.http).await?;
+
+    let peers = Arc::new(Peers::new(
+        cfg.id,
+        cluster_id.clone(),
+        Duration::from_secs(1),
+        cfg.limits.max_request_bytes,
+    ));
+    let network = NetworkFactory {
+        me: cfg.id,
+        peers: peers.clone(),
+        cfg: cfg.raft.clone(),
+    };
+    let raft: Raft = openraft::Raft::new(
+        cfg.id,
+        Arc::new(raft_config(&cfg)?),
+        network,
+        store.log.clone(),
+        store.state_machine.clone(),
+    )
+    .await
+    .map_err(|e| NodeError::Raft(format!("cannot start raft: {e}")))?;
+    let metrics = Arc::new(Metrics::new(cfg.id));
+    let node = Arc::new(Node::new(
+        cfg.clone(),
+        raft.clone(),
+        store.state.clone(),
+        store.log.clone(),
+        peers,
+        metrics.clone(),
+        cluster_id,
+    ));
+
+    let stop_servers = CancellationToken::new();
+    let stop_watch = CancellationToken::new();
+    let watcher = tokio::spawn(metrics::watch_raft(
+        raft.clone(),
+        cfg.id,
+        metrics,
+        stop_watch.clone(),
+    ));
+
+    // gRPC: public API, node-to-node service, health, reflection.
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<KvServer<KvApi>>().await;
+    health_reporter
+        .set_serving::<ClusterServer<ClusterApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sen_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Other(format!("reflection service: {e}")))?;
+    let max = cfg.limits.max_request_bytes;
+    let raft_max = (cfg.raft.max_append_bytes * 2 + max).max(64 * 1024 * 1024);
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .tcp_nodelay(true)
+        // The authentication / TLS layer will slot in here (interceptors
+        // and `tls_config`), in front of the public services.
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            KvServer::new(KvApi { node: node.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max.max(64 * 1024 * 1024)),
+        )
+        .add_service(ClusterServer::new(ClusterApi { node: node.clone() }))
+        .add_service(
+            RaftServer::new(RaftApi { node: node.clone() })
+                .max_decoding_message_size(raft_max)
+                .max_encoding_message_size(raft_max),
+        );
+    let grpc_stop = stop_servers.clone();
+    let grpc_task = tokio::spawn(async move {
+        grpc.serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            grpc_stop.cancelled_owned(),
+        )
+        .await
+    });
+    let http_stop = stop_servers.clone();
+    let http_router = crate::http::router(node.clone());
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, http_router)
+            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .await
+    });
+    tracing::info!(
+        node = cfg.id,
+        grpc = %cfg.listen,
+        advertise = %cfg.advertise_addr(),
+        http = %cfg.http,
+        "node is serving"
+    );
+
+    shutdown.await;
+
+    // 1. Refuse new client requests.
+    tracing::info!("shutdown 1/5: refusing new client requests");
+    node.set_stopping();
+    health_reporter.set_not_serving::<KvServer<KvApi>>().await;
+    health_reporter
+        .set_not_serving::<ClusterServer<ClusterApi>>()
+        .await;
+
+    // 2. Hand over leadership.
+    if cfg.server.transfer_leadership_on_shutdown && node.is_leader() {
+        tracing::info!("shutdown 2/5: transferring leadership");
+        transfer_leadership(&node, cfg.server.shutdown_step_timeout).await;
+    } else {
+        tracing::info!("shutdown 2/5: not the leader, no transfer needed");
+    }
+
+    // 3. Stop Raft.
+    tracing::info!("shutdown 3/5: stopping raft");
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!("raft did not stop cleanly: {e}");
+    }
+    stop_watch.cancel();
+    let _ = watcher.await;
+
+    // 4. Stop the servers.
+    tracing::info!("shutdown 4/5: stopping gRPC and HTTP servers");
+    stop_servers.cancel();
+    let step = cfg.server.shutdown_step_timeout;
+    if tokio::time::timeout(step, grpc_task).await.is_err() {
+        tracing::warn!("gRPC server did not stop within {step:?}; closing anyway");
+    }
+    if tokio::time::timeout(step, http_task).await.is_err() {
+        tracing::warn!("HTTP server did not stop within {step:?}; closing anyway");
+    }
+
+    // 5. Make everything durable and close the stores.
+    tracing::info!("shutdown 5/5: syncing and closing storage");
+    let log = store.log.clone();
+    let state = store.state.clone();
+    drop(node);
+    tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+        log.sync()?;
+        state.flush()?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| NodeError::Other(e.to_string()))??;
+    drop(store);
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+/// Hand leadership to the voter with the highest acknowledged index and
+/// wait (bounded) until this node is no longer leader.
+async fn transfer_leadership(node: &Node, timeout: Duration) {
+    let m = node.raft_metrics();
+    let voters: Vec<u64> = m
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|id| *id != node.id)
+        .collect();
+    let best = voters.iter().copied().max_by_key(|id| {
+        m.replication
+            .as_ref()
+            .and_then(|r| r.get(id))
+            .and_then(|l| l.as_ref())
+            .map_or(0, |l| l.index)
+    });
+    let Some(to) = best else {
+        tracing::info!("no other voter to hand leadership to");
+        return;
+    };
+    if let Err(e) = node.raft.trigger().transfer_leader(to).await {
+        tracing::warn!("cannot transfer leadership to node {to}: {e}");
+        return;
+    }
+    let me = node.id;
+    let r = node
+        .raft
+        .wait(Some(timeout))
+        .metrics(
+            |m| m.current_leader.is_some_and(|l| l != me),
+            "leadership moved",
+        )
+        .await;
+    match r {
+        Ok(m) => tracing::info!(new_leader = ?m.current_leader, "leadership transferred"),
+        Err(e) => tracing::warn!("leadership did not move within {timeout:?}: {e}"),
+    }
+}

@@ -1,0 +1,18 @@
+//! Generates the gRPC code from `proto/` (needs `protoc`: Debian package
+//! protobuf-compiler, installed by scripts/setup.sh).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("sen_descriptor.bin"))
+        .compile_protos(
+            &[
+                "proto/sen/v1/kv.proto",
+                "proto/sen/v1/cluster.proto",
+                "proto/sen/raft/v1/raft.proto",
+            ],
+            &["proto"],
+        )?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}
