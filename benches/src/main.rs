@@ -1,1 +1,100 @@
-fn main() {}
+//! Sen's benchmark harness. One command per comparison:
+//!
+//! ```text
+//! cargo build --release -p sen-cli -p sen-benches
+//! target/release/sen-benches kv --out bench-out          # writes/s, latency, reads/s
+//! target/release/sen-benches failover --out bench-out    # kill -9 leader → first write
+//! target/release/sen-benches limits --out bench-out      # fsyncs/s of the data disk
+//! target/release/sen-benches all --out bench-out
+//! ```
+//!
+//! Each run writes `<name>.json` and `<name>.md` into `--out` and prints the
+//! Markdown. Clusters are real `sen` processes (the `sen` binary next to
+//! this one) on 127.0.0.x with fsync on, data under `--data` (default: a
+//! temporary directory on the same disk as the build).
+
+mod failover;
+mod kv;
+mod limits;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "sen-benches", about = "Sen benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+    /// Directory for reports.
+    #[arg(long, global = true, default_value = "bench-out")]
+    out: PathBuf,
+    /// Directory for the clusters' data (default: under --out).
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    /// The `sen` binary (default: next to this executable).
+    #[arg(long, global = true)]
+    sen: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// 3-node cluster: writes/s and p50/p99 at 1, 16, 64 clients;
+    /// linearizable and stale reads/s.
+    Kv(kv::Args),
+    /// kill -9 the leader repeatedly: time until a write succeeds again.
+    Failover(failover::Args),
+    /// Physical limits of this machine: fsyncs/s of the data disk.
+    Limits,
+    /// Everything above with default settings.
+    All,
+}
+
+fn sen_binary(arg: Option<PathBuf>) -> Result<PathBuf> {
+    let p = match arg {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("sen"),
+    };
+    if !p.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p sen-cli` (or pass --sen)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    std::fs::create_dir_all(&cli.out).with_context(|| format!("create {}", cli.out.display()))?;
+    let data = cli.data.clone().unwrap_or_else(|| cli.out.join("data"));
+    std::fs::create_dir_all(&data)?;
+    let machine = report::Machine::probe(&data);
+    match cli.bench {
+        Bench::Kv(a) => {
+            let sen = sen_binary(cli.sen)?;
+            kv::run(&sen, &data, &cli.out, &machine, a).await?;
+        }
+        Bench::Failover(a) => {
+            let sen = sen_binary(cli.sen)?;
+            failover::run(&sen, &data, &cli.out, &machine, a).await?;
+        }
+        Bench::Limits => limits::run(&data, &cli.out, &machine)?,
+        Bench::All => {
+            let sen = sen_binary(cli.sen)?;
+            limits::run(&data, &cli.out, &machine)?;
+            kv::run(&sen, &data, &cli.out, &machine, kv::Args::default()).await?;
+            failover::run(&sen, &data, &cli.out, &machine, failover::Args::default()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Parse "10s"-style durations.
+pub fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}

@@ -43,6 +43,7 @@ pub struct ProcessCluster {
     bin: PathBuf,
     root: PathBuf,
     extra_config: String,
+    log_filter: String,
     pub nodes: BTreeMap<u64, NodeProc>,
 }
 
@@ -80,19 +81,23 @@ where
 impl ProcessCluster {
     /// A cluster description; nothing runs yet. `extra_config` is TOML
     /// appended to every node's configuration (e.g. `[raft]` settings).
-    pub fn new(
-        bin: impl Into<PathBuf>,
-        root: impl Into<PathBuf>,
-        extra_config: &str,
-    ) -> Result<Self> {
+    pub fn new(bin: impl Into<PathBuf>, root: impl Into<PathBuf>, extra_config: &str) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
         Ok(Self {
             bin: bin.into(),
             root,
             extra_config: extra_config.to_owned(),
+            log_filter: std::env::var("SEN_TEST_LOG").unwrap_or_else(|_| "info,openraft=info".into()),
             nodes: BTreeMap::new(),
         })
+    }
+
+    /// Set the nodes' log filter (`SEN_LOG`); default `SEN_TEST_LOG` or
+    /// `info,openraft=info`.
+    pub fn with_log(mut self, filter: &str) -> Self {
+        self.log_filter = filter.to_owned();
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -135,31 +140,24 @@ impl ProcessCluster {
     }
 
     fn node_mut(&mut self, id: u64) -> Result<&mut NodeProc> {
-        self.nodes
-            .get_mut(&id)
-            .ok_or_else(|| anyhow!("no node {id}"))
+        self.nodes.get_mut(&id).ok_or_else(|| anyhow!("no node {id}"))
     }
 
     /// Start (or restart) node `id`.
     pub fn start(&mut self, id: u64) -> Result<()> {
         let bin = self.bin.clone();
+        let log_filter = self.log_filter.clone();
         let n = self.node_mut(id)?;
         if n.is_running() {
             bail!("node {id} is already running");
         }
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&n.log_path)?;
+        let log = fs::OpenOptions::new().create(true).append(true).open(&n.log_path)?;
         let err = log.try_clone()?;
         let child = Command::new(&bin)
             .arg("server")
             .arg("--config")
             .arg(&n.config_path)
-            .env(
-                "SEN_LOG",
-                std::env::var("SEN_TEST_LOG").unwrap_or_else(|_| "info,openraft=info".into()),
-            )
+            .env("SEN_LOG", &log_filter)
             .env_remove("SEN_ENDPOINTS")
             .stdin(Stdio::null())
             .stdout(log)
@@ -192,10 +190,7 @@ impl ProcessCluster {
     pub fn terminate(&mut self, id: u64, timeout: Duration) -> Result<Option<i32>> {
         self.signal(id, Signal::SIGTERM)?;
         let n = self.node_mut(id)?;
-        let mut c = n
-            .child
-            .take()
-            .ok_or_else(|| anyhow!("node {id} is not running"))?;
+        let mut c = n.child.take().ok_or_else(|| anyhow!("node {id} is not running"))?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = c.try_wait()? {
@@ -267,16 +262,9 @@ impl ProcessCluster {
         for id in 1..=n {
             let c = self.client_for(id)?;
             let addr = self.grpc(id)?;
-            wait_for(
-                &format!("node {id} to answer"),
-                Duration::from_secs(30),
-                || async {
-                    Ok(c.status_of(&addr, Duration::from_secs(1))
-                        .await
-                        .ok()
-                        .map(|_| ()))
-                },
-            )
+            wait_for(&format!("node {id} to answer"), Duration::from_secs(30), || async {
+                Ok(c.status_of(&addr, Duration::from_secs(1)).await.ok().map(|_| ()))
+            })
             .await?;
         }
         self.client_for(1)?.init().await?;
@@ -339,10 +327,8 @@ pub async fn http_get_status(addr: &str, path: &str) -> Result<(u16, String)> {
     let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| anyhow!("connect to {addr} timed out"))??;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
         .await

@@ -119,12 +119,7 @@ pub fn status_text(s: &StatusResponse) -> String {
     out
 }
 
-pub async fn run(
-    cmd: ClusterCmd,
-    endpoints: &[String],
-    output: Output,
-    timeout: Duration,
-) -> Result<(), Failure> {
+pub async fn run(cmd: ClusterCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let c = client(endpoints, timeout)?;
     match cmd {
         ClusterCmd::Init => {
@@ -168,9 +163,7 @@ pub async fn run(
         ClusterCmd::RemoveNode { id } => {
             let r = c.remove_node(id).await?;
             emit(output, json!({"id": id, "revision": r.revision}), || {
-                format!(
-                    "removed node {id}; stop it and wipe its data directory before reusing the machine"
-                )
+                format!("removed node {id}; stop it and wipe its data directory before reusing the machine")
             });
         }
         ClusterCmd::Status => {

@@ -79,13 +79,10 @@ pub fn run(args: DemoArgs, output: Output) -> Result<(), Failure> {
     }
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| Failure::from(format!("cannot create {}: {e}", args.dir.display())))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::from(format!("cannot find the sen executable: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| Failure::from(format!("cannot find the sen executable: {e}")))?;
     let grpc = |i: u64| format!("127.0.0.1:{}", args.port as u64 + i - 1);
     let http = |i: u64| format!("127.0.0.1:{}", args.http_port as u64 + i - 1);
-    let mut nodes = Nodes {
-        children: Vec::new(),
-    };
+    let mut nodes = Nodes { children: Vec::new() };
     for i in 1..=args.nodes {
         let log_path = args.dir.join(format!("node{i}.log"));
         let log = std::fs::OpenOptions::new()
@@ -110,10 +107,7 @@ pub fn run(args: DemoArgs, output: Output) -> Result<(), Failure> {
             .stderr(err)
             .spawn()
             .map_err(|e| Failure::from(format!("cannot start node {i}: {e}")))?;
-        let _ = std::fs::write(
-            args.dir.join(format!("node{i}.pid")),
-            child.id().to_string(),
-        );
+        let _ = std::fs::write(args.dir.join(format!("node{i}.pid")), child.id().to_string());
         nodes.children.push(child);
     }
     let endpoints: Vec<String> = (1..=args.nodes).map(grpc).collect();
@@ -188,16 +182,12 @@ async fn form_cluster(
             }
             match client.status_of(e, Duration::from_secs(1)).await {
                 Ok(_) => break,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(err) => return Err(Failure::from(format!("node at {e} did not start: {err}"))),
             }
         }
     }
-    let first = client
-        .status_of(&endpoints[0], Duration::from_secs(5))
-        .await?;
+    let first = client.status_of(&endpoints[0], Duration::from_secs(5)).await?;
     if first.cluster_id.is_empty() {
         client.init().await?;
     }
@@ -220,8 +210,7 @@ async fn form_cluster(
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         status = client.status().await?;
-        let all =
-            status.members.len() == endpoints.len() && status.members.iter().all(|m| m.reachable);
+        let all = status.members.len() == endpoints.len() && status.members.iter().all(|m| m.reachable);
         if all || Instant::now() > deadline {
             return Ok(status);
         }

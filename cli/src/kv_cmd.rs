@@ -99,8 +99,7 @@ fn read_input(path: &PathBuf) -> Result<Vec<u8>, Failure> {
             .map_err(|e| Failure::from(format!("cannot read standard input: {e}")))?;
         Ok(buf)
     } else {
-        std::fs::read(path)
-            .map_err(|e| Failure::from(format!("cannot read {}: {e}", path.display())))
+        std::fs::read(path).map_err(|e| Failure::from(format!("cannot read {}: {e}", path.display())))
     }
 }
 
@@ -114,12 +113,7 @@ fn kv_json(kv: &KeyValue) -> serde_json::Value {
     })
 }
 
-pub async fn run(
-    cmd: KvCmd,
-    endpoints: &[String],
-    output: Output,
-    timeout: Duration,
-) -> Result<(), Failure> {
+pub async fn run(cmd: KvCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let c = client(endpoints, timeout)?;
     match cmd {
         KvCmd::Put {
@@ -146,11 +140,7 @@ pub async fn run(
                 },
             );
         }
-        KvCmd::Get {
-            db,
-            key,
-            consistency,
-        } => {
+        KvCmd::Get { db, key, consistency } => {
             let r = c.get(&db, key.as_bytes(), consistency.into()).await?;
             let applied = r.header.as_ref().map_or(0, |h| h.applied_index);
             let node = r.header.as_ref().map_or(0, |h| h.node_id);
@@ -222,8 +212,8 @@ pub async fn run(
             file,
         } => {
             if let Some(f) = file {
-                let text = String::from_utf8(read_input(&f)?)
-                    .map_err(|_| Failure::from("transaction file is not UTF-8"))?;
+                let text =
+                    String::from_utf8(read_input(&f)?).map_err(|_| Failure::from("transaction file is not UTF-8"))?;
                 let (i, t, e) = txn_parse::parse_file(&text)?;
                 ifs.extend(i);
                 thens.extend(t);
@@ -241,14 +231,8 @@ pub async fn run(
                     .iter()
                     .map(|s| txn_parse::parse_compare(s))
                     .collect::<Result<_, _>>()?,
-                success: thens
-                    .iter()
-                    .map(|s| txn_parse::parse_op(s))
-                    .collect::<Result<_, _>>()?,
-                failure: elses
-                    .iter()
-                    .map(|s| txn_parse::parse_op(s))
-                    .collect::<Result<_, _>>()?,
+                success: thens.iter().map(|s| txn_parse::parse_op(s)).collect::<Result<_, _>>()?,
+                failure: elses.iter().map(|s| txn_parse::parse_op(s)).collect::<Result<_, _>>()?,
             };
             let r = c.txn(req).await?;
             emit(
@@ -258,10 +242,7 @@ pub async fn run(
                     if r.succeeded {
                         format!("SUCCEEDED revision={}", r.revision)
                     } else {
-                        format!(
-                            "FAILED (a comparison did not hold; ran --else) revision={}",
-                            r.revision
-                        )
+                        format!("FAILED (a comparison did not hold; ran --else) revision={}", r.revision)
                     }
                 },
             );

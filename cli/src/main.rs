@@ -83,12 +83,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server_cmd::run(args),
         Command::Demo(args) => demo::run(args, cli.output),
-        Command::Cluster(cmd) => {
-            client_runtime(|| cluster_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout))
-        }
-        Command::Kv(cmd) => {
-            client_runtime(|| kv_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout))
-        }
+        Command::Cluster(cmd) => client_runtime(|| cluster_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Kv(cmd) => client_runtime(|| kv_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

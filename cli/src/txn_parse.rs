@@ -35,10 +35,7 @@ impl<'a> Lexer<'a> {
 
     fn ident(&mut self) -> Option<&'a str> {
         self.skip_ws();
-        let end = self
-            .s
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(self.s.len());
+        let end = self.s.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(self.s.len());
         if end == 0 {
             return None;
         }
@@ -96,9 +93,9 @@ pub fn parse_compare(clause: &str) -> Result<Compare, String> {
     let err = |m: String| format!("in --if {clause:?}: {m}");
     let mut lx = Lexer { s: clause };
     let negated = lx.eat("!");
-    let func = lx.ident().ok_or_else(|| {
-        err("expected value(...), mod(...), create(...), version(...) or exists(...)".into())
-    })?;
+    let func = lx
+        .ident()
+        .ok_or_else(|| err("expected value(...), mod(...), create(...), version(...) or exists(...)".into()))?;
     if !lx.eat("(") {
         return Err(err(format!("expected '(' after {func}")));
     }
@@ -131,11 +128,9 @@ pub fn parse_compare(clause: &str) -> Result<Compare, String> {
     let operand = lx.word(&[]).map_err(err)?;
     lx.end().map_err(err)?;
     let number = |what: &str| -> Result<u64, String> {
-        operand.parse::<u64>().map_err(|_| {
-            err(format!(
-                "{what} must be compared with a number, got {operand:?}"
-            ))
-        })
+        operand
+            .parse::<u64>()
+            .map_err(|_| err(format!("{what} must be compared with a number, got {operand:?}")))
     };
     let target = match func {
         "value" => compare::Target::Value(operand.clone().into_bytes()),
@@ -155,9 +150,7 @@ pub fn parse_compare(clause: &str) -> Result<Compare, String> {
 pub fn parse_op(clause: &str) -> Result<TxnOp, String> {
     let err = |m: String| format!("in operation {clause:?}: {m}");
     let mut lx = Lexer { s: clause };
-    let verb = lx
-        .ident()
-        .ok_or_else(|| err("expected put or del".into()))?;
+    let verb = lx.ident().ok_or_else(|| err("expected put or del".into()))?;
     let key = lx.word(&[]).map_err(err)?;
     let op = match verb {
         "put" => {
@@ -167,9 +160,7 @@ pub fn parse_op(clause: &str) -> Result<TxnOp, String> {
                 value: value.into_bytes(),
             })
         }
-        "del" | "delete" => txn_op::Op::Delete(TxnDelete {
-            key: key.into_bytes(),
-        }),
+        "del" | "delete" => txn_op::Op::Delete(TxnDelete { key: key.into_bytes() }),
         other => return Err(err(format!("unknown operation {other:?}; use put or del"))),
     };
     lx.end().map_err(err)?;
@@ -190,10 +181,7 @@ pub fn parse_file(text: &str) -> Result<(Vec<String>, Vec<String>, Vec<String>),
             "then" => thens.push(rest.to_owned()),
             "else" => elses.push(rest.to_owned()),
             _ => {
-                return Err(format!(
-                    "line {}: expected 'if', 'then' or 'else', got {kw:?}",
-                    n + 1
-                ));
+                return Err(format!("line {}: expected 'if', 'then' or 'else', got {kw:?}", n + 1));
             }
         }
     }

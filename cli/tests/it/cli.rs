@@ -122,10 +122,7 @@ async fn cli_commands_and_json_output() {
         "3",
     ]);
     assert_eq!(code, 0);
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        vec!["p/0\t0", "p/1\t1", "p/2\t2"]
-    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), vec!["p/0\t0", "p/1\t1", "p/2\t2"]);
     let (code, out, _) = sen(&[
         "--endpoints",
         &eps,
@@ -235,10 +232,7 @@ async fn cli_commands_and_json_output() {
         "x",
     ]);
     assert_ne!(code, 0);
-    assert!(
-        err.contains("failed after") && err.lines().count() == 1,
-        "{err}"
-    );
+    assert!(err.contains("failed after") && err.lines().count() == 1, "{err}");
 }
 
 #[test]
@@ -250,14 +244,7 @@ fn server_config_errors_are_reported() {
     assert_ne!(code, 0);
     assert!(err.contains("unknown field `hearbeat-interval`"), "{err}");
 
-    let (code, out, _) = sen(&[
-        "server",
-        "--id",
-        "4",
-        "--data-dir",
-        "/tmp/x",
-        "--print-config",
-    ]);
+    let (code, out, _) = sen(&["server", "--id", "4", "--data-dir", "/tmp/x", "--print-config"]);
     assert_eq!(code, 0);
     assert!(
         out.contains("id = 4") && out.contains("[raft]") && out.contains("heartbeat-interval"),

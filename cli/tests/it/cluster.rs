@@ -33,10 +33,7 @@ async fn writes_survive_leader_kill_and_reach_every_node() {
     let mut acked: BTreeMap<String, (String, u64)> = BTreeMap::new();
     for i in 0..20 {
         let (k, v) = (format!("k{i:03}"), format!("v{i}"));
-        let r = via_follower
-            .put("portal", k.as_bytes(), v.as_bytes())
-            .await
-            .unwrap();
+        let r = via_follower.put("portal", k.as_bytes(), v.as_bytes()).await.unwrap();
         assert!(!r.duplicate);
         acked.insert(k, (v, r.revision));
     }
@@ -54,10 +51,7 @@ async fn writes_survive_leader_kill_and_reach_every_node() {
     let client = c.client().unwrap();
     for i in 20..40 {
         let (k, v) = (format!("k{i:03}"), format!("v{i}"));
-        let r = client
-            .put("portal", k.as_bytes(), v.as_bytes())
-            .await
-            .unwrap();
+        let r = client.put("portal", k.as_bytes(), v.as_bytes()).await.unwrap();
         acked.insert(k, (v, r.revision));
     }
     let last = acked.values().map(|(_, r)| *r).max().unwrap();
@@ -84,12 +78,7 @@ async fn writes_survive_leader_kill_and_reach_every_node() {
     assert_eq!(s.members.len(), 3);
     assert!(s.members.iter().all(|m| m.reachable), "{s:?}");
     // Elections were counted on the node that won.
-    assert!(
-        c.metric(new_leader, "sen_raft_elections_started_total")
-            .await
-            .unwrap()
-            >= 1.0
-    );
+    assert!(c.metric(new_leader, "sen_raft_elections_started_total").await.unwrap() >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,10 +119,7 @@ async fn lagging_follower_catches_up_by_snapshot() {
         "node 3 caught up by installing a snapshot"
     );
     let n3 = c.client_for(3).unwrap();
-    let (kvs, more) = n3
-        .scan("portal", b"doc/", 0, false, Consistency::Stale)
-        .await
-        .unwrap();
+    let (kvs, more) = n3.scan("portal", b"doc/", 0, false, Consistency::Stale).await.unwrap();
     assert!(!more);
     assert_eq!(kvs.len(), 300);
     assert_eq!(kvs[299].value, "nội dung 299".as_bytes());
@@ -162,19 +148,13 @@ async fn retried_request_ids_apply_once_across_a_leader_change() {
             .await
         }
     };
-    let first = put(c.grpc(leader).unwrap(), "first")
-        .await
-        .unwrap()
-        .into_inner();
+    let first = put(c.grpc(leader).unwrap(), "first").await.unwrap().into_inner();
     assert!(!first.duplicate);
     c.kill9(leader).unwrap();
     let new_leader = c.wait_leader(Some(leader), T).await.unwrap();
     // The same request id again, now to the new leader (as a client
     // retrying after a lost reply would).
-    let again = put(c.grpc(new_leader).unwrap(), "second")
-        .await
-        .unwrap()
-        .into_inner();
+    let again = put(c.grpc(new_leader).unwrap(), "second").await.unwrap().into_inner();
     assert!(again.duplicate, "the retry must not apply again");
     assert_eq!(again.revision, first.revision);
     let v = c
@@ -224,16 +204,12 @@ async fn health_readiness_and_metrics() {
     let http = c.http(1).unwrap();
     // Before init: alive but not ready.
     let (code, _) = wait_for("livez", T, || async {
-        Ok(sen_chaos::cluster::http_get_status(&http, "/livez")
-            .await
-            .ok())
+        Ok(sen_chaos::cluster::http_get_status(&http, "/livez").await.ok())
     })
     .await
     .unwrap();
     assert_eq!(code, 200);
-    let (code, body) = sen_chaos::cluster::http_get_status(&http, "/readyz")
-        .await
-        .unwrap();
+    let (code, body) = sen_chaos::cluster::http_get_status(&http, "/readyz").await.unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("not part of a cluster"), "{body}");
 
@@ -250,9 +226,7 @@ async fn health_readiness_and_metrics() {
     .await
     .unwrap();
     c.client().unwrap().put("portal", b"k", b"v").await.unwrap();
-    let metrics = sen_chaos::cluster::http_get(&http, "/metrics")
-        .await
-        .unwrap();
+    let metrics = sen_chaos::cluster::http_get(&http, "/metrics").await.unwrap();
     for name in [
         "sen_raft_term",
         "sen_raft_leader_id",

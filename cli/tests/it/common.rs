@@ -72,7 +72,8 @@ impl Drop for Cluster {
 }
 
 /// Test timing: fast elections so failover tests stay short.
-pub const FAST: &str = "[raft]\nheartbeat-interval = \"50ms\"\nelection-timeout-min = \"200ms\"\nelection-timeout-max = \"400ms\"\n";
+pub const FAST: &str =
+    "[raft]\nheartbeat-interval = \"50ms\"\nelection-timeout-min = \"200ms\"\nelection-timeout-max = \"400ms\"\n";
 
 pub fn cluster(name: &str, extra: &str) -> Cluster {
     let dir = TestDir::new(name);

@@ -34,18 +34,13 @@ async fn learners_promotion_and_removal() {
     let s = c.status().await.unwrap();
     assert!(s.members.iter().find(|m| m.id == 3).unwrap().voter);
 
-    // Re-adding an existing id or address is refused with a reason.
-    let e = client
-        .add_node(3, &addr3, false)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("already a member"), "{e}");
-    let e = client
-        .add_node(9, &addr3, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    // Re-adding the same node is idempotent (a retried add-node after a
+    // timeout just finishes the job); a clash of id or address is refused.
+    let again = client.add_node(3, &addr3, false).await.unwrap();
+    assert!(again.member.unwrap().voter);
+    let e = client.add_node(3, "127.0.0.99:1", false).await.unwrap_err().to_string();
+    assert!(e.contains("already a member at"), "{e}");
+    let e = client.add_node(9, &addr3, false).await.unwrap_err().to_string();
     assert!(e.contains("already used by node 3"), "{e}");
     let e = client.remove_node(42).await.unwrap_err().to_string();
     assert!(e.contains("not a member"), "{e}");
@@ -62,42 +57,60 @@ async fn learners_promotion_and_removal() {
     .await
     .unwrap();
     assert!(s.members.iter().all(|m| m.id != leader));
-    let w = survivor
-        .put("portal", b"after-removal", b"ok")
-        .await
-        .unwrap();
+    let w = survivor.put("portal", b"after-removal", b"ok").await.unwrap();
     assert!(w.revision > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_of_another_cluster_and_wrong_ids_are_refused() {
-    // Two independent one-node clusters.
+    // Two independent one-node clusters: A = {1}, B = {7}.
     let mut a = cluster("cluster-a", FAST);
     a.form(1).await.unwrap();
     let mut b = cluster("cluster-b", FAST);
-    b.add(2).unwrap();
-    b.form(1).await.unwrap();
+    b.add(7).unwrap();
+    b.start(7).unwrap();
+    let addr7 = b.grpc(7).unwrap();
+    let c7 = b.client_for(7).unwrap();
+    wait_for("node 7 to answer", T, || async {
+        Ok(c7
+            .status_of(&addr7, std::time::Duration::from_secs(1))
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+    c7.init().await.unwrap();
 
-    // A's leader cannot adopt B's node: it already belongs to cluster B.
+    // A cannot adopt B's node: it already belongs to cluster B.
     let e = a
         .client()
         .unwrap()
-        .add_node(2, &b.grpc(1).unwrap(), false)
+        .add_node(7, &addr7, false)
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("is node 1, not node 2"), "{e}");
+    assert!(e.contains("already belongs to cluster"), "{e}");
+    // Nor under another id.
     let e = a
         .client()
         .unwrap()
-        .add_node(1, &b.grpc(1).unwrap(), false)
+        .add_node(8, &addr7, false)
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("already a member") || e.contains("already belongs to cluster"),
-        "{e}"
-    );
+    assert!(e.contains("is node 7, not node 8"), "{e}");
+    // An id A already has is refused before anything is sent.
+    let e = a
+        .client()
+        .unwrap()
+        .add_node(1, &addr7, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already a member at"), "{e}");
+    // B is untouched.
+    assert_eq!(b.status().await.unwrap().members.len(), 1);
 
     // A fresh node with id 5 refuses to be added as id 6.
     a.add(5).unwrap();
@@ -115,32 +128,48 @@ async fn nodes_of_another_cluster_and_wrong_ids_are_refused() {
 
     // Peer RPCs carrying another cluster id are refused, on every call.
     let cluster_a = a.status().await.unwrap().cluster_id;
-    let mut raw = RaftClient::connect(format!("http://{}", b.grpc(1).unwrap()))
-        .await
-        .unwrap();
+    let mut raw = RaftClient::connect(format!("http://{addr7}")).await.unwrap();
     let mut req = tonic::Request::new(NodeStatusRequest {});
-    req.metadata_mut()
-        .insert("sen-cluster-id", cluster_a.parse().unwrap());
-    req.metadata_mut()
-        .insert("sen-from-node", "1".parse().unwrap());
+    req.metadata_mut().insert("sen-cluster-id", cluster_a.parse().unwrap());
+    req.metadata_mut().insert("sen-from-node", "1".parse().unwrap());
     let e = raw.node_status(req).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(
-        e.message()
-            .contains("refusing a call from node 1 of cluster"),
+        e.message().contains("refusing a call from node 1 of cluster"),
         "{}",
         e.message()
     );
     // ...and calls meant for another node id.
     let cluster_b = b.status().await.unwrap().cluster_id;
     let mut req = tonic::Request::new(NodeStatusRequest {});
-    req.metadata_mut()
-        .insert("sen-cluster-id", cluster_b.parse().unwrap());
-    req.metadata_mut()
-        .insert("sen-to-node", "7".parse().unwrap());
+    req.metadata_mut().insert("sen-cluster-id", cluster_b.parse().unwrap());
+    req.metadata_mut().insert("sen-to-node", "9".parse().unwrap());
     let e = raw.node_status(req).await.unwrap_err();
+    assert!(e.message().contains("this is node 7, not node 9"), "{}", e.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_requests_from_another_cluster_are_refused() {
+    let mut a = cluster("fwd-a", FAST);
+    a.form(1).await.unwrap();
+    let mut b = cluster("fwd-b", FAST);
+    b.form(1).await.unwrap();
+    let cluster_a = a.status().await.unwrap().cluster_id;
+    let mut kv = sen_proto::v1::kv_client::KvClient::connect(format!("http://{}", b.grpc(1).unwrap()))
+        .await
+        .unwrap();
+    let mut req = tonic::Request::new(sen_proto::v1::PutRequest {
+        header: None,
+        db: "portal".into(),
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+    });
+    req.metadata_mut().insert("sen-forwarded-by", "1".parse().unwrap());
+    req.metadata_mut().insert("sen-cluster-id", cluster_a.parse().unwrap());
+    let e = kv.put(req).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert!(
-        e.message().contains("this is node 1, not node 7"),
+        e.message().contains("refuses a request forwarded by node 1"),
         "{}",
         e.message()
     );

@@ -30,6 +30,10 @@ use sen_proto::v1::*;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+/// Upper bound on the overall timeout: well inside the cluster's 15-minute
+/// request-id deduplication window.
+pub const MAX_RETRY_TIME: Duration = Duration::from_secs(10 * 60);
+
 /// Timeouts of a client.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -86,18 +90,11 @@ pub struct Client {
 
 fn retryable(s: &Status) -> bool {
     match s.code() {
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Cancelled
-        | Code::ResourceExhausted
-        | Code::Aborted => true,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted | Code::Aborted => true,
         // Connection-level failures surface as Unknown with a transport message.
         Code::Unknown => {
             let m = s.message();
-            m.contains("transport")
-                || m.contains("connect")
-                || m.contains("broken pipe")
-                || m.contains("connection")
+            m.contains("transport") || m.contains("connect") || m.contains("broken pipe") || m.contains("connection")
         }
         _ => false,
     }
@@ -113,7 +110,10 @@ fn leader_hint(s: &Status) -> Option<String> {
 
 impl Client {
     /// A client for the given `HOST:PORT` endpoints.
-    pub fn new(endpoints: &[String], opts: ClientOptions) -> Result<Self, ClientError> {
+    pub fn new(endpoints: &[String], mut opts: ClientOptions) -> Result<Self, ClientError> {
+        // Retries of a write reuse its request id, which the cluster
+        // remembers for 15 minutes: never retry for longer than that.
+        opts.timeout = opts.timeout.min(MAX_RETRY_TIME);
         let endpoints: Vec<String> = endpoints
             .iter()
             .flat_map(|e| e.split(','))
@@ -161,12 +161,7 @@ impl Client {
     }
 
     fn pick(&self) -> String {
-        if let Some(l) = self
-            .leader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(l) = self.leader.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return l;
         }
         let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
@@ -185,12 +180,7 @@ impl Client {
     /// Run `f` against endpoints until it succeeds, fails for good, or the
     /// overall timeout passes. `prefer_leader` sends the first attempt to
     /// the known leader (writes, linearizable reads).
-    async fn retry<T, F, Fut>(
-        &self,
-        what: &str,
-        prefer_leader: bool,
-        mut f: F,
-    ) -> Result<T, ClientError>
+    async fn retry<T, F, Fut>(&self, what: &str, prefer_leader: bool, mut f: F) -> Result<T, ClientError>
     where
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -211,11 +201,14 @@ impl Client {
                 e
             };
             let left = self.opts.timeout.saturating_sub(start.elapsed());
-            let attempt = self
-                .opts
-                .attempt_timeout
-                .min(left)
-                .max(Duration::from_millis(50));
+            // Membership changes wait for a node to catch up: one attempt may
+            // use the whole budget.
+            let per_attempt = if what == "add-node" || what == "promote" {
+                left
+            } else {
+                self.opts.attempt_timeout
+            };
+            let attempt = per_attempt.min(left).max(Duration::from_millis(50));
             let channel = self.channel(&addr)?;
             let result = match tokio::time::timeout(attempt, f(channel, attempt)).await {
                 Ok(r) => r,
@@ -295,12 +288,7 @@ impl Client {
     }
 
     /// Set `key` in `db` to `value`.
-    pub async fn put(
-        &self,
-        db: &str,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<PutResponse, ClientError> {
+    pub async fn put(&self, db: &str, key: &[u8], value: &[u8]) -> Result<PutResponse, ClientError> {
         let msg = PutRequest {
             header: Self::header(),
             db: db.into(),
@@ -320,12 +308,7 @@ impl Client {
     }
 
     /// Read `key` from `db`.
-    pub async fn get(
-        &self,
-        db: &str,
-        key: &[u8],
-        consistency: Consistency,
-    ) -> Result<GetResponse, ClientError> {
+    pub async fn get(&self, db: &str, key: &[u8], consistency: Consistency) -> Result<GetResponse, ClientError> {
         let msg = GetRequest {
             db: db.into(),
             key: key.into(),
@@ -387,11 +370,7 @@ impl Client {
         let mut out: Vec<KeyValue> = Vec::new();
         let mut after = Vec::new();
         loop {
-            let want = if limit == 0 {
-                0
-            } else {
-                (limit - out.len()) as u32
-            };
+            let want = if limit == 0 { 0 } else { (limit - out.len()) as u32 };
             let page = self
                 .scan_page(ScanRequest {
                     db: db.into(),
@@ -424,10 +403,7 @@ impl Client {
     }
 
     /// Every database and its size.
-    pub async fn list_databases(
-        &self,
-        consistency: Consistency,
-    ) -> Result<ListDatabasesResponse, ClientError> {
+    pub async fn list_databases(&self, consistency: Consistency) -> Result<ListDatabasesResponse, ClientError> {
         let stale = consistency == Consistency::Stale;
         self.retry("list databases", !stale, |ch, d| async move {
             KvClient::new(ch)
@@ -448,12 +424,7 @@ impl Client {
         let addr = self.endpoints[0].clone();
         let ch = self.channel(&addr)?;
         let d = self.opts.timeout;
-        match tokio::time::timeout(
-            d,
-            ClusterClient::new(ch).init(Self::request(InitRequest {}, d)),
-        )
-        .await
-        {
+        match tokio::time::timeout(d, ClusterClient::new(ch).init(Self::request(InitRequest {}, d))).await {
             Err(_) => Err(ClientError::Status {
                 code: Code::DeadlineExceeded,
                 message: format!("init: no answer from {addr} within {d:?}"),
@@ -467,12 +438,7 @@ impl Client {
     }
 
     /// Add a node (see `sen cluster add-node`). Waits for it to catch up.
-    pub async fn add_node(
-        &self,
-        id: u64,
-        addr: &str,
-        learner: bool,
-    ) -> Result<AddNodeResponse, ClientError> {
+    pub async fn add_node(&self, id: u64, addr: &str, learner: bool) -> Result<AddNodeResponse, ClientError> {
         let msg = AddNodeRequest {
             id,
             addr: addr.into(),
@@ -506,19 +472,13 @@ impl Client {
     /// Cluster status (from the leader when reachable).
     pub async fn status(&self) -> Result<StatusResponse, ClientError> {
         self.retry("status", false, |ch, d| async move {
-            ClusterClient::new(ch)
-                .status(Self::request(StatusRequest {}, d))
-                .await
+            ClusterClient::new(ch).status(Self::request(StatusRequest {}, d)).await
         })
         .await
     }
 
     /// Status as seen by one specific endpoint, without retries elsewhere.
-    pub async fn status_of(
-        &self,
-        addr: &str,
-        timeout: Duration,
-    ) -> Result<StatusResponse, ClientError> {
+    pub async fn status_of(&self, addr: &str, timeout: Duration) -> Result<StatusResponse, ClientError> {
         let ch = self.channel(addr)?;
         match tokio::time::timeout(
             timeout,

@@ -39,9 +39,7 @@ pub enum CodecError {
         source: bincode::error::DecodeError,
     },
     /// Bytes remained after decoding: the data is corrupt.
-    #[error(
-        "cannot decode {what}: {extra} trailing bytes after a complete value; the data is corrupt"
-    )]
+    #[error("cannot decode {what}: {extra} trailing bytes after a complete value; the data is corrupt")]
     Trailing { what: &'static str, extra: usize },
     /// The format version is newer than this build understands.
     #[error(
@@ -56,18 +54,15 @@ pub enum CodecError {
 
 /// Encode `value`.
 pub fn encode<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config())
-        .map_err(|source| CodecError::Encode { what, source })
+    bincode::serde::encode_to_vec(value, config()).map_err(|source| CodecError::Encode { what, source })
 }
 
 /// Decode a whole buffer as a `T`; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|source| {
-        CodecError::Decode {
-            what,
-            len: bytes.len(),
-            source,
-        }
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|source| CodecError::Decode {
+        what,
+        len: bytes.len(),
+        source,
     })?;
     if used != bytes.len() {
         return Err(CodecError::Trailing {
@@ -92,8 +87,7 @@ pub fn decode_versioned<T: DeserializeOwned>(
         Ok(v) => Ok(v),
         Err(err) => {
             // The variant index is a bincode varint at the start of the buffer.
-            let found: Result<(u32, usize), _> =
-                bincode::decode_from_slice(bytes, bincode::config::standard());
+            let found: Result<(u32, usize), _> = bincode::decode_from_slice(bytes, bincode::config::standard());
             match found {
                 Ok((found, _)) if found >= supported => Err(CodecError::UnknownVersion {
                     what,

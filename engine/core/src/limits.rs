@@ -27,6 +27,9 @@ pub struct Limits {
     /// Largest number of keys one scan page returns; larger `--limit`s are
     /// served in several pages.
     pub max_scan_page: usize,
+    /// A scan page stops once its keys and values reach this many bytes
+    /// (it always holds at least one key).
+    pub max_scan_page_bytes: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +40,7 @@ impl Default for Limits {
             max_txn_ops: 128,
             max_request_bytes: 4 * 1024 * 1024,
             max_scan_page: 1000,
+            max_scan_page_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -50,9 +54,7 @@ pub enum LimitError {
     DbName { name: String, why: &'static str },
     #[error("empty key: keys must be 1 to {max} bytes")]
     EmptyKey { max: usize },
-    #[error(
-        "key is {len} bytes, larger than the limit of {max} bytes (limits.max-key-bytes); use a shorter key"
-    )]
+    #[error("key is {len} bytes, larger than the limit of {max} bytes (limits.max-key-bytes); use a shorter key")]
     KeyTooLarge { len: usize, max: usize },
     #[error(
         "value is {len} bytes, larger than the limit of {max} bytes (limits.max-value-bytes); store large files as site content, or raise the limit on every node"
@@ -155,18 +157,7 @@ mod tests {
         for ok in ["a", "0", "lich-tuan", "cong_bao", "vb2009", &"a".repeat(63)] {
             assert!(check_db_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "-a",
-            "_a",
-            "A",
-            "lịch",
-            "a b",
-            "a/b",
-            "..",
-            &"a".repeat(64),
-            "a\0",
-        ] {
+        for bad in ["", "-a", "_a", "A", "lịch", "a b", "a/b", "..", &"a".repeat(64), "a\0"] {
             let e = check_db_name(bad).unwrap_err();
             assert!(e.to_string().contains("invalid database name"), "{e}");
         }

@@ -184,10 +184,7 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("environment variable {var}: {message}")]
@@ -226,22 +223,16 @@ impl NodeConfig {
                     message: e.to_string(),
                 })?;
                 // Check the file alone first, so its errors name the file.
-                t.clone()
-                    .try_into::<NodeConfig>()
-                    .map_err(|e| ConfigError::Parse {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
+                t.clone().try_into::<NodeConfig>().map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
                 t
             }
             None => toml::Table::new(),
         };
-        let schema = toml::Table::try_from(NodeConfig::default())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let mut env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("SEN_"))
-            .collect();
+        let schema = toml::Table::try_from(NodeConfig::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("SEN_")).collect();
         env.sort();
         for (var, value) in env {
             if CLIENT_ENV.contains(&var.as_str()) {
@@ -249,13 +240,10 @@ impl NodeConfig {
             }
             apply_env(&mut table, &schema, &var, &value)?;
         }
-        let mut cfg: NodeConfig =
-            table
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: "(after SEN_* environment overrides)".into(),
-                    message: e.to_string(),
-                })?;
+        let mut cfg: NodeConfig = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: "(after SEN_* environment overrides)".into(),
+            message: e.to_string(),
+        })?;
         if let Some(v) = overrides.id {
             cfg.id = v;
         }
@@ -284,6 +272,13 @@ impl NodeConfig {
         }
     }
 
+    /// Largest node-to-node gRPC message, for sender and receiver alike:
+    /// an AppendEntries of `raft.max-append-bytes` plus one entry as large
+    /// as the largest request, with room for framing.
+    pub fn raft_message_bytes(&self) -> usize {
+        (self.raft.max_append_bytes + 2 * self.limits.max_request_bytes).max(64 * 1024 * 1024)
+    }
+
     /// Reject settings that cannot work, with the fix in the message.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
@@ -296,17 +291,11 @@ impl NodeConfig {
         let listen: SocketAddr = match self.listen.parse() {
             Ok(a) => a,
             Err(_) => {
-                return bad(format!(
-                    "listen = {:?} is not HOST:PORT with a numeric IP",
-                    self.listen
-                ));
+                return bad(format!("listen = {:?} is not HOST:PORT with a numeric IP", self.listen));
             }
         };
         if self.http.parse::<SocketAddr>().is_err() {
-            return bad(format!(
-                "http = {:?} is not HOST:PORT with a numeric IP",
-                self.http
-            ));
+            return bad(format!("http = {:?} is not HOST:PORT with a numeric IP", self.http));
         }
         if self.http == self.listen {
             return bad(format!(
@@ -322,10 +311,7 @@ impl NodeConfig {
                 ));
             }
         } else if !self.advertise.contains(':') {
-            return bad(format!(
-                "advertise = {:?} must be HOST:PORT",
-                self.advertise
-            ));
+            return bad(format!("advertise = {:?} must be HOST:PORT", self.advertise));
         }
         let r = &self.raft;
         if r.heartbeat_interval.is_zero() {
@@ -347,7 +333,10 @@ impl NodeConfig {
             return bad("raft.snapshot-after-entries must be positive".into());
         }
         if r.max_entries_per_append == 0 || r.max_append_bytes == 0 || r.snapshot_chunk_bytes == 0 {
-            return bad("raft.max-entries-per-append, raft.max-append-bytes and raft.snapshot-chunk-bytes must be positive".into());
+            return bad(
+                "raft.max-entries-per-append, raft.max-append-bytes and raft.snapshot-chunk-bytes must be positive"
+                    .into(),
+            );
         }
         if r.snapshot_chunk_bytes > 16 * 1024 * 1024 {
             return bad("raft.snapshot-chunk-bytes must be at most 16 MiB".into());
@@ -360,14 +349,14 @@ impl NodeConfig {
                 l.max_value_bytes + l.max_key_bytes + 4096
             ));
         }
+        if l.max_scan_page_bytes == 0 || l.max_scan_page_bytes > 32 * 1024 * 1024 {
+            return bad("limits.max-scan-page-bytes must be between 1 and 33554432 (32 MiB)".into());
+        }
         if l.max_key_bytes == 0 || l.max_scan_page == 0 || l.max_txn_ops == 0 {
             return bad("limits.max-key-bytes, limits.max-scan-page and limits.max-txn-ops must be positive".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return bad(format!(
-                "log.format = {:?}: use \"text\" or \"json\"",
-                self.log.format
-            ));
+            return bad(format!("log.format = {:?}: use \"text\" or \"json\"", self.log.format));
         }
         Ok(())
     }
@@ -380,12 +369,7 @@ impl NodeConfig {
 
 /// Apply one `SEN_A__B_C=value` override: `__` separates sections, `_`
 /// stands for `-`. The value's type follows the field's default.
-fn apply_env(
-    table: &mut toml::Table,
-    schema: &toml::Table,
-    var: &str,
-    value: &str,
-) -> Result<(), ConfigError> {
+fn apply_env(table: &mut toml::Table, schema: &toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
     let err = |message: String| ConfigError::Env {
         var: var.to_owned(),
         message,
@@ -395,9 +379,7 @@ fn apply_env(
         .map(|p| p.to_ascii_lowercase().replace('_', "-"))
         .collect();
     if path.iter().any(|p| p.is_empty()) {
-        return Err(err(
-            "malformed name; use SEN_FIELD or SEN_SECTION__FIELD".into()
-        ));
+        return Err(err("malformed name; use SEN_FIELD or SEN_SECTION__FIELD".into()));
     }
     // Find the field's type in the schema.
     let mut s = schema;
@@ -448,10 +430,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]
@@ -507,10 +486,7 @@ snapshot-after-entries = 10
         let e = NodeConfig::load(Some(&f), vec![], &Overrides::default())
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("unknown field `heartbeat`") && e.contains("sen.toml"),
-            "{e}"
-        );
+        assert!(e.contains("unknown field `heartbeat`") && e.contains("sen.toml"), "{e}");
 
         let e = NodeConfig::load(None, env(&[("SEN_RAFT__NOPE", "1")]), &Overrides::default())
             .unwrap_err()
@@ -531,21 +507,11 @@ snapshot-after-entries = 10
         let mut c = NodeConfig::default();
         c.raft.election_timeout_min = Duration::from_millis(150);
         c.raft.heartbeat_interval = Duration::from_millis(100);
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("more than twice")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("more than twice"));
 
         let mut c = NodeConfig::default();
         c.listen = "0.0.0.0:7001".into();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("--advertise")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("--advertise"));
         c.advertise = "10.0.0.5:7001".into();
         c.validate().unwrap();
 
@@ -554,11 +520,6 @@ snapshot-after-entries = 10
         assert!(c.validate().is_err());
         let mut c = NodeConfig::default();
         c.limits.max_value_bytes = 10 * 1024 * 1024;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("max-request-bytes")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("max-request-bytes"));
     }
 }

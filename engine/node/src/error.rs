@@ -75,13 +75,8 @@ impl ApiError {
                 "node {me} is not the leader; the leader is node {} at {} (retry there)",
                 l.id, l.addr
             ),
-            Some(l) => format!(
-                "node {me} is not the leader; the leader is node {} (retry there)",
-                l.id
-            ),
-            None => format!(
-                "node {me} does not know a leader (an election may be in progress); retry in a moment"
-            ),
+            Some(l) => format!("node {me} is not the leader; the leader is node {} (retry there)", l.id),
+            None => format!("node {me} does not know a leader (an election may be in progress); retry in a moment"),
         };
         Self::NotLeader { message, leader }
     }
@@ -110,10 +105,7 @@ impl From<ApiError> for Status {
                 tonic::metadata::MetadataValue::from_static("1"),
             );
         }
-        if let ApiError::NotLeader {
-            leader: Some(l), ..
-        } = &e
-        {
+        if let ApiError::NotLeader { leader: Some(l), .. } = &e {
             let md = status.metadata_mut();
             if let Ok(v) = l.id.to_string().parse() {
                 md.insert(sen_proto::meta::LEADER_ID, v);
@@ -129,18 +121,35 @@ impl From<ApiError> for Status {
 }
 
 /// A status received from another node, passed back to our caller
-/// unchanged (code, message and leader hint), or turned into
-/// "unavailable" when the peer could not be reached at all.
+/// unchanged (code, message and leader hint) — except a broken connection,
+/// which becomes a retryable "unavailable" saying that a write's outcome is
+/// unknown.
 pub fn relay(peer: &str, s: Status) -> Status {
+    let m = s.message();
+    let transport = [
+        "transport",
+        "connection",
+        "h2 protocol",
+        "broken pipe",
+        "operation was canceled",
+    ]
+    .iter()
+    .any(|t| m.contains(t));
     match s.code() {
-        Code::Unknown | Code::Cancelled
-            if s.message().contains("transport") || s.message().is_empty() =>
-        {
-            Status::unavailable(format!(
-                "cannot reach the leader at {peer}: {}; retry in a moment",
-                s.message()
-            ))
-        }
+        Code::Unknown | Code::Cancelled | Code::Aborted => Status::unavailable(format!(
+            "lost the connection to the leader at {peer} ({m}); for a write the outcome is unknown: retry with the same request id"
+        )),
+        Code::Internal if transport => Status::unavailable(format!(
+            "lost the connection to the leader at {peer} ({m}); for a write the outcome is unknown: retry with the same request id"
+        )),
         _ => s,
     }
+}
+
+/// The leader hint carried by openraft's `ForwardToLeader`.
+pub fn hint(f: openraft::error::ForwardToLeader<sen_raft::TypeConfig>) -> Option<LeaderHint> {
+    f.leader_id.map(|id| LeaderHint {
+        id,
+        addr: f.leader_node.map(|n| n.addr).unwrap_or_default(),
+    })
 }

@@ -30,10 +30,7 @@ async fn livez(State(node): State<Arc<Node>>) -> impl IntoResponse {
     let m = node.raft_metrics();
     match &m.running_state {
         Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("raft stopped: {e}\n"),
-        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("raft stopped: {e}\n")),
     }
 }
 
@@ -81,11 +78,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        format!("{body}\n"),
-    )
+    (code, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n"))
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {

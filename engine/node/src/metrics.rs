@@ -68,10 +68,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(node_id: NodeId) -> Self {
-        let mut registry = Registry::with_prefix_and_labels(
-            "sen",
-            [("node".into(), node_id.to_string().into())].into_iter(),
-        );
+        let mut registry =
+            Registry::with_prefix_and_labels("sen", [("node".into(), node_id.to_string().into())].into_iter());
         let m = Self {
             registry: Registry::default(),
             term: Gauge::default(),
@@ -96,11 +94,7 @@ impl Metrics {
             "Id of the leader this node knows (0 = none)",
             m.leader_id.clone(),
         );
-        registry.register(
-            "raft_is_leader",
-            "1 if this node is the leader",
-            m.is_leader.clone(),
-        );
+        registry.register("raft_is_leader", "1 if this node is the leader", m.is_leader.clone());
         registry.register(
             "raft_last_log_index",
             "Index of the last entry in this node's log",
@@ -181,9 +175,7 @@ impl Metrics {
             })
             .inc();
         self.request_seconds
-            .get_or_create(&MethodLabel {
-                method: method.into(),
-            })
+            .get_or_create(&MethodLabel { method: method.into() })
             .observe(took.as_secs_f64());
     }
 
@@ -202,12 +194,7 @@ fn idx(l: Option<&sen_raft::LogId>) -> i64 {
 }
 
 /// Keep the Raft gauges in step with openraft's metrics until `stop`.
-pub async fn watch_raft(
-    raft: Raft,
-    me: NodeId,
-    metrics: std::sync::Arc<Metrics>,
-    stop: CancellationToken,
-) {
+pub async fn watch_raft(raft: Raft, me: NodeId, metrics: std::sync::Arc<Metrics>, stop: CancellationToken) {
     let mut rx = raft.metrics();
     let mut last_leader: Option<NodeId> = None;
     let mut last_self_vote_term = 0u64;
@@ -217,12 +204,8 @@ pub async fn watch_raft(
             let m = rx.borrow_watched().clone();
             metrics.term.set(m.current_term as i64);
             metrics.leader_id.set(m.current_leader.unwrap_or(0) as i64);
-            metrics
-                .is_leader
-                .set(i64::from(m.state == ServerState::Leader));
-            metrics
-                .last_log_index
-                .set(m.last_log_index.unwrap_or(0) as i64);
+            metrics.is_leader.set(i64::from(m.state == ServerState::Leader));
+            metrics.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
             metrics.commit_index.set(idx(m.local_committed.as_ref()));
             metrics.applied_index.set(idx(m.last_applied.as_ref()));
             metrics.snapshot_index.set(idx(m.snapshot.as_ref()));

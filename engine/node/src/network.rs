@@ -10,14 +10,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{
-    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
-};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
 use openraft::network::RPCTypes;
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 use sen_core::NodeId;
 use sen_core::codec;
@@ -103,8 +101,7 @@ impl PeerNetwork {
         F: FnOnce(PeerRaftClient, tonic::Request<RaftPayload>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftPayload>, Status>>,
     {
-        let data = codec::encode_v1("raft request", req)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data = codec::encode_v1("raft request", req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(timeout);
         let client = self.client(false)?;
@@ -120,8 +117,7 @@ impl PeerNetwork {
             Ok(Err(s)) => return Err(self.status_err(action, timeout, s)),
             Ok(Ok(r)) => r.into_inner(),
         };
-        codec::decode_v1("raft response", &resp.data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))
+        codec::decode_v1("raft response", &resp.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
 }
 
@@ -142,12 +138,9 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         } else {
             self.cfg.rpc_timeout
         };
-        self.call(
-            RPCTypes::AppendEntries,
-            timeout,
-            &rpc,
-            |mut c, r| async move { c.append_entries(r).await },
-        )
+        self.call(RPCTypes::AppendEntries, timeout, &rpc, |mut c, r| async move {
+            c.append_entries(r).await
+        })
         .await
     }
 
@@ -157,10 +150,8 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let timeout = option.hard_ttl().min(self.cfg.rpc_timeout);
-        self.call(RPCTypes::Vote, timeout, &rpc, |mut c, r| async move {
-            c.vote(r).await
-        })
-        .await
+        self.call(RPCTypes::Vote, timeout, &rpc, |mut c, r| async move { c.vote(r).await })
+            .await
     }
 
     async fn pre_vote(
@@ -169,9 +160,12 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let timeout = option.hard_ttl().min(self.cfg.rpc_timeout);
-        self.call(RPCTypes::Vote, timeout, &rpc, |mut c, r| async move {
-            c.pre_vote(r).await
-        })
+        self.call(
+            RPCTypes::Vote,
+            timeout,
+            &rpc,
+            |mut c, r| async move { c.pre_vote(r).await },
+        )
         .await
     }
 
@@ -184,12 +178,9 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
             .hard_ttl()
             .max(Duration::from_millis(200))
             .min(self.cfg.rpc_timeout);
-        self.call(
-            RPCTypes::TransferLeader,
-            timeout,
-            &req,
-            |mut c, r| async move { c.transfer_leader(r).await },
-        )
+        self.call(RPCTypes::TransferLeader, timeout, &req, |mut c, r| async move {
+            c.transfer_leader(r).await
+        })
         .await
     }
 
@@ -201,16 +192,9 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let bytes = snapshot.snapshot.manifest().total_bytes();
-        let timeout = self.cfg.snapshot_timeout
-            + Duration::from_secs(bytes / self.cfg.snapshot_min_rate_bytes.max(1));
+        let timeout = self.cfg.snapshot_timeout + Duration::from_secs(bytes / self.cfg.snapshot_min_rate_bytes.max(1));
         let client = self.client(true).map_err(StreamingError::from)?;
-        let send = snapshot_transfer::send(
-            client,
-            vote,
-            snapshot.snapshot,
-            self.cfg.snapshot_chunk_bytes,
-            timeout,
-        );
+        let send = snapshot_transfer::send(client, vote, snapshot.snapshot, self.cfg.snapshot_chunk_bytes, timeout);
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             r = tokio::time::timeout(timeout, send) => match r {

@@ -72,9 +72,10 @@ impl Node {
         *self.cluster_id.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Bind this node to `id`, durably, before it talks to that cluster.
-    pub fn set_cluster_id(&self, id: ClusterId) -> Result<(), ApiError> {
-        self.log.set_cluster_id(self.id, id)?;
+    /// Bind this node to cluster `id`, durably, before it talks to that
+    /// cluster. `joined`: the id came from another node (add-node).
+    pub fn set_cluster_id(&self, id: ClusterId, joined: bool) -> Result<(), ApiError> {
+        self.log.set_cluster_id(self.id, id, joined)?;
         *self.cluster_id.write().unwrap_or_else(|p| p.into_inner()) = Some(id);
         Ok(())
     }
@@ -95,10 +96,7 @@ impl Node {
     /// The address of member `id`, from the replicated membership.
     pub fn member_addr(&self, id: NodeId) -> Option<String> {
         let m = self.raft_metrics();
-        m.membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n| n.addr.clone())
+        m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
     }
 
     /// The leader as far as this node knows.
@@ -149,12 +147,7 @@ impl Node {
 
     /// Propose a command on this node (which must be the leader) and wait
     /// until it is applied here.
-    pub async fn propose(
-        &self,
-        id: Option<RequestId>,
-        op: Op,
-        budget: Duration,
-    ) -> Result<Response, ApiError> {
+    pub async fn propose(&self, id: Option<RequestId>, op: Op, budget: Duration) -> Result<Response, ApiError> {
         let req = Request {
             id,
             proposed_at_ms: now_ms(),
@@ -168,34 +161,22 @@ impl Node {
             ))),
             Ok(Ok(r)) => Ok(r.data),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(ApiError::not_leader(
-                    self.id,
-                    f.leader_id.map(|id| LeaderHint {
-                        id,
-                        addr: f.leader_node.map(|n| n.addr).unwrap_or_default(),
-                    }),
-                ))
+                Err(ApiError::not_leader(self.id, crate::error::hint(f)))
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)))) => {
-                Err(ApiError::NotLeader {
-                    message: format!(
-                        "leadership changed before the write on node {} was committed; its outcome is unknown: retry with the same request id",
-                        self.id
-                    ),
-                    leader: f.leader_id.map(|id| LeaderHint {
-                        id,
-                        addr: f.leader_node.map(|n| n.addr).unwrap_or_default(),
-                    }),
-                })
-            }
+            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)))) => Err(ApiError::NotLeader {
+                message: format!(
+                    "leadership changed before the write on node {} was committed; its outcome is unknown: retry with the same request id",
+                    self.id
+                ),
+                leader: crate::error::hint(f),
+            }),
             Ok(Err(RaftError::APIError(e))) => Err(ApiError::FailedPrecondition(e.to_string())),
             Ok(Err(RaftError::Fatal(f))) => Err(ApiError::Unavailable(format!(
                 "raft on node {} has stopped: {f}",
                 self.id
             ))),
         };
-        self.metrics
-            .observe_proposal(started.elapsed(), out.is_ok());
+        self.metrics.observe_proposal(started.elapsed(), out.is_ok());
         out
     }
 
@@ -204,9 +185,7 @@ impl Node {
     pub async fn read_barrier(&self, budget: Duration) -> Result<(), ApiError> {
         let deadline = Instant::now() + budget;
         if self.is_leader() {
-            let res =
-                tokio::time::timeout(budget, self.raft.ensure_linearizable(ReadPolicy::ReadIndex))
-                    .await;
+            let res = tokio::time::timeout(budget, self.raft.ensure_linearizable(ReadPolicy::ReadIndex)).await;
             return match res {
                 Err(_) => Err(ApiError::Timeout(format!(
                     "leader {} could not confirm its leadership within {budget:?}",
@@ -214,13 +193,7 @@ impl Node {
                 ))),
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
-                    Err(ApiError::not_leader(
-                        self.id,
-                        f.leader_id.map(|id| LeaderHint {
-                            id,
-                            addr: f.leader_node.map(|n| n.addr).unwrap_or_default(),
-                        }),
-                    ))
+                    Err(ApiError::not_leader(self.id, crate::error::hint(f)))
                 }
                 Ok(Err(RaftError::APIError(e))) => Err(ApiError::Unavailable(format!(
                     "node {} cannot serve a linearizable read: {e}; retry in a moment",
@@ -232,9 +205,7 @@ impl Node {
                 ))),
             };
         }
-        let leader = self
-            .leader()
-            .ok_or_else(|| ApiError::not_leader(self.id, None))?;
+        let leader = self.leader().ok_or_else(|| ApiError::not_leader(self.id, None))?;
         if leader.addr.is_empty() {
             return Err(ApiError::not_leader(self.id, Some(leader)));
         }
@@ -296,11 +267,10 @@ pub fn status_to_api(s: tonic::Status) -> ApiError {
         }
         Code::DeadlineExceeded => ApiError::Timeout(msg),
         Code::InvalidArgument => ApiError::InvalidArgument(msg),
-        Code::FailedPrecondition if s.metadata().contains_key(sen_proto::meta::NO_CLUSTER) => {
-            ApiError::NoCluster(msg)
-        }
+        Code::FailedPrecondition if s.metadata().contains_key(sen_proto::meta::NO_CLUSTER) => ApiError::NoCluster(msg),
         Code::FailedPrecondition => ApiError::FailedPrecondition(msg),
         Code::NotFound => ApiError::NotFound(msg),
+        Code::Unknown | Code::Cancelled | Code::Aborted => ApiError::Unavailable(msg),
         _ => ApiError::Internal(msg),
     }
 }

@@ -56,7 +56,10 @@ pub struct Peers {
     cluster_id: Arc<RwLock<Option<ClusterId>>>,
     channels: Mutex<HashMap<(String, bool), Channel>>,
     connect_timeout: Duration,
+    /// Largest forwarded client request.
     max_message_bytes: usize,
+    /// Largest node-to-node message (the receiver uses the same limit).
+    raft_message_bytes: usize,
 }
 
 impl Peers {
@@ -65,6 +68,7 @@ impl Peers {
         cluster_id: Arc<RwLock<Option<ClusterId>>>,
         connect_timeout: Duration,
         max_message_bytes: usize,
+        raft_message_bytes: usize,
     ) -> Self {
         Self {
             me,
@@ -72,6 +76,7 @@ impl Peers {
             channels: Mutex::new(HashMap::new()),
             connect_timeout,
             max_message_bytes,
+            raft_message_bytes,
         }
     }
 
@@ -104,36 +109,21 @@ impl Peers {
 
     /// A node-to-node client for node `to` at `addr` (`to` = `None` when the
     /// id is what we want to learn, as in a join).
-    pub fn raft(
-        &self,
-        to: Option<NodeId>,
-        addr: &str,
-        bulk: bool,
-    ) -> Result<PeerRaftClient, Status> {
-        Ok(
-            RaftClient::with_interceptor(self.channel(addr, bulk)?, self.meta(to))
-                .max_decoding_message_size(self.max_message_bytes.max(64 * 1024 * 1024))
-                .max_encoding_message_size(self.max_message_bytes.max(64 * 1024 * 1024)),
-        )
+    pub fn raft(&self, to: Option<NodeId>, addr: &str, bulk: bool) -> Result<PeerRaftClient, Status> {
+        Ok(RaftClient::with_interceptor(self.channel(addr, bulk)?, self.meta(to))
+            .max_decoding_message_size(self.raft_message_bytes)
+            .max_encoding_message_size(self.raft_message_bytes))
     }
 
     /// A public-API client for forwarding requests to the leader.
-    pub fn kv(
-        &self,
-        addr: &str,
-    ) -> Result<KvClient<InterceptedService<Channel, PeerMeta>>, Status> {
-        Ok(
-            KvClient::with_interceptor(self.channel(addr, false)?, self.meta(None))
-                .max_decoding_message_size(self.max_message_bytes)
-                .max_encoding_message_size(self.max_message_bytes),
-        )
+    pub fn kv(&self, addr: &str) -> Result<KvClient<InterceptedService<Channel, PeerMeta>>, Status> {
+        Ok(KvClient::with_interceptor(self.channel(addr, false)?, self.meta(None))
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes))
     }
 
     /// A public-API client for forwarding cluster calls to the leader.
-    pub fn cluster(
-        &self,
-        addr: &str,
-    ) -> Result<ClusterClient<InterceptedService<Channel, PeerMeta>>, Status> {
+    pub fn cluster(&self, addr: &str) -> Result<ClusterClient<InterceptedService<Channel, PeerMeta>>, Status> {
         Ok(ClusterClient::with_interceptor(
             self.channel(addr, false)?,
             self.meta(None),

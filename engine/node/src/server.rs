@@ -67,13 +67,11 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, NodeError> 
     let a: SocketAddr = addr
         .parse()
         .map_err(|_| NodeError::Other(format!("{what} address {addr:?} is not HOST:PORT")))?;
-    TcpListener::bind(a)
-        .await
-        .map_err(|source| NodeError::Bind {
-            what,
-            addr: addr.into(),
-            source,
-        })
+    TcpListener::bind(a).await.map_err(|source| NodeError::Bind {
+        what,
+        addr: addr.into(),
+        source,
+    })
 }
 
 /// Run a node until `shutdown` completes, then stop in order.
@@ -116,6 +114,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         cluster_id.clone(),
         Duration::from_secs(1),
         cfg.limits.max_request_bytes,
+        cfg.raft_message_bytes(),
     ));
     let network = NetworkFactory {
         me: cfg.id,
@@ -144,26 +143,19 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
 
     let stop_servers = CancellationToken::new();
     let stop_watch = CancellationToken::new();
-    let watcher = tokio::spawn(metrics::watch_raft(
-        raft.clone(),
-        cfg.id,
-        metrics,
-        stop_watch.clone(),
-    ));
+    let watcher = tokio::spawn(metrics::watch_raft(raft.clone(), cfg.id, metrics, stop_watch.clone()));
 
     // gRPC: public API, node-to-node service, health, reflection.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<KvServer<KvApi>>().await;
-    health_reporter
-        .set_serving::<ClusterServer<ClusterApi>>()
-        .await;
+    health_reporter.set_serving::<ClusterServer<ClusterApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sen_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NodeError::Other(format!("reflection service: {e}")))?;
     let max = cfg.limits.max_request_bytes;
-    let raft_max = (cfg.raft.max_append_bytes * 2 + max).max(64 * 1024 * 1024);
+    let raft_max = cfg.raft_message_bytes();
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
@@ -185,11 +177,8 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         );
     let grpc_stop = stop_servers.clone();
     let grpc_task = tokio::spawn(async move {
-        grpc.serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc_listener),
-            grpc_stop.cancelled_owned(),
-        )
-        .await
+        grpc.serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_stop.cancelled_owned())
+            .await
     });
     let http_stop = stop_servers.clone();
     let http_router = crate::http::router(node.clone());
@@ -212,9 +201,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     tracing::info!("shutdown 1/5: refusing new client requests");
     node.set_stopping();
     health_reporter.set_not_serving::<KvServer<KvApi>>().await;
-    health_reporter
-        .set_not_serving::<ClusterServer<ClusterApi>>()
-        .await;
+    health_reporter.set_not_serving::<ClusterServer<ClusterApi>>().await;
 
     // 2. Hand over leadership.
     if cfg.server.transfer_leadership_on_shutdown && node.is_leader() {
@@ -289,10 +276,7 @@ async fn transfer_leadership(node: &Node, timeout: Duration) {
     let r = node
         .raft
         .wait(Some(timeout))
-        .metrics(
-            |m| m.current_leader.is_some_and(|l| l != me),
-            "leadership moved",
-        )
+        .metrics(|m| m.current_leader.is_some_and(|l| l != me), "leadership moved")
         .await;
     match r {
         Ok(m) => tracing::info!(new_leader = ?m.current_leader, "leadership transferred"),

@@ -30,19 +30,9 @@ use crate::peers::PeerRaftClient;
 /// One frame of a transfer (codec-encoded, versioned).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Frame {
-    Header {
-        vote: Vote,
-        manifest: SnapshotManifest,
-    },
-    Chunk {
-        file: u32,
-        offset: u64,
-        data: Vec<u8>,
-    },
-    FileEnd {
-        file: u32,
-        blake3: [u8; 32],
-    },
+    Header { vote: Vote, manifest: SnapshotManifest },
+    Chunk { file: u32, offset: u64, data: Vec<u8> },
+    FileEnd { file: u32, blake3: [u8; 32] },
     Done,
 }
 
@@ -53,8 +43,7 @@ pub fn encode(frame: &Frame) -> Result<SnapshotFrame, Status> {
 }
 
 pub fn decode(frame: &SnapshotFrame) -> Result<Frame, Status> {
-    codec::decode_v1("snapshot frame", &frame.data)
-        .map_err(|e| Status::invalid_argument(e.to_string()))
+    codec::decode_v1("snapshot frame", &frame.data).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// Send `snapshot` to the peer behind `client`.
@@ -95,9 +84,7 @@ async fn produce(
     .map_err(|_| closed())?;
     let mut buf = vec![0u8; chunk_bytes];
     for (i, spec) in manifest.files.iter().enumerate() {
-        let file = snapshot
-            .open_file(i)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let file = snapshot.open_file(i).map_err(|e| Status::internal(e.to_string()))?;
         let mut file = tokio::fs::File::from_std(file);
         let mut hasher = blake3::Hasher::new();
         let mut offset = 0u64;

@@ -16,9 +16,7 @@ use std::collections::HashMap;
 use sen_core::{ClusterId, RequestId};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{
-    Compare, CompareOp, CompareTarget, Op, Outcome, Request, Response, Txn, TxnOp,
-};
+use crate::command::{Compare, CompareOp, CompareTarget, Op, Outcome, Request, Response, Txn, TxnOp};
 
 /// How long a request id is remembered: a retry of the same id within this
 /// window (measured on the replicated monotonic clock) returns the original
@@ -70,7 +68,14 @@ pub enum Mutation {
         id: RequestId,
         record: DedupRecord,
     },
+    /// Delete the record of `id` and its time-index key `(at_ms, id)`.
     DeleteDedup {
+        id: RequestId,
+        at_ms: u64,
+    },
+    /// Delete only the time-index key `(at_ms, id)`: the id was applied
+    /// again after expiring, and its record now carries a newer time.
+    DeleteDedupIndex {
         id: RequestId,
         at_ms: u64,
     },
@@ -99,11 +104,7 @@ pub trait StateView {
     fn kv(&self, db: &str, key: &[u8]) -> Result<Option<KvRecord>, StateError>;
     fn dedup(&self, id: &RequestId) -> Result<Option<DedupRecord>, StateError>;
     /// Up to `limit` request ids recorded before `before_ms`, oldest first.
-    fn dedup_expired(
-        &self,
-        before_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, RequestId)>, StateError>;
+    fn dedup_expired(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, RequestId)>, StateError>;
     fn db_stats(&self, db: &str) -> Result<DbStats, StateError>;
     fn clock_ms(&self) -> Result<u64, StateError>;
     fn cluster_id(&self) -> Result<Option<ClusterId>, StateError>;
@@ -138,12 +139,18 @@ impl<'v, V: StateView> Applier<'v, V> {
         let now = self.clock()?.max(req.proposed_at_ms);
         self.set_clock(now);
 
+        // An id seen before is a duplicate while its record is live; once
+        // expired, the id may be applied again (its old index key goes).
+        let mut expired_at = None;
         if let Some(id) = &req.id
-            && let Some(rec) = self.dedup_live(id, now)?
+            && let Some(rec) = self.dedup_record(id)?
         {
-            let mut response = rec.response;
-            response.duplicate = true;
-            return Ok(response);
+            if rec.at_ms + DEDUP_WINDOW_MS > now {
+                let mut response = rec.response;
+                response.duplicate = true;
+                return Ok(response);
+            }
+            expired_at = Some(rec.at_ms);
         }
 
         let outcome = match &req.op {
@@ -178,6 +185,9 @@ impl<'v, V: StateView> Applier<'v, V> {
             outcome,
         };
         if let Some(id) = req.id {
+            if let Some(at_ms) = expired_at {
+                self.mutations.push(Mutation::DeleteDedupIndex { id, at_ms });
+            }
             let record = DedupRecord {
                 at_ms: now,
                 response: response.clone(),
@@ -201,7 +211,14 @@ impl<'v, V: StateView> Applier<'v, V> {
         let expired = self.view.dedup_expired(before, limit)?;
         let n = expired.len();
         for (at_ms, id) in expired {
-            self.mutations.push(Mutation::DeleteDedup { id, at_ms });
+            // The record may be newer than this index key (the id was
+            // applied again after expiring): then only the key goes.
+            let current = self.dedup_record(&id)?;
+            if current.is_some_and(|r| r.at_ms == at_ms) {
+                self.mutations.push(Mutation::DeleteDedup { id, at_ms });
+            } else {
+                self.mutations.push(Mutation::DeleteDedupIndex { id, at_ms });
+            }
         }
         Ok(n)
     }
@@ -232,12 +249,12 @@ impl<'v, V: StateView> Applier<'v, V> {
         }
     }
 
-    fn dedup_live(&self, id: &RequestId, now: u64) -> Result<Option<DedupRecord>, StateError> {
-        let rec = match self.dedup.get(id) {
-            Some(r) => Some(r.clone()),
-            None => self.view.dedup(id)?,
-        };
-        Ok(rec.filter(|r| r.at_ms + DEDUP_WINDOW_MS > now))
+    /// The record of `id`, live or expired (this batch's writes first).
+    fn dedup_record(&self, id: &RequestId) -> Result<Option<DedupRecord>, StateError> {
+        match self.dedup.get(id) {
+            Some(r) => Ok(Some(r.clone())),
+            None => self.view.dedup(id),
+        }
     }
 
     fn get(&self, db: &str, key: &[u8]) -> Result<Option<KvRecord>, StateError> {
@@ -282,8 +299,7 @@ impl<'v, V: StateView> Applier<'v, V> {
             }
         }
         self.set_stats(db, stats);
-        self.kv
-            .insert((db.to_owned(), key.to_vec()), Some(record.clone()));
+        self.kv.insert((db.to_owned(), key.to_vec()), Some(record.clone()));
         self.mutations.push(Mutation::PutKv {
             db: db.to_owned(),
             key: key.to_vec(),
@@ -299,9 +315,7 @@ impl<'v, V: StateView> Applier<'v, V> {
         };
         let mut stats = self.stats(db)?;
         stats.keys = stats.keys.saturating_sub(1);
-        stats.bytes = stats
-            .bytes
-            .saturating_sub((key.len() + prev.value.len()) as u64);
+        stats.bytes = stats.bytes.saturating_sub((key.len() + prev.value.len()) as u64);
         self.set_stats(db, stats);
         self.kv.insert((db.to_owned(), key.to_vec()), None);
         self.mutations.push(Mutation::DeleteKv {
@@ -319,11 +333,7 @@ impl<'v, V: StateView> Applier<'v, V> {
                 break;
             }
         }
-        let ops = if succeeded {
-            &txn.success
-        } else {
-            &txn.failure
-        };
+        let ops = if succeeded { &txn.success } else { &txn.failure };
         for op in ops {
             match op {
                 TxnOp::Put { key, value } => {
@@ -356,9 +366,7 @@ impl<'v, V: StateView> Applier<'v, V> {
                 },
             },
             CompareTarget::ModRevision(n) => ord(cur.as_ref().map_or(0, |r| r.mod_revision), *n),
-            CompareTarget::CreateRevision(n) => {
-                ord(cur.as_ref().map_or(0, |r| r.create_revision), *n)
-            }
+            CompareTarget::CreateRevision(n) => ord(cur.as_ref().map_or(0, |r| r.create_revision), *n),
             CompareTarget::Version(n) => ord(cur.as_ref().map_or(0, |r| r.version), *n),
             CompareTarget::Exists(want) => {
                 let exists = cur.is_some();

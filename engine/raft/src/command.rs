@@ -33,11 +33,7 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// Set `key` in database `db` to `value`.
-    Put {
-        db: String,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
+    Put { db: String, key: Vec<u8>, value: Vec<u8> },
     /// Remove `key` from database `db` (no error if absent).
     Delete { db: String, key: Vec<u8> },
     /// Compare-then-act transaction on one database.
@@ -125,18 +121,13 @@ pub enum Outcome {
     Txn { succeeded: bool },
     /// The cluster id is recorded (`cluster_id` is the recorded one, which
     /// differs from the request's if the cluster was already initialised).
-    InitCluster {
-        cluster_id: ClusterId,
-        already: bool,
-    },
+    InitCluster { cluster_id: ClusterId, already: bool },
 }
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.op {
-            Op::Put { db, key, value } => {
-                write!(f, "put {db}/{} ({} bytes)", show_key(key), value.len())?
-            }
+            Op::Put { db, key, value } => write!(f, "put {db}/{} ({} bytes)", show_key(key), value.len())?,
             Op::Delete { db, key } => write!(f, "del {db}/{}", show_key(key))?,
             Op::Txn(t) => write!(
                 f,

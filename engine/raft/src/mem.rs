@@ -38,6 +38,9 @@ impl MemState {
                     self.dedup_by_time.remove(&(at_ms, id));
                     self.dedup.remove(&id);
                 }
+                Mutation::DeleteDedupIndex { id, at_ms } => {
+                    self.dedup_by_time.remove(&(at_ms, id));
+                }
                 Mutation::PutDbStats { db, stats } => {
                     if stats.keys == 0 {
                         self.stats.remove(&db);
@@ -61,11 +64,7 @@ impl StateView for MemState {
         Ok(self.dedup.get(id).cloned())
     }
 
-    fn dedup_expired(
-        &self,
-        before_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, RequestId)>, StateError> {
+    fn dedup_expired(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, RequestId)>, StateError> {
         Ok(self
             .dedup_by_time
             .iter()

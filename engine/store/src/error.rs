@@ -42,9 +42,7 @@ impl StoreError {
 impl From<StoreError> for io::Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Io { what, source } => {
-                io::Error::new(source.kind(), format!("{what}: {source}"))
-            }
+            StoreError::Io { what, source } => io::Error::new(source.kind(), format!("{what}: {source}")),
             other => io::Error::other(other.to_string()),
         }
     }

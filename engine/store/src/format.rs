@@ -42,12 +42,9 @@ pub fn log_key(index: u64) -> [u8; 8] {
 }
 
 pub fn log_index(key: &[u8]) -> Result<u64, StoreError> {
-    let arr: [u8; 8] = key.try_into().map_err(|_| {
-        StoreError::Invalid(format!(
-            "corrupt raft log: key of {} bytes, expected 8",
-            key.len()
-        ))
-    })?;
+    let arr: [u8; 8] = key
+        .try_into()
+        .map_err(|_| StoreError::Invalid(format!("corrupt raft log: key of {} bytes, expected 8", key.len())))?;
     Ok(u64::from_be_bytes(arr))
 }
 
@@ -85,6 +82,9 @@ pub fn dedup_time_key(at_ms: u64, id: &[u8; 16]) -> [u8; 24] {
 pub struct NodeIdentity {
     pub node_id: NodeId,
     pub cluster_id: Option<ClusterId>,
+    /// The cluster id came from another node (`add-node`), not from
+    /// `cluster init` on this node; such a node may never start a cluster.
+    pub joined: bool,
 }
 
 /// Versioned envelope helpers: every value stored by this crate is `V1(T)`.

@@ -72,9 +72,8 @@ pub struct Store {
 impl Store {
     /// Open (creating if needed) the stores under `data_dir`.
     pub fn open(data_dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::io(format!("create data directory {}", data_dir.display()), e)
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::io(format!("create data directory {}", data_dir.display()), e))?;
         let log = LogStore::open(&data_dir.join("raft"), &opts)?;
         let state = Arc::new(StateDb::open(data_dir, &opts)?);
         let state_machine = StateMachine::new(state.clone())?;

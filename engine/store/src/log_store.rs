@@ -38,8 +38,22 @@ pub struct LogStore {
 
 struct Inner {
     db: Arc<DB>,
-    flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
+    /// `None` only while dropping.
+    flusher: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
+    flusher_thread: Option<thread::JoinHandle<()>>,
     max_append_bytes: usize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has completed every
+        // queued callback; joining it releases its handle on the DB, so the
+        // DB is closed when this returns.
+        self.flusher.take();
+        if let Some(t) = self.flusher_thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn sync_opts() -> WriteOptions {
@@ -62,14 +76,15 @@ impl LogStore {
         let db = Arc::new(rocks::open(path, Kind::Log, &[CF_LOG], "raft log")?);
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
         let flush_db = db.clone();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("sen-log-fsync".into())
             .spawn(move || flusher(flush_db, rx))
             .map_err(|e| StoreError::io("start the log fsync thread", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
-                flusher: tx,
+                flusher: Some(tx),
+                flusher_thread: Some(thread),
                 max_append_bytes: opts.max_append_bytes,
             }),
         })
@@ -115,6 +130,7 @@ impl LogStore {
                 let id = NodeIdentity {
                     node_id,
                     cluster_id: None,
+                    joined: false,
                 };
                 self.set_identity(&id)?;
                 Ok(id)
@@ -122,11 +138,13 @@ impl LogStore {
         }
     }
 
-    /// Record the cluster this node belongs to (fsynced).
-    pub fn set_cluster_id(&self, node_id: NodeId, cluster_id: ClusterId) -> Result<(), StoreError> {
+    /// Record the cluster this node belongs to (fsynced). `joined`: the id
+    /// came from another node rather than from `cluster init` here.
+    pub fn set_cluster_id(&self, node_id: NodeId, cluster_id: ClusterId, joined: bool) -> Result<(), StoreError> {
         self.set_identity(&NodeIdentity {
             node_id,
             cluster_id: Some(cluster_id),
+            joined,
         })
     }
 
@@ -142,9 +160,7 @@ impl LogStore {
             .db()
             .get_cf(meta, K_PURGED)
             .map_err(|e| StoreError::rocks("read the purge point", e))?;
-        let mut it = self
-            .db()
-            .iterator_cf(cf(self.db(), CF_LOG)?, IteratorMode::Start);
+        let mut it = self.db().iterator_cf(cf(self.db(), CF_LOG)?, IteratorMode::Start);
         Ok(vote.is_none() && purged.is_none() && it.next().is_none())
     }
 
@@ -155,11 +171,7 @@ impl LogStore {
             .map_err(|e| StoreError::rocks("sync the raft log", e))
     }
 
-    fn get_meta<T>(
-        &self,
-        key: &[u8],
-        dec_fn: fn(&[u8]) -> Result<T, StoreError>,
-    ) -> io::Result<Option<T>> {
+    fn get_meta<T>(&self, key: &[u8], dec_fn: fn(&[u8]) -> Result<T, StoreError>) -> io::Result<Option<T>> {
         let meta = cf(self.db(), CF_META).map_err(to_io)?;
         match self
             .db()
@@ -255,9 +267,7 @@ fn flusher(db: Arc<DB>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
         for cb in batch {
             let r = match &res {
                 Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::other(format!(
-                    "fsync of the raft log failed: {e}"
-                ))),
+                Err(e) => Err(io::Error::other(format!("fsync of the raft log failed: {e}"))),
             };
             cb.io_completed(r);
         }
@@ -277,11 +287,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         self.get_meta(K_VOTE, dec_vote)
     }
 
-    async fn limited_get_log_entries(
-        &mut self,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<Entry>, io::Error> {
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, io::Error> {
         self.read_range(start, end, self.inner.max_append_bytes)
     }
 }
@@ -312,9 +318,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let meta = cf(self.db(), CF_META).map_err(to_io)?;
         match committed {
-            Some(c) => self
-                .db()
-                .put_cf(meta, K_COMMITTED, enc_log_id(&c).map_err(to_io)?),
+            Some(c) => self.db().put_cf(meta, K_COMMITTED, enc_log_id(&c).map_err(to_io)?),
             None => self.db().delete_cf(meta, K_COMMITTED),
         }
         .map_err(|e| rocks_io("save the committed log id", e))
@@ -324,11 +328,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(K_COMMITTED, dec_log_id)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: IOFlushed<TypeConfig>,
-    ) -> Result<(), io::Error>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -344,6 +344,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| rocks_io("append to the raft log", e))?;
         self.inner
             .flusher
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the raft log is closing"))?
             .send(callback)
             .map_err(|_| io::Error::other("the raft log fsync thread has stopped"))?;
         Ok(())
@@ -368,8 +370,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // never a moment with entries gone and the purge point unknown.
         batch.put_cf(meta, K_PURGED, enc_log_id(&log_id).map_err(to_io)?);
         batch.delete_range_cf(log, log_key(0), log_key(log_id.index.saturating_add(1)));
-        self.db()
-            .write(batch)
-            .map_err(|e| rocks_io("purge the raft log", e))
+        self.db().write(batch).map_err(|e| rocks_io("purge the raft log", e))
     }
 }

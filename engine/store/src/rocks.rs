@@ -64,12 +64,8 @@ pub fn open_read_only(path: &Path, kind: Kind, cfs: &[&str], what: &str) -> Resu
     let opts = options(kind);
     let mut names = vec![CF_META];
     names.extend_from_slice(cfs);
-    let db = DB::open_cf_for_read_only(&opts, path, names, false).map_err(|e| {
-        StoreError::rocks(
-            format!("open the {what} at {} read-only", path.display()),
-            e,
-        )
-    })?;
+    let db = DB::open_cf_for_read_only(&opts, path, names, false)
+        .map_err(|e| StoreError::rocks(format!("open the {what} at {} read-only", path.display()), e))?;
     Ok(db)
 }
 

@@ -32,9 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 use crate::format::{CF_META, K_APPLIED, dec, dec_log_id, enc};
 use crate::rocks::{self, Kind, cf};
-use crate::state::{
-    STATE_CFS, StateDb, fsync_dir, io_err, open_generation, read_applied, write_atomic,
-};
+use crate::state::{STATE_CFS, StateDb, fsync_dir, io_err, open_generation, read_applied, write_atomic};
 
 /// Name of the manifest file inside a snapshot directory.
 pub const MANIFEST: &str = "SNAPSHOT";
@@ -78,11 +76,10 @@ struct SnapshotDir {
 
 impl Drop for SnapshotDir {
     fn drop(&mut self) {
-        if self.remove_on_drop.load(Ordering::SeqCst)
-            && let Err(e) = fs::remove_dir_all(&self.path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.path.display(), "cannot remove old snapshot: {e}");
+        if self.remove_on_drop.load(Ordering::SeqCst) {
+            // Deleting a large snapshot takes a while: not on the dropping
+            // (possibly async) thread.
+            crate::state::remove_in_background(self.path.clone(), "old snapshot");
         }
     }
 }
@@ -140,9 +137,7 @@ fn now_ms() -> u64 {
 }
 
 fn snapshot_dir_name(meta: &SnapshotMeta) -> String {
-    let (term, index) = meta
-        .last_log_id
-        .map_or((0, 0), |l| (l.leader_id.term, l.index));
+    let (term, index) = meta.last_log_id.map_or((0, 0), |l| (l.leader_id.term, l.index));
     format!("snap-{term}-{index}-{}", now_ms())
 }
 
@@ -182,10 +177,7 @@ fn list_files(dir: &Path) -> Result<Vec<SnapshotFile>, StoreError> {
             )));
         }
         check_file_name(&name)?;
-        files.push(SnapshotFile {
-            name,
-            size: md.len(),
-        });
+        files.push(SnapshotFile { name, size: md.len() });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
@@ -208,11 +200,7 @@ fn link_or_copy_dir(from: &Path, to: &Path, files: &[SnapshotFile]) -> Result<()
         let dst = to.join(&f.name);
         let immutable = f.name.ends_with(".sst") || f.name.ends_with(".blob");
         if !(immutable && fs::hard_link(&src, &dst).is_ok()) {
-            fs::copy(&src, &dst).map_err(io_err(format!(
-                "copy {} to {}",
-                src.display(),
-                dst.display()
-            )))?;
+            fs::copy(&src, &dst).map_err(io_err(format!("copy {} to {}", src.display(), dst.display())))?;
         }
         fsync_file(&dst)?;
     }
@@ -234,25 +222,34 @@ impl StateDb {
         self.data_dir.join("snapshots")
     }
 
-    fn set_current_snapshot(&self, handle: SnapshotHandle) {
-        let mut cur = self
-            .current_snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = cur.as_ref()
-            && old.path() != handle.path()
-        {
+    pub(crate) fn set_current_snapshot(&self, handle: SnapshotHandle) {
+        let mut cur = self.current_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = cur.as_ref() {
+            if old.path() == handle.path() {
+                return;
+            }
+            // A build that started before an install can finish after it:
+            // never let an older snapshot replace a newer one.
+            if handle.manifest().meta.last_log_id < old.manifest().meta.last_log_id {
+                handle.retire();
+                return;
+            }
             old.retire();
         }
         *cur = Some(handle);
     }
 
+    /// Write the manifest into a complete temporary snapshot directory and
+    /// move it to its final name, durably.
+    fn publish_snapshot_dir(&self, tmp: &Path, path: &Path, manifest: &SnapshotManifest) -> Result<(), StoreError> {
+        write_manifest(tmp, manifest)?;
+        fs::rename(tmp, path).map_err(io_err(format!("rename {} to {}", tmp.display(), path.display())))?;
+        fsync_dir(&self.snapshots_dir())
+    }
+
     /// The latest snapshot, if any.
     pub fn current_snapshot(&self) -> Option<SnapshotHandle> {
-        self.current_snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current_snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// At open: adopt the newest complete snapshot, delete the rest.
@@ -263,9 +260,7 @@ impl StateDb {
             let entry = entry.map_err(io_err(format!("list {}", dir.display())))?;
             let p = entry.path();
             match read_manifest(&p) {
-                Ok(m) if entry.file_name().to_string_lossy().starts_with("snap-") => {
-                    found.push((p, m))
-                }
+                Ok(m) if entry.file_name().to_string_lossy().starts_with("snap-") => found.push((p, m)),
                 _ => {
                     tracing::info!(path = %p.display(), "removing incomplete snapshot");
                     let _ = fs::remove_dir_all(&p);
@@ -296,9 +291,7 @@ impl StateDb {
             let applied = self.applied();
             Checkpoint::new(generation.db())
                 .and_then(|c| c.create_checkpoint(&tmp))
-                .map_err(|e| {
-                    StoreError::rocks(format!("create a checkpoint at {}", tmp.display()), e)
-                })?;
+                .map_err(|e| StoreError::rocks(format!("create a checkpoint at {}", tmp.display()), e))?;
             SnapshotMeta {
                 last_log_id: applied.log_id,
                 last_membership: applied.membership,
@@ -314,14 +307,8 @@ impl StateDb {
                 files,
                 created_at_ms: now_ms(),
             };
-            write_manifest(&tmp, &manifest)?;
             let path = self.snapshots_dir().join(snapshot_dir_name(&manifest.meta));
-            fs::rename(&tmp, &path).map_err(io_err(format!(
-                "rename {} to {}",
-                tmp.display(),
-                path.display()
-            )))?;
-            fsync_dir(&self.snapshots_dir())?;
+            self.publish_snapshot_dir(&tmp, &path, &manifest)?;
             Ok(SnapshotHandle::new(path, manifest, false))
         })();
         match built {
@@ -344,11 +331,7 @@ impl StateDb {
 
     /// Replace the whole state with `snapshot` (blocking). The snapshot may
     /// live anywhere on the same machine; its files are linked or copied.
-    pub fn install_snapshot(
-        &self,
-        meta: &SnapshotMeta,
-        snapshot: &SnapshotHandle,
-    ) -> Result<(), StoreError> {
+    pub fn install_snapshot(&self, meta: &SnapshotMeta, snapshot: &SnapshotHandle) -> Result<(), StoreError> {
         let manifest = snapshot.manifest();
         if manifest.meta.last_log_id != meta.last_log_id {
             return Err(StoreError::Invalid(format!(
@@ -360,8 +343,7 @@ impl StateDb {
         for f in &manifest.files {
             check_file_name(&f.name)?;
             let p = snapshot.path().join(&f.name);
-            let md =
-                fs::metadata(&p).map_err(io_err(format!("stat snapshot file {}", p.display())))?;
+            let md = fs::metadata(&p).map_err(io_err(format!("stat snapshot file {}", p.display())))?;
             if md.len() != f.size {
                 return Err(StoreError::Invalid(format!(
                     "snapshot file {} is {} bytes, manifest says {}",
@@ -382,13 +364,7 @@ impl StateDb {
             let tmp = path.with_extension("tmp");
             let _ = fs::remove_dir_all(&tmp);
             link_or_copy_dir(snapshot.path(), &tmp, &manifest.files)?;
-            write_manifest(&tmp, manifest)?;
-            fs::rename(&tmp, &path).map_err(io_err(format!(
-                "rename {} to {}",
-                tmp.display(),
-                path.display()
-            )))?;
-            fsync_dir(&self.snapshots_dir())?;
+            self.publish_snapshot_dir(&tmp, &path, manifest)?;
             SnapshotHandle::new(path, manifest.clone(), false)
         };
 
@@ -397,11 +373,7 @@ impl StateDb {
         let tmp = gen_path.with_extension("tmp");
         let _ = fs::remove_dir_all(&tmp);
         link_or_copy_dir(ours.path(), &tmp, &manifest.files)?;
-        fs::rename(&tmp, &gen_path).map_err(io_err(format!(
-            "rename {} to {}",
-            tmp.display(),
-            gen_path.display()
-        )))?;
+        fs::rename(&tmp, &gen_path).map_err(io_err(format!("rename {} to {}", tmp.display(), gen_path.display())))?;
         fsync_dir(&self.data_dir.join("state"))?;
         let generation = match open_generation(gen_path.clone(), &self.opts) {
             Ok(g) => g,
@@ -550,8 +522,7 @@ impl IncomingSnapshot {
                 spec.name
             )));
         }
-        f.sync_all()
-            .map_err(io_err(format!("fsync {}", spec.name)))?;
+        f.sync_all().map_err(io_err(format!("fsync {}", spec.name)))?;
         self.next += 1;
         Ok(())
     }
@@ -569,11 +540,7 @@ impl IncomingSnapshot {
         }
         write_manifest(&self.dir, &self.manifest)?;
         self.done = true;
-        Ok(SnapshotHandle::new(
-            self.dir.clone(),
-            self.manifest.clone(),
-            true,
-        ))
+        Ok(SnapshotHandle::new(self.dir.clone(), self.manifest.clone(), true))
     }
 }
 

@@ -39,9 +39,7 @@ pub(crate) struct Generation {
 impl Generation {
     pub(crate) fn db(&self) -> &DB {
         // Only `Drop` takes the DB out.
-        self.db
-            .as_ref()
-            .expect("state generation is open until dropped")
+        self.db.as_ref().expect("state generation is open until dropped")
     }
 
     pub(crate) fn retire(&self) {
@@ -51,12 +49,37 @@ impl Generation {
 
 impl Drop for Generation {
     fn drop(&mut self) {
-        drop(self.db.take());
-        if self.retired.load(Ordering::SeqCst)
-            && let Err(e) = fs::remove_dir_all(&self.path)
-        {
-            tracing::warn!(path = %self.path.display(), "cannot remove retired state generation: {e}");
+        let db = self.db.take();
+        if self.retired.load(Ordering::SeqCst) {
+            // Closing RocksDB and deleting its files take a while: not on
+            // the dropping (possibly async) thread.
+            let path = self.path.clone();
+            let _ = std::thread::Builder::new()
+                .name("sen-retire-state".into())
+                .spawn(move || {
+                    drop(db);
+                    remove_now(&path, "retired state generation");
+                });
         }
+    }
+}
+
+/// Delete a directory tree on a short-lived background thread.
+pub(crate) fn remove_in_background(path: PathBuf, what: &'static str) {
+    let spawned = std::thread::Builder::new().name("sen-remove".into()).spawn({
+        let path = path.clone();
+        move || remove_now(&path, what)
+    });
+    if spawned.is_err() {
+        remove_now(&path, what);
+    }
+}
+
+fn remove_now(path: &Path, what: &str) {
+    if let Err(e) = fs::remove_dir_all(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), "cannot remove {what}: {e}");
     }
 }
 
@@ -108,13 +131,8 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StoreErro
     let mut f = fs::File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
     f.write_all(contents)
         .map_err(io_err(format!("write {}", tmp.display())))?;
-    f.sync_all()
-        .map_err(io_err(format!("fsync {}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(io_err(format!(
-        "rename {} to {}",
-        tmp.display(),
-        path.display()
-    )))?;
+    f.sync_all().map_err(io_err(format!("fsync {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(io_err(format!("rename {} to {}", tmp.display(), path.display())))?;
     fsync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
@@ -129,11 +147,7 @@ impl StateDb {
     /// one on a new node, and load the latest snapshot.
     pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
         let state_dir = data_dir.join("state");
-        for d in [
-            &state_dir,
-            &data_dir.join("snapshots"),
-            &data_dir.join("incoming"),
-        ] {
+        for d in [&state_dir, &data_dir.join("snapshots"), &data_dir.join("incoming")] {
             fs::create_dir_all(d).map_err(io_err(format!("create {}", d.display())))?;
         }
         // Partial receives from before a restart are useless.
@@ -148,10 +162,7 @@ impl StateDb {
                 name
             }
             Err(e) => {
-                return Err(StoreError::io(
-                    format!("read {}", current_file.display()),
-                    e,
-                ));
+                return Err(StoreError::io(format!("read {}", current_file.display()), e));
             }
         };
         if parse_gen(&name).is_none() {
@@ -161,15 +172,12 @@ impl StateDb {
             )));
         }
         // Remove generations left over from an interrupted install.
-        for entry in
-            fs::read_dir(&state_dir).map_err(io_err(format!("list {}", state_dir.display())))?
-        {
+        for entry in fs::read_dir(&state_dir).map_err(io_err(format!("list {}", state_dir.display())))? {
             let entry = entry.map_err(io_err("list state generations"))?;
             let fname = entry.file_name().to_string_lossy().into_owned();
             if fname.starts_with("gen-") && fname != name {
                 tracing::info!("removing stale state generation {fname}");
-                fs::remove_dir_all(entry.path())
-                    .map_err(io_err(format!("remove {}", entry.path().display())))?;
+                fs::remove_dir_all(entry.path()).map_err(io_err(format!("remove {}", entry.path().display())))?;
             }
         }
         let path = state_dir.join(&name);
@@ -207,10 +215,7 @@ impl StateDb {
     }
 
     pub(crate) fn applied(&self) -> Applied {
-        self.applied
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.applied.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The applied log index (0 before anything was applied).
@@ -241,10 +246,7 @@ impl StateDb {
     }
 
     pub(crate) fn set_current_gen(&self, name: &str) -> Result<(), StoreError> {
-        write_atomic(
-            &self.data_dir.join("state").join("CURRENT"),
-            name.as_bytes(),
-        )
+        write_atomic(&self.data_dir.join("state").join("CURRENT"), name.as_bytes())
     }
 
     /// Apply a batch of committed entries and return one response per entry.
@@ -264,9 +266,7 @@ impl StateDb {
         for entry in entries {
             let index = entry.log_id.index;
             let response = match &entry.payload {
-                openraft::EntryPayload::Normal(req) => {
-                    applier.apply(index, req).map_err(state_err)?
-                }
+                openraft::EntryPayload::Normal(req) => applier.apply(index, req).map_err(state_err)?,
                 openraft::EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
                     none_response(index)
@@ -313,13 +313,7 @@ impl StateDb {
         let generation = self.live();
         let db = generation.db();
         let snap = db.snapshot();
-        let applied = match snap
-            .get_cf(cf(db, CF_META)?, K_APPLIED)
-            .map_err(|e| StoreError::rocks("read the applied index", e))?
-        {
-            Some(b) => dec_log_id(&b)?.index,
-            None => 0,
-        };
+        let applied = snapshot_applied_index(db, &snap)?;
         let rec = match snap
             .get_cf(cf(db, CF_KV)?, kv_key(db_name, key))
             .map_err(|e| StoreError::rocks("read a key", e))?
@@ -331,24 +325,21 @@ impl StateDb {
     }
 
     /// Read up to `limit` keys of `db_name` that start with `prefix` and sort
-    /// after `start_after` (exclusive; `None` = from the first).
+    /// after `start_after` (exclusive; `None` = from the first), stopping
+    /// early once the page holds `max_bytes` of keys and values.
     pub fn scan(
         &self,
         db_name: &str,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
+        max_bytes: usize,
+        keys_only: bool,
     ) -> Result<ScanPage, StoreError> {
         let generation = self.live();
         let db = generation.db();
         let snap = db.snapshot();
-        let applied = match snap
-            .get_cf(cf(db, CF_META)?, K_APPLIED)
-            .map_err(|e| StoreError::rocks("read the applied index", e))?
-        {
-            Some(b) => dec_log_id(&b)?.index,
-            None => 0,
-        };
+        let applied = snapshot_applied_index(db, &snap)?;
         let full_prefix = kv_key(db_name, prefix);
         let start = match start_after {
             // The smallest key strictly greater than `after` is `after\0`.
@@ -361,26 +352,28 @@ impl StateDb {
         };
         let mut ro = ReadOptions::default();
         ro.set_snapshot(&snap);
+        let mut bytes = 0usize;
         let mut page = ScanPage {
             applied_index: applied,
             ..Default::default()
         };
-        let iter = db.iterator_cf_opt(
-            cf(db, CF_KV)?,
-            ro,
-            IteratorMode::From(&start, Direction::Forward),
-        );
+        let iter = db.iterator_cf_opt(cf(db, CF_KV)?, ro, IteratorMode::From(&start, Direction::Forward));
         for r in iter {
             let (k, v) = r.map_err(|e| StoreError::rocks("scan keys", e))?;
             if !k.starts_with(&full_prefix) {
                 break;
             }
-            if page.items.len() == limit {
+            if page.items.len() == limit || (bytes >= max_bytes && !page.items.is_empty()) {
                 page.more = true;
                 break;
             }
             let (_, user_key) = split_kv_key(&k)?;
-            page.items.push((user_key.to_vec(), dec_kv(&v)?));
+            let mut rec = dec_kv(&v)?;
+            if keys_only {
+                rec.value = Vec::new();
+            }
+            bytes += user_key.len() + rec.value.len();
+            page.items.push((user_key.to_vec(), rec));
         }
         Ok(page)
     }
@@ -390,13 +383,7 @@ impl StateDb {
         let generation = self.live();
         let db = generation.db();
         let snap = db.snapshot();
-        let applied = match snap
-            .get_cf(cf(db, CF_META)?, K_APPLIED)
-            .map_err(|e| StoreError::rocks("read the applied index", e))?
-        {
-            Some(b) => dec_log_id(&b)?.index,
-            None => 0,
-        };
+        let applied = snapshot_applied_index(db, &snap)?;
         let mut ro = ReadOptions::default();
         ro.set_snapshot(&snap);
         let mut out = Vec::new();
@@ -415,11 +402,9 @@ impl StateDb {
     /// The cluster id recorded in the replicated state, if any.
     pub fn cluster_id(&self) -> Result<Option<ClusterId>, StoreError> {
         let generation = self.live();
-        RocksView {
-            db: generation.db(),
-        }
-        .cluster_id()
-        .map_err(|e| StoreError::Invalid(e.to_string()))
+        RocksView { db: generation.db() }
+            .cluster_id()
+            .map_err(|e| StoreError::Invalid(e.to_string()))
     }
 
     /// A digest of the replicated key-value state (cluster id and every key
@@ -432,13 +417,7 @@ impl StateDb {
         let db = generation.db();
         let snap = db.snapshot();
         let meta = cf(db, CF_META)?;
-        let applied = match snap
-            .get_cf(meta, K_APPLIED)
-            .map_err(|e| StoreError::rocks("read the applied index", e))?
-        {
-            Some(b) => dec_log_id(&b)?.index,
-            None => 0,
-        };
+        let applied = snapshot_applied_index(db, &snap)?;
         let mut h = blake3::Hasher::new();
         h.update(b"sen-state-digest-v1");
         if let Some(b) = snap
@@ -468,11 +447,21 @@ impl StateDb {
         let mut out = Vec::new();
         for r in db.iterator_cf(cf(db, CF_DEDUP)?, IteratorMode::Start) {
             let (k, v) = r.map_err(|e| StoreError::rocks("list request ids", e))?;
-            let id = RequestId::from_slice(&k)
-                .ok_or_else(|| StoreError::Invalid("corrupt request id key".into()))?;
+            let id = RequestId::from_slice(&k).ok_or_else(|| StoreError::Invalid("corrupt request id key".into()))?;
             out.push((id, dec_dedup(&v)?.response.revision));
         }
         Ok(out)
+    }
+}
+
+/// The applied index as seen by a RocksDB snapshot (0 before anything).
+fn snapshot_applied_index(db: &DB, snap: &rocksdb::SnapshotWithThreadMode<'_, DB>) -> Result<u64, StoreError> {
+    match snap
+        .get_cf(cf(db, CF_META)?, K_APPLIED)
+        .map_err(|e| StoreError::rocks("read the applied index", e))?
+    {
+        Some(b) => Ok(dec_log_id(&b)?.index),
+        None => Ok(0),
     }
 }
 
@@ -529,10 +518,7 @@ pub(crate) fn read_applied(db: &DB) -> Result<Applied, StoreError> {
     Ok(Applied { log_id, membership })
 }
 
-pub(crate) fn open_generation(
-    path: PathBuf,
-    opts: &StoreOptions,
-) -> Result<Generation, StoreError> {
+pub(crate) fn open_generation(path: PathBuf, opts: &StoreOptions) -> Result<Generation, StoreError> {
     let db = rocks::open(
         &path,
         Kind::State {
@@ -548,11 +534,7 @@ pub(crate) fn open_generation(
     })
 }
 
-fn write_mutations(
-    db: &DB,
-    batch: &mut WriteBatch,
-    mutations: Vec<Mutation>,
-) -> Result<(), StoreError> {
+fn write_mutations(db: &DB, batch: &mut WriteBatch, mutations: Vec<Mutation>) -> Result<(), StoreError> {
     let kv = cf(db, CF_KV)?;
     let dedup = cf(db, CF_DEDUP)?;
     let dedup_time = cf(db, CF_DEDUP_TIME)?;
@@ -560,9 +542,7 @@ fn write_mutations(
     let meta = cf(db, CF_META)?;
     for m in mutations {
         match m {
-            Mutation::PutKv { db, key, record } => {
-                batch.put_cf(kv, kv_key(&db, &key), enc_kv(&record)?)
-            }
+            Mutation::PutKv { db, key, record } => batch.put_cf(kv, kv_key(&db, &key), enc_kv(&record)?),
             Mutation::DeleteKv { db, key } => batch.delete_cf(kv, kv_key(&db, &key)),
             Mutation::PutDedup { id, record } => {
                 batch.put_cf(dedup_time, dedup_time_key(record.at_ms, &id.0), []);
@@ -571,6 +551,9 @@ fn write_mutations(
             Mutation::DeleteDedup { id, at_ms } => {
                 batch.delete_cf(dedup_time, dedup_time_key(at_ms, &id.0));
                 batch.delete_cf(dedup, id.0);
+            }
+            Mutation::DeleteDedupIndex { id, at_ms } => {
+                batch.delete_cf(dedup_time, dedup_time_key(at_ms, &id.0));
             }
             Mutation::PutDbStats { db, stats } => {
                 if stats.keys == 0 {
@@ -620,11 +603,7 @@ impl StateView for RocksView<'_> {
             .transpose()
     }
 
-    fn dedup_expired(
-        &self,
-        before_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, RequestId)>, StateError> {
+    fn dedup_expired(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, RequestId)>, StateError> {
         let handle = cf(self.db, CF_DEDUP_TIME).map_err(view_err)?;
         let mut out = Vec::new();
         for r in self.db.iterator_cf(handle, IteratorMode::Start) {
@@ -633,9 +612,7 @@ impl StateView for RocksView<'_> {
             }
             let (k, _) = r.map_err(|e| StateError::Storage(format!("RocksDB read failed: {e}")))?;
             if k.len() != 24 {
-                return Err(StateError::Corrupt(
-                    "request-id time index key of wrong length".into(),
-                ));
+                return Err(StateError::Corrupt("request-id time index key of wrong length".into()));
             }
             let mut at = [0u8; 8];
             at.copy_from_slice(&k[..8]);
@@ -643,8 +620,7 @@ impl StateView for RocksView<'_> {
             if at >= before_ms {
                 break;
             }
-            let id = RequestId::from_slice(&k[8..])
-                .ok_or_else(|| StateError::Corrupt("bad request id".into()))?;
+            let id = RequestId::from_slice(&k[8..]).ok_or_else(|| StateError::Corrupt("bad request id".into()))?;
             out.push((at, id));
         }
         Ok(out)

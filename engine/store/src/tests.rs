@@ -3,9 +3,7 @@
 
 use std::io::Read;
 
-use openraft::storage::{
-    IOFlushed, RaftLogReader, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine,
-};
+use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderId;
@@ -17,24 +15,30 @@ use tempfile::TempDir;
 use super::*;
 use crate::snapshot::SnapshotManifest;
 
+/// Deletions happen on a background thread: poll (bounded) for them.
+fn wait_gone(p: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while p.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} was not removed", p.display());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 struct Builder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
-        let dir = tempfile::tempdir()
-            .map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        let store = Store::open(dir.path(), StoreOptions::default()).map_err(|e| {
-            StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e.into())
-        })?;
+        let dir =
+            tempfile::tempdir().map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        let store = Store::open(dir.path(), StoreOptions::default())
+            .map_err(|e| StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Write, e.into()))?;
         Ok((dir, store.log, store.state_machine))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite() {
-    Suite::test_all(Builder)
-        .await
-        .expect("openraft storage suite");
+    Suite::test_all(Builder).await.expect("openraft storage suite");
 }
 
 fn log_id(term: u64, index: u64) -> LogId {
@@ -72,9 +76,7 @@ async fn log_vote_and_state_survive_reopen() {
     {
         let mut store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         store.log.save_vote(&vote).await.unwrap();
-        let entries: Vec<Entry> = (1..=20)
-            .map(|i| put_entry(3, i, &format!("k{i}"), "v"))
-            .collect();
+        let entries: Vec<Entry> = (1..=20).map(|i| put_entry(3, i, &format!("k{i}"), "v")).collect();
         append_and_wait(&mut store.log, entries.clone()).await;
         store.state.apply_entries(&entries[..10]).unwrap();
         store.log.purge(log_id(3, 4)).await.unwrap();
@@ -115,15 +117,7 @@ async fn limited_reads_are_bounded_by_bytes() {
     };
     drop(store);
     let mut store = Store::open(dir.path(), opts).unwrap();
-    assert_eq!(
-        store
-            .log
-            .limited_get_log_entries(1, 11)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.log.limited_get_log_entries(1, 11).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,11 +126,7 @@ async fn a_data_dir_belongs_to_one_node() {
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     store.log.claim_node_id(2, dir.path()).unwrap();
     store.log.claim_node_id(2, dir.path()).unwrap();
-    let err = store
-        .log
-        .claim_node_id(3, dir.path())
-        .unwrap_err()
-        .to_string();
+    let err = store.log.claim_node_id(3, dir.path()).unwrap_err().to_string();
     assert!(err.contains("belongs to node 2, not node 3"), "{err}");
 }
 
@@ -145,28 +135,16 @@ async fn newer_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
     {
-        let db = rocksdb::DB::open_cf(
-            &rocksdb::Options::default(),
-            dir.path().join("raft"),
-            ["meta", "log"],
-        )
-        .unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path().join("raft"), ["meta", "log"]).unwrap();
         let meta = db.cf_handle("meta").unwrap();
-        db.put_cf(
-            meta,
-            format::K_FORMAT,
-            format::enc("layout version", &99u32).unwrap(),
-        )
-        .unwrap();
+        db.put_cf(meta, format::K_FORMAT, format::enc("layout version", &99u32).unwrap())
+            .unwrap();
     }
     let err = Store::open(dir.path(), StoreOptions::default())
         .err()
         .unwrap()
         .to_string();
-    assert!(
-        err.contains("layout version 99") && err.contains("newer Sen"),
-        "{err}"
-    );
+    assert!(err.contains("layout version 99") && err.contains("newer Sen"), "{err}");
 }
 
 /// Copy a snapshot through the transfer format (as the network does) into
@@ -215,33 +193,20 @@ async fn snapshot_transfer_and_install() {
 
     let mut sm_b = b.state_machine.clone();
     sm_b.install_snapshot(&snap.meta, handle).await.unwrap();
-    assert!(
-        !incoming_path.exists(),
-        "the received copy is removed once installed"
-    );
+    // The received copy is removed once installed.
+    wait_gone(&incoming_path);
     assert_eq!(a.state.digest().unwrap(), b.state.digest().unwrap());
     let (applied, _) = sm_b.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(2, 500)));
     assert!(sm_b.get_current_snapshot().await.unwrap().is_some());
 
     // The installed state keeps working and survives a reopen.
-    b.state
-        .apply_entries(&[put_entry(2, 501, "after", "x")])
-        .unwrap();
+    b.state.apply_entries(&[put_entry(2, 501, "after", "x")]).unwrap();
     drop(sm_b);
     drop(b);
     let b = Store::open(b_dir.path(), StoreOptions::default()).unwrap();
     assert_eq!(b.state.applied_index(), 501);
-    assert_eq!(
-        b.state
-            .get("portal", b"key-0042")
-            .unwrap()
-            .0
-            .unwrap()
-            .value
-            .len(),
-        42
-    );
+    assert_eq!(b.state.get("portal", b"key-0042").unwrap().0.unwrap().value.len(), 42);
     assert!(
         b.state.current_snapshot().is_some(),
         "snapshot is found again after restart"
@@ -282,12 +247,7 @@ async fn corrupt_snapshot_transfers_are_refused() {
     let inc = IncomingSnapshot::begin(&a.state, manifest).unwrap();
     assert!(inc.finish().is_err());
     // Aborted receives leave nothing behind.
-    assert_eq!(
-        std::fs::read_dir(a_dir.path().join("incoming"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(a_dir.path().join("incoming")).unwrap().count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +261,7 @@ async fn old_snapshots_are_removed_when_superseded() {
     let s2 = a.state.build_snapshot().unwrap();
     assert!(p1.exists(), "still referenced by a sender");
     drop(s1);
-    assert!(!p1.exists());
+    wait_gone(&p1);
     assert!(s2.path().exists());
 }
 
@@ -309,9 +269,7 @@ async fn old_snapshots_are_removed_when_superseded() {
 async fn scans_paginate_within_one_database() {
     let dir = tempfile::tempdir().unwrap();
     let a = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    let mut entries: Vec<Entry> = (1..=25)
-        .map(|i| put_entry(1, i, &format!("doc/{i:02}"), "v"))
-        .collect();
+    let mut entries: Vec<Entry> = (1..=25).map(|i| put_entry(1, i, &format!("doc/{i:02}"), "v")).collect();
     // A neighbouring database whose name is a prefix must not leak in.
     entries.push(Entry {
         log_id: log_id(1, 26),
@@ -331,7 +289,7 @@ async fn scans_paginate_within_one_database() {
     loop {
         let page = a
             .state
-            .scan("portal", b"doc/", after.as_deref(), 10)
+            .scan("portal", b"doc/", after.as_deref(), 10, usize::MAX, false)
             .unwrap();
         seen.extend(page.items.iter().map(|(k, _)| k.clone()));
         after = page.items.last().map(|(k, _)| k.clone());
@@ -341,12 +299,43 @@ async fn scans_paginate_within_one_database() {
         }
     }
     assert_eq!(seen.len(), 25);
+    // A byte budget cuts pages short (but never below one key).
+    let page = a.state.scan("portal", b"doc/", None, 10, 1, false).unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(page.more);
+    let page = a.state.scan("portal", b"doc/", None, 100, 8 * 3, true).unwrap();
+    assert_eq!(page.items.len(), 4, "6-byte keys, no values: 4 keys reach 24 bytes");
+    assert!(page.items.iter().all(|(_, r)| r.value.is_empty()));
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
     let (dbs, _) = a.state.databases().unwrap();
     assert_eq!(
-        dbs.iter()
-            .map(|d| (d.name.as_str(), d.keys))
-            .collect::<Vec<_>>(),
+        dbs.iter().map(|d| (d.name.as_str(), d.keys)).collect::<Vec<_>>(),
         vec![("portal", 25), ("portal2", 1)]
     );
+}
+
+/// A snapshot build that finishes after a newer snapshot was installed must
+/// not replace it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_snapshot_never_replaces_a_newer_one() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = Store::open(a_dir.path(), StoreOptions::default()).unwrap();
+    let b = Store::open(b_dir.path(), StoreOptions::default()).unwrap();
+    let entries: Vec<Entry> = (1..=50).map(|i| put_entry(1, i, &format!("k{i}"), "v")).collect();
+    a.state.apply_entries(&entries).unwrap();
+    b.state.apply_entries(&entries[..3]).unwrap();
+    let old = b.state.build_snapshot().unwrap();
+    let newer = a.state.build_snapshot().unwrap();
+    b.state
+        .install_snapshot(&newer.manifest().meta.clone(), &newer)
+        .unwrap();
+    // The slow build completes now.
+    b.state.set_current_snapshot(old.clone());
+    let cur = b.state.current_snapshot().unwrap();
+    assert_eq!(cur.manifest().meta.last_log_id, Some(log_id(1, 50)));
+    let old_path = old.path().to_owned();
+    drop(old);
+    wait_gone(&old_path);
+    assert!(cur.path().exists());
 }

@@ -65,10 +65,7 @@ fn trailing_bytes_are_corruption() {
     let mut bytes = encode("n", &5u64).unwrap();
     bytes.push(9);
     let err = decode::<u64>("n", &bytes).unwrap_err();
-    assert!(
-        matches!(err, CodecError::Trailing { extra: 1, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, CodecError::Trailing { extra: 1, .. }), "{err}");
 }
 
 #[test]

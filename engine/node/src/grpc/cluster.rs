@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ChangeMembers;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::ClientWriteResponse;
 use sen_core::ClusterId;
 use sen_proto::raft::v1::{JoinRequest, NodeStatusRequest};
 use sen_proto::v1::cluster_server::Cluster;
 use sen_proto::v1::*;
-use sen_raft::{NodeInfo, Op, Outcome};
+use sen_raft::{NodeInfo, Op, Outcome, TypeConfig};
 use tonic::{Request, Response, Status};
 
 use super::raft::local_status;
@@ -32,18 +34,13 @@ pub struct ClusterApi {
 macro_rules! leader_only {
     ($self:ident, $req:ident, $method:ident, $budget:expr) => {{
         let node = &$self.node;
-        if !is_forwarded(&$req) && !node.is_leader() {
+        if !is_forwarded(node, &$req)? && !node.is_leader() {
             let leader = node.leader();
             match leader {
                 Some(l) if l.id != node.id && !l.addr.is_empty() => {
                     let mut client = node.peers.cluster(&l.addr).map_err(status_to_api)?;
                     let b = $budget;
-                    return match tokio::time::timeout(
-                        b,
-                        client.$method(forwarded(node, $req.into_inner(), b)),
-                    )
-                    .await
-                    {
+                    return match tokio::time::timeout(b, client.$method(forwarded(node, $req.into_inner(), b))).await {
                         Err(_) => Err(ApiError::Timeout(format!(
                             "the leader at {} did not answer within {b:?}",
                             l.addr
@@ -58,6 +55,32 @@ macro_rules! leader_only {
     }};
 }
 
+/// Run a membership change with a deadline, mapping "not leader" to a
+/// retryable error with the leader hint.
+async fn membership_change(
+    node: &Node,
+    budget: Duration,
+    what: &str,
+    change: impl std::future::Future<
+        Output = Result<ClientWriteResponse<TypeConfig>, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>,
+    >,
+) -> Result<ClientWriteResponse<TypeConfig>, ApiError> {
+    match tokio::time::timeout(budget, change).await {
+        Err(_) => Err(ApiError::Timeout(format!(
+            "{what}: the membership change did not commit within {budget:?}; check `sen cluster status` and retry"
+        ))),
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Err(ApiError::not_leader(node.id, crate::error::hint(f)))
+        }
+        Ok(Err(RaftError::APIError(e))) => Err(ApiError::FailedPrecondition(format!("{what}: {e}"))),
+        Ok(Err(RaftError::Fatal(f))) => Err(ApiError::Unavailable(format!(
+            "raft on node {} has stopped: {f}",
+            node.id
+        ))),
+    }
+}
+
 fn parse_addr(addr: &str) -> Result<(), ApiError> {
     let ok = addr
         .rsplit_once(':')
@@ -65,9 +88,7 @@ fn parse_addr(addr: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::InvalidArgument(format!(
-            "address {addr:?} must be HOST:PORT"
-        )))
+        Err(ApiError::InvalidArgument(format!("address {addr:?} must be HOST:PORT")))
     }
 }
 
@@ -106,6 +127,46 @@ impl ClusterApi {
         })
     }
 
+    /// Bind the node at `addr` to this cluster: it checks that it is node
+    /// `id` and that it is empty or already ours.
+    async fn join(&self, id: u64, addr: &str) -> Result<(), ApiError> {
+        let node = &self.node;
+        let cluster_id = node
+            .cluster_id()
+            .ok_or_else(|| ApiError::Internal("leader has no cluster id".into()))?;
+        let mut peer = node.peers.raft(None, addr, false).map_err(status_to_api)?;
+        let mut join = Request::new(JoinRequest {
+            cluster_id: cluster_id.to_string(),
+            node_id: id,
+            leader_id: node.id,
+        });
+        let t = node.config.server.forward_timeout;
+        join.set_timeout(t);
+        match tokio::time::timeout(t, peer.join(join)).await {
+            Err(_) => Err(ApiError::Unavailable(format!(
+                "node at {addr} did not answer within {t:?}; is it running?"
+            ))),
+            Ok(Err(s)) if matches!(s.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) => Err(
+                ApiError::FailedPrecondition(format!("node at {addr} refused to join: {}", s.message())),
+            ),
+            Ok(Err(s)) => Err(ApiError::Unavailable(format!(
+                "cannot reach node {id} at {addr}: {}; start it with `sen server --id {id} ...` first",
+                s.message()
+            ))),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Make learner `id` a voter; returns the membership's log index.
+    async fn promote(&self, id: u64, budget: Duration) -> Result<u64, ApiError> {
+        let node = &self.node;
+        let change = ChangeMembers::AddVoterIds([id].into_iter().collect());
+        let what = format!("cannot promote node {id}");
+        let resp = membership_change(node, budget, &what, node.raft.change_membership(change, true)).await?;
+        tracing::info!(node = id, "promoted to voter");
+        Ok(resp.log_id.index)
+    }
+
     fn member_status(&self, id: u64, addr: &str, voters: &BTreeSet<u64>) -> MemberStatus {
         let m = self.node.raft_metrics();
         let last = m.last_log_index.unwrap_or(0);
@@ -120,12 +181,7 @@ impl ClusterApi {
         MemberStatus {
             id,
             addr: addr.to_owned(),
-            role: if voters.contains(&id) {
-                "follower"
-            } else {
-                "learner"
-            }
-            .into(),
+            role: if voters.contains(&id) { "follower" } else { "learner" }.into(),
             reachable: false,
             last_log_index: 0,
             applied_index: 0,
@@ -144,10 +200,7 @@ impl Cluster for ClusterApi {
         let node = self.node.clone();
         measured(&node, "Init", async {
             if node.is_stopping() {
-                return Err(ApiError::Unavailable(format!(
-                    "node {} is shutting down",
-                    node.id
-                )));
+                return Err(ApiError::Unavailable(format!("node {} is shutting down", node.id)));
             }
             let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
             let initialized = node
@@ -165,12 +218,20 @@ impl Cluster for ClusterApi {
                     node.id
                 )));
             }
-            // Reuse an id recorded by an init that crashed half-way.
-            let cluster_id = match node.cluster_id() {
-                Some(c) => c,
+            // Reuse an id recorded by an init that crashed half-way; never
+            // one this node was given by another cluster's add-node.
+            let identity = node.log.identity()?;
+            let cluster_id = match identity.as_ref().and_then(|i| i.cluster_id.map(|c| (c, i.joined))) {
+                Some((c, true)) => {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "node {} was added to cluster {c} by `cluster add-node`; it cannot start a new cluster. Finish adding it, or stop it and wipe its data directory",
+                        node.id
+                    )));
+                }
+                Some((c, false)) => c,
                 None => {
                     let c = ClusterId::generate();
-                    node.set_cluster_id(c)?;
+                    node.set_cluster_id(c, false)?;
                     c
                 }
             };
@@ -189,20 +250,10 @@ impl Cluster for ClusterApi {
                 .wait(Some(budget))
                 .current_leader(node.id, "init")
                 .await
-                .map_err(|_| {
-                    ApiError::Timeout(format!(
-                        "node {} did not become leader within {budget:?}",
-                        node.id
-                    ))
-                })?;
-            let resp = node
-                .propose(None, Op::InitCluster { cluster_id }, budget)
-                .await?;
+                .map_err(|_| ApiError::Timeout(format!("node {} did not become leader within {budget:?}", node.id)))?;
+            let resp = node.propose(None, Op::InitCluster { cluster_id }, budget).await?;
             let Outcome::InitCluster { cluster_id, .. } = resp.outcome else {
-                return Err(ApiError::Internal(format!(
-                    "unexpected result {:?}",
-                    resp.outcome
-                )));
+                return Err(ApiError::Internal(format!("unexpected result {:?}", resp.outcome)));
             };
             tracing::info!(%cluster_id, "initialized a new cluster");
             Ok(InitResponse {
@@ -213,81 +264,49 @@ impl Cluster for ClusterApi {
         .await
     }
 
-    async fn add_node(
-        &self,
-        req: Request<AddNodeRequest>,
-    ) -> Result<Response<AddNodeResponse>, Status> {
+    async fn add_node(&self, req: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "AddNode", async {
             node.check_serving()?;
-            let budget = deadline::budget(req.metadata(), node.config.server.catch_up_timeout + Duration::from_secs(10));
-            leader_only!(self, req, add_node, budget.min(node.config.server.catch_up_timeout + Duration::from_secs(10)));
+            let budget = deadline::budget(req.metadata(), node.config.server.catch_up_timeout);
+            leader_only!(self, req, add_node, budget);
             let r = req.into_inner();
             if r.id == 0 {
                 return Err(ApiError::InvalidArgument("node ids are positive integers".into()));
             }
             parse_addr(&r.addr)?;
             let (voters, nodes) = self.membership();
-            if let Some((_, n)) = nodes.iter().find(|(id, _)| *id == r.id) {
+            // Idempotent: a retried add-node (say after a timeout during a
+            // long catch-up) continues where the first attempt stopped.
+            let existing = nodes.iter().find(|(id, _)| *id == r.id).map(|(_, n)| n.addr.clone());
+            if let Some(addr) = &existing
+                && *addr != r.addr
+            {
                 return Err(ApiError::FailedPrecondition(format!(
-                    "node {} is already a member ({}, at {}); to replace it, remove it first, or pick an unused id",
-                    r.id,
-                    if voters.contains(&r.id) { "voter" } else { "learner" },
-                    n.addr
+                    "node {} is already a member at {addr}; to move it, remove it first, or pick an unused id",
+                    r.id
                 )));
             }
-            if let Some((other, _)) = nodes.iter().find(|(_, n)| n.addr == r.addr) {
+            if existing.is_none()
+                && let Some((other, _)) = nodes.iter().find(|(_, n)| n.addr == r.addr)
+            {
                 return Err(ApiError::FailedPrecondition(format!(
                     "address {} is already used by node {other}",
                     r.addr
                 )));
             }
-            let cluster_id = node
-                .cluster_id()
-                .ok_or_else(|| ApiError::Internal("leader has no cluster id".into()))?;
-            // 1. Bind the new node to this cluster (checks its id).
-            let mut peer = node.peers.raft(None, &r.addr, false).map_err(status_to_api)?;
-            let mut join = Request::new(JoinRequest {
-                cluster_id: cluster_id.to_string(),
-                node_id: r.id,
-                leader_id: node.id,
-            });
-            let t = node.config.server.forward_timeout;
-            join.set_timeout(t);
-            match tokio::time::timeout(t, peer.join(join)).await {
-                Err(_) => return Err(ApiError::Unavailable(format!("node at {} did not answer within {t:?}; is it running?", r.addr))),
-                Ok(Err(s)) if s.code() == tonic::Code::FailedPrecondition || s.code() == tonic::Code::InvalidArgument => {
-                    return Err(ApiError::FailedPrecondition(format!("node at {} refused to join: {}", r.addr, s.message())));
-                }
-                Ok(Err(s)) => {
-                    return Err(ApiError::Unavailable(format!(
-                        "cannot reach node {} at {}: {}; start it with `sen server --id {} ...` first",
-                        r.id,
-                        r.addr,
-                        s.message(),
-                        r.id
-                    )));
-                }
-                Ok(Ok(_)) => {}
-            }
-            // 2. Add as a learner.
-            let info = NodeInfo { addr: r.addr.clone() };
-            let resp = tokio::time::timeout(budget, node.raft.add_learner(r.id, info, false))
-                .await
-                .map_err(|_| ApiError::Timeout(format!("adding learner {} timed out", r.id)))?
-                .map_err(|e| ApiError::FailedPrecondition(format!("cannot add node {}: {e}", r.id)))?;
-            let mut revision = resp.log_id.index;
-            tracing::info!(node = r.id, addr = %r.addr, "added learner");
-            // 3. Catch up, 4. promote.
-            if !r.learner {
-                self.wait_caught_up(r.id, budget.min(node.config.server.catch_up_timeout)).await?;
-                let resp = node
-                    .raft
-                    .change_membership(ChangeMembers::AddVoterIds([r.id].into_iter().collect()), true)
-                    .await
-                    .map_err(|e| ApiError::FailedPrecondition(format!("cannot promote node {}: {e}", r.id)))?;
+            let mut revision = 0;
+            if existing.is_none() {
+                self.join(r.id, &r.addr).await?;
+                let info = NodeInfo { addr: r.addr.clone() };
+                let what = format!("cannot add node {}", r.id);
+                let resp = membership_change(&node, budget, &what, node.raft.add_learner(r.id, info, false)).await?;
                 revision = resp.log_id.index;
-                tracing::info!(node = r.id, "promoted to voter");
+                tracing::info!(node = r.id, addr = %r.addr, "added learner");
+            }
+            if !r.learner && !voters.contains(&r.id) {
+                self.wait_caught_up(r.id, budget).await?;
+                revision = self.promote(r.id, budget).await?;
             }
             let (voters, _) = self.membership();
             let mut member = self.member_status(r.id, &r.addr, &voters);
@@ -300,10 +319,7 @@ impl Cluster for ClusterApi {
         .await
     }
 
-    async fn promote_node(
-        &self,
-        req: Request<PromoteNodeRequest>,
-    ) -> Result<Response<PromoteNodeResponse>, Status> {
+    async fn promote_node(&self, req: Request<PromoteNodeRequest>) -> Result<Response<PromoteNodeResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "PromoteNode", async {
             node.check_serving()?;
@@ -312,7 +328,8 @@ impl Cluster for ClusterApi {
             let id = req.into_inner().id;
             let (voters, nodes) = self.membership();
             if voters.contains(&id) {
-                return Err(ApiError::FailedPrecondition(format!("node {id} is already a voter")));
+                // Already done (perhaps by an earlier attempt).
+                return Ok(PromoteNodeResponse { revision: 0 });
             }
             if !nodes.iter().any(|(n, _)| *n == id) {
                 return Err(ApiError::NotFound(format!(
@@ -320,22 +337,14 @@ impl Cluster for ClusterApi {
                 )));
             }
             self.wait_caught_up(id, budget).await?;
-            let resp = node
-                .raft
-                .change_membership(ChangeMembers::AddVoterIds([id].into_iter().collect()), true)
-                .await
-                .map_err(|e| ApiError::FailedPrecondition(format!("cannot promote node {id}: {e}")))?;
             Ok(PromoteNodeResponse {
-                revision: resp.log_id.index,
+                revision: self.promote(id, budget).await?,
             })
         })
         .await
     }
 
-    async fn remove_node(
-        &self,
-        req: Request<RemoveNodeRequest>,
-    ) -> Result<Response<RemoveNodeResponse>, Status> {
+    async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "RemoveNode", async {
             node.check_serving()?;
@@ -344,9 +353,7 @@ impl Cluster for ClusterApi {
             let id = req.into_inner().id;
             let (voters, nodes) = self.membership();
             if !nodes.iter().any(|(n, _)| *n == id) {
-                return Err(ApiError::NotFound(format!(
-                    "node {id} is not a member of this cluster"
-                )));
+                return Err(ApiError::NotFound(format!("node {id} is not a member of this cluster")));
             }
             let change = if voters.contains(&id) {
                 if voters.len() == 1 {
@@ -358,16 +365,8 @@ impl Cluster for ClusterApi {
             } else {
                 ChangeMembers::RemoveNodes([id].into_iter().collect())
             };
-            let resp = tokio::time::timeout(budget, node.raft.change_membership(change, false))
-                .await
-                .map_err(|_| {
-                    ApiError::Timeout(format!(
-                        "removing node {id} did not commit within {budget:?}"
-                    ))
-                })?
-                .map_err(|e| {
-                    ApiError::FailedPrecondition(format!("cannot remove node {id}: {e}"))
-                })?;
+            let what = format!("cannot remove node {id}");
+            let resp = membership_change(&node, budget, &what, node.raft.change_membership(change, false)).await?;
             tracing::info!(node = id, "removed from the cluster");
             Ok(RemoveNodeResponse {
                 revision: resp.log_id.index,
@@ -376,10 +375,7 @@ impl Cluster for ClusterApi {
         .await
     }
 
-    async fn status(
-        &self,
-        req: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Status", async {
             let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
@@ -394,7 +390,7 @@ impl Cluster for ClusterApi {
                 });
             };
             // The leader knows replication progress: ask it when we can.
-            if !is_forwarded(&req)
+            if !is_forwarded(&node, &req)?
                 && !node.is_leader()
                 && let Some(l) = node.leader()
                 && l.id != node.id
@@ -402,10 +398,7 @@ impl Cluster for ClusterApi {
                 && let Ok(mut client) = node.peers.cluster(&l.addr)
             {
                 let b = budget.min(node.config.server.status_timeout * 3);
-                if let Ok(Ok(r)) =
-                    tokio::time::timeout(b, client.status(forwarded(&node, StatusRequest {}, b)))
-                        .await
-                {
+                if let Ok(Ok(r)) = tokio::time::timeout(b, client.status(forwarded(&node, StatusRequest {}, b))).await {
                     return Ok(r.into_inner());
                 }
             }

@@ -32,7 +32,7 @@ enum Route {
 }
 
 fn route<T>(node: &Node, req: &Request<T>) -> Result<Route, ApiError> {
-    if is_forwarded(req) || node.is_leader() {
+    if is_forwarded(node, req)? || node.is_leader() {
         return Ok(Route::Local);
     }
     match node.leader() {
@@ -45,9 +45,9 @@ fn route<T>(node: &Node, req: &Request<T>) -> Result<Route, ApiError> {
 fn request_id(h: &Option<RequestHeader>) -> Result<Option<RequestId>, ApiError> {
     match h.as_ref().map(|h| h.request_id.as_slice()) {
         None | Some([]) => Ok(Some(RequestId::generate())),
-        Some(b) => RequestId::from_slice(b).map(Some).ok_or_else(|| {
-            ApiError::InvalidArgument(format!("request_id must be 16 bytes, got {}", b.len()))
-        }),
+        Some(b) => RequestId::from_slice(b)
+            .map(Some)
+            .ok_or_else(|| ApiError::InvalidArgument(format!("request_id must be 16 bytes, got {}", b.len()))),
     }
 }
 
@@ -59,10 +59,10 @@ fn with_id(id: Option<RequestId>) -> Option<RequestHeader> {
     })
 }
 
-fn kv_out(key: Vec<u8>, r: KvRecord, keys_only: bool) -> KeyValue {
+fn kv_out(key: Vec<u8>, r: KvRecord) -> KeyValue {
     KeyValue {
         key,
-        value: if keys_only { Vec::new() } else { r.value },
+        value: r.value,
         mod_revision: r.mod_revision,
         create_revision: r.create_revision,
         version: r.version,
@@ -70,10 +70,7 @@ fn kv_out(key: Vec<u8>, r: KvRecord, keys_only: bool) -> KeyValue {
 }
 
 fn unexpected(r: &RaftResponse) -> ApiError {
-    ApiError::Internal(format!(
-        "unexpected result {:?} for this request",
-        r.outcome
-    ))
+    ApiError::Internal(format!("unexpected result {:?} for this request", r.outcome))
 }
 
 impl KvApi {
@@ -85,13 +82,11 @@ impl KvApi {
         match Consistency::try_from(consistency) {
             Ok(Consistency::Stale) => Ok(()),
             Ok(Consistency::Linearizable) => self.node.read_barrier(budget).await,
-            Err(_) => Err(ApiError::InvalidArgument(format!(
-                "unknown consistency {consistency}"
-            ))),
+            Err(_) => Err(ApiError::InvalidArgument(format!("unknown consistency {consistency}"))),
         }
     }
 
-    async fn forward_budget(&self, budget: Duration) -> Duration {
+    fn forward_budget(&self, budget: Duration) -> Duration {
         budget.min(self.node.config.server.forward_timeout)
     }
 }
@@ -99,7 +94,7 @@ impl KvApi {
 macro_rules! forward {
     ($self:ident, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
         let node = &$self.node;
-        let b = $self.forward_budget($budget).await;
+        let b = $self.forward_budget($budget);
         let mut client = node.peers.kv(&$addr).map_err(status_to_api)?;
         match tokio::time::timeout(b, client.$method(forwarded(node, $msg, b))).await {
             Err(_) => Err(ApiError::Timeout(format!(
@@ -159,10 +154,7 @@ impl Kv for KvApi {
         .await
     }
 
-    async fn delete(
-        &self,
-        req: Request<DeleteRequest>,
-    ) -> Result<Response<DeleteResponse>, Status> {
+    async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Delete", async {
             node.check_serving()?;
@@ -179,16 +171,7 @@ impl Kv for KvApi {
                 }
                 Route::Local => {
                     let r = req.into_inner();
-                    let resp = node
-                        .propose(
-                            id,
-                            Op::Delete {
-                                db: r.db,
-                                key: r.key,
-                            },
-                            budget,
-                        )
-                        .await?;
+                    let resp = node.propose(id, Op::Delete { db: r.db, key: r.key }, budget).await?;
                     let Outcome::Delete { deleted } = resp.outcome else {
                         return Err(unexpected(&resp));
                     };
@@ -245,18 +228,15 @@ impl Kv for KvApi {
             self.read_ready(r.consistency, budget).await?;
             let state = node.state.clone();
             let (db, key) = (r.db, r.key);
-            let (rec, applied) = tokio::task::spawn_blocking(move || {
-                state
-                    .get(&db, &key)
-                    .map(|(rec, a)| (rec.map(|x| (key, x)), a))
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+            let (rec, applied) =
+                tokio::task::spawn_blocking(move || state.get(&db, &key).map(|(rec, a)| (rec.map(|x| (key, x)), a)))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))??;
             let mut header = node.response_header();
             header.applied_index = applied;
             Ok(GetResponse {
                 header: Some(header),
-                kv: rec.map(|(k, r)| kv_out(k, r, false)),
+                kv: rec.map(|(k, r)| kv_out(k, r)),
             })
         })
         .await
@@ -278,11 +258,12 @@ impl Kv for KvApi {
             }
             self.read_ready(r.consistency, budget).await?;
             let page_size = limits.scan_page(r.limit as usize);
+            let page_bytes = limits.max_scan_page_bytes;
             let state = node.state.clone();
             let keys_only = r.keys_only;
             let page = tokio::task::spawn_blocking(move || {
                 let after = (!r.start_after.is_empty()).then_some(r.start_after.as_slice());
-                state.scan(&r.db, &r.prefix, after, page_size)
+                state.scan(&r.db, &r.prefix, after, page_size, page_bytes, keys_only)
             })
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -290,11 +271,7 @@ impl Kv for KvApi {
             header.applied_index = page.applied_index;
             Ok(ScanResponse {
                 header: Some(header),
-                kvs: page
-                    .items
-                    .into_iter()
-                    .map(|(k, r)| kv_out(k, r, keys_only))
-                    .collect(),
+                kvs: page.items.into_iter().map(|(k, r)| kv_out(k, r)).collect(),
                 more: page.more,
             })
         })
@@ -371,10 +348,7 @@ fn to_txn(node: &Node, r: &TxnRequest) -> Result<command::Txn, ApiError> {
                 command::CompareTarget::Exists(*b)
             }
             None => {
-                return Err(ApiError::InvalidArgument(format!(
-                    "compare #{} has no target",
-                    i + 1
-                )));
+                return Err(ApiError::InvalidArgument(format!("compare #{} has no target", i + 1)));
             }
         };
         compares.push(command::Compare {

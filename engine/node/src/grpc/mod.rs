@@ -27,15 +27,32 @@ pub async fn measured<T>(
         Ok(_) => tonic::Code::Ok,
         Err(s) => s.code(),
     };
-    node.metrics
-        .observe_request(method, code, started.elapsed());
+    node.metrics.observe_request(method, code, started.elapsed());
     result.map(Response::new)
 }
 
-/// A request another node forwarded to us (we are believed to be the
-/// leader, and must not forward it again).
-pub fn is_forwarded<T>(req: &tonic::Request<T>) -> bool {
-    req.metadata().contains_key(sen_proto::meta::FORWARDED_BY)
+/// Whether another node forwarded this request to us (we are believed to
+/// be the leader, and must not forward it again). A forwarded request must
+/// come from a node of our own cluster.
+pub fn is_forwarded<T>(node: &Node, req: &tonic::Request<T>) -> Result<bool, ApiError> {
+    let md = req.metadata();
+    let Some(from) = md.get(sen_proto::meta::FORWARDED_BY) else {
+        return Ok(false);
+    };
+    let theirs = md
+        .get(sen_proto::meta::CLUSTER_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match node.cluster_id() {
+        Some(ours) if theirs == ours.to_string() => Ok(true),
+        ours => Err(ApiError::FailedPrecondition(format!(
+            "node {} refuses a request forwarded by node {} of cluster {}: this node belongs to cluster {}",
+            node.id,
+            from.to_str().unwrap_or("?"),
+            if theirs.is_empty() { "(none)" } else { theirs },
+            ours.map_or("(none)".to_owned(), |c| c.to_string())
+        ))),
+    }
 }
 
 /// Mark a request as forwarded by `node`, with a deadline.

@@ -57,10 +57,7 @@ fn check_peer<T>(node: &Node, req: &Request<T>) -> Result<(), Status> {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    p: &RaftPayload,
-) -> Result<T, Status> {
+fn decode<T: serde::de::DeserializeOwned>(what: &'static str, p: &RaftPayload) -> Result<T, Status> {
     codec::decode_v1(what, &p.data).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
@@ -86,10 +83,7 @@ fn raft_result<T: serde::Serialize>(
 
 #[tonic::async_trait]
 impl RaftService for RaftApi {
-    async fn append_entries(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
         let rpc = decode("append entries", req.get_ref())?;
         raft_result(&self.node, self.node.raft.append_entries(rpc).await)
@@ -107,10 +101,7 @@ impl RaftService for RaftApi {
         raft_result(&self.node, self.node.raft.pre_vote(rpc).await)
     }
 
-    async fn transfer_leader(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
+    async fn transfer_leader(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
         let rpc = decode("transfer leader", req.get_ref())?;
         match self.node.raft.handle_transfer_leader(rpc).await {
@@ -119,10 +110,7 @@ impl RaftService for RaftApi {
         }
     }
 
-    async fn install_snapshot(
-        &self,
-        req: Request<Streaming<SnapshotFrame>>,
-    ) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(&self, req: Request<Streaming<SnapshotFrame>>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
         let node = self.node.clone();
         let mut stream = req.into_inner();
@@ -131,9 +119,7 @@ impl RaftService for RaftApi {
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         let Frame::Header { vote, manifest } = snapshot_transfer::decode(&first)? else {
-            return Err(Status::invalid_argument(
-                "snapshot stream must start with a header",
-            ));
+            return Err(Status::invalid_argument("snapshot stream must start with a header"));
         };
         check_snapshot_is_installable(&node, &vote, &manifest.meta)?;
         let meta = manifest.meta.clone();
@@ -146,19 +132,17 @@ impl RaftService for RaftApi {
                 .map_err(|e| Status::internal(e.to_string()))?,
         );
         let handle = loop {
-            let frame = stream.message().await?.ok_or_else(|| {
-                Status::invalid_argument("snapshot stream ended before its last frame")
-            })?;
+            let frame = stream
+                .message()
+                .await?
+                .ok_or_else(|| Status::invalid_argument("snapshot stream ended before its last frame"))?;
             let frame = snapshot_transfer::decode(&frame)?;
             let mut inc = incoming
                 .take()
                 .ok_or_else(|| Status::internal("snapshot receiver lost"))?;
-            let rejected = |e: sen_store::StoreError| {
-                Status::invalid_argument(format!("snapshot transfer rejected: {e}"))
-            };
-            let joined = |e: tokio::task::JoinError| {
-                Status::internal(format!("snapshot receiver task failed: {e}"))
-            };
+            let rejected =
+                |e: sen_store::StoreError| Status::invalid_argument(format!("snapshot transfer rejected: {e}"));
+            let joined = |e: tokio::task::JoinError| Status::internal(format!("snapshot receiver task failed: {e}"));
             match frame {
                 Frame::Done => {
                     break tokio::task::spawn_blocking(move || inc.finish())
@@ -167,39 +151,27 @@ impl RaftService for RaftApi {
                         .map_err(rejected)?;
                 }
                 Frame::Header { .. } => {
-                    return Err(Status::invalid_argument(
-                        "snapshot stream sent a second header",
-                    ));
+                    return Err(Status::invalid_argument("snapshot stream sent a second header"));
                 }
                 Frame::Chunk { file, offset, data } => {
-                    let inc = tokio::task::spawn_blocking(move || {
-                        inc.write(file as usize, offset, &data).map(|_| inc)
-                    })
-                    .await
-                    .map_err(joined)?
-                    .map_err(rejected)?;
+                    let inc = tokio::task::spawn_blocking(move || inc.write(file as usize, offset, &data).map(|_| inc))
+                        .await
+                        .map_err(joined)?
+                        .map_err(rejected)?;
                     incoming = Some(inc);
                 }
                 Frame::FileEnd { file, blake3 } => {
-                    let inc = tokio::task::spawn_blocking(move || {
-                        inc.finish_file(file as usize, &blake3).map(|_| inc)
-                    })
-                    .await
-                    .map_err(joined)?
-                    .map_err(rejected)?;
+                    let inc = tokio::task::spawn_blocking(move || inc.finish_file(file as usize, &blake3).map(|_| inc))
+                        .await
+                        .map_err(joined)?
+                        .map_err(rejected)?;
                     incoming = Some(inc);
                 }
             }
         };
         let resp = node
             .raft
-            .install_full_snapshot(
-                vote,
-                Snapshot {
-                    meta,
-                    snapshot: handle,
-                },
-            )
+            .install_full_snapshot(vote, Snapshot { meta, snapshot: handle })
             .await
             .map_err(|e| fatal(&node, e))?;
         encode(&resp)
@@ -217,10 +189,7 @@ impl RaftService for RaftApi {
                 node.id
             )));
         }
-        let theirs: ClusterId = r
-            .cluster_id
-            .parse()
-            .map_err(|e: String| Status::invalid_argument(e))?;
+        let theirs: ClusterId = r.cluster_id.parse().map_err(|e: String| Status::invalid_argument(e))?;
         match node.cluster_id() {
             Some(ours) if ours == theirs => Ok(Response::new(JoinResponse {})),
             Some(ours) => Err(Status::failed_precondition(format!(
@@ -228,35 +197,26 @@ impl RaftService for RaftApi {
                 node.id
             ))),
             None => {
-                let pristine = node
-                    .log
-                    .is_pristine()
-                    .map_err(|e| Status::internal(e.to_string()))?;
+                let pristine = node.log.is_pristine().map_err(|e| Status::internal(e.to_string()))?;
                 if !pristine {
                     return Err(Status::failed_precondition(format!(
                         "node {} has Raft state but no cluster id; wipe its data directory before adding it",
                         node.id
                     )));
                 }
-                node.set_cluster_id(theirs).map_err(Status::from)?;
+                node.set_cluster_id(theirs, true).map_err(Status::from)?;
                 tracing::info!(cluster_id = %theirs, leader = r.leader_id, "joined cluster");
                 Ok(Response::new(JoinResponse {}))
             }
         }
     }
 
-    async fn node_status(
-        &self,
-        req: Request<NodeStatusRequest>,
-    ) -> Result<Response<NodeStatusResponse>, Status> {
+    async fn node_status(&self, req: Request<NodeStatusRequest>) -> Result<Response<NodeStatusResponse>, Status> {
         check_peer(&self.node, &req)?;
         Ok(Response::new(local_status(&self.node)))
     }
 
-    async fn read_index(
-        &self,
-        req: Request<ReadIndexRequest>,
-    ) -> Result<Response<ReadIndexResponse>, Status> {
+    async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
         check_peer(&self.node, &req)?;
         let node = &self.node;
         let budget = crate::deadline::budget(req.metadata(), node.config.server.forward_timeout);
@@ -269,15 +229,9 @@ impl RaftService for RaftApi {
                 read_index: read_log_id.index(),
                 term: node.raft_metrics().current_term,
             })),
-            Ok(Err(RaftError::APIError(
-                openraft::error::LinearizableReadError::ForwardToLeader(f),
-            ))) => Err(Status::from(crate::error::ApiError::not_leader(
-                node.id,
-                f.leader_id.map(|id| crate::error::LeaderHint {
-                    id,
-                    addr: f.leader_node.map(|n| n.addr).unwrap_or_default(),
-                }),
-            ))),
+            Ok(Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(f)))) => Err(
+                Status::from(crate::error::ApiError::not_leader(node.id, crate::error::hint(f))),
+            ),
             Ok(Err(e)) => Err(Status::unavailable(format!(
                 "node {} cannot provide a read index: {e}; retry in a moment",
                 node.id

@@ -57,29 +57,20 @@ fn revisions_follow_log_indexes() {
     apply_one(&mut s, 9, req(None, 1, put("lich", "a", "2")));
     let rec = s.kv("lich", b"a").unwrap().unwrap();
     assert_eq!(rec.value, b"2");
-    assert_eq!(
-        (rec.create_revision, rec.mod_revision, rec.version),
-        (5, 9, 2)
-    );
+    assert_eq!((rec.create_revision, rec.mod_revision, rec.version), (5, 9, 2));
     assert_eq!(s.db_stats("lich").unwrap(), DbStats { keys: 1, bytes: 2 });
 
     let r = apply_one(&mut s, 10, req(None, 1, del("lich", "a")));
     assert_eq!(r.outcome, Outcome::Delete { deleted: true });
     assert_eq!(s.kv("lich", b"a").unwrap(), None);
-    assert!(
-        !s.stats.contains_key("lich"),
-        "an emptied database disappears"
-    );
+    assert!(!s.stats.contains_key("lich"), "an emptied database disappears");
     let r = apply_one(&mut s, 11, req(None, 1, del("lich", "a")));
     assert_eq!(r.outcome, Outcome::Delete { deleted: false });
 
     // Re-created keys start a new life.
     apply_one(&mut s, 12, req(None, 1, put("lich", "a", "3")));
     let rec = s.kv("lich", b"a").unwrap().unwrap();
-    assert_eq!(
-        (rec.create_revision, rec.mod_revision, rec.version),
-        (12, 12, 1)
-    );
+    assert_eq!((rec.create_revision, rec.mod_revision, rec.version), (12, 12, 1));
 }
 
 #[test]
@@ -150,11 +141,7 @@ fn txn_compare_semantics() {
         let r = apply_one(
             &mut s,
             index,
-            req(
-                None,
-                1,
-                txn(vec![c], vec![tput("ok", "y")], vec![tput("ok", "n")]),
-            ),
+            req(None, 1, txn(vec![c], vec![tput("ok", "y")], vec![tput("ok", "n")])),
         );
         assert_eq!(r.outcome, Outcome::Txn { succeeded: expect }, "{desc}");
         assert_eq!(r.revision, index);
@@ -196,11 +183,7 @@ fn txn_is_all_or_nothing_and_sees_state_before_it() {
     assert!(s.kv("d", b"lock").unwrap().is_some());
 
     // Put then delete of the same key inside one branch applies in order.
-    let seq = txn(
-        vec![],
-        vec![tput("t", "1"), TxnOp::Delete { key: "t".into() }],
-        vec![],
-    );
+    let seq = txn(vec![], vec![tput("t", "1"), TxnOp::Delete { key: "t".into() }], vec![]);
     apply_one(&mut s, 4, req(None, 1, seq));
     assert!(s.kv("d", b"t").unwrap().is_none());
     assert_eq!(s.db_stats("d").unwrap().keys, 2);
@@ -217,10 +200,7 @@ fn a_retried_request_id_is_applied_once() {
     // The retry (for instance after a leader change) must not write again.
     let retry = apply_one(&mut s, 9, req(Some(id), 2_000, put("d", "k", "1")));
     assert!(retry.duplicate);
-    assert_eq!(
-        retry.revision, 7,
-        "a duplicate reports the original revision"
-    );
+    assert_eq!(retry.revision, 7, "a duplicate reports the original revision");
     assert_eq!(retry.outcome, first.outcome);
     assert_eq!(s.kv("d", b"k").unwrap().unwrap().value, b"2");
     assert_eq!(s.kv("d", b"k").unwrap().unwrap().mod_revision, 8);
@@ -270,11 +250,7 @@ fn gc_removes_only_expired_records() {
     let old = RequestId::generate();
     let young = RequestId::generate();
     apply_one(&mut s, 1, req(Some(old), 1_000, put("d", "a", "1")));
-    apply_one(
-        &mut s,
-        2,
-        req(Some(young), 1_000 + DEDUP_WINDOW_MS, put("d", "b", "1")),
-    );
+    apply_one(&mut s, 2, req(Some(young), 1_000 + DEDUP_WINDOW_MS, put("d", "b", "1")));
     // apply_batches ran gc after the batch: `old` expired exactly now.
     assert!(!s.dedup.contains_key(&old));
     assert!(s.dedup.contains_key(&young));
@@ -313,16 +289,14 @@ fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (key.clone(), val.clone()).prop_map(|(k, v)| put("d", k, v)),
         key.clone().prop_map(|k| del("d", k)),
-        (key.clone(), val.clone(), key.clone(), val.clone(), 0u64..6).prop_map(
-            |(k1, v1, k2, v2, rev)| txn(
-                vec![
-                    cmp(k1, CompareOp::Equal, CompareTarget::Value(v1.into())),
-                    cmp(k2, CompareOp::Less, CompareTarget::ModRevision(rev))
-                ],
-                vec![tput(k2, v2)],
-                vec![TxnOp::Delete { key: k1.into() }],
-            )
-        ),
+        (key.clone(), val.clone(), key.clone(), val.clone(), 0u64..6).prop_map(|(k1, v1, k2, v2, rev)| txn(
+            vec![
+                cmp(k1, CompareOp::Equal, CompareTarget::Value(v1.into())),
+                cmp(k2, CompareOp::Less, CompareTarget::ModRevision(rev))
+            ],
+            vec![tput(k2, v2)],
+            vec![TxnOp::Delete { key: k1.into() }],
+        )),
     ]
 }
 
@@ -355,4 +329,54 @@ proptest! {
         prop_assert_eq!(r1, r2);
         prop_assert_eq!(one, many);
     }
+}
+
+#[test]
+fn an_id_reused_after_expiry_keeps_its_new_record_through_gc() {
+    let mut s = MemState::default();
+    let id = RequestId::generate();
+    apply_one(&mut s, 1, req(Some(id), 1_000, put("d", "k", "1")));
+    // Reused once expired: applied again, with a new record.
+    let t1 = 1_000 + DEDUP_WINDOW_MS;
+    let r = apply_one(&mut s, 2, req(Some(id), t1, put("d", "k", "2")));
+    assert!(!r.duplicate);
+    // The old time-index key is gone, the new record stays.
+    assert_eq!(s.dedup_by_time.iter().collect::<Vec<_>>(), vec![&(t1, id)]);
+    assert_eq!(s.dedup[&id].at_ms, t1);
+    // Much later traffic runs GC again; a retry within the new window is
+    // still a duplicate until then.
+    let r = apply_one(&mut s, 3, req(Some(id), t1 + 10, put("d", "k", "3")));
+    assert!(r.duplicate);
+    assert_eq!(s.kv("d", b"k").unwrap().unwrap().value, b"2");
+}
+
+#[test]
+fn gc_never_deletes_a_record_newer_than_its_index_key() {
+    // A stale index key (t0, id) while the record is at t1: GC of the key
+    // must leave the record.
+    let mut s = MemState::default();
+    let id = RequestId::generate();
+    s.write([
+        Mutation::PutDedup {
+            id,
+            record: DedupRecord {
+                at_ms: 5_000 + DEDUP_WINDOW_MS,
+                response: Response {
+                    revision: 9,
+                    duplicate: false,
+                    outcome: Outcome::None,
+                },
+            },
+        },
+        Mutation::PutClock {
+            ms: 5_000 + DEDUP_WINDOW_MS,
+        },
+    ]);
+    s.dedup_by_time.insert((5_000, id));
+    let mut a = Applier::new(&s);
+    assert_eq!(a.gc_dedup(10).unwrap(), 1);
+    let m = a.finish();
+    assert_eq!(m, vec![Mutation::DeleteDedupIndex { id, at_ms: 5_000 }]);
+    s.write(m);
+    assert!(s.dedup.contains_key(&id));
 }
