@@ -64,7 +64,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     drop(cluster);
     let s = report::summarize(&samples);
     let md = format!(
-        "## Failover: kill -9 of the leader → first successful write\n\n{}\nCommand: `target/release/sen-benches failover --out {} --kills {}`{}\n\n| kills | median ms | p90 ms | p99 ms | max ms | min ms |\n|---|---|---|---|---|---|\n| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+        "## Failover: kill -9 of the leader → first successful write\n\n{}\nCommand: `target/release/sen-benches failover --out {} --kills {}{}`\n\n| kills | median ms | p90 ms | p99 ms | max ms | min ms |\n|---|---|---|---|---|---|\n| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
         machine.markdown(),
         out.display(),
         a.kills,

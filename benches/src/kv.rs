@@ -28,6 +28,12 @@ pub struct Args {
     /// Rounds per setting (the report gives the median round).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Which measurements: put, put-follower, get, get-stale.
+    #[arg(long, value_delimiter = ',', default_value = "put,put-follower,get,get-stale")]
+    pub ops: Vec<String>,
+    /// Concurrent clients for the reads and the follower writes.
+    #[arg(long, default_value_t = 64)]
+    pub read_clients: usize,
 }
 
 impl Default for Args {
@@ -37,6 +43,8 @@ impl Default for Args {
             clients: vec![1, 16, 64],
             value_bytes: 256,
             rounds: 3,
+            ops: vec!["put".into(), "put-follower".into(), "get".into(), "get-stale".into()],
+            read_clients: 64,
         }
     }
 }
@@ -156,26 +164,54 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     .await?;
 
     let mut rows = Vec::new();
-    for &c in &a.clients {
-        let mut rounds = Vec::new();
-        for _ in 0..a.rounds {
-            rounds.push(measure(client.clone(), Op::Put, c, a.duration, value.clone(), keyspace).await?);
+    let want = |op: &str| a.ops.iter().any(|o| o == op);
+    if want("put") {
+        for &c in &a.clients {
+            let mut rounds = Vec::new();
+            for _ in 0..a.rounds {
+                rounds.push(measure(client.clone(), Op::Put, c, a.duration, value.clone(), keyspace).await?);
+            }
+            rows.push(median_row(rounds));
         }
-        rows.push(median_row(rounds));
     }
-    let follower = (1..=3).find(|i| *i != leader).unwrap_or(2);
-    let via_follower = Arc::new(Client::new(&[cluster.grpc(follower)?], opts)?);
-    let mut rounds = Vec::new();
-    for _ in 0..a.rounds {
-        rounds.push(measure(via_follower.clone(), Op::Put, 64, a.duration, value.clone(), keyspace).await?);
-    }
-    let mut r = median_row(rounds);
-    r.op = "put via follower".into();
-    rows.push(r);
-    for cons in [Consistency::Linearizable, Consistency::Stale] {
+    if want("put-follower") {
+        let follower = (1..=3).find(|i| *i != leader).unwrap_or(2);
+        let via_follower = Arc::new(Client::new(&[cluster.grpc(follower)?], opts.clone())?);
         let mut rounds = Vec::new();
         for _ in 0..a.rounds {
-            rounds.push(measure(client.clone(), Op::Get(cons), 64, a.duration, value.clone(), keyspace).await?);
+            rounds.push(
+                measure(
+                    via_follower.clone(),
+                    Op::Put,
+                    a.read_clients,
+                    a.duration,
+                    value.clone(),
+                    keyspace,
+                )
+                .await?,
+            );
+        }
+        let mut r = median_row(rounds);
+        r.op = "put via follower".into();
+        rows.push(r);
+    }
+    for (name, cons) in [("get", Consistency::Linearizable), ("get-stale", Consistency::Stale)] {
+        if !want(name) {
+            continue;
+        }
+        let mut rounds = Vec::new();
+        for _ in 0..a.rounds {
+            rounds.push(
+                measure(
+                    client.clone(),
+                    Op::Get(cons),
+                    a.read_clients,
+                    a.duration,
+                    value.clone(),
+                    keyspace,
+                )
+                .await?,
+            );
         }
         rows.push(median_row(rounds));
     }

@@ -167,8 +167,11 @@ pub fn parse_op(clause: &str) -> Result<TxnOp, String> {
     Ok(TxnOp { op: Some(op) })
 }
 
-/// Parse a transaction file into (ifs, thens, elses).
-pub fn parse_file(text: &str) -> Result<(Vec<String>, Vec<String>, Vec<String>), String> {
+/// The clauses of a transaction file: (comparisons, then-ops, else-ops).
+pub type Clauses = (Vec<String>, Vec<String>, Vec<String>);
+
+/// Parse a transaction file into its clauses.
+pub fn parse_file(text: &str) -> Result<Clauses, String> {
     let (mut ifs, mut thens, mut elses) = (Vec::new(), Vec::new(), Vec::new());
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();

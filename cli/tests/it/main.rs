@@ -3,6 +3,8 @@
 //! Every wait polls a condition under a deadline (`sen_chaos::wait_for`);
 //! nothing sleeps for a fixed time. On failure, tests print the node logs.
 
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod cluster;
 mod common;

@@ -93,8 +93,8 @@ impl Default for RaftConfig {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(300),
-            election_timeout_max: Duration::from_millis(500),
+            election_timeout_min: Duration::from_millis(250),
+            election_timeout_max: Duration::from_millis(400),
             rpc_timeout: Duration::from_secs(2),
             snapshot_after_entries: 20_000,
             keep_entries_after_snapshot: 5_000,
@@ -509,14 +509,18 @@ snapshot-after-entries = 10
         c.raft.heartbeat_interval = Duration::from_millis(100);
         assert!(c.validate().unwrap_err().to_string().contains("more than twice"));
 
-        let mut c = NodeConfig::default();
-        c.listen = "0.0.0.0:7001".into();
+        let mut c = NodeConfig {
+            listen: "0.0.0.0:7001".into(),
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("--advertise"));
         c.advertise = "10.0.0.5:7001".into();
         c.validate().unwrap();
 
-        let mut c = NodeConfig::default();
-        c.id = 0;
+        let c = NodeConfig {
+            id: 0,
+            ..Default::default()
+        };
         assert!(c.validate().is_err());
         let mut c = NodeConfig::default();
         c.limits.max_value_bytes = 10 * 1024 * 1024;

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 //! Store tests: openraft's own storage suite on our RocksDB store, plus
 //! durability across reopen, snapshots and their transfer format.
 

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use sen_core::{ClusterId, RequestId};
 
@@ -135,8 +137,7 @@ fn txn_compare_semantics() {
         (cmp("nope", Less, Value(b"z".to_vec())), false),
         (cmp("nope", Greater, Value(vec![])), false),
     ];
-    let mut index = 10;
-    for (c, expect) in cases {
+    for (index, (c, expect)) in (10..).zip(cases) {
         let desc = format!("{c:?}");
         let r = apply_one(
             &mut s,
@@ -148,7 +149,6 @@ fn txn_compare_semantics() {
         let ok = s.kv("d", b"ok").unwrap().unwrap();
         assert_eq!(ok.value, if expect { b"y" } else { b"n" }, "{desc}");
         assert_eq!(ok.mod_revision, index);
-        index += 1;
     }
 }
 
