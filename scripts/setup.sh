@@ -7,12 +7,13 @@
 #   protobuf-compiler  protoc, for the gRPC code in proto/
 #   build-essential    C/C++ compiler for RocksDB
 #   pkg-config, curl   build helpers
+#   faketime           libfaketime, for the chaos clock-skew scenarios
 #
 # The Rust toolchain itself (cargo >= 1.88) must already be installed:
 # Debian's own rustc is too old, and rustup's servers may be unreachable.
 set -euo pipefail
 
-need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl)
+need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime)
 
 missing=()
 for p in "${need_pkgs[@]}"; do

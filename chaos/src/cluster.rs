@@ -23,6 +23,10 @@ pub struct NodeProc {
     pub log_path: PathBuf,
     pub config_path: PathBuf,
     child: Option<Child>,
+    /// Extra environment for the process (e.g. libfaketime).
+    env: Vec<(String, String)>,
+    /// Exit status of the last process, once it exited.
+    exited: Option<Option<i32>>,
 }
 
 impl NodeProc {
@@ -32,7 +36,15 @@ impl NodeProc {
 
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
+            Some(c) => match c.try_wait() {
+                Ok(None) => true,
+                Ok(Some(status)) => {
+                    self.exited = Some(status.code());
+                    self.child = None;
+                    false
+                }
+                Err(_) => false,
+            },
             None => false,
         }
     }
@@ -45,6 +57,8 @@ pub struct ProcessCluster {
     extra_config: String,
     log_filter: String,
     pub nodes: BTreeMap<u64, NodeProc>,
+    /// tmpfs mounts to undo when the cluster is dropped.
+    mounts: Vec<PathBuf>,
 }
 
 /// A free TCP port on `ip` (bound then released; each node has its own
@@ -90,6 +104,7 @@ impl ProcessCluster {
             extra_config: extra_config.to_owned(),
             log_filter: std::env::var("SEN_TEST_LOG").unwrap_or_else(|_| "info,openraft=info".into()),
             nodes: BTreeMap::new(),
+            mounts: Vec::new(),
         })
     }
 
@@ -130,6 +145,8 @@ impl ProcessCluster {
             log_path: dir.join("node.log"),
             config_path,
             child: None,
+            env: Vec::new(),
+            exited: None,
         };
         self.nodes.insert(id, node);
         Ok(&self.nodes[&id])
@@ -157,6 +174,7 @@ impl ProcessCluster {
             .arg("server")
             .arg("--config")
             .arg(&n.config_path)
+            .envs(n.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("SEN_LOG", &log_filter)
             .env_remove("SEN_ENDPOINTS")
             .stdin(Stdio::null())
@@ -165,7 +183,91 @@ impl ProcessCluster {
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
         n.child = Some(child);
+        n.exited = None;
         Ok(())
+    }
+
+    /// The exit code of node `id` if its process has exited since it was
+    /// last started (`Some(None)` = killed by a signal).
+    pub fn exit_code(&mut self, id: u64) -> Option<Option<i32>> {
+        let n = self.nodes.get_mut(&id)?;
+        n.is_running();
+        n.exited
+    }
+
+    /// Extra environment for node `id`'s next start (replaces the old).
+    pub fn set_env(&mut self, id: u64, env: Vec<(String, String)>) -> Result<()> {
+        self.node_mut(id)?.env = env;
+        Ok(())
+    }
+
+    /// Nodes started with extra environment.
+    pub fn env_nodes(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|n| !n.env.is_empty())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// Add `network.peer-addresses` to node `id`'s configuration (applies at
+    /// its next start).
+    pub fn set_peer_addresses(&mut self, id: u64, peers: &BTreeMap<u64, String>) -> Result<()> {
+        let n = self.node(id)?;
+        let mut cfg = fs::read_to_string(&n.config_path)?;
+        if let Some(i) = cfg.find("\n[network.peer-addresses]") {
+            cfg.truncate(i + 1);
+        }
+        cfg.push_str("\n[network.peer-addresses]\n");
+        for (peer, addr) in peers {
+            cfg.push_str(&format!("\"{peer}\" = {addr:?}\n"));
+        }
+        fs::write(&n.config_path, cfg)?;
+        Ok(())
+    }
+
+    /// Whether node `id` answers `Admin.LocalStatus` right now.
+    pub async fn local_status_ok(&self, id: u64) -> bool {
+        self.local_status(id, Duration::from_millis(500)).await.is_ok()
+    }
+
+    /// Node `id`'s own view of its Raft state (direct, not through proxies).
+    pub async fn local_status(&self, id: u64, timeout: Duration) -> Result<sen_proto::v1::LocalStatusResponse> {
+        let addr = self.grpc(id)?;
+        let fut = async {
+            let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .connect_timeout(timeout)
+                .connect()
+                .await?;
+            let r = sen_proto::v1::admin_client::AdminClient::new(ch)
+                .local_status(sen_proto::v1::LocalStatusRequest {})
+                .await?;
+            Ok::<_, anyhow::Error>(r.into_inner())
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| anyhow!("node {id} did not answer within {timeout:?}"))?
+    }
+
+    /// Mount a `size_mb` tmpfs on node `id`'s data directory (root only), so
+    /// its disk can be filled.
+    pub fn mount_tmpfs(&mut self, id: u64, size_mb: u64) -> Result<PathBuf> {
+        let dir = self.node(id)?.data_dir.clone();
+        fs::create_dir_all(&dir)?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .context("run mount")?;
+        if !out.status.success() {
+            bail!(
+                "mount tmpfs on {} failed: {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        self.mounts.push(dir.clone());
+        Ok(dir)
     }
 
     fn signal(&mut self, id: u64, sig: Signal) -> Result<()> {
@@ -355,6 +457,9 @@ impl Drop for ProcessCluster {
                 let _ = c.kill();
                 let _ = c.wait();
             }
+        }
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
         }
     }
 }

@@ -75,7 +75,7 @@ pub enum KvCmd {
         /// mod(K) OP N, create(K) OP N, version(K) OP N, exists(K), !exists(K).
         #[arg(long = "if")]
         ifs: Vec<String>,
-        /// An operation if every comparison holds: "put K V" or "del K".
+        /// An operation if every comparison holds: "put K V", "del K" or "append K V".
         #[arg(long = "then")]
         thens: Vec<String>,
         /// An operation otherwise.

@@ -5,13 +5,13 @@
 //!   mod(KEY) OP N          create(KEY) OP N       version(KEY) OP N    (OP: = != < >)
 //!   exists(KEY)            !exists(KEY)
 //! Operations (`--then`, `--else`):
-//!   put KEY VALUE          del KEY
+//!   put KEY VALUE          del KEY          append KEY VALUE
 //! KEY and VALUE are bare words, or double-quoted strings with JSON escapes
 //! (`"a key with spaces"`, `"line\nbreak"`). A file given with `--file`
 //! holds one clause per line, prefixed by `if`, `then` or `else`; blank
 //! lines and lines starting with `#` are ignored.
 
-use sen_proto::v1::{Compare, TxnDelete, TxnOp, TxnPut, compare, txn_op};
+use sen_proto::v1::{Compare, TxnAppend, TxnDelete, TxnOp, TxnPut, compare, txn_op};
 
 /// A tokenizer over one clause.
 struct Lexer<'a> {
@@ -161,7 +161,14 @@ pub fn parse_op(clause: &str) -> Result<TxnOp, String> {
             })
         }
         "del" | "delete" => txn_op::Op::Delete(TxnDelete { key: key.into_bytes() }),
-        other => return Err(err(format!("unknown operation {other:?}; use put or del"))),
+        "append" => {
+            let value = lx.word(&[]).map_err(err)?;
+            txn_op::Op::Append(TxnAppend {
+                key: key.into_bytes(),
+                value: value.into_bytes(),
+            })
+        }
+        other => return Err(err(format!("unknown operation {other:?}; use put, del or append"))),
     };
     lx.end().map_err(err)?;
     Ok(TxnOp { op: Some(op) })
@@ -236,6 +243,10 @@ mod tests {
             }))
         );
         assert!(parse_op("del k").is_ok());
+        assert!(matches!(
+            parse_op("append k v").unwrap().op,
+            Some(txn_op::Op::Append(_))
+        ));
         assert!(parse_op("put k").is_err());
         assert!(parse_op("drop k").is_err());
         let (i, t, e) = parse_file("# cas\nif value(k) = 1\nthen put k 2\n\nelse del k\n").unwrap();

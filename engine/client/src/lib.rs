@@ -287,10 +287,28 @@ impl Client {
         })
     }
 
+    /// A fresh random request id (what [`Client::put`] and friends use).
+    pub fn new_request_id() -> [u8; 16] {
+        *uuid::Uuid::new_v4().as_bytes()
+    }
+
     /// Set `key` in `db` to `value`.
     pub async fn put(&self, db: &str, key: &[u8], value: &[u8]) -> Result<PutResponse, ClientError> {
+        self.put_with_id(Self::new_request_id(), db, key, value).await
+    }
+
+    /// [`Client::put`] with a caller-chosen request id (kept for all retries).
+    pub async fn put_with_id(
+        &self,
+        id: [u8; 16],
+        db: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<PutResponse, ClientError> {
         let msg = PutRequest {
-            header: Self::header(),
+            header: Some(RequestHeader {
+                request_id: id.to_vec(),
+            }),
             db: db.into(),
             key: key.into(),
             value: value.into(),
@@ -393,8 +411,15 @@ impl Client {
     }
 
     /// Run a transaction.
-    pub async fn txn(&self, mut req: TxnRequest) -> Result<TxnResponse, ClientError> {
-        req.header = Self::header();
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, ClientError> {
+        self.txn_with_id(Self::new_request_id(), req).await
+    }
+
+    /// [`Client::txn`] with a caller-chosen request id (kept for all retries).
+    pub async fn txn_with_id(&self, id: [u8; 16], mut req: TxnRequest) -> Result<TxnResponse, ClientError> {
+        req.header = Some(RequestHeader {
+            request_id: id.to_vec(),
+        });
         self.retry("txn", true, |ch, d| {
             let msg = req.clone();
             async move { KvClient::new(ch).txn(Self::request(msg, d)).await }

@@ -32,6 +32,29 @@ pub struct NodeConfig {
     pub server: ServerConfig,
     pub limits: Limits,
     pub log: LogConfig,
+    pub network: NetworkConfig,
+}
+
+/// How this node reaches its peers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NetworkConfig {
+    /// Dial these addresses instead of the peers' advertised ones, by node
+    /// id: `peer-addresses = { "2" = "10.1.0.2:7001" }`. For networks where
+    /// this node sees a peer under another address (NAT, a local proxy);
+    /// the chaos harness uses it to put a fault-injecting proxy on every
+    /// link.
+    pub peer_addresses: std::collections::BTreeMap<String, String>,
+}
+
+impl NetworkConfig {
+    /// The overrides keyed by node id (validated by `NodeConfig::validate`).
+    pub fn peer_overrides(&self) -> std::collections::BTreeMap<u64, String> {
+        self.peer_addresses
+            .iter()
+            .filter_map(|(k, v)| k.parse().ok().map(|id| (id, v.clone())))
+            .collect()
+    }
 }
 
 impl Default for NodeConfig {
@@ -46,6 +69,7 @@ impl Default for NodeConfig {
             server: ServerConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -354,6 +378,16 @@ impl NodeConfig {
         }
         if l.max_key_bytes == 0 || l.max_scan_page == 0 || l.max_txn_ops == 0 {
             return bad("limits.max-key-bytes, limits.max-scan-page and limits.max-txn-ops must be positive".into());
+        }
+        for (k, v) in &self.network.peer_addresses {
+            if k.parse::<u64>().map_or(true, |id| id == 0) {
+                return bad(format!(
+                    "network.peer-addresses: key {k:?} must be a node id (a positive integer)"
+                ));
+            }
+            if !v.contains(':') {
+                return bad(format!("network.peer-addresses.{k} = {v:?} must be HOST:PORT"));
+            }
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad(format!("log.format = {:?}: use \"text\" or \"json\"", self.log.format));

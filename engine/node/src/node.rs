@@ -35,6 +35,8 @@ pub struct Node {
     /// The cluster this node belongs to (`None` until init or join). Also
     /// persisted in the log DB; peer calls carry it.
     pub cluster_id: Arc<RwLock<Option<ClusterId>>>,
+    /// When this process started (ms since the epoch).
+    pub started_at_ms: u64,
     stopping: AtomicBool,
 }
 
@@ -64,6 +66,7 @@ impl Node {
             peers,
             metrics,
             cluster_id,
+            started_at_ms: now_ms(),
             stopping: AtomicBool::new(false),
         }
     }

@@ -60,6 +60,9 @@ pub struct Peers {
     max_message_bytes: usize,
     /// Largest node-to-node message (the receiver uses the same limit).
     raft_message_bytes: usize,
+    /// `network.peer-addresses`: where to dial a node instead of its
+    /// advertised address.
+    overrides: std::collections::BTreeMap<NodeId, String>,
 }
 
 impl Peers {
@@ -69,6 +72,7 @@ impl Peers {
         connect_timeout: Duration,
         max_message_bytes: usize,
         raft_message_bytes: usize,
+        overrides: std::collections::BTreeMap<NodeId, String>,
     ) -> Self {
         Self {
             me,
@@ -77,6 +81,7 @@ impl Peers {
             connect_timeout,
             max_message_bytes,
             raft_message_bytes,
+            overrides,
         }
     }
 
@@ -107,25 +112,38 @@ impl Peers {
         }
     }
 
+    /// Where to dial node `id` advertised at `addr`.
+    pub fn resolve<'a>(&'a self, id: Option<NodeId>, addr: &'a str) -> &'a str {
+        id.and_then(|id| self.overrides.get(&id)).map_or(addr, String::as_str)
+    }
+
     /// A node-to-node client for node `to` at `addr` (`to` = `None` when the
     /// id is what we want to learn, as in a join).
     pub fn raft(&self, to: Option<NodeId>, addr: &str, bulk: bool) -> Result<PeerRaftClient, Status> {
-        Ok(RaftClient::with_interceptor(self.channel(addr, bulk)?, self.meta(to))
-            .max_decoding_message_size(self.raft_message_bytes)
-            .max_encoding_message_size(self.raft_message_bytes))
+        Ok(
+            RaftClient::with_interceptor(self.channel(self.resolve(to, addr), bulk)?, self.meta(to))
+                .max_decoding_message_size(self.raft_message_bytes)
+                .max_encoding_message_size(self.raft_message_bytes),
+        )
     }
 
-    /// A public-API client for forwarding requests to the leader.
-    pub fn kv(&self, addr: &str) -> Result<KvClient<InterceptedService<Channel, PeerMeta>>, Status> {
-        Ok(KvClient::with_interceptor(self.channel(addr, false)?, self.meta(None))
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes))
+    /// A public-API client for forwarding requests to the leader `id`.
+    pub fn kv(&self, id: NodeId, addr: &str) -> Result<KvClient<InterceptedService<Channel, PeerMeta>>, Status> {
+        Ok(
+            KvClient::with_interceptor(self.channel(self.resolve(Some(id), addr), false)?, self.meta(None))
+                .max_decoding_message_size(self.max_message_bytes)
+                .max_encoding_message_size(self.max_message_bytes),
+        )
     }
 
-    /// A public-API client for forwarding cluster calls to the leader.
-    pub fn cluster(&self, addr: &str) -> Result<ClusterClient<InterceptedService<Channel, PeerMeta>>, Status> {
+    /// A public-API client for forwarding cluster calls to the leader `id`.
+    pub fn cluster(
+        &self,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<ClusterClient<InterceptedService<Channel, PeerMeta>>, Status> {
         Ok(ClusterClient::with_interceptor(
-            self.channel(addr, false)?,
+            self.channel(self.resolve(Some(id), addr), false)?,
             self.meta(None),
         ))
     }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use openraft::{Config, SnapshotPolicy};
 use sen_proto::raft::v1::raft_server::RaftServer;
+use sen_proto::v1::admin_server::AdminServer;
 use sen_proto::v1::cluster_server::ClusterServer;
 use sen_proto::v1::kv_server::KvServer;
 use sen_store::{Store, StoreOptions};
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
+use crate::grpc::admin::AdminApi;
 use crate::grpc::cluster::ClusterApi;
 use crate::grpc::kv::KvApi;
 use crate::grpc::raft::RaftApi;
@@ -115,6 +117,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         Duration::from_secs(1),
         cfg.limits.max_request_bytes,
         cfg.raft_message_bytes(),
+        cfg.network.peer_overrides(),
     ));
     let network = NetworkFactory {
         me: cfg.id,
@@ -170,6 +173,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
                 .max_encoding_message_size(max.max(64 * 1024 * 1024)),
         )
         .add_service(ClusterServer::new(ClusterApi { node: node.clone() }))
+        .add_service(AdminServer::new(AdminApi { node: node.clone() }))
         .add_service(
             RaftServer::new(RaftApi { node: node.clone() })
                 .max_decoding_message_size(raft_max)
@@ -201,7 +205,17 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         "node is serving"
     );
 
-    shutdown.await;
+    // Stop on SIGTERM, or when Raft stops on its own (a storage error such
+    // as a full disk is fatal to openraft): then exit non-zero, so a
+    // supervisor restarts the node once the cause is fixed, instead of
+    // leaving a process that answers but cannot take part.
+    let fatal = tokio::select! {
+        _ = shutdown => None,
+        e = raft_stopped(raft.clone()) => Some(e),
+    };
+    if let Some(e) = &fatal {
+        tracing::error!("raft stopped: {e}; shutting the node down so it can be restarted once the cause is fixed");
+    }
 
     // 1. Refuse new client requests.
     tracing::info!("shutdown 1/5: refusing new client requests");
@@ -250,7 +264,24 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     .map_err(|e| NodeError::Other(e.to_string()))??;
     drop(store);
     tracing::info!("node stopped");
-    Ok(())
+    match fatal {
+        Some(e) => Err(NodeError::Raft(format!("raft stopped: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// Completes when openraft stops with an error.
+async fn raft_stopped(raft: Raft) -> String {
+    use openraft::async_runtime::watch::WatchReceiver;
+    let mut rx = raft.metrics();
+    loop {
+        if let Err(e) = &rx.borrow_watched().running_state {
+            return e.to_string();
+        }
+        if rx.changed().await.is_err() {
+            return "raft metrics channel closed".into();
+        }
+    }
 }
 
 /// Hand leadership to the voter with the highest acknowledged index and

@@ -23,6 +23,10 @@ use crate::command::{Compare, CompareOp, CompareTarget, Op, Outcome, Request, Re
 /// result instead of applying again. Clients stop retrying long before.
 pub const DEDUP_WINDOW_MS: u64 = 15 * 60 * 1000;
 
+/// Largest value an append may produce. A constant (not configuration), so
+/// every node decides the same way.
+pub const MAX_APPENDED_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
 /// A key's stored state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvRecord {
@@ -161,9 +165,7 @@ impl<'v, V: StateView> Applier<'v, V> {
             Op::Delete { db, key } => Outcome::Delete {
                 deleted: self.delete(db, key)?,
             },
-            Op::Txn(txn) => Outcome::Txn {
-                succeeded: self.txn(txn, index)?,
-            },
+            Op::Txn(txn) => self.txn(txn, index)?,
             Op::InitCluster { cluster_id } => match self.get_cluster_id()? {
                 Some(existing) => Outcome::InitCluster {
                     cluster_id: existing,
@@ -325,7 +327,7 @@ impl<'v, V: StateView> Applier<'v, V> {
         Ok(true)
     }
 
-    fn txn(&mut self, txn: &Txn, index: u64) -> Result<bool, StateError> {
+    fn txn(&mut self, txn: &Txn, index: u64) -> Result<Outcome, StateError> {
         let mut succeeded = true;
         for c in &txn.compares {
             if !self.compare(&txn.db, c)? {
@@ -334,6 +336,34 @@ impl<'v, V: StateView> Applier<'v, V> {
             }
         }
         let ops = if succeeded { &txn.success } else { &txn.failure };
+        // Check the whole branch before changing anything.
+        let mut sizes: HashMap<&[u8], usize> = HashMap::new();
+        for op in ops {
+            match op {
+                TxnOp::Put { key, value } => {
+                    sizes.insert(key, value.len());
+                }
+                TxnOp::Delete { key } => {
+                    sizes.insert(key, 0);
+                }
+                TxnOp::Append { key, value } => {
+                    let cur = match sizes.get(key.as_slice()) {
+                        Some(n) => *n,
+                        None => self.get(&txn.db, key)?.map_or(0, |r| r.value.len()),
+                    };
+                    let new = cur + value.len();
+                    if new > MAX_APPENDED_VALUE_BYTES {
+                        return Ok(Outcome::TxnRejected {
+                            reason: format!(
+                                "appending would make key {} {new} bytes, over the {MAX_APPENDED_VALUE_BYTES}-byte limit for appended values",
+                                crate::command::show_key(key)
+                            ),
+                        });
+                    }
+                    sizes.insert(key, new);
+                }
+            }
+        }
         for op in ops {
             match op {
                 TxnOp::Put { key, value } => {
@@ -342,9 +372,14 @@ impl<'v, V: StateView> Applier<'v, V> {
                 TxnOp::Delete { key } => {
                     self.delete(&txn.db, key)?;
                 }
+                TxnOp::Append { key, value } => {
+                    let mut v = self.get(&txn.db, key)?.map(|r| r.value).unwrap_or_default();
+                    v.extend_from_slice(value);
+                    self.put(&txn.db, key, &v, index)?;
+                }
             }
         }
-        Ok(succeeded)
+        Ok(Outcome::Txn { succeeded })
     }
 
     fn compare(&self, db: &str, c: &Compare) -> Result<bool, StateError> {

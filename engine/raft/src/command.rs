@@ -91,8 +91,19 @@ pub enum CompareTarget {
 /// A write inside a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOp {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// Append `value` to the key's current value (creating the key if it
+    /// does not exist).
+    Append {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
 }
 
 /// The result of applying one log entry.
@@ -122,6 +133,10 @@ pub enum Outcome {
     /// The cluster id is recorded (`cluster_id` is the recorded one, which
     /// differs from the request's if the cluster was already initialised).
     InitCluster { cluster_id: ClusterId, already: bool },
+    /// The transaction was refused as a whole (nothing changed), e.g.
+    /// because an append would grow a value beyond
+    /// [`crate::apply::MAX_APPENDED_VALUE_BYTES`].
+    TxnRejected { reason: String },
 }
 
 impl fmt::Display for Request {

@@ -35,6 +35,8 @@ pub const K_APPLIED: &[u8] = b"applied";
 pub const K_MEMBERSHIP: &[u8] = b"membership";
 pub const K_CLOCK: &[u8] = b"clock";
 pub const K_CLUSTER_ID: &[u8] = b"cluster_id";
+/// State DB: log index of the snapshot this generation was installed from.
+pub const K_SNAPSHOT_INSTALLED: &[u8] = b"snapshot_installed";
 
 /// Log keys are big-endian indexes so RocksDB's order is log order.
 pub fn log_key(index: u64) -> [u8; 8] {

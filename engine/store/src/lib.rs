@@ -76,6 +76,7 @@ impl Store {
             .map_err(|e| StoreError::io(format!("create data directory {}", data_dir.display()), e))?;
         let log = LogStore::open(&data_dir.join("raft"), &opts)?;
         let state = Arc::new(StateDb::open(data_dir, &opts)?);
+        check_log_covers_state(&log, &state, data_dir)?;
         let state_machine = StateMachine::new(state.clone())?;
         Ok(Self {
             log,
@@ -83,6 +84,27 @@ impl Store {
             state,
         })
     }
+}
+
+/// Refuse to start when the Raft log no longer holds entries the state has
+/// applied. Applied entries were committed and this node acknowledged them;
+/// a log that lost them (a truncated or corrupted WAL tail, a disk that lied
+/// about fsync) could make this node vote for a candidate missing committed
+/// writes. Such a node must be rebuilt, not restarted.
+fn check_log_covers_state(log: &LogStore, state: &StateDb, data_dir: &Path) -> Result<(), StoreError> {
+    let (last, purged) = log.last_and_purged_index()?;
+    let floor = last.max(purged).max(state.snapshot_installed_index()?);
+    let applied = state.applied_index();
+    if applied > floor {
+        return Err(StoreError::Invalid(format!(
+            "the Raft log in {} ends at entry {last} but this node has already applied entry {applied}: \
+             the log lost entries this node acknowledged (a truncated or corrupted write-ahead log, or a disk that ignored fsync). \
+             Do not restart it as it is: remove it with `sen cluster remove-node --id <this node>`, wipe {}, and add it back with a new id",
+            data_dir.join("raft").display(),
+            data_dir.display()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

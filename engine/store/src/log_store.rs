@@ -164,6 +164,15 @@ impl LogStore {
         Ok(vote.is_none() && purged.is_none() && it.next().is_none())
     }
 
+    /// Index of the last entry and of the purge point (0 when none), read
+    /// at start-up.
+    pub fn last_and_purged_index(&self) -> Result<(u64, u64), StoreError> {
+        let io = |e| StoreError::io("read the raft log state", e);
+        let purged = self.get_meta(K_PURGED, dec_log_id).map_err(io)?.map_or(0, |l| l.index);
+        let last = self.last_entry_log_id().map_err(io)?.map_or(0, |l| l.index);
+        Ok((last, purged))
+    }
+
     /// Make every write so far durable (used at shutdown).
     pub fn sync(&self) -> Result<(), StoreError> {
         self.db()

@@ -30,7 +30,7 @@ use sen_raft::SnapshotMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
-use crate::format::{CF_META, K_APPLIED, dec, dec_log_id, enc};
+use crate::format::{CF_META, K_APPLIED, K_SNAPSHOT_INSTALLED, dec, dec_log_id, enc};
 use crate::rocks::{self, Kind, cf};
 use crate::state::{STATE_CFS, StateDb, fsync_dir, io_err, open_generation, read_applied, write_atomic};
 
@@ -389,6 +389,23 @@ impl StateDb {
                 "snapshot state is at log id {:?}, but its manifest says {:?}; refusing to install it",
                 applied.log_id, meta.last_log_id
             )));
+        }
+
+        // Remember that this state came from a snapshot, not from the local
+        // log: the start-up check that the log still covers the applied
+        // state must not count the snapshot's entries as lost.
+        {
+            let db = generation.db();
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.set_sync(true);
+            let index = meta.last_log_id.map_or(0, |l| l.index);
+            db.put_cf_opt(
+                cf(db, CF_META)?,
+                K_SNAPSHOT_INSTALLED,
+                enc("snapshot index", &index)?,
+                &wo,
+            )
+            .map_err(|e| StoreError::rocks("record the installed snapshot", e))?;
         }
 
         // 3. Switch: CURRENT first (the commit point on disk), then memory.

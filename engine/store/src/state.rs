@@ -399,6 +399,20 @@ impl StateDb {
         Ok((out, applied))
     }
 
+    /// Log index of the snapshot the live state was installed from (0 if it
+    /// was built from the local log alone).
+    pub fn snapshot_installed_index(&self) -> Result<u64, StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        match db
+            .get_cf(cf(db, CF_META)?, K_SNAPSHOT_INSTALLED)
+            .map_err(|e| StoreError::rocks("read the installed snapshot index", e))?
+        {
+            Some(b) => dec("snapshot index", &b),
+            None => Ok(0),
+        }
+    }
+
     /// The cluster id recorded in the replicated state, if any.
     pub fn cluster_id(&self) -> Result<Option<ClusterId>, StoreError> {
         let generation = self.live();

@@ -203,7 +203,11 @@ async fn snapshot_transfer_and_install() {
     assert!(sm_b.get_current_snapshot().await.unwrap().is_some());
 
     // The installed state keeps working and survives a reopen.
-    b.state.apply_entries(&[put_entry(2, 501, "after", "x")]).unwrap();
+    let next = put_entry(2, 501, "after", "x");
+    let mut b_log = b.log.clone();
+    append_and_wait(&mut b_log, vec![next.clone()]).await;
+    b.state.apply_entries(&[next]).unwrap();
+    drop(b_log);
     drop(sm_b);
     drop(b);
     let b = Store::open(b_dir.path(), StoreOptions::default()).unwrap();
@@ -340,4 +344,28 @@ async fn an_older_snapshot_never_replaces_a_newer_one() {
     drop(old);
     wait_gone(&old_path);
     assert!(cur.path().exists());
+}
+
+/// A log that lost entries the state already applied (truncated WAL tail,
+/// lying disk) must refuse to start rather than rejoin and vote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_lost_applied_entries_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let entries: Vec<Entry> = (1..=20).map(|i| put_entry(1, i, &format!("k{i}"), "v")).collect();
+        append_and_wait(&mut store.log, entries.clone()).await;
+        store.state.apply_entries(&entries).unwrap();
+        // Simulate the loss: the log's tail is gone, the state is not.
+        store.log.truncate_after(Some(log_id(1, 12))).await.unwrap();
+    }
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("ends at entry 12") && err.contains("already applied entry 20"),
+        "{err}"
+    );
+    assert!(err.contains("remove-node"), "{err}");
 }

@@ -38,7 +38,7 @@ macro_rules! leader_only {
             let leader = node.leader();
             match leader {
                 Some(l) if l.id != node.id && !l.addr.is_empty() => {
-                    let mut client = node.peers.cluster(&l.addr).map_err(status_to_api)?;
+                    let mut client = node.peers.cluster(l.id, &l.addr).map_err(status_to_api)?;
                     let b = $budget;
                     return match tokio::time::timeout(b, client.$method(forwarded(node, $req.into_inner(), b))).await {
                         Err(_) => Err(ApiError::Timeout(format!(
@@ -134,7 +134,10 @@ impl ClusterApi {
         let cluster_id = node
             .cluster_id()
             .ok_or_else(|| ApiError::Internal("leader has no cluster id".into()))?;
-        let mut peer = node.peers.raft(None, addr, false).map_err(status_to_api)?;
+        // Dial through `network.peer-addresses` if one is set for this id;
+        // no `to` metadata: the node checks the id in the request itself.
+        let target = node.peers.resolve(Some(id), addr).to_owned();
+        let mut peer = node.peers.raft(None, &target, false).map_err(status_to_api)?;
         let mut join = Request::new(JoinRequest {
             cluster_id: cluster_id.to_string(),
             node_id: id,
@@ -395,7 +398,7 @@ impl Cluster for ClusterApi {
                 && let Some(l) = node.leader()
                 && l.id != node.id
                 && !l.addr.is_empty()
-                && let Ok(mut client) = node.peers.cluster(&l.addr)
+                && let Ok(mut client) = node.peers.cluster(l.id, &l.addr)
             {
                 let b = budget.min(node.config.server.status_timeout * 3);
                 if let Ok(Ok(r)) = tokio::time::timeout(b, client.status(forwarded(&node, StatusRequest {}, b))).await {

@@ -28,7 +28,7 @@ pub struct KvApi {
 /// Where a write must be executed.
 enum Route {
     Local,
-    Forward { addr: String },
+    Forward { id: u64, addr: String },
 }
 
 fn route<T>(node: &Node, req: &Request<T>) -> Result<Route, ApiError> {
@@ -36,7 +36,7 @@ fn route<T>(node: &Node, req: &Request<T>) -> Result<Route, ApiError> {
         return Ok(Route::Local);
     }
     match node.leader() {
-        Some(l) if l.id != node.id && !l.addr.is_empty() => Ok(Route::Forward { addr: l.addr }),
+        Some(l) if l.id != node.id && !l.addr.is_empty() => Ok(Route::Forward { id: l.id, addr: l.addr }),
         Some(l) if l.id == node.id => Ok(Route::Local),
         other => Err(ApiError::not_leader(node.id, other)),
     }
@@ -92,10 +92,10 @@ impl KvApi {
 }
 
 macro_rules! forward {
-    ($self:ident, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
+    ($self:ident, $id:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
         let node = &$self.node;
         let b = $self.forward_budget($budget);
-        let mut client = node.peers.kv(&$addr).map_err(status_to_api)?;
+        let mut client = node.peers.kv($id, &$addr).map_err(status_to_api)?;
         match tokio::time::timeout(b, client.$method(forwarded(node, $msg, b))).await {
             Err(_) => Err(ApiError::Timeout(format!(
                 "the leader at {} did not answer within {b:?}; for a write the outcome is unknown: retry with the same request id",
@@ -121,10 +121,10 @@ impl Kv for KvApi {
             limits.check_value(&r.value)?;
             let id = request_id(&r.header)?;
             match route(&node, &req)? {
-                Route::Forward { addr } => {
+                Route::Forward { id: leader_id, addr } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward!(self, addr, put, msg, budget)
+                    forward!(self, leader_id, addr, put, msg, budget)
                 }
                 Route::Local => {
                     let r = req.into_inner();
@@ -164,10 +164,10 @@ impl Kv for KvApi {
             node.config.limits.check_key(&r.key)?;
             let id = request_id(&r.header)?;
             match route(&node, &req)? {
-                Route::Forward { addr } => {
+                Route::Forward { id: leader_id, addr } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward!(self, addr, delete, msg, budget)
+                    forward!(self, leader_id, addr, delete, msg, budget)
                 }
                 Route::Local => {
                     let r = req.into_inner();
@@ -195,15 +195,22 @@ impl Kv for KvApi {
             let txn = to_txn(&node, req.get_ref())?;
             let id = request_id(&req.get_ref().header)?;
             match route(&node, &req)? {
-                Route::Forward { addr } => {
+                Route::Forward { id: leader_id, addr } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward!(self, addr, txn, msg, budget)
+                    forward!(self, leader_id, addr, txn, msg, budget)
                 }
                 Route::Local => {
                     let resp = node.propose(id, Op::Txn(txn), budget).await?;
-                    let Outcome::Txn { succeeded } = resp.outcome else {
-                        return Err(unexpected(&resp));
+                    let succeeded = match &resp.outcome {
+                        Outcome::Txn { succeeded } => *succeeded,
+                        Outcome::TxnRejected { reason } => {
+                            return Err(ApiError::FailedPrecondition(format!(
+                                "transaction refused at revision {}: {reason}",
+                                resp.revision
+                            )));
+                        }
+                        _ => return Err(unexpected(&resp)),
                     };
                     Ok(TxnResponse {
                         header: Some(node.response_header()),
@@ -372,6 +379,14 @@ fn to_txn(node: &Node, r: &TxnRequest) -> Result<command::Txn, ApiError> {
                 Some(txn_op::Op::Delete(d)) => {
                     limits.check_key(&d.key)?;
                     Ok(command::TxnOp::Delete { key: d.key.clone() })
+                }
+                Some(txn_op::Op::Append(a)) => {
+                    limits.check_key(&a.key)?;
+                    limits.check_value(&a.value)?;
+                    Ok(command::TxnOp::Append {
+                        key: a.key.clone(),
+                        value: a.value.clone(),
+                    })
                 }
                 None => Err(ApiError::InvalidArgument(format!(
                     "{branch} operation #{} is empty",

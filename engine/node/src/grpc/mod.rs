@@ -1,6 +1,7 @@
 //! gRPC services: the public `sen.v1` API ([`kv`], [`cluster`]) and the
 //! node-to-node `sen.raft.v1.Raft` service ([`raft`]).
 
+pub mod admin;
 pub mod cluster;
 pub mod kv;
 pub mod raft;

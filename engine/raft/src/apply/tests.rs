@@ -380,3 +380,43 @@ fn gc_never_deletes_a_record_newer_than_its_index_key() {
     s.write(m);
     assert!(s.dedup.contains_key(&id));
 }
+
+#[test]
+fn appends_concatenate_and_respect_the_size_cap() {
+    let mut s = MemState::default();
+    let append = |k: &str, v: &str| TxnOp::Append {
+        key: k.into(),
+        value: v.into(),
+    };
+    apply_one(
+        &mut s,
+        1,
+        req(
+            None,
+            1,
+            txn(vec![], vec![append("log", "a;"), append("log", "b;")], vec![]),
+        ),
+    );
+    apply_one(&mut s, 2, req(None, 1, txn(vec![], vec![append("log", "c;")], vec![])));
+    let rec = s.kv("d", b"log").unwrap().unwrap();
+    assert_eq!(rec.value, b"a;b;c;");
+    assert_eq!((rec.create_revision, rec.mod_revision), (1, 2));
+
+    // An append past the cap refuses the whole transaction.
+    let big = "x".repeat(MAX_APPENDED_VALUE_BYTES);
+    let r = apply_one(
+        &mut s,
+        3,
+        req(
+            None,
+            1,
+            txn(vec![], vec![tput("other", "1"), append("log", &big)], vec![]),
+        ),
+    );
+    assert!(matches!(r.outcome, Outcome::TxnRejected { .. }), "{:?}", r.outcome);
+    assert!(
+        s.kv("d", b"other").unwrap().is_none(),
+        "nothing of a rejected txn applies"
+    );
+    assert_eq!(s.kv("d", b"log").unwrap().unwrap().value, b"a;b;c;");
+}

@@ -1,0 +1,83 @@
+//! The node-local inspection service (`sen.v1.Admin`): state digest,
+//! applied request ids, local Raft status. Read-only; answers whatever the
+//! cluster's state, so operators and the chaos harness can see every node.
+
+use std::sync::Arc;
+
+use sen_proto::v1::admin_server::Admin;
+use sen_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use super::measured;
+use super::raft::role_name;
+use crate::error::ApiError;
+use crate::node::Node;
+
+pub struct AdminApi {
+    pub node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminApi {
+    async fn digest(&self, _req: Request<DigestRequest>) -> Result<Response<DigestResponse>, Status> {
+        let node = self.node.clone();
+        measured(&node, "Digest", async {
+            let state = node.state.clone();
+            let (applied_index, digest) = tokio::task::spawn_blocking(move || state.digest())
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            Ok(DigestResponse {
+                node_id: node.id,
+                applied_index,
+                digest,
+            })
+        })
+        .await
+    }
+
+    async fn applied_requests(
+        &self,
+        _req: Request<AppliedRequestsRequest>,
+    ) -> Result<Response<AppliedRequestsResponse>, Status> {
+        let node = self.node.clone();
+        measured(&node, "AppliedRequests", async {
+            let state = node.state.clone();
+            let (ids, applied_index) = tokio::task::spawn_blocking(move || {
+                let applied = state.applied_index();
+                state.applied_request_ids().map(|ids| (ids, applied))
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+            Ok(AppliedRequestsResponse {
+                node_id: node.id,
+                applied_index,
+                requests: ids
+                    .into_iter()
+                    .map(|(id, revision)| AppliedRequest {
+                        request_id: id.0.to_vec(),
+                        revision,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn local_status(&self, _req: Request<LocalStatusRequest>) -> Result<Response<LocalStatusResponse>, Status> {
+        let node = &self.node;
+        let m = node.raft_metrics();
+        Ok(Response::new(LocalStatusResponse {
+            node_id: node.id,
+            cluster_id: node.cluster_id().map(|c| c.to_string()).unwrap_or_default(),
+            state: role_name(m.state).into(),
+            term: m.current_term,
+            leader_id: m.current_leader.unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            commit_index: m.local_committed.map_or(0, |l| l.index),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            started_at_ms: node.started_at_ms,
+        }))
+    }
+}
