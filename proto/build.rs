@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/sen/v1/kv.proto",
                 "proto/sen/v1/cluster.proto",
                 "proto/sen/v1/admin.proto",
+                "proto/sen/v1/content.proto",
                 "proto/sen/raft/v1/raft.proto",
             ],
             &["proto"],

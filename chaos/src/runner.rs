@@ -464,13 +464,13 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     // Final linearizable reads of every key, part of the history.
     let keys: BTreeSet<String> = ops.iter().map(|o| o.key.clone()).collect();
     let final_client = Client::new(&endpoints, ClientOptions::default())?;
-    let mut next_id = ops.iter().map(|o| o.id).max().unwrap_or(0) + 1;
+    let first_id = ops.iter().map(|o| o.id).max().unwrap_or(0) + 1;
     for (i, key) in keys.iter().enumerate() {
         let invoke_us = start.elapsed().as_micros() as u64;
         let r = final_client.get(DB, key.as_bytes(), Consistency::Linearizable).await;
         let complete_us = start.elapsed().as_micros() as u64;
         let mut op = Op {
-            id: next_id,
+            id: first_id + i as u64,
             process: 9_000_000 + i as u64,
             client: 999,
             endpoint: "final".into(),
@@ -499,7 +499,6 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
                 ctx.failures.push(format!("final read of {key} failed: {e}"));
             }
         }
-        next_id += 1;
         ops.push(op);
     }
 

@@ -10,6 +10,7 @@ mod demo;
 mod kv_cmd;
 mod output;
 mod server_cmd;
+mod site_cmd;
 mod txn_parse;
 
 use std::process::ExitCode;
@@ -60,6 +61,9 @@ enum Command {
     /// Key-value databases.
     #[command(subcommand)]
     Kv(kv_cmd::KvCmd),
+    /// Component sites: push, serve, pull.
+    #[command(subcommand)]
+    Site(site_cmd::SiteCmd),
 }
 
 /// A command failed: print this line and exit with `code`.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args, cli.output),
         Command::Cluster(cmd) => client_runtime(|| cluster_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Kv(cmd) => client_runtime(|| kv_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Site(cmd) => client_runtime(|| site_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,4 +8,5 @@
 mod cli;
 mod cluster;
 mod common;
+mod content;
 mod membership;

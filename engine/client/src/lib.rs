@@ -17,6 +17,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod content;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;

@@ -33,6 +33,38 @@ pub struct NodeConfig {
     pub limits: Limits,
     pub log: LogConfig,
     pub network: NetworkConfig,
+    pub content: ContentConfig,
+}
+
+/// Site content: serving, replication and garbage collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContentConfig {
+    /// Virtual hosts: an HTTP `Host` (without port) served as a site's
+    /// root, e.g. `vhosts = { "congbao.example.vn" = "congbao" }`. Every
+    /// site is also served at `/sites/<site>/`.
+    pub vhosts: std::collections::BTreeMap<String, String>,
+    /// Most chunk bytes (stored size) replicated in one Raft entry; larger
+    /// uploads are split into several entries.
+    pub max_chunk_entry_bytes: usize,
+    /// How often the leader collects unreferenced chunks.
+    #[serde(with = "humantime_serde")]
+    pub gc_interval: Duration,
+    /// A chunk must have been unreferenced (or uploaded and never deployed)
+    /// this long before it is deleted: longer than any push takes.
+    #[serde(with = "humantime_serde")]
+    pub gc_grace: Duration,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        Self {
+            vhosts: Default::default(),
+            max_chunk_entry_bytes: 1024 * 1024,
+            gc_interval: Duration::from_secs(60),
+            gc_grace: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// How this node reaches its peers.
@@ -70,6 +102,7 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             log: LogConfig::default(),
             network: NetworkConfig::default(),
+            content: ContentConfig::default(),
         }
     }
 }
@@ -388,6 +421,19 @@ impl NodeConfig {
             if !v.contains(':') {
                 return bad(format!("network.peer-addresses.{k} = {v:?} must be HOST:PORT"));
             }
+        }
+        for (host, site) in &self.content.vhosts {
+            if sen_content::path::check_site_name(site).is_err() || host.is_empty() || host.contains(['/', ' ']) {
+                return bad(format!(
+                    "content.vhosts: {host:?} = {site:?} must map a host name to a site name"
+                ));
+            }
+        }
+        if self.content.max_chunk_entry_bytes < 1024 * 1024 || self.content.max_chunk_entry_bytes > 8 * 1024 * 1024 {
+            return bad("content.max-chunk-entry-bytes must be between 1 MiB and 8 MiB".into());
+        }
+        if self.content.gc_interval.is_zero() {
+            return bad("content.gc-interval must be positive".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad(format!("log.format = {:?}: use \"text\" or \"json\"", self.log.format));

@@ -64,6 +64,19 @@ pub struct Metrics {
     pub leader_changes: Counter,
     pub requests: Family<RequestLabel, Counter>,
     pub request_seconds: Family<MethodLabel, Histogram, fn() -> Histogram>,
+    pub http_requests: Family<SiteCodeLabel, Counter>,
+    pub http_seconds: Family<SiteLabel, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabel {
+    pub site: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteCodeLabel {
+    pub site: String,
+    pub code: String,
 }
 
 impl Metrics {
@@ -87,6 +100,8 @@ impl Metrics {
             leader_changes: Counter::default(),
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(latency_histogram),
         };
         registry.register("raft_term", "Current Raft term", m.term.clone());
         registry.register(
@@ -155,7 +170,35 @@ impl Metrics {
             "Public API request latency, by method",
             m.request_seconds.clone(),
         );
+        registry.register(
+            "http_requests",
+            "Site requests served over HTTP, by site and status code (R4: readers per site)",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to start answering a site request, by site (R4: access speed)",
+            m.http_seconds.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    pub fn observe_http(&self, site: &str, code: u16, took: Duration) {
+        // Unknown names would let anyone create label series: bucket them.
+        let site = if sen_content::path::check_site_name(site).is_ok() {
+            site
+        } else {
+            "-"
+        };
+        self.http_requests
+            .get_or_create(&SiteCodeLabel {
+                site: site.into(),
+                code: code.to_string(),
+            })
+            .inc();
+        self.http_seconds
+            .get_or_create(&SiteLabel { site: site.into() })
+            .observe(took.as_secs_f64());
     }
 
     pub fn observe_proposal(&self, took: Duration, ok: bool) {

@@ -14,6 +14,7 @@ use sen_core::{ClusterId, NodeId};
 use sen_proto::meta;
 use sen_proto::raft::v1::raft_client::RaftClient;
 use sen_proto::v1::cluster_client::ClusterClient;
+use sen_proto::v1::content_client::ContentClient;
 use sen_proto::v1::kv_client::KvClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -131,6 +132,20 @@ impl Peers {
     pub fn kv(&self, id: NodeId, addr: &str) -> Result<KvClient<InterceptedService<Channel, PeerMeta>>, Status> {
         Ok(
             KvClient::with_interceptor(self.channel(self.resolve(Some(id), addr), false)?, self.meta(None))
+                .max_decoding_message_size(self.max_message_bytes)
+                .max_encoding_message_size(self.max_message_bytes),
+        )
+    }
+
+    /// A public-API client for forwarding content writes to the leader
+    /// `id` (chunk uploads use the bulk channel).
+    pub fn content(
+        &self,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<ContentClient<InterceptedService<Channel, PeerMeta>>, Status> {
+        Ok(
+            ContentClient::with_interceptor(self.channel(self.resolve(Some(id), addr), true)?, self.meta(None))
                 .max_decoding_message_size(self.max_message_bytes)
                 .max_encoding_message_size(self.max_message_bytes),
         )

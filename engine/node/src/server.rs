@@ -24,6 +24,7 @@ use openraft::{Config, SnapshotPolicy};
 use sen_proto::raft::v1::raft_server::RaftServer;
 use sen_proto::v1::admin_server::AdminServer;
 use sen_proto::v1::cluster_server::ClusterServer;
+use sen_proto::v1::content_server::ContentServer;
 use sen_proto::v1::kv_server::KvServer;
 use sen_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -33,6 +34,7 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::cluster::ClusterApi;
+use crate::grpc::content::ContentApi;
 use crate::grpc::kv::KvApi;
 use crate::grpc::raft::RaftApi;
 use crate::metrics::{self, Metrics};
@@ -147,6 +149,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let stop_servers = CancellationToken::new();
     let stop_watch = CancellationToken::new();
     let watcher = tokio::spawn(metrics::watch_raft(raft.clone(), cfg.id, metrics, stop_watch.clone()));
+    let gc = tokio::spawn(collect_garbage(node.clone(), stop_watch.clone()));
 
     // gRPC: public API, node-to-node service, health, reflection.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -163,6 +166,12 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .tcp_nodelay(true)
+        // Peers cancel heartbeats and appends that pass their deadline, and
+        // every cancel is an HTTP/2 RST_STREAM. h2's default rapid-reset
+        // guard (20 pending) made a loaded follower drop the whole peer
+        // connection mid catch-up (seen in the kill-mid-push test); keep a
+        // bound, but one that a busy cluster does not reach.
+        .http2_max_pending_accept_reset_streams(Some(1024))
         // The authentication / TLS layer will slot in here (interceptors
         // and `tls_config`), in front of the public services.
         .add_service(health_service)
@@ -174,6 +183,11 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         )
         .add_service(ClusterServer::new(ClusterApi { node: node.clone() }))
         .add_service(AdminServer::new(AdminApi { node: node.clone() }))
+        .add_service(
+            ContentServer::new(ContentApi { node: node.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max.max(64 * 1024 * 1024)),
+        )
         .add_service(
             RaftServer::new(RaftApi { node: node.clone() })
                 .max_decoding_message_size(raft_max)
@@ -238,6 +252,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     }
     stop_watch.cancel();
     let _ = watcher.await;
+    let _ = gc.await;
 
     // 4. Stop the servers.
     tracing::info!("shutdown 4/5: stopping gRPC and HTTP servers");
@@ -267,6 +282,43 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     match fatal {
         Some(e) => Err(NodeError::Raft(format!("raft stopped: {e}"))),
         None => Ok(()),
+    }
+}
+
+/// The leader's garbage collector: every `content.gc-interval`, propose
+/// collecting chunks unreferenced for `content.gc-grace` (in bounded
+/// entries, until none is left).
+async fn collect_garbage(node: Arc<Node>, stop: CancellationToken) {
+    let every = node.config.content.gc_interval;
+    let grace_ms = node.config.content.gc_grace.as_millis() as u64;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        while node.is_leader() && !node.is_stopping() && !stop.is_cancelled() {
+            let op = sen_raft::Op::CollectGarbage {
+                grace_ms,
+                limit: 10_000,
+            };
+            match node.propose(None, op, node.config.server.request_timeout).await {
+                Ok(r) => match r.outcome {
+                    sen_raft::Outcome::GarbageCollected { chunks, bytes, more } => {
+                        if chunks > 0 {
+                            tracing::info!(chunks, bytes, "collected unreferenced chunks");
+                        }
+                        if !more {
+                            break;
+                        }
+                    }
+                    _ => break,
+                },
+                Err(e) => {
+                    tracing::warn!("garbage collection: {e}");
+                    break;
+                }
+            }
+        }
     }
 }
 

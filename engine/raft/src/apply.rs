@@ -16,7 +16,10 @@ use std::collections::HashMap;
 use sen_core::{ClusterId, RequestId};
 use serde::{Deserialize, Serialize};
 
+use sen_content::{ChunkId, StoredChunk};
+
 use crate::command::{Compare, CompareOp, CompareTarget, Op, Outcome, Request, Response, Txn, TxnOp};
+pub use crate::content::{ChunkMeta, ContentView, CurrentDeployment, DeploymentInfo, FileRecord, SiteRecord};
 
 /// How long a request id is remembered: a retry of the same id within this
 /// window (measured on the replicated monotonic clock) returns the original
@@ -30,6 +33,7 @@ pub const MAX_APPENDED_VALUE_BYTES: usize = 16 * 1024 * 1024;
 /// A key's stored state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvRecord {
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Log index of the last write.
     pub mod_revision: u64,
@@ -92,6 +96,49 @@ pub enum Mutation {
         ms: u64,
     },
     PutClusterId(ClusterId),
+    /// Store a new chunk's data.
+    PutChunk {
+        chunk: StoredChunk,
+    },
+    PutChunkMeta {
+        id: ChunkId,
+        meta: ChunkMeta,
+    },
+    /// Delete a chunk's data and metadata.
+    DeleteChunk {
+        id: ChunkId,
+    },
+    /// Index of unreferenced chunks by the time they became so.
+    PutZeroChunk {
+        at_ms: u64,
+        id: ChunkId,
+    },
+    DeleteZeroChunk {
+        at_ms: u64,
+        id: ChunkId,
+    },
+    PutSite {
+        site: String,
+        rec: SiteRecord,
+    },
+    DeleteSite {
+        site: String,
+    },
+    /// Replace the site's whole file index with `files`.
+    ReplaceFiles {
+        site: String,
+        files: Vec<(String, FileRecord)>,
+    },
+    DeleteFiles {
+        site: String,
+    },
+    PutDeployment {
+        site: String,
+        info: DeploymentInfo,
+    },
+    DeleteDeployments {
+        site: String,
+    },
 }
 
 /// Reading the state failed.
@@ -104,7 +151,7 @@ pub enum StateError {
 }
 
 /// Read access to the state as of the start of a batch.
-pub trait StateView {
+pub trait StateView: ContentView {
     fn kv(&self, db: &str, key: &[u8]) -> Result<Option<KvRecord>, StateError>;
     fn dedup(&self, id: &RequestId) -> Result<Option<DedupRecord>, StateError>;
     /// Up to `limit` request ids recorded before `before_ms`, oldest first.
@@ -116,13 +163,16 @@ pub trait StateView {
 
 /// Applies a batch of entries on top of a [`StateView`].
 pub struct Applier<'v, V: StateView> {
-    view: &'v V,
+    pub(crate) view: &'v V,
     kv: HashMap<(String, Vec<u8>), Option<KvRecord>>,
     dedup: HashMap<RequestId, DedupRecord>,
     stats: HashMap<String, DbStats>,
     clock: Option<u64>,
     cluster_id: Option<Option<ClusterId>>,
-    mutations: Vec<Mutation>,
+    pub(crate) mutations: Vec<Mutation>,
+    pub(crate) chunk_meta: HashMap<ChunkId, Option<ChunkMeta>>,
+    pub(crate) chunk_data: HashMap<ChunkId, StoredChunk>,
+    pub(crate) sites: HashMap<String, Option<SiteRecord>>,
 }
 
 impl<'v, V: StateView> Applier<'v, V> {
@@ -135,6 +185,9 @@ impl<'v, V: StateView> Applier<'v, V> {
             clock: None,
             cluster_id: None,
             mutations: Vec::new(),
+            chunk_meta: HashMap::new(),
+            chunk_data: HashMap::new(),
+            sites: HashMap::new(),
         }
     }
 
@@ -180,6 +233,11 @@ impl<'v, V: StateView> Applier<'v, V> {
                     }
                 }
             },
+            Op::CreateSite { site } => self.create_site(site, now)?,
+            Op::DeleteSite { site } => self.delete_site(site, now)?,
+            Op::PutChunks { chunks } => self.put_chunks(chunks, now)?,
+            Op::Deploy(d) => self.deploy(d, index, now)?,
+            Op::CollectGarbage { grace_ms, limit } => self.collect_garbage(*grace_ms, *limit, now)?,
         };
         let response = Response {
             revision: index,

@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use sen_content::{ChunkRef, StoredChunk};
 use sen_core::{ClusterId, RequestId};
 use serde::{Deserialize, Serialize};
 
@@ -33,13 +34,50 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// Set `key` in database `db` to `value`.
-    Put { db: String, key: Vec<u8>, value: Vec<u8> },
+    Put {
+        db: String,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
     /// Remove `key` from database `db` (no error if absent).
-    Delete { db: String, key: Vec<u8> },
+    Delete {
+        db: String,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
     /// Compare-then-act transaction on one database.
     Txn(Txn),
     /// Record the cluster id (the first command of every cluster).
     InitCluster { cluster_id: ClusterId },
+    /// Create an empty site.
+    CreateSite { site: String },
+    /// Delete a site, its deployments and its history (its chunks become
+    /// garbage once no other site uses them).
+    DeleteSite { site: String },
+    /// Store chunks (content-addressed; already-stored ones are no-ops).
+    PutChunks { chunks: Vec<StoredChunk> },
+    /// Make a manifest the site's current tree, atomically.
+    Deploy(Deploy),
+    /// Delete chunks no deployment has used for `grace_ms` (at most
+    /// `limit` of them).
+    CollectGarbage { grace_ms: u64, limit: u32 },
+}
+
+/// A deployment: the site's whole tree becomes the manifest's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deploy {
+    pub site: String,
+    /// The encoded manifest's chunks, in order (already stored).
+    pub manifest: Vec<ChunkRef>,
+    /// blake3 of the encoded manifest.
+    pub manifest_hash: [u8; 32],
+    /// The deployment the client built on (`Some(0)`: none yet); the deploy
+    /// is refused if the site changed since. `None`: deploy regardless.
+    pub base: Option<u64>,
+    pub author: String,
+    pub message: String,
 }
 
 /// An etcd-style transaction: if every comparison holds, run `success`,
@@ -55,6 +93,7 @@ pub struct Txn {
 /// One comparison of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub op: CompareOp,
     pub target: CompareTarget,
@@ -77,7 +116,7 @@ pub enum CompareOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CompareTarget {
     /// The value, compared bytewise.
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The revision (raft log index) of the key's last write.
     ModRevision(u64),
     /// The revision at which the key was created.
@@ -92,16 +131,21 @@ pub enum CompareTarget {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOp {
     Put {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     Delete {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Append `value` to the key's current value (creating the key if it
     /// does not exist).
     Append {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
 }
@@ -137,6 +181,19 @@ pub enum Outcome {
     /// because an append would grow a value beyond
     /// [`crate::apply::MAX_APPENDED_VALUE_BYTES`].
     TxnRejected { reason: String },
+    /// `created` is false if the site already existed.
+    SiteCreated { created: bool },
+    /// `deleted` is false if there was no such site.
+    SiteDeleted { deleted: bool },
+    /// Chunks newly stored / already present.
+    ChunksStored { new: u32, existing: u32 },
+    /// The site's current deployment is now this one (its id is the
+    /// revision of the entry).
+    Deployed { files: u64, bytes: u64 },
+    /// The deployment was refused; nothing changed.
+    DeployRejected { reason: String },
+    /// Garbage chunks deleted; `more` if the limit was reached.
+    GarbageCollected { chunks: u64, bytes: u64, more: bool },
 }
 
 impl fmt::Display for Request {
@@ -153,6 +210,16 @@ impl fmt::Display for Request {
                 t.failure.len()
             )?,
             Op::InitCluster { cluster_id } => write!(f, "init-cluster {cluster_id}")?,
+            Op::CreateSite { site } => write!(f, "create-site {site}")?,
+            Op::DeleteSite { site } => write!(f, "delete-site {site}")?,
+            Op::PutChunks { chunks } => write!(
+                f,
+                "put-chunks {} ({} bytes)",
+                chunks.len(),
+                chunks.iter().map(|c| c.data.len()).sum::<usize>()
+            )?,
+            Op::Deploy(d) => write!(f, "deploy {} ({} manifest chunks)", d.site, d.manifest.len())?,
+            Op::CollectGarbage { grace_ms, limit } => write!(f, "gc (grace {grace_ms} ms, limit {limit})")?,
         }
         if let Some(id) = &self.id {
             write!(f, " [req {id}]")?;
@@ -165,4 +232,26 @@ impl fmt::Display for Request {
 pub fn show_key(key: &[u8]) -> String {
     let s = String::from_utf8_lossy(&key[..key.len().min(64)]).into_owned();
     if key.len() > 64 { format!("{s}…") } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the wire/disk encoding of a log entry's most common command, so
+    /// that a change of field attributes (e.g. `serde_bytes`) or of the
+    /// codec cannot silently change what old logs decode to.
+    #[test]
+    fn put_encoding_is_stable() {
+        let op = Op::Put {
+            db: "db".into(),
+            key: b"k".to_vec(),
+            value: vec![0, 1, 255],
+        };
+        let bytes = sen_core::codec::encode("op", &op).unwrap();
+        // variant 0, "db" (len 2), key (len 1), value (len 3): bincode varints.
+        assert_eq!(bytes, vec![0, 2, b'd', b'b', 1, b'k', 3, 0, 1, 255]);
+        let back: Op = sen_core::codec::decode("op", &bytes).unwrap();
+        assert_eq!(back, op);
+    }
 }

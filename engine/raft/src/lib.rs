@@ -13,9 +13,10 @@
 
 pub mod apply;
 pub mod command;
+pub mod content;
 pub mod mem;
 pub mod types;
 
 pub use apply::{Applier, DEDUP_WINDOW_MS, DedupRecord, KvRecord, Mutation, StateError, StateView};
-pub use command::{Compare, CompareOp, CompareTarget, Op, Outcome, Request, Response, Txn, TxnOp};
+pub use command::{Compare, CompareOp, CompareTarget, Deploy, Op, Outcome, Request, Response, Txn, TxnOp};
 pub use types::*;

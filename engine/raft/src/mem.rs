@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sen_content::{ChunkId, StoredChunk};
 use sen_core::{ClusterId, RequestId};
 
 use crate::apply::{DbStats, DedupRecord, KvRecord, Mutation, StateError, StateView};
+use crate::content::{ChunkMeta, ContentView, DeploymentInfo, FileRecord, SiteRecord};
 
 /// The whole state in ordered maps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +19,12 @@ pub struct MemState {
     pub stats: BTreeMap<String, DbStats>,
     pub clock_ms: u64,
     pub cluster_id: Option<ClusterId>,
+    pub chunks: BTreeMap<ChunkId, StoredChunk>,
+    pub chunk_meta: BTreeMap<ChunkId, ChunkMeta>,
+    pub zero: BTreeSet<(u64, ChunkId)>,
+    pub sites: BTreeMap<String, SiteRecord>,
+    pub files: BTreeMap<(String, String), FileRecord>,
+    pub deployments: BTreeMap<(String, u64), DeploymentInfo>,
 }
 
 impl MemState {
@@ -50,6 +58,39 @@ impl MemState {
                 }
                 Mutation::PutClock { ms } => self.clock_ms = ms,
                 Mutation::PutClusterId(id) => self.cluster_id = Some(id),
+                Mutation::PutChunk { chunk } => {
+                    self.chunks.insert(chunk.id, chunk);
+                }
+                Mutation::PutChunkMeta { id, meta } => {
+                    self.chunk_meta.insert(id, meta);
+                }
+                Mutation::DeleteChunk { id } => {
+                    self.chunks.remove(&id);
+                    self.chunk_meta.remove(&id);
+                }
+                Mutation::PutZeroChunk { at_ms, id } => {
+                    self.zero.insert((at_ms, id));
+                }
+                Mutation::DeleteZeroChunk { at_ms, id } => {
+                    self.zero.remove(&(at_ms, id));
+                }
+                Mutation::PutSite { site, rec } => {
+                    self.sites.insert(site, rec);
+                }
+                Mutation::DeleteSite { site } => {
+                    self.sites.remove(&site);
+                }
+                Mutation::ReplaceFiles { site, files } => {
+                    self.files.retain(|(s, _), _| *s != site);
+                    for (path, rec) in files {
+                        self.files.insert((site.clone(), path), rec);
+                    }
+                }
+                Mutation::DeleteFiles { site } => self.files.retain(|(s, _), _| *s != site),
+                Mutation::PutDeployment { site, info } => {
+                    self.deployments.insert((site, info.id), info);
+                }
+                Mutation::DeleteDeployments { site } => self.deployments.retain(|(s, _), _| *s != site),
             }
         }
     }
@@ -84,5 +125,29 @@ impl StateView for MemState {
 
     fn cluster_id(&self) -> Result<Option<ClusterId>, StateError> {
         Ok(self.cluster_id)
+    }
+}
+
+impl ContentView for MemState {
+    fn chunk_meta(&self, id: &ChunkId) -> Result<Option<ChunkMeta>, StateError> {
+        Ok(self.chunk_meta.get(id).copied())
+    }
+
+    fn chunk(&self, id: &ChunkId) -> Result<Option<StoredChunk>, StateError> {
+        Ok(self.chunks.get(id).cloned())
+    }
+
+    fn site(&self, name: &str) -> Result<Option<SiteRecord>, StateError> {
+        Ok(self.sites.get(name).cloned())
+    }
+
+    fn zero_chunks(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, ChunkId)>, StateError> {
+        Ok(self
+            .zero
+            .iter()
+            .take_while(|(t, _)| *t < before_ms)
+            .take(limit)
+            .copied()
+            .collect())
     }
 }

@@ -24,6 +24,13 @@ pub const CF_KV: &str = "kv";
 pub const CF_DEDUP: &str = "dedup";
 pub const CF_DEDUP_TIME: &str = "dedup_time";
 pub const CF_DBS: &str = "dbs";
+// Site content (state DB).
+pub const CF_CHUNKS: &str = "chunks";
+pub const CF_CHUNK_META: &str = "chunk_meta";
+pub const CF_CHUNK_ZERO: &str = "chunk_zero";
+pub const CF_SITES: &str = "sites";
+pub const CF_FILES: &str = "files";
+pub const CF_DEPLOYS: &str = "deploys";
 
 // Keys in `meta`.
 pub const K_FORMAT: &[u8] = b"format";
@@ -76,6 +83,32 @@ pub fn dedup_time_key(at_ms: u64, id: &[u8; 16]) -> [u8; 24] {
     k[..8].copy_from_slice(&at_ms.to_be_bytes());
     k[8..].copy_from_slice(id);
     k
+}
+
+/// `chunk_zero` keys: time it became unreferenced (BE) then chunk id.
+pub fn zero_key(at_ms: u64, id: &[u8; 32]) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&at_ms.to_be_bytes());
+    k[8..].copy_from_slice(id);
+    k
+}
+
+/// `files` keys: site, 0, path. `deploys` keys: site, 0, id (BE).
+pub fn site_key(site: &str, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(site.len() + 1 + rest.len());
+    k.extend_from_slice(site.as_bytes());
+    k.push(0);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// The key range `[site\0, site\x01)` holding every key of `site`.
+pub fn site_range(site: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut lo = site.as_bytes().to_vec();
+    lo.push(0);
+    let mut hi = site.as_bytes().to_vec();
+    hi.push(1);
+    (lo, hi)
 }
 
 /// The node-local identity, kept in the log DB: which node this data

@@ -19,6 +19,8 @@ pub enum Kind {
     /// The state DB: anything lost from its WAL is re-applied from the Raft
     /// log, so recover to the last consistent point.
     State { write_buffer_bytes: usize },
+    /// The `chunks` column family of the state DB.
+    Chunks { write_buffer_bytes: usize },
 }
 
 fn options(kind: Kind) -> Options {
@@ -41,8 +43,30 @@ fn options(kind: Kind) -> Options {
             o.set_write_buffer_size(write_buffer_bytes);
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
         }
+        Kind::Chunks { write_buffer_bytes } => {
+            o.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+            o.set_write_buffer_size(write_buffer_bytes);
+            // Chunks are already compressed and up to 1 MiB: keep them in
+            // blob files (written once, never rewritten by compaction),
+            // with only small index entries in the LSM tree.
+            o.set_compression_type(rocksdb::DBCompressionType::None);
+            o.set_enable_blob_files(true);
+            o.set_min_blob_size(1024);
+            o.set_blob_file_size(256 * 1024 * 1024);
+            o.set_enable_blob_gc(true);
+        }
     }
     o
+}
+
+/// Options of one column family: the chunk store gets blob files.
+fn cf_options(kind: Kind, cf: &str) -> Options {
+    match kind {
+        Kind::State { write_buffer_bytes } if cf == crate::format::CF_CHUNKS => {
+            options(Kind::Chunks { write_buffer_bytes })
+        }
+        _ => options(kind),
+    }
 }
 
 /// Open (or create) a DB at `path` with column families `cfs` (plus `meta`)
@@ -51,7 +75,7 @@ pub fn open(path: &Path, kind: Kind, cfs: &[&str], what: &str) -> Result<DB, Sto
     let opts = options(kind);
     let mut descs = vec![ColumnFamilyDescriptor::new(CF_META, Options::default())];
     for cf in cfs {
-        descs.push(ColumnFamilyDescriptor::new(*cf, options(kind)));
+        descs.push(ColumnFamilyDescriptor::new(*cf, cf_options(kind, cf)));
     }
     let db = DB::open_cf_descriptors(&opts, path, descs)
         .map_err(|e| StoreError::rocks(format!("open the {what} at {}", path.display()), e))?;
@@ -62,9 +86,11 @@ pub fn open(path: &Path, kind: Kind, cfs: &[&str], what: &str) -> Result<DB, Sto
 /// Open a DB read-only (used to inspect a snapshot checkpoint).
 pub fn open_read_only(path: &Path, kind: Kind, cfs: &[&str], what: &str) -> Result<DB, StoreError> {
     let opts = options(kind);
-    let mut names = vec![CF_META];
-    names.extend_from_slice(cfs);
-    let db = DB::open_cf_for_read_only(&opts, path, names, false)
+    let mut descs = vec![ColumnFamilyDescriptor::new(CF_META, Options::default())];
+    for cf in cfs {
+        descs.push(ColumnFamilyDescriptor::new(*cf, cf_options(kind, cf)));
+    }
+    let db = DB::open_cf_descriptors_read_only(&opts, path, descs, false)
         .map_err(|e| StoreError::rocks(format!("open the {what} at {} read-only", path.display()), e))?;
     Ok(db)
 }

@@ -15,8 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions, WriteBatch};
+use sen_content::{ChunkId, StoredChunk};
 use sen_core::{ClusterId, RequestId};
-use sen_raft::apply::{DbStats, DedupRecord, KvRecord, Mutation, StateError, StateView};
+use sen_raft::apply::{
+    ChunkMeta, ContentView, DbStats, DedupRecord, DeploymentInfo, FileRecord, KvRecord, Mutation, SiteRecord,
+    StateError, StateView,
+};
 use sen_raft::{Applier, Entry, LogId, Outcome, Response, StoredMembership};
 
 use crate::format::*;
@@ -24,7 +28,18 @@ use crate::rocks::{self, Kind, cf};
 use crate::snapshot::SnapshotHandle;
 use crate::{StoreError, StoreOptions};
 
-pub(crate) const STATE_CFS: &[&str] = &[CF_KV, CF_DEDUP, CF_DEDUP_TIME, CF_DBS];
+pub(crate) const STATE_CFS: &[&str] = &[
+    CF_KV,
+    CF_DEDUP,
+    CF_DEDUP_TIME,
+    CF_DBS,
+    CF_CHUNKS,
+    CF_CHUNK_META,
+    CF_CHUNK_ZERO,
+    CF_SITES,
+    CF_FILES,
+    CF_DEPLOYS,
+];
 
 /// Most expired request-id records deleted per applied batch.
 const DEDUP_GC_PER_BATCH: usize = 256;
@@ -421,8 +436,9 @@ impl StateDb {
             .map_err(|e| StoreError::Invalid(e.to_string()))
     }
 
-    /// A digest of the replicated key-value state (cluster id and every key
-    /// with its value and revisions) and the applied index it was taken at.
+    /// A digest of the replicated state (cluster id, every key with its value
+    /// and revisions, sites, file index, deployments and chunk metadata) and
+    /// the applied index it was taken at.
     /// Equal on every node at the same applied index. Request-id records are
     /// left out: expired ones are deleted at different times on different
     /// nodes without changing any result.
@@ -440,14 +456,20 @@ impl StateDb {
         {
             h.update(&b);
         }
-        let mut ro = ReadOptions::default();
-        ro.set_snapshot(&snap);
-        for r in db.iterator_cf_opt(cf(db, CF_KV)?, ro, IteratorMode::Start) {
-            let (k, v) = r.map_err(|e| StoreError::rocks("read keys for the digest", e))?;
-            h.update(&(k.len() as u64).to_le_bytes());
-            h.update(&k);
-            h.update(&(v.len() as u64).to_le_bytes());
-            h.update(&v);
+        // Whole records of the replicated tables. Chunk data is left out:
+        // a chunk's content is its own hash, and `chunk_meta` has one record
+        // per stored chunk.
+        for name in [CF_KV, CF_CHUNK_META, CF_SITES, CF_FILES, CF_DEPLOYS] {
+            let mut ro = ReadOptions::default();
+            ro.set_snapshot(&snap);
+            h.update(name.as_bytes());
+            for r in db.iterator_cf_opt(cf(db, name)?, ro, IteratorMode::Start) {
+                let (k, v) = r.map_err(|e| StoreError::rocks("read the state for the digest", e))?;
+                h.update(&(k.len() as u64).to_le_bytes());
+                h.update(&k);
+                h.update(&(v.len() as u64).to_le_bytes());
+                h.update(&v);
+            }
         }
         Ok((applied, h.finalize().to_hex().to_string()))
     }
@@ -554,6 +576,12 @@ fn write_mutations(db: &DB, batch: &mut WriteBatch, mutations: Vec<Mutation>) ->
     let dedup_time = cf(db, CF_DEDUP_TIME)?;
     let dbs = cf(db, CF_DBS)?;
     let meta = cf(db, CF_META)?;
+    let chunks = cf(db, CF_CHUNKS)?;
+    let chunk_meta = cf(db, CF_CHUNK_META)?;
+    let chunk_zero = cf(db, CF_CHUNK_ZERO)?;
+    let sites = cf(db, CF_SITES)?;
+    let files = cf(db, CF_FILES)?;
+    let deploys = cf(db, CF_DEPLOYS)?;
     for m in mutations {
         match m {
             Mutation::PutKv { db, key, record } => batch.put_cf(kv, kv_key(&db, &key), enc_kv(&record)?),
@@ -578,6 +606,36 @@ fn write_mutations(db: &DB, batch: &mut WriteBatch, mutations: Vec<Mutation>) ->
             }
             Mutation::PutClock { ms } => batch.put_cf(meta, K_CLOCK, enc("clock", &ms)?),
             Mutation::PutClusterId(id) => batch.put_cf(meta, K_CLUSTER_ID, enc("cluster id", &id)?),
+            Mutation::PutChunk { chunk } => batch.put_cf(chunks, chunk.id.0, enc("chunk", &chunk)?),
+            Mutation::PutChunkMeta { id, meta } => batch.put_cf(chunk_meta, id.0, enc("chunk meta", &meta)?),
+            Mutation::DeleteChunk { id } => {
+                batch.delete_cf(chunks, id.0);
+                batch.delete_cf(chunk_meta, id.0);
+            }
+            Mutation::PutZeroChunk { at_ms, id } => batch.put_cf(chunk_zero, zero_key(at_ms, &id.0), []),
+            Mutation::DeleteZeroChunk { at_ms, id } => batch.delete_cf(chunk_zero, zero_key(at_ms, &id.0)),
+            Mutation::PutSite { site, rec } => batch.put_cf(sites, site.as_bytes(), enc("site", &rec)?),
+            Mutation::DeleteSite { site } => batch.delete_cf(sites, site.as_bytes()),
+            Mutation::ReplaceFiles { site, files: list } => {
+                let (lo, hi) = site_range(&site);
+                batch.delete_range_cf(files, lo, hi);
+                for (path, rec) in list {
+                    batch.put_cf(files, site_key(&site, path.as_bytes()), enc("file record", &rec)?);
+                }
+            }
+            Mutation::DeleteFiles { site } => {
+                let (lo, hi) = site_range(&site);
+                batch.delete_range_cf(files, lo, hi);
+            }
+            Mutation::PutDeployment { site, info } => batch.put_cf(
+                deploys,
+                site_key(&site, &info.id.to_be_bytes()),
+                enc("deployment", &info)?,
+            ),
+            Mutation::DeleteDeployments { site } => {
+                let (lo, hi) = site_range(&site);
+                batch.delete_range_cf(deploys, lo, hi);
+            }
         }
     }
     Ok(())
@@ -660,5 +718,208 @@ impl StateView for RocksView<'_> {
         self.get(CF_META, K_CLUSTER_ID)?
             .map(|b| dec::<ClusterId>("cluster id", &b).map_err(view_err))
             .transpose()
+    }
+}
+
+impl ContentView for RocksView<'_> {
+    fn chunk_meta(&self, id: &ChunkId) -> Result<Option<ChunkMeta>, StateError> {
+        self.get(CF_CHUNK_META, &id.0)?
+            .map(|b| dec::<ChunkMeta>("chunk meta", &b).map_err(view_err))
+            .transpose()
+    }
+
+    fn chunk(&self, id: &ChunkId) -> Result<Option<StoredChunk>, StateError> {
+        self.get(CF_CHUNKS, &id.0)?
+            .map(|b| dec::<StoredChunk>("chunk", &b).map_err(view_err))
+            .transpose()
+    }
+
+    fn site(&self, name: &str) -> Result<Option<SiteRecord>, StateError> {
+        self.get(CF_SITES, name.as_bytes())?
+            .map(|b| dec::<SiteRecord>("site", &b).map_err(view_err))
+            .transpose()
+    }
+
+    fn zero_chunks(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, ChunkId)>, StateError> {
+        let handle = cf(self.db, CF_CHUNK_ZERO).map_err(view_err)?;
+        let mut out = Vec::new();
+        for r in self.db.iterator_cf(handle, IteratorMode::Start) {
+            if out.len() == limit {
+                break;
+            }
+            let (k, _) = r.map_err(|e| StateError::Storage(format!("RocksDB read failed: {e}")))?;
+            if k.len() != 40 {
+                return Err(StateError::Corrupt(
+                    "unreferenced-chunk index key of wrong length".into(),
+                ));
+            }
+            let mut at = [0u8; 8];
+            at.copy_from_slice(&k[..8]);
+            let at = u64::from_be_bytes(at);
+            if at >= before_ms {
+                break;
+            }
+            let id = ChunkId::from_slice(&k[8..]).ok_or_else(|| StateError::Corrupt("bad chunk id".into()))?;
+            out.push((at, id));
+        }
+        Ok(out)
+    }
+}
+
+/// One file of a site listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileListing {
+    pub path: String,
+    pub record: FileRecord,
+}
+
+impl StateDb {
+    /// A site's record (current deployment) and the applied index, from
+    /// one consistent view.
+    pub fn site(&self, name: &str) -> Result<(Option<SiteRecord>, u64), StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let snap = db.snapshot();
+        let applied = snapshot_applied_index(db, &snap)?;
+        let rec = match snap
+            .get_cf(cf(db, CF_SITES)?, name.as_bytes())
+            .map_err(|e| StoreError::rocks("read a site", e))?
+        {
+            Some(b) => Some(dec("site", &b)?),
+            None => None,
+        };
+        Ok((rec, applied))
+    }
+
+    /// Every site, by name.
+    pub fn sites(&self) -> Result<Vec<(String, SiteRecord)>, StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let mut out = Vec::new();
+        for r in db.iterator_cf(cf(db, CF_SITES)?, IteratorMode::Start) {
+            let (k, v) = r.map_err(|e| StoreError::rocks("list sites", e))?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), dec("site", &v)?));
+        }
+        Ok(out)
+    }
+
+    /// One file of a site's current tree, with the site's deployment id and
+    /// the applied index (one consistent view).
+    pub fn file(&self, site: &str, path: &str) -> Result<(Option<FileRecord>, u64), StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let snap = db.snapshot();
+        let applied = snapshot_applied_index(db, &snap)?;
+        let rec = match snap
+            .get_cf(cf(db, CF_FILES)?, site_key(site, path.as_bytes()))
+            .map_err(|e| StoreError::rocks("read a file record", e))?
+        {
+            Some(b) => Some(dec("file record", &b)?),
+            None => None,
+        };
+        Ok((rec, applied))
+    }
+
+    /// Up to `limit` files of `site` under `prefix`, after `start_after`.
+    pub fn list_files(
+        &self,
+        site: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<FileListing>, bool, u64), StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let snap = db.snapshot();
+        let applied = snapshot_applied_index(db, &snap)?;
+        let full_prefix = site_key(site, prefix.as_bytes());
+        let start = match start_after {
+            Some(after) if after >= prefix => {
+                let mut k = site_key(site, after.as_bytes());
+                k.push(0);
+                k
+            }
+            _ => full_prefix.clone(),
+        };
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let mut out = Vec::new();
+        let mut more = false;
+        for r in db.iterator_cf_opt(cf(db, CF_FILES)?, ro, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = r.map_err(|e| StoreError::rocks("list files", e))?;
+            if !k.starts_with(&full_prefix) {
+                break;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            let path = String::from_utf8_lossy(&k[site.len() + 1..]).into_owned();
+            out.push(FileListing {
+                path,
+                record: dec("file record", &v)?,
+            });
+        }
+        Ok((out, more, applied))
+    }
+
+    /// A stored chunk (not yet decoded).
+    pub fn chunk(&self, id: &ChunkId) -> Result<Option<StoredChunk>, StoreError> {
+        let generation = self.live();
+        RocksView { db: generation.db() }
+            .chunk(id)
+            .map_err(|e| StoreError::Invalid(e.to_string()))
+    }
+
+    /// Which of `ids` are not stored.
+    pub fn missing_chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let handle = cf(db, CF_CHUNK_META)?;
+        let keys: Vec<_> = ids.iter().map(|id| (handle, id.0.to_vec())).collect();
+        let mut out = Vec::new();
+        for (id, r) in ids.iter().zip(db.multi_get_cf(keys)) {
+            if r.map_err(|e| StoreError::rocks("look up chunks", e))?.is_none() {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A site's deployments, newest first.
+    pub fn deployments(&self, site: &str, limit: usize) -> Result<Vec<DeploymentInfo>, StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let (_, hi) = site_range(site);
+        let mut out = Vec::new();
+        for r in db.iterator_cf(cf(db, CF_DEPLOYS)?, IteratorMode::From(&hi, Direction::Reverse)) {
+            let (k, v) = r.map_err(|e| StoreError::rocks("list deployments", e))?;
+            if !k.starts_with(&site_key(site, b"")) {
+                if k.as_ref() >= hi.as_slice() {
+                    continue;
+                }
+                break;
+            }
+            out.push(dec("deployment", &v)?);
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chunk count and stored bytes (for metrics and reports).
+    pub fn chunk_totals(&self) -> Result<(u64, u64, u64), StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let (mut n, mut bytes, mut unreferenced) = (0u64, 0u64, 0u64);
+        for r in db.iterator_cf(cf(db, CF_CHUNK_META)?, IteratorMode::Start) {
+            let (_, v) = r.map_err(|e| StoreError::rocks("count chunks", e))?;
+            let m: ChunkMeta = dec("chunk meta", &v)?;
+            n += 1;
+            bytes += u64::from(m.stored_len);
+            unreferenced += u64::from(m.refs == 0);
+        }
+        Ok((n, bytes, unreferenced))
     }
 }

@@ -9,54 +9,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sen_core::RequestId;
 use sen_proto::v1::kv_server::Kv;
 use sen_proto::v1::*;
 use sen_raft::apply::KvRecord;
 use sen_raft::{Op, Outcome, Response as RaftResponse, command};
 use tonic::{Request, Response, Status};
 
-use super::{forwarded, is_forwarded, measured};
+use super::{Route, measured, request_id, route, with_id};
 use crate::deadline;
-use crate::error::{ApiError, relay};
-use crate::node::{Node, status_to_api};
+use crate::error::ApiError;
+use crate::node::Node;
 
 pub struct KvApi {
     pub node: Arc<Node>,
-}
-
-/// Where a write must be executed.
-enum Route {
-    Local,
-    Forward { id: u64, addr: String },
-}
-
-fn route<T>(node: &Node, req: &Request<T>) -> Result<Route, ApiError> {
-    if is_forwarded(node, req)? || node.is_leader() {
-        return Ok(Route::Local);
-    }
-    match node.leader() {
-        Some(l) if l.id != node.id && !l.addr.is_empty() => Ok(Route::Forward { id: l.id, addr: l.addr }),
-        Some(l) if l.id == node.id => Ok(Route::Local),
-        other => Err(ApiError::not_leader(node.id, other)),
-    }
-}
-
-fn request_id(h: &Option<RequestHeader>) -> Result<Option<RequestId>, ApiError> {
-    match h.as_ref().map(|h| h.request_id.as_slice()) {
-        None | Some([]) => Ok(Some(RequestId::generate())),
-        Some(b) => RequestId::from_slice(b)
-            .map(Some)
-            .ok_or_else(|| ApiError::InvalidArgument(format!("request_id must be 16 bytes, got {}", b.len()))),
-    }
-}
-
-/// Keep the id chosen here when forwarding, so the leader deduplicates
-/// retries of this forward too.
-fn with_id(id: Option<RequestId>) -> Option<RequestHeader> {
-    Some(RequestHeader {
-        request_id: id.map(|i| i.0.to_vec()).unwrap_or_default(),
-    })
 }
 
 fn kv_out(key: Vec<u8>, r: KvRecord) -> KeyValue {
@@ -85,26 +50,6 @@ impl KvApi {
             Err(_) => Err(ApiError::InvalidArgument(format!("unknown consistency {consistency}"))),
         }
     }
-
-    fn forward_budget(&self, budget: Duration) -> Duration {
-        budget.min(self.node.config.server.forward_timeout)
-    }
-}
-
-macro_rules! forward {
-    ($self:ident, $id:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
-        let node = &$self.node;
-        let b = $self.forward_budget($budget);
-        let mut client = node.peers.kv($id, &$addr).map_err(status_to_api)?;
-        match tokio::time::timeout(b, client.$method(forwarded(node, $msg, b))).await {
-            Err(_) => Err(ApiError::Timeout(format!(
-                "the leader at {} did not answer within {b:?}; for a write the outcome is unknown: retry with the same request id",
-                $addr
-            ))),
-            Ok(Err(s)) => Err(status_to_api(relay(&$addr, s))),
-            Ok(Ok(r)) => Ok(r.into_inner()),
-        }
-    }};
 }
 
 #[tonic::async_trait]
@@ -124,7 +69,7 @@ impl Kv for KvApi {
                 Route::Forward { id: leader_id, addr } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward!(self, leader_id, addr, put, msg, budget)
+                    forward_to_leader!(&node, node.peers.kv(leader_id, &addr), addr, put, msg, budget)
                 }
                 Route::Local => {
                     let r = req.into_inner();
@@ -167,7 +112,7 @@ impl Kv for KvApi {
                 Route::Forward { id: leader_id, addr } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward!(self, leader_id, addr, delete, msg, budget)
+                    forward_to_leader!(&node, node.peers.kv(leader_id, &addr), addr, delete, msg, budget)
                 }
                 Route::Local => {
                     let r = req.into_inner();
@@ -198,7 +143,7 @@ impl Kv for KvApi {
                 Route::Forward { id: leader_id, addr } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward!(self, leader_id, addr, txn, msg, budget)
+                    forward_to_leader!(&node, node.peers.kv(leader_id, &addr), addr, txn, msg, budget)
                 }
                 Route::Local => {
                     let resp = node.propose(id, Op::Txn(txn), budget).await?;

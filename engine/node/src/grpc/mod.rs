@@ -1,8 +1,27 @@
 //! gRPC services: the public `sen.v1` API ([`kv`], [`cluster`]) and the
 //! node-to-node `sen.raft.v1.Raft` service ([`raft`]).
 
+/// Send `msg` to the leader with `client.method`, under `budget` (capped by
+/// `server.forward-timeout`), mapping the answer back to an `ApiError`.
+macro_rules! forward_to_leader {
+    ($node:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
+        let node: &std::sync::Arc<crate::node::Node> = $node;
+        let b: std::time::Duration = $budget.min(node.config.server.forward_timeout);
+        let mut client = $client.map_err(crate::node::status_to_api)?;
+        match tokio::time::timeout(b, client.$method(crate::grpc::forwarded(node, $msg, b))).await {
+            Err(_) => Err(crate::error::ApiError::Timeout(format!(
+                "the leader at {} did not answer within {b:?}; for a write the outcome is unknown: retry with the same request id",
+                $addr
+            ))),
+            Ok(Err(s)) => Err(crate::node::status_to_api(crate::error::relay(&$addr, s))),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }};
+}
+
 pub mod admin;
 pub mod cluster;
+pub mod content;
 pub mod kv;
 pub mod raft;
 
@@ -10,6 +29,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use sen_core::RequestId;
+use sen_proto::v1::RequestHeader;
 use tonic::{Response, Status};
 
 use crate::error::ApiError;
@@ -64,4 +85,41 @@ pub fn forwarded<T>(node: &Arc<Node>, inner: T, budget: std::time::Duration) -> 
         req.metadata_mut().insert(sen_proto::meta::FORWARDED_BY, v);
     }
     req
+}
+
+/// Where a write must be executed.
+pub enum Route {
+    Local,
+    Forward { id: u64, addr: String },
+}
+
+/// Writes run on the leader: here if this node leads (or the request was
+/// forwarded to it), else forwarded once to the leader it knows.
+pub fn route<T>(node: &Node, req: &tonic::Request<T>) -> Result<Route, ApiError> {
+    if is_forwarded(node, req)? || node.is_leader() {
+        return Ok(Route::Local);
+    }
+    match node.leader() {
+        Some(l) if l.id != node.id && !l.addr.is_empty() => Ok(Route::Forward { id: l.id, addr: l.addr }),
+        Some(l) if l.id == node.id => Ok(Route::Local),
+        other => Err(ApiError::not_leader(node.id, other)),
+    }
+}
+
+/// The request id of a write (one is made up if the client sent none).
+pub fn request_id(h: &Option<RequestHeader>) -> Result<Option<RequestId>, ApiError> {
+    match h.as_ref().map(|h| h.request_id.as_slice()) {
+        None | Some([]) => Ok(Some(RequestId::generate())),
+        Some(b) => RequestId::from_slice(b)
+            .map(Some)
+            .ok_or_else(|| ApiError::InvalidArgument(format!("request_id must be 16 bytes, got {}", b.len()))),
+    }
+}
+
+/// Keep the id chosen here when forwarding, so the leader deduplicates
+/// retries of this forward too.
+pub fn with_id(id: Option<RequestId>) -> Option<RequestHeader> {
+    Some(RequestHeader {
+        request_id: id.map(|i| i.0.to_vec()).unwrap_or_default(),
+    })
 }

@@ -1,4 +1,5 @@
-//! The HTTP endpoints: `/livez`, `/readyz`, `/metrics`.
+//! The HTTP endpoints: `/livez`, `/readyz`, `/metrics`, and the sites
+//! (`/sites/{site}/...` and virtual hosts; see [`content`]).
 //!
 //! - `/livez`: 200 while the process runs and Raft has not stopped.
 //! - `/readyz`: 200 when this node can serve: it belongs to a cluster, knows
@@ -18,11 +19,17 @@ use serde_json::json;
 
 use crate::node::Node;
 
+pub mod content;
+
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/sites/{site}", get(content::serve_root))
+        .route("/sites/{site}/", get(content::serve_root))
+        .route("/sites/{site}/{*path}", get(content::serve_path))
+        .fallback(content::fallback)
         .with_state(node)
 }
 

@@ -1,0 +1,508 @@
+//! Site content: push, serve over HTTP from every node, atomic deploys,
+//! garbage collection.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sen_chaos::cluster::{http_request, url_path};
+use sen_chaos::nemesis::{Fault, Nemesis, Proxies};
+use sen_chaos::wait_for;
+
+use crate::common::*;
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A tree with real files from this machine (documentation), generated
+/// text and binary files, nested directories and Vietnamese names.
+fn make_tree(dir: &Path, real_files: usize) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut budget = 20 * 1024 * 1024usize;
+    for entry in walk(Path::new("/usr/share/doc")) {
+        if files.len() >= real_files || budget == 0 {
+            break;
+        }
+        let Ok(data) = std::fs::read(&entry) else { continue };
+        if data.len() > budget {
+            continue;
+        }
+        let Ok(rel) = entry.strip_prefix("/usr/share/doc") else {
+            continue;
+        };
+        let Some(rel) = rel.to_str() else { continue };
+        if sen_content_path_ok(rel) {
+            budget -= data.len();
+            files.insert(format!("doc/{rel}"), data);
+        }
+    }
+    let names = ["Lịch tuần", "Công báo", "Văn bản chỉ đạo điều hành", "Tin tức"];
+    for (i, name) in names.iter().enumerate() {
+        for j in 0..50 {
+            let text = format!(
+                "<html><body><h1>{name} số {j}</h1>{}</body></html>",
+                "Ủy ban nhân dân tỉnh Đồng Tháp. ".repeat(j * 7)
+            );
+            files.insert(format!("{name}/trang {j}.html"), text.into_bytes());
+            files.insert(
+                format!("{name}/tệp đính kèm/{j}.bin"),
+                pseudo_random(1000 + j * 977, (i * 100 + j) as u64),
+            );
+        }
+    }
+    files.insert("index.html".into(), "<h1>Cổng thông tin điện tử Đồng Tháp</h1>".into());
+    files.insert("rỗng.txt".into(), Vec::new());
+    files.insert(
+        "Công báo/số-201-2009.pdf".into(),
+        pseudo_random(3 * 1024 * 1024 + 17, 201),
+    );
+    for (p, data) in &files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+    }
+    files
+}
+
+fn sen_content_path_ok(p: &str) -> bool {
+    !p.is_empty()
+        && p.split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.chars().any(char::is_control))
+        && p.len() < 900
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn push_json(eps: &str, site: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--endpoints",
+        eps,
+        "--output",
+        "json",
+        "--timeout",
+        "120s",
+        "site",
+        "push",
+        site,
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = sen(&args);
+    assert_eq!(code, 0, "push failed: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+async fn get(http: &str, site: &str, path: &str) -> sen_chaos::cluster::HttpResponse {
+    http_request(http, "GET", &format!("/sites/{site}/{}", url_path(path)), &[])
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_a_real_tree_serve_it_everywhere_and_push_incrementally() {
+    let mut c = cluster("content", FAST);
+    c.form(3).await.unwrap();
+    let dir = c.root().join("tree");
+    let mut files = make_tree(&dir, 1500);
+    let eps = c.endpoints().join(",");
+    let (code, _, err) = sen(&["--endpoints", &eps, "site", "create", "portal"]);
+    assert_eq!(code, 0, "{err}");
+
+    let s = push_json(&eps, "portal", &dir, &["-m", "first"]);
+    assert_eq!(s["files_new"], files.len());
+    assert!(s["bytes_sent"].as_u64().unwrap() > 0);
+    let deployment = s["deployment"].as_u64().unwrap();
+
+    // Every file, from every node, byte for byte, with the right ETag.
+    for id in 1..=3 {
+        let http = c.http(id).unwrap();
+        c.wait_applied(id, deployment, T).await.unwrap();
+        for (p, data) in &files {
+            let r = get(&http, "portal", p).await;
+            assert_eq!(r.status, 200, "node {id} {p}");
+            assert_eq!(&r.body, data, "node {id} {p}");
+            let etag = format!("\"{}\"", blake3::hash(data).to_hex());
+            assert_eq!(r.header("etag"), Some(etag.as_str()), "node {id} {p}");
+            assert_eq!(r.header("x-sen-node"), Some(id.to_string().as_str()));
+        }
+    }
+
+    // Unchanged: nothing sent, no new deployment.
+    let s = push_json(&eps, "portal", &dir, &[]);
+    assert_eq!(s["bytes_sent"], 0);
+    assert_eq!(s["files_unchanged"], files.len());
+    assert!(s["deployment"].is_null());
+
+    // One file changed in the middle: only its changed chunks travel.
+    let big = "Công báo/số-201-2009.pdf";
+    let mut edited = files[big].clone();
+    edited.splice(1_500_000..1_500_000, "sửa đổi, bổ sung".bytes());
+    std::fs::write(dir.join(big), &edited).unwrap();
+    files.insert(big.into(), edited.clone());
+    let s = push_json(&eps, "portal", &dir, &[]);
+    assert_eq!(s["files_changed"], 1);
+    assert_eq!(s["files_unchanged"], files.len() - 1);
+    let sent = s["bytes_sent"].as_u64().unwrap();
+    assert!(
+        sent > 0 && sent < 700 * 1024,
+        "sent {sent} bytes for a small edit of a 3 MiB file"
+    );
+    let r = get(&c.http(2).unwrap(), "portal", big).await;
+    if r.body != edited {
+        c.wait_applied(2, s["deployment"].as_u64().unwrap(), T).await.unwrap();
+        assert_eq!(get(&c.http(2).unwrap(), "portal", big).await.body, edited);
+    }
+
+    // --delete removes what the directory no longer has; pull gets the tree back.
+    std::fs::remove_file(dir.join("rỗng.txt")).unwrap();
+    files.remove("rỗng.txt");
+    let s = push_json(&eps, "portal", &dir, &["--delete"]);
+    assert_eq!(s["files_deleted"], 1);
+    let out = c.root().join("pulled");
+    let (code, _, err) = sen(&["--endpoints", &eps, "site", "pull", "portal", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for (p, data) in &files {
+        assert_eq!(&std::fs::read(out.join(p)).unwrap(), data, "{p}");
+    }
+    let (code, out, _) = sen(&["--endpoints", &eps, "--output", "json", "site", "history", "portal"]);
+    assert_eq!(code, 0);
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["deployments"].as_array().unwrap().len(), 3);
+    assert_eq!(h["deployments"][2]["message"], "first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_semantics_and_virtual_hosts() {
+    let extra = format!("{FAST}[content.vhosts]\n\"congbao.dongthap.gov.vn\" = \"congbao\"\n");
+    let mut c = cluster("http", &extra);
+    c.form(1).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let dir = c.root().join("t");
+    std::fs::create_dir_all(dir.join("van-ban")).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>Công báo</h1>").unwrap();
+    std::fs::write(dir.join("van-ban/index.html"), "<h1>Văn bản</h1>").unwrap();
+    let body = pseudo_random(100_000, 5);
+    std::fs::write(dir.join("van-ban/201.pdf"), &body).unwrap();
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "congbao"]).0, 0);
+    push_json(&eps, "congbao", &dir, &[]);
+    let http = c.http(1).unwrap();
+
+    let r = get(&http, "congbao", "van-ban/201.pdf").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/pdf"));
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    assert!(r.header("last-modified").is_some());
+    let etag = r.header("etag").unwrap().to_owned();
+    // 304
+    let r = http_request(
+        &http,
+        "GET",
+        "/sites/congbao/van-ban/201.pdf",
+        &[("If-None-Match", &etag)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    // 206 and 416
+    let r = http_request(
+        &http,
+        "GET",
+        "/sites/congbao/van-ban/201.pdf",
+        &[("Range", "bytes=70000-70099")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, body[70000..70100]);
+    assert_eq!(r.header("content-range"), Some("bytes 70000-70099/100000"));
+    let r = http_request(
+        &http,
+        "GET",
+        "/sites/congbao/van-ban/201.pdf",
+        &[("Range", "bytes=-10")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.body, body[99990..]);
+    let r = http_request(
+        &http,
+        "GET",
+        "/sites/congbao/van-ban/201.pdf",
+        &[("Range", "bytes=200000-")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 416);
+    // HEAD: headers, no body.
+    let r = http_request(&http, "HEAD", "/sites/congbao/van-ban/201.pdf", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("100000"));
+    assert!(r.body.is_empty());
+    // Directories, redirects, 404s, bad paths.
+    assert_eq!(get(&http, "congbao", "").await.body, "<h1>Công báo</h1>".as_bytes());
+    assert_eq!(
+        get(&http, "congbao", "van-ban/").await.body,
+        "<h1>Văn bản</h1>".as_bytes()
+    );
+    let r = get(&http, "congbao", "van-ban").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some("/sites/congbao/van-ban/"));
+    assert_eq!(get(&http, "congbao", "nope.html").await.status, 404);
+    assert_eq!(get(&http, "nosuchsite", "x").await.status, 404);
+    let r = http_request(&http, "GET", "/sites/congbao/a/../../etc/passwd", &[])
+        .await
+        .unwrap();
+    assert!(r.status == 400 || r.status == 404, "{}", r.status);
+    // Virtual host: the site at the root of its own name.
+    let r = http_request(&http, "GET", "/van-ban/201.pdf", &[("Host", "congbao.dongthap.gov.vn")]).await;
+    let r = r.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, body);
+    let r = http_request(&http, "GET", "/", &[("Host", "congbao.dongthap.gov.vn:8080")])
+        .await
+        .unwrap();
+    assert_eq!(r.body, "<h1>Công báo</h1>".as_bytes());
+    // Per-site metrics.
+    let m = sen_chaos::cluster::http_get(&http, "/metrics").await.unwrap();
+    assert!(
+        m.contains("sen_http_requests_total{node=\"1\",site=\"congbao\",code=\"200\"}"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_push_leaves_old_or_new_never_a_mix() {
+    let mut c = cluster("atomic", FAST);
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "s"]).0, 0);
+    let dir = c.root().join("tree");
+    // Version A.
+    let paths: Vec<String> = (0..40).map(|i| format!("d{}/f{i}.bin", i % 4)).collect();
+    for (i, p) in paths.iter().enumerate() {
+        std::fs::create_dir_all(dir.join(p).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(p), pseudo_random(4096, i as u64)).unwrap();
+    }
+    let a = push_json(&eps, "s", &dir, &[]);
+    let dep_a = a["deployment"].as_u64().unwrap();
+    // Version B: every file different and larger (the push takes a while).
+    for (i, p) in paths.iter().enumerate() {
+        std::fs::write(dir.join(p), pseudo_random(600_000, 1000 + i as u64)).unwrap();
+    }
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let push = std::process::Command::new(SEN)
+        .args([
+            "--endpoints",
+            &eps,
+            "--timeout",
+            "60s",
+            "--output",
+            "json",
+            "site",
+            "push",
+            "s",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the leader once a few chunk batches have landed: the upload is
+    // under way, the deployment not yet proposed.
+    c.wait_applied(leader, dep_a + 3, T).await.unwrap();
+    c.kill9(leader).unwrap();
+    let out = push.wait_with_output().unwrap();
+    eprintln!(
+        "push during the kill: {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The push either finished (the kill came late) or failed saying why.
+    assert!(
+        out.status.success() || !String::from_utf8_lossy(&out.stderr).trim().is_empty(),
+        "a failed push must explain itself"
+    );
+    // Whatever the push reported, every live node serves one version only.
+    let expect = |version: u64, i: usize| {
+        if version == dep_a {
+            pseudo_random(4096, i as u64)
+        } else {
+            pseudo_random(600_000, 1000 + i as u64)
+        }
+    };
+    for id in (1..=3).filter(|i| *i != leader) {
+        let http = c.http(id).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in paths.iter().enumerate() {
+            let r = get(&http, "s", p).await;
+            assert_eq!(r.status, 200);
+            let rev: u64 = r.header("x-sen-revision").unwrap().parse().unwrap();
+            seen.insert(rev);
+            assert_eq!(r.body, expect(rev, i), "node {id} {p} at deployment {rev}");
+        }
+        assert_eq!(seen.len(), 1, "node {id} serves a mix of deployments {seen:?}");
+    }
+    // Re-running the push completes; the restarted node catches up.
+    c.start(leader).unwrap();
+    push_json(&eps, "s", &dir, &[]);
+    // The push may have found nothing to do (the first one finished before
+    // the kill), so ask the cluster which deployment is current.
+    let (code, out, _) = sen(&["--endpoints", &eps, "--output", "json", "site", "list"]);
+    assert_eq!(code, 0);
+    let sites: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let dep_b = sites["sites"][0]["deployment"].as_u64().unwrap();
+    assert!(dep_b > 0);
+    for id in 1..=3 {
+        c.wait_applied(id, dep_b, T).await.unwrap();
+        let http = c.http(id).unwrap();
+        for (i, p) in paths.iter().enumerate() {
+            let r = get(&http, "s", p).await;
+            assert_eq!(r.body, pseudo_random(600_000, 1000 + i as u64), "node {id} {p}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_cut_off_from_the_majority_keeps_serving() {
+    let mut c = cluster("cutoff", FAST);
+    for id in 1..=3 {
+        c.add(id).unwrap();
+    }
+    let proxies = Proxies::start(&c, &[1, 2, 3], 9).await.unwrap();
+    for id in 1..=3 {
+        c.set_peer_addresses(id, &proxies.overrides_for(id)).unwrap();
+    }
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "s"]).0, 0);
+    let dir = c.root().join("t");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "v1").unwrap();
+    let d = push_json(&eps, "s", &dir, &[])["deployment"].as_u64().unwrap();
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let f = (1..=3).find(|i| *i != leader).unwrap();
+    c.wait_applied(f, d, T).await.unwrap();
+    let mut nemesis = Nemesis::new(proxies);
+    let rest: Vec<u64> = (1..=3).filter(|i| *i != f).collect();
+    let ex = nemesis
+        .apply(
+            &mut c,
+            Fault::Partition {
+                name: "isolate".into(),
+                groups: vec![vec![f], rest],
+            },
+            0,
+        )
+        .await;
+    assert!(ex.ok);
+    // The majority moves on; the isolated follower still serves v1.
+    std::fs::write(dir.join("index.html"), "v2").unwrap();
+    let majority: Vec<String> = (1..=3).filter(|i| *i != f).map(|i| c.grpc(i).unwrap()).collect();
+    let (code, _, err) = sen(&[
+        "--endpoints",
+        &majority.join(","),
+        "--timeout",
+        "60s",
+        "site",
+        "push",
+        "s",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let http = c.http(f).unwrap();
+    for _ in 0..5 {
+        let r = get(&http, "s", "index.html").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"v1");
+    }
+    // Healed, it catches up.
+    nemesis.apply(&mut c, Fault::HealNetwork, 0).await;
+    wait_for("the follower to serve v2", T, || async {
+        Ok((get(&http, "s", "index.html").await.body == b"v2").then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_site_frees_its_unique_chunks_only() {
+    let mut c = cluster("gc", FAST);
+    c.form(1).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let shared = pseudo_random(200_000, 1);
+    let unique = pseudo_random(200_000, 2);
+    for (site, files) in [
+        ("a", vec![("shared.bin", &shared), ("unique.bin", &unique)]),
+        ("b", vec![("shared.bin", &shared)]),
+    ] {
+        assert_eq!(sen(&["--endpoints", &eps, "site", "create", site]).0, 0);
+        let dir = c.root().join(site);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (p, d) in files {
+            std::fs::write(dir.join(p), d).unwrap();
+        }
+        push_json(&eps, site, &dir, &[]);
+    }
+    let ids =
+        |d: &[u8]| -> Vec<sen_content::ChunkId> { sen_content::chunker::chunks(d).map(|c| c.unwrap().id).collect() };
+    let client = c.client().unwrap();
+    assert!(client.missing_chunks(&ids(&unique)).await.unwrap().is_empty());
+    let (code, _, err) = sen(&["--endpoints", &eps, "site", "delete", "a"]);
+    assert_ne!(code, 0, "deleting needs --yes");
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(sen(&["--endpoints", &eps, "site", "delete", "a", "--yes"]).0, 0);
+    // Within the default grace period nothing is collected.
+    let (code, out, _) = sen(&["--endpoints", &eps, "--output", "json", "site", "gc"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["chunks"], 0);
+    let (code, out, err) = sen(&["--endpoints", &eps, "--output", "json", "site", "gc", "--grace", "0s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["chunks"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let unique_ids = ids(&unique);
+    assert_eq!(
+        client.missing_chunks(&unique_ids).await.unwrap().len(),
+        unique_ids.len(),
+        "site a's unique chunks are gone"
+    );
+    assert!(
+        client.missing_chunks(&ids(&shared)).await.unwrap().is_empty(),
+        "chunks site b uses remain"
+    );
+    let r = get(&c.http(1).unwrap(), "b", "shared.bin").await;
+    assert_eq!(r.body, shared);
+    assert_eq!(get(&c.http(1).unwrap(), "a", "unique.bin").await.status, 404);
+}

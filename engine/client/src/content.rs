@@ -1,0 +1,909 @@
+//! Site content from the client side: pushing a directory as one atomic
+//! deployment, pulling, removing paths.
+//!
+//! Push:
+//! 1. list the site's current tree (with chunk lists) and remember its
+//!    deployment id;
+//! 2. read every local file once, computing its blake3 and its FastCDC
+//!    chunks (files equal to the remote ones keep their chunk lists);
+//! 3. ask the cluster which chunks of new and changed files it lacks;
+//! 4. upload only those: read each again from its file, compress, verify,
+//!    send in batches of about 1 MiB, a few in parallel (memory stays at a
+//!    few batches whatever the tree's size);
+//! 5. upload the manifest the same way and deploy it, conditional on the
+//!    deployment listed in step 1.
+//!
+//! An interrupted push leaves the site as it was; its uploaded chunks are
+//! reused by the next push (or collected after the grace period).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use sen_content::chunk::Encoding;
+use sen_content::{ChunkId, ChunkRef, FileEntry, Manifest, StoredChunk, chunker, manifest, path};
+use sen_proto::v1::content_client::ContentClient;
+use sen_proto::v1::*;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tonic::Code;
+
+use crate::{Client, ClientError};
+
+/// Most stored bytes in one upload request.
+const UPLOAD_BATCH_BYTES: usize = 1024 * 1024;
+/// Chunk ids per MissingChunks call.
+const MISSING_BATCH: usize = 10_000;
+
+fn err(code: Code, message: impl Into<String>) -> ClientError {
+    ClientError::Status {
+        code,
+        message: message.into(),
+    }
+}
+
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Remove remote files that are not in the directory.
+    pub delete: bool,
+    /// Compute and report, send nothing.
+    pub dry_run: bool,
+    pub message: String,
+    pub author: String,
+    /// Upload requests in flight (and hashing threads).
+    pub parallel: usize,
+    /// zstd level for chunks (1–19).
+    pub zstd_level: i32,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        Self {
+            delete: false,
+            dry_run: false,
+            message: String::new(),
+            author: whoami(),
+            parallel: 4,
+            zstd_level: 3,
+        }
+    }
+}
+
+fn whoami() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    format!("{user}@{}", host.trim())
+}
+
+/// Progress of a push, for progress bars.
+#[derive(Debug, Clone)]
+pub enum PushEvent {
+    /// About to read `files` local files of `bytes` in all.
+    Scanning {
+        files: u64,
+        bytes: u64,
+    },
+    /// `bytes` more were read.
+    Scanned {
+        bytes: u64,
+    },
+    /// About to upload chunks of `bytes` (plaintext) in all.
+    Uploading {
+        chunks: u64,
+        bytes: u64,
+    },
+    /// `bytes` more (plaintext) were uploaded.
+    Uploaded {
+        bytes: u64,
+    },
+    Deploying,
+}
+
+pub type Progress = Arc<dyn Fn(PushEvent) + Send + Sync>;
+
+/// What a push did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushSummary {
+    pub site: String,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    pub files_deleted: u64,
+    /// Files in the new tree.
+    pub files_total: u64,
+    /// Bytes read from the local directory.
+    pub bytes_scanned: u64,
+    /// Chunk bytes actually sent (as stored: compressed or raw).
+    pub bytes_sent: u64,
+    /// Plaintext bytes of the chunks sent.
+    pub bytes_sent_plain: u64,
+    pub chunks_sent: u64,
+    /// Distinct chunks of new and changed files.
+    pub chunks_considered: u64,
+    /// bytes_scanned / bytes_sent (∞ when nothing was sent: reported as 0).
+    pub dedup_ratio: f64,
+    /// The new deployment (absent for a dry run or when nothing changed).
+    pub deployment: Option<u64>,
+    pub dry_run: bool,
+    pub duration_ms: u64,
+    /// Local entries skipped (symlinks, devices…), with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// A local file found by the scan.
+struct Local {
+    path: String,
+    abs: PathBuf,
+    size: u64,
+    mtime_ms: u64,
+}
+
+/// Where to read a chunk again for upload.
+#[derive(Clone, Copy)]
+struct Loc {
+    file: usize,
+    offset: u64,
+    len: u32,
+}
+
+fn mtime_ms(md: &std::fs::Metadata) -> u64 {
+    md.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Walk `dir`: regular files with normalised relative paths, sorted.
+fn scan(dir: &Path) -> Result<(Vec<Local>, Vec<String>), ClientError> {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    if !dir.is_dir() {
+        return Err(err(
+            Code::InvalidArgument,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    for entry in walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name() {
+        let entry = entry.map_err(|e| err(Code::InvalidArgument, format!("cannot read {}: {e}", dir.display())))?;
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .map_err(|_| err(Code::Internal, "path outside the directory"))?;
+        let rel_s = rel.to_str().ok_or_else(|| {
+            err(
+                Code::InvalidArgument,
+                format!("file name {} is not UTF-8", rel.display()),
+            )
+        })?;
+        if !ft.is_file() {
+            skipped.push(format!(
+                "{rel_s}: not a regular file (symlinks and devices are not pushed)"
+            ));
+            continue;
+        }
+        let p = path::normalize(rel_s).map_err(|e| err(Code::InvalidArgument, e.to_string()))?;
+        let md = entry
+            .metadata()
+            .map_err(|e| err(Code::InvalidArgument, format!("cannot stat {rel_s}: {e}")))?;
+        files.push(Local {
+            path: p,
+            abs: entry.path().to_owned(),
+            size: md.len(),
+            mtime_ms: mtime_ms(&md),
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    for w in files.windows(2) {
+        if w[0].path == w[1].path {
+            return Err(err(
+                Code::InvalidArgument,
+                format!("two files normalise to the same name {:?} (NFC)", w[0].path),
+            ));
+        }
+    }
+    Ok((files, skipped))
+}
+
+/// Hash and chunk `files` on `threads` threads.
+fn chunk_all(files: &[Local], threads: usize, progress: Option<&Progress>) -> Result<Vec<FileEntry>, ClientError> {
+    let next = AtomicU64::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<FileEntry, ClientError>>>> =
+        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(f) = files.get(i) else { return };
+                    let r = chunk_one(f, progress);
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(err(Code::Internal, "file not processed")))
+        })
+        .collect()
+}
+
+fn chunk_one(f: &Local, progress: Option<&Progress>) -> Result<FileEntry, ClientError> {
+    let file = std::fs::File::open(&f.abs)
+        .map_err(|e| err(Code::InvalidArgument, format!("cannot open {}: {e}", f.abs.display())))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut chunks = Vec::new();
+    let mut size = 0u64;
+    for c in chunker::chunks(std::io::BufReader::with_capacity(1 << 20, file)) {
+        let c = c.map_err(|e| err(Code::InvalidArgument, format!("cannot read {}: {e}", f.abs.display())))?;
+        hasher.update(&c.data);
+        size += c.data.len() as u64;
+        chunks.push(ChunkRef {
+            id: c.id,
+            len: c.data.len() as u32,
+        });
+        if let Some(p) = progress {
+            p(PushEvent::Scanned {
+                bytes: c.data.len() as u64,
+            });
+        }
+    }
+    Ok(FileEntry {
+        path: f.path.clone(),
+        size,
+        blake3: *hasher.finalize().as_bytes(),
+        mtime_ms: f.mtime_ms,
+        chunks,
+    })
+}
+
+fn to_chunk_ref(c: &sen_proto::v1::ChunkRef) -> Result<ChunkRef, ClientError> {
+    Ok(ChunkRef {
+        id: ChunkId::from_slice(&c.id).ok_or_else(|| err(Code::Internal, "server sent a bad chunk id"))?,
+        len: c.len,
+    })
+}
+
+fn to_entry(f: &FileInfo) -> Result<FileEntry, ClientError> {
+    Ok(FileEntry {
+        path: f.path.clone(),
+        size: f.size,
+        blake3: f
+            .blake3
+            .as_slice()
+            .try_into()
+            .map_err(|_| err(Code::Internal, "server sent a bad file hash"))?,
+        mtime_ms: f.mtime_ms,
+        chunks: f.chunks.iter().map(to_chunk_ref).collect::<Result<_, _>>()?,
+    })
+}
+
+fn wire_chunk(c: StoredChunk) -> Chunk {
+    Chunk {
+        id: c.id.0.to_vec(),
+        encoding: match c.encoding {
+            Encoding::Raw => 0,
+            Encoding::Zstd => 1,
+        },
+        len: c.len,
+        data: c.data,
+    }
+}
+
+impl Client {
+    fn content(ch: tonic::transport::Channel) -> ContentClient<tonic::transport::Channel> {
+        ContentClient::new(ch)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    pub async fn create_site(&self, site: &str) -> Result<CreateSiteResponse, ClientError> {
+        let msg = CreateSiteRequest {
+            header: Some(RequestHeader {
+                request_id: Self::new_request_id().to_vec(),
+            }),
+            site: site.into(),
+        };
+        self.retry("create site", true, |ch, d| {
+            let m = msg.clone();
+            async move { Self::content(ch).create_site(Self::request(m, d)).await }
+        })
+        .await
+    }
+
+    pub async fn delete_site(&self, site: &str) -> Result<DeleteSiteResponse, ClientError> {
+        let msg = DeleteSiteRequest {
+            header: Some(RequestHeader {
+                request_id: Self::new_request_id().to_vec(),
+            }),
+            site: site.into(),
+        };
+        self.retry("delete site", true, |ch, d| {
+            let m = msg.clone();
+            async move { Self::content(ch).delete_site(Self::request(m, d)).await }
+        })
+        .await
+    }
+
+    pub async fn list_sites(&self) -> Result<ListSitesResponse, ClientError> {
+        self.retry("list sites", false, |ch, d| async move {
+            Self::content(ch)
+                .list_sites(Self::request(ListSitesRequest {}, d))
+                .await
+        })
+        .await
+    }
+
+    /// Every file of `site` under `prefix`, and the current deployment id.
+    ///
+    /// Pages are read with a linearizable barrier, so the listing includes
+    /// every deployment acknowledged before the call. If a deployment lands
+    /// between two pages the listing starts over (a few times) so the result
+    /// always describes one deployment.
+    pub async fn list_files(
+        &self,
+        site: &str,
+        prefix: &str,
+        with_chunks: bool,
+    ) -> Result<(Vec<FileInfo>, u64), ClientError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            if let Some(listing) = self.list_files_once(site, prefix, with_chunks).await? {
+                return Ok(listing);
+            }
+        }
+        Err(err(
+            Code::Aborted,
+            format!(
+                "site {site} kept changing while it was being listed ({ATTEMPTS} attempts); try again when deployments pause"
+            ),
+        ))
+    }
+
+    /// One pass over the listing; `None` if the deployment changed under it.
+    async fn list_files_once(
+        &self,
+        site: &str,
+        prefix: &str,
+        with_chunks: bool,
+    ) -> Result<Option<(Vec<FileInfo>, u64)>, ClientError> {
+        let mut out = Vec::new();
+        let mut after = String::new();
+        let mut deployment = None;
+        loop {
+            let msg = ListFilesRequest {
+                site: site.into(),
+                prefix: prefix.into(),
+                start_after: after.clone(),
+                limit: 0,
+                with_chunks,
+                linearizable: true,
+            };
+            let page = self
+                .retry("list files", true, |ch, d| {
+                    let m = msg.clone();
+                    async move { Self::content(ch).list_files(Self::request(m, d)).await }
+                })
+                .await?;
+            match deployment {
+                None => deployment = Some(page.deployment),
+                Some(d) if d != page.deployment => return Ok(None),
+                Some(_) => {}
+            }
+            if let Some(last) = page.files.last() {
+                after = last.path.clone();
+            }
+            out.extend(page.files);
+            if !page.more {
+                return Ok(Some((out, deployment.unwrap_or(0))));
+            }
+        }
+    }
+
+    /// Which of `ids` the cluster does not hold.
+    pub async fn missing_chunks(&self, ids: &[ChunkId]) -> Result<HashSet<ChunkId>, ClientError> {
+        let mut missing = HashSet::new();
+        for batch in ids.chunks(MISSING_BATCH) {
+            let msg = MissingChunksRequest {
+                ids: batch.iter().map(|i| i.0.to_vec()).collect(),
+            };
+            let r = self
+                .retry("missing chunks", true, |ch, d| {
+                    let m = msg.clone();
+                    async move { Self::content(ch).missing_chunks(Self::request(m, d)).await }
+                })
+                .await?;
+            for b in r.missing {
+                missing.insert(ChunkId::from_slice(&b).ok_or_else(|| err(Code::Internal, "bad chunk id"))?);
+            }
+        }
+        Ok(missing)
+    }
+
+    pub async fn put_chunks(&self, chunks: Vec<Chunk>) -> Result<PutChunksResponse, ClientError> {
+        let msg = PutChunksRequest { chunks };
+        self.retry("upload chunks", true, |ch, d| {
+            let m = msg.clone();
+            async move { Self::content(ch).put_chunks(Self::request(m, d)).await }
+        })
+        .await
+    }
+
+    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, ClientError> {
+        let mut req = req;
+        req.header = Some(RequestHeader {
+            request_id: Self::new_request_id().to_vec(),
+        });
+        self.retry("deploy", true, |ch, d| {
+            let m = req.clone();
+            async move { Self::content(ch).deploy(Self::request(m, d)).await }
+        })
+        .await
+    }
+
+    pub async fn history(&self, site: &str, limit: u32) -> Result<HistoryResponse, ClientError> {
+        let msg = HistoryRequest {
+            site: site.into(),
+            limit,
+        };
+        self.retry("history", false, |ch, d| {
+            let m = msg.clone();
+            async move { Self::content(ch).history(Self::request(m, d)).await }
+        })
+        .await
+    }
+
+    pub async fn collect_garbage(&self, grace_ms: Option<u64>) -> Result<CollectGarbageResponse, ClientError> {
+        let msg = CollectGarbageRequest {
+            header: Some(RequestHeader {
+                request_id: Self::new_request_id().to_vec(),
+            }),
+            grace_ms,
+        };
+        self.retry("collect garbage", true, |ch, d| {
+            let m = msg.clone();
+            async move { Self::content(ch).collect_garbage(Self::request(m, d)).await }
+        })
+        .await
+    }
+
+    /// Stream a file (or a byte range of it) from one node, calling `sink`
+    /// with each piece; returns the file's metadata.
+    pub async fn read_file(
+        &self,
+        site: &str,
+        path: &str,
+        offset: u64,
+        length: u64,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<FileInfo, ClientError> {
+        let msg = ReadFileRequest {
+            site: site.into(),
+            path: path.into(),
+            offset,
+            length,
+        };
+        let mut stream = self
+            .retry("read file", false, |ch, d| {
+                let m = msg.clone();
+                async move {
+                    let mut r = tonic::Request::new(m);
+                    r.set_timeout(d * 30);
+                    Self::content(ch).read_file(r).await
+                }
+            })
+            .await?;
+        let mut info = None;
+        loop {
+            match stream.message().await {
+                Ok(Some(m)) => {
+                    if let Some(f) = m.file {
+                        info = Some(f);
+                    }
+                    sink(&m.data).map_err(|e| err(Code::Internal, format!("cannot write: {e}")))?;
+                }
+                Ok(None) => break,
+                Err(s) => return Err(err(s.code(), format!("read {site}/{path}: {}", s.message()))),
+            }
+        }
+        info.ok_or_else(|| err(Code::Internal, "the server sent no file metadata"))
+    }
+
+    /// Push `dir` to `site` as one deployment (see the module docs).
+    pub async fn push(
+        &self,
+        site: &str,
+        dir: &Path,
+        opts: &PushOptions,
+        progress: Option<Progress>,
+    ) -> Result<PushSummary, ClientError> {
+        let started = Instant::now();
+        let mut summary = PushSummary {
+            site: site.into(),
+            dry_run: opts.dry_run,
+            ..Default::default()
+        };
+        // 1. The current tree.
+        let (remote_list, base) = self.list_files(site, "", true).await?;
+        let remote: HashMap<String, FileEntry> = remote_list
+            .iter()
+            .map(|f| Ok((f.path.clone(), to_entry(f)?)))
+            .collect::<Result<_, ClientError>>()?;
+
+        // 2. Scan, hash and chunk the local tree.
+        let dir_owned = dir.to_owned();
+        let (locals, skipped) = tokio::task::spawn_blocking(move || scan(&dir_owned))
+            .await
+            .map_err(|e| err(Code::Internal, e.to_string()))??;
+        summary.skipped = skipped;
+        if let Some(p) = &progress {
+            p(PushEvent::Scanning {
+                files: locals.len() as u64,
+                bytes: locals.iter().map(|l| l.size).sum(),
+            });
+        }
+        let locals = Arc::new(locals);
+        let (l2, p2, threads) = (locals.clone(), progress.clone(), opts.parallel.clamp(1, 8));
+        let entries = tokio::task::spawn_blocking(move || chunk_all(&l2, threads, p2.as_ref()))
+            .await
+            .map_err(|e| err(Code::Internal, e.to_string()))??;
+        summary.bytes_scanned = entries.iter().map(|e| e.size).sum();
+
+        // The new tree, and where each chunk to upload can be read again.
+        let mut files: Vec<FileEntry> = Vec::new();
+        let mut locs: HashMap<ChunkId, Loc> = HashMap::new();
+        let local_paths: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        for (i, e) in entries.iter().enumerate() {
+            match remote.get(&e.path) {
+                Some(r) if r.blake3 == e.blake3 && r.size == e.size => {
+                    summary.files_unchanged += 1;
+                    // Keep the stored chunk list (identical content).
+                    files.push(FileEntry {
+                        mtime_ms: e.mtime_ms,
+                        ..r.clone()
+                    });
+                    continue;
+                }
+                Some(_) => summary.files_changed += 1,
+                None => summary.files_new += 1,
+            }
+            let mut off = 0u64;
+            for c in &e.chunks {
+                locs.entry(c.id).or_insert(Loc {
+                    file: i,
+                    offset: off,
+                    len: c.len,
+                });
+                off += u64::from(c.len);
+            }
+            files.push(e.clone());
+        }
+        for (p, r) in &remote {
+            if !local_paths.contains(p.as_str()) {
+                if opts.delete {
+                    summary.files_deleted += 1;
+                } else {
+                    files.push(r.clone());
+                }
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        summary.files_total = files.len() as u64;
+        let new_tree = Manifest { files };
+        new_tree
+            .validate()
+            .map_err(|e| err(Code::InvalidArgument, e.to_string()))?;
+
+        // 3. What the cluster lacks.
+        let candidates: Vec<ChunkId> = locs.keys().copied().collect();
+        summary.chunks_considered = candidates.len() as u64;
+        let missing = self.missing_chunks(&candidates).await?;
+        let encoded = new_tree.encode().map_err(|e| err(Code::Internal, e.to_string()))?;
+        let (manifest_refs, manifest_pieces) = manifest::split(&encoded);
+        let manifest_ids: Vec<ChunkId> = manifest_refs.iter().map(|r| r.id).collect();
+        let manifest_missing = self.missing_chunks(&manifest_ids).await?;
+
+        let nothing_changed =
+            summary.files_new == 0 && summary.files_changed == 0 && summary.files_deleted == 0 && base != 0;
+        if opts.dry_run || nothing_changed {
+            summary.bytes_sent_plain = missing
+                .iter()
+                .filter_map(|id| locs.get(id))
+                .map(|l| u64::from(l.len))
+                .sum();
+            summary.chunks_sent = if opts.dry_run { missing.len() as u64 } else { 0 };
+            if !opts.dry_run {
+                summary.bytes_sent_plain = 0;
+            }
+            summary.duration_ms = started.elapsed().as_millis() as u64;
+            summary.dedup_ratio = 0.0;
+            return Ok(summary);
+        }
+
+        // 4. Upload what is missing: file chunks, then manifest chunks.
+        let mut to_send: Vec<(ChunkId, Loc)> = missing
+            .iter()
+            .filter_map(|id| locs.get(id).map(|l| (*id, *l)))
+            .collect();
+        to_send.sort_by_key(|(_, l)| (l.file, l.offset));
+        if let Some(p) = &progress {
+            p(PushEvent::Uploading {
+                chunks: to_send.len() as u64,
+                bytes: to_send.iter().map(|(_, l)| u64::from(l.len)).sum(),
+            });
+        }
+        let (sent, sent_plain, chunks_sent) = self
+            .upload(
+                locals.clone(),
+                to_send,
+                opts.zstd_level,
+                opts.parallel.max(1),
+                progress.clone(),
+            )
+            .await?;
+        let mut manifest_batch = Vec::new();
+        let mut m_sent = 0u64;
+        for piece in &manifest_pieces {
+            let c = StoredChunk::encode(piece, opts.zstd_level).map_err(|e| err(Code::Internal, e.to_string()))?;
+            if manifest_missing.contains(&c.id) {
+                m_sent += c.data.len() as u64;
+                manifest_batch.push(wire_chunk(c));
+            }
+        }
+        for batch in manifest_batch.chunks(8) {
+            self.put_chunks(batch.to_vec()).await?;
+        }
+        summary.bytes_sent = sent + m_sent;
+        summary.bytes_sent_plain = sent_plain;
+        summary.chunks_sent = chunks_sent + manifest_batch.len() as u64;
+
+        // 5. Deploy, conditional on the tree we started from.
+        if let Some(p) = &progress {
+            p(PushEvent::Deploying);
+        }
+        let r = self
+            .deploy(DeployRequest {
+                header: None,
+                site: site.into(),
+                manifest: manifest_refs
+                    .iter()
+                    .map(|r| sen_proto::v1::ChunkRef {
+                        id: r.id.0.to_vec(),
+                        len: r.len,
+                    })
+                    .collect(),
+                manifest_hash: blake3::hash(&encoded).as_bytes().to_vec(),
+                base: Some(base),
+                author: opts.author.clone(),
+                message: opts.message.clone(),
+            })
+            .await?;
+        summary.deployment = Some(r.deployment);
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        summary.dedup_ratio = if summary.bytes_sent > 0 {
+            summary.bytes_scanned as f64 / summary.bytes_sent as f64
+        } else {
+            0.0
+        };
+        Ok(summary)
+    }
+
+    /// Read, compress and send `chunks` (sorted by file and offset) with
+    /// `parallel` requests in flight. Returns (stored bytes, plaintext
+    /// bytes, chunks) sent.
+    async fn upload(
+        &self,
+        locals: Arc<Vec<Local>>,
+        chunks: Vec<(ChunkId, Loc)>,
+        level: i32,
+        parallel: usize,
+        progress: Option<Progress>,
+    ) -> Result<(u64, u64, u64), ClientError> {
+        let (tx, mut rx) = mpsc::channel::<Result<(Vec<Chunk>, u64), ClientError>>(parallel);
+        // Producer: one blocking thread reads and compresses, in file order.
+        let producer = tokio::task::spawn_blocking(move || {
+            let mut open: Option<(usize, std::fs::File)> = None;
+            let mut batch = Vec::new();
+            let (mut size, mut plain) = (0usize, 0u64);
+            for (id, loc) in chunks {
+                let piece = (|| -> Result<Vec<u8>, ClientError> {
+                    let f = &locals[loc.file];
+                    if open.as_ref().is_none_or(|(i, _)| *i != loc.file) {
+                        let file = std::fs::File::open(&f.abs)
+                            .map_err(|e| err(Code::InvalidArgument, format!("cannot open {}: {e}", f.abs.display())))?;
+                        open = Some((loc.file, file));
+                    }
+                    let (_, file) = open.as_mut().ok_or_else(|| err(Code::Internal, "no file"))?;
+                    let mut buf = vec![0u8; loc.len as usize];
+                    file.seek(SeekFrom::Start(loc.offset))
+                        .and_then(|_| file.read_exact(&mut buf))
+                        .map_err(|e| err(Code::InvalidArgument, format!("cannot read {}: {e}", f.abs.display())))?;
+                    if ChunkId::of(&buf) != id {
+                        return Err(err(
+                            Code::Aborted,
+                            format!("{} changed while it was being pushed; run the push again", f.path),
+                        ));
+                    }
+                    Ok(buf)
+                })();
+                let piece = match piece {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                };
+                let c = match StoredChunk::encode(&piece, level) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(err(Code::Internal, e.to_string())));
+                        return;
+                    }
+                };
+                if size + c.data.len() > UPLOAD_BATCH_BYTES && !batch.is_empty() {
+                    if tx.blocking_send(Ok((std::mem::take(&mut batch), plain))).is_err() {
+                        return;
+                    }
+                    size = 0;
+                    plain = 0;
+                }
+                size += c.data.len();
+                plain += u64::from(c.len);
+                batch.push(wire_chunk(c));
+            }
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(Ok((batch, plain)));
+            }
+        });
+        // Uploaders: up to `parallel` requests in flight.
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        let (mut sent, mut sent_plain, mut count) = (0u64, 0u64, 0u64);
+        let mut done = false;
+        use futures::StreamExt;
+        loop {
+            while !done && inflight.len() < parallel {
+                match rx.recv().await {
+                    Some(Ok((batch, plain))) => {
+                        let bytes: u64 = batch.iter().map(|c| c.data.len() as u64).sum();
+                        let n = batch.len() as u64;
+                        inflight.push(async move { self.put_chunks(batch).await.map(|_| (bytes, plain, n)) });
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => done = true,
+                }
+            }
+            match inflight.next().await {
+                Some(r) => {
+                    let (bytes, plain, n) = r?;
+                    sent += bytes;
+                    sent_plain += plain;
+                    count += n;
+                    if let Some(p) = &progress {
+                        p(PushEvent::Uploaded { bytes: plain });
+                    }
+                }
+                None if done => break,
+                None => {}
+            }
+        }
+        producer.await.map_err(|e| err(Code::Internal, e.to_string()))?;
+        Ok((sent, sent_plain, count))
+    }
+
+    /// Download `site`'s files under `prefix` into `dir`, verifying each
+    /// file's blake3. Returns (files, bytes).
+    pub async fn pull(&self, site: &str, prefix: &str, dir: &Path) -> Result<(u64, u64), ClientError> {
+        let (files, _) = self.list_files(site, prefix, false).await?;
+        let (mut n, mut bytes) = (0u64, 0u64);
+        for f in files {
+            let target = dir.join(&f.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| err(Code::Internal, format!("cannot create {}: {e}", parent.display())))?;
+            }
+            let tmp = target.with_extension("sen-part");
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&tmp)
+                    .map_err(|e| err(Code::Internal, format!("cannot create {}: {e}", tmp.display())))?,
+            );
+            let mut hasher = blake3::Hasher::new();
+            self.read_file(site, &f.path, 0, 0, |d| {
+                hasher.update(d);
+                std::io::Write::write_all(&mut out, d)
+            })
+            .await?;
+            let file = out.into_inner().map_err(|e| err(Code::Internal, e.to_string()))?;
+            if hasher.finalize().as_bytes().as_slice() != f.blake3.as_slice() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(err(
+                    Code::DataLoss,
+                    format!("{} does not match its blake3 after download", f.path),
+                ));
+            }
+            let _ = file.set_modified(UNIX_EPOCH + std::time::Duration::from_millis(f.mtime_ms));
+            drop(file);
+            std::fs::rename(&tmp, &target)
+                .map_err(|e| err(Code::Internal, format!("cannot write {}: {e}", target.display())))?;
+            n += 1;
+            bytes += f.size;
+        }
+        Ok((n, bytes))
+    }
+
+    /// Remove a file (or every file under a directory) as a new deployment.
+    /// Returns the files removed and the new deployment.
+    pub async fn remove_path(&self, site: &str, target: &str, author: &str) -> Result<(u64, u64), ClientError> {
+        let target =
+            path::normalize(target.trim_end_matches('/')).map_err(|e| err(Code::InvalidArgument, e.to_string()))?;
+        let (list, base) = self.list_files(site, "", true).await?;
+        let dir_prefix = format!("{target}/");
+        let mut removed = 0u64;
+        let mut files = Vec::new();
+        for f in &list {
+            if f.path == target || f.path.starts_with(&dir_prefix) {
+                removed += 1;
+            } else {
+                files.push(to_entry(f)?);
+            }
+        }
+        if removed == 0 {
+            return Err(err(
+                Code::NotFound,
+                format!("no file or directory {target:?} in site {site}"),
+            ));
+        }
+        let encoded = Manifest { files }
+            .encode()
+            .map_err(|e| err(Code::Internal, e.to_string()))?;
+        let (refs, pieces) = manifest::split(&encoded);
+        let missing = self
+            .missing_chunks(&refs.iter().map(|r| r.id).collect::<Vec<_>>())
+            .await?;
+        let mut up = Vec::new();
+        for p in pieces {
+            let c = StoredChunk::encode(&p, 3).map_err(|e| err(Code::Internal, e.to_string()))?;
+            if missing.contains(&c.id) {
+                up.push(wire_chunk(c));
+            }
+        }
+        for b in up.chunks(8) {
+            self.put_chunks(b.to_vec()).await?;
+        }
+        let r = self
+            .deploy(DeployRequest {
+                header: None,
+                site: site.into(),
+                manifest: refs
+                    .iter()
+                    .map(|r| sen_proto::v1::ChunkRef {
+                        id: r.id.0.to_vec(),
+                        len: r.len,
+                    })
+                    .collect(),
+                manifest_hash: blake3::hash(&encoded).as_bytes().to_vec(),
+                base: Some(base),
+                author: author.into(),
+                message: format!("remove {target}"),
+            })
+            .await?;
+        Ok((removed, r.deployment))
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

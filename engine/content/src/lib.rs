@@ -1,0 +1,15 @@
+//! The content model of Sen's sites, without any storage or network code.
+//!
+//! - [`chunk`]: chunk ids (blake3 of the plaintext) and the stored chunk
+//!   format (zstd, or raw when it does not compress), verified on decode.
+//! - [`chunker`]: content-defined chunking with FastCDC (16/64/256 KiB).
+//! - [`path`]: site names and file paths: UTF-8 in NFC, validated.
+//! - [`manifest`]: a deployment's file list, itself stored as chunks.
+
+pub mod chunk;
+pub mod chunker;
+pub mod manifest;
+pub mod path;
+
+pub use chunk::{ChunkId, ChunkRef, StoredChunk};
+pub use manifest::{FileEntry, Manifest};

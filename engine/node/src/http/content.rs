@@ -1,0 +1,436 @@
+//! Serving sites over HTTP from this node's replica:
+//! `GET|HEAD /sites/{site}/{path}` and virtual hosts (`content.vhosts`).
+//!
+//! A request reads the file's record and then its chunks from one node's
+//! state, never through Raft, so a node cut off from the majority keeps
+//! serving the last tree it applied. Directories serve `index.html`
+//! (`/dir` redirects to `/dir/` when `dir/index.html` exists). Responses
+//! carry `Content-Type` (by extension), `ETag` (the file's blake3),
+//! `Last-Modified`, `Accept-Ranges`, and `X-Sen-Node` / `X-Sen-Revision`
+//! (the deployment served); `If-None-Match` gives 304 and a single
+//! `Range` gives 206. Bodies stream chunk by chunk: memory does not grow
+//! with file size.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sen_content::{ChunkId, ChunkRef, path};
+use sen_raft::apply::FileRecord;
+use sen_store::StateDb;
+
+use crate::node::Node;
+
+/// A byte range inside one chunk's plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub id: ChunkId,
+    pub from: usize,
+    pub to: usize,
+}
+
+/// The pieces of `chunks` covering bytes `[start, end)` of the file.
+pub fn ranges(chunks: &[ChunkRef], start: u64, end: u64) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut off = 0u64;
+    for c in chunks {
+        let (c_start, c_end) = (off, off + u64::from(c.len));
+        off = c_end;
+        if c_end <= start {
+            continue;
+        }
+        if c_start >= end {
+            break;
+        }
+        out.push(Piece {
+            id: c.id,
+            from: (start.max(c_start) - c_start) as usize,
+            to: (end.min(c_end) - c_start) as usize,
+        });
+    }
+    out
+}
+
+/// Read and verify one piece (blocking).
+pub fn read_piece(state: &StateDb, p: &Piece) -> Result<Vec<u8>, String> {
+    let chunk = state
+        .chunk(&p.id)
+        .map_err(|e| format!("cannot read chunk {}: {e}", p.id))?
+        .ok_or_else(|| format!("chunk {} is missing from this node", p.id))?;
+    let mut plain = chunk.decode().map_err(|e| e.to_string())?;
+    if p.to > plain.len() || p.from > p.to {
+        return Err(format!("chunk {} is shorter than the file says", p.id));
+    }
+    plain.truncate(p.to);
+    plain.drain(..p.from);
+    Ok(plain)
+}
+
+fn content_type(path: &str) -> String {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let s = mime.essence_str().to_owned();
+    let textual = mime.type_() == "text"
+        || matches!(
+            s.as_str(),
+            "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
+        );
+    if textual { format!("{s}; charset=utf-8") } else { s }
+}
+
+fn plain(code: StatusCode, msg: String) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{msg}\n"),
+    )
+        .into_response()
+}
+
+/// Parse a single `bytes=` range against `size`: `Ok(None)` = no usable
+/// range header (serve everything), `Err(())` = unsatisfiable.
+fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(v) = h.and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        // Several ranges: answer with the whole file (allowed by RFC 9110).
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            size
+        } else {
+            b.parse::<u64>().map_err(|_| ())?.saturating_add(1).min(size)
+        };
+        (start, end)
+    };
+    if range.0 >= size || range.0 >= range.1 {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// Marks a 404 for a site that does not exist.
+#[derive(Clone, Copy)]
+struct NoSuchSite;
+
+/// Where a site's files are served from, for redirects.
+pub enum Mount {
+    Prefix,
+    VirtualHost,
+}
+
+impl Mount {
+    fn url(&self, site: &str, path: &str) -> String {
+        match self {
+            Mount::Prefix => format!("/sites/{site}/{path}"),
+            Mount::VirtualHost => format!("/{path}"),
+        }
+    }
+}
+
+pub async fn serve_path(
+    State(node): State<Arc<Node>>,
+    Path((site, path)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    serve(node, site, path, method, headers, Mount::Prefix).await
+}
+
+pub async fn serve_root(
+    State(node): State<Arc<Node>>,
+    Path(site): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    serve(node, site, String::new(), method, headers, Mount::Prefix).await
+}
+
+/// Requests that match no route: a virtual host, or 404.
+pub async fn fallback(
+    State(node): State<Arc<Node>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':').map_or(h, |(name, port)| {
+                if port.chars().all(|c| c.is_ascii_digit()) {
+                    name
+                } else {
+                    h
+                }
+            })
+        })
+        .unwrap_or("");
+    let Some(site) = node.config.content.vhosts.get(host).cloned() else {
+        return plain(StatusCode::NOT_FOUND, format!("not found: {}", uri.path()));
+    };
+    let raw = uri.path().trim_start_matches('/');
+    let decoded = percent_decode(raw);
+    serve(node, site, decoded, method, headers, Mount::VirtualHost).await
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len() + 1
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(hi << 4 | lo);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn serve(
+    node: Arc<Node>,
+    site: String,
+    raw_path: String,
+    method: Method,
+    headers: HeaderMap,
+    mount: Mount,
+) -> Response {
+    let started = Instant::now();
+    let resp = serve_inner(&node, &site, raw_path, &method, &headers, &mount).await;
+    // Only existing sites get their own metric series.
+    let label = if resp.extensions().get::<NoSuchSite>().is_some() {
+        "-"
+    } else {
+        site.as_str()
+    };
+    node.metrics
+        .observe_http(label, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn lookup(node: &Node, site: &str, p: &str) -> Result<(Option<FileRecord>, u64), String> {
+    let state = node.state.clone();
+    let (site, p) = (site.to_owned(), p.to_owned());
+    tokio::task::spawn_blocking(move || state.file(&site, &p))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn serve_inner(
+    node: &Arc<Node>,
+    site: &str,
+    raw_path: String,
+    method: &Method,
+    headers: &HeaderMap,
+    mount: &Mount,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD".into());
+    }
+    if path::check_site_name(site).is_err() {
+        let mut r = plain(StatusCode::NOT_FOUND, format!("no site {site:?}"));
+        r.extensions_mut().insert(NoSuchSite);
+        return r;
+    }
+    let wants_dir = raw_path.is_empty() || raw_path.ends_with('/');
+    let full = if wants_dir {
+        format!("{raw_path}index.html")
+    } else {
+        raw_path.clone()
+    };
+    let p = match path::normalize(&full) {
+        Ok(p) => p,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let (rec, applied) = match lookup(node, site, &p).await {
+        Ok(r) => r,
+        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let Some(rec) = rec else {
+        // `dir` → `dir/` when dir/index.html exists.
+        if !wants_dir && let Ok((Some(_), _)) = lookup(node, site, &format!("{p}/index.html")).await {
+            let loc = mount.url(site, &format!("{raw_path}/"));
+            return (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, loc)]).into_response();
+        }
+        let state = node.state.clone();
+        let s = site.to_owned();
+        let exists = tokio::task::spawn_blocking(move || state.site(&s).map(|(r, _)| r.is_some()))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false);
+        if !exists {
+            let mut r = plain(StatusCode::NOT_FOUND, format!("no site {site:?}"));
+            r.extensions_mut().insert(NoSuchSite);
+            return r;
+        }
+        return plain(StatusCode::NOT_FOUND, format!("not found: {p}"));
+    };
+
+    let etag = format!("\"{}\"", blake3::Hash::from(rec.blake3).to_hex());
+    let mut h = HeaderMap::new();
+    let set = |h: &mut HeaderMap, k: header::HeaderName, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    set(&mut h, header::ETAG, etag.clone());
+    set(&mut h, header::CONTENT_TYPE, content_type(&p));
+    set(
+        &mut h,
+        header::LAST_MODIFIED,
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(rec.mtime_ms)),
+    );
+    set(&mut h, header::ACCEPT_RANGES, "bytes".into());
+    set(&mut h, header::CACHE_CONTROL, "no-cache".into());
+    set(
+        &mut h,
+        header::HeaderName::from_static("x-sen-node"),
+        node.id.to_string(),
+    );
+    set(
+        &mut h,
+        header::HeaderName::from_static("x-sen-revision"),
+        rec.deployment.to_string(),
+    );
+    set(
+        &mut h,
+        header::HeaderName::from_static("x-sen-applied"),
+        applied.to_string(),
+    );
+
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && inm
+            .split(',')
+            .any(|t| t.trim() == etag || t.trim() == "*" || t.trim().trim_start_matches("W/") == etag)
+    {
+        return (StatusCode::NOT_MODIFIED, h).into_response();
+    }
+    let (status, start, end) = match parse_range(headers.get(header::RANGE), rec.size) {
+        Ok(None) => (StatusCode::OK, 0, rec.size),
+        Ok(Some((s, e))) => {
+            set(
+                &mut h,
+                header::CONTENT_RANGE,
+                format!("bytes {s}-{}/{}", e - 1, rec.size),
+            );
+            (StatusCode::PARTIAL_CONTENT, s, e)
+        }
+        Err(()) => {
+            set(&mut h, header::CONTENT_RANGE, format!("bytes */{}", rec.size));
+            return (StatusCode::RANGE_NOT_SATISFIABLE, h).into_response();
+        }
+    };
+    set(&mut h, header::CONTENT_LENGTH, (end - start).to_string());
+    if method == Method::HEAD {
+        return (status, h).into_response();
+    }
+    let pieces = ranges(&rec.chunks, start, end);
+    let state = node.state.clone();
+    let stream = futures::stream::iter(pieces).then(move |piece| {
+        let state = state.clone();
+        async move {
+            match tokio::task::spawn_blocking(move || read_piece(&state, &piece)).await {
+                Ok(Ok(d)) => Ok(Bytes::from(d)),
+                Ok(Err(e)) => Err(std::io::Error::other(e)),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            }
+        }
+    });
+    (status, h, Body::from_stream(stream)).into_response()
+}
+
+use futures::StreamExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(len: u32, n: u8) -> ChunkRef {
+        ChunkRef {
+            id: ChunkId([n; 32]),
+            len,
+        }
+    }
+
+    #[test]
+    fn ranges_cover_exactly_the_requested_bytes() {
+        let chunks = [c(10, 1), c(10, 2), c(5, 3)];
+        let r = ranges(&chunks, 0, 25);
+        assert_eq!(r.iter().map(|p| p.to - p.from).sum::<usize>(), 25);
+        let r = ranges(&chunks, 8, 12);
+        assert_eq!(
+            r,
+            vec![
+                Piece {
+                    id: ChunkId([1; 32]),
+                    from: 8,
+                    to: 10
+                },
+                Piece {
+                    id: ChunkId([2; 32]),
+                    from: 0,
+                    to: 2
+                }
+            ]
+        );
+        assert!(ranges(&chunks, 25, 25).is_empty());
+        assert_eq!(
+            ranges(&chunks, 24, 25),
+            vec![Piece {
+                id: ChunkId([3; 32]),
+                from: 4,
+                to: 5
+            }]
+        );
+    }
+
+    #[test]
+    fn range_headers() {
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(parse_range(None, 100), Ok(None));
+        assert_eq!(parse_range(Some(&v("bytes=0-9")), 100), Ok(Some((0, 10))));
+        assert_eq!(parse_range(Some(&v("bytes=90-")), 100), Ok(Some((90, 100))));
+        assert_eq!(parse_range(Some(&v("bytes=-10")), 100), Ok(Some((90, 100))));
+        assert_eq!(parse_range(Some(&v("bytes=50-500")), 100), Ok(Some((50, 100))));
+        assert_eq!(parse_range(Some(&v("bytes=100-")), 100), Err(()));
+        assert_eq!(parse_range(Some(&v("bytes=5-2")), 100), Err(()));
+        assert_eq!(parse_range(Some(&v("bytes=0-1,5-6")), 100), Ok(None));
+        assert_eq!(parse_range(Some(&v("items=0-1")), 100), Ok(None));
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("a/Quyết định.pdf"), "application/pdf");
+        assert_eq!(content_type("x.unknownext"), "application/octet-stream");
+        assert_eq!(percent_decode("Quy%E1%BA%BFt%20a"), "Quyết a");
+    }
+}
