@@ -9,11 +9,21 @@
 #   pkg-config, curl   build helpers
 #   faketime           libfaketime, for the chaos clock-skew scenarios
 #
+# With --bench, also what the benchmarks compare against:
+#   wrk, nginx-light   HTTP load generator and the web server Sen is
+#                      measured against (sen-benches content)
+#
 # The Rust toolchain itself (cargo >= 1.88) must already be installed:
 # Debian's own rustc is too old, and rustup's servers may be unreachable.
 set -euo pipefail
 
 need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime)
+for arg in "$@"; do
+  case "$arg" in
+    --bench) need_pkgs+=(wrk nginx-light) ;;
+    *) echo "setup: unknown option $arg (only --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${need_pkgs[@]}"; do

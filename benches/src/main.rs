@@ -5,6 +5,7 @@
 //! target/release/sen-benches kv --out bench-out          # writes/s, latency, reads/s
 //! target/release/sen-benches failover --out bench-out    # kill -9 leader → first write
 //! target/release/sen-benches limits --out bench-out      # fsyncs/s of the data disk
+//! target/release/sen-benches content --out bench-out     # push MB/s, dedup, HTTP vs nginx (needs wrk, nginx)
 //! target/release/sen-benches all --out bench-out
 //! ```
 //!
@@ -13,6 +14,7 @@
 //! this one) on 127.0.0.x with fsync on, data under `--data` (default: a
 //! temporary directory on the same disk as the build).
 
+mod content;
 mod failover;
 mod kv;
 mod limits;
@@ -49,6 +51,9 @@ enum Bench {
     Failover(failover::Args),
     /// Physical limits of this machine: fsyncs/s of the data disk.
     Limits,
+    /// Site content: push throughput, dedup of ten real releases, HTTP
+    /// requests/s side by side with nginx, a large file end to end.
+    Content(content::Args),
     /// Everything above with default settings.
     All,
 }
@@ -84,11 +89,16 @@ async fn main() -> Result<()> {
             failover::run(&sen, &data, &cli.out, &machine, a).await?;
         }
         Bench::Limits => limits::run(&data, &cli.out, &machine)?,
+        Bench::Content(a) => {
+            let sen = sen_binary(cli.sen)?;
+            content::run(&sen, &data, &cli.out, &machine, a).await?;
+        }
         Bench::All => {
             let sen = sen_binary(cli.sen)?;
             limits::run(&data, &cli.out, &machine)?;
             kv::run(&sen, &data, &cli.out, &machine, kv::Args::default()).await?;
             failover::run(&sen, &data, &cli.out, &machine, failover::Args::default()).await?;
+            content::run(&sen, &data, &cli.out, &machine, content::Args::default()).await?;
         }
     }
     Ok(())

@@ -107,7 +107,7 @@ pub fn run(args: DemoArgs, output: Output) -> Result<(), Failure> {
             .stderr(err)
             .spawn()
             .map_err(|e| Failure::from(format!("cannot start node {i}: {e}")))?;
-        let _ = std::fs::write(args.dir.join(format!("node{i}.pid")), child.id().to_string());
+        let _ = std::fs::write(args.dir.join(format!("node{i}.pid")), format!("{}\n", child.id()));
         nodes.children.push(child);
     }
     let endpoints: Vec<String> = (1..=args.nodes).map(grpc).collect();

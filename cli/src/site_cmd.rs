@@ -46,6 +46,10 @@ pub enum SiteCmd {
         /// zstd level for chunks (1-19).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
         zstd_level: i32,
+        /// Read and hash every file; by default a file whose size and
+        /// modification time equal the site's copy is taken as unchanged.
+        #[arg(long)]
+        checksum: bool,
     },
     /// List files (path, size, modification time).
     Ls {
@@ -180,6 +184,7 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
             message,
             parallel,
             zstd_level,
+            checksum,
         } => {
             let opts = PushOptions {
                 delete,
@@ -187,12 +192,13 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
                 message,
                 parallel,
                 zstd_level,
+                checksum,
                 ..Default::default()
             };
             let s = c.push(&site, &dir, &opts, progress_bars(output)).await?;
             emit(output, serde_json::to_value(&s).unwrap_or_default(), || {
                 let mut t = format!(
-                    "{}{}: {} new, {} changed, {} unchanged, {} deleted ({} files)\nscanned {}, sent {} in {} chunks{}",
+                    "{}{}: {} new, {} changed, {} unchanged, {} deleted ({} files)\nscanned {} (read {}), sent {} in {} chunks{}",
                     if s.dry_run { "dry run: " } else { "" },
                     site,
                     s.files_new,
@@ -201,10 +207,14 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
                     s.files_deleted,
                     s.files_total,
                     human(s.bytes_scanned),
+                    human(s.bytes_hashed),
                     human(if s.dry_run { s.bytes_sent_plain } else { s.bytes_sent }),
                     s.chunks_sent,
                     if s.bytes_sent > 0 {
-                        format!(" (dedup ratio {:.1}x)", s.dedup_ratio)
+                        format!(
+                            " (dedup {:.1}x, compression {:.1}x)",
+                            s.dedup_ratio, s.compression_ratio
+                        )
                     } else {
                         String::new()
                     }

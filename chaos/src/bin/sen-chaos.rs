@@ -52,6 +52,10 @@ enum Cmd {
         /// For soak: how many seeds to run, one after another.
         #[arg(long, default_value_t = 1)]
         runs: u32,
+        /// Keep the nodes' data directories of passed scenarios too (by
+        /// default only failed runs keep them; logs are always kept).
+        #[arg(long)]
+        keep_data: bool,
     },
     /// Re-run the checkers on a saved scenario directory.
     Check { dir: PathBuf },
@@ -177,6 +181,7 @@ async fn real_main() -> Result<bool> {
             replay,
             clients,
             runs,
+            keep_data,
         } => {
             let sen = sen_binary(sen)?;
             let seed = seed.unwrap_or_else(rand::random);
@@ -237,6 +242,9 @@ async fn real_main() -> Result<bool> {
                     };
                     let t = std::time::Instant::now();
                     let r = runner::run(&opts).await?;
+                    if r.passed && !keep_data {
+                        free_node_data(&opts.out.join(sc).join("nodes"));
+                    }
                     println!(
                         "{} {sc} seed={run_seed} faults={} ops={} lost={} linearizable={} converged={} ({:.0} s)",
                         if r.passed { "PASS" } else { "FAIL" },
@@ -271,6 +279,20 @@ async fn real_main() -> Result<bool> {
             std::fs::create_dir_all(&out)?;
             std::fs::write(out.join("summary.md"), &md)?;
             Ok(all_passed)
+        }
+    }
+}
+
+/// Remove `nodes/*/data` (hundreds of MB per node) of a passed scenario,
+/// keeping logs, configs and every report file.
+fn free_node_data(nodes: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(nodes) else { return };
+    for e in entries.flatten() {
+        let data = e.path().join("data");
+        if data.is_dir()
+            && let Err(err) = std::fs::remove_dir_all(&data)
+        {
+            eprintln!("could not remove {}: {err}", data.display());
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sen_chaos::cluster::{http_request, url_path};
 use sen_chaos::nemesis::{Fault, Nemesis, Proxies};
@@ -158,6 +159,12 @@ async fn push_a_real_tree_serve_it_everywhere_and_push_incrementally() {
     assert_eq!(s["bytes_sent"], 0);
     assert_eq!(s["files_unchanged"], files.len());
     assert!(s["deployment"].is_null());
+    // ... and nothing read either (size and mtime match), unless --checksum.
+    assert_eq!(s["bytes_hashed"], 0);
+    let s = push_json(&eps, "portal", &dir, &["--checksum"]);
+    assert_eq!(s["bytes_hashed"], s["bytes_scanned"]);
+    assert_eq!(s["files_unchanged"], files.len());
+    assert_eq!(s["bytes_sent"], 0);
 
     // One file changed in the middle: only its changed chunks travel.
     let big = "Công báo/số-201-2009.pdf";
@@ -179,6 +186,19 @@ async fn push_a_real_tree_serve_it_everywhere_and_push_incrementally() {
         assert_eq!(get(&c.http(2).unwrap(), "portal", big).await.body, edited);
     }
 
+    // A same-size edit is seen through its new modification time.
+    let (p, mut same) = files
+        .iter()
+        .find(|(p, d)| d.len() > 10 && p.as_str() != big)
+        .map(|(p, d)| (p.clone(), d.clone()))
+        .unwrap();
+    same[3] ^= 0xff;
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(dir.join(&p), &same).unwrap();
+    files.insert(p, same);
+    let s = push_json(&eps, "portal", &dir, &[]);
+    assert_eq!(s["files_changed"], 1, "{s}");
+
     // --delete removes what the directory no longer has; pull gets the tree back.
     std::fs::remove_file(dir.join("rỗng.txt")).unwrap();
     files.remove("rỗng.txt");
@@ -193,8 +213,8 @@ async fn push_a_real_tree_serve_it_everywhere_and_push_incrementally() {
     let (code, out, _) = sen(&["--endpoints", &eps, "--output", "json", "site", "history", "portal"]);
     assert_eq!(code, 0);
     let h: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(h["deployments"].as_array().unwrap().len(), 3);
-    assert_eq!(h["deployments"][2]["message"], "first");
+    assert_eq!(h["deployments"].as_array().unwrap().len(), 4);
+    assert_eq!(h["deployments"][3]["message"], "first");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,6 +229,9 @@ async fn http_semantics_and_virtual_hosts() {
     std::fs::write(dir.join("van-ban/index.html"), "<h1>Văn bản</h1>").unwrap();
     let body = pseudo_random(100_000, 5);
     std::fs::write(dir.join("van-ban/201.pdf"), &body).unwrap();
+    // Larger than one chunk and than the inline-read limit: streamed.
+    let large = pseudo_random(1_500_000, 6);
+    std::fs::write(dir.join("van-ban/large.bin"), &large).unwrap();
     assert_eq!(sen(&["--endpoints", &eps, "site", "create", "congbao"]).0, 0);
     push_json(&eps, "congbao", &dir, &[]);
     let http = c.http(1).unwrap();
@@ -260,6 +283,20 @@ async fn http_semantics_and_virtual_hosts() {
     .await
     .unwrap();
     assert_eq!(r.status, 416);
+    // The streamed path: whole file and a range across chunk boundaries.
+    let r = get(&http, "congbao", "van-ban/large.bin").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, large);
+    let r = http_request(
+        &http,
+        "GET",
+        "/sites/congbao/van-ban/large.bin",
+        &[("Range", "bytes=300000-1199999")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, large[300000..1200000]);
     // HEAD: headers, no body.
     let r = http_request(&http, "HEAD", "/sites/congbao/van-ban/201.pdf", &[])
         .await
@@ -505,4 +542,62 @@ async fn deleting_a_site_frees_its_unique_chunks_only() {
     let r = get(&c.http(1).unwrap(), "b", "shared.bin").await;
     assert_eq!(r.body, shared);
     assert_eq!(get(&c.http(1).unwrap(), "a", "unique.bin").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_later_gets_the_content_by_snapshot() {
+    let extra = format!("{FAST}snapshot-after-entries = 30\nkeep-entries-after-snapshot = 5\n");
+    let mut c = cluster("content-snapshot", &extra);
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "congbao"]).0, 0);
+    let dir = c.root().join("tree");
+    let mut files = BTreeMap::new();
+    for i in 0..24u64 {
+        let p = format!("số {i:02}/văn bản.pdf");
+        let data = pseudo_random(400_000 + i as usize * 1000, 500 + i);
+        std::fs::create_dir_all(dir.join(&p).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(&p), &data).unwrap();
+        files.insert(p, data);
+    }
+    push_json(&eps, "congbao", &dir, &[]);
+    // Move the log on until the leader purged the content entries.
+    let client = c.client().unwrap();
+    let mut last = 0;
+    for i in 0..80 {
+        last = client
+            .put("x", format!("k{i}").as_bytes(), b"v")
+            .await
+            .unwrap()
+            .revision;
+    }
+    let leader = c.wait_leader(None, T).await.unwrap();
+    wait_for("the leader to purge its log", T, || async {
+        Ok((c.metric(leader, "sen_raft_purged_index").await? > 40.0).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    c.add(4).unwrap();
+    c.start(4).unwrap();
+    let addr = c.grpc(4).unwrap();
+    wait_for("node 4 to answer", T, || async {
+        Ok(c.client_for(4)
+            .unwrap()
+            .status_of(&addr, Duration::from_secs(1))
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+    client.add_node(4, &addr, false).await.unwrap();
+    c.wait_applied(4, last, T).await.unwrap();
+    assert!(c.log(4).contains("installed snapshot"), "node 4 caught up by snapshot");
+    let http = c.http(4).unwrap();
+    for (p, data) in &files {
+        let r = get(&http, "congbao", p).await;
+        assert_eq!(r.status, 200, "{p}");
+        assert_eq!(&r.body, data, "{p} on node 4");
+    }
 }

@@ -58,6 +58,10 @@ pub struct PushOptions {
     pub parallel: usize,
     /// zstd level for chunks (1–19).
     pub zstd_level: i32,
+    /// Read and hash every file, even those whose size and modification
+    /// time equal the site's copy (by default those are taken as unchanged,
+    /// like rsync's quick check).
+    pub checksum: bool,
 }
 
 impl Default for PushOptions {
@@ -69,6 +73,7 @@ impl Default for PushOptions {
             author: whoami(),
             parallel: 4,
             zstd_level: 3,
+            checksum: false,
         }
     }
 }
@@ -115,8 +120,11 @@ pub struct PushSummary {
     pub files_deleted: u64,
     /// Files in the new tree.
     pub files_total: u64,
-    /// Bytes read from the local directory.
+    /// Size of the local tree compared with the site.
     pub bytes_scanned: u64,
+    /// Bytes actually read and hashed (files whose size and modification
+    /// time matched the site's copy are skipped unless `checksum`).
+    pub bytes_hashed: u64,
     /// Chunk bytes actually sent (as stored: compressed or raw).
     pub bytes_sent: u64,
     /// Plaintext bytes of the chunks sent.
@@ -124,8 +132,12 @@ pub struct PushSummary {
     pub chunks_sent: u64,
     /// Distinct chunks of new and changed files.
     pub chunks_considered: u64,
-    /// bytes_scanned / bytes_sent (∞ when nothing was sent: reported as 0).
+    /// bytes_scanned / bytes_sent_plain: how much of the tree did not
+    /// travel because the cluster already had it (0 when nothing was sent).
     pub dedup_ratio: f64,
+    /// bytes_sent_plain / bytes_sent: what zstd saved on what did travel
+    /// (0 when nothing was sent).
+    pub compression_ratio: f64,
     /// The new deployment (absent for a dry run or when nothing changed).
     pub deployment: Option<u64>,
     pub dry_run: bool,
@@ -213,16 +225,25 @@ fn scan(dir: &Path) -> Result<(Vec<Local>, Vec<String>), ClientError> {
 }
 
 /// Hash and chunk `files` on `threads` threads.
-fn chunk_all(files: &[Local], threads: usize, progress: Option<&Progress>) -> Result<Vec<FileEntry>, ClientError> {
+/// Hash and chunk `files[i]` for every `i` in `which`, on `threads`
+/// threads; results in the order of `which`.
+fn chunk_all(
+    files: &[Local],
+    which: &[usize],
+    threads: usize,
+    progress: Option<&Progress>,
+) -> Result<Vec<FileEntry>, ClientError> {
     let next = AtomicU64::new(0);
     let results: Vec<std::sync::Mutex<Option<Result<FileEntry, ClientError>>>> =
-        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        which.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(f) = files.get(i) else { return };
+                    let Some(f) = which.get(i).map(|&w| &files[w]) else {
+                        return;
+                    };
                     let r = chunk_one(f, progress);
                     *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                 }
@@ -553,18 +574,50 @@ impl Client {
                 bytes: locals.iter().map(|l| l.size).sum(),
             });
         }
+        // Quick check: same size and modification time as the site's copy
+        // means unchanged, without reading the file.
+        let quick = |l: &Local| {
+            !opts.checksum
+                && l.mtime_ms != 0
+                && remote
+                    .get(&l.path)
+                    .is_some_and(|r| r.size == l.size && r.mtime_ms == l.mtime_ms)
+        };
+        let to_hash: Vec<usize> = (0..locals.len()).filter(|&i| !quick(&locals[i])).collect();
+        if let Some(p) = &progress {
+            let skipped: u64 = locals.iter().filter(|l| quick(l)).map(|l| l.size).sum();
+            if skipped > 0 {
+                p(PushEvent::Scanned { bytes: skipped });
+            }
+        }
         let locals = Arc::new(locals);
-        let (l2, p2, threads) = (locals.clone(), progress.clone(), opts.parallel.clamp(1, 8));
-        let entries = tokio::task::spawn_blocking(move || chunk_all(&l2, threads, p2.as_ref()))
+        let (l2, w2, p2, threads) = (
+            locals.clone(),
+            to_hash.clone(),
+            progress.clone(),
+            opts.parallel.clamp(1, 8),
+        );
+        let hashed = tokio::task::spawn_blocking(move || chunk_all(&l2, &w2, threads, p2.as_ref()))
             .await
             .map_err(|e| err(Code::Internal, e.to_string()))??;
-        summary.bytes_scanned = entries.iter().map(|e| e.size).sum();
+        summary.bytes_scanned = locals.iter().map(|l| l.size).sum();
+        summary.bytes_hashed = hashed.iter().map(|e| e.size).sum();
+        // (index into `locals`, entry) for every local file.
+        let mut entries: Vec<(usize, FileEntry)> = to_hash.iter().copied().zip(hashed).collect();
+        for (i, l) in locals.iter().enumerate() {
+            if quick(l)
+                && let Some(r) = remote.get(&l.path)
+            {
+                entries.push((i, r.clone()));
+            }
+        }
 
         // The new tree, and where each chunk to upload can be read again.
         let mut files: Vec<FileEntry> = Vec::new();
         let mut locs: HashMap<ChunkId, Loc> = HashMap::new();
-        let local_paths: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-        for (i, e) in entries.iter().enumerate() {
+        let local_paths: HashSet<&str> = entries.iter().map(|(_, e)| e.path.as_str()).collect();
+        for (i, e) in entries.iter() {
+            let i = *i;
             match remote.get(&e.path) {
                 Some(r) if r.blake3 == e.blake3 && r.size == e.size => {
                     summary.files_unchanged += 1;
@@ -691,11 +744,10 @@ impl Client {
             .await?;
         summary.deployment = Some(r.deployment);
         summary.duration_ms = started.elapsed().as_millis() as u64;
-        summary.dedup_ratio = if summary.bytes_sent > 0 {
-            summary.bytes_scanned as f64 / summary.bytes_sent as f64
-        } else {
-            0.0
-        };
+        if summary.bytes_sent > 0 && summary.bytes_sent_plain > 0 {
+            summary.dedup_ratio = summary.bytes_scanned as f64 / summary.bytes_sent_plain as f64;
+            summary.compression_ratio = summary.bytes_sent_plain as f64 / summary.bytes_sent as f64;
+        }
         Ok(summary)
     }
 
@@ -807,12 +859,21 @@ impl Client {
         let (files, _) = self.list_files(site, prefix, false).await?;
         let (mut n, mut bytes) = (0u64, 0u64);
         for f in files {
-            let target = dir.join(&f.path);
+            // Never trust a path from the wire with the local file system.
+            let rel = path::normalize(&f.path).map_err(|e| {
+                err(
+                    Code::DataLoss,
+                    format!("the cluster listed an invalid path {:?}: {e}", f.path),
+                )
+            })?;
+            let target = dir.join(&rel);
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| err(Code::Internal, format!("cannot create {}: {e}", parent.display())))?;
             }
-            let tmp = target.with_extension("sen-part");
+            let mut tmp_name = target.file_name().unwrap_or_default().to_os_string();
+            tmp_name.push(".sen-part");
+            let tmp = target.with_file_name(tmp_name);
             let mut out = std::io::BufWriter::new(
                 std::fs::File::create(&tmp)
                     .map_err(|e| err(Code::Internal, format!("cannot create {}: {e}", tmp.display())))?,

@@ -423,6 +423,9 @@ impl NodeConfig {
             }
         }
         for (host, site) in &self.content.vhosts {
+            if host.chars().any(|c| c.is_ascii_uppercase()) {
+                return bad(format!("content.vhosts: write the host name {host:?} in lower case"));
+            }
             if sen_content::path::check_site_name(site).is_err() || host.is_empty() || host.contains(['/', ' ']) {
                 return bad(format!(
                     "content.vhosts: {host:?} = {site:?} must map a host name to a site name"

@@ -182,7 +182,8 @@ pub async fn fallback(
             })
         })
         .unwrap_or("");
-    let Some(site) = node.config.content.vhosts.get(host).cloned() else {
+    // Host names are case-insensitive; configured names are lower case.
+    let Some(site) = node.config.content.vhosts.get(&host.to_ascii_lowercase()).cloned() else {
         return plain(StatusCode::NOT_FOUND, format!("not found: {}", uri.path()));
     };
     let raw = uri.path().trim_start_matches('/');
@@ -234,13 +235,34 @@ async fn serve(
     resp
 }
 
-async fn lookup(node: &Node, site: &str, p: &str) -> Result<(Option<FileRecord>, u64), String> {
+/// Files up to this size are read in the same blocking call as their
+/// record (one hop to the blocking pool per request); larger ones stream
+/// chunk by chunk.
+const INLINE_MAX: u64 = 256 * 1024;
+
+/// A file's record, the applied index it was read at, and — for a small
+/// file when `with_data` — its whole content.
+type Found = (Option<FileRecord>, u64, Option<Vec<u8>>);
+
+async fn lookup(node: &Node, site: &str, p: &str, with_data: bool) -> Result<Found, String> {
     let state = node.state.clone();
     let (site, p) = (site.to_owned(), p.to_owned());
-    tokio::task::spawn_blocking(move || state.file(&site, &p))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    tokio::task::spawn_blocking(move || {
+        let (rec, applied) = state.file(&site, &p).map_err(|e| e.to_string())?;
+        let data = match &rec {
+            Some(r) if with_data && r.size <= INLINE_MAX => {
+                let mut out = Vec::with_capacity(r.size as usize);
+                for piece in ranges(&r.chunks, 0, r.size) {
+                    out.extend_from_slice(&read_piece(&state, &piece)?);
+                }
+                Some(out)
+            }
+            _ => None,
+        };
+        Ok((rec, applied, data))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 async fn serve_inner(
@@ -269,13 +291,13 @@ async fn serve_inner(
         Ok(p) => p,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let (rec, applied) = match lookup(node, site, &p).await {
+    let (rec, applied, inline) = match lookup(node, site, &p, method == Method::GET).await {
         Ok(r) => r,
         Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let Some(rec) = rec else {
         // `dir` → `dir/` when dir/index.html exists.
-        if !wants_dir && let Ok((Some(_), _)) = lookup(node, site, &format!("{p}/index.html")).await {
+        if !wants_dir && let Ok((Some(_), _, _)) = lookup(node, site, &format!("{p}/index.html"), false).await {
             let loc = mount.url(site, &format!("{raw_path}/"));
             return (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, loc)]).into_response();
         }
@@ -351,6 +373,20 @@ async fn serve_inner(
     set(&mut h, header::CONTENT_LENGTH, (end - start).to_string());
     if method == Method::HEAD {
         return (status, h).into_response();
+    }
+    if let Some(data) = inline {
+        if data.len() as u64 != rec.size {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "{p}: its chunks hold {} bytes, its record says {}",
+                    data.len(),
+                    rec.size
+                ),
+            );
+        }
+        let body = Bytes::from(data).slice(start as usize..end as usize);
+        return (status, h, Body::from(body)).into_response();
     }
     let pieces = ranges(&rec.chunks, start, end);
     let state = node.state.clone();
