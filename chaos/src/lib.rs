@@ -5,7 +5,8 @@
 //! - [`cluster`]: start / kill / pause / restart real node processes.
 //! - [`proxy`]: a fault-injecting TCP proxy on every directed link.
 //! - [`nemesis`]: the faults and how they are applied.
-//! - [`workload`]: clients recording the [`history`].
+//! - [`workload`]: clients recording the [`history`]; [`site_load`]: site
+//!   pushes and HTTP reads during the faults, with their own checker.
 //! - [`scenario`]: named scenarios and suites.
 //! - [`check`]: linearizability (WGL/porcupine port), lost/duplicated
 //!   writes, convergence, Raft invariants.
@@ -21,6 +22,7 @@ pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod site_load;
 pub mod workload;
 
 pub use cluster::{ProcessCluster, wait_for};

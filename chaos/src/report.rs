@@ -93,6 +93,9 @@ pub struct Report {
     pub convergence: Convergence,
     pub liveness: Liveness,
     pub unknowns_resolved: (usize, usize),
+    /// Site pushes and HTTP reads during the run (absent in old reports).
+    #[serde(default)]
+    pub site: crate::site_load::SiteCheck,
     pub reproduce: String,
 }
 
@@ -244,10 +247,26 @@ pub fn markdown(r: &Report) -> String {
         "| liveness after healing | {} ({} ms) |",
         r.liveness.ok, r.liveness.millis
     );
+    let _ = writeln!(
+        s,
+        "| site content | {} violations ({} pushes acknowledged, {} unknown; {} HTTP reads ok, {} failed; {} deployments served) |",
+        r.site.violations.len(),
+        r.site.pushes_ok,
+        r.site.pushes_unknown,
+        r.site.reads_ok,
+        r.site.reads_failed,
+        r.site.deployments_served
+    );
     if !r.failures.is_empty() {
         let _ = writeln!(s, "\nFailures:\n");
         for f in &r.failures {
             let _ = writeln!(s, "- {f}");
+        }
+    }
+    if !r.site.violations.is_empty() {
+        let _ = writeln!(s, "\nSite content violations:\n");
+        for v in r.site.violations.iter().take(20) {
+            let _ = writeln!(s, "- {v}");
         }
     }
     if !r.refused_nodes.is_empty() {

@@ -22,6 +22,7 @@ use crate::history::{self, Op, OpKind, Outcome};
 use crate::nemesis::{Executed, Fault, Nemesis, Proxies};
 use crate::report::{self, Liveness, Report, Window};
 use crate::scenario;
+use crate::site_load::{self, SiteHistory};
 use crate::workload::{self, DB, Shared, WorkloadConfig};
 
 /// What to run.
@@ -55,8 +56,9 @@ pub struct Schedule {
 }
 
 /// Node configuration used by every chaos run: frequent snapshots so the
-/// snapshot paths run often, short server deadlines.
-pub const NODE_CONFIG: &str = "[raft]\nsnapshot-after-entries = 300\nkeep-entries-after-snapshot = 50\n[server]\nrequest-timeout = \"3s\"\nforward-timeout = \"2s\"\n";
+/// snapshot paths run often, short server deadlines, garbage collection of
+/// site chunks running during the faults.
+pub const NODE_CONFIG: &str = "[raft]\nsnapshot-after-entries = 300\nkeep-entries-after-snapshot = 50\n[server]\nrequest-timeout = \"3s\"\nforward-timeout = \"2s\"\n[content]\ngc-grace = \"30s\"\ngc-interval = \"5s\"\n";
 
 /// What scenarios use to act on the cluster.
 pub struct Ctx {
@@ -350,6 +352,27 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         )));
     }
     drop(tx);
+    // Site content: one pusher through the proxies, one HTTP reader per node.
+    let site_hist = std::sync::Arc::new(std::sync::Mutex::new(SiteHistory::default()));
+    let mut site_tasks = vec![tokio::spawn(site_load::pusher(
+        ids.iter()
+            .map(|i| proxies.client_addr(*i))
+            .collect::<Result<Vec<_>>>()?,
+        dir.join("site-tree"),
+        start,
+        rng.random(),
+        stop_clients.clone(),
+        site_hist.clone(),
+    ))];
+    for id in &ids {
+        site_tasks.push(tokio::spawn(site_load::reader(
+            *id,
+            cluster.http(*id)?,
+            start,
+            stop_clients.clone(),
+            site_hist.clone(),
+        )));
+    }
     let collector = tokio::spawn(async move {
         let mut ops = Vec::new();
         while let Some(op) = rx.recv().await {
@@ -395,6 +418,9 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     stop_clients.cancel();
     for c in clients {
         let _ = c.await;
+    }
+    for t in site_tasks {
+        let _ = t.await;
     }
     let mut ops = collector.await?;
     let workload_end_us = start.elapsed().as_micros() as u64;
@@ -460,6 +486,8 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     if let Err(e) = &converge {
         ctx.notes.push(format!("{e:#}"));
     }
+    site_load::final_reads(&ctx.cluster, &expected, start, &site_hist).await;
+    let site_history = site_hist.lock().map(|h| h.clone()).unwrap_or_default();
 
     // Final linearizable reads of every key, part of the history.
     let keys: BTreeSet<String> = ops.iter().map(|o| o.key.clone()).collect();
@@ -535,6 +563,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     let stale = check::check_stale_reads(&ops);
     let convergence = check::check_convergence(&dumps, expected.len());
     let invariants = check::check_invariants(&samples);
+    let site = site_load::check(&site_history);
     let (counts, lat) = report::summarize(&ops);
     let windows = report::window_stats(&ops, &ctx.windows, workload_end_us);
 
@@ -588,6 +617,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         convergence,
         liveness,
         unknowns_resolved: resolved,
+        site,
         reproduce,
     };
 
@@ -606,6 +636,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     };
     std::fs::write(dir.join("schedule.json"), serde_json::to_string_pretty(&schedule)?)?;
     std::fs::write(dir.join("dumps.json"), serde_json::to_string_pretty(&dumps)?)?;
+    std::fs::write(dir.join("site.json"), serde_json::to_string(&site_history)?)?;
     std::fs::write(dir.join("notes.txt"), ctx.notes.join("\n"))?;
     {
         use std::io::Write;
@@ -691,6 +722,13 @@ fn finish_verdict(r: &mut Report) {
     if !r.invariant_violations.is_empty() {
         f.push(format!("{} raft invariant violations", r.invariant_violations.len()));
     }
+    if !r.site.violations.is_empty() {
+        f.push(format!(
+            "site content: {} violations, e.g. {}",
+            r.site.violations.len(),
+            r.site.violations[0]
+        ));
+    }
     r.lost_writes = w.lost.len();
     r.linearizable = r.lin.linearizable.clone();
     r.converged = r.convergence.converged;
@@ -719,6 +757,10 @@ pub fn recheck(dir: &Path) -> Result<Report> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     report.invariant_violations = check::check_invariants(&samples);
+    if let Ok(text) = std::fs::read_to_string(dir.join("site.json")) {
+        let h: SiteHistory = serde_json::from_str(&text)?;
+        report.site = site_load::check(&h);
+    }
     finish_verdict(&mut report);
     let schedule: Schedule = serde_json::from_str(&std::fs::read_to_string(dir.join("schedule.json"))?)?;
     report::write(dir, &report, &ops, &schedule.windows)?;
