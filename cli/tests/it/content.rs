@@ -227,6 +227,8 @@ async fn http_semantics_and_virtual_hosts() {
     std::fs::create_dir_all(dir.join("van-ban")).unwrap();
     std::fs::write(dir.join("index.html"), "<h1>Công báo</h1>").unwrap();
     std::fs::write(dir.join("van-ban/index.html"), "<h1>Văn bản</h1>").unwrap();
+    std::fs::create_dir_all(dir.join("văn-bản")).unwrap();
+    std::fs::write(dir.join("văn-bản/index.html"), "<h1>Văn bản</h1>").unwrap();
     let body = pseudo_random(100_000, 5);
     std::fs::write(dir.join("van-ban/201.pdf"), &body).unwrap();
     // Larger than one chunk and than the inline-read limit: streamed.
@@ -283,6 +285,32 @@ async fn http_semantics_and_virtual_hosts() {
     .await
     .unwrap();
     assert_eq!(r.status, 416);
+    // An invalid range is ignored (200, whole file); so is a range under an
+    // If-Range naming another version.
+    for (k, v) in [("Range", "bytes=5-2"), ("Range", "bytes=abc-")] {
+        let r = http_request(&http, "GET", "/sites/congbao/van-ban/201.pdf", &[(k, v)])
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.body.len()), (200, body.len()), "{v}");
+    }
+    let r = http_request(
+        &http,
+        "GET",
+        "/sites/congbao/van-ban/201.pdf",
+        &[("Range", "bytes=0-9"), ("If-Range", "\"an-older-version\"")],
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status, r.body.len()), (200, body.len()));
+    let r = http_request(
+        &http,
+        "GET",
+        "/sites/congbao/van-ban/201.pdf",
+        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status, r.body.len()), (206, 10));
     // The streamed path: whole file and a range across chunk boundaries.
     let r = get(&http, "congbao", "van-ban/large.bin").await;
     assert_eq!(r.status, 200);
@@ -305,6 +333,8 @@ async fn http_semantics_and_virtual_hosts() {
     assert_eq!(r.header("content-length"), Some("100000"));
     assert!(r.body.is_empty());
     // Directories, redirects, 404s, bad paths.
+    let r = http_request(&http, "GET", "/sites/congbao", &[]).await.unwrap();
+    assert_eq!((r.status, r.header("location")), (308, Some("/sites/congbao/")));
     assert_eq!(get(&http, "congbao", "").await.body, "<h1>Công báo</h1>".as_bytes());
     assert_eq!(
         get(&http, "congbao", "van-ban/").await.body,
@@ -328,6 +358,23 @@ async fn http_semantics_and_virtual_hosts() {
         .await
         .unwrap();
     assert_eq!(r.body, "<h1>Công báo</h1>".as_bytes());
+    // Under a public host name the node's own endpoints are not reachable.
+    let r = http_request(&http, "GET", "/metrics", &[("Host", "CONGBAO.dongthap.gov.vn")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    assert!(!String::from_utf8_lossy(&r.body).contains("sen_raft"));
+    // A directory redirect under a virtual host stays on the host, encoded.
+    let r = http_request(
+        &http,
+        "GET",
+        "/%2Fv%C4%83n-b%E1%BA%A3n",
+        &[("Host", "congbao.dongthap.gov.vn")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some("/v%C4%83n-b%E1%BA%A3n/"));
     // Per-site metrics.
     let m = sen_chaos::cluster::http_get(&http, "/metrics").await.unwrap();
     assert!(
@@ -600,4 +647,70 @@ async fn a_node_added_later_gets_the_content_by_snapshot() {
         assert_eq!(r.status, 200, "{p}");
         assert_eq!(&r.body, data, "{p} on node 4");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_push_changes_nothing_and_resumes() {
+    let mut c = cluster("interrupted", FAST);
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "s"]).0, 0);
+    let dir = c.root().join("tree");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "v1").unwrap();
+    let dep_a = push_json(&eps, "s", &dir, &[])["deployment"].as_u64().unwrap();
+    // 40 MB of new, incompressible files.
+    for i in 0..40u64 {
+        std::fs::write(
+            dir.join(format!("tai-lieu-{i}.bin")),
+            pseudo_random(1_000_000, 7000 + i),
+        )
+        .unwrap();
+    }
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let mut push = std::process::Command::new(SEN)
+        .args([
+            "--endpoints",
+            &eps,
+            "--output",
+            "json",
+            "site",
+            "push",
+            "s",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt the client (as a lost connection or kill would) once some
+    // chunks have been stored.
+    c.wait_applied(leader, dep_a + 3, T).await.unwrap();
+    push.kill().unwrap();
+    let status = push.wait().unwrap();
+    assert!(!status.success(), "the push finished before it could be interrupted");
+    // Nothing changed: same deployment, same single file, on every node.
+    let (code, out, _) = sen(&["--endpoints", &eps, "--output", "json", "site", "list"]);
+    assert_eq!(code, 0);
+    let sites: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sites["sites"][0]["deployment"].as_u64(), Some(dep_a));
+    assert_eq!(sites["sites"][0]["files"].as_u64(), Some(1));
+    for id in 1..=3 {
+        let r = get(&c.http(id).unwrap(), "s", "tai-lieu-0.bin").await;
+        assert_eq!(r.status, 404, "node {id} serves a file of the interrupted push");
+    }
+    // Re-running completes and does not send again what already arrived.
+    let s = push_json(&eps, "s", &dir, &[]);
+    assert_eq!(s["files_new"], 40);
+    let sent = s["bytes_sent_plain"].as_u64().unwrap();
+    assert!(
+        sent < 40_000_000,
+        "re-run sent {sent} bytes: the chunks stored before the interruption were sent again"
+    );
+    let http = c.http(1).unwrap();
+    c.wait_applied(1, s["deployment"].as_u64().unwrap(), T).await.unwrap();
+    assert_eq!(
+        get(&http, "s", "tai-lieu-39.bin").await.body,
+        pseudo_random(1_000_000, 7039)
+    );
 }

@@ -37,6 +37,10 @@ use crate::{Client, ClientError};
 const UPLOAD_BATCH_BYTES: usize = 1024 * 1024;
 /// Chunk ids per MissingChunks call.
 const MISSING_BATCH: usize = 10_000;
+/// Chunks per upload request (the server takes up to 4096).
+const UPLOAD_BATCH_CHUNKS: usize = 1024;
+/// Plaintext per upload request (the server takes up to 256 MiB).
+const UPLOAD_BATCH_PLAIN: u64 = 64 * 1024 * 1024;
 
 fn err(code: Code, message: impl Into<String>) -> ClientError {
     ClientError::Status {
@@ -803,7 +807,10 @@ impl Client {
                         return;
                     }
                 };
-                if size + c.data.len() > UPLOAD_BATCH_BYTES && !batch.is_empty() {
+                let full = size + c.data.len() > UPLOAD_BATCH_BYTES
+                    || batch.len() >= UPLOAD_BATCH_CHUNKS
+                    || plain + u64::from(c.len) > UPLOAD_BATCH_PLAIN;
+                if full && !batch.is_empty() {
                     if tx.blocking_send(Ok((std::mem::take(&mut batch), plain))).is_err() {
                         return;
                     }
@@ -874,32 +881,53 @@ impl Client {
             let mut tmp_name = target.file_name().unwrap_or_default().to_os_string();
             tmp_name.push(".sen-part");
             let tmp = target.with_file_name(tmp_name);
-            let mut out = std::io::BufWriter::new(
-                std::fs::File::create(&tmp)
-                    .map_err(|e| err(Code::Internal, format!("cannot create {}: {e}", tmp.display())))?,
-            );
-            let mut hasher = blake3::Hasher::new();
-            self.read_file(site, &f.path, 0, 0, |d| {
-                hasher.update(d);
-                std::io::Write::write_all(&mut out, d)
-            })
-            .await?;
-            let file = out.into_inner().map_err(|e| err(Code::Internal, e.to_string()))?;
-            if hasher.finalize().as_bytes().as_slice() != f.blake3.as_slice() {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(err(
-                    Code::DataLoss,
-                    format!("{} does not match its blake3 after download", f.path),
-                ));
+            // A node that has not applied the listed deployment yet (or a
+            // deployment landing meanwhile) gives other bytes: try again a
+            // few times before calling it an error.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.download_to(site, &f, &tmp).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        if attempt >= 3 || e.code() != Some(Code::DataLoss) {
+                            return Err(e);
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                    }
+                }
             }
-            let _ = file.set_modified(UNIX_EPOCH + std::time::Duration::from_millis(f.mtime_ms));
-            drop(file);
             std::fs::rename(&tmp, &target)
                 .map_err(|e| err(Code::Internal, format!("cannot write {}: {e}", target.display())))?;
             n += 1;
             bytes += f.size;
         }
         Ok((n, bytes))
+    }
+
+    /// Download one listed file into `tmp`, checking its blake3, and set
+    /// its modification time.
+    async fn download_to(&self, site: &str, f: &FileInfo, tmp: &Path) -> Result<(), ClientError> {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(tmp)
+                .map_err(|e| err(Code::Internal, format!("cannot create {}: {e}", tmp.display())))?,
+        );
+        let mut hasher = blake3::Hasher::new();
+        self.read_file(site, &f.path, 0, 0, |d| {
+            hasher.update(d);
+            std::io::Write::write_all(&mut out, d)
+        })
+        .await?;
+        let file = out.into_inner().map_err(|e| err(Code::Internal, e.to_string()))?;
+        if hasher.finalize().as_bytes().as_slice() != f.blake3.as_slice() {
+            return Err(err(
+                Code::DataLoss,
+                format!("{} does not match its blake3 after download", f.path),
+            ));
+        }
+        let _ = file.set_modified(UNIX_EPOCH + std::time::Duration::from_millis(f.mtime_ms));
+        Ok(())
     }
 
     /// Remove a file (or every file under a directory) as a new deployment.

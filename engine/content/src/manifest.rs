@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::{ChunkId, ChunkRef, MAX_CHUNK_BYTES};
 use crate::path;
 
+/// Largest encoded manifest accepted anywhere (≈ 1.5 M files of typical
+/// size). Checked from the chunk lengths *before* a manifest is assembled,
+/// so a deploy naming one chunk a million times cannot exhaust memory.
+pub const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
+
 /// One file of a deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {

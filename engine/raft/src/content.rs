@@ -12,8 +12,9 @@
 //! Everything depends only on the log, so every node deletes the same
 //! chunks at the same index.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use sen_content::manifest::MAX_MANIFEST_BYTES;
 use sen_content::{ChunkId, ChunkRef, Manifest, StoredChunk};
 use serde::{Deserialize, Serialize};
 
@@ -197,9 +198,28 @@ impl<V: StateView> Applier<'_, V> {
         Ok(Outcome::ChunksStored { new, existing })
     }
 
-    /// Reassemble and check a manifest from stored chunks.
+    /// Reassemble and check a manifest from stored chunks. The size is
+    /// bounded from the stored lengths before anything is decoded.
     fn load_manifest(&self, refs: &[ChunkRef], hash: &[u8; 32]) -> Result<Result<Manifest, String>, StateError> {
-        let mut buf = Vec::new();
+        let mut total = 0u64;
+        for r in refs {
+            match self.meta(&r.id)? {
+                None => return Ok(Err(format!("manifest chunk {} is not stored; re-run the push", r.id))),
+                Some(m) if m.len != r.len => {
+                    return Ok(Err(format!(
+                        "manifest chunk {} is {} bytes, the deploy says {}",
+                        r.id, m.len, r.len
+                    )));
+                }
+                Some(m) => total += u64::from(m.len),
+            }
+        }
+        if total > MAX_MANIFEST_BYTES {
+            return Ok(Err(format!(
+                "the manifest is {total} bytes, more than the {MAX_MANIFEST_BYTES}-byte limit; split the site"
+            )));
+        }
+        let mut buf = Vec::with_capacity(total as usize);
         for r in refs {
             let Some(c) = self.stored_chunk(&r.id)? else {
                 return Ok(Err(format!("manifest chunk {} is not stored; re-run the push", r.id)));
@@ -218,13 +238,14 @@ impl<V: StateView> Applier<'_, V> {
     }
 
     /// The distinct chunks a deployment holds a reference on.
-    fn deployment_chunks(manifest_refs: &[ChunkRef], m: &Manifest) -> HashSet<ChunkId> {
+    /// (Ordered, so mutations come out in the same order on every node.)
+    fn deployment_chunks(manifest_refs: &[ChunkRef], m: &Manifest) -> BTreeSet<ChunkId> {
         m.chunk_ids().chain(manifest_refs.iter().map(|r| r.id)).collect()
     }
 
-    fn current_chunks(&self, site: &SiteRecord) -> Result<HashSet<ChunkId>, StateError> {
+    fn current_chunks(&self, site: &SiteRecord) -> Result<BTreeSet<ChunkId>, StateError> {
         let Some(cur) = &site.current else {
-            return Ok(HashSet::new());
+            return Ok(BTreeSet::new());
         };
         match self.load_manifest(&cur.manifest, &cur.manifest_hash)? {
             Ok(m) => Ok(Self::deployment_chunks(&cur.manifest, &m)),
@@ -281,12 +302,32 @@ impl<V: StateView> Applier<'_, V> {
             Err(e) => return reject(e),
         };
         let new_set = Self::deployment_chunks(&d.manifest, &manifest);
+        // Every chunk must be stored, with the length the manifest gives it
+        // (a wrong length would make ranges and downloads wrong).
+        let mut lens: BTreeMap<ChunkId, u32> = BTreeMap::new();
+        for c in manifest.files.iter().flat_map(|f| &f.chunks) {
+            if *lens.entry(c.id).or_insert(c.len) != c.len {
+                return reject(format!("the manifest gives chunk {} two different lengths", c.id));
+            }
+        }
         let mut missing = 0usize;
         let mut example = None;
         for id in &new_set {
-            if self.meta(id)?.is_none() {
-                missing += 1;
-                example.get_or_insert(*id);
+            match self.meta(id)? {
+                None => {
+                    missing += 1;
+                    example.get_or_insert(*id);
+                }
+                Some(m) => {
+                    if let Some(&len) = lens.get(id)
+                        && len != m.len
+                    {
+                        return reject(format!(
+                            "the manifest says chunk {id} is {len} bytes, it is stored with {}; the manifest is wrong",
+                            m.len
+                        ));
+                    }
+                }
             }
         }
         if let Some(id) = example {
@@ -366,6 +407,39 @@ impl<V: StateView> Applier<'_, V> {
         Ok(Outcome::SiteDeleted { deleted: true })
     }
 
+    /// The first `limit` entries of the unreferenced-chunk index before
+    /// `before_ms`, *as of this entry*: the view (state at the start of the
+    /// batch) corrected by what earlier entries of this batch changed. So
+    /// the result — which chunks are deleted — does not depend on how
+    /// entries were grouped into batches.
+    fn zero_index(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, ChunkId)>, StateError> {
+        let mut overlay: BTreeMap<(u64, ChunkId), bool> = BTreeMap::new();
+        for m in &self.mutations {
+            match m {
+                Mutation::PutZeroChunk { at_ms, id } => {
+                    overlay.insert((*at_ms, *id), true);
+                }
+                Mutation::DeleteZeroChunk { at_ms, id } => {
+                    overlay.insert((*at_ms, *id), false);
+                }
+                _ => {}
+            }
+        }
+        // Enough of the view that, after removing what this batch deleted,
+        // its first `limit` entries are still all there.
+        let removed = overlay.values().filter(|present| !**present).count();
+        let mut index: BTreeSet<(u64, ChunkId)> =
+            self.view.zero_chunks(before_ms, limit + removed)?.into_iter().collect();
+        for (key, present) in overlay {
+            if !present {
+                index.remove(&key);
+            } else if key.0 < before_ms {
+                index.insert(key);
+            }
+        }
+        Ok(index.into_iter().take(limit).collect())
+    }
+
     pub(crate) fn collect_garbage(&mut self, grace_ms: u64, limit: u32, now: u64) -> Result<Outcome, StateError> {
         let Some(before) = (now + 1).checked_sub(grace_ms) else {
             return Ok(Outcome::GarbageCollected {
@@ -374,7 +448,7 @@ impl<V: StateView> Applier<'_, V> {
                 more: false,
             });
         };
-        let found = self.view.zero_chunks(before, limit as usize)?;
+        let found = self.zero_index(before, limit as usize)?;
         let more = found.len() == limit as usize;
         let (mut chunks, mut bytes) = (0u64, 0u64);
         for (at_ms, id) in found {

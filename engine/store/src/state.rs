@@ -458,8 +458,9 @@ impl StateDb {
         }
         // Whole records of the replicated tables. Chunk data is left out:
         // a chunk's content is its own hash, and `chunk_meta` has one record
-        // per stored chunk.
-        for name in [CF_KV, CF_CHUNK_META, CF_SITES, CF_FILES, CF_DEPLOYS] {
+        // per stored chunk. `chunk_zero` decides what future garbage
+        // collections delete, so it is in.
+        for name in [CF_KV, CF_CHUNK_META, CF_CHUNK_ZERO, CF_SITES, CF_FILES, CF_DEPLOYS] {
             let mut ro = ReadOptions::default();
             ro.set_snapshot(&snap);
             h.update(name.as_bytes());
@@ -872,15 +873,25 @@ impl StateDb {
     }
 
     /// Which of `ids` are not stored.
-    pub fn missing_chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
+    /// Which of `ids` a push must upload: those not stored, and those no
+    /// deployment uses that became unused before `stale_before_ms` (garbage
+    /// collection may delete them before the push deploys; uploading them
+    /// again renews their grace period).
+    pub fn missing_chunks(&self, ids: &[ChunkId], stale_before_ms: u64) -> Result<Vec<ChunkId>, StoreError> {
         let generation = self.live();
         let db = generation.db();
         let handle = cf(db, CF_CHUNK_META)?;
         let keys: Vec<_> = ids.iter().map(|id| (handle, id.0.to_vec())).collect();
         let mut out = Vec::new();
         for (id, r) in ids.iter().zip(db.multi_get_cf(keys)) {
-            if r.map_err(|e| StoreError::rocks("look up chunks", e))?.is_none() {
-                out.push(*id);
+            match r.map_err(|e| StoreError::rocks("look up chunks", e))? {
+                None => out.push(*id),
+                Some(b) => {
+                    let meta: ChunkMeta = dec("chunk meta", &b)?;
+                    if meta.refs == 0 && meta.zero_since_ms < stale_before_ms {
+                        out.push(*id);
+                    }
+                }
             }
         }
         Ok(out)

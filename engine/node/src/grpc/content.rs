@@ -23,6 +23,11 @@ use crate::deadline;
 use crate::error::ApiError;
 use crate::node::Node;
 
+/// Most chunks in one `PutChunks` request.
+pub const MAX_PUT_CHUNKS: usize = 4096;
+/// Most plaintext bytes the chunks of one `PutChunks` request expand to.
+pub const MAX_PUT_PLAIN_BYTES: u64 = 256 * 1024 * 1024;
+
 pub struct ContentApi {
     pub node: Arc<Node>,
 }
@@ -222,7 +227,12 @@ impl Content for ContentApi {
                 ));
             }
             let state = node.state.clone();
-            let missing = blocking(move || Ok(state.missing_chunks(&ids)?)).await?;
+            // Unused chunks past half their grace period count as missing:
+            // re-uploading renews them, so the collector cannot delete them
+            // under this push.
+            let half_grace = node.config.content.gc_grace.as_millis() as u64 / 2;
+            let stale_before = crate::node::now_ms().saturating_sub(half_grace);
+            let missing = blocking(move || Ok(state.missing_chunks(&ids, stale_before)?)).await?;
             Ok(MissingChunksResponse {
                 missing: missing.into_iter().map(|id| id.0.to_vec()).collect(),
             })
@@ -239,8 +249,24 @@ impl Content for ContentApi {
                 let msg = req.into_inner();
                 return forward_to_leader!(&node, node.peers.content(leader, &addr), addr, put_chunks, msg, budget);
             }
-            // Check every chunk before anything is proposed.
-            let incoming = req.into_inner().chunks;
+            // Check every chunk before anything is proposed. Bounded: each
+            // chunk decompresses to at most 1 MiB, and a request may not
+            // expand to more than MAX_PUT_PLAIN_BYTES.
+            let mut incoming = req.into_inner().chunks;
+            if incoming.len() > MAX_PUT_CHUNKS {
+                return Err(ApiError::InvalidArgument(format!(
+                    "{} chunks in one request; send at most {MAX_PUT_CHUNKS}",
+                    incoming.len()
+                )));
+            }
+            let mut seen = std::collections::HashSet::new();
+            incoming.retain(|c| seen.insert(c.id.clone()));
+            let plain: u64 = incoming.iter().map(|c| u64::from(c.len)).sum();
+            if plain > MAX_PUT_PLAIN_BYTES {
+                return Err(ApiError::InvalidArgument(format!(
+                    "the chunks of one request add up to {plain} bytes; send at most {MAX_PUT_PLAIN_BYTES}"
+                )));
+            }
             let chunks: Vec<StoredChunk> = blocking(move || {
                 incoming
                     .into_iter()
@@ -327,6 +353,14 @@ impl Content for ContentApi {
                 .as_slice()
                 .try_into()
                 .map_err(|_| ApiError::InvalidArgument("manifest_hash must be 32 bytes".into()))?;
+            let manifest_bytes: u64 = r.manifest.iter().map(|c| u64::from(c.len)).sum();
+            if manifest_bytes > sen_content::manifest::MAX_MANIFEST_BYTES || r.manifest.len() > 100_000 {
+                return Err(ApiError::InvalidArgument(format!(
+                    "a manifest of {} chunks and {manifest_bytes} bytes is over the limit ({} bytes); split the site",
+                    r.manifest.len(),
+                    sen_content::manifest::MAX_MANIFEST_BYTES
+                )));
+            }
             let manifest: Vec<ChunkRef> = r
                 .manifest
                 .iter()

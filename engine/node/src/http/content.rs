@@ -89,8 +89,10 @@ fn plain(code: StatusCode, msg: String) -> Response {
         .into_response()
 }
 
-/// Parse a single `bytes=` range against `size`: `Ok(None)` = no usable
-/// range header (serve everything), `Err(())` = unsatisfiable.
+/// Parse a single `bytes=` range against `size` (RFC 9110 §14):
+/// `Ok(None)` = no usable range (absent, several ranges, invalid syntax, an
+/// empty file: serve everything with 200), `Err(())` = syntactically valid
+/// but unsatisfiable (416).
 fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(v) = h.and_then(|v| v.to_str().ok()) else {
         return Ok(None);
@@ -98,36 +100,57 @@ fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>,
     let Some(spec) = v.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
-    if spec.contains(',') {
+    if spec.contains(',') || size == 0 {
         // Several ranges: answer with the whole file (allowed by RFC 9110).
         return Ok(None);
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
     let (a, b) = (a.trim(), b.trim());
     let range = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
+        let Ok(n) = b.parse::<u64>() else { return Ok(None) };
         if n == 0 {
             return Err(());
         }
         (size.saturating_sub(n), size)
     } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
+        let Ok(start) = a.parse::<u64>() else { return Ok(None) };
         let end = if b.is_empty() {
             size
         } else {
-            b.parse::<u64>().map_err(|_| ())?.saturating_add(1).min(size)
+            let Ok(last) = b.parse::<u64>() else { return Ok(None) };
+            if last < start {
+                return Ok(None);
+            }
+            last.saturating_add(1).min(size)
         };
         (start, end)
     };
-    if range.0 >= size || range.0 >= range.1 {
+    if range.0 >= size {
         return Err(());
     }
     Ok(Some(range))
 }
 
-/// Marks a 404 for a site that does not exist.
+/// Percent-encode a path for a `Location` header (keeps `/` and the
+/// unreserved characters of RFC 3986).
+fn encode_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Marks a response about a site known to exist (only those get their own
+/// metric series, so made-up site names cannot grow the metrics).
 #[derive(Clone, Copy)]
-struct NoSuchSite;
+struct KnownSite;
 
 /// Where a site's files are served from, for redirects.
 pub enum Mount {
@@ -163,12 +186,45 @@ pub async fn serve_root(
 }
 
 /// Requests that match no route: a virtual host, or 404.
-pub async fn fallback(
+/// Requests to a configured virtual host are served from its site, whatever
+/// the path: the node's own endpoints (`/metrics`, `/readyz`, `/sites/…`)
+/// are not reachable under a public host name. Runs before routing.
+pub async fn virtual_hosts(
     State(node): State<Arc<Node>>,
-    method: Method,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
 ) -> Response {
+    let Some(site) = vhost_site(&node, req.headers()) else {
+        return next.run(req).await;
+    };
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let decoded = percent_decode(req.uri().path().trim_start_matches('/'));
+    serve(node, site, decoded, method, headers, Mount::VirtualHost).await
+}
+
+/// `/sites/{site}` → `/sites/{site}/`, so relative links in its index work.
+pub async fn site_root_redirect(Path(site): Path<String>) -> Response {
+    if path::check_site_name(&site).is_err() {
+        return plain(StatusCode::NOT_FOUND, format!("no site {site:?}"));
+    }
+    (
+        StatusCode::PERMANENT_REDIRECT,
+        [(header::LOCATION, format!("/sites/{site}/"))],
+    )
+        .into_response()
+}
+
+/// Requests that match no route and no virtual host.
+pub async fn fallback(uri: axum::http::Uri) -> Response {
+    plain(StatusCode::NOT_FOUND, format!("not found: {}", uri.path()))
+}
+
+/// The site a request's `Host` names through `content.vhosts`, if any.
+fn vhost_site(node: &Node, headers: &HeaderMap) -> Option<String> {
+    if node.config.content.vhosts.is_empty() {
+        return None;
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -183,12 +239,7 @@ pub async fn fallback(
         })
         .unwrap_or("");
     // Host names are case-insensitive; configured names are lower case.
-    let Some(site) = node.config.content.vhosts.get(&host.to_ascii_lowercase()).cloned() else {
-        return plain(StatusCode::NOT_FOUND, format!("not found: {}", uri.path()));
-    };
-    let raw = uri.path().trim_start_matches('/');
-    let decoded = percent_decode(raw);
-    serve(node, site, decoded, method, headers, Mount::VirtualHost).await
+    node.config.content.vhosts.get(&host.to_ascii_lowercase()).cloned()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -225,10 +276,10 @@ async fn serve(
     let started = Instant::now();
     let resp = serve_inner(&node, &site, raw_path, &method, &headers, &mount).await;
     // Only existing sites get their own metric series.
-    let label = if resp.extensions().get::<NoSuchSite>().is_some() {
-        "-"
-    } else {
+    let label = if resp.extensions().get::<KnownSite>().is_some() {
         site.as_str()
+    } else {
+        "-"
     };
     node.metrics
         .observe_http(label, resp.status().as_u16(), started.elapsed());
@@ -277,9 +328,7 @@ async fn serve_inner(
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD".into());
     }
     if path::check_site_name(site).is_err() {
-        let mut r = plain(StatusCode::NOT_FOUND, format!("no site {site:?}"));
-        r.extensions_mut().insert(NoSuchSite);
-        return r;
+        return plain(StatusCode::NOT_FOUND, format!("no site {site:?}"));
     }
     let wants_dir = raw_path.is_empty() || raw_path.ends_with('/');
     let full = if wants_dir {
@@ -298,8 +347,11 @@ async fn serve_inner(
     let Some(rec) = rec else {
         // `dir` → `dir/` when dir/index.html exists.
         if !wants_dir && let Ok((Some(_), _, _)) = lookup(node, site, &format!("{p}/index.html"), false).await {
-            let loc = mount.url(site, &format!("{raw_path}/"));
-            return (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, loc)]).into_response();
+            // Built from the normalised path, encoded: never `//host`.
+            let loc = mount.url(site, &format!("{}/", encode_path(&p)));
+            let mut r = (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, loc)]).into_response();
+            r.extensions_mut().insert(KnownSite);
+            return r;
         }
         let state = node.state.clone();
         let s = site.to_owned();
@@ -309,13 +361,27 @@ async fn serve_inner(
             .and_then(Result::ok)
             .unwrap_or(false);
         if !exists {
-            let mut r = plain(StatusCode::NOT_FOUND, format!("no site {site:?}"));
-            r.extensions_mut().insert(NoSuchSite);
-            return r;
+            return plain(StatusCode::NOT_FOUND, format!("no site {site:?}"));
         }
-        return plain(StatusCode::NOT_FOUND, format!("not found: {p}"));
+        let mut r = plain(StatusCode::NOT_FOUND, format!("not found: {p}"));
+        r.extensions_mut().insert(KnownSite);
+        return r;
     };
+    let mut r = serve_file(node, &p, rec, applied, inline, method, headers);
+    r.extensions_mut().insert(KnownSite);
+    r
+}
 
+/// The response for a file that exists.
+fn serve_file(
+    node: &Arc<Node>,
+    p: &str,
+    rec: FileRecord,
+    applied: u64,
+    inline: Option<Vec<u8>>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
     let etag = format!("\"{}\"", blake3::Hash::from(rec.blake3).to_hex());
     let mut h = HeaderMap::new();
     let set = |h: &mut HeaderMap, k: header::HeaderName, v: String| {
@@ -324,7 +390,7 @@ async fn serve_inner(
         }
     };
     set(&mut h, header::ETAG, etag.clone());
-    set(&mut h, header::CONTENT_TYPE, content_type(&p));
+    set(&mut h, header::CONTENT_TYPE, content_type(p));
     set(
         &mut h,
         header::LAST_MODIFIED,
@@ -355,7 +421,14 @@ async fn serve_inner(
     {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
-    let (status, start, end) = match parse_range(headers.get(header::RANGE), rec.size) {
+    // A Range under an If-Range that is not this version's ETag is ignored:
+    // resuming a download across a deployment gets the whole new file
+    // instead of stitching two versions together.
+    let range = match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        Some(cond) if cond.trim() != etag => None,
+        _ => headers.get(header::RANGE),
+    };
+    let (status, start, end) = match parse_range(range, rec.size) {
         Ok(None) => (StatusCode::OK, 0, rec.size),
         Ok(Some((s, e))) => {
             set(
@@ -371,7 +444,7 @@ async fn serve_inner(
         }
     };
     set(&mut h, header::CONTENT_LENGTH, (end - start).to_string());
-    if method == Method::HEAD {
+    if *method == Method::HEAD {
         return (status, h).into_response();
     }
     if let Some(data) = inline {
@@ -457,7 +530,13 @@ mod tests {
         assert_eq!(parse_range(Some(&v("bytes=-10")), 100), Ok(Some((90, 100))));
         assert_eq!(parse_range(Some(&v("bytes=50-500")), 100), Ok(Some((50, 100))));
         assert_eq!(parse_range(Some(&v("bytes=100-")), 100), Err(()));
-        assert_eq!(parse_range(Some(&v("bytes=5-2")), 100), Err(()));
+        // Invalid syntax is ignored (RFC 9110), not refused.
+        assert_eq!(parse_range(Some(&v("bytes=5-2")), 100), Ok(None));
+        assert_eq!(parse_range(Some(&v("bytes=x-")), 100), Ok(None));
+        assert_eq!(parse_range(Some(&v("bytes=-0")), 100), Err(()));
+        assert_eq!(parse_range(Some(&v("bytes=0-0")), 100), Ok(Some((0, 1))));
+        assert_eq!(parse_range(Some(&v("bytes=-500")), 100), Ok(Some((0, 100))));
+        assert_eq!(parse_range(Some(&v("bytes=0-")), 0), Ok(None));
         assert_eq!(parse_range(Some(&v("bytes=0-1,5-6")), 100), Ok(None));
         assert_eq!(parse_range(Some(&v("items=0-1")), 100), Ok(None));
     }

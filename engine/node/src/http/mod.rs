@@ -7,6 +7,9 @@
 //!   `server.ready-max-lag` entries of the commit index it knows. Otherwise
 //!   503 with the reason. The body is JSON either way.
 //! - `/metrics`: Prometheus/OpenMetrics text.
+//!
+//! A request whose `Host` is a configured virtual host never reaches these
+//! routes: it is served from that site (see [`content::virtual_hosts`]).
 
 use std::sync::Arc;
 
@@ -26,10 +29,14 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/sites/{site}", get(content::serve_root))
+        .route("/sites/{site}", get(content::site_root_redirect))
         .route("/sites/{site}/", get(content::serve_root))
         .route("/sites/{site}/{*path}", get(content::serve_path))
         .fallback(content::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            content::virtual_hosts,
+        ))
         .with_state(node)
 }
 

@@ -300,3 +300,139 @@ fn out_bytes(o: &Outcome) -> u64 {
         _ => 0,
     }
 }
+
+#[test]
+fn a_deploy_with_wrong_chunk_lengths_or_a_huge_manifest_is_refused() {
+    let mut s = Site::new();
+    s.apply(Op::CreateSite { site: "a".into() });
+    let data = blob(3, 5000);
+    // The manifest claims the file's one chunk is 4999 bytes long.
+    let (d, chunks) = build("a", &[("x", data.clone())], None);
+    s.apply(Op::PutChunks { chunks });
+    let mut m = Manifest {
+        files: vec![FileEntry {
+            path: "x".into(),
+            size: 4999,
+            blake3: *blake3::hash(&data).as_bytes(),
+            mtime_ms: 1,
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(&data),
+                len: 4999,
+            }],
+        }],
+    };
+    let enc = m.encode().unwrap();
+    let (mrefs, pieces) = split(&enc);
+    s.apply(Op::PutChunks {
+        chunks: pieces.iter().map(|p| StoredChunk::encode(p, 3).unwrap()).collect(),
+    });
+    let lying = Deploy {
+        manifest: mrefs,
+        manifest_hash: *blake3::hash(&enc).as_bytes(),
+        ..d.clone()
+    };
+    let out = s.apply(Op::Deploy(lying));
+    assert!(
+        matches!(&out, Outcome::DeployRejected { reason } if reason.contains("stored with")),
+        "{out:?}"
+    );
+    // One small chunk named a million times as the manifest: refused from
+    // the lengths, before anything is assembled.
+    let zeros = StoredChunk::encode(&vec![0u8; 1 << 20], 3).unwrap();
+    let zid = zeros.id;
+    s.apply(Op::PutChunks { chunks: vec![zeros] });
+    let bomb = Deploy {
+        manifest: vec![ChunkRef { id: zid, len: 1 << 20 }; 1_000],
+        ..d.clone()
+    };
+    let out = s.apply(Op::Deploy(bomb));
+    assert!(
+        matches!(&out, Outcome::DeployRejected { reason } if reason.contains("limit")),
+        "{out:?}"
+    );
+    // The honest deploy still works.
+    m.files[0].size = 5000;
+    assert!(matches!(s.apply(Op::Deploy(d)), Outcome::Deployed { .. }));
+}
+
+// Model-based property: whatever the batching, content commands give the
+// same responses and the same state as applying one entry at a time —
+// including garbage collection, which scans an index the batch changes.
+mod batching {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::command::Response;
+
+    fn apply_batches(batches: &[&[Request]]) -> (Vec<Response>, MemState) {
+        let mut state = MemState::default();
+        let mut out = Vec::new();
+        let mut index = 1;
+        for batch in batches {
+            let mut a = Applier::new(&state);
+            for r in *batch {
+                out.push(a.apply(index, r).unwrap());
+                index += 1;
+            }
+            let m = a.finish();
+            state.write(m);
+        }
+        (out, state)
+    }
+
+    fn pool() -> Vec<Op> {
+        let trees = [
+            vec![("p", blob(1, 3000)), ("q", blob(2, 2000))],
+            vec![("p", blob(1, 3000)), ("r", blob(3, 4000))],
+            vec![("s", blob(4, 1000))],
+        ];
+        let mut ops = vec![
+            Op::CreateSite { site: "a".into() },
+            Op::CreateSite { site: "b".into() },
+            Op::DeleteSite { site: "a".into() },
+        ];
+        for (i, t) in trees.iter().enumerate() {
+            let files: Vec<(&str, Vec<u8>)> = t.iter().map(|(p, d)| (*p, d.clone())).collect();
+            let (d, chunks) = build(if i == 2 { "b" } else { "a" }, &files, None);
+            // Sometimes only part of the upload arrives before the deploy.
+            ops.push(Op::PutChunks {
+                chunks: chunks[..1].to_vec(),
+            });
+            ops.push(Op::PutChunks { chunks });
+            ops.push(Op::Deploy(d));
+        }
+        for grace_ms in [0, 15] {
+            for limit in [1, 3] {
+                ops.push(Op::CollectGarbage { grace_ms, limit });
+            }
+        }
+        ops
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn batching_does_not_change_content_results(
+            picks in prop::collection::vec(0usize..64, 1..40),
+            cuts in prop::collection::vec(any::<bool>(), 40),
+        ) {
+            let pool = pool();
+            let reqs: Vec<Request> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Request { id: None, proposed_at_ms: 1_000 + i as u64 * 7, op: pool[p % pool.len()].clone() })
+                .collect();
+            let singles: Vec<&[Request]> = reqs.chunks(1).collect();
+            let (r1, s1) = apply_batches(&singles);
+            let mut batches: Vec<&[Request]> = Vec::new();
+            let mut start = 0;
+            for i in 1..reqs.len() {
+                if cuts[i] { batches.push(&reqs[start..i]); start = i; }
+            }
+            batches.push(&reqs[start..]);
+            let (r2, s2) = apply_batches(&batches);
+            prop_assert_eq!(r1, r2);
+            prop_assert_eq!(s1, s2);
+        }
+    }
+}
