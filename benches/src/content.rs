@@ -68,7 +68,7 @@ impl Default for Args {
 }
 
 /// xorshift64: a fast, reproducible, incompressible byte stream.
-struct Noise(u64);
+pub(crate) struct Noise(u64);
 
 impl Noise {
     fn fill(&mut self, buf: &mut [u8]) {
@@ -79,14 +79,14 @@ impl Noise {
             c.copy_from_slice(&self.0.to_le_bytes()[..c.len()]);
         }
     }
-    fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(seed: u64, n: usize) -> Vec<u8> {
         let mut v = vec![0; n];
         Noise(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1).fill(&mut v);
         v
     }
 }
 
-fn run_ok(cmd: &mut Command, what: &str) -> Result<std::process::Output> {
+pub(crate) fn run_ok(cmd: &mut Command, what: &str) -> Result<std::process::Output> {
     let out = cmd.output().with_context(|| format!("{what}: cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
@@ -94,7 +94,7 @@ fn run_ok(cmd: &mut Command, what: &str) -> Result<std::process::Output> {
     Ok(out)
 }
 
-fn need(tool: &str) -> Result<PathBuf> {
+pub(crate) fn need(tool: &str) -> Result<PathBuf> {
     for dir in std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
@@ -105,7 +105,7 @@ fn need(tool: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!("{tool} is not installed: run `./scripts/setup.sh --bench` (installs wrk and nginx)")
+    bail!("{tool} is not installed: run `./scripts/setup.sh --bench` (installs wrk, nginx, restic and borgbackup)")
 }
 
 /// Download and unpack the releases (cached under `corpus`).
@@ -144,7 +144,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn files_of(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_of(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -163,7 +163,7 @@ fn files_of(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Peak resident memory of a process since the last reset, in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
+pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = s
         .lines()
@@ -175,12 +175,12 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn reset_peak_rss(pid: u32) {
+pub(crate) fn reset_peak_rss(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
 /// Run the `sen` CLI, timing it and sampling its peak memory.
-fn sen_cli(sen: &Path, eps: &str, args: &[&str]) -> Result<(Value, f64, f64)> {
+pub(crate) fn sen_cli(sen: &Path, eps: &str, args: &[&str]) -> Result<(Value, f64, f64)> {
     let t = Instant::now();
     let mut child = Command::new(sen)
         .args(["--endpoints", eps, "--output", "json", "--timeout", "1h"])

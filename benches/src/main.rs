@@ -6,6 +6,7 @@
 //! target/release/sen-benches failover --out bench-out    # kill -9 leader → first write
 //! target/release/sen-benches limits --out bench-out      # fsyncs/s of the data disk
 //! target/release/sen-benches content --out bench-out     # push MB/s, dedup, HTTP vs nginx (needs wrk, nginx)
+//! target/release/sen-benches backup --out bench-out     # vs restic and borg (needs restic, borgbackup)
 //! target/release/sen-benches all --out bench-out
 //! ```
 //!
@@ -14,6 +15,7 @@
 //! this one) on 127.0.0.x with fsync on, data under `--data` (default: a
 //! temporary directory on the same disk as the build).
 
+mod backup;
 mod content;
 mod failover;
 mod kv;
@@ -54,6 +56,9 @@ enum Bench {
     /// Site content: push throughput, dedup of ten real releases, HTTP
     /// requests/s side by side with nginx, a large file end to end.
     Content(content::Args),
+    /// Backups and restores side by side with restic and borg (needs
+    /// `./scripts/setup.sh --bench`).
+    Backup(backup::Args),
     /// Everything above with default settings.
     All,
 }
@@ -93,12 +98,17 @@ async fn main() -> Result<()> {
             let sen = sen_binary(cli.sen)?;
             content::run(&sen, &data, &cli.out, &machine, a).await?;
         }
+        Bench::Backup(a) => {
+            let sen = sen_binary(cli.sen)?;
+            backup::run(&sen, &data, &cli.out, &machine, a).await?;
+        }
         Bench::All => {
             let sen = sen_binary(cli.sen)?;
             limits::run(&data, &cli.out, &machine)?;
             kv::run(&sen, &data, &cli.out, &machine, kv::Args::default()).await?;
             failover::run(&sen, &data, &cli.out, &machine, failover::Args::default()).await?;
             content::run(&sen, &data, &cli.out, &machine, content::Args::default()).await?;
+            backup::run(&sen, &data, &cli.out, &machine, backup::Args::default()).await?;
         }
     }
     Ok(())

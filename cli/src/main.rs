@@ -5,6 +5,7 @@
 //! `--output text|json`; they exit non-zero with a one-line reason on
 //! failure.
 
+mod backup_cmd;
 mod cluster_cmd;
 mod demo;
 mod kv_cmd;
@@ -64,6 +65,12 @@ enum Command {
     /// Component sites: push, serve, pull.
     #[command(subcommand)]
     Site(site_cmd::SiteCmd),
+    /// Backups: repositories, snapshots, verification, retention.
+    #[command(subcommand)]
+    Backup(backup_cmd::BackupCmd),
+    /// Restore from a backup: a whole cluster, a site, a database.
+    #[command(subcommand)]
+    Restore(backup_cmd::RestoreCmd),
 }
 
 /// A command failed: print this line and exit with `code`.
@@ -90,6 +97,8 @@ fn main() -> ExitCode {
         Command::Cluster(cmd) => client_runtime(|| cluster_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Kv(cmd) => client_runtime(|| kv_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Site(cmd) => client_runtime(|| site_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Backup(cmd) => backup_cmd::run_backup(cmd, &cli.endpoints, cli.output, cli.timeout),
+        Command::Restore(cmd) => backup_cmd::run_restore(cmd, cli.output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -94,3 +94,18 @@ pub fn sen(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// [`sen`] with extra environment variables.
+pub fn sen_env(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
+    let out = std::process::Command::new(SEN)
+        .args(args)
+        .env_remove("SEN_ENDPOINTS")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run sen");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -525,6 +525,35 @@ impl Client {
         }
     }
 
+    /// Ask the node at `addr` to back up its replica (no retry elsewhere:
+    /// a retry would take a second backup). `timeout` bounds the backup.
+    pub async fn create_backup(
+        &self,
+        addr: &str,
+        req: CreateBackupRequest,
+        timeout: Duration,
+    ) -> Result<CreateBackupResponse, ClientError> {
+        let ch = self.channel(addr)?;
+        match tokio::time::timeout(
+            timeout,
+            sen_proto::v1::backup_client::BackupClient::new(ch).create(Self::request(req, timeout)),
+        )
+        .await
+        {
+            Err(_) => Err(ClientError::Status {
+                code: Code::DeadlineExceeded,
+                message: format!(
+                    "the backup on {addr} did not finish within {timeout:?} (raise --timeout); it may still complete"
+                ),
+            }),
+            Ok(Err(s)) => Err(ClientError::Status {
+                code: s.code(),
+                message: format!("{addr}: {}", s.message()),
+            }),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }
+
     /// Note the leader from a response header (for callers using
     /// [`Client::put`] etc., this happens automatically on errors).
     pub fn observe(&self, header: &Option<ResponseHeader>, served_by: &str) {

@@ -46,7 +46,14 @@ pub fn chunks<R: Read>(source: R) -> impl Iterator<Item = std::io::Result<Chunk>
 
 /// Chunk an in-memory buffer: `(offset, len)` of each chunk.
 pub fn cut(data: &[u8]) -> Vec<(usize, usize)> {
-    fastcdc::v2020::FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+    cut_with(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+}
+
+/// [`cut`] with other sizes (FastCDC 2020 needs min ≥ 64, avg ≥ 256,
+/// max ≥ 1024). Backups cut table record streams finer than files, so a
+/// scattered update of a few records re-uploads little.
+pub fn cut_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<(usize, usize)> {
+    fastcdc::v2020::FastCDC::new(data, min, avg, max)
         .map(|c| (c.offset, c.length))
         .collect()
 }

@@ -34,6 +34,25 @@ pub struct NodeConfig {
     pub log: LogConfig,
     pub network: NetworkConfig,
     pub content: ContentConfig,
+    pub backup: BackupConfig,
+}
+
+/// Scheduled backups (the schedule itself is kept in the cluster:
+/// `sen backup schedule set`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackupConfig {
+    /// How often the leader looks whether a scheduled backup is due.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Site content: serving, replication and garbage collection.
@@ -103,6 +122,7 @@ impl Default for NodeConfig {
             log: LogConfig::default(),
             network: NetworkConfig::default(),
             content: ContentConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -437,6 +457,9 @@ impl NodeConfig {
         }
         if self.content.gc_interval.is_zero() {
             return bad("content.gc-interval must be positive".into());
+        }
+        if self.backup.check_interval < Duration::from_millis(100) {
+            return bad("backup.check-interval must be at least 100ms".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad(format!("log.format = {:?}: use \"text\" or \"json\"", self.log.format));

@@ -16,6 +16,7 @@
 //! - `metrics`: Prometheus metrics, fed from openraft's metrics.
 //! - `server`: start-up and the ordered shutdown.
 
+pub mod backup;
 pub mod config;
 mod deadline;
 mod error;

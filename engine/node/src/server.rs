@@ -23,6 +23,7 @@ use std::time::Duration;
 use openraft::{Config, SnapshotPolicy};
 use sen_proto::raft::v1::raft_server::RaftServer;
 use sen_proto::v1::admin_server::AdminServer;
+use sen_proto::v1::backup_server::BackupServer;
 use sen_proto::v1::cluster_server::ClusterServer;
 use sen_proto::v1::content_server::ContentServer;
 use sen_proto::v1::kv_server::KvServer;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::grpc::admin::AdminApi;
+use crate::grpc::backup::BackupApi;
 use crate::grpc::cluster::ClusterApi;
 use crate::grpc::content::ContentApi;
 use crate::grpc::kv::KvApi;
@@ -150,6 +152,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let stop_watch = CancellationToken::new();
     let watcher = tokio::spawn(metrics::watch_raft(raft.clone(), cfg.id, metrics, stop_watch.clone()));
     let gc = tokio::spawn(collect_garbage(node.clone(), stop_watch.clone()));
+    let scheduler = tokio::spawn(crate::backup::run_scheduler(node.clone(), stop_watch.clone()));
 
     // gRPC: public API, node-to-node service, health, reflection.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -183,6 +186,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         )
         .add_service(ClusterServer::new(ClusterApi { node: node.clone() }))
         .add_service(AdminServer::new(AdminApi { node: node.clone() }))
+        .add_service(BackupServer::new(BackupApi { node: node.clone() }))
         .add_service(
             ContentServer::new(ContentApi { node: node.clone() })
                 .max_decoding_message_size(max)
@@ -253,6 +257,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     stop_watch.cancel();
     let _ = watcher.await;
     let _ = gc.await;
+    let _ = scheduler.await;
 
     // 4. Stop the servers.
     tracing::info!("shutdown 4/5: stopping gRPC and HTTP servers");

@@ -148,6 +148,24 @@ impl LogStore {
         })
     }
 
+    /// Seed an empty log restored from a backup: it starts after `last`
+    /// (purged and committed up to it) with `vote` (fsynced).
+    pub fn seed_after_restore(&self, last: LogId, vote: Vote) -> Result<(), StoreError> {
+        if !self.is_pristine()? {
+            return Err(StoreError::Invalid(
+                "the Raft log is not empty; restore into a new data directory".into(),
+            ));
+        }
+        let meta = cf(self.db(), CF_META)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, K_PURGED, enc_log_id(&last)?);
+        batch.put_cf(meta, K_COMMITTED, enc_log_id(&last)?);
+        batch.put_cf(meta, K_VOTE, enc_vote(&vote)?);
+        self.db()
+            .write_opt(batch, &sync_opts())
+            .map_err(|e| StoreError::rocks("seed the restored raft log", e))
+    }
+
     /// Whether the log holds no entries and no vote (a node that never took
     /// part in a cluster).
     pub fn is_pristine(&self) -> Result<bool, StoreError> {

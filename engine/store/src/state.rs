@@ -131,7 +131,7 @@ pub struct StateDb {
     /// Held while a batch is written, a snapshot checkpoint is taken, or a
     /// snapshot is installed, so those see whole batches only.
     gate: Mutex<()>,
-    applied: RwLock<Applied>,
+    pub(crate) applied: RwLock<Applied>,
     pub(crate) current_snapshot: Mutex<Option<SnapshotHandle>>,
 }
 
@@ -446,33 +446,8 @@ impl StateDb {
         let generation = self.live();
         let db = generation.db();
         let snap = db.snapshot();
-        let meta = cf(db, CF_META)?;
         let applied = snapshot_applied_index(db, &snap)?;
-        let mut h = blake3::Hasher::new();
-        h.update(b"sen-state-digest-v1");
-        if let Some(b) = snap
-            .get_cf(meta, K_CLUSTER_ID)
-            .map_err(|e| StoreError::rocks("read the cluster id", e))?
-        {
-            h.update(&b);
-        }
-        // Whole records of the replicated tables. Chunk data is left out:
-        // a chunk's content is its own hash, and `chunk_meta` has one record
-        // per stored chunk. `chunk_zero` decides what future garbage
-        // collections delete, so it is in.
-        for name in [CF_KV, CF_CHUNK_META, CF_CHUNK_ZERO, CF_SITES, CF_FILES, CF_DEPLOYS] {
-            let mut ro = ReadOptions::default();
-            ro.set_snapshot(&snap);
-            h.update(name.as_bytes());
-            for r in db.iterator_cf_opt(cf(db, name)?, ro, IteratorMode::Start) {
-                let (k, v) = r.map_err(|e| StoreError::rocks("read the state for the digest", e))?;
-                h.update(&(k.len() as u64).to_le_bytes());
-                h.update(&k);
-                h.update(&(v.len() as u64).to_le_bytes());
-                h.update(&v);
-            }
-        }
-        Ok((applied, h.finalize().to_hex().to_string()))
+        Ok((applied, digest_of(db, &snap)?))
     }
 
     /// Request ids applied within the deduplication window, with the
@@ -491,8 +466,41 @@ impl StateDb {
     }
 }
 
+/// The state digest of one RocksDB snapshot (see [`StateDb::digest`]).
+pub(crate) fn digest_of(db: &DB, snap: &rocksdb::SnapshotWithThreadMode<'_, DB>) -> Result<String, StoreError> {
+    let meta = cf(db, CF_META)?;
+    let mut h = blake3::Hasher::new();
+    h.update(b"sen-state-digest-v1");
+    if let Some(b) = snap
+        .get_cf(meta, K_CLUSTER_ID)
+        .map_err(|e| StoreError::rocks("read the cluster id", e))?
+    {
+        h.update(&b);
+    }
+    // Whole records of the replicated tables. Chunk data is left out:
+    // a chunk's content is its own hash, and `chunk_meta` has one record
+    // per stored chunk. `chunk_zero` decides what future garbage
+    // collections delete, so it is in.
+    for name in [CF_KV, CF_CHUNK_META, CF_CHUNK_ZERO, CF_SITES, CF_FILES, CF_DEPLOYS] {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(snap);
+        h.update(name.as_bytes());
+        for r in db.iterator_cf_opt(cf(db, name)?, ro, IteratorMode::Start) {
+            let (k, v) = r.map_err(|e| StoreError::rocks("read the state for the digest", e))?;
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(&k);
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(&v);
+        }
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
 /// The applied index as seen by a RocksDB snapshot (0 before anything).
-fn snapshot_applied_index(db: &DB, snap: &rocksdb::SnapshotWithThreadMode<'_, DB>) -> Result<u64, StoreError> {
+pub(crate) fn snapshot_applied_index(
+    db: &DB,
+    snap: &rocksdb::SnapshotWithThreadMode<'_, DB>,
+) -> Result<u64, StoreError> {
     match snap
         .get_cf(cf(db, CF_META)?, K_APPLIED)
         .map_err(|e| StoreError::rocks("read the applied index", e))?

@@ -20,6 +20,7 @@ macro_rules! forward_to_leader {
 }
 
 pub mod admin;
+pub mod backup;
 pub mod cluster;
 pub mod content;
 pub mod kv;

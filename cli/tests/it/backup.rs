@@ -1,0 +1,608 @@
+//! Backups and restores against real `sen` processes and a local-directory
+//! repository: round trips, incremental backups, damage, wrong passwords,
+//! disaster recovery of a whole cluster.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sen_chaos::cluster::{http_request, url_path};
+
+use crate::common::*;
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A portal-like tree: pages, attachments, Vietnamese names.
+fn make_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for (i, name) in ["Lịch tuần", "Công báo", "Văn bản chỉ đạo"].iter().enumerate() {
+        for j in 0..20 {
+            files.insert(
+                format!("{name}/trang {j}.html"),
+                format!("<h1>{name} {j}</h1>{}", "Đồng Tháp. ".repeat(j * 40)).into_bytes(),
+            );
+            files.insert(
+                format!("{name}/đính kèm/{j}.pdf"),
+                pseudo_random(5_000 + j * 3_001, (i * 50 + j) as u64),
+            );
+        }
+    }
+    files.insert("index.html".into(), b"<h1>Cong thong tin</h1>".to_vec());
+    files.insert("big.bin".into(), pseudo_random(2 * 1024 * 1024 + 5, 77));
+    for (p, data) in &files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+    }
+    files
+}
+
+fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_str().unwrap().to_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Run `sen … --output json` and parse stdout; panics with stderr on failure.
+fn json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = sen(&all);
+    assert_eq!(code, 0, "sen {args:?} failed: {err}");
+    serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_destroy_everything_restore_the_cluster() {
+    let mut c = cluster("backup", FAST);
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let root = c.root().to_owned();
+    let repo_url = format!("file://{}", root.join("repo").display());
+    let pw = root.join("pw");
+    std::fs::write(&pw, "mật khẩu đủ dài\n").unwrap();
+    let pwf = pw.to_str().unwrap();
+    let r = ["--repo", repo_url.as_str(), "--password-file", pwf];
+
+    // Content and databases.
+    let tree = root.join("tree");
+    let mut files = make_tree(&tree);
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "congbao"]).0, 0);
+    let (code, _, err) = sen(&["--endpoints", &eps, "site", "push", "congbao", tree.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let client = c.client().unwrap();
+    let mut kv = BTreeMap::new();
+    for i in 0..300u32 {
+        let (db, k, v) = (
+            if i % 3 == 0 { "lich" } else { "portal" },
+            format!("key/{i:04}"),
+            format!("giá trị {i}"),
+        );
+        client.put(db, k.as_bytes(), v.as_bytes()).await.unwrap();
+        kv.insert((db.to_owned(), k), v);
+    }
+
+    // Init refuses a second time; a backup reports what the issue asks.
+    let init = json(&[&["backup", "init"][..], &r].concat());
+    assert_eq!(init["encrypted"], true);
+    let (code, _, err) = sen(&[&["backup", "init"][..], &r].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("already holds"), "{err}");
+    let first = json(&[&["--endpoints", &eps, "backup", "create", "--tag", "dau-tien"][..], &r].concat());
+    for f in ["snapshot_id", "raft_index", "bytes_total", "bytes_new", "duration_ms"] {
+        assert!(!first[f].is_null(), "{f} missing: {first}");
+    }
+    let total = first["bytes_total"].as_u64().unwrap();
+    assert!(total > 2_000_000, "{first}");
+    assert!(first["bytes_new"].as_u64().unwrap() > 1_000_000, "{first}");
+    // Taken on a follower by default.
+    let leader = c.status().await.unwrap().leader_id;
+    assert_ne!(first["node_id"].as_u64().unwrap(), leader, "{first}");
+
+    // Incremental: one file and a few keys change; little travels.
+    let edited = pseudo_random(9_000, 999);
+    std::fs::write(tree.join("Công báo/đính kèm/3.pdf"), &edited).unwrap();
+    files.insert("Công báo/đính kèm/3.pdf".into(), edited);
+    let (code, _, err) = sen(&["--endpoints", &eps, "site", "push", "congbao", tree.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for i in [5u32, 77, 201] {
+        client
+            .put("portal", format!("key/{i:04}").as_bytes(), b"doi")
+            .await
+            .unwrap();
+        kv.insert(("portal".into(), format!("key/{i:04}")), "doi".into());
+    }
+    client.delete("portal", b"key/0010").await.unwrap();
+    kv.remove(&("portal".to_owned(), "key/0010".to_owned()));
+    let second = json(&[&["--endpoints", &eps, "backup", "create"][..], &r].concat());
+    let new = second["bytes_new"].as_u64().unwrap();
+    assert!(
+        new < total / 10,
+        "incremental backup sent {new} of {total} bytes: {second}"
+    );
+    assert!(second["raft_index"].as_u64() > first["raft_index"].as_u64());
+
+    // list / show / diff / check.
+    let list = json(&[&["backup", "list"][..], &r].concat());
+    assert_eq!(list["snapshots"].as_array().unwrap().len(), 2);
+    let id1 = first["snapshot_id"].as_str().unwrap();
+    let show = json(&[&["backup", "show", &id1[..10]][..], &r].concat());
+    assert_eq!(show["tags"][0], "dau-tien");
+    let diff = json(&[&["backup", "diff", &id1[..8], "latest"][..], &r].concat());
+    let changes: Vec<String> = diff["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c["change"].as_str().unwrap(),
+                c["what"].as_str().unwrap(),
+                c["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        changes.contains(&"changed congbao Công báo/đính kèm/3.pdf".to_owned()),
+        "{changes:?}"
+    );
+    assert!(changes.contains(&"removed portal key/0010".to_owned()), "{changes:?}");
+    assert_eq!(changes.len(), 5, "{changes:?}");
+    let check = json(&[&["backup", "check", "--read-data"][..], &r].concat());
+    assert_eq!(check["ok"], true, "{check}");
+
+    // Wrong password: a clear error, nothing written.
+    let bad = root.join("bad");
+    std::fs::write(&bad, "sai").unwrap();
+    let (code, _, err) = sen(&[
+        "backup",
+        "list",
+        "--repo",
+        &repo_url,
+        "--password-file",
+        bad.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("wrong password"), "{err}");
+
+    // Site, path and table restores to local disk.
+    let out = root.join("restored-site");
+    json(&[&["restore", "site", "congbao", "--to", out.to_str().unwrap()][..], &r].concat());
+    assert_eq!(read_tree(&out), files);
+    let one = root.join("restored-one");
+    json(
+        &[
+            &[
+                "restore",
+                "site",
+                "congbao",
+                "--path",
+                "Công báo/đính kèm",
+                "--snapshot",
+                &id1[..8],
+                "--to",
+                one.to_str().unwrap(),
+            ][..],
+            &r,
+        ]
+        .concat(),
+    );
+    let got = read_tree(&one);
+    assert_eq!(got.len(), 20);
+    assert_eq!(
+        got["Công báo/đính kèm/3.pdf"],
+        pseudo_random(5_000 + 3 * 3_001, 53),
+        "the old version"
+    );
+    let dbfile = root.join("portal.jsonl");
+    json(
+        &[
+            &[
+                "restore",
+                "db",
+                "portal",
+                "--prefix",
+                "key/00",
+                "--to",
+                dbfile.to_str().unwrap(),
+            ][..],
+            &r,
+        ]
+        .concat(),
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&dbfile)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want: Vec<_> = kv
+        .iter()
+        .filter(|((db, k), _)| db == "portal" && k.starts_with("key/00"))
+        .collect();
+    assert_eq!(lines.len(), want.len());
+    for (l, ((_, k), v)) in lines.iter().zip(want) {
+        assert_eq!(l["key"].as_str().unwrap(), k);
+        assert_eq!(l["value"].as_str().unwrap(), v);
+    }
+
+    // Disaster: every node is lost.
+    let digest = second["state_digest"].as_str().unwrap().to_owned();
+    for id in 1..=3 {
+        c.kill9(id).unwrap();
+        std::fs::remove_dir_all(&c.nodes[&id].data_dir).unwrap();
+    }
+    let mut c2 = cluster("backup-restored", FAST);
+    let n1 = {
+        let n = c2.add(1).unwrap();
+        (n.grpc.clone(), n.http.clone(), n.data_dir.display().to_string())
+    };
+    let restored = json(
+        &[
+            &[
+                "restore",
+                "cluster",
+                "--snapshot",
+                "latest",
+                "--data-dir",
+                &n1.2,
+                "--id",
+                "1",
+                "--listen",
+                &n1.0,
+            ][..],
+            &r,
+        ]
+        .concat(),
+    );
+    assert_eq!(restored["state_digest"].as_str().unwrap(), digest);
+    c2.start(1).unwrap();
+    c2.wait_leader(None, T).await.unwrap();
+    let client2 = c2.client().unwrap();
+    for ((db, k), v) in &kv {
+        let got = client2
+            .get(db, k.as_bytes(), sen_client::Consistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(got.kv.unwrap().value, v.as_bytes(), "{db}/{k}");
+    }
+    // A node joining the restored cluster gets everything and serves it.
+    c2.add(2).unwrap();
+    c2.start(2).unwrap();
+    let addr2 = c2.grpc(2).unwrap();
+    sen_chaos::wait_for("node 2 to answer", T, || async {
+        Ok(c2
+            .client_for(2)
+            .unwrap()
+            .status_of(&addr2, std::time::Duration::from_secs(1))
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+    client2.add_node(2, &addr2, false).await.unwrap();
+    let applied = c2
+        .status()
+        .await
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| m.applied_index)
+        .max()
+        .unwrap();
+    c2.wait_applied(2, applied, T).await.unwrap();
+    let http2 = c2.http(2).unwrap();
+    for (p, data) in &files {
+        let resp = http_request(&http2, "GET", &format!("/sites/congbao/{}", url_path(p)), &[])
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200, "{p}");
+        assert_eq!(&resp.body, data, "{p}");
+    }
+    // The restored cluster takes writes and backups to the same repository.
+    client2.put("portal", b"after", b"restore").await.unwrap();
+    let eps2 = c2.endpoints().join(",");
+    json(&[&["--endpoints", &eps2, "backup", "create"][..], &r].concat());
+    let check = json(&[&["backup", "check"][..], &r].concat());
+    assert_eq!(check["ok"], true, "{check}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_repositories_are_reported_and_newer_formats_refused() {
+    let mut c = cluster("backup-damage", FAST);
+    c.form(1).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let root = c.root().to_owned();
+    let repo_dir = root.join("repo");
+    let repo_url = format!("file://{}", repo_dir.display());
+    let r = ["--repo", repo_url.as_str()];
+    let tree = root.join("tree");
+    let files = make_tree(&tree);
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "s"]).0, 0);
+    assert_eq!(
+        sen(&["--endpoints", &eps, "site", "push", "s", tree.to_str().unwrap()]).0,
+        0
+    );
+    json(&[&["backup", "init"][..], &r].concat());
+    json(&[&["--endpoints", &eps, "backup", "create"][..], &r].concat());
+
+    let mut packs = Vec::new();
+    for d in std::fs::read_dir(repo_dir.join("data")).unwrap().flatten() {
+        for p in std::fs::read_dir(d.path()).unwrap().flatten() {
+            packs.push(p.path());
+        }
+    }
+    packs.sort();
+    // A flipped bit: check --read-data names the pack, exit code 3, and a
+    // restore that needs it fails instead of writing wrong data.
+    let victim = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+        .clone();
+    let name = victim.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut b = std::fs::read(&victim).unwrap();
+    b[1000] ^= 1;
+    std::fs::write(&victim, &b).unwrap();
+    let (code, out, _) = sen(&[&["--output", "json", "backup", "check", "--read-data"][..], &r].concat());
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains(&name), "{out}");
+    let (code, _, err) = sen(&[
+        &["restore", "site", "s", "--to", root.join("x").to_str().unwrap()][..],
+        &r,
+    ]
+    .concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("damaged") || err.contains("does not match"), "{err}");
+    // Truncated: found without reading data.
+    std::fs::write(&victim, &b[..b.len() / 2]).unwrap();
+    let (code, out, _) = sen(&[&["backup", "check"][..], &r].concat());
+    assert_eq!(code, 3);
+    assert!(out.contains(&name) && out.contains("truncated"), "{out}");
+    // Missing.
+    std::fs::remove_file(&victim).unwrap();
+    let (code, out, _) = sen(&[&["backup", "check"][..], &r].concat());
+    assert_eq!(code, 3);
+    assert!(out.contains(&name) && out.contains("missing"), "{out}");
+    let _ = files;
+
+    // A repository written by a newer Sen is refused, clearly.
+    let cfg = repo_dir.join("config");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("\"version\": 1", "\"version\": 7")).unwrap();
+    let (code, _, err) = sen(&[&["backup", "list"][..], &r].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("version 7") && err.contains("upgrade Sen"), "{err}");
+    // Bad URLs say what to use.
+    let (code, _, err) = sen(&["backup", "list", "--repo", "/tmp/x"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("file:///"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_run_once_per_slot_across_a_failover() {
+    let config = format!("{FAST}[backup]\ncheck-interval = \"200ms\"\n");
+    let mut c = cluster("backup-schedule", &config);
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let root = c.root().to_owned();
+    let repo_url = format!("file://{}", root.join("repo").display());
+    let client = c.client().unwrap();
+    client.put("portal", b"k", b"v").await.unwrap();
+    json(&["backup", "init", "--repo", &repo_url]);
+    json(&[
+        "--endpoints",
+        &eps,
+        "backup",
+        "schedule",
+        "set",
+        "--repo",
+        &repo_url,
+        "--every",
+        "2s",
+        "--keep-last",
+        "100",
+    ]);
+    let show = json(&["--endpoints", &eps, "backup", "schedule", "show"]);
+    assert_eq!(show["schedule"]["every_ms"], 2000);
+
+    let succeeded = |eps: String| async move {
+        let runs = json(&["--endpoints", &eps, "backup", "list", "--runs"]);
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] == "succeeded")
+            .count()
+    };
+    sen_chaos::wait_for("3 scheduled runs", T, || {
+        let eps = eps.clone();
+        async move { Ok((succeeded(eps).await >= 3).then_some(())) }
+    })
+    .await
+    .unwrap();
+    // Fail over: the new leader carries on with the next slots.
+    let leader = c.wait_leader(None, T).await.unwrap();
+    c.kill9(leader).unwrap();
+    let alive: Vec<String> = (1..=3).filter(|i| *i != leader).map(|i| c.grpc(i).unwrap()).collect();
+    let eps2 = alive.join(",");
+    let before = succeeded(eps2.clone()).await;
+    sen_chaos::wait_for("2 more scheduled runs after the failover", T, || {
+        let eps = eps2.clone();
+        async move { Ok((succeeded(eps).await >= before + 2).then_some(())) }
+    })
+    .await
+    .unwrap();
+    json(&["--endpoints", &eps2, "backup", "schedule", "clear"]);
+
+    // Every succeeded run names a snapshot in the repository, and no slot
+    // has two snapshots.
+    let runs = json(&["--endpoints", &eps2, "backup", "list", "--runs"]);
+    let list = json(&["backup", "list", "--repo", &repo_url]);
+    let snaps = list["snapshots"].as_array().unwrap();
+    let mut slots = std::collections::BTreeMap::new();
+    for s in snaps {
+        let tag = s["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|t| t.as_str().filter(|t| t.starts_with("slot=")))
+            .unwrap()
+            .to_owned();
+        *slots.entry(tag).or_insert(0) += 1;
+    }
+    assert!(slots.values().all(|n| *n == 1), "a slot was backed up twice: {slots:?}");
+    for r in runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "succeeded")
+    {
+        let id = r["snapshot_id"].as_str().unwrap();
+        assert!(
+            snaps.iter().any(|s| s["snapshot_id"] == id),
+            "run {r} names a missing snapshot"
+        );
+        assert_ne!(r["node"], r["leader"], "taken on a follower: {r}");
+    }
+    let check = json(&["backup", "check", "--repo", &repo_url]);
+    assert_eq!(check["ok"], true, "{check}");
+}
+
+/// The same round trip against a real S3 server (SeaweedFS, started here):
+/// nodes and CLI get the endpoint and credentials from the standard AWS
+/// environment variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_to_s3_and_restore_the_cluster_from_it() {
+    let s3 = sen_backup_s3::testing::SeaweedFs::start().await;
+    s3.store("s3://sen-backups").await; // creates the bucket
+    let env: Vec<(String, String)> = vec![
+        ("AWS_ENDPOINT_URL".into(), s3.endpoint().to_owned()),
+        ("AWS_ACCESS_KEY_ID".into(), sen_backup_s3::testing::ACCESS_KEY_ID.into()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            sen_backup_s3::testing::SECRET_ACCESS_KEY.into(),
+        ),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ];
+    let js = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = sen_env(&all, &env);
+        assert_eq!(code, 0, "sen {args:?} failed: {err}");
+        serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+
+    let mut c = cluster("backup-s3", FAST);
+    for id in 1..=3 {
+        c.add(id).unwrap();
+        c.set_env(id, env.clone()).unwrap();
+    }
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let root = c.root().to_owned();
+    let tree = root.join("tree");
+    let files = make_tree(&tree);
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "vanban"]).0, 0);
+    assert_eq!(
+        sen(&["--endpoints", &eps, "site", "push", "vanban", tree.to_str().unwrap()]).0,
+        0
+    );
+    let client = c.client().unwrap();
+    for i in 0..100u32 {
+        client
+            .put(
+                "chidao",
+                format!("vb-{i:03}").as_bytes(),
+                format!("Chỉ thị số {i}").as_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    let pw = root.join("pw");
+    std::fs::write(&pw, "s3 mật khẩu\n").unwrap();
+    let r = [
+        "--repo",
+        "s3://sen-backups/dongthap",
+        "--password-file",
+        pw.to_str().unwrap(),
+    ];
+
+    js(&[&["backup", "init"][..], &r].concat());
+    let first = js(&[&["--endpoints", &eps, "backup", "create"][..], &r].concat());
+    client.put("chidao", b"vb-new", b"moi").await.unwrap();
+    let second = js(&[&["--endpoints", &eps, "backup", "create"][..], &r].concat());
+    assert!(
+        second["bytes_new"].as_u64().unwrap() * 10 < first["bytes_new"].as_u64().unwrap(),
+        "{second}"
+    );
+    let check = js(&[&["backup", "check", "--read-data"][..], &r].concat());
+    assert_eq!(check["ok"], true, "{check}");
+    assert!(check["packs_read"].as_u64().unwrap() >= 1);
+    let out = root.join("restored");
+    js(&[&["restore", "site", "vanban", "--to", out.to_str().unwrap()][..], &r].concat());
+    assert_eq!(read_tree(&out), files);
+
+    // Lose the cluster; bring it back from S3.
+    for id in 1..=3 {
+        c.kill9(id).unwrap();
+    }
+    let mut c2 = cluster("backup-s3-restored", FAST);
+    let (grpc, data_dir) = {
+        let n = c2.add(1).unwrap();
+        (n.grpc.clone(), n.data_dir.display().to_string())
+    };
+    let restored = js(&[
+        &[
+            "restore",
+            "cluster",
+            "--data-dir",
+            &data_dir,
+            "--id",
+            "1",
+            "--listen",
+            &grpc,
+        ][..],
+        &r,
+    ]
+    .concat());
+    assert_eq!(restored["state_digest"], second["state_digest"]);
+    c2.start(1).unwrap();
+    c2.wait_leader(None, T).await.unwrap();
+    let client2 = c2.client().unwrap();
+    let got = client2
+        .get("chidao", b"vb-new", sen_client::Consistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(got.kv.unwrap().value, b"moi");
+    let http = c2.http(1).unwrap();
+    let resp = http_request(
+        &http,
+        "GET",
+        &format!("/sites/vanban/{}", url_path("Công báo/trang 3.html")),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.body, files["Công báo/trang 3.html"]);
+}

@@ -1,0 +1,251 @@
+//! `sen backup check`: verify a repository's structure and, optionally,
+//! its data. Every problem is reported with the object it concerns.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::RepoError;
+use crate::format::*;
+use crate::read::{self, SnapshotEntry};
+use crate::repo::Repo;
+
+/// What `check` found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckReport {
+    pub snapshots: u64,
+    pub index_files: u64,
+    pub packs: u64,
+    pub blobs: u64,
+    /// Packs whose data was read and verified.
+    pub packs_read: u64,
+    pub bytes_read: u64,
+    /// Packs no index names (an interrupted backup; adopted by the next
+    /// backup or removed by prune). Not an error.
+    pub unindexed_packs: u64,
+    /// Every problem, one line each, naming the object.
+    pub errors: Vec<String>,
+    pub ok: bool,
+}
+
+/// Check the repository. `read_data_percent`: 0 reads no data, 100 all of
+/// it, anything between a deterministic-random subset of packs.
+pub fn check(repo: &Repo, read_data_percent: u32) -> Result<CheckReport, RepoError> {
+    let mut report = CheckReport::default();
+    // 1. Index objects (each verified by name and decryption).
+    let index = match repo.load_index() {
+        Ok(i) => i,
+        Err(RepoError::Corrupt(e)) | Err(RepoError::Format(e)) => {
+            report.errors.push(format!("index: {e}"));
+            return finish(report);
+        }
+        Err(e) => return Err(e),
+    };
+    report.index_files = index.files.len() as u64;
+    report.blobs = index.blobs.len() as u64;
+    report.packs = index.packs.len() as u64;
+
+    // 2. Every indexed pack is present with its size; its own header
+    //    agrees with the index.
+    let present: HashMap<[u8; 32], u64> = repo.list_packs()?.into_iter().collect();
+    let mut missing_packs: HashSet<[u8; 32]> = HashSet::new();
+    let mut to_read = Vec::new();
+    for (pos, (id, size)) in index.packs.iter().enumerate() {
+        let key = pack_key(id);
+        match present.get(id) {
+            None => {
+                report.errors.push(format!("{key}: missing (the index lists it)"));
+                missing_packs.insert(*id);
+            }
+            Some(s) if s != size => {
+                report.errors.push(format!(
+                    "{key}: {s} bytes, the index says {size} (truncated or overwritten)"
+                ));
+                missing_packs.insert(*id);
+            }
+            Some(_) => to_read.push((pos, *id, *size)),
+        }
+    }
+    report.unindexed_packs = present.keys().filter(|id| !index.has_pack(id)).count() as u64;
+    let headers = repo.parallel(to_read.iter().copied().enumerate(), |_, (_, id, size)| {
+        (id, repo.read_pack_header(&id, size))
+    });
+    let mut bad_header: HashSet<[u8; 32]> = HashSet::new();
+    for (id, r) in headers {
+        match r {
+            Ok(entries) => {
+                for e in &entries {
+                    match index.get(&e.id) {
+                        Some(loc) if index.pack_id(&loc) == id => {
+                            if loc.offset != e.offset || loc.len != e.len {
+                                report.errors.push(format!(
+                                    "{}: blob {} is at {}+{} in the pack but {}+{} in the index",
+                                    pack_key(&id),
+                                    &hex_id(&e.id)[..16],
+                                    e.offset,
+                                    e.len,
+                                    loc.offset,
+                                    loc.len
+                                ));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                report.errors.push(format!("{}: header unreadable: {e}", pack_key(&id)));
+                bad_header.insert(id);
+            }
+        }
+    }
+
+    // 3. Snapshots: each readable, each blob it needs indexed and in a
+    //    present pack.
+    let snapshots = match read::list_snapshots(repo) {
+        Ok(s) => s,
+        Err(RepoError::Corrupt(e)) | Err(RepoError::Format(e)) => {
+            report.errors.push(format!("snapshots: {e}"));
+            return finish(report);
+        }
+        Err(e) => return Err(e),
+    };
+    report.snapshots = snapshots.len() as u64;
+    for s in &snapshots {
+        for e in snapshot_problems(repo, &index, s, &missing_packs, &bad_header)? {
+            report.errors.push(e);
+        }
+    }
+
+    // 4. Data: whole packs read, hashed against their names, every blob
+    //    opened (authenticated, decompressed, hashed).
+    if read_data_percent > 0 {
+        let selected: Vec<(usize, [u8; 32], u64)> = to_read
+            .iter()
+            .copied()
+            .filter(|(_, id, _)| read_data_percent >= 100 || u32::from(id[0]) * 100 < read_data_percent.min(100) * 256)
+            .collect();
+        let results = repo.parallel(selected.into_iter().enumerate(), |_, (_, id, size)| {
+            (id, size, verify_pack_data(repo, &id))
+        });
+        for (id, size, r) in results {
+            report.packs_read += 1;
+            report.bytes_read += size;
+            report.errors.extend(r);
+            let _ = id;
+        }
+    }
+    finish(report)
+}
+
+fn finish(mut report: CheckReport) -> Result<CheckReport, RepoError> {
+    report.ok = report.errors.is_empty();
+    Ok(report)
+}
+
+/// Problems of one snapshot: blobs it needs that are not available.
+fn snapshot_problems(
+    repo: &Repo,
+    index: &crate::repo::Index,
+    s: &SnapshotEntry,
+    missing_packs: &HashSet<[u8; 32]>,
+    bad_header: &HashSet<[u8; 32]>,
+) -> Result<Vec<String>, RepoError> {
+    let mut errors = Vec::new();
+    let sid = s.short_id();
+    let need = |chunk: &[u8; 32], what: &str, errors: &mut Vec<String>| {
+        let blob = repo.keys.blob_id(chunk);
+        match index.get(&blob) {
+            None => errors.push(format!(
+                "snapshot {sid}: {what} blob {} is not in the index",
+                &hex_id(&blob)[..16]
+            )),
+            Some(loc) => {
+                let pack = index.pack_id(&loc);
+                if missing_packs.contains(&pack) || bad_header.contains(&pack) {
+                    errors.push(format!(
+                        "snapshot {sid}: {what} blob {} is in damaged pack {}",
+                        &hex_id(&blob)[..16],
+                        pack_key(&pack)
+                    ));
+                }
+            }
+        }
+    };
+    let mut readable = true;
+    for t in &s.snapshot.tables {
+        for c in &t.chunks {
+            let before = errors.len();
+            need(&c.id, &format!("table {}", t.name), &mut errors);
+            readable &= errors.len() == before;
+        }
+    }
+    if !readable {
+        return Ok(errors);
+    }
+    // Content chunks are the keys of the chunk_meta table.
+    match read::table(repo, index, &s.snapshot, crate::backup::CHUNK_META_TABLE) {
+        Ok(reader) => {
+            for r in reader {
+                match r {
+                    Ok((k, _)) => match <[u8; 32]>::try_from(k.as_slice()) {
+                        Ok(id) => need(&id, "content", &mut errors),
+                        Err(_) => errors.push(format!("snapshot {sid}: chunk_meta key of {} bytes", k.len())),
+                    },
+                    Err(e) => {
+                        errors.push(format!("snapshot {sid}: chunk_meta table unreadable: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        Err(e) => errors.push(format!("snapshot {sid}: {e}")),
+    }
+    Ok(errors)
+}
+
+/// Read a whole pack and verify it; returns the problems found.
+fn verify_pack_data(repo: &Repo, id: &[u8; 32]) -> Vec<String> {
+    let key = pack_key(id);
+    let bytes = match repo.block_on(repo.store.get(&key)) {
+        Ok(b) => b,
+        Err(e) => return vec![format!("{key}: cannot read: {e}")],
+    };
+    let mut errors = Vec::new();
+    if blake3::hash(&bytes).as_bytes() != id {
+        errors.push(format!("{key}: content does not match its name (damaged)"));
+    }
+    let size = bytes.len() as u64;
+    let entries = match size
+        .checked_sub(12)
+        .ok_or_else(|| RepoError::Corrupt(format!("{key}: too short")))
+        .and_then(|_| pack_trailer(size, &bytes[bytes.len() - 12..], &key))
+        .and_then(|(off, len)| {
+            crate::repo::decode_pack_header(&repo.keys, &bytes[off as usize..off as usize + len as usize], &key, off)
+        }) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(format!("{key}: {e}"));
+            return errors;
+        }
+    };
+    for e in entries {
+        let sealed = &bytes[e.offset as usize..(e.offset + e.len) as usize];
+        let what = format!("{key}: blob {}", &hex_id(&e.id)[..16]);
+        let stored = match repo.keys.open(sealed, &e.id, &what) {
+            Ok(s) => s,
+            Err(err) => {
+                errors.push(err.to_string());
+                continue;
+            }
+        };
+        let plain = match e.encoding {
+            BlobEncoding::Raw => Ok(stored),
+            BlobEncoding::Zstd => zstd::bulk::decompress(&stored, e.raw_len as usize),
+        };
+        match plain {
+            Ok(p) if p.len() == e.raw_len as usize && repo.keys.blob_id(blake3::hash(&p).as_bytes()) == e.id => {}
+            Ok(_) => errors.push(format!("{what}: content does not match its id")),
+            Err(err) => errors.push(format!("{what}: cannot decompress: {err}")),
+        }
+    }
+    errors
+}

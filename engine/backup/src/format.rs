@@ -1,0 +1,331 @@
+//! Repository format v1: the stored types and their byte layouts.
+//! The normative description is docs/backup-format.md; keep both in step.
+//!
+//! ```text
+//! config                 JSON, plaintext: format version, parameters, wrapped key
+//! data/HH/<pack-id>      packs: sealed blobs, then the sealed pack header,
+//!                        its length (u32 LE) and the magic "SENPACK1"
+//! index/<id>             which blob is in which pack, at which offset
+//! snapshots/<id>         snapshot manifests: the commit point of a backup
+//! trash/<id>             packs marked for deletion by prune (phase 1)
+//! ```
+//! Every id is the blake3 of the object's bytes (lower-case hex), so every
+//! object can be verified without the key, and writes are idempotent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RepoError;
+use crate::crypto::{KeyInfo, Keys};
+
+/// The repository format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_NAME: &str = "sen-backup-repository";
+
+pub const CONFIG_KEY: &str = "config";
+pub const DATA_DIR: &str = "data";
+pub const INDEX_DIR: &str = "index";
+pub const SNAPSHOT_DIR: &str = "snapshots";
+pub const TRASH_DIR: &str = "trash";
+
+pub const PACK_MAGIC: &[u8; 8] = b"SENPACK1";
+pub const OBJECT_MAGIC: &[u8; 4] = b"SENO";
+
+/// Content-defined chunking of table record streams (bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    pub algorithm: String,
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+}
+
+/// The `config` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    pub format: String,
+    pub version: u32,
+    /// Random id of this repository (hex).
+    pub id: String,
+    pub created_at_ms: u64,
+    /// How table record streams are cut (content chunks come from the
+    /// cluster as they are).
+    pub table_chunker: ChunkerParams,
+    /// zstd level for blobs that are not already compressed.
+    pub zstd_level: i32,
+    /// Packs are closed once they reach this size.
+    pub pack_target_bytes: u64,
+    /// Absent: no encryption.
+    pub encryption: Option<KeyInfo>,
+}
+
+impl RepoConfig {
+    /// Parse and check the version before anything else.
+    pub fn parse(bytes: &[u8], store: &str) -> Result<Self, RepoError> {
+        let v: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| RepoError::Corrupt(format!("{store}/config is not valid JSON: {e}")))?;
+        if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
+            return Err(RepoError::Format(format!(
+                "{store} is not a Sen backup repository (its config has no format {FORMAT_NAME:?})"
+            )));
+        }
+        match v.get("version").and_then(|f| f.as_u64()) {
+            Some(n) if n == u64::from(FORMAT_VERSION) => {}
+            Some(n) if n > u64::from(FORMAT_VERSION) => {
+                return Err(RepoError::Format(format!(
+                    "{store} uses repository format version {n}, but this build of Sen reads up to version {FORMAT_VERSION}: upgrade Sen to use it"
+                )));
+            }
+            other => {
+                return Err(RepoError::Format(format!(
+                    "{store}/config has an unsupported version {other:?}"
+                )));
+            }
+        }
+        serde_json::from_value(v).map_err(|e| RepoError::Corrupt(format!("{store}/config: {e}")))
+    }
+}
+
+/// How a blob's plaintext is stored inside its (possibly sealed) bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobEncoding {
+    Raw,
+    Zstd,
+}
+
+/// What a blob holds (for statistics and checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BlobKind {
+    /// A chunk of site content (the cluster's own chunk).
+    Content,
+    /// A chunk of a table's record stream.
+    Table,
+}
+
+/// One blob in a pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackEntry {
+    /// Blob id: the chunk id, keyed when the repository is encrypted.
+    pub id: [u8; 32],
+    pub kind: BlobKind,
+    pub encoding: BlobEncoding,
+    pub offset: u32,
+    /// Stored bytes (sealed).
+    pub len: u32,
+    /// Plaintext bytes.
+    pub raw_len: u32,
+}
+
+/// A pack's entries, as written at its end and copied into the index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPack {
+    pub id: [u8; 32],
+    pub size: u64,
+    pub entries: Vec<PackEntry>,
+}
+
+/// An `index/` object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexFile {
+    pub packs: Vec<IndexPack>,
+    /// Index objects this one replaces (written by prune); readers ignore
+    /// them, and they are deleted after this one is stored.
+    pub supersedes: Vec<[u8; 32]>,
+}
+
+/// A chunk reference in a stream: plaintext chunk id and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamChunk {
+    pub id: [u8; 32],
+    pub len: u32,
+}
+
+/// One table of the cluster state, as a record stream cut into chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStream {
+    pub name: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub chunks: Vec<StreamChunk>,
+}
+
+/// A site in a snapshot (summary; the files are in the `files` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteSummary {
+    pub name: String,
+    pub deployment: Option<u64>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A database in a snapshot (summary; the records are in the `kv` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbSummary {
+    pub name: String,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    /// Plaintext bytes the snapshot describes (tables + content chunks).
+    pub bytes_total: u64,
+    /// Bytes this backup uploaded (packs, index and manifest).
+    pub bytes_new: u64,
+    pub blobs_total: u64,
+    pub blobs_new: u64,
+    pub content_chunks: u64,
+    pub content_chunks_new: u64,
+    pub duration_ms: u64,
+}
+
+/// A `snapshots/` object: the commit point of one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub time_ms: u64,
+    pub cluster_id: String,
+    pub raft_index: u64,
+    pub raft_term: u64,
+    /// The node whose state was read.
+    pub source_node: u64,
+    pub hostname: String,
+    pub tags: Vec<String>,
+    /// Digest of the cluster state at `raft_index` (as `sen` reports it).
+    pub state_digest: String,
+    pub tables: Vec<TableStream>,
+    pub sites: Vec<SiteSummary>,
+    pub databases: Vec<DbSummary>,
+    pub stats: SnapshotStats,
+}
+
+/// A `trash/` object: packs prune found unused, deleted by a later prune
+/// once `marked_at_ms` is older than the grace period (if still unused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrashFile {
+    pub marked_at_ms: u64,
+    pub packs: Vec<IndexPack>,
+}
+
+/// Object kinds (the fifth header byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ObjectKind {
+    Index = 1,
+    Snapshot = 2,
+    Trash = 3,
+    PackHeader = 4,
+}
+
+impl ObjectKind {
+    pub fn dir(self) -> &'static str {
+        match self {
+            ObjectKind::Index => INDEX_DIR,
+            ObjectKind::Snapshot => SNAPSHOT_DIR,
+            ObjectKind::Trash => TRASH_DIR,
+            ObjectKind::PackHeader => DATA_DIR,
+        }
+    }
+    fn what(self) -> &'static str {
+        match self {
+            ObjectKind::Index => "index",
+            ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Trash => "trash list",
+            ObjectKind::PackHeader => "pack header",
+        }
+    }
+}
+
+/// Encode a metadata object: `SENO`, version, kind, flags, 0, then the
+/// sealed zstd of the versioned encoding.
+pub fn encode_object<T: Serialize>(keys: &Keys, kind: ObjectKind, value: &T) -> Result<Vec<u8>, RepoError> {
+    let plain = sen_core::codec::encode_v1(kind.what(), value).map_err(|e| RepoError::Format(e.to_string()))?;
+    let compressed = zstd::bulk::compress(&plain, 3).map_err(|e| RepoError::Format(format!("zstd: {e}")))?;
+    let header = object_header(keys, kind);
+    let sealed = keys.seal(compressed, &header)?;
+    Ok([header.as_slice(), &sealed].concat())
+}
+
+fn object_header(keys: &Keys, kind: ObjectKind) -> [u8; 8] {
+    let mut h = [0u8; 8];
+    h[..4].copy_from_slice(OBJECT_MAGIC);
+    h[4] = FORMAT_VERSION as u8;
+    h[5] = kind as u8;
+    h[6] = u8::from(keys.is_encrypted());
+    h
+}
+
+/// Decode what [`encode_object`] wrote. `name` is used in errors.
+pub fn decode_object<T: serde::de::DeserializeOwned>(
+    keys: &Keys,
+    kind: ObjectKind,
+    bytes: &[u8],
+    name: &str,
+) -> Result<T, RepoError> {
+    if bytes.len() < 8 || &bytes[..4] != OBJECT_MAGIC {
+        return Err(RepoError::Corrupt(format!(
+            "{name}: not a Sen repository object (bad magic)"
+        )));
+    }
+    if u32::from(bytes[4]) > FORMAT_VERSION {
+        return Err(RepoError::Format(format!(
+            "{name} was written in format version {}, newer than this build reads ({FORMAT_VERSION}): upgrade Sen",
+            bytes[4]
+        )));
+    }
+    if bytes[5] != kind as u8 {
+        return Err(RepoError::Corrupt(format!(
+            "{name}: holds a different kind of object ({})",
+            bytes[5]
+        )));
+    }
+    let expect = object_header(keys, kind);
+    if bytes[6] != expect[6] {
+        return Err(RepoError::Corrupt(format!(
+            "{name}: encryption flag does not match the repository's config"
+        )));
+    }
+    let compressed = keys.open(&bytes[8..], &bytes[..8], name)?;
+    let plain = zstd::stream::decode_all(compressed.as_slice())
+        .map_err(|e| RepoError::Corrupt(format!("{name}: cannot decompress: {e}")))?;
+    sen_core::codec::decode_v1(kind.what(), &plain).map_err(|e| RepoError::Corrupt(format!("{name}: {e}")))
+}
+
+/// Lower-case hex of an id.
+pub fn hex_id(id: &[u8; 32]) -> String {
+    hex::encode(id)
+}
+
+/// Parse a 64-character hex id.
+pub fn parse_id(s: &str) -> Option<[u8; 32]> {
+    let v = hex::decode(s).ok()?;
+    v.try_into().ok()
+}
+
+pub fn pack_key(id: &[u8; 32]) -> String {
+    let h = hex_id(id);
+    format!("{DATA_DIR}/{}/{h}", &h[..2])
+}
+
+pub fn object_key(kind: ObjectKind, id: &[u8; 32]) -> String {
+    format!("{}/{}", kind.dir(), hex_id(id))
+}
+
+/// Split a pack's trailer: returns (header offset, header length).
+pub fn pack_trailer(pack_size: u64, trailer: &[u8], name: &str) -> Result<(u64, u32), RepoError> {
+    if trailer.len() != 12 || &trailer[4..] != PACK_MAGIC {
+        if trailer.len() == 12 && &trailer[4..11] == &PACK_MAGIC[..7] {
+            return Err(RepoError::Format(format!(
+                "{name} is a pack of format version {}, newer than this build reads: upgrade Sen",
+                trailer[11] as char
+            )));
+        }
+        return Err(RepoError::Corrupt(format!("{name}: not a pack (bad trailer magic)")));
+    }
+    let len = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    if u64::from(len) + 12 > pack_size {
+        return Err(RepoError::Corrupt(format!(
+            "{name}: header length {len} exceeds the pack size {pack_size}"
+        )));
+    }
+    Ok((pack_size - 12 - u64::from(len), len))
+}

@@ -1,0 +1,50 @@
+//! Sen's backups: repository format v1 (docs/backup-format.md), its
+//! encryption, the object stores that hold it, and the operations on it.
+//!
+//! - [`store`]: the [`ObjectStore`] trait, the local-directory backend and
+//!   the conformance suite every backend passes (S3 lives in `sen-backup-s3`).
+//! - [`crypto`]: Argon2id-wrapped master key, XChaCha20-Poly1305, keyed ids.
+//! - [`format`]: the stored types and byte layouts.
+//! - [`repo`]: an open repository, the blob index, the pack writer.
+//! - [`backup`]: a backup of a [`backup::StateSource`] (a consistent view of
+//!   a node's state at one Raft index).
+//! - [`read`]: snapshots, table streams and content chunks read back.
+//! - [`check`], [`prune`]: verification and retention.
+
+pub mod backup;
+pub mod check;
+pub mod crypto;
+pub mod format;
+pub mod prune;
+pub mod read;
+pub mod repo;
+pub mod store;
+
+pub use format::{Snapshot, SnapshotStats};
+pub use repo::{InitOptions, Repo};
+pub use store::{LocalStore, ObjectError, ObjectInfo, ObjectStore};
+
+/// A repository operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Store(#[from] ObjectError),
+    /// The password does not unlock the repository key.
+    #[error("wrong password: it does not unlock this repository's key (nothing was read or written)")]
+    WrongPassword,
+    /// Stored data is damaged or missing.
+    #[error("repository damaged: {0}")]
+    Corrupt(String),
+    /// A format or version this build cannot handle.
+    #[error("{0}")]
+    Format(String),
+    /// The request itself is wrong (what to do is in the message).
+    #[error("{0}")]
+    Usage(String),
+    /// The state being backed up could not be read.
+    #[error("reading the cluster state failed: {0}")]
+    Source(String),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,362 @@
+//! Reading back: snapshots, table record streams, site files, databases.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sen_raft::apply::{FileRecord, KvRecord};
+
+use crate::RepoError;
+use crate::format::*;
+use crate::repo::{Index, Repo};
+
+/// A snapshot with its id.
+#[derive(Debug, Clone)]
+pub struct SnapshotEntry {
+    pub id: [u8; 32],
+    pub snapshot: Snapshot,
+}
+
+impl SnapshotEntry {
+    pub fn short_id(&self) -> String {
+        short_id(&self.id)
+    }
+}
+
+/// The first 8 hex digits (what listings show; any unique prefix works).
+pub fn short_id(id: &[u8; 32]) -> String {
+    hex_id(id)[..8].to_owned()
+}
+
+/// Every snapshot, oldest first.
+pub fn list_snapshots(repo: &Repo) -> Result<Vec<SnapshotEntry>, RepoError> {
+    let ids = repo.list_ids(ObjectKind::Snapshot)?;
+    let mut out = Vec::new();
+    for r in repo.parallel(ids.into_iter().enumerate(), |_, id| {
+        repo.get_object::<Snapshot>(ObjectKind::Snapshot, &id)
+            .map(|snapshot| SnapshotEntry { id, snapshot })
+    }) {
+        out.push(r?);
+    }
+    out.sort_by(|a, b| (a.snapshot.time_ms, a.id).cmp(&(b.snapshot.time_ms, b.id)));
+    Ok(out)
+}
+
+/// `latest`, or a unique prefix of a snapshot id.
+pub fn resolve(snapshots: &[SnapshotEntry], which: &str) -> Result<SnapshotEntry, RepoError> {
+    if which == "latest" {
+        return snapshots
+            .last()
+            .cloned()
+            .ok_or_else(|| RepoError::Usage("the repository holds no snapshot yet: run `sen backup create`".into()));
+    }
+    let which = which.to_ascii_lowercase();
+    if which.len() < 4 || !which.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(RepoError::Usage(format!(
+            "{which:?} is not a snapshot id: give `latest` or at least 4 hex digits of an id from `sen backup list`"
+        )));
+    }
+    let found: Vec<_> = snapshots.iter().filter(|s| hex_id(&s.id).starts_with(&which)).collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(RepoError::Usage(format!(
+            "no snapshot has an id starting with {which}: see `sen backup list`"
+        ))),
+        _ => Err(RepoError::Usage(format!(
+            "{} snapshots have ids starting with {which}: give more digits",
+            found.len()
+        ))),
+    }
+}
+
+/// The records of one table stream, in key order.
+pub struct TableReader<'a> {
+    chunks: Box<dyn Iterator<Item = Result<Vec<u8>, RepoError>> + 'a>,
+    buf: Vec<u8>,
+    pos: usize,
+    failed: bool,
+    name: String,
+}
+
+impl<'a> TableReader<'a> {
+    pub fn new(repo: &'a Repo, index: &'a Index, stream: &TableStream) -> Self {
+        let ids = stream.chunks.iter().map(|c| c.id).collect();
+        Self {
+            chunks: Box::new(repo.fetch_chunks(index, ids)),
+            buf: Vec::new(),
+            pos: 0,
+            failed: false,
+            name: stream.name.clone(),
+        }
+    }
+
+    fn try_record(&mut self) -> Option<Result<(Vec<u8>, Vec<u8>), RepoError>> {
+        let avail = &self.buf[self.pos..];
+        let field = |b: &[u8], at: usize| -> Option<(usize, usize)> {
+            let len = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize;
+            (b.len() >= at + 4 + len).then_some((at + 4, len))
+        };
+        let (ks, kl) = field(avail, 0)?;
+        let (vs, vl) = field(avail, ks + kl)?;
+        let rec = (avail[ks..ks + kl].to_vec(), avail[vs..vs + vl].to_vec());
+        self.pos += vs + vl;
+        Some(Ok(rec))
+    }
+}
+
+impl Iterator for TableReader<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>), RepoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(r) = self.try_record() {
+                return Some(r);
+            }
+            match self.chunks.next() {
+                Some(Ok(data)) => {
+                    self.buf.drain(..self.pos);
+                    self.pos = 0;
+                    self.buf.extend_from_slice(&data);
+                }
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+                None => {
+                    if self.pos < self.buf.len() {
+                        self.failed = true;
+                        return Some(Err(RepoError::Corrupt(format!(
+                            "table {} ends inside a record ({} stray bytes)",
+                            self.name,
+                            self.buf.len() - self.pos
+                        ))));
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The named table of a snapshot.
+pub fn table<'a>(repo: &'a Repo, index: &'a Index, snap: &Snapshot, name: &str) -> Result<TableReader<'a>, RepoError> {
+    let stream = snap
+        .tables
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| RepoError::Corrupt(format!("the snapshot has no {name} table")))?;
+    Ok(TableReader::new(repo, index, stream))
+}
+
+/// Split a `name\0rest` key (tables `kv`, `files`, `deploys`).
+pub fn split_key(k: &[u8]) -> Option<(&str, &[u8])> {
+    let pos = k.iter().position(|b| *b == 0)?;
+    Some((std::str::from_utf8(&k[..pos]).ok()?, &k[pos + 1..]))
+}
+
+/// Does `path` fall under the `--path` selection (`""`: everything; a
+/// file; or a directory and everything below it)?
+pub fn path_selected(path: &str, sel: &str) -> bool {
+    let sel = sel.trim_matches('/');
+    sel.is_empty() || path == sel || (path.starts_with(sel) && path.as_bytes().get(sel.len()) == Some(&b'/'))
+}
+
+/// One file of a site in a snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapFile {
+    pub path: String,
+    pub record: FileRecord,
+}
+
+/// The files of `site` selected by `sel`, in path order.
+pub fn site_files(
+    repo: &Repo,
+    index: &Index,
+    snap: &Snapshot,
+    site: &str,
+    sel: &str,
+) -> Result<Vec<SnapFile>, RepoError> {
+    if !snap.sites.iter().any(|s| s.name == site) {
+        let names: Vec<_> = snap.sites.iter().map(|s| s.name.as_str()).collect();
+        return Err(RepoError::Usage(format!(
+            "the snapshot has no site {site:?} (it has: {})",
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        )));
+    }
+    let mut out = Vec::new();
+    for r in table(repo, index, snap, "files")? {
+        let (k, v) = r?;
+        let Some((s, p)) = split_key(&k) else {
+            return Err(RepoError::Corrupt("files table: key without a site separator".into()));
+        };
+        if s != site {
+            continue;
+        }
+        let path = std::str::from_utf8(p).map_err(|_| RepoError::Corrupt("files table: path is not UTF-8".into()))?;
+        if !path_selected(path, sel) {
+            continue;
+        }
+        let record: FileRecord = sen_core::codec::decode_v1("file record", &v)
+            .map_err(|e| RepoError::Corrupt(format!("files table: {e}")))?;
+        out.push(SnapFile {
+            path: path.to_owned(),
+            record,
+        });
+    }
+    Ok(out)
+}
+
+/// Totals of a restore.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreStats {
+    pub files: u64,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Write `files` under `dir` (creating it), every chunk and every file
+/// verified against its hash. Files are written to a temporary name and
+/// renamed, with their recorded modification time. `progress` gets bytes.
+pub fn restore_files(
+    repo: &Repo,
+    index: &Index,
+    files: &[SnapFile],
+    dir: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<RestoreStats, RepoError> {
+    let io = |what: String| move |e: std::io::Error| RepoError::Usage(format!("{what}: {e}"));
+    std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+    let mut stats = RestoreStats::default();
+    // Batches of files share one pipeline of parallel downloads.
+    let mut start = 0;
+    while start < files.len() {
+        let mut end = start;
+        let mut batch_bytes = 0u64;
+        while end < files.len() && (end == start || (batch_bytes < 64 << 20 && end - start < 512)) {
+            batch_bytes += files[end].record.size;
+            end += 1;
+        }
+        let batch = &files[start..end];
+        let ids: Vec<[u8; 32]> = batch
+            .iter()
+            .flat_map(|f| f.record.chunks.iter().map(|c| c.id.0))
+            .collect();
+        let mut chunks = repo.fetch_chunks(index, ids);
+        for f in batch {
+            let rel = sen_content::path::normalize(&f.path)
+                .map_err(|e| RepoError::Corrupt(format!("files table holds an unsafe path: {e}")))?;
+            let target: PathBuf = dir.join(&rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;
+            }
+            let tmp = target.with_file_name(format!(
+                ".sen-restore-{}",
+                target
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            ));
+            let mut out = std::fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
+            let mut h = blake3::Hasher::new();
+            let mut size = 0u64;
+            for _ in &f.record.chunks {
+                let data = chunks
+                    .next()
+                    .ok_or_else(|| RepoError::Corrupt(format!("{}: ran out of chunks", f.path)))??;
+                h.update(&data);
+                size += data.len() as u64;
+                out.write_all(&data).map_err(io(format!("write {}", tmp.display())))?;
+                progress(data.len() as u64);
+            }
+            if size != f.record.size || h.finalize().as_bytes() != &f.record.blake3 {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(RepoError::Corrupt(format!(
+                    "{}: restored content does not match the file's hash",
+                    f.path
+                )));
+            }
+            out.sync_all().map_err(io(format!("fsync {}", tmp.display())))?;
+            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.record.mtime_ms);
+            let _ = out.set_modified(mtime);
+            drop(out);
+            std::fs::rename(&tmp, &target).map_err(io(format!("rename into {}", target.display())))?;
+            stats.files += 1;
+            stats.bytes += size;
+        }
+        start = end;
+    }
+    Ok(stats)
+}
+
+/// One record of a database, as `restore db` writes it (JSON lines).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DbRecord {
+    pub db: String,
+    /// The key as UTF-8 when it is valid UTF-8, else absent (see `key_hex`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub key_hex: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub value_hex: String,
+    pub mod_revision: u64,
+    pub create_revision: u64,
+    pub version: u64,
+}
+
+/// Call `f` for every record of `db` whose key starts with `prefix`.
+pub fn db_records(
+    repo: &Repo,
+    index: &Index,
+    snap: &Snapshot,
+    db: &str,
+    prefix: &[u8],
+    f: &mut dyn FnMut(&[u8], KvRecord) -> Result<(), RepoError>,
+) -> Result<u64, RepoError> {
+    if !snap.databases.iter().any(|d| d.name == db) {
+        let names: Vec<_> = snap.databases.iter().map(|s| s.name.as_str()).collect();
+        return Err(RepoError::Usage(format!(
+            "the snapshot has no database {db:?} (it has: {})",
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        )));
+    }
+    let mut n = 0;
+    for r in table(repo, index, snap, "kv")? {
+        let (k, v) = r?;
+        let Some((d, key)) = split_key(&k) else {
+            return Err(RepoError::Corrupt("kv table: key without a database separator".into()));
+        };
+        if d != db || !key.starts_with(prefix) {
+            continue;
+        }
+        let rec: KvRecord =
+            sen_core::codec::decode_v1("kv record", &v).map_err(|e| RepoError::Corrupt(format!("kv table: {e}")))?;
+        f(key, rec)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+impl DbRecord {
+    pub fn new(db: &str, key: &[u8], rec: &KvRecord) -> Self {
+        Self {
+            db: db.to_owned(),
+            key: std::str::from_utf8(key).ok().map(str::to_owned),
+            key_hex: hex::encode(key),
+            value: std::str::from_utf8(&rec.value).ok().map(str::to_owned),
+            value_hex: hex::encode(&rec.value),
+            mod_revision: rec.mod_revision,
+            create_revision: rec.create_revision,
+            version: rec.version,
+        }
+    }
+}

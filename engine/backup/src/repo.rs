@@ -1,0 +1,632 @@
+//! An open repository: its config and keys, the object store, and the
+//! operations every command builds on (objects, packs, the blob index).
+//!
+//! The repository code is synchronous and runs on a blocking thread: it
+//! hashes, compresses and encrypts, which must not stall an async runtime
+//! that also carries Raft heartbeats. Object-store calls are async; they
+//! run on the runtime whose [`Handle`] the repository holds, and uploads
+//! and downloads are kept in flight in parallel (bounded).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::runtime::Handle;
+
+use crate::RepoError;
+use crate::crypto::Keys;
+use crate::format::*;
+use crate::store::{ObjectError, ObjectStore};
+
+/// Objects in flight per direction.
+pub const PARALLEL_TRANSFERS: usize = 4;
+
+/// Parameters of a new repository.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub zstd_level: i32,
+    pub pack_target_bytes: u64,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            zstd_level: 3,
+            pack_target_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where a blob is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLoc {
+    pub pack: u32,
+    pub offset: u32,
+    pub len: u32,
+    pub raw_len: u32,
+    pub encoding: BlobEncoding,
+    pub kind: BlobKind,
+}
+
+/// The in-memory blob index: about 60 bytes per blob (32-byte id, 20-byte
+/// location, hash-table overhead), so 100 M blobs need about 6 GB and a
+/// typical portal (a few million chunks) a few hundred MB at most.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub packs: Vec<([u8; 32], u64)>,
+    pack_pos: HashMap<[u8; 32], u32>,
+    pub blobs: HashMap<[u8; 32], BlobLoc>,
+    /// Index objects read (their ids).
+    pub files: Vec<[u8; 32]>,
+}
+
+impl Index {
+    pub fn add_pack(&mut self, pack: &IndexPack) {
+        let pos = match self.pack_pos.get(&pack.id) {
+            Some(p) => *p,
+            None => {
+                let p = self.packs.len() as u32;
+                self.packs.push((pack.id, pack.size));
+                self.pack_pos.insert(pack.id, p);
+                p
+            }
+        };
+        for e in &pack.entries {
+            self.blobs.entry(e.id).or_insert(BlobLoc {
+                pack: pos,
+                offset: e.offset,
+                len: e.len,
+                raw_len: e.raw_len,
+                encoding: e.encoding,
+                kind: e.kind,
+            });
+        }
+    }
+
+    pub fn pack_pos(&self, id: &[u8; 32]) -> Option<u32> {
+        self.pack_pos.get(id).copied()
+    }
+
+    pub fn has_pack(&self, id: &[u8; 32]) -> bool {
+        self.pack_pos.contains_key(id)
+    }
+
+    pub fn get(&self, blob: &[u8; 32]) -> Option<BlobLoc> {
+        self.blobs.get(blob).copied()
+    }
+
+    pub fn pack_id(&self, loc: &BlobLoc) -> [u8; 32] {
+        self.packs[loc.pack as usize].0
+    }
+}
+
+/// An open repository.
+pub struct Repo {
+    pub store: Arc<dyn ObjectStore>,
+    pub rt: Handle,
+    pub config: RepoConfig,
+    pub keys: Keys,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repo({})", self.store.describe())
+    }
+}
+
+impl Repo {
+    /// Create a repository in an empty store. Fails without writing if the
+    /// store already holds one.
+    pub fn init(
+        store: Arc<dyn ObjectStore>,
+        rt: Handle,
+        password: Option<&[u8]>,
+        opts: &InitOptions,
+    ) -> Result<Self, RepoError> {
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let (keys, encryption) = match password {
+            Some(p) => {
+                let (k, info) = Keys::generate(p, &id)?;
+                (k, Some(info))
+            }
+            None => (Keys::None, None),
+        };
+        let config = RepoConfig {
+            format: FORMAT_NAME.into(),
+            version: FORMAT_VERSION,
+            id,
+            created_at_ms: now_ms(),
+            table_chunker: ChunkerParams {
+                algorithm: "fastcdc-2020".into(),
+                min: crate::backup::TABLE_CHUNK_MIN as u32,
+                avg: crate::backup::TABLE_CHUNK_AVG as u32,
+                max: crate::backup::TABLE_CHUNK_MAX as u32,
+            },
+            zstd_level: opts.zstd_level,
+            pack_target_bytes: opts.pack_target_bytes,
+            encryption,
+        };
+        let mut json = serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Format(e.to_string()))?;
+        json.push(b'\n');
+        let repo = Self {
+            store,
+            rt,
+            config,
+            keys,
+        };
+        let created = repo.block_on(repo.store.put_if_absent(CONFIG_KEY, json))?;
+        if !created {
+            return Err(RepoError::Usage(format!(
+                "{} already holds a repository (it has a config object); use it as it is, or pick another location",
+                repo.store.describe()
+            )));
+        }
+        Ok(repo)
+    }
+
+    /// Open an existing repository; `password` is required if it is
+    /// encrypted (and refused if it is not, so a typo in the URL does not
+    /// go unnoticed).
+    pub fn open(store: Arc<dyn ObjectStore>, rt: Handle, password: Option<&[u8]>) -> Result<Self, RepoError> {
+        let describe = store.describe();
+        let bytes = match rt_block_on(&rt, store.get(CONFIG_KEY)) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(RepoError::Usage(format!(
+                    "{describe} holds no Sen repository (no config object): create one with `sen backup init --repo ...`"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let config = RepoConfig::parse(&bytes, &describe)?;
+        let keys = match (&config.encryption, password) {
+            (Some(info), Some(p)) => Keys::unlock(info, p, &config.id)?,
+            (Some(_), None) => {
+                return Err(RepoError::Usage(format!(
+                    "{describe} is encrypted: give its password with --password-file FILE (or SEN_REPO_PASSWORD_FILE)"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(RepoError::Usage(format!(
+                    "{describe} is not encrypted, but a password was given: drop --password-file"
+                )));
+            }
+            (None, None) => Keys::None,
+        };
+        Ok(Self {
+            store,
+            rt,
+            config,
+            keys,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    pub fn block_on<T>(&self, f: impl std::future::Future<Output = Result<T, ObjectError>>) -> Result<T, RepoError> {
+        rt_block_on(&self.rt, f).map_err(RepoError::from)
+    }
+
+    /// Store a metadata object; returns its id.
+    pub fn put_object<T: serde::Serialize>(&self, kind: ObjectKind, value: &T) -> Result<([u8; 32], u64), RepoError> {
+        let bytes = encode_object(&self.keys, kind, value)?;
+        let id = *blake3::hash(&bytes).as_bytes();
+        let len = bytes.len() as u64;
+        self.block_on(self.store.put(&object_key(kind, &id), bytes))?;
+        Ok((id, len))
+    }
+
+    /// Read and verify a metadata object.
+    pub fn get_object<T: serde::de::DeserializeOwned>(&self, kind: ObjectKind, id: &[u8; 32]) -> Result<T, RepoError> {
+        let key = object_key(kind, id);
+        let bytes = self.block_on(self.store.get(&key))?;
+        if blake3::hash(&bytes).as_bytes() != id {
+            return Err(RepoError::Corrupt(format!(
+                "{key}: content does not match its name (damaged object)"
+            )));
+        }
+        decode_object(&self.keys, kind, &bytes, &key)
+    }
+
+    /// Ids of the objects of `kind`.
+    pub fn list_ids(&self, kind: ObjectKind) -> Result<Vec<[u8; 32]>, RepoError> {
+        let prefix = format!("{}/", kind.dir());
+        let mut out = Vec::new();
+        for o in self.block_on(self.store.list(&prefix))? {
+            let name = o.key.rsplit('/').next().unwrap_or_default();
+            match parse_id(name) {
+                Some(id) => out.push(id),
+                None => tracing::warn!(key = %o.key, "ignoring an object with a foreign name"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every pack in the store, with its size.
+    pub fn list_packs(&self) -> Result<Vec<([u8; 32], u64)>, RepoError> {
+        let mut out = Vec::new();
+        for o in self.block_on(self.store.list(&format!("{DATA_DIR}/")))? {
+            let name = o.key.rsplit('/').next().unwrap_or_default();
+            if let Some(id) = parse_id(name) {
+                out.push((id, o.size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Load every index object (in parallel), skipping superseded ones.
+    pub fn load_index(&self) -> Result<Index, RepoError> {
+        let ids = self.list_ids(ObjectKind::Index)?;
+        let files: Vec<(usize, Result<IndexFile, RepoError>)> = self
+            .parallel(ids.iter().copied().enumerate(), |i, id| {
+                (i, self.get_object::<IndexFile>(ObjectKind::Index, &id))
+            });
+        let mut loaded = Vec::new();
+        for (i, f) in files {
+            loaded.push((ids[i], f?));
+        }
+        let superseded: HashSet<[u8; 32]> = loaded.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
+        let mut index = Index::default();
+        for (id, f) in loaded {
+            if superseded.contains(&id) {
+                continue;
+            }
+            index.files.push(id);
+            for p in &f.packs {
+                index.add_pack(p);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Run `f` over `items` on up to [`PARALLEL_TRANSFERS`] threads (for
+    /// blocking repository calls); results in any order.
+    pub fn parallel<I, T, R>(&self, items: I, f: impl Fn(usize, T) -> R + Sync) -> Vec<R>
+    where
+        I: Iterator<Item = (usize, T)> + Send,
+        T: Send,
+        R: Send,
+    {
+        let items = std::sync::Mutex::new(items);
+        let out = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..PARALLEL_TRANSFERS {
+                s.spawn(|| {
+                    loop {
+                        let next = items.lock().unwrap_or_else(|p| p.into_inner()).next();
+                        let Some((i, t)) = next else { break };
+                        let r = f(i, t);
+                        out.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+                    }
+                });
+            }
+        });
+        out.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read a pack's header from the pack itself (for `check` and for
+    /// rebuilding the index from packs alone).
+    pub fn read_pack_header(&self, id: &[u8; 32], size: u64) -> Result<Vec<PackEntry>, RepoError> {
+        let key = pack_key(id);
+        if size < 12 {
+            return Err(RepoError::Corrupt(format!(
+                "{key}: {size} bytes, too short to be a pack"
+            )));
+        }
+        let trailer = self.block_on(self.store.get_range(&key, size - 12, 12))?;
+        let (off, len) = pack_trailer(size, &trailer, &key)?;
+        let header = self.block_on(self.store.get_range(&key, off, u64::from(len)))?;
+        decode_pack_header(&self.keys, &header, &key, off)
+    }
+
+    /// The blob's plaintext, verified against `chunk_id` (the blake3 of the
+    /// plaintext). `sealed` is the blob's stored bytes.
+    pub fn open_blob(
+        &self,
+        chunk_id: &[u8; 32],
+        loc: &BlobLoc,
+        sealed: &[u8],
+        where_: &str,
+    ) -> Result<Vec<u8>, RepoError> {
+        self.open_blob_stored(chunk_id, loc, sealed, where_).map(|b| b.plain)
+    }
+
+    fn open_blob_stored(
+        &self,
+        chunk_id: &[u8; 32],
+        loc: &BlobLoc,
+        sealed: &[u8],
+        where_: &str,
+    ) -> Result<FetchedBlob, RepoError> {
+        let blob_id = self.keys.blob_id(chunk_id);
+        let what = format!("blob {} in {where_}", &hex_id(&blob_id)[..16]);
+        let stored = self.keys.open(sealed, &blob_id, &what)?;
+        let (plain, stored) = match loc.encoding {
+            BlobEncoding::Raw => (stored, None),
+            BlobEncoding::Zstd => (
+                zstd::bulk::decompress(&stored, loc.raw_len as usize)
+                    .map_err(|e| RepoError::Corrupt(format!("{what}: cannot decompress: {e}")))?,
+                Some(stored),
+            ),
+        };
+        if plain.len() != loc.raw_len as usize || blake3::hash(&plain).as_bytes() != chunk_id {
+            return Err(RepoError::Corrupt(format!("{what}: content does not match its hash")));
+        }
+        Ok(FetchedBlob {
+            id: *chunk_id,
+            plain,
+            encoding: loc.encoding,
+            stored,
+        })
+    }
+
+    /// Fetch and verify the plaintext of `chunks` (plaintext chunk ids), in
+    /// order, with up to [`PARALLEL_TRANSFERS`] range reads in flight.
+    /// Memory stays bounded: at most a few chunks are buffered.
+    pub fn fetch_chunks<'a>(
+        &'a self,
+        index: &'a Index,
+        chunks: Vec<[u8; 32]>,
+    ) -> impl Iterator<Item = Result<Vec<u8>, RepoError>> + 'a {
+        self.fetch_blobs(index, chunks).map(|r| r.map(|b| b.plain))
+    }
+
+    /// [`Repo::fetch_chunks`], also returning each blob's stored form (the
+    /// zstd frame or plaintext, as the cluster stores it).
+    pub fn fetch_blobs<'a>(
+        &'a self,
+        index: &'a Index,
+        chunks: Vec<[u8; 32]>,
+    ) -> impl Iterator<Item = Result<FetchedBlob, RepoError>> + 'a {
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<Result<([u8; 32], BlobLoc, Vec<u8>), RepoError>>(PARALLEL_TRANSFERS * 2);
+        let mut jobs = Vec::with_capacity(chunks.len());
+        let mut missing = None;
+        for c in &chunks {
+            let blob = self.keys.blob_id(c);
+            match index.get(&blob) {
+                Some(loc) => jobs.push((*c, loc, pack_key(&index.pack_id(&loc)))),
+                None => {
+                    missing = Some(RepoError::Corrupt(format!(
+                        "blob {} (chunk {}) is not in the index: the repository lost data; run `sen backup check`",
+                        &hex_id(&blob)[..16],
+                        &hex_id(c)[..16]
+                    )));
+                    break;
+                }
+            }
+        }
+        let store = self.store.clone();
+        let handle = self.rt.spawn(async move {
+            let mut s = futures::stream::iter(jobs)
+                .map(|(c, loc, key)| {
+                    let store = store.clone();
+                    async move {
+                        let data = store.get_range(&key, u64::from(loc.offset), u64::from(loc.len)).await;
+                        match data {
+                            Ok(d) if d.len() == loc.len as usize => Ok((c, loc, d)),
+                            Ok(d) => Err(RepoError::Corrupt(format!(
+                                "{key}: pack is truncated (blob at {} needs {} bytes, got {})",
+                                loc.offset,
+                                loc.len,
+                                d.len()
+                            ))),
+                            Err(e) if e.is_not_found() => Err(RepoError::Corrupt(format!(
+                                "{key} is missing: the repository lost data; run `sen backup check`"
+                            ))),
+                            Err(e) => Err(e.into()),
+                        }
+                    }
+                })
+                .buffered(PARALLEL_TRANSFERS);
+            while let Some(r) = s.next().await {
+                let stop = r.is_err();
+                if tx.send(r).is_err() || stop {
+                    break;
+                }
+            }
+            if let Some(m) = missing {
+                let _ = tx.send(Err(m));
+            }
+        });
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            match rx.recv() {
+                Ok(Ok((c, loc, sealed))) => {
+                    let key = pack_key(&index.pack_id(&loc));
+                    Some(self.open_blob_stored(&c, &loc, &sealed, &key))
+                }
+                Ok(Err(e)) => {
+                    done = true;
+                    Some(Err(e))
+                }
+                Err(_) => {
+                    handle.abort();
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// A verified blob.
+#[derive(Debug, Clone)]
+pub struct FetchedBlob {
+    /// Plaintext chunk id.
+    pub id: [u8; 32],
+    pub plain: Vec<u8>,
+    pub encoding: BlobEncoding,
+    /// The zstd frame (for `Zstd` blobs; `Raw` blobs are `plain`).
+    pub stored: Option<Vec<u8>>,
+}
+
+/// Decode a pack header read from `name` at `header_offset`.
+pub fn decode_pack_header(
+    keys: &Keys,
+    header: &[u8],
+    name: &str,
+    header_offset: u64,
+) -> Result<Vec<PackEntry>, RepoError> {
+    let entries: Vec<PackEntry> = decode_object(keys, ObjectKind::PackHeader, header, &format!("{name} (header)"))?;
+    for e in &entries {
+        if u64::from(e.offset) + u64::from(e.len) > header_offset {
+            return Err(RepoError::Corrupt(format!(
+                "{name}: header lists a blob at {}+{} past the data area ({header_offset} bytes)",
+                e.offset, e.len
+            )));
+        }
+    }
+    Ok(entries)
+}
+
+pub(crate) fn rt_block_on<T>(
+    rt: &Handle,
+    f: impl std::future::Future<Output = Result<T, ObjectError>>,
+) -> Result<T, ObjectError> {
+    rt.block_on(f)
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Collects blobs into packs and uploads full packs in the background.
+pub struct PackWriter<'a> {
+    repo: &'a Repo,
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+    /// Packs written (for the index object).
+    pub written: Vec<IndexPack>,
+    pub bytes_uploaded: u64,
+    uploads: tokio::task::JoinSet<Result<(), ObjectError>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl<'a> PackWriter<'a> {
+    pub fn new(repo: &'a Repo) -> Self {
+        Self {
+            repo,
+            buf: Vec::new(),
+            entries: Vec::new(),
+            written: Vec::new(),
+            bytes_uploaded: 0,
+            uploads: tokio::task::JoinSet::new(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(PARALLEL_TRANSFERS)),
+        }
+    }
+
+    /// Add a blob whose plaintext hashes to `chunk_id`. `stored` is the
+    /// plaintext (`Raw`) or its zstd frame (`Zstd`).
+    pub fn add(
+        &mut self,
+        chunk_id: &[u8; 32],
+        kind: BlobKind,
+        encoding: BlobEncoding,
+        raw_len: u32,
+        stored: Vec<u8>,
+    ) -> Result<(), RepoError> {
+        let blob_id = self.repo.keys.blob_id(chunk_id);
+        let sealed = self.repo.keys.seal(stored, &blob_id)?;
+        self.entries.push(PackEntry {
+            id: blob_id,
+            kind,
+            encoding,
+            offset: self.buf.len() as u32,
+            len: sealed.len() as u32,
+            raw_len,
+        });
+        self.buf.extend_from_slice(&sealed);
+        if self.buf.len() as u64 >= self.repo.config.pack_target_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Add a blob already sealed (copied from another pack by prune).
+    pub fn add_sealed(&mut self, mut entry: PackEntry, sealed: &[u8]) -> Result<(), RepoError> {
+        entry.offset = self.buf.len() as u32;
+        entry.len = sealed.len() as u32;
+        self.entries.push(entry);
+        self.buf.extend_from_slice(sealed);
+        if self.buf.len() as u64 >= self.repo.config.pack_target_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Compress `plain` (if it pays) and add it.
+    pub fn add_plain(&mut self, chunk_id: &[u8; 32], kind: BlobKind, plain: &[u8]) -> Result<(), RepoError> {
+        let compressed = zstd::bulk::compress(plain, self.repo.config.zstd_level)
+            .map_err(|e| RepoError::Format(format!("zstd: {e}")))?;
+        if compressed.len() + plain.len() / 16 < plain.len() {
+            self.add(chunk_id, kind, BlobEncoding::Zstd, plain.len() as u32, compressed)
+        } else {
+            self.add(chunk_id, kind, BlobEncoding::Raw, plain.len() as u32, plain.to_vec())
+        }
+    }
+
+    /// Close the current pack (if any) and start its upload.
+    pub fn flush(&mut self) -> Result<(), RepoError> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        let entries = std::mem::take(&mut self.entries);
+        let mut pack = std::mem::take(&mut self.buf);
+        let header = encode_object(&self.repo.keys, ObjectKind::PackHeader, &entries)?;
+        pack.extend_from_slice(&header);
+        pack.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        pack.extend_from_slice(PACK_MAGIC);
+        let id = *blake3::hash(&pack).as_bytes();
+        let size = pack.len() as u64;
+        self.bytes_uploaded += size;
+        self.written.push(IndexPack { id, size, entries });
+        // Bounded: wait for a slot, reaping finished uploads' errors early.
+        let permit = self
+            .repo
+            .rt
+            .block_on(self.in_flight.clone().acquire_owned())
+            .map_err(|_| RepoError::Format("upload limiter closed".into()))?;
+        while let Some(done) = self.uploads.try_join_next() {
+            flatten(done)?;
+        }
+        let store = self.repo.store.clone();
+        let key = pack_key(&id);
+        self.uploads.spawn_on(
+            async move {
+                let r = store.put(&key, pack).await;
+                drop(permit);
+                r
+            },
+            &self.repo.rt,
+        );
+        Ok(())
+    }
+
+    /// Close the last pack and wait for every upload.
+    pub fn finish(&mut self) -> Result<(), RepoError> {
+        self.flush()?;
+        let mut first = Ok(());
+        while let Some(done) = self.repo.rt.block_on(self.uploads.join_next()) {
+            if let Err(e) = flatten(done)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}
+
+fn flatten(r: Result<Result<(), ObjectError>, tokio::task::JoinError>) -> Result<(), RepoError> {
+    match r {
+        Ok(r) => r.map_err(RepoError::from),
+        Err(e) => Err(RepoError::Format(format!("upload task failed: {e}"))),
+    }
+}
