@@ -135,6 +135,29 @@ pub enum BackupCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DrillCmd {
+    /// Restore a snapshot to a scratch location and prove it equals the
+    /// live cluster's state at the snapshot's Raft index; report duration
+    /// and throughput.
+    Restore {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// `latest` or a snapshot id prefix.
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// Take a new backup of the live cluster first and restore that.
+        #[arg(long, conflicts_with = "snapshot")]
+        fresh: bool,
+        /// Where to build the scratch copy (default: the system's temp dir).
+        #[arg(long)]
+        scratch: Option<PathBuf>,
+        /// Keep the scratch copy (a startable data directory) afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ScheduleCmd {
     /// Set (or replace) the schedule.
     Set {
@@ -206,8 +229,16 @@ pub enum RestoreCmd {
         #[arg(long, default_value = "latest")]
         snapshot: String,
         /// Local directory to write into.
+        #[arg(long, required_unless_present = "into_cluster", conflicts_with = "into_cluster")]
+        to: Option<PathBuf>,
+        /// Put the files back into the live site instead (one atomic
+        /// deployment: under --path the site becomes what the snapshot had;
+        /// everything else stays as it is now).
         #[arg(long)]
-        to: PathBuf,
+        into_cluster: bool,
+        /// With --into-cluster: list what would change, change nothing.
+        #[arg(long, requires = "into_cluster")]
+        dry_run: bool,
     },
     /// Restore a database (or the keys under a prefix) to a JSON-lines file.
     Db {
@@ -219,8 +250,16 @@ pub enum RestoreCmd {
         #[arg(long, default_value = "latest")]
         snapshot: String,
         /// File to write (`-`: standard output).
+        #[arg(long, required_unless_present = "into_cluster", conflicts_with = "into_cluster")]
+        to: Option<PathBuf>,
+        /// Write the records back into the live database instead: under
+        /// --prefix the database becomes what the snapshot had (keys added
+        /// since are deleted, changed ones reset).
         #[arg(long)]
-        to: PathBuf,
+        into_cluster: bool,
+        /// With --into-cluster: list what would change, change nothing.
+        #[arg(long, requires = "into_cluster")]
+        dry_run: bool,
     },
 }
 
@@ -873,7 +912,7 @@ fn bar(output: Output, total: u64) -> indicatif::ProgressBar {
     pb
 }
 
-pub fn run_restore(cmd: RestoreCmd, output: Output) -> Result<(), Failure> {
+pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let rt = runtime()?;
     let started = Instant::now();
     match cmd {
@@ -882,8 +921,43 @@ pub fn run_restore(cmd: RestoreCmd, output: Output) -> Result<(), Failure> {
             site,
             path,
             snapshot,
-            to,
+            into_cluster: true,
+            dry_run,
+            ..
         } => {
+            let r = open(&rt, &repo)?;
+            let snaps = read::list_snapshots(&r).map_err(fail)?;
+            let e = read::resolve(&snaps, &snapshot).map_err(fail)?;
+            let index = r.load_index().map_err(fail)?;
+            let files = read::site_files(&r, &index, &e.snapshot, &site, &path).map_err(fail)?;
+            let client = crate::client(endpoints, timeout)?;
+            site_into_cluster(&rt, &r, &index, &client, &e, &site, &path, files, dry_run, output)
+        }
+        RestoreCmd::Db {
+            repo,
+            db,
+            prefix,
+            snapshot,
+            into_cluster: true,
+            dry_run,
+            ..
+        } => {
+            let r = open(&rt, &repo)?;
+            let snaps = read::list_snapshots(&r).map_err(fail)?;
+            let e = read::resolve(&snaps, &snapshot).map_err(fail)?;
+            let index = r.load_index().map_err(fail)?;
+            let client = crate::client(endpoints, timeout)?;
+            db_into_cluster(&rt, &r, &index, &client, &e, &db, &prefix, dry_run, output)
+        }
+        RestoreCmd::Site {
+            repo,
+            site,
+            path,
+            snapshot,
+            to,
+            ..
+        } => {
+            let to = to.ok_or_else(|| Failure::from("give --to DIR or --into-cluster"))?;
             let r = open(&rt, &repo)?;
             let snaps = read::list_snapshots(&r).map_err(fail)?;
             let e = read::resolve(&snaps, &snapshot).map_err(fail)?;
@@ -919,7 +993,9 @@ pub fn run_restore(cmd: RestoreCmd, output: Output) -> Result<(), Failure> {
             prefix,
             snapshot,
             to,
+            ..
         } => {
+            let to = to.ok_or_else(|| Failure::from("give --to FILE or --into-cluster"))?;
             let r = open(&rt, &repo)?;
             let snaps = read::list_snapshots(&r).map_err(fail)?;
             let e = read::resolve(&snaps, &snapshot).map_err(fail)?;
@@ -1013,6 +1089,362 @@ pub fn run_restore(cmd: RestoreCmd, output: Output) -> Result<(), Failure> {
             );
             Ok(())
         }
+    }
+}
+
+/// Put a site's files (under `path`) back as they were in the snapshot,
+/// as one deployment on top of the current tree.
+#[allow(clippy::too_many_arguments)]
+fn site_into_cluster(
+    rt: &tokio::runtime::Runtime,
+    r: &Repo,
+    index: &Index,
+    client: &sen_client::Client,
+    e: &SnapshotEntry,
+    site: &str,
+    path: &str,
+    files: Vec<read::SnapFile>,
+    dry_run: bool,
+    output: Output,
+) -> Result<(), Failure> {
+    use std::collections::{BTreeMap, HashSet};
+    let (current, base) = rt.block_on(client.current_entries(site))?;
+    let mut now: BTreeMap<String, sen_content::FileEntry> = current.into_iter().map(|f| (f.path.clone(), f)).collect();
+    let mut changes: Vec<(&'static str, String)> = Vec::new();
+    let wanted: BTreeMap<String, sen_content::FileEntry> = files
+        .into_iter()
+        .map(|f| {
+            (
+                f.path.clone(),
+                sen_content::FileEntry {
+                    path: f.path,
+                    size: f.record.size,
+                    blake3: f.record.blake3,
+                    mtime_ms: f.record.mtime_ms,
+                    chunks: f.record.chunks,
+                },
+            )
+        })
+        .collect();
+    // Under the selection: what the snapshot had, nothing else.
+    let selected: Vec<String> = now.keys().filter(|p| read::path_selected(p, path)).cloned().collect();
+    for p in selected {
+        if !wanted.contains_key(&p) {
+            now.remove(&p);
+            changes.push(("remove", p));
+        }
+    }
+    for (p, f) in &wanted {
+        match now.get(p) {
+            Some(cur) if cur.blake3 == f.blake3 => {}
+            Some(_) => changes.push(("replace", p.clone())),
+            None => changes.push(("add", p.clone())),
+        }
+        now.insert(p.clone(), f.clone());
+    }
+    let report = |deployment: Option<u64>| {
+        emit(
+            output,
+            json!({"snapshot_id": hex_id(&e.id), "site": site, "path": path, "dry_run": dry_run, "deployment": deployment,
+                   "changes": changes.iter().map(|(k, p)| json!({"change": k, "path": p})).collect::<Vec<_>>()}),
+            || {
+                let mut t = String::new();
+                for (k, p) in &changes {
+                    t.push_str(&format!("{k:<8} {p}\n"));
+                }
+                t.push_str(&match deployment {
+                    _ if changes.is_empty() => format!(
+                        "site {site} already matches snapshot {} under {path:?}: nothing to do",
+                        e.short_id()
+                    ),
+                    None => format!(
+                        "dry run: {} change(s) to site {site} from snapshot {}",
+                        changes.len(),
+                        e.short_id()
+                    ),
+                    Some(d) => format!(
+                        "restored {} change(s) to site {site} from snapshot {} as deployment {d}",
+                        changes.len(),
+                        e.short_id()
+                    ),
+                });
+                t
+            },
+        )
+    };
+    if dry_run || changes.is_empty() {
+        report(None);
+        return Ok(());
+    }
+    // Upload the chunks the cluster lacks, from the repository (verified).
+    let needed: Vec<sen_content::ChunkId> = {
+        let mut seen = HashSet::new();
+        wanted
+            .values()
+            .flat_map(|f| f.chunks.iter().map(|c| c.id))
+            .filter(|id| seen.insert(*id))
+            .collect()
+    };
+    let mut missing: Vec<[u8; 32]> = Vec::new();
+    for part in needed.chunks(4096) {
+        let m = rt.block_on(client.missing_chunks(part))?;
+        missing.extend(part.iter().filter(|id| m.contains(id)).map(|id| id.0));
+    }
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0usize;
+    for blob in r.fetch_blobs(index, missing) {
+        let blob = blob.map_err(fail)?;
+        let len = blob.plain.len() as u32;
+        let (encoding, data) = match blob.stored {
+            Some(z) => (sen_content::chunk::Encoding::Zstd, z),
+            None => (sen_content::chunk::Encoding::Raw, blob.plain),
+        };
+        batch_bytes += data.len();
+        batch.push(sen_client::content::wire_chunk(sen_content::StoredChunk {
+            id: sen_content::ChunkId(blob.id),
+            encoding,
+            len,
+            data,
+        }));
+        if batch.len() >= 256 || batch_bytes >= 16 << 20 {
+            rt.block_on(client.put_chunks(std::mem::take(&mut batch)))?;
+            batch_bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        rt.block_on(client.put_chunks(batch))?;
+    }
+    let message = format!("restore {path:?} from snapshot {}", e.short_id());
+    let d = rt.block_on(client.deploy_entries(site, now.into_values().collect(), base, "sen restore", &message))?;
+    report(Some(d));
+    Ok(())
+}
+
+/// Reset a database's keys under `prefix` to what the snapshot had.
+#[allow(clippy::too_many_arguments)]
+fn db_into_cluster(
+    rt: &tokio::runtime::Runtime,
+    r: &Repo,
+    index: &Index,
+    client: &sen_client::Client,
+    e: &SnapshotEntry,
+    db: &str,
+    prefix: &str,
+    dry_run: bool,
+    output: Output,
+) -> Result<(), Failure> {
+    use std::collections::BTreeMap;
+    let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    read::db_records(r, index, &e.snapshot, db, prefix.as_bytes(), &mut |k, rec| {
+        wanted.insert(k.to_vec(), rec.value);
+        Ok(())
+    })
+    .map_err(fail)?;
+    // The live keys under the prefix.
+    let mut live: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut start_after = Vec::new();
+    loop {
+        let page = rt.block_on(client.scan_page(sen_proto::v1::ScanRequest {
+            db: db.into(),
+            prefix: prefix.as_bytes().to_vec(),
+            start_after: start_after.clone(),
+            limit: 1000,
+            consistency: sen_client::Consistency::Linearizable as i32,
+            ..Default::default()
+        }));
+        let page = match page {
+            Ok(p) => p,
+            Err(e) if e.code() == Some(tonic::Code::NotFound) => break,
+            Err(e) => return Err(e.into()),
+        };
+        for kv in &page.kvs {
+            live.insert(kv.key.clone(), kv.value.clone());
+        }
+        match (page.more, page.kvs.last()) {
+            (true, Some(last)) => start_after = last.key.clone(),
+            _ => break,
+        }
+    }
+    let mut changes: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    for k in live.keys() {
+        if !wanted.contains_key(k) {
+            changes.push(("delete", k.clone()));
+        }
+    }
+    for (k, v) in &wanted {
+        match live.get(k) {
+            Some(cur) if cur == v => {}
+            Some(_) => changes.push(("reset", k.clone())),
+            None => changes.push(("add", k.clone())),
+        }
+    }
+    if !dry_run {
+        for (kind, k) in &changes {
+            match *kind {
+                "delete" => {
+                    rt.block_on(client.delete(db, k))?;
+                }
+                _ => {
+                    rt.block_on(client.put(db, k, &wanted[k]))?;
+                }
+            }
+        }
+    }
+    emit(
+        output,
+        json!({"snapshot_id": hex_id(&e.id), "db": db, "prefix": prefix, "dry_run": dry_run,
+               "changes": changes.iter().map(|(c, k)| json!({"change": c, "key": crate::output::json_bytes(k)})).collect::<Vec<_>>()}),
+        || {
+            let mut t = String::new();
+            for (c, k) in &changes {
+                t.push_str(&format!("{c:<7} {}\n", crate::output::show(k)));
+            }
+            t.push_str(&if dry_run {
+                format!(
+                    "dry run: {} change(s) to database {db} from snapshot {}",
+                    changes.len(),
+                    e.short_id()
+                )
+            } else {
+                format!(
+                    "applied {} change(s) to database {db} from snapshot {}",
+                    changes.len(),
+                    e.short_id()
+                )
+            });
+            t
+        },
+    );
+    Ok(())
+}
+
+pub fn run_drill(cmd: DrillCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
+    let DrillCmd::Restore {
+        repo,
+        snapshot,
+        fresh,
+        scratch,
+        keep,
+    } = cmd;
+    let rt = runtime()?;
+    let mut fresh_id = None;
+    if fresh {
+        let password = repo.password()?;
+        let url = repo.url()?.to_owned();
+        let r = rt.block_on(async {
+            let client = crate::client(endpoints, timeout)?;
+            let addr = pick_node(&client, None).await?;
+            let req = sen_proto::v1::CreateBackupRequest {
+                repo: url,
+                password: password.unwrap_or_default(),
+                tags: vec!["drill".into()],
+            };
+            Ok::<_, Failure>(
+                client
+                    .create_backup(&addr, req, timeout.max(Duration::from_secs(3600)))
+                    .await?,
+            )
+        })?;
+        fresh_id = Some(r.snapshot_id);
+    }
+    let r = open(&rt, &repo)?;
+    let snaps = read::list_snapshots(&r).map_err(fail)?;
+    let e = read::resolve(&snaps, fresh_id.as_deref().unwrap_or(&snapshot)).map_err(fail)?;
+    let index = r.load_index().map_err(fail)?;
+    let base = scratch.unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!("sen-drill-{}-{}", e.short_id(), std::process::id()));
+    let started = Instant::now();
+    let pb = bar(output, e.snapshot.stats.bytes_total);
+    let result = restore_cluster(&r, &index, &e.snapshot, &dir, 1, "127.0.0.1:7101", &pb);
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let (restored_digest, bytes, error) = match result {
+        Ok((_, d, b)) => (d, b, None),
+        Err(f) => (String::new(), 0, Some(f.message)),
+    };
+    if !keep || error.is_some() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // The live cluster: a node at exactly the snapshot's index gives a
+    // direct comparison; otherwise the digest the live node computed at
+    // that index while taking the backup is the reference.
+    let live: Vec<(u64, u64, String)> = rt.block_on(async {
+        let mut out = Vec::new();
+        for ep in endpoints {
+            let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{ep}")) else {
+                continue;
+            };
+            let ch = ch
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(30));
+            let Ok(ch) = ch.connect().await else { continue };
+            if let Ok(d) = sen_proto::v1::admin_client::AdminClient::new(ch)
+                .digest(sen_proto::v1::DigestRequest {})
+                .await
+            {
+                let d = d.into_inner();
+                out.push((d.node_id, d.applied_index, d.digest));
+            }
+        }
+        out
+    });
+    let same_index: Vec<&(u64, u64, String)> = live.iter().filter(|(_, i, _)| *i == e.snapshot.raft_index).collect();
+    let equal = error.is_none() && restored_digest == e.snapshot.state_digest;
+    let live_equal = same_index.iter().all(|(_, _, d)| *d == restored_digest);
+    let passed = equal && live_equal;
+    emit(
+        output,
+        json!({
+            "snapshot_id": hex_id(&e.id),
+            "raft_index": e.snapshot.raft_index,
+            "snapshot_time": when(e.snapshot.time_ms),
+            "expected_digest": e.snapshot.state_digest,
+            "restored_digest": restored_digest,
+            "equal": equal,
+            "live_nodes_at_same_index": same_index.iter().map(|(n, _, d)| json!({"node": n, "digest": d, "equal": *d == restored_digest})).collect::<Vec<_>>(),
+            "live_nodes": live.iter().map(|(n, i, _)| json!({"node": n, "applied_index": i})).collect::<Vec<_>>(),
+            "bytes": bytes,
+            "duration_ms": (secs * 1000.0) as u64,
+            "mb_per_s": bytes as f64 / 1e6 / secs.max(1e-3),
+            "scratch": if keep && error.is_none() { Some(dir.clone()) } else { None },
+            "error": error,
+            "passed": passed,
+        }),
+        || {
+            let mut t = format!(
+                "restore drill of snapshot {} (raft index {}, taken {})\n",
+                e.short_id(),
+                e.snapshot.raft_index,
+                when(e.snapshot.time_ms)
+            );
+            match &error {
+                Some(m) => t.push_str(&format!("FAILED: {m}\n")),
+                None => t.push_str(&format!(
+                    "restored {:.1} MB in {secs:.1} s ({:.1} MB/s) into a scratch data directory\nstate digest {} {} the live cluster's at index {}\n",
+                    bytes as f64 / 1e6,
+                    bytes as f64 / 1e6 / secs.max(1e-3),
+                    &restored_digest[..16.min(restored_digest.len())],
+                    if equal { "equals" } else { "DIFFERS FROM" },
+                    e.snapshot.raft_index
+                )),
+            }
+            for (n, _, d) in &same_index {
+                t.push_str(&format!(
+                    "live node {n} is at the same index: digest {}\n",
+                    if *d == restored_digest { "equal" } else { "DIFFERENT" }
+                ));
+            }
+            t.push_str(if passed { "PASSED" } else { "FAILED" });
+            t
+        },
+    );
+    if passed {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: 3,
+            message: "the restore drill failed: see the report above".into(),
+        })
     }
 }
 

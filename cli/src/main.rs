@@ -71,6 +71,9 @@ enum Command {
     /// Restore from a backup: a whole cluster, a site, a database.
     #[command(subcommand)]
     Restore(backup_cmd::RestoreCmd),
+    /// Drills that prove recovery works (restore today; failover drills later).
+    #[command(subcommand)]
+    Drill(backup_cmd::DrillCmd),
 }
 
 /// A command failed: print this line and exit with `code`.
@@ -98,7 +101,8 @@ fn main() -> ExitCode {
         Command::Kv(cmd) => client_runtime(|| kv_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Site(cmd) => client_runtime(|| site_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Backup(cmd) => backup_cmd::run_backup(cmd, &cli.endpoints, cli.output, cli.timeout),
-        Command::Restore(cmd) => backup_cmd::run_restore(cmd, cli.output),
+        Command::Restore(cmd) => backup_cmd::run_restore(cmd, &cli.endpoints, cli.output, cli.timeout),
+        Command::Drill(cmd) => backup_cmd::run_drill(cmd, &cli.endpoints, cli.output, cli.timeout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -314,7 +314,7 @@ fn to_entry(f: &FileInfo) -> Result<FileEntry, ClientError> {
     })
 }
 
-fn wire_chunk(c: StoredChunk) -> Chunk {
+pub fn wire_chunk(c: StoredChunk) -> Chunk {
     Chunk {
         id: c.id.0.to_vec(),
         encoding: match c.encoding {
@@ -952,6 +952,31 @@ impl Client {
                 format!("no file or directory {target:?} in site {site}"),
             ));
         }
+        let deployment = self
+            .deploy_entries(site, files, base, author, &format!("remove {target}"))
+            .await?;
+        Ok((removed, deployment))
+    }
+
+    /// The current files of `site` (with their chunk lists) and the
+    /// deployment they belong to, as manifest entries.
+    pub async fn current_entries(&self, site: &str) -> Result<(Vec<FileEntry>, u64), ClientError> {
+        let (list, base) = self.list_files(site, "", true).await?;
+        Ok((list.iter().map(to_entry).collect::<Result<_, _>>()?, base))
+    }
+
+    /// Deploy `files` (whose chunks the cluster must hold) as the site's
+    /// new tree, refused if the site moved past `base` meanwhile. Returns
+    /// the new deployment.
+    pub async fn deploy_entries(
+        &self,
+        site: &str,
+        mut files: Vec<FileEntry>,
+        base: u64,
+        author: &str,
+        message: &str,
+    ) -> Result<u64, ClientError> {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         let encoded = Manifest { files }
             .encode()
             .map_err(|e| err(Code::Internal, e.to_string()))?;
@@ -983,10 +1008,10 @@ impl Client {
                 manifest_hash: blake3::hash(&encoded).as_bytes().to_vec(),
                 base: Some(base),
                 author: author.into(),
-                message: format!("remove {target}"),
+                message: message.into(),
             })
             .await?;
-        Ok((removed, r.deployment))
+        Ok(r.deployment)
     }
 }
 
