@@ -1194,18 +1194,9 @@ fn site_into_cluster(
     let mut batch_bytes = 0usize;
     for blob in r.fetch_blobs(index, missing) {
         let blob = blob.map_err(fail)?;
-        let len = blob.plain.len() as u32;
-        let (encoding, data) = match blob.stored {
-            Some(z) => (sen_content::chunk::Encoding::Zstd, z),
-            None => (sen_content::chunk::Encoding::Raw, blob.plain),
-        };
-        batch_bytes += data.len();
-        batch.push(sen_client::content::wire_chunk(sen_content::StoredChunk {
-            id: sen_content::ChunkId(blob.id),
-            encoding,
-            len,
-            data,
-        }));
+        let chunk = cluster_chunk(blob)?;
+        batch_bytes += chunk.data.len();
+        batch.push(sen_client::content::wire_chunk(chunk));
         if batch.len() >= 256 || batch_bytes >= 16 << 20 {
             rt.block_on(client.put_chunks(std::mem::take(&mut batch)))?;
             batch_bytes = 0;
@@ -1448,6 +1439,28 @@ pub fn run_drill(cmd: DrillCmd, endpoints: &[String], output: Output, timeout: D
     }
 }
 
+/// A verified blob in the cluster's stored form: its own zstd frame when
+/// the repository kept it, else compressed again (zstd 3, as a push does).
+fn cluster_chunk(blob: sen_backup::repo::FetchedBlob) -> Result<sen_content::StoredChunk, Failure> {
+    use sen_backup::format::BlobEncoding;
+    let len = blob.plain.len() as u32;
+    Ok(match (blob.encoding, blob.stored) {
+        (BlobEncoding::Zstd, Some(z)) => sen_content::StoredChunk {
+            id: sen_content::ChunkId(blob.id),
+            encoding: sen_content::chunk::Encoding::Zstd,
+            len,
+            data: z,
+        },
+        (BlobEncoding::Raw, _) => sen_content::StoredChunk {
+            id: sen_content::ChunkId(blob.id),
+            encoding: sen_content::chunk::Encoding::Raw,
+            len,
+            data: blob.plain,
+        },
+        _ => sen_content::StoredChunk::encode(&blob.plain, 3).map_err(|e| e.to_string())?,
+    })
+}
+
 fn restore_cluster(
     r: &Repo,
     index: &Index,
@@ -1478,17 +1491,7 @@ fn restore_cluster(
             let blob = blob.map_err(fail)?;
             bytes += blob.plain.len() as u64;
             pb.inc(blob.plain.len() as u64);
-            let len = blob.plain.len() as u32;
-            let (encoding, data) = match blob.stored {
-                Some(z) => (sen_content::chunk::Encoding::Zstd, z),
-                None => (sen_content::chunk::Encoding::Raw, blob.plain),
-            };
-            let chunk = sen_content::StoredChunk {
-                id: sen_content::ChunkId(blob.id),
-                encoding,
-                len,
-                data,
-            };
+            let chunk = cluster_chunk(blob)?;
             b.put_chunk(&chunk)?;
         }
     }

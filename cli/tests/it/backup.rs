@@ -776,3 +776,125 @@ async fn undo_deletions_into_the_live_cluster_and_drill_a_restore() {
     let again = json(&[&["drill", "restore"][..], &r].concat());
     assert_eq!(again["passed"], true, "{again}");
 }
+
+/// kill -9 the node taking a backup, and the CLI running a prune, at
+/// whatever point they have reached: `check` accepts the repository, the
+/// earlier snapshots restore, and running the command again completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_backup_and_during_prune() {
+    let mut c = cluster("backup-kill", FAST);
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let root = c.root().to_owned();
+    let repo_url = format!("file://{}", root.join("repo").display());
+    let r = ["--repo", repo_url.as_str()];
+    let tree = root.join("tree");
+    let mut files = make_tree(&tree);
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "s"]).0, 0);
+    assert_eq!(
+        sen(&["--endpoints", &eps, "site", "push", "s", tree.to_str().unwrap()]).0,
+        0
+    );
+    json(&[&["backup", "init"][..], &r].concat());
+    let first = json(&[&["--endpoints", &eps, "backup", "create", "--node", "2"][..], &r].concat());
+
+    // New content (so the next backup has something to upload), then kill
+    // node 2 while it backs up, at a few different moments.
+    for (round, delay_ms) in [5u64, 40, 150].into_iter().enumerate() {
+        let name = format!("new-{round}.bin");
+        let data = pseudo_random(3 * 1024 * 1024, 1000 + round as u64);
+        std::fs::write(tree.join(&name), &data).unwrap();
+        files.insert(name, data);
+        assert_eq!(
+            sen(&["--endpoints", &eps, "site", "push", "s", tree.to_str().unwrap()]).0,
+            0
+        );
+        let applied = c
+            .status()
+            .await
+            .unwrap()
+            .members
+            .iter()
+            .map(|m| m.applied_index)
+            .max()
+            .unwrap();
+        c.wait_applied(2, applied, T).await.unwrap();
+        let mut child = std::process::Command::new(SEN)
+            .args([
+                "--endpoints",
+                &eps,
+                "backup",
+                "create",
+                "--node",
+                "2",
+                "--repo",
+                &repo_url,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        c.kill9(2).unwrap();
+        let _ = child.wait();
+        let check = json(&[&["backup", "check", "--read-data"][..], &r].concat());
+        assert_eq!(check["ok"], true, "after kill at {delay_ms} ms: {check}");
+        c.start(2).unwrap();
+        c.wait_applied(2, applied, T).await.unwrap();
+    }
+    // The first snapshot restores; a new backup completes and restores all.
+    let out = root.join("first");
+    json(
+        &[
+            &[
+                "restore",
+                "site",
+                "s",
+                "--snapshot",
+                &first["snapshot_id"].as_str().unwrap()[..8],
+                "--to",
+                out.to_str().unwrap(),
+            ][..],
+            &r,
+        ]
+        .concat(),
+    );
+    assert_eq!(read_tree(&out).len(), files.len() - 3);
+    json(&[&["--endpoints", &eps, "backup", "create", "--node", "2"][..], &r].concat());
+    let out = root.join("last");
+    json(&[&["restore", "site", "s", "--to", out.to_str().unwrap()][..], &r].concat());
+    assert_eq!(read_tree(&out), files);
+
+    // Prune killed at a few moments (keep the last snapshot only).
+    for delay_ms in [1u64, 20, 60] {
+        let mut child = std::process::Command::new(SEN)
+            .args([
+                "backup",
+                "prune",
+                "--keep-last",
+                "1",
+                "--grace",
+                "0s",
+                "--repo",
+                &repo_url,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let check = json(&[&["backup", "check", "--read-data"][..], &r].concat());
+        assert_eq!(check["ok"], true, "after killing prune at {delay_ms} ms: {check}");
+        let out = root.join(format!("after-prune-{delay_ms}"));
+        json(&[&["restore", "site", "s", "--to", out.to_str().unwrap()][..], &r].concat());
+        assert_eq!(read_tree(&out), files);
+    }
+    json(&[&["backup", "prune", "--keep-last", "1", "--grace", "0s"][..], &r].concat());
+    json(&[&["backup", "prune", "--keep-last", "1", "--grace", "0s"][..], &r].concat());
+    let list = json(&[&["backup", "list"][..], &r].concat());
+    assert_eq!(list["snapshots"].as_array().unwrap().len(), 1);
+    let check = json(&[&["backup", "check", "--read-data"][..], &r].concat());
+    assert_eq!(check["ok"], true, "{check}");
+}

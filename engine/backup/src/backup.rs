@@ -15,7 +15,7 @@
 //! (and perhaps an index) that no snapshot references; the next backup
 //! adopts them, so their upload is not lost.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use sen_content::StoredChunk;
@@ -27,6 +27,9 @@ use crate::repo::{Index, PackWriter, Repo, now_ms};
 
 /// The table whose keys are the ids of every stored content chunk.
 pub const CHUNK_META_TABLE: &str = "chunk_meta";
+/// The table of every site's current files (their chunks are packed in
+/// this order).
+pub const FILES_TABLE: &str = "files";
 
 /// Chunk sizes of table record streams: much finer than file content
 /// (16/64/256 KiB), because a database changes a record here and there.
@@ -96,7 +99,7 @@ pub fn create(
         repo,
         index: &index,
         w: PackWriter::new(repo),
-        seen: HashSet::new(),
+        seen: HashMap::new(),
         stats: SnapshotStats::default(),
         deduped_packs: HashSet::new(),
         processed: 0,
@@ -112,6 +115,7 @@ pub fn create(
         };
         let mut buf: Vec<u8> = Vec::new();
         let is_chunk_meta = name == CHUNK_META_TABLE;
+        let is_files = name == FILES_TABLE;
         source.scan(&name, &mut |k, v| {
             buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
             buf.extend_from_slice(k);
@@ -123,7 +127,14 @@ pub fn create(
                 let id: [u8; 32] = k
                     .try_into()
                     .map_err(|_| RepoError::Source(format!("chunk_meta key of {} bytes", k.len())))?;
-                cx.content_chunk(source, &id)?;
+                cx.content_chunk(source, &id, true)?;
+            }
+            if is_files {
+                let rec: sen_raft::apply::FileRecord = sen_core::codec::decode_v1("file record", v)
+                    .map_err(|e| RepoError::Source(format!("files table: {e}")))?;
+                for c in &rec.chunks {
+                    cx.content_chunk(source, &c.id.0, false)?;
+                }
             }
             if buf.len() >= 256 * TABLE_CHUNK_MAX {
                 let cuts = cut_table(&buf);
@@ -202,7 +213,8 @@ struct Ctx<'a> {
     repo: &'a Repo,
     index: &'a Index,
     w: PackWriter<'a>,
-    seen: HashSet<[u8; 32]>,
+    /// Blobs added by this backup, with their plaintext length.
+    seen: HashMap<[u8; 32], u32>,
     stats: SnapshotStats,
     deduped_packs: HashSet<u32>,
     processed: u64,
@@ -221,7 +233,8 @@ impl Ctx<'_> {
         let blob = self.repo.keys.blob_id(&id);
         if let Some(loc) = self.index.get(&blob) {
             self.deduped_packs.insert(loc.pack);
-        } else if self.seen.insert(blob) {
+        } else if !self.seen.contains_key(&blob) {
+            self.seen.insert(blob, data.len() as u32);
             self.stats.blobs_new += 1;
             self.w.add_plain(&id, BlobKind::Table, data)?;
         }
@@ -229,36 +242,51 @@ impl Ctx<'_> {
     }
 
     /// One stored content chunk: uploaded only if the repository lacks it.
-    fn content_chunk(&mut self, source: &dyn StateSource, id: &[u8; 32]) -> Result<(), RepoError> {
-        self.stats.content_chunks += 1;
-        self.stats.blobs_total += 1;
+    /// `count`: add it to the snapshot's totals (each chunk is counted once,
+    /// from the `chunk_meta` table; the `files` table only fixes the order
+    /// in which chunks are packed: file by file, so restores read packs
+    /// sequentially).
+    fn content_chunk(&mut self, source: &dyn StateSource, id: &[u8; 32], count: bool) -> Result<(), RepoError> {
         let blob = self.repo.keys.blob_id(id);
-        if let Some(loc) = self.index.get(&blob) {
+        let raw_len = if let Some(loc) = self.index.get(&blob) {
             self.deduped_packs.insert(loc.pack);
-            self.stats.bytes_total += u64::from(loc.raw_len);
-            return Ok(());
-        }
-        if !self.seen.insert(blob) {
-            return Ok(());
-        }
-        let chunk = source
-            .chunk(id)?
-            .ok_or_else(|| RepoError::Source(format!("chunk {} is listed but not stored", hex_id(id))))?;
-        if &chunk.id.0 != id {
-            return Err(RepoError::Source(format!(
-                "chunk {} is stored under another id",
-                hex_id(id)
-            )));
-        }
-        let encoding = match chunk.encoding {
-            Encoding::Raw => BlobEncoding::Raw,
-            Encoding::Zstd => BlobEncoding::Zstd,
+            loc.raw_len
+        } else if let Some(len) = self.seen.get(&blob) {
+            *len
+        } else {
+            let chunk = source
+                .chunk(id)?
+                .ok_or_else(|| RepoError::Source(format!("chunk {} is listed but not stored", hex_id(id))))?;
+            if &chunk.id.0 != id {
+                return Err(RepoError::Source(format!(
+                    "chunk {} is stored under another id",
+                    hex_id(id)
+                )));
+            }
+            self.stats.content_chunks_new += 1;
+            self.stats.blobs_new += 1;
+            self.processed += u64::from(chunk.len);
+            self.seen.insert(blob, chunk.len);
+            let len = chunk.len;
+            match chunk.encoding {
+                // Incompressible: stored as it is, on its own.
+                Encoding::Raw => self
+                    .w
+                    .add(id, BlobKind::Content, BlobEncoding::Raw, chunk.len, chunk.data)?,
+                // Compressible: recompressed with its neighbours (a group).
+                Encoding::Zstd => {
+                    let plain = chunk.decode().map_err(|e| RepoError::Source(e.to_string()))?;
+                    self.w.add_plain(id, BlobKind::Content, &plain)?;
+                }
+            }
+            len
         };
-        self.stats.content_chunks_new += 1;
-        self.stats.blobs_new += 1;
-        self.stats.bytes_total += u64::from(chunk.len);
-        self.processed += u64::from(chunk.len);
-        self.w.add(id, BlobKind::Content, encoding, chunk.len, chunk.data)
+        if count {
+            self.stats.content_chunks += 1;
+            self.stats.blobs_total += 1;
+            self.stats.bytes_total += u64::from(raw_len);
+        }
+        Ok(())
     }
 }
 

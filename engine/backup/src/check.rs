@@ -227,24 +227,42 @@ fn verify_pack_data(repo: &Repo, id: &[u8; 32]) -> Vec<String> {
             return errors;
         }
     };
+    let mut groups: std::collections::HashMap<u32, Result<Vec<u8>, String>> = std::collections::HashMap::new();
     for e in entries {
         let sealed = &bytes[e.offset as usize..(e.offset + e.len) as usize];
         let what = format!("{key}: blob {}", &hex_id(&e.id)[..16]);
-        let stored = match repo.keys.open(sealed, &e.id, &what) {
-            Ok(s) => s,
-            Err(err) => {
-                errors.push(err.to_string());
-                continue;
-            }
-        };
         let plain = match e.encoding {
-            BlobEncoding::Raw => Ok(stored),
-            BlobEncoding::Zstd => zstd::bulk::decompress(&stored, e.raw_len as usize),
+            BlobEncoding::Raw => repo.keys.open(sealed, &e.id, &what).map_err(|err| err.to_string()),
+            BlobEncoding::Zstd => repo
+                .keys
+                .open(sealed, &e.id, &what)
+                .map_err(|err| err.to_string())
+                .and_then(|z| {
+                    zstd::bulk::decompress(&z, e.raw_len as usize)
+                        .map_err(|err| format!("{what}: cannot decompress: {err}"))
+                }),
+            BlobEncoding::Group => {
+                let group = groups.entry(e.offset).or_insert_with(|| {
+                    crate::repo::open_group(&repo.keys, sealed, &format!("{key}: group at {}", e.offset))
+                        .map_err(|err| err.to_string())
+                });
+                match group {
+                    Ok(g) => g
+                        .get(e.group_offset as usize..(e.group_offset + e.raw_len) as usize)
+                        .map(<[u8]>::to_vec)
+                        .ok_or_else(|| format!("{what}: lies outside its group")),
+                    Err(err) => Err(err.clone()),
+                }
+            }
         };
         match plain {
             Ok(p) if p.len() == e.raw_len as usize && repo.keys.blob_id(blake3::hash(&p).as_bytes()) == e.id => {}
             Ok(_) => errors.push(format!("{what}: content does not match its id")),
-            Err(err) => errors.push(format!("{what}: cannot decompress: {err}")),
+            Err(err) => {
+                if !errors.contains(&err) {
+                    errors.push(err);
+                }
+            }
         }
     }
     errors

@@ -179,13 +179,22 @@ pub fn prune(repo: &Repo, policy: &KeepPolicy, grace: Duration, dry_run: bool) -
     // Phase 1 (decide): indexed packs none of whose blobs is used go to
     // the trash; packs with at least REPACK_UNUSED_SHARE of unused bytes
     // have their used blobs copied (still sealed) into new packs first.
-    let mut by_pack: BTreeMap<u32, (u64, u64)> = BTreeMap::new(); // (used bytes, unused bytes)
+    // Sealed units (a blob, or a group of blobs sealed together) are kept
+    // or dropped whole: a unit is used if any of its blobs is.
+    let mut units: BTreeMap<(u32, u32), (u64, bool)> = BTreeMap::new();
     for (blob, loc) in &index.blobs {
-        let e = by_pack.entry(loc.pack).or_default();
-        if used.contains(blob) {
-            e.0 += u64::from(loc.len);
+        let u = units
+            .entry((loc.pack, loc.offset))
+            .or_insert((u64::from(loc.len), false));
+        u.1 |= used.contains(blob);
+    }
+    let mut by_pack: BTreeMap<u32, (u64, u64)> = BTreeMap::new(); // (used bytes, unused bytes)
+    for ((pack, _), (len, is_used)) in units {
+        let e = by_pack.entry(pack).or_default();
+        if is_used {
+            e.0 += len;
         } else {
-            e.1 += u64::from(loc.len);
+            e.1 += len;
         }
     }
     let unused: HashSet<u32> = by_pack.iter().filter(|(_, (u, _))| *u == 0).map(|(p, _)| *p).collect();
@@ -221,12 +230,21 @@ pub fn prune(repo: &Repo, policy: &KeepPolicy, grace: Duration, dry_run: bool) -
                     pack_key(&p.id)
                 )));
             }
-            for e in p.entries.iter().filter(|e| used.contains(&e.id)) {
-                let end = e.offset as usize + e.len as usize;
+            // A sealed unit (a blob, or a group with all its members) is
+            // copied once if any of its blobs is used.
+            let mut units: BTreeMap<u32, Vec<PackEntry>> = BTreeMap::new();
+            for e in &p.entries {
+                units.entry(e.offset).or_default().push(e.clone());
+            }
+            for (_, members) in units {
+                if !members.iter().any(|e| used.contains(&e.id)) {
+                    continue;
+                }
+                let (off, len) = (members[0].offset as usize, members[0].len as usize);
                 let sealed = bytes
-                    .get(e.offset as usize..end)
+                    .get(off..off + len)
                     .ok_or_else(|| RepoError::Corrupt(format!("{}: blob past the end of the pack", pack_key(&p.id))))?;
-                w.add_sealed(e.clone(), sealed)?;
+                w.add_sealed(members, sealed)?;
             }
         }
         w.finish()?;
@@ -297,6 +315,7 @@ fn index_packs(index: &Index) -> Vec<IndexPack> {
             offset: loc.offset,
             len: loc.len,
             raw_len: loc.raw_len,
+            group_offset: loc.group_offset,
         });
     }
     for p in &mut packs {

@@ -233,62 +233,52 @@ pub fn restore_files(
     let io = |what: String| move |e: std::io::Error| RepoError::Usage(format!("{what}: {e}"));
     std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
     let mut stats = RestoreStats::default();
-    // Batches of files share one pipeline of parallel downloads.
-    let mut start = 0;
-    while start < files.len() {
-        let mut end = start;
-        let mut batch_bytes = 0u64;
-        while end < files.len() && (end == start || (batch_bytes < 64 << 20 && end - start < 512)) {
-            batch_bytes += files[end].record.size;
-            end += 1;
+    // One pipeline of parallel, read-ahead downloads for all the files.
+    let ids: Vec<[u8; 32]> = files
+        .iter()
+        .flat_map(|f| f.record.chunks.iter().map(|c| c.id.0))
+        .collect();
+    let mut chunks = repo.fetch_chunks(index, ids);
+    for f in files {
+        let rel = sen_content::path::normalize(&f.path)
+            .map_err(|e| RepoError::Corrupt(format!("files table holds an unsafe path: {e}")))?;
+        let target: PathBuf = dir.join(&rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;
         }
-        let batch = &files[start..end];
-        let ids: Vec<[u8; 32]> = batch
-            .iter()
-            .flat_map(|f| f.record.chunks.iter().map(|c| c.id.0))
-            .collect();
-        let mut chunks = repo.fetch_chunks(index, ids);
-        for f in batch {
-            let rel = sen_content::path::normalize(&f.path)
-                .map_err(|e| RepoError::Corrupt(format!("files table holds an unsafe path: {e}")))?;
-            let target: PathBuf = dir.join(&rel);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;
-            }
-            let tmp = target.with_file_name(format!(
-                ".sen-restore-{}",
-                target
-                    .file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-            ));
-            let mut out = std::fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
-            let mut h = blake3::Hasher::new();
-            let mut size = 0u64;
-            for _ in &f.record.chunks {
-                let data = chunks
-                    .next()
-                    .ok_or_else(|| RepoError::Corrupt(format!("{}: ran out of chunks", f.path)))??;
-                h.update(&data);
-                size += data.len() as u64;
-                out.write_all(&data).map_err(io(format!("write {}", tmp.display())))?;
-                progress(data.len() as u64);
-            }
-            if size != f.record.size || h.finalize().as_bytes() != &f.record.blake3 {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(RepoError::Corrupt(format!(
-                    "{}: restored content does not match the file's hash",
-                    f.path
-                )));
-            }
-            out.sync_all().map_err(io(format!("fsync {}", tmp.display())))?;
-            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.record.mtime_ms);
-            let _ = out.set_modified(mtime);
-            drop(out);
-            std::fs::rename(&tmp, &target).map_err(io(format!("rename into {}", target.display())))?;
-            stats.files += 1;
-            stats.bytes += size;
+        let tmp = target.with_file_name(format!(
+            ".sen-restore-{}",
+            target
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ));
+        let mut out = std::fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
+        let mut h = blake3::Hasher::new();
+        let mut size = 0u64;
+        for _ in &f.record.chunks {
+            let data = chunks
+                .next()
+                .ok_or_else(|| RepoError::Corrupt(format!("{}: ran out of chunks", f.path)))??;
+            h.update(&data);
+            size += data.len() as u64;
+            out.write_all(&data).map_err(io(format!("write {}", tmp.display())))?;
+            progress(data.len() as u64);
         }
-        start = end;
+        if size != f.record.size || h.finalize().as_bytes() != &f.record.blake3 {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(RepoError::Corrupt(format!(
+                "{}: restored content does not match the file's hash",
+                f.path
+            )));
+        }
+        // No fsync per file (like restic and borg): a restore interrupted
+        // by a crash is simply run again.
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.record.mtime_ms);
+        let _ = out.set_modified(mtime);
+        drop(out);
+        std::fs::rename(&tmp, &target).map_err(io(format!("rename into {}", target.display())))?;
+        stats.files += 1;
+        stats.bytes += size;
     }
     Ok(stats)
 }

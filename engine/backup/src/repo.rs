@@ -10,7 +10,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use tokio::runtime::Handle;
 
 use crate::RepoError;
@@ -46,6 +45,7 @@ pub struct BlobLoc {
     pub raw_len: u32,
     pub encoding: BlobEncoding,
     pub kind: BlobKind,
+    pub group_offset: u32,
 }
 
 /// The in-memory blob index: about 60 bytes per blob (32-byte id, 20-byte
@@ -79,6 +79,7 @@ impl Index {
                 raw_len: e.raw_len,
                 encoding: e.encoding,
                 kind: e.kind,
+                group_offset: e.group_offset,
             });
         }
     }
@@ -340,16 +341,61 @@ impl Repo {
         sealed: &[u8],
         where_: &str,
     ) -> Result<FetchedBlob, RepoError> {
-        let blob_id = self.keys.blob_id(chunk_id);
+        open_blob_with(&self.keys, chunk_id, loc, sealed, where_)
+    }
+}
+
+/// Open a sealed blob and verify it against `chunk_id`.
+fn open_blob_with(
+    keys: &Keys,
+    chunk_id: &[u8; 32],
+    loc: &BlobLoc,
+    sealed: &[u8],
+    where_: &str,
+) -> Result<FetchedBlob, RepoError> {
+    open_blob_cached(keys, chunk_id, loc, sealed, where_, &mut None)
+}
+
+/// Open a group's sealed frame: its whole plaintext.
+pub fn open_group(keys: &Keys, sealed: &[u8], what: &str) -> Result<Vec<u8>, RepoError> {
+    let frame = keys.open(sealed, GROUP_AAD, what)?;
+    zstd::bulk::decompress(&frame, GROUP_MAX).map_err(|e| RepoError::Corrupt(format!("{what}: cannot decompress: {e}")))
+}
+
+/// [`open_blob_with`], reusing `cache` (offset, plaintext) of the last
+/// group opened, so consecutive members decompress their group once.
+fn open_blob_cached(
+    keys: &Keys,
+    chunk_id: &[u8; 32],
+    loc: &BlobLoc,
+    sealed: &[u8],
+    where_: &str,
+    cache: &mut Option<(u32, Vec<u8>)>,
+) -> Result<FetchedBlob, RepoError> {
+    {
+        let blob_id = keys.blob_id(chunk_id);
         let what = format!("blob {} in {where_}", &hex_id(&blob_id)[..16]);
-        let stored = self.keys.open(sealed, &blob_id, &what)?;
         let (plain, stored) = match loc.encoding {
-            BlobEncoding::Raw => (stored, None),
-            BlobEncoding::Zstd => (
-                zstd::bulk::decompress(&stored, loc.raw_len as usize)
-                    .map_err(|e| RepoError::Corrupt(format!("{what}: cannot decompress: {e}")))?,
-                Some(stored),
-            ),
+            BlobEncoding::Raw => (keys.open(sealed, &blob_id, &what)?, None),
+            BlobEncoding::Zstd => {
+                let stored = keys.open(sealed, &blob_id, &what)?;
+                (
+                    zstd::bulk::decompress(&stored, loc.raw_len as usize)
+                        .map_err(|e| RepoError::Corrupt(format!("{what}: cannot decompress: {e}")))?,
+                    Some(stored),
+                )
+            }
+            BlobEncoding::Group => {
+                if cache.as_ref().is_none_or(|(off, _)| *off != loc.offset) {
+                    *cache = Some((loc.offset, open_group(keys, sealed, &what)?));
+                }
+                let group = cache.as_ref().map(|(_, g)| g.as_slice()).unwrap_or_default();
+                let a = loc.group_offset as usize;
+                let part = group
+                    .get(a..a + loc.raw_len as usize)
+                    .ok_or_else(|| RepoError::Corrupt(format!("{what}: lies outside its group")))?;
+                (part.to_vec(), None)
+            }
         };
         if plain.len() != loc.raw_len as usize || blake3::hash(&plain).as_bytes() != chunk_id {
             return Err(RepoError::Corrupt(format!("{what}: content does not match its hash")));
@@ -361,7 +407,9 @@ impl Repo {
             stored,
         })
     }
+}
 
+impl Repo {
     /// Fetch and verify the plaintext of `chunks` (plaintext chunk ids), in
     /// order, with up to [`PARALLEL_TRANSFERS`] range reads in flight.
     /// Memory stays bounded: at most a few chunks are buffered.
@@ -375,79 +423,133 @@ impl Repo {
 
     /// [`Repo::fetch_chunks`], also returning each blob's stored form (the
     /// zstd frame or plaintext, as the cluster stores it).
+    ///
+    /// Blobs that lie close together in one pack are read with one ranged
+    /// read (up to 8 MiB); reads, decryption, decompression and hashing run
+    /// on the runtime's blocking threads, [`PARALLEL_TRANSFERS`] × 2 reads
+    /// ahead, and results come back in order. Memory stays bounded by the
+    /// read-ahead window.
     pub fn fetch_blobs<'a>(
         &'a self,
         index: &'a Index,
         chunks: Vec<[u8; 32]>,
     ) -> impl Iterator<Item = Result<FetchedBlob, RepoError>> + 'a {
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<Result<([u8; 32], BlobLoc, Vec<u8>), RepoError>>(PARALLEL_TRANSFERS * 2);
-        let mut jobs = Vec::with_capacity(chunks.len());
-        let mut missing = None;
-        for c in &chunks {
-            let blob = self.keys.blob_id(c);
-            match index.get(&blob) {
-                Some(loc) => jobs.push((*c, loc, pack_key(&index.pack_id(&loc)))),
-                None => {
-                    missing = Some(RepoError::Corrupt(format!(
-                        "blob {} (chunk {}) is not in the index: the repository lost data; run `sen backup check`",
-                        &hex_id(&blob)[..16],
-                        &hex_id(c)[..16]
-                    )));
-                    break;
+        const MAX_RUN: u64 = 8 << 20;
+        const MAX_GAP: u64 = 256 << 10;
+        struct Run {
+            pack: u32,
+            start: u64,
+            end: u64,
+            items: Vec<([u8; 32], BlobLoc)>,
+        }
+        let mut runs: std::collections::VecDeque<Result<Run, RepoError>> = std::collections::VecDeque::new();
+        let mut cur: Option<Run> = None;
+        for c in chunks {
+            let blob = self.keys.blob_id(&c);
+            let Some(loc) = index.get(&blob) else {
+                if let Some(r) = cur.take() {
+                    runs.push_back(Ok(r));
+                }
+                runs.push_back(Err(RepoError::Corrupt(format!(
+                    "blob {} (chunk {}) is not in the index: the repository lost data; run `sen backup check`",
+                    &hex_id(&blob)[..16],
+                    &hex_id(&c)[..16]
+                ))));
+                break;
+            };
+            let (off, end) = (u64::from(loc.offset), u64::from(loc.offset) + u64::from(loc.len));
+            match &mut cur {
+                Some(r)
+                    if r.pack == loc.pack && off >= r.start && end <= r.start + MAX_RUN && off <= r.end + MAX_GAP =>
+                {
+                    r.end = r.end.max(end);
+                    r.items.push((c, loc));
+                }
+                _ => {
+                    if let Some(r) = cur.take() {
+                        runs.push_back(Ok(r));
+                    }
+                    cur = Some(Run {
+                        pack: loc.pack,
+                        start: off,
+                        end,
+                        items: vec![(c, loc)],
+                    });
                 }
             }
         }
-        let store = self.store.clone();
-        let handle = self.rt.spawn(async move {
-            let mut s = futures::stream::iter(jobs)
-                .map(|(c, loc, key)| {
-                    let store = store.clone();
-                    async move {
-                        let data = store.get_range(&key, u64::from(loc.offset), u64::from(loc.len)).await;
-                        match data {
-                            Ok(d) if d.len() == loc.len as usize => Ok((c, loc, d)),
-                            Ok(d) => Err(RepoError::Corrupt(format!(
-                                "{key}: pack is truncated (blob at {} needs {} bytes, got {})",
-                                loc.offset,
-                                loc.len,
-                                d.len()
-                            ))),
-                            Err(e) if e.is_not_found() => Err(RepoError::Corrupt(format!(
-                                "{key} is missing: the repository lost data; run `sen backup check`"
-                            ))),
-                            Err(e) => Err(e.into()),
-                        }
-                    }
-                })
-                .buffered(PARALLEL_TRANSFERS);
-            while let Some(r) = s.next().await {
-                let stop = r.is_err();
-                if tx.send(r).is_err() || stop {
-                    break;
-                }
-            }
-            if let Some(m) = missing {
-                let _ = tx.send(Err(m));
-            }
-        });
+        if let Some(r) = cur.take() {
+            runs.push_back(Ok(r));
+        }
+        let window = PARALLEL_TRANSFERS * 2;
+        let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<Result<Vec<FetchedBlob>, RepoError>>> =
+            std::collections::VecDeque::new();
+        let mut ready: std::collections::VecDeque<FetchedBlob> = std::collections::VecDeque::new();
+        let mut failed: Option<RepoError> = None;
         let mut done = false;
         std::iter::from_fn(move || {
-            if done {
-                return None;
-            }
-            match rx.recv() {
-                Ok(Ok((c, loc, sealed))) => {
-                    let key = pack_key(&index.pack_id(&loc));
-                    Some(self.open_blob_stored(&c, &loc, &sealed, &key))
+            loop {
+                if let Some(b) = ready.pop_front() {
+                    return Some(Ok(b));
                 }
-                Ok(Err(e)) => {
-                    done = true;
-                    Some(Err(e))
+                if done {
+                    return None;
                 }
-                Err(_) => {
-                    handle.abort();
-                    None
+                while pending.len() < window && failed.is_none() {
+                    match runs.pop_front() {
+                        None => break,
+                        Some(Err(e)) => failed = Some(e),
+                        Some(Ok(run)) => {
+                            let store = self.store.clone();
+                            let keys = self.keys.clone();
+                            let rt = self.rt.clone();
+                            let key = pack_key(&index.pack_id(&run.items[0].1));
+                            pending.push_back(self.rt.spawn_blocking(move || {
+                                let data = match rt.block_on(store.get_range(&key, run.start, run.end - run.start)) {
+                                    Ok(d) => d,
+                                    Err(e) if e.is_not_found() => {
+                                        return Err(RepoError::Corrupt(format!(
+                                            "{key} is missing: the repository lost data; run `sen backup check`"
+                                        )));
+                                    }
+                                    Err(e) => return Err(e.into()),
+                                };
+                                let mut out = Vec::with_capacity(run.items.len());
+                                let mut cache = None;
+                                for (c, loc) in &run.items {
+                                    let a = (u64::from(loc.offset) - run.start) as usize;
+                                    let b = a + loc.len as usize;
+                                    let sealed = data.get(a..b).ok_or_else(|| {
+                                        RepoError::Corrupt(format!(
+                                            "{key}: pack is truncated (blob at {} needs {} bytes)",
+                                            loc.offset, loc.len
+                                        ))
+                                    })?;
+                                    out.push(open_blob_cached(&keys, c, loc, sealed, &key, &mut cache)?);
+                                }
+                                Ok(out)
+                            }));
+                        }
+                    }
+                }
+                match pending.pop_front() {
+                    Some(h) => match self.rt.block_on(h) {
+                        Ok(Ok(blobs)) => ready.extend(blobs),
+                        Ok(Err(e)) => {
+                            done = true;
+                            return Some(Err(e));
+                        }
+                        Err(e) => {
+                            done = true;
+                            return Some(Err(RepoError::Format(format!("read task failed: {e}"))));
+                        }
+                    },
+                    None => {
+                        done = true;
+                        if let Some(e) = failed.take() {
+                            return Some(Err(e));
+                        }
+                    }
                 }
             }
         })
@@ -502,6 +604,9 @@ pub struct PackWriter<'a> {
     repo: &'a Repo,
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// The open group: plaintexts of blobs to be compressed together.
+    group: Vec<u8>,
+    group_members: Vec<PackEntry>,
     /// Packs written (for the index object).
     pub written: Vec<IndexPack>,
     pub bytes_uploaded: u64,
@@ -515,6 +620,8 @@ impl<'a> PackWriter<'a> {
             repo,
             buf: Vec::new(),
             entries: Vec::new(),
+            group: Vec::new(),
+            group_members: Vec::new(),
             written: Vec::new(),
             bytes_uploaded: 0,
             uploads: tokio::task::JoinSet::new(),
@@ -541,6 +648,7 @@ impl<'a> PackWriter<'a> {
             offset: self.buf.len() as u32,
             len: sealed.len() as u32,
             raw_len,
+            group_offset: 0,
         });
         self.buf.extend_from_slice(&sealed);
         if self.buf.len() as u64 >= self.repo.config.pack_target_bytes {
@@ -549,11 +657,15 @@ impl<'a> PackWriter<'a> {
         Ok(())
     }
 
-    /// Add a blob already sealed (copied from another pack by prune).
-    pub fn add_sealed(&mut self, mut entry: PackEntry, sealed: &[u8]) -> Result<(), RepoError> {
-        entry.offset = self.buf.len() as u32;
-        entry.len = sealed.len() as u32;
-        self.entries.push(entry);
+    /// Add sealed bytes already in the repository format (copied from
+    /// another pack by prune): one blob, or one group with all its members.
+    pub fn add_sealed(&mut self, entries: Vec<PackEntry>, sealed: &[u8]) -> Result<(), RepoError> {
+        let offset = self.buf.len() as u32;
+        for mut e in entries {
+            e.offset = offset;
+            e.len = sealed.len() as u32;
+            self.entries.push(e);
+        }
         self.buf.extend_from_slice(sealed);
         if self.buf.len() as u64 >= self.repo.config.pack_target_bytes {
             self.flush()?;
@@ -561,19 +673,41 @@ impl<'a> PackWriter<'a> {
         Ok(())
     }
 
-    /// Compress `plain` (if it pays) and add it.
+    /// Add a blob whose plaintext is `plain`: it joins the open group
+    /// (compressed with its neighbours when the group closes).
     pub fn add_plain(&mut self, chunk_id: &[u8; 32], kind: BlobKind, plain: &[u8]) -> Result<(), RepoError> {
-        let compressed = zstd::bulk::compress(plain, self.repo.config.zstd_level)
-            .map_err(|e| RepoError::Format(format!("zstd: {e}")))?;
-        if compressed.len() + plain.len() / 16 < plain.len() {
-            self.add(chunk_id, kind, BlobEncoding::Zstd, plain.len() as u32, compressed)
-        } else {
-            self.add(chunk_id, kind, BlobEncoding::Raw, plain.len() as u32, plain.to_vec())
+        self.group_members.push(PackEntry {
+            id: self.repo.keys.blob_id(chunk_id),
+            kind,
+            encoding: BlobEncoding::Group,
+            offset: 0,
+            len: 0,
+            raw_len: plain.len() as u32,
+            group_offset: self.group.len() as u32,
+        });
+        self.group.extend_from_slice(plain);
+        if self.group.len() >= GROUP_TARGET {
+            self.flush_group()?;
         }
+        Ok(())
+    }
+
+    /// Compress and seal the open group into the pack.
+    fn flush_group(&mut self) -> Result<(), RepoError> {
+        if self.group_members.is_empty() {
+            return Ok(());
+        }
+        let plain = std::mem::take(&mut self.group);
+        let members = std::mem::take(&mut self.group_members);
+        let frame = zstd::bulk::compress(&plain, self.repo.config.zstd_level)
+            .map_err(|e| RepoError::Format(format!("zstd: {e}")))?;
+        let sealed = self.repo.keys.seal(frame, GROUP_AAD)?;
+        self.add_sealed(members, &sealed)
     }
 
     /// Close the current pack (if any) and start its upload.
     pub fn flush(&mut self) -> Result<(), RepoError> {
+        self.flush_group()?;
         if self.entries.is_empty() {
             return Ok(());
         }

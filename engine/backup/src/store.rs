@@ -76,6 +76,43 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<(), ObjectError>;
 }
 
+/// Check that `store` honours conditional creates (S3's `If-None-Match: *`):
+/// some S3-compatible servers silently ignore it, and such a store cannot
+/// keep a repository's single-writer objects safe. Writes and removes one
+/// probe object under `locks/`.
+pub async fn probe_conditional_create(store: &dyn ObjectStore) -> Result<(), ObjectError> {
+    let key = format!("locks/probe-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let unsafe_store = |why: &str| ObjectError::Failed {
+        op: "probe conditional create",
+        store: store.describe(),
+        key: key.clone(),
+        detail: format!(
+            "{why}: this store ignores conditional creates (If-None-Match: *) and cannot hold a Sen repository safely; \
+             use AWS S3, SeaweedFS, MinIO, or another server that implements conditional writes"
+        ),
+    };
+    let result = async {
+        if !store.put_if_absent(&key, b"probe 1".to_vec()).await? {
+            return Err(unsafe_store("a fresh probe object already existed"));
+        }
+        if store.put_if_absent(&key, b"probe 2".to_vec()).await? {
+            return Err(unsafe_store(
+                "a second conditional create of the probe object succeeded",
+            ));
+        }
+        if store.get(&key).await? != b"probe 1" {
+            return Err(unsafe_store(
+                "a refused conditional create still overwrote the probe object",
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    let cleanup = store.delete(&key).await;
+    result?;
+    cleanup
+}
+
 /// Reject keys that could escape the store or are not portable.
 pub fn check_key(key: &str) -> Result<(), ObjectError> {
     let bad = |why| {
