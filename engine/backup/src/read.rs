@@ -230,57 +230,128 @@ pub fn restore_files(
     dir: &Path,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<RestoreStats, RepoError> {
-    let io = |what: String| move |e: std::io::Error| RepoError::Usage(format!("{what}: {e}"));
-    std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
     let mut stats = RestoreStats::default();
-    // One pipeline of parallel, read-ahead downloads for all the files.
+    // One pipeline of parallel, read-ahead downloads for all the files; the
+    // chunks arrive in order on this thread, which hands whole small files
+    // to writer threads (hash check, write, rename) and writes large ones
+    // itself, streaming.
     let ids: Vec<[u8; 32]> = files
         .iter()
         .flat_map(|f| f.record.chunks.iter().map(|c| c.id.0))
         .collect();
     let mut chunks = repo.fetch_chunks(index, ids);
-    for f in files {
-        let rel = sen_content::path::normalize(&f.path)
-            .map_err(|e| RepoError::Corrupt(format!("files table holds an unsafe path: {e}")))?;
-        let target: PathBuf = dir.join(&rel);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(&SnapFile, PathBuf, Vec<Vec<u8>>)>(64);
+    let rx = std::sync::Mutex::new(rx);
+    let first_error: std::sync::Mutex<Option<RepoError>> = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| -> Result<(), RepoError> {
+        for _ in 0..WRITERS {
+            scope.spawn(|| {
+                loop {
+                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((f, target, data)) = job else { break };
+                    if let Err(e) = write_file_owned(f, &target, data.into_iter()) {
+                        first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                    }
+                }
+            });
         }
-        let tmp = target.with_file_name(format!(
-            ".sen-restore-{}",
-            target
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-        ));
-        let mut out = std::fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
-        let mut h = blake3::Hasher::new();
-        let mut size = 0u64;
-        for _ in &f.record.chunks {
-            let data = chunks
-                .next()
-                .ok_or_else(|| RepoError::Corrupt(format!("{}: ran out of chunks", f.path)))??;
-            h.update(&data);
-            size += data.len() as u64;
-            out.write_all(&data).map_err(io(format!("write {}", tmp.display())))?;
-            progress(data.len() as u64);
-        }
-        if size != f.record.size || h.finalize().as_bytes() != &f.record.blake3 {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(RepoError::Corrupt(format!(
-                "{}: restored content does not match the file's hash",
-                f.path
-            )));
-        }
-        // No fsync per file (like restic and borg): a restore interrupted
-        // by a crash is simply run again.
-        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.record.mtime_ms);
-        let _ = out.set_modified(mtime);
-        drop(out);
-        std::fs::rename(&tmp, &target).map_err(io(format!("rename into {}", target.display())))?;
-        stats.files += 1;
-        stats.bytes += size;
+        let result = (|| {
+            for f in files {
+                if first_error.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                    break;
+                }
+                let rel = sen_content::path::normalize(&f.path)
+                    .map_err(|e| RepoError::Corrupt(format!("files table holds an unsafe path: {e}")))?;
+                let target: PathBuf = dir.join(&rel);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
+                }
+                if f.record.size <= SMALL_FILE {
+                    let mut data = Vec::with_capacity(f.record.chunks.len());
+                    for _ in &f.record.chunks {
+                        let d = chunks
+                            .next()
+                            .ok_or_else(|| RepoError::Corrupt(format!("{}: ran out of chunks", f.path)))??;
+                        progress(d.len() as u64);
+                        data.push(d);
+                    }
+                    if tx.send((f, target, data)).is_err() {
+                        break;
+                    }
+                } else {
+                    let mut err = None;
+                    let iter = f.record.chunks.iter().map_while(|_| match chunks.next() {
+                        Some(Ok(d)) => {
+                            progress(d.len() as u64);
+                            Some(d)
+                        }
+                        Some(Err(e)) => {
+                            err = Some(e);
+                            None
+                        }
+                        None => {
+                            err = Some(RepoError::Corrupt(format!("{}: ran out of chunks", f.path)));
+                            None
+                        }
+                    });
+                    let written = write_file_owned(f, &target, iter);
+                    if let Some(e) = err {
+                        return Err(e);
+                    }
+                    written?;
+                }
+                stats.files += 1;
+                stats.bytes += f.record.size;
+            }
+            Ok(())
+        })();
+        drop(tx);
+        result
+    })?;
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
     Ok(stats)
+}
+
+/// Files up to this size are written by the writer threads.
+const SMALL_FILE: u64 = 4 << 20;
+const WRITERS: usize = 2;
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> RepoError {
+    move |e| RepoError::Usage(format!("{what}: {e}"))
+}
+
+/// Write one file to a temporary name, check its size and blake3, set its
+/// modification time and rename it into place. No fsync per file (like
+/// restic and borg): an interrupted restore is simply run again.
+fn write_file_owned(f: &SnapFile, target: &Path, data: impl Iterator<Item = Vec<u8>>) -> Result<(), RepoError> {
+    let tmp = target.with_file_name(format!(
+        ".sen-restore-{}",
+        target
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    ));
+    let mut out = std::fs::File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
+    let mut h = blake3::Hasher::new();
+    let mut size = 0u64;
+    for d in data {
+        h.update(&d);
+        size += d.len() as u64;
+        out.write_all(&d).map_err(io_err(format!("write {}", tmp.display())))?;
+    }
+    if size != f.record.size || h.finalize().as_bytes() != &f.record.blake3 {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(RepoError::Corrupt(format!(
+            "{}: restored content does not match the file's hash",
+            f.path
+        )));
+    }
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.record.mtime_ms);
+    let _ = out.set_modified(mtime);
+    drop(out);
+    std::fs::rename(&tmp, target).map_err(io_err(format!("rename into {}", target.display())))
 }
 
 /// One record of a database, as `restore db` writes it (JSON lines).
