@@ -43,6 +43,11 @@ pub struct Args {
     /// Rounds (each runs every tool once, alternating).
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// Pause after deleting a round's files: ext4 avoids reusing inodes
+    /// deleted in the last 60 s, and creating many files right after a big
+    /// deletion is several times slower for whichever tool comes next.
+    #[arg(long, value_parser = crate::duration, default_value = "65s")]
+    pub settle: Duration,
 }
 
 impl Default for Args {
@@ -52,6 +57,7 @@ impl Default for Args {
             limit_mb: 2000,
             versions: 10,
             rounds: 2,
+            settle: Duration::from_secs(65),
         }
     }
 }
@@ -263,7 +269,6 @@ async fn sen_run(sen: &Path, work: &Path, master: &Path, a: &Args, round: usize,
     run.restore_peak_mib = peak;
     verify(&tree, &out)?;
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(run)
 }
 
@@ -311,7 +316,6 @@ fn restic_run(work: &Path, master: &Path, a: &Args, round: usize, password: &str
     run.restore_s = s;
     run.restore_peak_mib = peak;
     verify(&tree, &out)?;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(run)
 }
 
@@ -366,8 +370,18 @@ fn borg_run(work: &Path, master: &Path, a: &Args, round: usize, password: &str) 
     run.restore_s = s;
     run.restore_peak_mib = peak;
     verify(&tree, &out)?;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(run)
+}
+
+/// Delete the previous round's files, flush, and let ext4's recently
+/// deleted inodes age (see `Args::settle`), so no tool pays for another's
+/// deletions.
+fn settle(work: &Path, pause: Duration) {
+    for d in ["sen", "restic", "borg"] {
+        let _ = std::fs::remove_dir_all(work.join(d));
+    }
+    let _ = Command::new("sync").status();
+    std::thread::sleep(pause);
 }
 
 fn median(v: impl Iterator<Item = f64>) -> f64 {
@@ -394,6 +408,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, mut a: 
 
     let mut runs: Vec<ToolRun> = Vec::new();
     for round in 0..a.rounds {
+        settle(&work, a.settle);
         eprintln!("round {}: sen", round + 1);
         runs.push(sen_run(sen, &work, &master, &a, round, &pw).await?);
         eprintln!("round {}: restic", round + 1);
@@ -402,6 +417,9 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, mut a: 
         runs.push(borg_run(&work, &master, &a, round, password)?);
     }
     let _ = std::fs::remove_dir_all(&master);
+    for d in ["sen", "restic", "borg"] {
+        let _ = std::fs::remove_dir_all(work.join(d));
+    }
 
     let mbs = |s: f64| bytes as f64 / 1e6 / s;
     let of = |tool: &'static str| runs.iter().filter(move |r| r.tool == tool);
@@ -416,7 +434,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, mut a: 
     };
     let sen_row = row("sen");
     let mut md = format!(
-        "## Backup and restore: Sen vs restic 0.14 vs borg 1.2\n\n{}\nCommand: `target/release/sen-benches backup --out {}` ({} round(s), tools alternating).\n\nTree: {} files, {:.0} MB copied from {}. {} versions: the first, then 1% of the files edited per version. All repositories local, on the same disk, encrypted (Sen: XChaCha20-Poly1305 + Argon2id; restic: repository v2, compression auto; borg: repokey-blake2, zstd,3). Sen runs one node (fsync on); its first backup is `site push` + `backup create`, its incremental ones the same after the edits; the peers back up the directory. Restore: the last version into an empty directory (Sen: `restore site`), verified.\n\n| | first backup s | MB/s | incremental s (median) | restore s | restore MB/s | repo after {} versions MB | backup peak MiB | restore peak MiB |\n|---|---|---|---|---|---|---|---|---|\n",
+        "## Backup and restore: Sen vs restic 0.14 vs borg 1.2\n\n{}\nCommand: `target/release/sen-benches backup --out {}` ({} round(s), tools alternating).\n\nTree: {} files, {:.0} MB copied from {}. {} versions: the first, then 1% of the files edited per version. All repositories local, on the same disk, encrypted (Sen: XChaCha20-Poly1305 + Argon2id; restic: repository v2, compression auto; borg: repokey-blake2, zstd,3). Sen runs one node (fsync on); its first backup is `site push` + `backup create`, its incremental ones the same after the edits; the peers back up the directory. Restore: the last version into an empty directory (Sen: `restore site`), verified. Each round starts after deleting the previous round's files and waiting {:?} (ext4 avoids recently deleted inodes: file creation right after a large deletion is several times slower).\n\n| | first backup s | MB/s | incremental s (median) | restore s | restore MB/s | repo after {} versions MB | backup peak MiB | restore peak MiB |\n|---|---|---|---|---|---|---|---|---|\n",
         machine.markdown(),
         out.display(),
         a.rounds,
@@ -428,6 +446,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, mut a: 
             .collect::<Vec<_>>()
             .join(", "),
         a.versions,
+        a.settle,
         a.versions,
     );
     let mut table = Vec::new();

@@ -256,6 +256,7 @@ pub fn restore_files(
                 }
             });
         }
+        let mut made_dirs: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
         let result = (|| {
             for f in files {
                 if first_error.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
@@ -264,8 +265,11 @@ pub fn restore_files(
                 let rel = sen_content::path::normalize(&f.path)
                     .map_err(|e| RepoError::Corrupt(format!("files table holds an unsafe path: {e}")))?;
                 let target: PathBuf = dir.join(&rel);
-                if let Some(parent) = target.parent() {
+                if let Some(parent) = target.parent()
+                    && !made_dirs.contains(parent)
+                {
                     std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
+                    made_dirs.insert(parent.to_owned());
                 }
                 if f.record.size <= SMALL_FILE {
                     let mut data = Vec::with_capacity(f.record.chunks.len());
@@ -323,26 +327,22 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> RepoError {
     move |e| RepoError::Usage(format!("{what}: {e}"))
 }
 
-/// Write one file to a temporary name, check its size and blake3, set its
-/// modification time and rename it into place. No fsync per file (like
-/// restic and borg): an interrupted restore is simply run again.
+/// Write one file, check its size and blake3 (a file that does not match
+/// is removed), and set its modification time. Written in place, without
+/// fsync (like restic and borg): an interrupted restore is simply run again.
 fn write_file_owned(f: &SnapFile, target: &Path, data: impl Iterator<Item = Vec<u8>>) -> Result<(), RepoError> {
-    let tmp = target.with_file_name(format!(
-        ".sen-restore-{}",
-        target
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    ));
-    let mut out = std::fs::File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
+    let mut out = std::fs::File::create(target).map_err(io_err(format!("create {}", target.display())))?;
     let mut h = blake3::Hasher::new();
     let mut size = 0u64;
     for d in data {
         h.update(&d);
         size += d.len() as u64;
-        out.write_all(&d).map_err(io_err(format!("write {}", tmp.display())))?;
+        out.write_all(&d)
+            .map_err(io_err(format!("write {}", target.display())))?;
     }
     if size != f.record.size || h.finalize().as_bytes() != &f.record.blake3 {
-        let _ = std::fs::remove_file(&tmp);
+        drop(out);
+        let _ = std::fs::remove_file(target);
         return Err(RepoError::Corrupt(format!(
             "{}: restored content does not match the file's hash",
             f.path
@@ -350,8 +350,7 @@ fn write_file_owned(f: &SnapFile, target: &Path, data: impl Iterator<Item = Vec<
     }
     let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.record.mtime_ms);
     let _ = out.set_modified(mtime);
-    drop(out);
-    std::fs::rename(&tmp, target).map_err(io_err(format!("rename into {}", target.display())))
+    Ok(())
 }
 
 /// One record of a database, as `restore db` writes it (JSON lines).
