@@ -645,14 +645,14 @@ async fn schedule(cmd: ScheduleCmd, endpoints: &[String], output: Output, timeou
                 serde_json::from_slice(&kv.value).map_err(|e| format!("the stored schedule is unreadable: {e}"))?;
             emit(output, json!({"schedule": s}), || {
                 format!(
-                    "every {} to {}{}; keep {:?}; prune grace {}",
+                    "every {} to {}{}; keep {}; prune grace {}",
                     humantime::format_duration(Duration::from_millis(s.every_ms)),
                     s.repo,
                     s.password_file
                         .as_deref()
                         .map(|p| format!(" (password file {p} on the nodes)"))
                         .unwrap_or_default(),
-                    s.keep,
+                    keep_text(&s.keep),
                     humantime::format_duration(Duration::from_millis(s.prune_grace_ms))
                 )
             });
@@ -663,6 +663,27 @@ async fn schedule(cmd: ScheduleCmd, endpoints: &[String], output: Output, timeou
             emit(output, json!({"schedule": null}), || "backup schedule removed".into());
             Ok(())
         }
+    }
+}
+
+/// `last 3, daily 7` (or `everything` when no rule is set: no prune).
+fn keep_text(k: &KeepPolicy) -> String {
+    let rules: Vec<String> = [
+        ("last", k.last),
+        ("hourly", k.hourly),
+        ("daily", k.daily),
+        ("weekly", k.weekly),
+        ("monthly", k.monthly),
+        ("yearly", k.yearly),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(name, n)| format!("{name} {n}"))
+    .collect();
+    if rules.is_empty() {
+        "everything (no prune)".into()
+    } else {
+        rules.join(", ")
     }
 }
 
