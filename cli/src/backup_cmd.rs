@@ -55,6 +55,36 @@ impl RepoArgs {
     }
 }
 
+/// Retention rules (`--keep-last N --keep-daily N …`).
+#[derive(Args, Debug, Clone)]
+pub struct KeepArgs {
+    #[arg(long, default_value_t = 0)]
+    keep_last: u32,
+    #[arg(long, default_value_t = 0)]
+    keep_hourly: u32,
+    #[arg(long, default_value_t = 0)]
+    keep_daily: u32,
+    #[arg(long, default_value_t = 0)]
+    keep_weekly: u32,
+    #[arg(long, default_value_t = 0)]
+    keep_monthly: u32,
+    #[arg(long, default_value_t = 0)]
+    keep_yearly: u32,
+}
+
+impl KeepArgs {
+    fn policy(&self) -> KeepPolicy {
+        KeepPolicy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BackupCmd {
     /// Create a repository (encrypted when a password file is given).
@@ -112,18 +142,8 @@ pub enum BackupCmd {
     Prune {
         #[command(flatten)]
         repo: RepoArgs,
-        #[arg(long, default_value_t = 0)]
-        keep_last: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_hourly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_daily: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_weekly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_monthly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_yearly: u32,
+        #[command(flatten)]
+        keep: KeepArgs,
         /// Data marked unused is deleted by a later prune once it has been
         /// marked this long (longer than any backup runs).
         #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
@@ -171,18 +191,8 @@ pub enum ScheduleCmd {
         /// backup needs it).
         #[arg(long)]
         password_file: Option<String>,
-        #[arg(long, default_value_t = 0)]
-        keep_last: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_hourly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_daily: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_weekly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_monthly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_yearly: u32,
+        #[command(flatten)]
+        keep: KeepArgs,
         /// Prune's grace period for data it marks unused.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
         grace: Duration,
@@ -279,6 +289,20 @@ fn store(rt: &tokio::runtime::Runtime, url: &str) -> Result<Arc<dyn ObjectStore>
 fn open(rt: &tokio::runtime::Runtime, args: &RepoArgs) -> Result<Repo, Failure> {
     let password = args.password()?;
     Repo::open(store(rt, args.url()?)?, rt.handle().clone(), password.as_deref()).map_err(fail)
+}
+
+/// Open the repository, find snapshot `which` (`latest` or an id prefix)
+/// and load the blob index: what every restore starts with.
+fn open_snapshot(
+    rt: &tokio::runtime::Runtime,
+    args: &RepoArgs,
+    which: &str,
+) -> Result<(Repo, SnapshotEntry, Index), Failure> {
+    let r = open(rt, args)?;
+    let snaps = read::list_snapshots(&r).map_err(fail)?;
+    let e = read::resolve(&snaps, which).map_err(fail)?;
+    let index = r.load_index().map_err(fail)?;
+    Ok((r, e, index))
 }
 
 fn fail(e: RepoError) -> Failure {
@@ -533,23 +557,11 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
         }
         BackupCmd::Prune {
             repo,
-            keep_last,
-            keep_hourly,
-            keep_daily,
-            keep_weekly,
-            keep_monthly,
-            keep_yearly,
+            keep,
             grace,
             dry_run,
         } => {
-            let policy = KeepPolicy {
-                last: keep_last,
-                hourly: keep_hourly,
-                daily: keep_daily,
-                weekly: keep_weekly,
-                monthly: keep_monthly,
-                yearly: keep_yearly,
-            };
+            let policy = keep.policy();
             let r = open(&rt, &repo)?;
             let report = prune::prune(&r, &policy, grace, dry_run).map_err(fail)?;
             emit(output, serde_json::to_value(&report).unwrap_or_default(), || {
@@ -584,12 +596,7 @@ async fn schedule(cmd: ScheduleCmd, endpoints: &[String], output: Output, timeou
             repo,
             every,
             password_file,
-            keep_last,
-            keep_hourly,
-            keep_daily,
-            keep_weekly,
-            keep_monthly,
-            keep_yearly,
+            keep,
             grace,
             tags,
         } => {
@@ -604,14 +611,7 @@ async fn schedule(cmd: ScheduleCmd, endpoints: &[String], output: Output, timeou
                 repo,
                 every_ms: every.as_millis() as u64,
                 password_file,
-                keep: KeepPolicy {
-                    last: keep_last,
-                    hourly: keep_hourly,
-                    daily: keep_daily,
-                    weekly: keep_weekly,
-                    monthly: keep_monthly,
-                    yearly: keep_yearly,
-                },
+                keep: keep.policy(),
                 prune_grace_ms: grace.as_millis() as u64,
                 tags,
             };
@@ -946,10 +946,7 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
             dry_run,
             ..
         } => {
-            let r = open(&rt, &repo)?;
-            let snaps = read::list_snapshots(&r).map_err(fail)?;
-            let e = read::resolve(&snaps, &snapshot).map_err(fail)?;
-            let index = r.load_index().map_err(fail)?;
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
             let files = read::site_files(&r, &index, &e.snapshot, &site, &path).map_err(fail)?;
             let client = crate::client(endpoints, timeout)?;
             site_into_cluster(&rt, &r, &index, &client, &e, &site, &path, files, dry_run, output)
@@ -963,10 +960,7 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
             dry_run,
             ..
         } => {
-            let r = open(&rt, &repo)?;
-            let snaps = read::list_snapshots(&r).map_err(fail)?;
-            let e = read::resolve(&snaps, &snapshot).map_err(fail)?;
-            let index = r.load_index().map_err(fail)?;
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
             let client = crate::client(endpoints, timeout)?;
             db_into_cluster(&rt, &r, &index, &client, &e, &db, &prefix, dry_run, output)
         }
@@ -979,10 +973,7 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
             ..
         } => {
             let to = to.ok_or_else(|| Failure::from("give --to DIR or --into-cluster"))?;
-            let r = open(&rt, &repo)?;
-            let snaps = read::list_snapshots(&r).map_err(fail)?;
-            let e = read::resolve(&snaps, &snapshot).map_err(fail)?;
-            let index = r.load_index().map_err(fail)?;
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
             let files = read::site_files(&r, &index, &e.snapshot, &site, &path).map_err(fail)?;
             if files.is_empty() {
                 return Err(format!("snapshot {} has nothing at {site}/{path}", e.short_id()).into());
@@ -1017,10 +1008,7 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
             ..
         } => {
             let to = to.ok_or_else(|| Failure::from("give --to FILE or --into-cluster"))?;
-            let r = open(&rt, &repo)?;
-            let snaps = read::list_snapshots(&r).map_err(fail)?;
-            let e = read::resolve(&snaps, &snapshot).map_err(fail)?;
-            let index = r.load_index().map_err(fail)?;
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
             let stdout = to.as_os_str() == "-";
             let tmp = to.with_extension("sen-restore-tmp");
             let mut w: Box<dyn Write> = if stdout {
@@ -1062,10 +1050,7 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
             listen,
             advertise,
         } => {
-            let r = open(&rt, &repo)?;
-            let snaps = read::list_snapshots(&r).map_err(fail)?;
-            let e = read::resolve(&snaps, &snapshot).map_err(fail)?;
-            let index = r.load_index().map_err(fail)?;
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
             let addr = advertise.unwrap_or_else(|| listen.clone());
             let pb = bar(output, e.snapshot.stats.bytes_total);
             let result = restore_cluster(&r, &index, &e.snapshot, &data_dir, id, &addr, &pb);
@@ -1359,10 +1344,7 @@ pub fn run_drill(cmd: DrillCmd, endpoints: &[String], output: Output, timeout: D
         })?;
         fresh_id = Some(r.snapshot_id);
     }
-    let r = open(&rt, &repo)?;
-    let snaps = read::list_snapshots(&r).map_err(fail)?;
-    let e = read::resolve(&snaps, fresh_id.as_deref().unwrap_or(&snapshot)).map_err(fail)?;
-    let index = r.load_index().map_err(fail)?;
+    let (r, e, index) = open_snapshot(&rt, &repo, fresh_id.as_deref().unwrap_or(&snapshot))?;
     let base = scratch.unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("sen-drill-{}-{}", e.short_id(), std::process::id()));
     let started = Instant::now();

@@ -208,6 +208,25 @@ pub async fn backup_here(
     Ok(outcome)
 }
 
+/// The API's answer for a backup this node took.
+pub fn backup_response(o: &BackupOutcome) -> sen_proto::v1::CreateBackupResponse {
+    let s = &o.snapshot;
+    sen_proto::v1::CreateBackupResponse {
+        snapshot_id: sen_backup::format::hex_id(&o.snapshot_id),
+        raft_index: s.raft_index,
+        raft_term: s.raft_term,
+        node_id: s.source_node,
+        state_digest: s.state_digest.clone(),
+        bytes_total: s.stats.bytes_total,
+        bytes_new: s.stats.bytes_new,
+        blobs_total: s.stats.blobs_total,
+        blobs_new: s.stats.blobs_new,
+        content_chunks: s.stats.content_chunks,
+        content_chunks_new: s.stats.content_chunks_new,
+        duration_ms: s.stats.duration_ms,
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Schedules: kept in the cluster (database `sen-system`), run by the leader.
 
@@ -450,24 +469,7 @@ async fn scheduled_backup(
                 );
             }
             let o = backup_here(node, &schedule.repo, password.clone(), tags).await?;
-            let s = &o.snapshot;
-            (
-                node.id,
-                sen_proto::v1::CreateBackupResponse {
-                    snapshot_id: sen_backup::format::hex_id(&o.snapshot_id),
-                    raft_index: s.raft_index,
-                    raft_term: s.raft_term,
-                    node_id: node.id,
-                    state_digest: s.state_digest.clone(),
-                    bytes_total: s.stats.bytes_total,
-                    bytes_new: s.stats.bytes_new,
-                    blobs_total: s.stats.blobs_total,
-                    blobs_new: s.stats.blobs_new,
-                    content_chunks: s.stats.content_chunks,
-                    content_chunks_new: s.stats.content_chunks_new,
-                    duration_ms: s.stats.duration_ms,
-                },
-            )
+            (node.id, backup_response(&o))
         }
     };
     let mut prune_note = String::new();

@@ -8,7 +8,7 @@ use sen_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::measured;
-use crate::backup::backup_here;
+use crate::backup::{backup_here, backup_response};
 use crate::node::Node;
 
 pub struct BackupApi {
@@ -23,21 +23,7 @@ impl Backup for BackupApi {
             let req = req.into_inner();
             let password = (!req.password.is_empty()).then_some(req.password);
             let outcome = backup_here(&node, &req.repo, password, req.tags).await?;
-            let s = &outcome.snapshot;
-            Ok(CreateBackupResponse {
-                snapshot_id: sen_backup::format::hex_id(&outcome.snapshot_id),
-                raft_index: s.raft_index,
-                raft_term: s.raft_term,
-                node_id: s.source_node,
-                state_digest: s.state_digest.clone(),
-                bytes_total: s.stats.bytes_total,
-                bytes_new: s.stats.bytes_new,
-                blobs_total: s.stats.blobs_total,
-                blobs_new: s.stats.blobs_new,
-                content_chunks: s.stats.content_chunks,
-                content_chunks_new: s.stats.content_chunks_new,
-                duration_ms: s.stats.duration_ms,
-            })
+            Ok(backup_response(&outcome))
         })
         .await
     }
