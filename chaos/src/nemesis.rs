@@ -502,7 +502,7 @@ fn fill_disk_append(path: &std::path::Path) -> Result<u64> {
 }
 
 /// Damage the tail of the newest RocksDB WAL file in `raft_dir`.
-fn corrupt_wal_tail(raft_dir: &std::path::Path, mode: CorruptMode, bytes: u64) -> Result<String> {
+pub fn corrupt_wal_tail(raft_dir: &std::path::Path, mode: CorruptMode, bytes: u64) -> Result<String> {
     let mut wals: Vec<(u64, PathBuf)> = std::fs::read_dir(raft_dir)?
         .filter_map(|e| e.ok())
         .filter_map(|e| {

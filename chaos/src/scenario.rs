@@ -102,12 +102,20 @@ pub const SMOKE: &[&str] = &[
 
 /// Runs that once found a bug, pinned to the seed and size that found it
 /// (`sen-chaos run --suite regress`): (scenario, seed, nodes, the bug).
-pub const REGRESSIONS: &[(&str, u64, usize, &str)] = &[(
-    "disk-full",
-    3,
-    3,
-    "a node whose disk filled stopped Raft but kept running (answering, never rejoining); it now exits non-zero so a supervisor restarts it once the disk is freed",
-)];
+pub const REGRESSIONS: &[(&str, u64, usize, &str)] = &[
+    (
+        "disk-full",
+        3,
+        3,
+        "a node whose disk filled stopped Raft but kept running (answering, never rejoining); it now exits non-zero so a supervisor restarts it once the disk is freed",
+    ),
+    (
+        "corrupt-log-truncate",
+        20261127,
+        3,
+        "a follower that lost acknowledged entries from its log tail made the leader panic (openraft: log reversion not allowed) 1 run in 4; the leader now re-replicates to it (timing-dependent: cli test follower_that_lost_its_log_tail_does_not_stop_the_leader hits it more often)",
+    ),
+];
 
 /// Scenarios that need the disk of one node on a size-limited tmpfs.
 pub fn needs_tmpfs(name: &str) -> bool {

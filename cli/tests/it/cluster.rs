@@ -262,3 +262,83 @@ async fn health_readiness_and_metrics() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 }
+
+/// A follower whose disk lost the tail of its Raft log after it had
+/// acknowledged those entries (kill -9, then the WAL tail cut) must not take
+/// the leader down: openraft treats such a "log reversion" as impossible
+/// unless told otherwise, and a debug build's leader panicked on it (found
+/// by the chaos smoke suite, `corrupt-log-truncate`, 1 run in 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_that_lost_its_log_tail_does_not_stop_the_leader() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let mut c = cluster("log-tail", FAST);
+    c.form(3).await.unwrap();
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+
+    // Concurrent writes, so the follower always has entries it has
+    // acknowledged but not yet applied when it is killed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let last_rev = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let client = c.client_for(leader).unwrap();
+            let (stop, last_rev) = (stop.clone(), last_rev.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = format!("w{w}-{i:06}");
+                    if let Ok(r) = client.put("portal", k.as_bytes(), &[b'x'; 200]).await {
+                        last_rev.fetch_max(r.revision, Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    let mut refused = false;
+    // Cuts from a few bytes (a torn last record) to a few records.
+    for (round, cut) in [40u64, 90, 160, 60, 250, 120, 400].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        c.kill9(follower).unwrap();
+        let raft_dir = c.nodes[&follower].data_dir.join("raft");
+        sen_chaos::nemesis::corrupt_wal_tail(&raft_dir, sen_chaos::nemesis::CorruptMode::Truncate, cut).unwrap();
+        c.start(follower).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        eprintln!(
+            "round {round}: cut {cut} bytes; follower running: {}",
+            c.exit_code(follower).is_none()
+        );
+        // The follower either rejoins or, if it lost entries it had already
+        // applied, refuses to start with a message saying how to rebuild it.
+        if c.exit_code(follower).is_some() {
+            let log = c.log(follower);
+            assert!(log.contains("the log lost entries this node acknowledged"), "{log}");
+            refused = true;
+            break;
+        }
+        assert_eq!(c.exit_code(leader), None, "the leader exited in round {round}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    // The leader is alive and still takes writes; a follower that rejoined
+    // converges to the last acknowledged write.
+    assert_eq!(c.exit_code(leader), None, "the leader exited");
+    let r = c
+        .client_for(leader)
+        .unwrap()
+        .put("portal", b"after", b"ok")
+        .await
+        .unwrap();
+    assert!(r.revision > last_rev.load(Ordering::Relaxed));
+    let nodes: Vec<u64> = (1..=3).filter(|i| !(refused && *i == follower)).collect();
+    for id in nodes {
+        c.wait_applied(id, r.revision, T).await.unwrap();
+    }
+}

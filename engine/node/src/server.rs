@@ -63,6 +63,17 @@ pub fn raft_config(cfg: &NodeConfig) -> Result<Config, NodeError> {
         // A leader that lost its quorum keeps probing so that a bridge node
         // cannot hold two leases (openraft#2080); must be >= 2 x max.
         quorum_loss_probe_interval: Some(ms(r.election_timeout_max) * 2),
+        // A follower whose disk lost the tail of its log after acknowledging
+        // it (a WAL damaged by a crash, a disk that ignored fsync) answers
+        // with a conflict below what it had matched. Without this the
+        // leader treats that as impossible: a debug assertion kills the
+        // healthy leader, a release build keeps sending from the wrong
+        // place. With it the leader restarts replication to that follower
+        // from scratch; its commit index is never lowered (openraft keeps
+        // the quorum-accepted value), so no committed entry is undone.
+        // The damaged follower itself refuses to start if it lost entries
+        // it had applied (sen_store::check_log_covers_state).
+        allow_log_reversion: Some(true),
         ..Default::default()
     };
     c.validate()
