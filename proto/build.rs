@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/sen/v1/admin.proto",
                 "proto/sen/v1/content.proto",
                 "proto/sen/v1/backup.proto",
+                "proto/sen/v1/node_ops.proto",
                 "proto/sen/raft/v1/raft.proto",
             ],
             &["proto"],

@@ -8,6 +8,8 @@
 mod backup_cmd;
 mod cluster_cmd;
 mod demo;
+mod drill_cmd;
+mod incident_cmd;
 mod kv_cmd;
 mod output;
 mod server_cmd;
@@ -71,9 +73,16 @@ enum Command {
     /// Restore from a backup: a whole cluster, a site, a database.
     #[command(subcommand)]
     Restore(backup_cmd::RestoreCmd),
-    /// Drills that prove recovery works (restore today; failover drills later).
+    /// Drills that prove recovery works: failover drills on the live
+    /// cluster (`run`, `list`, `show`) and restore drills (`restore`).
     #[command(subcommand)]
-    Drill(backup_cmd::DrillCmd),
+    Drill(drill_cmd::DrillCmd),
+    /// Maintenance of one node: drain (never lead) and undrain.
+    #[command(subcommand)]
+    Node(incident_cmd::NodeCmd),
+    /// The incident log: every interruption, its cause and remedy.
+    #[command(subcommand)]
+    Incident(incident_cmd::IncidentCmd),
 }
 
 /// A command failed: print this line and exit with `code`.
@@ -102,7 +111,14 @@ fn main() -> ExitCode {
         Command::Site(cmd) => client_runtime(|| site_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Backup(cmd) => backup_cmd::run_backup(cmd, &cli.endpoints, cli.output, cli.timeout),
         Command::Restore(cmd) => backup_cmd::run_restore(cmd, &cli.endpoints, cli.output, cli.timeout),
-        Command::Drill(cmd) => backup_cmd::run_drill(cmd, &cli.endpoints, cli.output, cli.timeout),
+        Command::Drill(drill_cmd::DrillCmd::Backup(cmd)) => {
+            backup_cmd::run_drill(cmd, &cli.endpoints, cli.output, cli.timeout)
+        }
+        Command::Drill(cmd) => client_runtime(|| drill_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Node(cmd) => client_runtime(|| incident_cmd::run_node(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Incident(cmd) => {
+            client_runtime(|| incident_cmd::run_incident(cmd, &cli.endpoints, cli.output, cli.timeout))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,4 +10,5 @@ mod cli;
 mod cluster;
 mod common;
 mod content;
+mod ha;
 mod membership;

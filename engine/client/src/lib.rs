@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use sen_proto::meta;
 pub use sen_proto::v1::Consistency;
 use sen_proto::v1::cluster_client::ClusterClient;
+use sen_proto::v1::incidents_client::IncidentsClient;
 use sen_proto::v1::kv_client::KvClient;
+use sen_proto::v1::node_ops_client::NodeOpsClient;
 use sen_proto::v1::*;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -552,6 +554,112 @@ impl Client {
             }),
             Ok(Ok(r)) => Ok(r.into_inner()),
         }
+    }
+
+    /// Hand leadership to voter `to` (0 = the best one); waits until it
+    /// leads. Retried until a leader answers.
+    pub async fn transfer_leader(&self, to: u64) -> Result<TransferLeaderResponse, ClientError> {
+        self.retry("transfer-leader", true, |ch, d| async move {
+            ClusterClient::new(ch)
+                .transfer_leader(Self::request(TransferLeaderRequest { to }, d))
+                .await
+        })
+        .await
+    }
+
+    /// Drain (`drain = true`) or undrain node `id`.
+    pub async fn drain(&self, id: u64, drain: bool) -> Result<DrainResponse, ClientError> {
+        self.retry(if drain { "drain" } else { "undrain" }, true, |ch, d| async move {
+            ClusterClient::new(ch)
+                .drain(Self::request(DrainRequest { id, drain }, d))
+                .await
+        })
+        .await
+    }
+
+    /// Record an incident (a JSON document without id); returns its id.
+    pub async fn record_incident(&self, json: String) -> Result<u64, ClientError> {
+        self.retry("record-incident", true, |ch, d| {
+            let json = json.clone();
+            async move {
+                IncidentsClient::new(ch)
+                    .record(Self::request(RecordIncidentRequest { json }, d))
+                    .await
+            }
+        })
+        .await
+        .map(|r| r.id)
+    }
+
+    pub async fn annotate_incident(&self, req: AnnotateIncidentRequest) -> Result<String, ClientError> {
+        self.retry("annotate-incident", true, |ch, d| {
+            let req = req.clone();
+            async move { IncidentsClient::new(ch).annotate(Self::request(req, d)).await }
+        })
+        .await
+        .map(|r| r.json)
+    }
+
+    pub async fn list_incidents(&self, since_ms: u64) -> Result<ListIncidentsResponse, ClientError> {
+        self.retry("list-incidents", true, |ch, d| async move {
+            IncidentsClient::new(ch)
+                .list(Self::request(ListIncidentsRequest { since_ms }, d))
+                .await
+        })
+        .await
+    }
+
+    /// One call to the node at `addr` only (no retry elsewhere).
+    async fn at<T, F, Fut>(&self, what: &str, addr: &str, timeout: Duration, f: F) -> Result<T, ClientError>
+    where
+        F: FnOnce(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let ch = self.channel(addr)?;
+        match tokio::time::timeout(timeout, f(ch, timeout)).await {
+            Err(_) => Err(ClientError::Status {
+                code: Code::DeadlineExceeded,
+                message: format!("{what}: no answer from {addr} within {timeout:?}"),
+            }),
+            Ok(Err(s)) => Err(ClientError::Status {
+                code: s.code(),
+                message: format!("{what} on {addr}: {}", s.message()),
+            }),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }
+
+    /// Inject a drill fault into the node at `addr`.
+    pub async fn inject_fault(&self, addr: &str, req: InjectFaultRequest) -> Result<InjectFaultResponse, ClientError> {
+        let t = self.opts.attempt_timeout;
+        self.at("inject fault", addr, t, |ch, d| async move {
+            NodeOpsClient::new(ch).inject_fault(Self::request(req, d)).await
+        })
+        .await
+    }
+
+    /// End the drill fault on the node at `addr`.
+    pub async fn clear_fault(&self, addr: &str) -> Result<ClearFaultResponse, ClientError> {
+        let t = self.opts.attempt_timeout;
+        self.at("clear fault", addr, t, |ch, d| async move {
+            NodeOpsClient::new(ch)
+                .clear_fault(Self::request(ClearFaultRequest {}, d))
+                .await
+        })
+        .await
+    }
+
+    /// Quorum-loss recovery on the node at `addr` (see `sen cluster recover`).
+    pub async fn recover(
+        &self,
+        addr: &str,
+        req: RecoverRequest,
+        timeout: Duration,
+    ) -> Result<RecoverResponse, ClientError> {
+        self.at("recover", addr, timeout, |ch, d| async move {
+            NodeOpsClient::new(ch).recover(Self::request(req, d)).await
+        })
+        .await
     }
 
     /// Note the leader from a response header (for callers using

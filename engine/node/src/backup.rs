@@ -308,7 +308,7 @@ pub async fn run_scheduler(node: Arc<Node>, stop: tokio_util::sync::Cancellation
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(node: &Node, key: &[u8]) -> Result<Option<(T, u64)>, ApiError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(node: &Node, key: &[u8]) -> Result<Option<(T, u64)>, ApiError> {
     let (rec, _) = node.state.get(SYSTEM_DB, key)?;
     match rec {
         None => Ok(None),

@@ -35,6 +35,81 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     pub content: ContentConfig,
     pub backup: BackupConfig,
+    pub hooks: HooksConfig,
+    pub incidents: IncidentsConfig,
+}
+
+/// Role hooks: commands run when this node gains or loses leadership
+/// (e.g. to move a virtual IP or start the portal's write-side service).
+/// Each runs with `sh -c` and the environment `SEN_ROLE` (`leader`,
+/// `step-down`, `follower`), `SEN_NODE_ID`, `SEN_TERM`, `SEN_LEADER_ID`,
+/// `SEN_LEADER_ADDR`, `SEN_EVENT_AT_MS`. Hooks run one at a time, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HooksConfig {
+    /// Run when this node becomes leader *and* holds a leader lease (a
+    /// quorum acknowledged it within `lease`).
+    pub on_leader: String,
+    /// Run as soon as this node's leader lease lapses or it stops leading,
+    /// before any other node can be elected.
+    pub on_step_down: String,
+    /// Run when this node follows a new leader.
+    pub on_follower: String,
+    /// A hook still running after this is killed (and recorded as failed).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Leader lease for fencing: the leader counts as active only while a
+    /// quorum acknowledged it within this time. Must be shorter than
+    /// `raft.election-timeout-max`, the time followers refuse to elect
+    /// another leader after hearing from this one.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            on_leader: String::new(),
+            on_step_down: String::new(),
+            on_follower: String::new(),
+            timeout: Duration::from_secs(10),
+            lease: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Automatic incident detection (the leader records incidents in the
+/// cluster: `sen incident list`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IncidentsConfig {
+    /// A voter or learner that has not acknowledged the leader for this
+    /// long is recorded as unreachable.
+    #[serde(with = "humantime_serde")]
+    pub unreachable_after: Duration,
+    /// A node unreachable for longer than this makes its incident serious
+    /// (the cluster runs with less redundancy).
+    #[serde(with = "humantime_serde")]
+    pub node_down_serious_after: Duration,
+    /// A leader change whose leaderless gap is longer than this is
+    /// serious (the portal could not take writes).
+    #[serde(with = "humantime_serde")]
+    pub leaderless_serious_after: Duration,
+    /// Serious incidents must be resolved within this time (R2: 24 h);
+    /// open ones older than this are flagged as overdue.
+    #[serde(with = "humantime_serde")]
+    pub serious_limit: Duration,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        Self {
+            unreachable_after: Duration::from_secs(3),
+            node_down_serious_after: Duration::from_secs(3600),
+            leaderless_serious_after: Duration::from_secs(30),
+            serious_limit: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Scheduled backups (the schedule itself is kept in the cluster:
@@ -123,6 +198,8 @@ impl Default for NodeConfig {
             network: NetworkConfig::default(),
             content: ContentConfig::default(),
             backup: BackupConfig::default(),
+            hooks: HooksConfig::default(),
+            incidents: IncidentsConfig::default(),
         }
     }
 }
@@ -349,6 +426,18 @@ impl NodeConfig {
         }
     }
 
+    /// The HTTP address other machines use: `http`, with an unspecified
+    /// host (0.0.0.0) replaced by the advertised gRPC host.
+    pub fn advertise_http(&self) -> String {
+        match self.http.parse::<SocketAddr>() {
+            Ok(a) if a.ip().is_unspecified() => {
+                let host = self.advertise_addr().rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+                format!("{host}:{}", a.port())
+            }
+            _ => self.http.clone(),
+        }
+    }
+
     /// Largest node-to-node gRPC message, for sender and receiver alike:
     /// an AppendEntries of `raft.max-append-bytes` plus one entry as large
     /// as the largest request, with room for framing.
@@ -391,6 +480,15 @@ impl NodeConfig {
             return bad(format!("advertise = {:?} must be HOST:PORT", self.advertise));
         }
         let r = &self.raft;
+        if self.hooks.lease.is_zero() || self.hooks.lease >= r.election_timeout_max {
+            return bad(format!(
+                "hooks.lease ({:?}) must be positive and shorter than raft.election-timeout-max ({:?}), or two nodes could both run on_leader",
+                self.hooks.lease, r.election_timeout_max
+            ));
+        }
+        if self.hooks.timeout.is_zero() {
+            return bad("hooks.timeout must be positive".into());
+        }
         if r.heartbeat_interval.is_zero() {
             return bad("raft.heartbeat-interval must be positive".into());
         }

@@ -15,17 +15,23 @@
 //! - `http`: /livez, /readyz, /metrics.
 //! - `metrics`: Prometheus metrics, fed from openraft's metrics.
 //! - `server`: start-up and the ordered shutdown.
+//! - [`faults`]: faults a failover drill injects (isolate, pause, crash).
+//! - [`roles`]: fenced role hooks, drain, incident detection.
+//! - [`incidents`]: the incident log kept in the cluster.
 
 pub mod backup;
 pub mod config;
 mod deadline;
 mod error;
+pub mod faults;
 mod grpc;
 mod http;
+pub mod incidents;
 mod metrics;
 mod network;
 mod node;
 mod peers;
+pub mod roles;
 mod server;
 mod snapshot_transfer;
 

@@ -26,6 +26,12 @@ pub struct FollowerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabel {
+    pub role: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
 }
@@ -62,6 +68,7 @@ pub struct Metrics {
     pub proposal_seconds: Histogram,
     pub elections_started: Counter,
     pub leader_changes: Counter,
+    pub hook_runs: Family<HookLabel, Counter>,
     pub requests: Family<RequestLabel, Counter>,
     pub request_seconds: Family<MethodLabel, Histogram, fn() -> Histogram>,
     pub http_requests: Family<SiteCodeLabel, Counter>,
@@ -98,6 +105,7 @@ impl Metrics {
             proposal_seconds: latency_histogram(),
             elections_started: Counter::default(),
             leader_changes: Counter::default(),
+            hook_runs: Family::default(),
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             http_requests: Family::default(),
@@ -161,6 +169,11 @@ impl Metrics {
             m.leader_changes.clone(),
         );
         registry.register(
+            "hook_runs",
+            "Role hooks run, by role (leader, step-down, follower) and result",
+            m.hook_runs.clone(),
+        );
+        registry.register(
             "grpc_requests",
             "Public API requests served, by method and status code",
             m.requests.clone(),
@@ -199,6 +212,15 @@ impl Metrics {
         self.http_seconds
             .get_or_create(&SiteLabel { site: site.into() })
             .observe(took.as_secs_f64());
+    }
+
+    pub fn observe_hook(&self, role: &str, ok: bool) {
+        self.hook_runs
+            .get_or_create(&HookLabel {
+                role: role.into(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
     }
 
     pub fn observe_proposal(&self, took: Duration, ok: bool) {

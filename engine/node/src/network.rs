@@ -25,6 +25,7 @@ use sen_store::{RaftSnapshot, SnapshotHandle};
 use tonic::Status;
 
 use crate::config::RaftConfig;
+use crate::faults::Faults;
 use crate::peers::{PeerRaftClient, Peers};
 use crate::snapshot_transfer;
 
@@ -33,6 +34,7 @@ pub struct NetworkFactory {
     pub me: NodeId,
     pub peers: Arc<Peers>,
     pub cfg: RaftConfig,
+    pub faults: Arc<Faults>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -45,6 +47,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             peers: self.peers.clone(),
             cfg: self.cfg.clone(),
+            faults: self.faults.clone(),
         }
     }
 }
@@ -56,6 +59,7 @@ pub struct PeerNetwork {
     addr: String,
     peers: Arc<Peers>,
     cfg: RaftConfig,
+    faults: Arc<Faults>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +105,10 @@ impl PeerNetwork {
         F: FnOnce(PeerRaftClient, tonic::Request<RaftPayload>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftPayload>, Status>>,
     {
+        self.faults
+            .before_outgoing(timeout)
+            .await
+            .map_err(|m| RPCError::Unreachable(Unreachable::new(&Msg(m))))?;
         let data = codec::encode_v1("raft request", req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(timeout);
@@ -193,6 +201,10 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let bytes = snapshot.snapshot.manifest().total_bytes();
         let timeout = self.cfg.snapshot_timeout + Duration::from_secs(bytes / self.cfg.snapshot_min_rate_bytes.max(1));
+        self.faults
+            .before_outgoing(self.cfg.rpc_timeout)
+            .await
+            .map_err(|m| StreamingError::from(RPCError::<TypeConfig>::Unreachable(Unreachable::new(&Msg(m)))))?;
         let client = self.client(true).map_err(StreamingError::from)?;
         let send = snapshot_transfer::send(client, vote, snapshot.snapshot, self.cfg.snapshot_chunk_bytes, timeout);
         tokio::select! {

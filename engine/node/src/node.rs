@@ -35,6 +35,13 @@ pub struct Node {
     /// The cluster this node belongs to (`None` until init or join). Also
     /// persisted in the log DB; peer calls carry it.
     pub cluster_id: Arc<RwLock<Option<ClusterId>>>,
+    /// Faults injected by a failover drill (none normally).
+    pub faults: Arc<crate::faults::Faults>,
+    /// Role hooks, fencing and incident detection.
+    pub roles: crate::roles::Roles,
+    /// Cancelled by a forced quorum-loss recovery: the server stops in
+    /// order, rewrites the log to a one-voter membership and restarts.
+    pub recovery: tokio_util::sync::CancellationToken,
     /// When this process started (ms since the epoch).
     pub started_at_ms: u64,
     stopping: AtomicBool,
@@ -56,6 +63,7 @@ impl Node {
         peers: Arc<Peers>,
         metrics: Arc<Metrics>,
         cluster_id: Arc<RwLock<Option<ClusterId>>>,
+        faults: Arc<crate::faults::Faults>,
     ) -> Self {
         Self {
             id: config.id,
@@ -66,6 +74,9 @@ impl Node {
             peers,
             metrics,
             cluster_id,
+            faults,
+            roles: crate::roles::Roles::default(),
+            recovery: tokio_util::sync::CancellationToken::new(),
             started_at_ms: now_ms(),
             stopping: AtomicBool::new(false),
         }

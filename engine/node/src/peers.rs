@@ -15,6 +15,7 @@ use sen_proto::meta;
 use sen_proto::raft::v1::raft_client::RaftClient;
 use sen_proto::v1::cluster_client::ClusterClient;
 use sen_proto::v1::content_client::ContentClient;
+use sen_proto::v1::incidents_client::IncidentsClient;
 use sen_proto::v1::kv_client::KvClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -64,6 +65,8 @@ pub struct Peers {
     /// `network.peer-addresses`: where to dial a node instead of its
     /// advertised address.
     overrides: std::collections::BTreeMap<NodeId, String>,
+    /// Drill faults: an isolated node opens no peer call at all.
+    faults: Arc<crate::faults::Faults>,
 }
 
 impl Peers {
@@ -74,6 +77,7 @@ impl Peers {
         max_message_bytes: usize,
         raft_message_bytes: usize,
         overrides: std::collections::BTreeMap<NodeId, String>,
+        faults: Arc<crate::faults::Faults>,
     ) -> Self {
         Self {
             me,
@@ -83,11 +87,18 @@ impl Peers {
             max_message_bytes,
             raft_message_bytes,
             overrides,
+            faults,
         }
     }
 
     /// The shared channel to `addr` (`bulk` = the separate snapshot channel).
     pub fn channel(&self, addr: &str, bulk: bool) -> Result<Channel, Status> {
+        if let Some(drill) = self.faults.isolated_by() {
+            return Err(Status::unavailable(format!(
+                "node {} is isolated from its peers by drill {drill}",
+                self.me
+            )));
+        }
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(&(addr.to_owned(), bulk)) {
             return Ok(c.clone());
@@ -158,6 +169,18 @@ impl Peers {
         addr: &str,
     ) -> Result<ClusterClient<InterceptedService<Channel, PeerMeta>>, Status> {
         Ok(ClusterClient::with_interceptor(
+            self.channel(self.resolve(Some(id), addr), false)?,
+            self.meta(None),
+        ))
+    }
+
+    /// A public-API client for forwarding incident writes to the leader.
+    pub fn incidents(
+        &self,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<IncidentsClient<InterceptedService<Channel, PeerMeta>>, Status> {
+        Ok(IncidentsClient::with_interceptor(
             self.channel(self.resolve(Some(id), addr), false)?,
             self.meta(None),
         ))

@@ -26,7 +26,9 @@ use sen_proto::v1::admin_server::AdminServer;
 use sen_proto::v1::backup_server::BackupServer;
 use sen_proto::v1::cluster_server::ClusterServer;
 use sen_proto::v1::content_server::ContentServer;
+use sen_proto::v1::incidents_server::IncidentsServer;
 use sen_proto::v1::kv_server::KvServer;
+use sen_proto::v1::node_ops_server::NodeOpsServer;
 use sen_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +40,9 @@ use crate::grpc::backup::BackupApi;
 use crate::grpc::cluster::ClusterApi;
 use crate::grpc::content::ContentApi;
 use crate::grpc::kv::KvApi;
+use crate::grpc::node_ops::NodeOpsApi;
 use crate::grpc::raft::RaftApi;
+use crate::incidents::IncidentsApi;
 use crate::metrics::{self, Metrics};
 use crate::network::NetworkFactory;
 use crate::node::{Node, Raft};
@@ -94,6 +98,8 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, NodeError> 
 /// Run a node until `shutdown` completes, then stop in order.
 pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
     cfg.validate()?;
+    // After a crash drill: stay down for the rest of its down time.
+    crate::faults::hold_down_after_crash(&cfg.data_dir).await;
     let store = {
         let dir = cfg.data_dir.clone();
         let opts = StoreOptions {
@@ -126,6 +132,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let grpc_listener = bind("gRPC", &cfg.listen).await?;
     let http_listener = bind("HTTP", &cfg.http).await?;
 
+    let faults = Arc::new(crate::faults::Faults::default());
     let peers = Arc::new(Peers::new(
         cfg.id,
         cluster_id.clone(),
@@ -133,11 +140,13 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         cfg.limits.max_request_bytes,
         cfg.raft_message_bytes(),
         cfg.network.peer_overrides(),
+        faults.clone(),
     ));
     let network = NetworkFactory {
         me: cfg.id,
         peers: peers.clone(),
         cfg: cfg.raft.clone(),
+        faults: faults.clone(),
     };
     let raft: Raft = openraft::Raft::new(
         cfg.id,
@@ -157,6 +166,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         peers,
         metrics.clone(),
         cluster_id,
+        faults,
     ));
 
     let stop_servers = CancellationToken::new();
@@ -164,6 +174,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let watcher = tokio::spawn(metrics::watch_raft(raft.clone(), cfg.id, metrics, stop_watch.clone()));
     let gc = tokio::spawn(collect_garbage(node.clone(), stop_watch.clone()));
     let scheduler = tokio::spawn(crate::backup::run_scheduler(node.clone(), stop_watch.clone()));
+    let roles = tokio::spawn(crate::roles::run(node.clone(), stop_watch.clone()));
 
     // gRPC: public API, node-to-node service, health, reflection.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -198,6 +209,8 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         .add_service(ClusterServer::new(ClusterApi { node: node.clone() }))
         .add_service(AdminServer::new(AdminApi { node: node.clone() }))
         .add_service(BackupServer::new(BackupApi { node: node.clone() }))
+        .add_service(NodeOpsServer::new(NodeOpsApi { node: node.clone() }))
+        .add_service(IncidentsServer::new(IncidentsApi { node: node.clone() }))
         .add_service(
             ContentServer::new(ContentApi { node: node.clone() })
                 .max_decoding_message_size(max)
@@ -238,8 +251,14 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     // as a full disk is fatal to openraft): then exit non-zero, so a
     // supervisor restarts the node once the cause is fixed, instead of
     // leaving a process that answers but cannot take part.
+    let recovery = node.recovery.clone();
+    let mut recover = false;
     let fatal = tokio::select! {
         _ = shutdown => None,
+        _ = recovery.cancelled() => {
+            recover = true;
+            None
+        }
         e = raft_stopped(raft.clone()) => Some(e),
     };
     if let Some(e) = &fatal {
@@ -269,6 +288,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let _ = watcher.await;
     let _ = gc.await;
     let _ = scheduler.await;
+    let _ = roles.await;
 
     // 4. Stop the servers.
     tracing::info!("shutdown 4/5: stopping gRPC and HTTP servers");
@@ -286,14 +306,25 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let log = store.log.clone();
     let state = store.state.clone();
     drop(node);
+    let (me, addr) = (cfg.id, cfg.advertise_addr().to_owned());
     tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
         log.sync()?;
         state.flush()?;
+        if recover {
+            let entry = log.force_single_voter(me, &addr)?;
+            tracing::error!(log_id = %entry, "recovery: this node is now the only voter; restarting");
+        }
         Ok(())
     })
     .await
     .map_err(|e| NodeError::Other(e.to_string()))??;
     drop(store);
+    if recover {
+        let e = crate::faults::crash_and_restart(&cfg.data_dir, Duration::from_millis(1), "recovery");
+        return Err(NodeError::Other(format!(
+            "recovery rewrote the log but this process could not restart itself ({e}); start the node again"
+        )));
+    }
     tracing::info!("node stopped");
     match fatal {
         Some(e) => Err(NodeError::Raft(format!("raft stopped: {e}"))),
@@ -356,23 +387,11 @@ async fn raft_stopped(raft: Raft) -> String {
 /// wait (bounded) until this node is no longer leader.
 async fn transfer_leadership(node: &Node, timeout: Duration) {
     let m = node.raft_metrics();
-    let voters: Vec<u64> = m
-        .membership_config
-        .membership()
-        .voter_ids()
-        .filter(|id| *id != node.id)
-        .collect();
-    let best = voters.iter().copied().max_by_key(|id| {
-        m.replication
-            .as_ref()
-            .and_then(|r| r.get(id))
-            .and_then(|l| l.as_ref())
-            .map_or(0, |l| l.index)
-    });
-    let Some(to) = best else {
-        tracing::info!("no other voter to hand leadership to");
+    let Some(to) = crate::roles::best_successor(node, &m, None) else {
+        tracing::info!("no other voter (that is not drained) to hand leadership to");
         return;
     };
+    let _ = crate::roles::plan_transfer(node, to, "shutdown").await;
     if let Err(e) = node.raft.trigger().transfer_leader(to).await {
         tracing::warn!("cannot transfer leadership to node {to}: {e}");
         return;

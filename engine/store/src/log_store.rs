@@ -166,6 +166,51 @@ impl LogStore {
             .map_err(|e| StoreError::rocks("seed the restored raft log", e))
     }
 
+    /// Quorum-loss recovery (`sen cluster recover --force`): append, after
+    /// the last entry, a membership entry making `me` the only voter, in a
+    /// term above every term this node has seen, and vote for itself in it
+    /// (fsynced). When openraft starts on this log it finds itself the sole
+    /// voter, elects itself and commits everything in its log. Raft must
+    /// not be running on this store. Returns the new entry's log id.
+    pub fn force_single_voter(&self, me: sen_core::NodeId, addr: &str) -> Result<LogId, StoreError> {
+        use openraft::vote::RaftLeaderId;
+        use std::collections::{BTreeMap, BTreeSet};
+        let io = |e| StoreError::io("read the raft log state", e);
+        let vote = self.get_meta(K_VOTE, dec_vote).map_err(io)?;
+        let last = self.last_entry_log_id().map_err(io)?;
+        let purged = self.get_meta(K_PURGED, dec_log_id).map_err(io)?;
+        let last = last.or(purged);
+        let term = vote
+            .as_ref()
+            .map_or(0, |v| v.leader_id().term)
+            .max(last.as_ref().map_or(0, |l| l.leader_id.term))
+            + 1;
+        let index = last.as_ref().map_or(1, |l| l.index + 1);
+        let log_id = LogId::new(
+            openraft::impls::leader_id_std::LeaderId { term, voted_for: me }.to_committed(),
+            index,
+        );
+        let membership = sen_raft::Membership::new(
+            vec![BTreeSet::from([me])],
+            BTreeMap::from([(me, sen_raft::NodeInfo { addr: addr.to_owned() })]),
+        )
+        .map_err(|e| StoreError::Invalid(format!("one-voter membership: {e}")))?;
+        let entry = Entry {
+            log_id,
+            payload: openraft::EntryPayload::Membership(membership),
+        };
+        let new_vote = Vote::new_committed(term, me);
+        let meta = cf(self.db(), CF_META)?;
+        let log = cf(self.db(), CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(log, log_key(index), enc_entry(&entry)?);
+        batch.put_cf(meta, K_VOTE, enc_vote(&new_vote)?);
+        self.db()
+            .write_opt(batch, &sync_opts())
+            .map_err(|e| StoreError::rocks("write the recovery membership entry", e))?;
+        Ok(log_id)
+    }
+
     /// Whether the log holds no entries and no vote (a node that never took
     /// part in a cluster).
     pub fn is_pristine(&self) -> Result<bool, StoreError> {

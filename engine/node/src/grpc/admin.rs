@@ -78,6 +78,9 @@ impl Admin for AdminApi {
             snapshot_index: m.snapshot.map_or(0, |l| l.index),
             purged_index: m.purged.map_or(0, |l| l.index),
             started_at_ms: node.started_at_ms,
+            http_addr: node.config.advertise_http(),
+            fault: node.faults.active_name().unwrap_or_default().into(),
+            drained: node.roles.is_drained(),
         }))
     }
 }

@@ -193,6 +193,12 @@ impl ClusterApi {
             term: 0,
             voter: voters.contains(&id),
             error: String::new(),
+            drained: matches!(
+                self.node
+                    .state
+                    .get(crate::backup::SYSTEM_DB, &crate::roles::drained_key(id)),
+                Ok((Some(_), _))
+            ),
         }
     }
 }
@@ -456,6 +462,161 @@ impl Cluster for ClusterApi {
                 members,
                 node_id: node.id,
                 commit_index: m.local_committed.map_or(0, |l| l.index),
+            })
+        })
+        .await
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let node = self.node.clone();
+        measured(&node, "TransferLeader", async {
+            node.check_serving()?;
+            let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
+            leader_only!(self, req, transfer_leader, budget);
+            let to = req.into_inner().to;
+            let started = std::time::Instant::now();
+            let m = node.raft_metrics();
+            let (voters, _) = self.membership();
+            if to == node.id {
+                return Ok(TransferLeaderResponse {
+                    from: node.id,
+                    to,
+                    term: m.current_term,
+                    elapsed_ms: 0,
+                });
+            }
+            if to != 0 && !voters.contains(&to) {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "node {to} is not a voter; leadership can only move to one of {voters:?}"
+                )));
+            }
+            let target = crate::roles::best_successor(&node, &m, (to != 0).then_some(to)).ok_or_else(|| {
+                ApiError::FailedPrecondition(if to == 0 {
+                    "no other voter can take over (all are drained, or this is the only voter)".into()
+                } else {
+                    format!("node {to} is drained; run `sen node undrain {to}` first")
+                })
+            })?;
+            // Only a caught-up node can win the election the transfer starts.
+            let last = m.last_log_index.unwrap_or(0);
+            node.raft
+                .wait(Some(budget.min(std::time::Duration::from_secs(5))))
+                .metrics(
+                    |m| {
+                        m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&target))
+                            .and_then(|l| l.as_ref())
+                            .is_some_and(|l| l.index >= last)
+                    },
+                    "target caught up",
+                )
+                .await
+                .map_err(|_| {
+                    ApiError::Unavailable(format!(
+                        "node {target} has not caught up with the leader's log (index {last}); check `sen cluster status` and retry"
+                    ))
+                })?;
+            let _ = crate::roles::plan_transfer(&node, target, "transfer-leader").await;
+            node.raft
+                .trigger()
+                .transfer_leader(target)
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("raft on node {} has stopped: {e}", node.id)))?;
+            let me = node.id;
+            let m = node
+                .raft
+                .wait(Some(budget))
+                .metrics(
+                    |m| m.current_leader.is_some_and(|l| l != me),
+                    "leadership moved",
+                )
+                .await
+                .map_err(|_| {
+                    ApiError::Timeout(format!(
+                        "node {target} did not take over within {budget:?}; node {me} may still lead: check `sen cluster status`"
+                    ))
+                })?;
+            let new = m.current_leader.unwrap_or(0);
+            tracing::info!(from = me, to = new, ms = started.elapsed().as_millis() as u64, "leadership transferred");
+            Ok(TransferLeaderResponse {
+                from: me,
+                to: new,
+                term: m.current_term,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            })
+        })
+        .await
+    }
+
+    async fn drain(&self, req: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
+        let node = self.node.clone();
+        measured(&node, "Drain", async {
+            node.check_serving()?;
+            let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
+            leader_only!(self, req, drain, budget);
+            let r = req.into_inner();
+            let (voters, nodes) = self.membership();
+            if !nodes.iter().any(|(n, _)| *n == r.id) {
+                return Err(ApiError::NotFound(format!(
+                    "node {} is not a member of this cluster",
+                    r.id
+                )));
+            }
+            let is_drained = |id: u64| {
+                matches!(
+                    node.state.get(crate::backup::SYSTEM_DB, &crate::roles::drained_key(id)),
+                    Ok((Some(_), _))
+                )
+            };
+            if r.drain {
+                let electable = voters.iter().filter(|v| **v != r.id && !is_drained(**v)).count();
+                if voters.contains(&r.id) && electable == 0 {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "draining node {} would leave no voter that may lead; undrain another node first",
+                        r.id
+                    )));
+                }
+            }
+            let key = crate::roles::drained_key(r.id);
+            let op = if r.drain {
+                Op::Put {
+                    db: crate::backup::SYSTEM_DB.into(),
+                    key,
+                    value: crate::node::now_ms().to_string().into_bytes(),
+                }
+            } else {
+                Op::Delete {
+                    db: crate::backup::SYSTEM_DB.into(),
+                    key,
+                }
+            };
+            let resp = node.propose(None, op, budget).await?;
+            tracing::info!(node = r.id, drain = r.drain, "drain state set");
+            // Draining the leader: wait until it has handed over.
+            let mut leader = node.raft_metrics().current_leader.unwrap_or(0);
+            if r.drain && leader == r.id {
+                let target = r.id;
+                if let Ok(m) = node
+                    .raft
+                    .wait(Some(budget))
+                    .metrics(
+                        |m| m.current_leader.is_some_and(|l| l != target),
+                        "drained leader handed over",
+                    )
+                    .await
+                {
+                    leader = m.current_leader.unwrap_or(0);
+                }
+            }
+            let drained = nodes.iter().map(|(id, _)| *id).filter(|id| is_drained(*id)).collect();
+            Ok(DrainResponse {
+                drained,
+                leader_id: leader,
+                revision: resp.revision,
             })
         })
         .await

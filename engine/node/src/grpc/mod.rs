@@ -24,6 +24,7 @@ pub mod backup;
 pub mod cluster;
 pub mod content;
 pub mod kv;
+pub mod node_ops;
 pub mod raft;
 
 use std::future::Future;

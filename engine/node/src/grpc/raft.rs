@@ -85,24 +85,32 @@ fn raft_result<T: serde::Serialize>(
 impl RaftService for RaftApi {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
+        self.node.faults.before_incoming().await?;
         let rpc = decode("append entries", req.get_ref())?;
-        raft_result(&self.node, self.node.raft.append_entries(rpc).await)
+        let r = self.node.raft.append_entries(rpc).await;
+        if matches!(&r, Ok(resp) if resp.is_success()) {
+            self.node.roles.heard_from_leader();
+        }
+        raft_result(&self.node, r)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
+        self.node.faults.before_incoming().await?;
         let rpc = decode("vote", req.get_ref())?;
         raft_result(&self.node, self.node.raft.vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
+        self.node.faults.before_incoming().await?;
         let rpc = decode("pre-vote", req.get_ref())?;
         raft_result(&self.node, self.node.raft.pre_vote(rpc).await)
     }
 
     async fn transfer_leader(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
+        self.node.faults.before_incoming().await?;
         let rpc = decode("transfer leader", req.get_ref())?;
         match self.node.raft.handle_transfer_leader(rpc).await {
             Ok(v) => encode(&v),
@@ -112,6 +120,7 @@ impl RaftService for RaftApi {
 
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotFrame>>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
+        self.node.faults.before_incoming().await?;
         let node = self.node.clone();
         let mut stream = req.into_inner();
         let first = stream
@@ -213,11 +222,13 @@ impl RaftService for RaftApi {
 
     async fn node_status(&self, req: Request<NodeStatusRequest>) -> Result<Response<NodeStatusResponse>, Status> {
         check_peer(&self.node, &req)?;
+        self.node.faults.before_incoming().await?;
         Ok(Response::new(local_status(&self.node)))
     }
 
     async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
         check_peer(&self.node, &req)?;
+        self.node.faults.before_incoming().await?;
         let node = &self.node;
         let budget = crate::deadline::budget(req.metadata(), node.config.server.forward_timeout);
         match tokio::time::timeout(budget, node.raft.get_read_log_id(ReadPolicy::ReadIndex)).await {

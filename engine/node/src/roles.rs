@@ -1,0 +1,572 @@
+//! What a node does about its role, checked every few milliseconds:
+//!
+//! - **Fenced role hooks.** `hooks.on-leader` runs only once this node
+//!   leads *and* holds a leader lease: a quorum acknowledged it within
+//!   `hooks.lease`. `hooks.on-step-down` runs as soon as that stops being
+//!   true. Followers refuse to elect anyone for `raft.election-timeout-max`
+//!   after they last heard from the leader (openraft's leader lease on the
+//!   follower side), and `hooks.lease` is shorter, so the old leader's
+//!   step-down starts before any other node can become leader: a virtual
+//!   IP or write-side service guarded by these hooks is never active on two
+//!   nodes (assuming clocks that run at about the same rate). Hooks run one
+//!   at a time, in order, each with a timeout.
+//! - **Drain.** A node listed as drained in the cluster
+//!   (`sen-system/node/<id>/drained`) never starts an election, and hands
+//!   leadership away if it has it.
+//! - **Incidents.** The leader records leader changes and unreachable
+//!   nodes; a leader that lost its quorum records that once it can.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::Instant as _;
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::backup::SYSTEM_DB;
+use crate::incidents::{self, Incident, ORDINARY, SERIOUS};
+use crate::node::{Node, now_ms};
+
+const TICK: Duration = Duration::from_millis(10);
+const DRAIN_CHECK: Duration = Duration::from_millis(100);
+const INCIDENT_CHECK: Duration = Duration::from_millis(250);
+/// Hook runs kept in memory for `sen node hooks` / the status page.
+const KEEP_RUNS: usize = 100;
+
+pub fn drained_key(id: u64) -> Vec<u8> {
+    format!("node/{id}/drained").into_bytes()
+}
+
+/// Written before a planned leadership transfer, so the new leader records
+/// the change as planned.
+pub const PLANNED_KEY: &[u8] = b"ha/planned-transfer";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedTransfer {
+    pub from: u64,
+    pub to: u64,
+    pub at_ms: u64,
+    /// `transfer-leader`, `drain` or `shutdown`.
+    pub reason: String,
+}
+
+/// One finished hook run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HookRun {
+    pub role: String,
+    pub term: u64,
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    /// Exit code; `None` if killed on timeout or not started.
+    pub exit_code: Option<i32>,
+    pub error: String,
+}
+
+#[derive(Default)]
+pub struct Roles {
+    /// This node holds a leader lease and ran (or is running) on_leader.
+    active: AtomicBool,
+    /// When this node last accepted an AppendEntries (ms since the epoch):
+    /// the last time it heard from a leader.
+    last_heard_leader_ms: std::sync::atomic::AtomicU64,
+    drained: AtomicBool,
+    runs: Mutex<VecDeque<HookRun>>,
+}
+
+impl Roles {
+    pub fn is_active_leader(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Called for every AppendEntries this node accepts.
+    pub fn heard_from_leader(&self) {
+        self.last_heard_leader_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::SeqCst)
+    }
+
+    pub fn hook_runs(&self) -> Vec<HookRun> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct HookEvent {
+    role: &'static str,
+    term: u64,
+    leader_id: u64,
+    leader_addr: String,
+    at_ms: u64,
+}
+
+/// Whether `node` leads and a quorum acknowledged it within `lease`.
+fn holds_lease(node: &Node, m: &sen_raft::RaftMetrics, lease: Duration) -> bool {
+    if m.state != ServerState::Leader || m.current_leader != Some(node.id) {
+        return false;
+    }
+    let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+    if voters == [node.id] {
+        return true;
+    }
+    m.last_quorum_acked.as_ref().is_some_and(|t| t.elapsed() < lease)
+}
+
+/// Run until `stop`: hooks, drain and incident detection.
+pub async fn run(node: Arc<Node>, stop: CancellationToken) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<HookEvent>();
+    let runner = tokio::spawn(run_hooks(node.clone(), rx));
+    let lease = node.config.hooks.lease;
+    // A restarted node is not the leader: make sure nothing it guarded is
+    // still active from before a crash.
+    let _ = tx.send(HookEvent {
+        role: "step-down",
+        term: node.raft_metrics().current_term,
+        leader_id: 0,
+        leader_addr: String::new(),
+        at_ms: now_ms(),
+    });
+    // A forced recovery left an incident to record once this node leads.
+    let pending = node.config.data_dir.join(crate::grpc::node_ops::RECOVERY_FILE);
+    if let Ok(b) = std::fs::read(&pending)
+        && let Ok(inc) = serde_json::from_slice::<Incident>(&b)
+    {
+        let n = node.clone();
+        tokio::spawn(async move {
+            record_with_retry(&n, inc).await;
+            let _ = std::fs::remove_file(&pending);
+        });
+    }
+    let mut followed: Option<(u64, u64)> = None; // (leader, term) we ran on_follower for
+    let mut last_drain_check = Instant::now() - DRAIN_CHECK;
+    let mut last_transfer_try = Instant::now() - Duration::from_secs(10);
+    let mut watch = IncidentWatch::default();
+    let mut last_incident_check = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        let m = node.raft_metrics();
+        let leased = holds_lease(&node, &m, lease);
+        let was = node.roles.active.swap(leased, Ordering::SeqCst);
+        let leader_addr = m.current_leader.and_then(|l| node.member_addr(l)).unwrap_or_default();
+        if leased != was {
+            let _ = tx.send(HookEvent {
+                role: if leased { "leader" } else { "step-down" },
+                term: m.current_term,
+                leader_id: m.current_leader.unwrap_or(0),
+                leader_addr: leader_addr.clone(),
+                at_ms: now_ms(),
+            });
+        }
+        if matches!(m.state, ServerState::Follower | ServerState::Learner)
+            && let Some(l) = m.current_leader
+            && l != node.id
+            && followed != Some((l, m.current_term))
+        {
+            followed = Some((l, m.current_term));
+            let _ = tx.send(HookEvent {
+                role: "follower",
+                term: m.current_term,
+                leader_id: l,
+                leader_addr: leader_addr.clone(),
+                at_ms: now_ms(),
+            });
+        }
+
+        if last_drain_check.elapsed() >= DRAIN_CHECK {
+            last_drain_check = Instant::now();
+            let drained = matches!(node.state.get(SYSTEM_DB, &drained_key(node.id)), Ok((Some(_), _)));
+            if drained != node.roles.drained.swap(drained, Ordering::SeqCst) {
+                tracing::info!(
+                    drained,
+                    "drain state changed: this node {} campaign for leadership",
+                    if drained { "will not" } else { "may" }
+                );
+                node.raft.runtime_config().elect(!drained);
+            }
+            if drained
+                && m.state == ServerState::Leader
+                && !node.is_stopping()
+                && last_transfer_try.elapsed() >= Duration::from_secs(1)
+            {
+                last_transfer_try = Instant::now();
+                if let Some(to) = best_successor(&node, &m, None) {
+                    tracing::info!(to, "this node is drained: handing leadership over");
+                    let _ = plan_transfer(&node, to, "drain").await;
+                    if let Err(e) = node.raft.trigger().transfer_leader(to).await {
+                        tracing::warn!("drained leader cannot transfer to node {to}: {e}");
+                    }
+                }
+            }
+        }
+
+        watch.observe(&node, &m);
+        if last_incident_check.elapsed() >= INCIDENT_CHECK {
+            last_incident_check = Instant::now();
+            watch.check(&node, &m).await;
+        }
+    }
+    drop(tx);
+    let _ = runner.await;
+}
+
+/// The most caught-up voter other than this node that is not drained (and
+/// not `except`).
+pub fn best_successor(node: &Node, m: &sen_raft::RaftMetrics, only: Option<u64>) -> Option<u64> {
+    let voters: Vec<u64> = m
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|id| *id != node.id)
+        .filter(|id| only.is_none_or(|o| o == *id))
+        .filter(|id| !matches!(node.state.get(SYSTEM_DB, &drained_key(*id)), Ok((Some(_), _))))
+        .collect();
+    voters.into_iter().max_by_key(|id| {
+        m.replication
+            .as_ref()
+            .and_then(|r| r.get(id))
+            .and_then(|l| l.as_ref())
+            .map_or(0, |l| l.index)
+    })
+}
+
+/// Record that leadership is about to move to `to` on purpose (best
+/// effort: the transfer goes ahead even if this write fails).
+pub async fn plan_transfer(node: &Node, to: u64, reason: &str) -> Result<(), crate::error::ApiError> {
+    let p = PlannedTransfer {
+        from: node.id,
+        to,
+        at_ms: now_ms(),
+        reason: reason.into(),
+    };
+    node.propose(
+        None,
+        sen_raft::Op::Put {
+            db: SYSTEM_DB.into(),
+            key: PLANNED_KEY.to_vec(),
+            value: serde_json::to_vec(&p).unwrap_or_default(),
+        },
+        Duration::from_secs(1),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Run hooks one at a time, in the order the events happened.
+async fn run_hooks(node: Arc<Node>, mut rx: tokio::sync::mpsc::UnboundedReceiver<HookEvent>) {
+    while let Some(ev) = rx.recv().await {
+        let cfg = &node.config.hooks;
+        let cmd = match ev.role {
+            "leader" => &cfg.on_leader,
+            "step-down" => &cfg.on_step_down,
+            _ => &cfg.on_follower,
+        };
+        tracing::info!(role = ev.role, term = ev.term, leader = ev.leader_id, "role change");
+        if cmd.trim().is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let mut run = HookRun {
+            role: ev.role.into(),
+            term: ev.term,
+            started_ms: now_ms(),
+            duration_ms: 0,
+            exit_code: None,
+            error: String::new(),
+        };
+        let child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("SEN_ROLE", ev.role)
+            .env("SEN_NODE_ID", node.id.to_string())
+            .env("SEN_TERM", ev.term.to_string())
+            .env("SEN_LEADER_ID", ev.leader_id.to_string())
+            .env("SEN_LEADER_ADDR", &ev.leader_addr)
+            .env("SEN_EVENT_AT_MS", ev.at_ms.to_string())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        match tokio::time::timeout(cfg.timeout, child).await {
+            Err(_) => run.error = format!("timed out after {:?} and was killed", cfg.timeout),
+            Ok(Err(e)) => run.error = format!("could not start `sh -c {cmd}`: {e}"),
+            Ok(Ok(out)) => {
+                run.exit_code = out.status.code();
+                let text = |b: &[u8]| String::from_utf8_lossy(b).trim().chars().take(2000).collect::<String>();
+                if !out.status.success() {
+                    run.error = format!("exited with {}: {}", out.status, text(&out.stderr));
+                }
+                if !out.stdout.is_empty() {
+                    tracing::info!(role = ev.role, "hook output: {}", text(&out.stdout));
+                }
+            }
+        }
+        run.duration_ms = started.elapsed().as_millis() as u64;
+        node.metrics.observe_hook(ev.role, run.error.is_empty());
+        if run.error.is_empty() {
+            tracing::info!(role = ev.role, term = ev.term, ms = run.duration_ms, "hook succeeded");
+        } else {
+            tracing::error!(role = ev.role, term = ev.term, "hook failed: {}", run.error);
+            let inc = Incident::new(
+                "hook-failed",
+                SERIOUS,
+                run.started_ms,
+                format!("the {} hook on node {} {}", ev.role, node.id, run.error),
+                vec![node.id],
+                node.id,
+            );
+            let n = node.clone();
+            tokio::spawn(async move { record_with_retry(&n, inc).await });
+        }
+        let mut runs = node.roles.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.push_back(run);
+        while runs.len() > KEEP_RUNS {
+            runs.pop_front();
+        }
+    }
+}
+
+/// Record an incident from any node, retrying while there is no leader
+/// (for up to a minute).
+async fn record_with_retry(node: &Arc<Node>, mut inc: Incident) {
+    let mut left = 60;
+    loop {
+        match incidents::record_anywhere(node, inc.clone()).await {
+            Ok(_) => return,
+            Err(e) if left > 0 && !node.is_stopping() => {
+                tracing::debug!("incident not recorded yet: {e}");
+                left -= 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if inc.end_ms.is_none() && inc.kind == "quorum-lost" {
+                    inc.end_ms = Some(now_ms());
+                }
+            }
+            Err(e) => {
+                tracing::error!("could not record incident {:?}: {e}", inc.kind);
+                return;
+            }
+        }
+    }
+}
+
+/// What the incident detector remembers between checks.
+#[derive(Default)]
+struct IncidentWatch {
+    /// The last leader this node knew, and when it last knew it.
+    last_leader: Option<(u64, u64)>,
+    /// When this node noticed the leader it knew was gone.
+    leader_lost_ms: Option<u64>,
+    /// The term this node last recorded a leader change for.
+    recorded_term: u64,
+    /// On the leader: open unreachable incidents by node (id, start).
+    unreachable: BTreeMap<u64, (u64, u64, bool)>,
+    unreachable_term: u64,
+    /// On a leader that lost its quorum: since when.
+    quorum_lost_ms: Option<u64>,
+    /// The term this node leads and since when.
+    leader_since: Option<(u64, Instant)>,
+}
+
+impl IncidentWatch {
+    /// Every tick: follow who leads.
+    fn observe(&mut self, node: &Node, m: &sen_raft::RaftMetrics) {
+        let now = now_ms();
+        match m.current_leader {
+            // Following another node: that is the leader now.
+            Some(l) if l != node.id => {
+                self.last_leader = Some((l, now));
+                self.leader_lost_ms = None;
+            }
+            // Leading, or no leader known: remember when the previous
+            // leader was lost (`check` records the change once this node
+            // leads with a lease).
+            _ => {
+                if self.last_leader.is_some_and(|(l, _)| l != node.id) && self.leader_lost_ms.is_none() {
+                    // The interruption began when this node last heard
+                    // from that leader, not when it noticed.
+                    let heard = node.roles.last_heard_leader_ms.load(Ordering::Relaxed);
+                    self.leader_lost_ms = Some(if heard > 0 && heard <= now { heard } else { now });
+                }
+            }
+        }
+        if m.state == ServerState::Leader {
+            if self.leader_since.is_none_or(|(t, _)| t != m.current_term) {
+                self.leader_since = Some((m.current_term, Instant::now()));
+            }
+        } else {
+            self.leader_since = None;
+        }
+        // A leader without a quorum.
+        let grace = node.config.raft.election_timeout_max * 2;
+        let lease_lost = m.state == ServerState::Leader
+            && self.leader_since.is_some_and(|(_, t)| t.elapsed() > grace)
+            && m.membership_config.membership().voter_ids().count() > 1
+            && m.last_quorum_acked.as_ref().is_none_or(|t| t.elapsed() > grace);
+        if lease_lost && self.quorum_lost_ms.is_none() {
+            self.quorum_lost_ms = Some(now);
+        }
+    }
+
+    async fn check(&mut self, node: &Arc<Node>, m: &sen_raft::RaftMetrics) {
+        let now = now_ms();
+        let cfg = &node.config.incidents;
+        // Quorum regained (as leader again, or following someone).
+        if let Some(since) = self.quorum_lost_ms
+            && (node.roles.is_active_leader() || m.state != ServerState::Leader)
+        {
+            self.quorum_lost_ms = None;
+            let inc = Incident {
+                end_ms: Some(now),
+                term: m.current_term,
+                ..Incident::new(
+                    "quorum-lost",
+                    SERIOUS,
+                    since,
+                    format!(
+                        "node {} led term {} but heard from no quorum for over {:?}; writes through it failed",
+                        node.id,
+                        m.current_term,
+                        node.config.raft.election_timeout_max * 2
+                    ),
+                    vec![node.id],
+                    node.id,
+                )
+            };
+            let n = node.clone();
+            tokio::spawn(async move { record_with_retry(&n, inc).await });
+        }
+
+        if !node.roles.is_active_leader() {
+            if m.state != ServerState::Leader {
+                self.unreachable.clear();
+                self.unreachable_term = 0;
+            }
+            return;
+        }
+
+        // A new term led by this node: record the change of leader.
+        if self.recorded_term != m.current_term {
+            self.recorded_term = m.current_term;
+            let prev = self.last_leader.filter(|(l, _)| *l != node.id).map(|(l, _)| l);
+            if let Some(prev) = prev {
+                let start = self.leader_lost_ms.unwrap_or(now);
+                let gap = now.saturating_sub(start);
+                let planned = crate::backup::read_json::<PlannedTransfer>(node, PLANNED_KEY)
+                    .ok()
+                    .flatten()
+                    .map(|(p, _)| p)
+                    .filter(|p| p.to == node.id && p.from == prev && now.saturating_sub(p.at_ms) < 30_000);
+                let severity = if planned.is_none() && gap > cfg.leaderless_serious_after.as_millis() as u64 {
+                    SERIOUS
+                } else {
+                    ORDINARY
+                };
+                let cause = match &planned {
+                    Some(p) => format!(
+                        "planned leadership transfer ({}) from node {prev} to node {}",
+                        p.reason, node.id
+                    ),
+                    None => format!(
+                        "node {} was elected in term {} after node {prev} stopped leading (no heartbeat reached a quorum, or it stepped down); {} ms after node {} last heard from the old leader",
+                        node.id, m.current_term, gap, node.id
+                    ),
+                };
+                let inc = Incident {
+                    end_ms: Some(now),
+                    term: m.current_term,
+                    ..Incident::new("leader-change", severity, start, cause, vec![prev, node.id], node.id)
+                };
+                let n = node.clone();
+                tokio::spawn(async move { record_with_retry(&n, inc).await });
+            }
+            self.last_leader = Some((node.id, now));
+            self.leader_lost_ms = None;
+        }
+
+        // Unreachable members. A new leader first adopts the open
+        // incidents of the old one, so they are closed exactly once.
+        if self.unreachable_term != m.current_term {
+            self.unreachable_term = m.current_term;
+            self.unreachable.clear();
+            if let Ok(all) = incidents::list(node) {
+                for i in all
+                    .into_iter()
+                    .filter(|i| i.kind == "node-unreachable" && i.end_ms.is_none())
+                {
+                    if let Some(n) = i.nodes.first() {
+                        self.unreachable.insert(*n, (i.id, i.start_ms, i.severity == SERIOUS));
+                    }
+                }
+            }
+        }
+        let Some(hb) = m.heartbeat.as_ref() else { return };
+        for (id, last) in hb {
+            if *id == node.id {
+                continue;
+            }
+            let age = last.as_ref().map(|t| t.elapsed());
+            let down = age.is_none_or(|a| a > cfg.unreachable_after);
+            match (down, self.unreachable.get(id).copied()) {
+                (true, None) => {
+                    let start = now.saturating_sub(age.map_or(0, |a| a.as_millis() as u64));
+                    let inc = Incident {
+                        term: m.current_term,
+                        ..Incident::new(
+                            "node-unreachable",
+                            ORDINARY,
+                            start,
+                            format!(
+                                "node {id} has not acknowledged leader {} for over {:?} (stopped, crashed or cut off)",
+                                node.id, cfg.unreachable_after
+                            ),
+                            vec![*id],
+                            node.id,
+                        )
+                    };
+                    match incidents::record_here(node, inc).await {
+                        Ok(iid) => {
+                            self.unreachable.insert(*id, (iid, start, false));
+                        }
+                        Err(e) => tracing::warn!("cannot record that node {id} is unreachable: {e}"),
+                    }
+                }
+                (true, Some((iid, start, false)))
+                    if now.saturating_sub(start) > cfg.node_down_serious_after.as_millis() as u64 =>
+                {
+                    if let Ok(mut inc) = incidents::get(node, iid) {
+                        inc.severity = SERIOUS.into();
+                        inc.auto_cause.push_str(&format!(
+                            "; still unreachable after {:?}, so the cluster has run with less redundancy for too long",
+                            cfg.node_down_serious_after
+                        ));
+                        if incidents::update_here(node, &inc).await.is_ok() {
+                            self.unreachable.insert(*id, (iid, start, true));
+                        }
+                    }
+                }
+                (false, Some((iid, _, _))) => {
+                    if let Ok(mut inc) = incidents::get(node, iid) {
+                        inc.end_ms = Some(now.saturating_sub(age.map_or(0, |a| a.as_millis() as u64)));
+                        inc.auto_cause.push_str(&format!("; node {id} answered again"));
+                        if incidents::update_here(node, &inc).await.is_ok() {
+                            self.unreachable.remove(id);
+                        }
+                    } else {
+                        self.unreachable.remove(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
