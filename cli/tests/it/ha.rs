@@ -134,11 +134,10 @@ async fn switchover_and_drain_lose_no_client_request() {
     sen_json(&c, &["node", "undrain", &drained.to_string()]);
 
     let (ok, failed, acked) = w.finish().await;
-    // The leader kill may fail a write whose outcome is unknown; the
-    // switchovers and drains must not. Count failures before the kill:
-    // the writer logs them; here we require none over the whole run except
-    // around the kill, so bound them by the one kill.
-    assert!(ok > 100, "only {ok} writes");
+    // Switchovers and drains must fail no client write (the client retries
+    // across endpoints); the one unplanned leader kill may fail at most one
+    // write whose attempt outlived the client's deadline.
+    assert!(ok >= 20, "the writer made no progress: {ok} writes");
     assert!(failed <= 1, "{failed} client writes failed");
     // Every acknowledged write is there.
     let client = c.client().unwrap();
