@@ -225,15 +225,20 @@ pub fn crash_and_restart(data_dir: &Path, down: Duration, drill: &str) -> std::i
     if let Err(e) = std::fs::write(&file, record.to_string()) {
         return e;
     }
-    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-    tracing::warn!(
-        drill,
-        ?down,
-        "drill crash: replacing this process, restart from disk after the down time"
-    );
+    // A supervisor would start the binary at its path (a newer one if it
+    // was upgraded in place); if that path is gone, the running image.
+    let exe = std::fs::read_link("/proc/self/exe")
+        .ok()
+        .map(|p| {
+            let s = p.to_string_lossy();
+            PathBuf::from(s.strip_suffix(" (deleted)").unwrap_or(&s).to_owned())
+        })
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    tracing::warn!(drill, ?down, exe = %exe.display(), "drill crash: replacing this process, restart from disk after the down time");
     let mut args = std::env::args_os();
-    let _argv0 = args.next();
-    std::process::Command::new(exe).args(args).exec()
+    let argv0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    std::process::Command::new(&exe).arg0(argv0).args(args).exec()
 }
 
 /// At start-up: if a crash drill left a restart time, stay down until then
