@@ -23,6 +23,10 @@
 #                      measured against (sen-benches content)
 #   restic, borgbackup the backup tools Sen is measured against
 #                      (sen-benches backup)
+#   etcd-server        etcd 3.4, the peer of the key-value and failover
+#                      comparisons (sen-benches kv, failover); its Debian
+#                      service is not used (the benchmark starts its own
+#                      members)
 #
 # The Rust toolchain itself (cargo >= 1.88) must already be installed:
 # Debian's own rustc is too old, and rustup's servers may be unreachable.
@@ -31,7 +35,7 @@ set -euo pipefail
 need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime ca-certificates python3-venv python3-pip)
 for arg in "$@"; do
   case "$arg" in
-    --bench) need_pkgs+=(wrk nginx-light restic borgbackup) ;;
+    --bench) need_pkgs+=(wrk nginx-light restic borgbackup etcd-server) ;;
     *) echo "setup: unknown option $arg (only --bench)" >&2; exit 2 ;;
   esac
 done

@@ -12,6 +12,7 @@ use sen_client::{Client, ClientOptions, Consistency};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::etcd::{self, EtcdClient, EtcdCluster};
 use crate::report::{self, Machine};
 
 #[derive(ClapArgs, Debug, Clone)]
@@ -34,6 +35,9 @@ pub struct Args {
     /// Concurrent clients for the reads and the follower writes.
     #[arg(long, default_value_t = 64)]
     pub read_clients: usize,
+    /// Measure Sen alone (no etcd side by side).
+    #[arg(long)]
+    pub no_etcd: bool,
 }
 
 impl Default for Args {
@@ -45,12 +49,15 @@ impl Default for Args {
             rounds: 3,
             ops: vec!["put".into(), "put-follower".into(), "get".into(), "get-stale".into()],
             read_clients: 64,
+            no_etcd: false,
         }
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    /// `sen` or `etcd`.
+    pub system: String,
     pub op: String,
     pub clients: usize,
     pub ops_per_sec: f64,
@@ -65,8 +72,15 @@ enum Op {
     Get(Consistency),
 }
 
+/// Who is measured: a Sen client, or an etcd client.
+#[derive(Clone)]
+enum Target {
+    Sen(Arc<Client>),
+    Etcd(EtcdClient),
+}
+
 async fn measure(
-    client: Arc<Client>,
+    target: Target,
     op: Op,
     clients: usize,
     d: Duration,
@@ -76,7 +90,7 @@ async fn measure(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..clients {
-        let client = client.clone();
+        let target = target.clone();
         let value = value.clone();
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
@@ -85,9 +99,13 @@ async fn measure(
             while start.elapsed() < d {
                 let key = format!("k{:015}", (t as u64 * 1_000_003 + i) % keyspace);
                 let t0 = Instant::now();
-                let ok = match op {
-                    Op::Put => client.put("bench", key.as_bytes(), &value).await.is_ok(),
-                    Op::Get(c) => client.get("bench", key.as_bytes(), c).await.is_ok(),
+                let ok = match (&target, op) {
+                    (Target::Sen(c), Op::Put) => c.put("bench", key.as_bytes(), &value).await.is_ok(),
+                    (Target::Sen(c), Op::Get(cons)) => c.get("bench", key.as_bytes(), cons).await.is_ok(),
+                    (Target::Etcd(c), Op::Put) => c.put(key.as_bytes(), &value).await.is_ok(),
+                    (Target::Etcd(c), Op::Get(cons)) => {
+                        c.get(key.as_bytes(), cons == Consistency::Linearizable).await.is_ok()
+                    }
                 };
                 if ok {
                     h.record(t0.elapsed().as_micros().max(1) as u64).ok();
@@ -108,6 +126,10 @@ async fn measure(
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(Row {
+        system: match target {
+            Target::Sen(_) => "sen".into(),
+            Target::Etcd(_) => "etcd".into(),
+        },
         op: match op {
             Op::Put => "put".into(),
             Op::Get(Consistency::Linearizable) => "get (linearizable)".into(),
@@ -138,88 +160,98 @@ fn median_row(mut rows: Vec<Row>) -> Row {
 pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args) -> Result<()> {
     let dir = data.join("kv");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cluster = ProcessCluster::new(sen, &dir, "")?.with_log("warn");
+    let mut cluster = ProcessCluster::new(sen, dir.join("sen"), "")?.with_log("warn");
     cluster.form(3).await?;
     let leader = cluster.wait_leader(None, Duration::from_secs(30)).await?;
     // Clients talk to the leader directly (as the CLI does after its first
-    // hint); the follower-forwarding path is measured separately below.
+    // hint, and as etcd's client does with its leader endpoint); the
+    // follower-forwarding path is measured separately below.
     let opts = ClientOptions {
         timeout: Duration::from_secs(10),
         attempt_timeout: Duration::from_secs(5),
         ..Default::default()
     };
-    let client = Arc::new(Client::new(&[cluster.grpc(leader)?], opts.clone())?);
+    let sen_leader = Target::Sen(Arc::new(Client::new(&[cluster.grpc(leader)?], opts.clone())?));
+    let follower = (1..=3).find(|i| *i != leader).unwrap_or(2);
+    let sen_follower = Target::Sen(Arc::new(Client::new(&[cluster.grpc(follower)?], opts.clone())?));
+
+    // The peer: etcd 3.4 with its default timers, same disk, same machine.
+    let with_etcd = !a.no_etcd;
+    let etcd = if with_etcd {
+        Some(EtcdCluster::start(&dir.join("etcd"), 3, etcd::Timers::DEFAULT).await?)
+    } else {
+        None
+    };
+    let (etcd_leader, etcd_follower) = match &etcd {
+        Some(e) => {
+            let l = e.wait_leader(Duration::from_secs(30)).await?;
+            let f = (0..3).find(|i| *i != l).unwrap_or(1);
+            (
+                Some(Target::Etcd(EtcdClient::new(&e.endpoint(l), Duration::from_secs(5))?)),
+                Some(Target::Etcd(EtcdClient::new(&e.endpoint(f), Duration::from_secs(5))?)),
+            )
+        }
+        None => (None, None),
+    };
+
     let value = Arc::new(vec![b'v'; a.value_bytes]);
     let keyspace = 100_000;
     let elections_before = elections(&cluster).await;
-    // Preload the keyspace region the reads use.
-    measure(
-        client.clone(),
-        Op::Put,
-        64,
-        Duration::from_secs(3),
-        value.clone(),
-        keyspace,
-    )
-    .await?;
+    // Preload the keyspace region the reads use, in both.
+    for t in [Some(&sen_leader), etcd_leader.as_ref()].into_iter().flatten() {
+        measure(t.clone(), Op::Put, 64, Duration::from_secs(3), value.clone(), keyspace).await?;
+    }
 
+    // Each setting: rounds alternate Sen, etcd, Sen, etcd, ...
     let mut rows = Vec::new();
     let want = |op: &str| a.ops.iter().any(|o| o == op);
+    let mut settings: Vec<(String, Op, usize, bool)> = Vec::new();
     if want("put") {
         for &c in &a.clients {
-            let mut rounds = Vec::new();
-            for _ in 0..a.rounds {
-                rounds.push(measure(client.clone(), Op::Put, c, a.duration, value.clone(), keyspace).await?);
-            }
-            rows.push(median_row(rounds));
+            settings.push(("put".into(), Op::Put, c, false));
         }
     }
     if want("put-follower") {
-        let follower = (1..=3).find(|i| *i != leader).unwrap_or(2);
-        let via_follower = Arc::new(Client::new(&[cluster.grpc(follower)?], opts.clone())?);
-        let mut rounds = Vec::new();
-        for _ in 0..a.rounds {
-            rounds.push(
-                measure(
-                    via_follower.clone(),
-                    Op::Put,
-                    a.read_clients,
-                    a.duration,
-                    value.clone(),
-                    keyspace,
-                )
-                .await?,
-            );
-        }
-        let mut r = median_row(rounds);
-        r.op = "put via follower".into();
-        rows.push(r);
+        settings.push(("put via follower".into(), Op::Put, a.read_clients, true));
     }
-    for (name, cons) in [("get", Consistency::Linearizable), ("get-stale", Consistency::Stale)] {
-        if !want(name) {
-            continue;
-        }
-        let mut rounds = Vec::new();
+    if want("get") {
+        settings.push((
+            "get (linearizable)".into(),
+            Op::Get(Consistency::Linearizable),
+            a.read_clients,
+            false,
+        ));
+    }
+    if want("get-stale") {
+        settings.push(("get (stale)".into(), Op::Get(Consistency::Stale), a.read_clients, false));
+    }
+    for (name, op, clients, via_follower) in settings {
+        let mut sen_rounds = Vec::new();
+        let mut etcd_rounds = Vec::new();
         for _ in 0..a.rounds {
-            rounds.push(
-                measure(
-                    client.clone(),
-                    Op::Get(cons),
-                    a.read_clients,
-                    a.duration,
-                    value.clone(),
-                    keyspace,
-                )
-                .await?,
-            );
+            let t = if via_follower { &sen_follower } else { &sen_leader };
+            sen_rounds.push(measure(t.clone(), op, clients, a.duration, value.clone(), keyspace).await?);
+            let e = if via_follower { &etcd_follower } else { &etcd_leader };
+            if let Some(e) = e {
+                etcd_rounds.push(measure(e.clone(), op, clients, a.duration, value.clone(), keyspace).await?);
+            }
         }
-        rows.push(median_row(rounds));
+        let mut r = median_row(sen_rounds);
+        r.op = name.clone();
+        rows.push(r);
+        if !etcd_rounds.is_empty() {
+            let mut r = median_row(etcd_rounds);
+            r.op = name;
+            rows.push(r);
+        }
     }
     let elections_during = elections(&cluster).await - elections_before;
     drop(cluster);
+    drop(etcd);
 
     let mut md = format!(
-        "## Key-value: 3 local nodes, fsync on\n\n{}\nCommand: `target/release/sen-benches kv --out {} --duration {:?} --rounds {}`\n(value {} B, key 16 B; median of {} rounds per row)\n\n| operation | clients | ops/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|\n",
+        "## Key-value: Sen vs etcd {}, 3 local nodes each, fsync on\n\n{}\nCommand: `target/release/sen-benches kv --out {} --duration {:?} --rounds {}`\n(value {} B, key 16 B; rounds alternate Sen and etcd; median of {} rounds per row; clients send to the leader, except the follower row)\n\n| operation | clients | Sen ops/s | Sen p50 ms | Sen p99 ms | etcd ops/s | etcd p50 ms | etcd p99 ms | Sen / etcd | errors (Sen/etcd) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        etcd::version(),
         machine.markdown(),
         out.display(),
         a.duration,
@@ -227,19 +259,39 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         a.value_bytes,
         a.rounds
     );
-    for r in &rows {
-        md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} |\n",
-            r.op, r.clients, r.ops_per_sec, r.p50_ms, r.p99_ms, r.errors
-        ));
+    let sen_rows: Vec<&Row> = rows.iter().filter(|r| r.system == "sen").collect();
+    for r in sen_rows {
+        let e = rows
+            .iter()
+            .find(|e| e.system == "etcd" && e.op == r.op && e.clients == r.clients);
+        match e {
+            Some(e) => md.push_str(&format!(
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | **{:.2}×** | {}/{} |\n",
+                r.op,
+                r.clients,
+                r.ops_per_sec,
+                r.p50_ms,
+                r.p99_ms,
+                e.ops_per_sec,
+                e.p50_ms,
+                e.p99_ms,
+                r.ops_per_sec / e.ops_per_sec.max(1e-9),
+                r.errors,
+                e.errors
+            )),
+            None => md.push_str(&format!(
+                "| {} | {} | {:.0} | {:.2} | {:.2} | — | — | — | — | {} |\n",
+                r.op, r.clients, r.ops_per_sec, r.p50_ms, r.p99_ms, r.errors
+            )),
+        }
     }
     md.push_str(&format!(
-        "\nElections started on any node during the whole run (spurious elections under load): {elections_during}\n"
+        "\nElections started on any Sen node during the whole run (spurious elections under load): {elections_during}\n"
     ));
     report::write(
         out,
         "kv",
-        &json!({"machine": machine, "args": format!("{a:?}"), "rows": rows, "elections_during_run": elections_during}),
+        &json!({"machine": machine, "etcd": etcd::version(), "args": format!("{a:?}"), "rows": rows, "elections_during_run": elections_during}),
         &md,
     )
 }

@@ -2,13 +2,17 @@
 //!
 //! ```text
 //! cargo build --release -p sen-cli -p sen-benches
-//! target/release/sen-benches kv --out bench-out          # writes/s, latency, reads/s
-//! target/release/sen-benches failover --out bench-out    # kill -9 leader → first write
-//! target/release/sen-benches limits --out bench-out      # fsyncs/s of the data disk
+//! target/release/sen-benches kv --out bench-out          # writes/s, latency, reads/s vs etcd 3.4
+//! target/release/sen-benches failover --out bench-out    # kill -9 leader → first write, vs etcd
+//! target/release/sen-benches limits --out bench-out      # fsyncs/s, disk MB/s, blake3/zstd/FastCDC MB/s
 //! target/release/sen-benches content --out bench-out     # push MB/s, dedup, HTTP vs nginx (needs wrk, nginx)
 //! target/release/sen-benches backup --out bench-out     # vs restic and borg (needs restic, borgbackup)
 //! target/release/sen-benches all --out bench-out
+//! cargo bench -p sen-benches --features micro            # criterion micro-benchmarks
 //! ```
+//!
+//! The peers (etcd-server, nginx, wrk, restic, borgbackup) come from
+//! `./scripts/setup.sh --bench`.
 //!
 //! Each run writes `<name>.json` and `<name>.md` into `--out` and prints the
 //! Markdown. Clusters are real `sen` processes (the `sen` binary next to
@@ -17,6 +21,7 @@
 
 mod backup;
 mod content;
+mod etcd;
 mod failover;
 mod kv;
 mod limits;
@@ -46,12 +51,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Bench {
-    /// 3-node cluster: writes/s and p50/p99 at 1, 16, 64 clients;
-    /// linearizable and stale reads/s.
+    /// 3-node clusters of Sen and etcd 3.4 side by side: writes/s and
+    /// p50/p99 at 1, 16, 64 clients; linearizable and stale reads/s.
     Kv(kv::Args),
-    /// kill -9 the leader repeatedly: time until a write succeeds again.
+    /// kill -9 the leader repeatedly, Sen and etcd alternately: time until
+    /// a write succeeds again.
     Failover(failover::Args),
-    /// Physical limits of this machine: fsyncs/s of the data disk.
+    /// Physical limits of this machine: fsyncs/s and sequential MB/s of the
+    /// data disk; single-core blake3, zstd-3 and FastCDC MB/s.
     Limits,
     /// Site content: push throughput, dedup of ten real releases, HTTP
     /// requests/s side by side with nginx, a large file end to end.

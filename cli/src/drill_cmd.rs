@@ -527,7 +527,90 @@ async fn run_drill(c: &Client, a: &RunArgs) -> Result<DrillReport, Failure> {
         }));
     }
 
-    // Let the probes settle, then inject.
+    // Mark the drill as running (incidents it causes point to it), let the
+    // probes settle, then inject.
+    let marker = sen_node::incidents::ActiveDrill {
+        id: id.clone(),
+        target,
+        until_ms: now_ms() + a.duration.as_millis() as u64 + 120_000,
+    };
+    c.put(
+        SYSTEM_DB,
+        sen_node::incidents::ACTIVE_DRILL_KEY,
+        &serde_json::to_vec(&marker)?,
+    )
+    .await?;
+    let result = drive(
+        c,
+        a,
+        &id,
+        target,
+        &target_addr,
+        started,
+        &members,
+        leader_before,
+        stop,
+        tasks,
+        log,
+        leaders,
+    )
+    .await;
+    let _ = c.delete(SYSTEM_DB, sen_node::incidents::ACTIVE_DRILL_KEY).await;
+    let mut report = result?;
+    report.started_at_ms = started_at_ms;
+    let (fault_start_ms, target) = (report.timeline.fault_start_ms, report.target);
+    // The incident (drills are interruptions too, planned ones).
+    let inc = Incident {
+        end_ms: Some(started_at_ms + report.timeline.probes_stopped_ms),
+        reference: id.clone(),
+        ..Incident::new(
+            "drill",
+            if report.passed { ORDINARY } else { SERIOUS },
+            started_at_ms + fault_start_ms,
+            format!(
+                "failover drill {} on node {target}: write gap {} ms, read gap {} ms, {} lost writes, {}",
+                a.scenario.name(),
+                report.rto_ms,
+                report.read_gap_ms,
+                report.lost_writes,
+                if report.passed { "passed" } else { "FAILED" }
+            ),
+            vec![target],
+            0,
+        )
+    };
+    match c.record_incident(serde_json::to_string(&inc)?).await {
+        Ok(iid) => report.incident_id = iid,
+        Err(e) => report.notes.push(format!("could not record the drill incident: {e}")),
+    }
+    c.put(
+        SYSTEM_DB,
+        format!("{REPORT_PREFIX}{id}").as_bytes(),
+        &serde_json::to_vec(&report)?,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// Inject, observe, verify: everything between the marker and the report.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    c: &Client,
+    a: &RunArgs,
+    id: &str,
+    target: u64,
+    target_addr: &str,
+    started: Instant,
+    members: &[Member],
+    leader_before: u64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    log: Arc<Mutex<Vec<Probe>>>,
+    leaders: Arc<Mutex<Vec<(u64, u64)>>>,
+) -> Result<DrillReport, Failure> {
+    let rel = move || started.elapsed().as_millis() as u64;
+    let id = id.to_owned();
+    let target_addr = target_addr.to_owned();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut notes = Vec::new();
     let fault_start_ms;
@@ -611,7 +694,7 @@ async fn run_drill(c: &Client, a: &RunArgs) -> Result<DrillReport, Failure> {
     // ... and on every node once it has applied the leader's commit index.
     let commit = c.status().await.map(|s| s.commit_index).unwrap_or(0);
     let mut missing_by_node = BTreeMap::new();
-    for m in &members {
+    for m in members {
         let node_client = Client::new(std::slice::from_ref(&m.grpc), opts(Duration::from_secs(5)))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -658,7 +741,7 @@ async fn run_drill(c: &Client, a: &RunArgs) -> Result<DrillReport, Failure> {
     let rto_ms = longest_gap(writes_ok, fault_start_ms, window_end);
     let read_gap_ms = longest_gap(reads_ok, fault_start_ms, window_end);
     let mut read_gap_by_node_ms = BTreeMap::new();
-    for m in &members {
+    for m in members {
         let ok: Vec<u64> = probes
             .iter()
             .filter(|p| !p.write && p.ok && p.node == m.id)
@@ -710,12 +793,12 @@ async fn run_drill(c: &Client, a: &RunArgs) -> Result<DrillReport, Failure> {
         members.len(),
         (1000.0 / (a.probe_rate * members.len() as f64)).round()
     ));
-    let mut report = DrillReport {
+    let report = DrillReport {
         version: REPORT_VERSION,
         id: id.clone(),
         scenario: a.scenario.name().into(),
         target,
-        started_at_ms,
+        started_at_ms: 0,
         fault_ms: if a.scenario == Scenario::Switchover {
             0
         } else {
@@ -752,36 +835,6 @@ async fn run_drill(c: &Client, a: &RunArgs) -> Result<DrillReport, Failure> {
         incident_id: 0,
     };
 
-    // The incident (drills are interruptions too, planned ones).
-    let inc = Incident {
-        end_ms: Some(started_at_ms + report.timeline.probes_stopped_ms),
-        reference: id.clone(),
-        ..Incident::new(
-            "drill",
-            if report.passed { ORDINARY } else { SERIOUS },
-            started_at_ms + fault_start_ms,
-            format!(
-                "failover drill {} on node {target}: write gap {} ms, read gap {} ms, {} lost writes, {}",
-                a.scenario.name(),
-                report.rto_ms,
-                report.read_gap_ms,
-                report.lost_writes,
-                if report.passed { "passed" } else { "FAILED" }
-            ),
-            vec![target],
-            0,
-        )
-    };
-    match c.record_incident(serde_json::to_string(&inc)?).await {
-        Ok(iid) => report.incident_id = iid,
-        Err(e) => report.notes.push(format!("could not record the drill incident: {e}")),
-    }
-    c.put(
-        SYSTEM_DB,
-        format!("{REPORT_PREFIX}{id}").as_bytes(),
-        &serde_json::to_vec(&report)?,
-    )
-    .await?;
     Ok(report)
 }
 

@@ -29,6 +29,19 @@ pub const PREFIX: &str = "incident/";
 const COUNTER: &[u8] = b"incident/next";
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Written by `sen drill run` while a drill runs: incidents it causes are
+/// tagged with the drill, and expected consequences are ordinary.
+pub const ACTIVE_DRILL_KEY: &[u8] = b"ha/active-drill";
+
+/// The drill running now (`ACTIVE_DRILL_KEY`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActiveDrill {
+    pub id: String,
+    pub target: u64,
+    /// The drill's probes end by then (plus a minute of slack).
+    pub until_ms: u64,
+}
+
 pub const ORDINARY: &str = "ordinary";
 pub const SERIOUS: &str = "serious";
 
@@ -104,6 +117,18 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 /// On the leader: assign an id and store `inc`. Returns the id.
 pub async fn record_here(node: &Node, mut inc: Incident) -> Result<u64, ApiError> {
     let budget = node.config.server.request_timeout;
+    if inc.kind != "drill"
+        && inc.reference.is_empty()
+        && let Ok(Some((d, _))) = crate::backup::read_json::<ActiveDrill>(node, ACTIVE_DRILL_KEY)
+        && inc.start_ms <= d.until_ms + 60_000
+    {
+        inc.auto_cause = format!("during failover drill {}: {}", d.id, inc.auto_cause);
+        inc.reference = d.id;
+        // What a drill provokes on purpose is planned, not an outage.
+        if matches!(inc.kind.as_str(), "leader-change" | "node-unreachable" | "quorum-lost") {
+            inc.severity = ORDINARY.into();
+        }
+    }
     for _ in 0..8 {
         let (rec, _) = node.state.get(SYSTEM_DB, COUNTER)?;
         let (next, target) = match rec {

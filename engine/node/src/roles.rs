@@ -11,8 +11,11 @@
 //!   nodes (assuming clocks that run at about the same rate). Hooks run one
 //!   at a time, in order, each with a timeout.
 //! - **Drain.** A node listed as drained in the cluster
-//!   (`sen-system/node/<id>/drained`) never starts an election, and hands
-//!   leadership away if it has it.
+//!   (`sen-system/node/<id>/drained`) does not start elections, and hands
+//!   leadership away if it has it. Drain is a preference, not an outage: if
+//!   no leader emerges for 3 election timeouts (the drained node may hold
+//!   the only log complete enough to win), it campaigns too, then hands
+//!   over once a successor has caught up.
 //! - **Incidents.** The leader records leader changes and unreachable
 //!   nodes; a leader that lost its quorum records that once it can.
 
@@ -150,6 +153,9 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     let mut last_drain_check = Instant::now() - DRAIN_CHECK;
     let mut last_transfer_try = Instant::now() - Duration::from_secs(10);
     let mut watch = IncidentWatch::default();
+    let mut leaderless_since: Option<Instant> = None;
+    // Whether openraft's election timer is on (it is at start).
+    let mut elect_on = true;
     let mut last_incident_check = Instant::now();
     loop {
         tokio::select! {
@@ -184,6 +190,12 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             });
         }
 
+        // Leaderless for a while: remember since when (drain fallback).
+        if m.current_leader.is_some() {
+            leaderless_since = None;
+        } else if leaderless_since.is_none() {
+            leaderless_since = Some(Instant::now());
+        }
         if last_drain_check.elapsed() >= DRAIN_CHECK {
             last_drain_check = Instant::now();
             let drained = matches!(node.state.get(SYSTEM_DB, &drained_key(node.id)), Ok((Some(_), _)));
@@ -193,7 +205,32 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
                     "drain state changed: this node {} campaign for leadership",
                     if drained { "will not" } else { "may" }
                 );
-                node.raft.runtime_config().elect(!drained);
+            }
+            // Drain is a preference, never an outage: a drained node whose
+            // log is the most complete may be the only one the others can
+            // elect (Raft elects only an up-to-date candidate). If nobody
+            // has led for 3 election timeouts, it campaigns too, and hands
+            // leadership over as soon as a successor has caught up.
+            // (A drained follower keeps its old leader in view: it never
+            // times out itself. Not hearing from any leader is the signal.)
+            let limit = node.config.raft.election_timeout_max * 3;
+            let heard = node
+                .roles
+                .last_heard_leader_ms
+                .load(Ordering::Relaxed)
+                .max(node.started_at_ms);
+            let silent = m.state != ServerState::Leader && now_ms().saturating_sub(heard) > limit.as_millis() as u64;
+            let stuck = silent || leaderless_since.is_some_and(|t| t.elapsed() > limit);
+            let may_elect = !drained || stuck;
+            if may_elect != elect_on {
+                elect_on = may_elect;
+                if drained && may_elect {
+                    tracing::warn!(
+                        "drained, but no leader could be elected for {:?}: campaigning until a successor can take over",
+                        node.config.raft.election_timeout_max * 3
+                    );
+                }
+                node.raft.runtime_config().elect(may_elect);
             }
             if drained
                 && m.state == ServerState::Leader
@@ -201,7 +238,14 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
                 && last_transfer_try.elapsed() >= Duration::from_secs(1)
             {
                 last_transfer_try = Instant::now();
-                if let Some(to) = best_successor(&node, &m, None) {
+                let last = m.last_log_index.unwrap_or(0);
+                if let Some(to) = best_successor(&node, &m, None)
+                    && m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&to))
+                        .and_then(|l| l.as_ref())
+                        .is_some_and(|l| l.index >= last)
+                {
                     tracing::info!(to, "this node is drained: handing leadership over");
                     let _ = plan_transfer(&node, to, "drain").await;
                     if let Err(e) = node.raft.trigger().transfer_leader(to).await {
@@ -212,6 +256,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         }
 
         watch.observe(&node, &m);
+        watch.check_leader_change(&node, &m);
         if last_incident_check.elapsed() >= INCIDENT_CHECK {
             last_incident_check = Instant::now();
             watch.check(&node, &m).await;
@@ -375,6 +420,8 @@ struct IncidentWatch {
     quorum_lost_ms: Option<u64>,
     /// The term this node leads and since when.
     leader_since: Option<(u64, Instant)>,
+    /// The leader this node took over from, and when it was lost.
+    prev_leader: Option<(u64, u64)>,
 }
 
 impl IncidentWatch {
@@ -417,6 +464,61 @@ impl IncidentWatch {
         }
     }
 
+    /// Every tick, on the leader: record a change of leader as soon as
+    /// this node leads with a lease (a new leader that dies quickly must
+    /// still leave a record).
+    fn check_leader_change(&mut self, node: &Arc<Node>, m: &sen_raft::RaftMetrics) {
+        if !node.roles.is_active_leader() {
+            return;
+        }
+        let now = now_ms();
+        let cfg = &node.config.incidents;
+        // A new term led by this node: record the change of leader, once
+        // this node has applied its first entry of the term (so it sees
+        // everything the old leader committed, such as a planned-transfer
+        // marker).
+        let caught_up = m.last_applied.is_some_and(|a| a.leader_id.term == m.current_term);
+        if self.recorded_term != m.current_term && caught_up {
+            self.recorded_term = m.current_term;
+            let prev = self.last_leader.filter(|(l, _)| *l != node.id).map(|(l, _)| l);
+            self.prev_leader = None;
+            if let Some(prev) = prev {
+                let start = self.leader_lost_ms.unwrap_or(now);
+                self.prev_leader = Some((prev, start));
+                let gap = now.saturating_sub(start);
+                let planned = crate::backup::read_json::<PlannedTransfer>(node, PLANNED_KEY)
+                    .ok()
+                    .flatten()
+                    .map(|(p, _)| p)
+                    .filter(|p| p.to == node.id && p.from == prev && now.saturating_sub(p.at_ms) < 30_000);
+                let severity = if planned.is_none() && gap > cfg.leaderless_serious_after.as_millis() as u64 {
+                    SERIOUS
+                } else {
+                    ORDINARY
+                };
+                let cause = match &planned {
+                    Some(p) => format!(
+                        "planned leadership transfer ({}) from node {prev} to node {}",
+                        p.reason, node.id
+                    ),
+                    None => format!(
+                        "node {} was elected in term {} after node {prev} stopped leading (no heartbeat reached a quorum, or it stepped down); {} ms after node {} last heard from the old leader",
+                        node.id, m.current_term, gap, node.id
+                    ),
+                };
+                let inc = Incident {
+                    end_ms: Some(now),
+                    term: m.current_term,
+                    ..Incident::new("leader-change", severity, start, cause, vec![prev, node.id], node.id)
+                };
+                let n = node.clone();
+                tokio::spawn(async move { record_with_retry(&n, inc).await });
+            }
+            self.last_leader = Some((node.id, now));
+            self.leader_lost_ms = None;
+        }
+    }
+
     async fn check(&mut self, node: &Arc<Node>, m: &sen_raft::RaftMetrics) {
         let now = now_ms();
         let cfg = &node.config.incidents;
@@ -454,45 +556,6 @@ impl IncidentWatch {
             return;
         }
 
-        // A new term led by this node: record the change of leader.
-        if self.recorded_term != m.current_term {
-            self.recorded_term = m.current_term;
-            let prev = self.last_leader.filter(|(l, _)| *l != node.id).map(|(l, _)| l);
-            if let Some(prev) = prev {
-                let start = self.leader_lost_ms.unwrap_or(now);
-                let gap = now.saturating_sub(start);
-                let planned = crate::backup::read_json::<PlannedTransfer>(node, PLANNED_KEY)
-                    .ok()
-                    .flatten()
-                    .map(|(p, _)| p)
-                    .filter(|p| p.to == node.id && p.from == prev && now.saturating_sub(p.at_ms) < 30_000);
-                let severity = if planned.is_none() && gap > cfg.leaderless_serious_after.as_millis() as u64 {
-                    SERIOUS
-                } else {
-                    ORDINARY
-                };
-                let cause = match &planned {
-                    Some(p) => format!(
-                        "planned leadership transfer ({}) from node {prev} to node {}",
-                        p.reason, node.id
-                    ),
-                    None => format!(
-                        "node {} was elected in term {} after node {prev} stopped leading (no heartbeat reached a quorum, or it stepped down); {} ms after node {} last heard from the old leader",
-                        node.id, m.current_term, gap, node.id
-                    ),
-                };
-                let inc = Incident {
-                    end_ms: Some(now),
-                    term: m.current_term,
-                    ..Incident::new("leader-change", severity, start, cause, vec![prev, node.id], node.id)
-                };
-                let n = node.clone();
-                tokio::spawn(async move { record_with_retry(&n, inc).await });
-            }
-            self.last_leader = Some((node.id, now));
-            self.leader_lost_ms = None;
-        }
-
         // Unreachable members. A new leader first adopts the open
         // incidents of the old one, so they are closed exactly once.
         if self.unreachable_term != m.current_term {
@@ -515,10 +578,24 @@ impl IncidentWatch {
                 continue;
             }
             let age = last.as_ref().map(|t| t.elapsed());
-            let down = age.is_none_or(|a| a > cfg.unreachable_after);
+            // A new leader has no acknowledgement from anyone yet: give
+            // every member `unreachable-after` from the election first.
+            let lead_for = self.leader_since.map_or(Duration::ZERO, |(_, t)| t.elapsed());
+            let down = match age {
+                Some(a) => a > cfg.unreachable_after,
+                None => lead_for > cfg.unreachable_after,
+            };
             match (down, self.unreachable.get(id).copied()) {
                 (true, None) => {
-                    let start = now.saturating_sub(age.map_or(0, |a| a.as_millis() as u64));
+                    let start = match age {
+                        Some(a) => now.saturating_sub(a.as_millis() as u64),
+                        // The old leader was lost when this node last heard
+                        // from it; others since this node leads.
+                        None => match self.prev_leader {
+                            Some((p, lost)) if p == *id => lost,
+                            _ => now.saturating_sub(lead_for.as_millis() as u64),
+                        },
+                    };
                     let inc = Incident {
                         term: m.current_term,
                         ..Incident::new(

@@ -500,8 +500,11 @@ impl Cluster for ClusterApi {
                     format!("node {to} is drained; run `sen node undrain {to}` first")
                 })
             })?;
-            // Only a caught-up node can win the election the transfer starts.
-            let last = m.last_log_index.unwrap_or(0);
+            // Mark the change as planned first, so the target has the
+            // marker when it takes over; only a caught-up node can win the
+            // election the transfer starts.
+            let _ = crate::roles::plan_transfer(&node, target, "transfer-leader").await;
+            let last = node.raft_metrics().last_log_index.unwrap_or(0);
             node.raft
                 .wait(Some(budget.min(std::time::Duration::from_secs(5))))
                 .metrics(
@@ -520,7 +523,6 @@ impl Cluster for ClusterApi {
                         "node {target} has not caught up with the leader's log (index {last}); check `sen cluster status` and retry"
                     ))
                 })?;
-            let _ = crate::roles::plan_transfer(&node, target, "transfer-leader").await;
             node.raft
                 .trigger()
                 .transfer_leader(target)
