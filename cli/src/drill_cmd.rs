@@ -735,7 +735,9 @@ async fn drive(
         .filter(|p| p.write && p.ok && p.start_ms >= after)
         .map(|p| p.end_ms)
         .min();
-    let window_end = target_caught_up_ms.unwrap_or(probes_stopped_ms).max(fault_end_ms);
+    // From the fault until probing stopped (1 s after the target caught up):
+    // the whole disturbance and recovery, as clients saw it.
+    let window_end = probes_stopped_ms.max(fault_end_ms);
     let writes_ok: Vec<u64> = probes.iter().filter(|p| p.write && p.ok).map(|p| p.end_ms).collect();
     let reads_ok: Vec<u64> = probes.iter().filter(|p| !p.write && p.ok).map(|p| p.end_ms).collect();
     let rto_ms = longest_gap(writes_ok, fault_start_ms, window_end);
