@@ -447,12 +447,16 @@ async fn run_drill(c: &Client, a: &RunArgs) -> Result<DrillReport, Failure> {
     let period = Duration::from_secs_f64(1.0 / a.probe_rate);
     let probe_timeout = Duration::from_millis(1000).max(period);
     let mut tasks = Vec::new();
-    for m in &members {
+    // Probes are staggered (writer i starts i/n of a period later), so the
+    // union of all nodes' probes samples every period/n, not all at once.
+    let n_members = members.len() as u32;
+    for (idx, m) in members.iter().enumerate() {
+        let offset = period * idx as u32 / n_members.max(1);
         let writer = Client::new(std::slice::from_ref(&m.grpc), opts(probe_timeout))?;
         let (stop_w, log_w, node, drill) = (stop.clone(), log.clone(), m.id, id.clone());
         tasks.push(tokio::spawn(async move {
             let (stop, log) = (stop_w, log_w);
-            let mut tick = tokio::time::interval(period);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut seq = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -475,7 +479,7 @@ async fn run_drill(c: &Client, a: &RunArgs) -> Result<DrillReport, Failure> {
         let (stop_r, log_r, node, http, body) = (stop.clone(), log.clone(), m.id, m.http.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let (stop, log) = (stop_r, log_r);
-            let mut tick = tokio::time::interval(period);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset + period / 2, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tick.tick().await;

@@ -443,7 +443,16 @@ async fn a_leader_killed_mid_push_leaves_old_or_new_never_a_mix() {
             pseudo_random(600_000, 1000 + i as u64)
         }
     };
-    for id in (1..=3).filter(|i| *i != leader) {
+    // Let the live nodes apply everything committed first: a follower may
+    // switch from A to B between two of the reads below (each response is
+    // still one deployment, which the body check verifies).
+    let live: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    let new_leader = c.wait_leader(Some(leader), T).await.unwrap();
+    let commit = c.client_for(new_leader).unwrap().status().await.unwrap().commit_index;
+    for id in &live {
+        c.wait_applied(*id, commit, T).await.unwrap();
+    }
+    for id in live {
         let http = c.http(id).unwrap();
         let mut seen = std::collections::BTreeSet::new();
         for (i, p) in paths.iter().enumerate() {
