@@ -16,10 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
+use sen_client::content::now_ms;
 use sen_client::{Client, ClientOptions, Consistency};
 use sen_node::backup::SYSTEM_DB;
 use sen_node::incidents::{Incident, ORDINARY, SERIOUS};
-use sen_proto::v1::{InjectFaultRequest, LocalStatusRequest, LocalStatusResponse};
+use sen_proto::v1::InjectFaultRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -216,21 +217,6 @@ fn opts(timeout: Duration) -> ClientOptions {
     }
 }
 
-/// The node-local status of the node at `addr` (no retries elsewhere).
-pub async fn local_status(addr: &str, timeout: Duration) -> Option<LocalStatusResponse> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(timeout)
-        .connect_lazy();
-    let mut admin = sen_proto::v1::admin_client::AdminClient::new(ch);
-    let mut req = tonic::Request::new(LocalStatusRequest {});
-    req.set_timeout(timeout);
-    match tokio::time::timeout(timeout, admin.local_status(req)).await {
-        Ok(Ok(r)) => Some(r.into_inner()),
-        _ => None,
-    }
-}
-
 /// `GET /sites/<probe>/probe.txt` over HTTP/1.1; true on a 200 with the
 /// expected body.
 async fn http_probe(addr: &str, expect: &str, timeout: Duration) -> bool {
@@ -245,12 +231,6 @@ async fn http_probe(addr: &str, expect: &str, timeout: Duration) -> bool {
         Some(text.starts_with("HTTP/1.1 200") && text.ends_with(expect))
     };
     matches!(tokio::time::timeout(timeout, work).await, Ok(Some(true)))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Longest interval without a success that overlaps `[from, to]`,
@@ -386,9 +366,10 @@ async fn run_drill(c: &Client, a: &RunArgs) -> Result<DrillReport, Failure> {
     }
     let mut members = Vec::new();
     for m in &status.members {
-        let ls = local_status(&m.addr, Duration::from_secs(2))
+        let ls = c
+            .local_status(&m.addr, Duration::from_secs(2))
             .await
-            .ok_or_else(|| format!("node {} at {} does not answer", m.id, m.addr))?;
+            .map_err(|e| format!("node {} at {} does not answer: {e}", m.id, m.addr))?;
         if !ls.fault.is_empty() {
             return Err(format!(
                 "node {} already has a drill fault ({}) active; `sen drill clear --addr {}`",
@@ -506,9 +487,13 @@ async fn run_drill(c: &Client, a: &RunArgs) -> Result<DrillReport, Failure> {
             .filter(|m| m.id != target)
             .map(|m| m.grpc.clone())
             .collect();
+        // One client, so the 25 ms polls reuse its connections.
+        let watch = Client::new(&others, opts(Duration::from_millis(300)))?;
         tasks.push(tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let calls = others.iter().map(|a| local_status(a, Duration::from_millis(300)));
+                let calls = others
+                    .iter()
+                    .map(|a| async { watch.local_status(a, Duration::from_millis(300)).await.ok() });
                 let answers = futures::future::join_all(calls).await;
                 let leader = answers
                     .iter()
@@ -657,7 +642,7 @@ async fn drive(
     let wait_until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < wait_until {
         if let (Some(t), Ok(s)) = (
-            local_status(&target_addr, Duration::from_millis(500)).await,
+            c.local_status(&target_addr, Duration::from_millis(500)).await.ok(),
             c.status().await,
         ) && t.fault.is_empty()
             && s.leader_id != 0
@@ -702,8 +687,9 @@ async fn drive(
         let node_client = Client::new(std::slice::from_ref(&m.grpc), opts(Duration::from_secs(5)))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if local_status(&m.grpc, Duration::from_millis(500))
+            if c.local_status(&m.grpc, Duration::from_millis(500))
                 .await
+                .ok()
                 .is_some_and(|s| s.applied_index >= commit)
             {
                 break;

@@ -1,8 +1,9 @@
 //! `sen node drain|undrain` and `sen incident list|show|annotate`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use clap::Subcommand;
+use sen_client::content::now_ms;
 use sen_node::incidents::Incident;
 use sen_proto::v1::AnnotateIncidentRequest;
 use serde_json::json;
@@ -44,12 +45,6 @@ pub enum IncidentCmd {
         #[arg(long)]
         resolve: bool,
     },
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn when(ms: u64) -> String {

@@ -10,6 +10,22 @@ use serde_json::Value;
 
 use crate::common::*;
 
+/// Cut node `id` off from its peers for `ms` (a drill fault, in the node).
+async fn isolate(c: &sen_chaos::ProcessCluster, id: u64, ms: u64, drill: &str) {
+    c.client()
+        .unwrap()
+        .inject_fault(
+            &c.grpc(id).unwrap(),
+            sen_proto::v1::InjectFaultRequest {
+                fault: "isolate".into(),
+                duration_ms: ms,
+                drill_id: drill.into(),
+            },
+        )
+        .await
+        .unwrap();
+}
+
 fn env(c: &sen_chaos::ProcessCluster) -> Vec<(String, String)> {
     vec![("SEN_ENDPOINTS".into(), c.endpoints().join(","))]
 }
@@ -311,18 +327,7 @@ async fn hooks_step_down_before_the_new_leader_starts() {
     let old = c.wait_leader(None, T).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Cut the leader off from its peers for 3 s.
-    let client = c.client().unwrap();
-    client
-        .inject_fault(
-            &c.grpc(old).unwrap(),
-            sen_proto::v1::InjectFaultRequest {
-                fault: "isolate".into(),
-                duration_ms: 3000,
-                drill_id: "hooks-test".into(),
-            },
-        )
-        .await
-        .unwrap();
+    isolate(&c, old, 3000, "hooks-test").await;
     let new = c.wait_leader(Some(old), T).await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
 
@@ -513,17 +518,7 @@ async fn a_drained_node_leads_when_it_alone_can_then_hands_over() {
     let client = c.client().unwrap();
     // Cut `behind` off, write what only the leader and the drained node
     // have, then lose the leader.
-    client
-        .inject_fault(
-            &c.grpc(behind).unwrap(),
-            sen_proto::v1::InjectFaultRequest {
-                fault: "isolate".into(),
-                duration_ms: 60_000,
-                drill_id: "drain-fallback-test".into(),
-            },
-        )
-        .await
-        .unwrap();
+    isolate(&c, behind, 60_000, "drain-fallback-test").await;
     let leader_client = c.client_for(leader).unwrap();
     let mut last = 0;
     for i in 0..20 {

@@ -629,6 +629,17 @@ impl Client {
         }
     }
 
+    /// The node-local status of the node at `addr` (answers without a
+    /// leader; no retry elsewhere).
+    pub async fn local_status(&self, addr: &str, timeout: Duration) -> Result<LocalStatusResponse, ClientError> {
+        self.at("local status", addr, timeout, |ch, d| async move {
+            sen_proto::v1::admin_client::AdminClient::new(ch)
+                .local_status(Self::request(LocalStatusRequest {}, d))
+                .await
+        })
+        .await
+    }
+
     /// Inject a drill fault into the node at `addr`.
     pub async fn inject_fault(&self, addr: &str, req: InjectFaultRequest) -> Result<InjectFaultResponse, ClientError> {
         let t = self.opts.attempt_timeout;

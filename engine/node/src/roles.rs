@@ -43,6 +43,11 @@ pub fn drained_key(id: u64) -> Vec<u8> {
     format!("node/{id}/drained").into_bytes()
 }
 
+/// Whether node `id` is drained, in this node's replica.
+pub fn is_drained(node: &Node, id: u64) -> bool {
+    matches!(node.state.get(SYSTEM_DB, &drained_key(id)), Ok((Some(_), _)))
+}
+
 /// Written before a planned leadership transfer, so the new leader records
 /// the change as planned.
 pub const PLANNED_KEY: &[u8] = b"ha/planned-transfer";
@@ -165,13 +170,18 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         let m = node.raft_metrics();
         let leased = holds_lease(&node, &m, lease);
         let was = node.roles.active.swap(leased, Ordering::SeqCst);
-        let leader_addr = m.current_leader.and_then(|l| node.member_addr(l)).unwrap_or_default();
+        // From the metrics in hand (no second clone), only when an event needs it.
+        let leader_addr = || {
+            m.current_leader
+                .and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
+                .unwrap_or_default()
+        };
         if leased != was {
             let _ = tx.send(HookEvent {
                 role: if leased { "leader" } else { "step-down" },
                 term: m.current_term,
                 leader_id: m.current_leader.unwrap_or(0),
-                leader_addr: leader_addr.clone(),
+                leader_addr: leader_addr(),
                 at_ms: now_ms(),
             });
         }
@@ -185,7 +195,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
                 role: "follower",
                 term: m.current_term,
                 leader_id: l,
-                leader_addr: leader_addr.clone(),
+                leader_addr: leader_addr(),
                 at_ms: now_ms(),
             });
         }
@@ -198,7 +208,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         }
         if last_drain_check.elapsed() >= DRAIN_CHECK {
             last_drain_check = Instant::now();
-            let drained = matches!(node.state.get(SYSTEM_DB, &drained_key(node.id)), Ok((Some(_), _)));
+            let drained = is_drained(&node, node.id);
             if drained != node.roles.drained.swap(drained, Ordering::SeqCst) {
                 tracing::info!(
                     drained,
@@ -275,7 +285,7 @@ pub fn best_successor(node: &Node, m: &sen_raft::RaftMetrics, only: Option<u64>)
         .voter_ids()
         .filter(|id| *id != node.id)
         .filter(|id| only.is_none_or(|o| o == *id))
-        .filter(|id| !matches!(node.state.get(SYSTEM_DB, &drained_key(*id)), Ok((Some(_), _))))
+        .filter(|id| !is_drained(node, *id))
         .collect();
     voters.into_iter().max_by_key(|id| {
         m.replication

@@ -193,12 +193,7 @@ impl ClusterApi {
             term: 0,
             voter: voters.contains(&id),
             error: String::new(),
-            drained: matches!(
-                self.node
-                    .state
-                    .get(crate::backup::SYSTEM_DB, &crate::roles::drained_key(id)),
-                Ok((Some(_), _))
-            ),
+            drained: crate::roles::is_drained(&self.node, id),
         }
     }
 }
@@ -568,12 +563,7 @@ impl Cluster for ClusterApi {
                     r.id
                 )));
             }
-            let is_drained = |id: u64| {
-                matches!(
-                    node.state.get(crate::backup::SYSTEM_DB, &crate::roles::drained_key(id)),
-                    Ok((Some(_), _))
-                )
-            };
+            let is_drained = |id: u64| crate::roles::is_drained(&node, id);
             if r.drain {
                 let electable = voters.iter().filter(|v| **v != r.id && !is_drained(**v)).count();
                 if voters.contains(&r.id) && electable == 0 {
