@@ -232,109 +232,61 @@ async fn recover(
     confirm: Option<String>,
     output: Output,
 ) -> Result<(), Failure> {
-    use sen_proto::v1::RecoverRequest;
-    let s = c.status().await?;
-    let survey_timeout = Duration::from_secs(2);
-    let mut rows = Vec::new();
-    let mut answers = Vec::new();
-    for m in &s.members {
-        match c
-            .recover(
-                &m.addr,
-                RecoverRequest {
-                    force: false,
-                    confirm: String::new(),
-                },
-                survey_timeout,
-            )
-            .await
-        {
-            Ok(r) => answers.push((m.id, m.addr.clone(), Some(r))),
-            Err(e) => {
-                rows.push(vec![
-                    m.id.to_string(),
-                    m.addr.clone(),
-                    format!("unreachable: {e}"),
-                    "".into(),
-                    "".into(),
-                ]);
-                answers.push((m.id, m.addr.clone(), None));
-            }
-        }
-    }
-    let Some((_, from_addr, Some(me))) = answers.iter().find(|(id, _, _)| *id == from).cloned() else {
-        return Err(
-            format!("node {from} is not a reachable member; pick a survivor listed by `sen cluster status`").into(),
-        );
-    };
-    for (id, addr, r) in &answers {
-        if let Some(r) = r {
-            rows.push(vec![
-                id.to_string(),
-                addr.clone(),
+    use sen_ops::recover;
+    let survey = recover::survey(c, from).await.map_err(crate::repo_args::ops_fail)?;
+    let a = &survey.assessment;
+    let rows: Vec<Vec<String>> = survey
+        .answers
+        .iter()
+        .map(|x| match &x.log {
+            Ok(l) => vec![
+                x.id.to_string(),
+                x.addr.clone(),
                 "answers".into(),
-                r.last_log_index.to_string(),
-                r.commit_index.to_string(),
-            ]);
-        }
-    }
-    let reachable: Vec<&sen_proto::v1::RecoverResponse> = answers.iter().filter_map(|(_, _, r)| r.as_ref()).collect();
-    let max_commit = reachable.iter().map(|r| r.commit_index).max().unwrap_or(0);
-    let max_last = reachable.iter().map(|r| r.last_log_index).max().unwrap_or(0);
-    let best = answers
-        .iter()
-        .filter_map(|(id, _, r)| r.as_ref().map(|r| (*id, r.last_log_index)))
-        .max_by_key(|(_, l)| *l)
-        .map(|(id, _)| id)
-        .unwrap_or(from);
-    let unreachable: Vec<u64> = answers
-        .iter()
-        .filter(|(_, _, r)| r.is_none())
-        .map(|(id, _, _)| *id)
+                l.last_log_index.to_string(),
+                l.commit_index.to_string(),
+            ],
+            Err(e) => vec![
+                x.id.to_string(),
+                x.addr.clone(),
+                format!("unreachable: {e}"),
+                "".into(),
+                "".into(),
+            ],
+        })
         .collect();
-    let voters = me.voters.clone();
-    let quorum = voters.len() / 2 + 1;
-    let reachable_voters = voters.iter().filter(|v| !unreachable.contains(v)).count();
-    let lost_committed = (max_commit > me.last_log_index).then(|| (me.last_log_index + 1, max_commit));
-    let lost_other = (max_last > me.last_log_index).then(|| (me.last_log_index + 1, max_last));
-    let summary = json!({
-        "from_node": from,
-        "voters": voters,
-        "unreachable": unreachable,
-        "quorum_lost": reachable_voters < quorum,
-        "last_log_index": me.last_log_index,
-        "commit_index_known": max_commit,
-        "lost_committed_range": lost_committed,
-        "lost_uncommitted_range": lost_other,
-        "best_survivor": best,
-    });
+    let summary = serde_json::to_value(a)?;
     let text = || {
         let mut t = table(&["ID", "ADDRESS", "STATE", "LAST LOG", "COMMITTED"], &rows);
         t.push_str(&format!(
-            "\nvoters {voters:?}: {reachable_voters} reachable, {quorum} needed for a quorum{}\n",
-            if reachable_voters >= quorum {
-                " — the cluster has NOT lost its majority; do not recover, remove dead nodes instead"
-            } else {
+            "\nvoters {:?}: {} reachable, {} needed for a quorum{}\n",
+            a.voters,
+            a.reachable_voters,
+            a.quorum,
+            if a.quorum_lost {
                 ""
+            } else {
+                " — the cluster has NOT lost its majority; do not recover, remove dead nodes instead"
             }
         ));
-        match lost_committed {
-            Some((a, b)) => t.push_str(&format!(
-                "recovering from node {from} LOSES committed entries {a}..={b} (another survivor knows they were committed)\n"
+        match a.lost_committed_range {
+            Some((x, y)) => t.push_str(&format!(
+                "recovering from node {from} LOSES committed entries {x}..={y} (another survivor knows they were committed)\n"
             )),
             None => t.push_str(&format!(
-                "no entry known to be committed would be lost from node {from} (its log ends at {}; entries only on the unreachable nodes {unreachable:?} cannot be known)\n",
-                me.last_log_index
+                "no entry known to be committed would be lost from node {from} (its log ends at {}; entries only on the unreachable nodes {:?} cannot be known)\n",
+                a.last_log_index, a.unreachable
             )),
         }
-        if let Some((a, b)) = lost_other {
+        if let Some((x, y)) = a.lost_uncommitted_range {
             t.push_str(&format!(
-                "entries {a}..={b} exist on another survivor but not on node {from}; they would be dropped\n"
+                "entries {x}..={y} exist on another survivor but not on node {from}; they would be dropped\n"
             ));
         }
-        if best != from {
+        if a.best_survivor != from {
             t.push_str(&format!(
-                "node {best} has the longest log: prefer `--from-node {best}`\n"
+                "node {} has the longest log: prefer `--from-node {}`\n",
+                a.best_survivor, a.best_survivor
             ));
         }
         t
@@ -343,10 +295,10 @@ async fn recover(
         emit(output, summary, text);
         return Ok(());
     }
-    if reachable_voters >= quorum {
+    if !a.quorum_lost {
         return Err("the cluster still has a quorum of voters: recovery is refused (remove dead nodes with `sen cluster remove-node`)".into());
     }
-    let expected = format!("recover node {from}");
+    let expected = recover::confirmation(from);
     let typed = match confirm {
         Some(c) => c,
         None => {
@@ -357,58 +309,25 @@ async fn recover(
             line.trim().to_owned()
         }
     };
-    if typed != expected {
-        return Err(format!("confirmation did not match {expected:?}; nothing was changed").into());
-    }
-    let r = c
-        .recover(
-            &from_addr,
-            RecoverRequest {
-                force: true,
-                confirm: typed,
-            },
-            Duration::from_secs(10),
-        )
-        .await?;
-    // It restarts itself on the rewritten log; wait until it leads.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut leading = false;
-    while std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if let Ok(st) = c.status_of(&from_addr, Duration::from_secs(1)).await
-            && st.leader_id == from
-        {
-            leading = true;
-            break;
-        }
-    }
-    let others: Vec<u64> = voters.iter().copied().filter(|v| *v != from).collect();
-    let mut next_id = s.members.iter().map(|m| m.id).max().unwrap_or(from) + 1;
-    let mut steps = Vec::new();
-    for o in &others {
-        let addr = s
-            .members
-            .iter()
-            .find(|m| m.id == *o)
-            .map(|m| m.addr.clone())
-            .unwrap_or_default();
-        steps.push(format!(
-            "node {o} ({addr}): keep it stopped; wipe its data directory; start it with --id {next_id}; then `sen cluster add-node --id {next_id} --addr {addr}`"
-        ));
-        next_id += 1;
-    }
+    let r = recover::force(c, &survey, &typed)
+        .await
+        .map_err(crate::repo_args::ops_fail)?;
     emit(
         output,
-        json!({"recovered": r.restarting, "leading": leading, "node": from, "summary": summary, "next_steps": steps}),
+        json!({"recovered": r.restarting, "leading": r.leading, "node": from, "summary": summary, "next_steps": r.next_steps}),
         || {
             format!(
                 "node {from} restarted as the only voter{}.\nA serious incident records the lost range. Re-add the others under new ids:\n{}\n",
-                if leading {
+                if r.leading {
                     " and leads"
                 } else {
                     " (it has not reported leadership yet: check `sen cluster status`)"
                 },
-                steps.iter().map(|s| format!("  - {s}")).collect::<Vec<_>>().join("\n")
+                r.next_steps
+                    .iter()
+                    .map(|s| format!("  - {s}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             )
         },
     );

@@ -3,9 +3,9 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use clap::Subcommand;
-use sen_client::content::now_ms;
-use sen_node::incidents::Incident;
+use sen_core::now_ms;
 use sen_proto::v1::AnnotateIncidentRequest;
+use sen_raft::schema::system::Incident;
 use serde_json::json;
 
 use crate::output::{emit, table};

@@ -12,6 +12,8 @@ mod drill_cmd;
 mod incident_cmd;
 mod kv_cmd;
 mod output;
+mod repo_args;
+mod restore_cmd;
 mod server_cmd;
 mod site_cmd;
 mod txn_parse;
@@ -72,7 +74,7 @@ enum Command {
     Backup(backup_cmd::BackupCmd),
     /// Restore from a backup: a whole cluster, a site, a database.
     #[command(subcommand)]
-    Restore(backup_cmd::RestoreCmd),
+    Restore(restore_cmd::RestoreCmd),
     /// Drills that prove recovery works: failover drills on the live
     /// cluster (`run`, `list`, `show`) and restore drills (`restore`).
     #[command(subcommand)]
@@ -110,11 +112,8 @@ fn main() -> ExitCode {
         Command::Kv(cmd) => client_runtime(|| kv_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Site(cmd) => client_runtime(|| site_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Backup(cmd) => backup_cmd::run_backup(cmd, &cli.endpoints, cli.output, cli.timeout),
-        Command::Restore(cmd) => backup_cmd::run_restore(cmd, &cli.endpoints, cli.output, cli.timeout),
-        Command::Drill(drill_cmd::DrillCmd::Backup(cmd)) => {
-            backup_cmd::run_drill(cmd, &cli.endpoints, cli.output, cli.timeout)
-        }
-        Command::Drill(cmd) => client_runtime(|| drill_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Restore(cmd) => restore_cmd::run_restore(cmd, &cli.endpoints, cli.output, cli.timeout),
+        Command::Drill(cmd) => drill_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout),
         Command::Node(cmd) => client_runtime(|| incident_cmd::run_node(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Incident(cmd) => {
             client_runtime(|| incident_cmd::run_incident(cmd, &cli.endpoints, cli.output, cli.timeout))

@@ -2,13 +2,16 @@
 //!
 //! - [`v1`]: the public API (`sen.v1`: `Kv`, `Cluster`).
 //! - [`raft::v1`]: the node-to-node service (`sen.raft.v1.Raft`).
+//! - [`status`]: the wire-error contract (status ↔ [`status::WireError`]).
 
-#![allow(clippy::all, missing_docs)]
+pub mod status;
 
+#[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("sen.v1");
 }
 
+#[allow(clippy::all, missing_docs)]
 pub mod raft {
     pub mod v1 {
         tonic::include_proto!("sen.raft.v1");

@@ -61,10 +61,13 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
 use sen_backup::store::check_key;
-use sen_backup::{ObjectError, ObjectInfo, ObjectStore};
+use sen_backup::{ObjectError, ObjectInfo, ObjectStore, RetryClass};
 
 #[cfg(feature = "testing")]
 pub mod testing;
+mod url;
+
+pub use url::open_store;
 
 /// The hint added to authentication and authorization failures.
 const CREDENTIALS_HINT: &str = "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile";
@@ -151,6 +154,8 @@ pub struct S3Store {
     endpoint: Option<String>,
     region: String,
     path_style: bool,
+    /// Attempts per read (see `reading`).
+    max_attempts: u32,
 }
 
 impl fmt::Debug for S3Store {
@@ -243,6 +248,8 @@ struct ErrorInfo {
     message: Option<String>,
     request_id: Option<String>,
     display: String,
+    /// No answer at all: a timeout, a refused or broken connection.
+    transport: bool,
 }
 
 impl ErrorInfo {
@@ -256,6 +263,30 @@ impl ErrorInfo {
             message: err.message().map(str::to_owned),
             request_id: err.request_id().map(str::to_owned),
             display: error_chain(err),
+            transport: matches!(
+                err,
+                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+            ),
+        }
+    }
+
+    /// Whether the same request may succeed later: no answer at all, a
+    /// server error, throttling or a request timeout. Everything else (4xx:
+    /// credentials, a missing bucket, a refused request) is permanent.
+    fn is_transient(&self) -> bool {
+        const TRANSIENT_CODES: &[&str] = &[
+            "SlowDown",
+            "RequestTimeout",
+            "Throttling",
+            "ThrottlingException",
+            "InternalError",
+            "ServiceUnavailable",
+        ];
+        match self.status {
+            None => self.transport,
+            Some(s) => {
+                s >= 500 || s == 408 || s == 429 || self.code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+            }
         }
     }
 
@@ -283,6 +314,7 @@ impl S3Store {
             store: url.to_owned(),
             key: "repository".to_owned(),
             detail,
+            retry: RetryClass::Permanent,
         };
         let (bucket, prefix) = parse_url(url).map_err(open_err)?;
         let static_credentials = match (opts.access_key_id.clone(), opts.secret_access_key.clone()) {
@@ -362,6 +394,7 @@ impl S3Store {
             endpoint,
             region: region.to_string(),
             path_style,
+            max_attempts: opts.max_attempts.max(1),
         };
         tracing::debug!(store = %store.describe(), region = %store.region, path_style, "opened S3 store");
         Ok(store)
@@ -415,13 +448,24 @@ impl S3Store {
         }
     }
 
+    /// A failure that trying again cannot fix.
     fn failed(&self, op: &'static str, key: &str, detail: String) -> ObjectError {
+        self.failed_as(op, key, detail, RetryClass::Permanent)
+    }
+
+    fn failed_as(&self, op: &'static str, key: &str, detail: String, retry: RetryClass) -> ObjectError {
         ObjectError::Failed {
             op,
             store: self.describe(),
             key: key.to_owned(),
             detail,
+            retry,
         }
+    }
+
+    /// A body that broke off mid-read (the request itself succeeded).
+    fn read_failed(&self, key: &str, detail: String) -> ObjectError {
+        self.failed_as("read", key, detail, RetryClass::Transient)
     }
 
     fn not_found(&self, key: &str) -> ObjectError {
@@ -463,7 +507,12 @@ impl S3Store {
         } else if info.status.is_none() {
             detail.push_str(&format!(" (endpoint {})", self.where_()));
         }
-        self.failed(op, key, detail)
+        let retry = if !credentials_problem && info.is_transient() {
+            RetryClass::Transient
+        } else {
+            RetryClass::Permanent
+        };
+        self.failed_as(op, key, detail, retry)
     }
 
     /// Create the bucket unless it exists (for tests and tools: a repository
@@ -546,6 +595,105 @@ impl S3Store {
     }
 }
 
+/// Reads: the SDK retries a request that failed transiently; a body that
+/// broke off after the answer started is retried here (the whole read
+/// again), the same number of attempts, with backoff. Permanent failures
+/// are returned at once.
+impl S3Store {
+    async fn reading<F, Fut>(&self, mut read: F) -> Result<Vec<u8>, ObjectError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, ObjectError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match read().await {
+                Err(e @ ObjectError::Failed { op: "read", .. }) if e.is_transient() && attempt < self.max_attempts => {
+                    tracing::debug!(attempt, "S3 read broke off, retrying: {e}");
+                    let ms = 50u64 << attempt.min(6);
+                    tokio::time::sleep(Duration::from_millis(ms + rand::random::<u64>() % ms)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_once(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
+        check_key(key)?;
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let info = ErrorInfo::of(&e);
+                return Err(if info.is_missing_object() {
+                    self.not_found(key)
+                } else {
+                    self.error("get", key, &info)
+                });
+            }
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.read_failed(key, error_chain(&e)))?;
+        Ok(body.to_vec())
+    }
+
+    async fn get_range_once(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, ObjectError> {
+        check_key(key)?;
+        // `bytes=a-b` is inclusive; for len 0 still ask for one byte, so a
+        // missing object (or bucket) is reported as for any other length.
+        // Servers parse the end as a signed 64-bit number (Go's, Java's
+        // long): clamp it there; no object is that large.
+        let last = offset.saturating_add(len.max(1) - 1).min(i64::MAX as u64);
+        let sent = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .range(format!("bytes={offset}-{last}"))
+            .send()
+            .await;
+        let out = match sent {
+            Ok(out) => out,
+            Err(e) => {
+                let info = ErrorInfo::of(&e);
+                if info.is_missing_object() {
+                    return Err(self.not_found(key));
+                }
+                // 416 InvalidRange: the range starts at or after the end
+                // (or the object is empty): nothing to read.
+                if info.status == Some(416) || info.code_is("InvalidRange") {
+                    return Ok(Vec::new());
+                }
+                return Err(self.error("get range of", key, &info));
+            }
+        };
+        let ranged = out.content_range().is_some();
+        let mut body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.read_failed(key, error_chain(&e)))?
+            .to_vec();
+        if !ranged {
+            // The server ignored the Range header (200 with the whole object).
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(body.len());
+            body.drain(..start);
+        }
+        body.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(body)
+    }
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     fn describe(&self) -> String {
@@ -605,77 +753,11 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
-        check_key(key)?;
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                let info = ErrorInfo::of(&e);
-                return Err(if info.is_missing_object() {
-                    self.not_found(key)
-                } else {
-                    self.error("get", key, &info)
-                });
-            }
-        };
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.failed("read", key, error_chain(&e)))?;
-        Ok(body.to_vec())
+        self.reading(|| self.get_once(key)).await
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, ObjectError> {
-        check_key(key)?;
-        // `bytes=a-b` is inclusive; for len 0 still ask for one byte, so a
-        // missing object (or bucket) is reported as for any other length.
-        // Servers parse the end as a signed 64-bit number (Go's, Java's
-        // long): clamp it there; no object is that large.
-        let last = offset.saturating_add(len.max(1) - 1).min(i64::MAX as u64);
-        let sent = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .range(format!("bytes={offset}-{last}"))
-            .send()
-            .await;
-        let out = match sent {
-            Ok(out) => out,
-            Err(e) => {
-                let info = ErrorInfo::of(&e);
-                if info.is_missing_object() {
-                    return Err(self.not_found(key));
-                }
-                // 416 InvalidRange: the range starts at or after the end
-                // (or the object is empty): nothing to read.
-                if info.status == Some(416) || info.code_is("InvalidRange") {
-                    return Ok(Vec::new());
-                }
-                return Err(self.error("get range of", key, &info));
-            }
-        };
-        let ranged = out.content_range().is_some();
-        let mut body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.failed("read", key, error_chain(&e)))?
-            .to_vec();
-        if !ranged {
-            // The server ignored the Range header (200 with the whole object).
-            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(body.len());
-            body.drain(..start);
-        }
-        body.truncate(usize::try_from(len).unwrap_or(usize::MAX));
-        Ok(body)
+        self.reading(|| self.get_range_once(key, offset, len)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectError> {
@@ -758,6 +840,84 @@ impl ObjectStore for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(status: Option<u16>, code: Option<&str>, transport: bool) -> ErrorInfo {
+        ErrorInfo {
+            status,
+            code: code.map(str::to_owned),
+            message: None,
+            request_id: None,
+            display: String::new(),
+            transport,
+        }
+    }
+
+    #[test]
+    fn only_transient_failures_are_retryable() {
+        for (i, want) in [
+            (info(None, None, true), true),
+            (info(None, None, false), false),
+            (info(Some(500), Some("InternalError"), false), true),
+            (info(Some(503), Some("SlowDown"), false), true),
+            (info(Some(429), None, false), true),
+            (info(Some(400), Some("RequestTimeout"), false), true),
+            (info(Some(403), Some("AccessDenied"), false), false),
+            (info(Some(404), Some("NoSuchBucket"), false), false),
+            (info(Some(400), Some("InvalidArgument"), false), false),
+        ] {
+            assert_eq!(i.is_transient(), want, "{:?} {:?}", i.status, i.code);
+        }
+    }
+
+    #[tokio::test]
+    async fn broken_reads_are_retried_and_permanent_failures_are_not() {
+        let store = S3Store::open(
+            "s3://bucket",
+            S3Options {
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some("k".into()),
+                secret_access_key: Some("s".into()),
+                max_attempts: 3,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let r = store
+            .reading(|| async {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n < 2 {
+                    Err(store.read_failed("k", "connection reset".into()))
+                } else {
+                    Ok(b"data".to_vec())
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap(), b"data");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Out of attempts: the last error.
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let r = store
+            .reading(|| async {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(store.read_failed("k", "connection reset".into()))
+            })
+            .await;
+        assert!(r.unwrap_err().is_transient());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Permanent: once.
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let r = store
+            .reading(|| async {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(store.failed("get", "k", "HTTP 403 AccessDenied".into()))
+            })
+            .await;
+        assert!(!r.unwrap_err().is_transient());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn urls() {

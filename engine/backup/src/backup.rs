@@ -23,13 +23,9 @@ use sen_content::chunk::Encoding;
 
 use crate::RepoError;
 use crate::format::*;
-use crate::repo::{Index, PackWriter, Repo, now_ms};
-
-/// The table whose keys are the ids of every stored content chunk.
-pub const CHUNK_META_TABLE: &str = "chunk_meta";
-/// The table of every site's current files (their chunks are packed in
-/// this order).
-pub const FILES_TABLE: &str = "files";
+use crate::repo::{Index, PackWriter, Repo};
+use sen_core::now_ms;
+use sen_raft::schema::{FileRecord, Record, tables};
 
 /// Chunk sizes of table record streams: much finer than file content
 /// (16/64/256 KiB), because a database changes a record here and there.
@@ -53,13 +49,16 @@ pub struct SourcePosition {
     pub state_digest: String,
 }
 
+/// Called for each `(key, value)` row of a table, in key order.
+pub type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), RepoError> + 'a;
+
 /// A consistent, read-only view of a node's replicated state.
 pub trait StateSource {
     fn position(&self) -> SourcePosition;
     /// Table names, in backup order.
     fn tables(&self) -> Vec<String>;
     /// Every record of `table`, in key order.
-    fn scan(&self, table: &str, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), RepoError>) -> Result<(), RepoError>;
+    fn scan(&self, table: &str, f: &mut RowVisitor<'_>) -> Result<(), RepoError>;
     /// A stored content chunk.
     fn chunk(&self, id: &[u8; 32]) -> Result<Option<StoredChunk>, RepoError>;
     fn sites(&self) -> Result<Vec<SiteSummary>, RepoError>;
@@ -114,8 +113,8 @@ pub fn create(
             chunks: Vec::new(),
         };
         let mut buf: Vec<u8> = Vec::new();
-        let is_chunk_meta = name == CHUNK_META_TABLE;
-        let is_files = name == FILES_TABLE;
+        let is_chunk_meta = name == tables::CHUNK_META;
+        let is_files = name == tables::FILES;
         source.scan(&name, &mut |k, v| {
             buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
             buf.extend_from_slice(k);
@@ -130,8 +129,7 @@ pub fn create(
                 cx.content_chunk(source, &id, true)?;
             }
             if is_files {
-                let rec: sen_raft::apply::FileRecord = sen_core::codec::decode_v1("file record", v)
-                    .map_err(|e| RepoError::Source(format!("files table: {e}")))?;
+                let rec = FileRecord::decode(v).map_err(|e| RepoError::Source(format!("files table: {e}")))?;
                 for c in &rec.chunks {
                     cx.content_chunk(source, &c.id.0, false)?;
                 }
@@ -233,8 +231,8 @@ impl Ctx<'_> {
         let blob = self.repo.keys.blob_id(&id);
         if let Some(loc) = self.index.get(&blob) {
             self.deduped_packs.insert(loc.pack);
-        } else if !self.seen.contains_key(&blob) {
-            self.seen.insert(blob, data.len() as u32);
+        } else if let std::collections::hash_map::Entry::Vacant(v) = self.seen.entry(blob) {
+            v.insert(data.len() as u32);
             self.stats.blobs_new += 1;
             self.w.add_plain(&id, BlobKind::Table, data)?;
         }

@@ -73,21 +73,19 @@ pub fn check(repo: &Repo, read_data_percent: u32) -> Result<CheckReport, RepoErr
         match r {
             Ok(entries) => {
                 for e in &entries {
-                    match index.get(&e.id) {
-                        Some(loc) if index.pack_id(&loc) == id => {
-                            if loc.offset != e.offset || loc.len != e.len {
-                                report.errors.push(format!(
-                                    "{}: blob {} is at {}+{} in the pack but {}+{} in the index",
-                                    pack_key(&id),
-                                    &hex_id(&e.id)[..16],
-                                    e.offset,
-                                    e.len,
-                                    loc.offset,
-                                    loc.len
-                                ));
-                            }
-                        }
-                        _ => {}
+                    if let Some(loc) = index.get(&e.id)
+                        && index.pack_id(&loc) == id
+                        && (loc.offset != e.offset || loc.len != e.len)
+                    {
+                        report.errors.push(format!(
+                            "{}: blob {} is at {}+{} in the pack but {}+{} in the index",
+                            pack_key(&id),
+                            &hex_id(&e.id)[..16],
+                            e.offset,
+                            e.len,
+                            loc.offset,
+                            loc.len
+                        ));
                     }
                 }
             }
@@ -182,7 +180,7 @@ fn snapshot_problems(
         return Ok(errors);
     }
     // Content chunks are the keys of the chunk_meta table.
-    match read::table(repo, index, &s.snapshot, crate::backup::CHUNK_META_TABLE) {
+    match read::table(repo, index, &s.snapshot, sen_raft::schema::tables::CHUNK_META) {
         Ok(reader) => {
             for r in reader {
                 match r {

@@ -331,7 +331,7 @@ pub fn object_key(kind: ObjectKind, id: &[u8; 32]) -> String {
 /// Split a pack's trailer: returns (header offset, header length).
 pub fn pack_trailer(pack_size: u64, trailer: &[u8], name: &str) -> Result<(u64, u32), RepoError> {
     if trailer.len() != 12 || &trailer[4..] != PACK_MAGIC {
-        if trailer.len() == 12 && &trailer[4..11] == &PACK_MAGIC[..7] {
+        if trailer.len() == 12 && trailer[4..11] == PACK_MAGIC[..7] {
             return Err(RepoError::Format(format!(
                 "{name} is a pack of format version {}, newer than this build reads: upgrade Sen",
                 trailer[11] as char
@@ -346,4 +346,165 @@ pub fn pack_trailer(pack_size: u64, trailer: &[u8], name: &str) -> Result<(u64, 
         )));
     }
     Ok((pack_size - 12 - u64::from(len), len))
+}
+
+#[cfg(test)]
+mod golden {
+    //! Golden bytes of every repository object, pinned. A failure means a
+    //! stored type changed: that is a new format version
+    //! (docs/backup-format.md), not a test update. Sealing and zstd are
+    //! not pinned (zstd's output may change between releases; readers
+    //! accept any valid frame): the versioned plaintext and the object
+    //! header are.
+
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[track_caller]
+    fn golden<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+        kind: ObjectKind,
+        value: &T,
+        expect: &str,
+    ) {
+        let plain = sen_core::codec::encode_v1(kind.what(), value).unwrap();
+        assert_eq!(
+            hex(&plain),
+            expect,
+            "{}: the encoding changed (new bytes on the left)",
+            kind.what()
+        );
+        // And the object round-trips through the header, zstd and sealing.
+        let obj = encode_object(&Keys::None, kind, value).unwrap();
+        assert_eq!(&obj[..8], &[b'S', b'E', b'N', b'O', 1, kind as u8, 0, 0]);
+        let back: T = decode_object(&Keys::None, kind, &obj, "test").unwrap();
+        assert_eq!(&back, value);
+    }
+
+    fn pack() -> IndexPack {
+        IndexPack {
+            id: [7; 32],
+            size: 1_048_700,
+            entries: vec![
+                PackEntry {
+                    id: [1; 32],
+                    kind: BlobKind::Content,
+                    encoding: BlobEncoding::Zstd,
+                    offset: 0,
+                    len: 20_000,
+                    raw_len: 65_536,
+                    group_offset: 0,
+                },
+                PackEntry {
+                    id: [2; 32],
+                    kind: BlobKind::Table,
+                    encoding: BlobEncoding::Group,
+                    offset: 20_000,
+                    len: 9_000,
+                    raw_len: 4_096,
+                    group_offset: 512,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn index_object() {
+        let v = IndexFile {
+            packs: vec![pack()],
+            supersedes: vec![[9; 32]],
+        };
+        golden(ObjectKind::Index, &v, GOLDEN_INDEX);
+    }
+
+    #[test]
+    fn pack_header_object() {
+        golden(ObjectKind::PackHeader, &pack().entries, GOLDEN_PACK_HEADER);
+    }
+
+    #[test]
+    fn trash_object() {
+        let v = TrashFile {
+            marked_at_ms: 1_764_000_000_000,
+            packs: vec![pack()],
+        };
+        golden(ObjectKind::Trash, &v, GOLDEN_TRASH);
+    }
+
+    #[test]
+    fn snapshot_object() {
+        let v = Snapshot {
+            time_ms: 1_764_000_000_000,
+            cluster_id: "c-1".into(),
+            raft_index: 120,
+            raft_term: 3,
+            source_node: 2,
+            hostname: "sen2".into(),
+            tags: vec!["slot=5".into()],
+            state_digest: "ab".into(),
+            tables: vec![TableStream {
+                name: "kv".into(),
+                records: 2,
+                bytes: 100,
+                chunks: vec![StreamChunk { id: [3; 32], len: 100 }],
+            }],
+            sites: vec![SiteSummary {
+                name: "congbao".into(),
+                deployment: Some(9),
+                files: 3,
+                bytes: 999,
+            }],
+            databases: vec![DbSummary {
+                name: "lichtuan".into(),
+                keys: 50,
+                bytes: 5000,
+            }],
+            stats: SnapshotStats {
+                bytes_total: 6000,
+                bytes_new: 6000,
+                blobs_total: 4,
+                blobs_new: 4,
+                content_chunks: 2,
+                content_chunks_new: 2,
+                duration_ms: 15,
+            },
+        };
+        golden(ObjectKind::Snapshot, &v, GOLDEN_SNAPSHOT);
+    }
+
+    #[test]
+    fn config_and_pack_trailer() {
+        let c = RepoConfig {
+            format: FORMAT_NAME.into(),
+            version: FORMAT_VERSION,
+            id: "0123abcd".into(),
+            created_at_ms: 1_764_000_000_000,
+            table_chunker: ChunkerParams {
+                algorithm: "fastcdc-2020".into(),
+                min: 1024,
+                avg: 4096,
+                max: 16384,
+            },
+            zstd_level: 3,
+            pack_target_bytes: 16 << 20,
+            encryption: None,
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"format":"sen-backup-repository","version":1,"id":"0123abcd","created_at_ms":1764000000000,"table_chunker":{"algorithm":"fastcdc-2020","min":1024,"avg":4096,"max":16384},"zstd_level":3,"pack_target_bytes":16777216,"encryption":null}"#
+        );
+        assert_eq!(RepoConfig::parse(json.as_bytes(), "r").unwrap(), c);
+        // Trailer: header length (u32 LE) then the magic.
+        let mut trailer = 300u32.to_le_bytes().to_vec();
+        trailer.extend_from_slice(PACK_MAGIC);
+        assert_eq!(pack_trailer(1000, &trailer, "p").unwrap(), (688, 300));
+    }
+
+    const GOLDEN_INDEX: &str = "00010707070707070707070707070707070707070707070707070707070707070707fc7c001000020101010101010101010101010101010101010101010101010101010101010101000100fb204efc000001000002020202020202020202020202020202020202020202020202020202020202020102fb204efb2823fb0010fb0002010909090909090909090909090909090909090909090909090909090909090909";
+    const GOLDEN_PACK_HEADER: &str = "00020101010101010101010101010101010101010101010101010101010101010101000100fb204efc000001000002020202020202020202020202020202020202020202020202020202020202020102fb204efb2823fb0010fb0002";
+    const GOLDEN_TRASH: &str = "00fd00e897b69a010000010707070707070707070707070707070707070707070707070707070707070707fc7c001000020101010101010101010101010101010101010101010101010101010101010101000100fb204efc000001000002020202020202020202020202020202020202020202020202020202020202020102fb204efb2823fb0010fb0002";
+    const GOLDEN_SNAPSHOT: &str = "00fd00e897b69a01000003632d317803020473656e320106736c6f743d3502616201026b760264010303030303030303030303030303030303030303030303030303030303030303640107636f6e6762616f010903fbe70301086c6963687475616e32fb8813fb7017fb7017040402020f";
 }

@@ -9,6 +9,8 @@
 //! - [`backup`]: a backup of a [`backup::StateSource`] (a consistent view of
 //!   a node's state at one Raft index).
 //! - [`read`]: snapshots, table streams and content chunks read back.
+//! - [`restore`]: a whole cluster state, a site or a database back into a
+//!   cluster (fresh or live), and the difference between two snapshots.
 //! - [`check`], [`prune`]: verification and retention.
 
 pub mod backup;
@@ -18,11 +20,12 @@ pub mod format;
 pub mod prune;
 pub mod read;
 pub mod repo;
+pub mod restore;
 pub mod store;
 
 pub use format::{Snapshot, SnapshotStats};
 pub use repo::{InitOptions, Repo};
-pub use store::{LocalStore, ObjectError, ObjectInfo, ObjectStore};
+pub use store::{LocalStore, ObjectError, ObjectInfo, ObjectStore, RetryClass};
 
 /// A repository operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,10 @@ pub enum RepoError {
     /// The state being backed up could not be read.
     #[error("reading the cluster state failed: {0}")]
     Source(String),
+    /// Writing a restored state failed (a data directory, or the live
+    /// cluster refused a change): the message says which and why.
+    #[error("{0}")]
+    Target(String),
 }
 
 #[cfg(test)]

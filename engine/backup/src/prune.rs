@@ -22,26 +22,10 @@ use std::time::Duration;
 use crate::RepoError;
 use crate::format::*;
 use crate::read::{self, SnapshotEntry};
-use crate::repo::{Index, Repo, now_ms};
+use crate::repo::{Index, Repo};
+use sen_core::now_ms;
 
-/// How many snapshots to keep per period (restic's semantics: the newest
-/// snapshot of each of the last N hours/days/… that have one). Periods are
-/// UTC. A snapshot kept by any rule is kept.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct KeepPolicy {
-    pub last: u32,
-    pub hourly: u32,
-    pub daily: u32,
-    pub weekly: u32,
-    pub monthly: u32,
-    pub yearly: u32,
-}
-
-impl KeepPolicy {
-    pub fn is_empty(&self) -> bool {
-        *self == KeepPolicy::default()
-    }
-}
+pub use sen_raft::schema::system::KeepPolicy;
 
 /// Decide which snapshots to keep (and why). Input oldest first.
 pub fn apply_policy(snapshots: &[SnapshotEntry], policy: &KeepPolicy) -> Vec<(SnapshotEntry, Vec<&'static str>)> {
@@ -50,7 +34,9 @@ pub fn apply_policy(snapshots: &[SnapshotEntry], policy: &KeepPolicy) -> Vec<(Sn
     for (i, _) in newest_first.iter().enumerate().take(policy.last as usize) {
         reasons[newest_first[i]].push("last");
     }
-    let rules: [(u32, &'static str, fn(u64) -> i64); 5] = [
+    // (how many, rule name, the period a time falls in)
+    type Rule = (u32, &'static str, fn(u64) -> i64);
+    let rules: [Rule; 5] = [
         (policy.hourly, "hourly", |t| (t / 3_600_000) as i64),
         (policy.daily, "daily", |t| (t / 86_400_000) as i64),
         // 1970-01-01 was a Thursday: weeks start on Monday.
@@ -333,7 +319,7 @@ pub fn used_blobs(repo: &Repo, index: &Index, snapshots: &[SnapshotEntry]) -> Re
                 used.insert(repo.keys.blob_id(&c.id));
             }
         }
-        for r in read::table(repo, index, &s.snapshot, crate::backup::CHUNK_META_TABLE)? {
+        for r in read::table(repo, index, &s.snapshot, sen_raft::schema::tables::CHUNK_META)? {
             let (k, _) = r?;
             let id: [u8; 32] = k
                 .as_slice()

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sen_raft::apply::{FileRecord, KvRecord};
+use sen_raft::schema::{FileRecord, KvRecord, Record, tables};
 
 use crate::RepoError;
 use crate::format::*;
@@ -37,7 +37,7 @@ pub fn list_snapshots(repo: &Repo) -> Result<Vec<SnapshotEntry>, RepoError> {
     }) {
         out.push(r?);
     }
-    out.sort_by(|a, b| (a.snapshot.time_ms, a.id).cmp(&(b.snapshot.time_ms, b.id)));
+    out.sort_by_key(|a| (a.snapshot.time_ms, a.id));
     Ok(out)
 }
 
@@ -89,7 +89,7 @@ impl<'a> TableReader<'a> {
         }
     }
 
-    fn try_record(&mut self) -> Option<Result<(Vec<u8>, Vec<u8>), RepoError>> {
+    fn try_record(&mut self) -> Option<Result<Row, RepoError>> {
         let avail = &self.buf[self.pos..];
         let field = |b: &[u8], at: usize| -> Option<(usize, usize)> {
             let len = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize;
@@ -104,7 +104,7 @@ impl<'a> TableReader<'a> {
 }
 
 impl Iterator for TableReader<'_> {
-    type Item = Result<(Vec<u8>, Vec<u8>), RepoError>;
+    type Item = Result<Row, RepoError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
@@ -140,6 +140,12 @@ impl Iterator for TableReader<'_> {
     }
 }
 
+/// A `(key, value)` record of a table stream.
+pub type Row = (Vec<u8>, Vec<u8>);
+
+/// Called for each record of a database: its user key and record.
+pub type KvVisitor<'a> = dyn FnMut(&[u8], KvRecord) -> Result<(), RepoError> + 'a;
+
 /// The named table of a snapshot.
 pub fn table<'a>(repo: &'a Repo, index: &'a Index, snap: &Snapshot, name: &str) -> Result<TableReader<'a>, RepoError> {
     let stream = snap
@@ -148,12 +154,6 @@ pub fn table<'a>(repo: &'a Repo, index: &'a Index, snap: &Snapshot, name: &str) 
         .find(|t| t.name == name)
         .ok_or_else(|| RepoError::Corrupt(format!("the snapshot has no {name} table")))?;
     Ok(TableReader::new(repo, index, stream))
-}
-
-/// Split a `name\0rest` key (tables `kv`, `files`, `deploys`).
-pub fn split_key(k: &[u8]) -> Option<(&str, &[u8])> {
-    let pos = k.iter().position(|b| *b == 0)?;
-    Some((std::str::from_utf8(&k[..pos]).ok()?, &k[pos + 1..]))
 }
 
 /// Does `path` fall under the `--path` selection (`""`: everything; a
@@ -190,9 +190,9 @@ pub fn site_files(
         )));
     }
     let mut out = Vec::new();
-    for r in table(repo, index, snap, "files")? {
+    for r in table(repo, index, snap, tables::FILES)? {
         let (k, v) = r?;
-        let Some((s, p)) = split_key(&k) else {
+        let Some((s, p)) = tables::split_scoped_key(&k) else {
             return Err(RepoError::Corrupt("files table: key without a site separator".into()));
         };
         if s != site {
@@ -202,8 +202,7 @@ pub fn site_files(
         if !path_selected(path, sel) {
             continue;
         }
-        let record: FileRecord = sen_core::codec::decode_v1("file record", &v)
-            .map_err(|e| RepoError::Corrupt(format!("files table: {e}")))?;
+        let record = FileRecord::decode(&v).map_err(|e| RepoError::Corrupt(format!("files table: {e}")))?;
         out.push(SnapFile {
             path: path.to_owned(),
             record,
@@ -376,7 +375,7 @@ pub fn db_records(
     snap: &Snapshot,
     db: &str,
     prefix: &[u8],
-    f: &mut dyn FnMut(&[u8], KvRecord) -> Result<(), RepoError>,
+    f: &mut KvVisitor<'_>,
 ) -> Result<u64, RepoError> {
     if !snap.databases.iter().any(|d| d.name == db) {
         let names: Vec<_> = snap.databases.iter().map(|s| s.name.as_str()).collect();
@@ -390,16 +389,15 @@ pub fn db_records(
         )));
     }
     let mut n = 0;
-    for r in table(repo, index, snap, "kv")? {
+    for r in table(repo, index, snap, tables::KV)? {
         let (k, v) = r?;
-        let Some((d, key)) = split_key(&k) else {
+        let Some((d, key)) = tables::split_scoped_key(&k) else {
             return Err(RepoError::Corrupt("kv table: key without a database separator".into()));
         };
         if d != db || !key.starts_with(prefix) {
             continue;
         }
-        let rec: KvRecord =
-            sen_core::codec::decode_v1("kv record", &v).map_err(|e| RepoError::Corrupt(format!("kv table: {e}")))?;
+        let rec = KvRecord::decode(&v).map_err(|e| RepoError::Corrupt(format!("kv table: {e}")))?;
         f(key, rec)?;
         n += 1;
     }

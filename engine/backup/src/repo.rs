@@ -136,7 +136,7 @@ impl Repo {
             format: FORMAT_NAME.into(),
             version: FORMAT_VERSION,
             id,
-            created_at_ms: now_ms(),
+            created_at_ms: sen_core::now_ms(),
             table_chunker: ChunkerParams {
                 algorithm: "fastcdc-2020".into(),
                 min: crate::backup::TABLE_CHUNK_MIN as u32,
@@ -591,12 +591,6 @@ pub(crate) fn rt_block_on<T>(
     f: impl std::future::Future<Output = Result<T, ObjectError>>,
 ) -> Result<T, ObjectError> {
     rt.block_on(f)
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Collects blobs into packs and uploads full packs in the background.

@@ -32,12 +32,47 @@ pub enum ObjectError {
         store: String,
         key: String,
         detail: String,
+        /// Whether trying again may succeed.
+        retry: RetryClass,
     },
+}
+
+/// Whether an object-store failure may go away by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    /// A dropped connection, a timeout, a throttled or failing server:
+    /// the same request may succeed later.
+    Transient,
+    /// Wrong credentials, a missing bucket, a full or read-only disk, a
+    /// refused request: repeating it cannot help.
+    Permanent,
 }
 
 impl ObjectError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ObjectError::NotFound { .. })
+    }
+
+    /// Whether retrying may help (only ever for `Failed`).
+    pub fn retry_class(&self) -> RetryClass {
+        match self {
+            ObjectError::Failed { retry, .. } => *retry,
+            ObjectError::NotFound { .. } | ObjectError::InvalidKey { .. } => RetryClass::Permanent,
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.retry_class() == RetryClass::Transient
+    }
+}
+
+/// The retry class of a local I/O error: interruptions and timeouts pass,
+/// everything else (permissions, a full disk, a missing directory) stays.
+pub fn io_retry_class(e: &std::io::Error) -> RetryClass {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        Interrupted | TimedOut | WouldBlock => RetryClass::Transient,
+        _ => RetryClass::Permanent,
     }
 }
 
@@ -90,6 +125,7 @@ pub async fn probe_conditional_create(store: &dyn ObjectStore) -> Result<(), Obj
             "{why}: this store ignores conditional creates (If-None-Match: *) and cannot hold a Sen repository safely; \
              use AWS S3, SeaweedFS, MinIO, or another server that implements conditional writes"
         ),
+        retry: RetryClass::Permanent,
     };
     let result = async {
         if !store.put_if_absent(&key, b"probe 1".to_vec()).await? {
@@ -160,6 +196,7 @@ impl LocalStore {
             store: format!("file://{}", root.display()),
             key: String::new(),
             detail: e.to_string(),
+            retry: io_retry_class(&e),
         })?;
         Ok(Self { root })
     }
@@ -168,12 +205,13 @@ impl LocalStore {
         &self.root
     }
 
-    fn fail(&self, op: &'static str, key: &str, e: impl std::fmt::Display) -> ObjectError {
+    fn fail(&self, op: &'static str, key: &str, e: std::io::Error) -> ObjectError {
         ObjectError::Failed {
             op,
             store: self.describe(),
             key: key.to_owned(),
             detail: e.to_string(),
+            retry: io_retry_class(&e),
         }
     }
 
@@ -235,7 +273,7 @@ impl LocalStore {
                 let path = entry.path();
                 let rel = path
                     .strip_prefix(&self.root)
-                    .map_err(|e| self.fail("list", prefix, e))?
+                    .map_err(|e| self.fail("list", prefix, std::io::Error::other(e)))?
                     .to_string_lossy()
                     .replace(std::path::MAIN_SEPARATOR, "/");
                 if ft.is_dir() {

@@ -47,7 +47,7 @@ impl StateSource for MemState {
     fn tables(&self) -> Vec<String> {
         self.tables.keys().cloned().collect()
     }
-    fn scan(&self, table: &str, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), RepoError>) -> Result<(), RepoError> {
+    fn scan(&self, table: &str, f: &mut backup::RowVisitor<'_>) -> Result<(), RepoError> {
         for (k, v) in self.tables.get(table).into_iter().flatten() {
             f(k, v)?;
         }
@@ -410,6 +410,7 @@ impl CrashingStore {
                 store: "crashing".into(),
                 key: key.into(),
                 detail: "simulated crash".into(),
+                retry: crate::RetryClass::Permanent,
             });
         }
         Ok(())

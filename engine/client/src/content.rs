@@ -21,7 +21,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
 use sen_content::chunk::Encoding;
 use sen_content::{ChunkId, ChunkRef, FileEntry, Manifest, StoredChunk, chunker, manifest, path};
@@ -971,26 +971,21 @@ impl Client {
     pub async fn deploy_entries(
         &self,
         site: &str,
-        mut files: Vec<FileEntry>,
+        files: Vec<FileEntry>,
         base: u64,
         author: &str,
         message: &str,
     ) -> Result<u64, ClientError> {
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        let encoded = Manifest { files }
-            .encode()
-            .map_err(|e| err(Code::Internal, e.to_string()))?;
-        let (refs, pieces) = manifest::split(&encoded);
+        let packed = Manifest::pack(files, 3).map_err(|e| err(Code::Internal, e.to_string()))?;
         let missing = self
-            .missing_chunks(&refs.iter().map(|r| r.id).collect::<Vec<_>>())
+            .missing_chunks(&packed.refs.iter().map(|r| r.id).collect::<Vec<_>>())
             .await?;
-        let mut up = Vec::new();
-        for p in pieces {
-            let c = StoredChunk::encode(&p, 3).map_err(|e| err(Code::Internal, e.to_string()))?;
-            if missing.contains(&c.id) {
-                up.push(wire_chunk(c));
-            }
-        }
+        let up: Vec<Chunk> = packed
+            .chunks
+            .into_iter()
+            .filter(|c| missing.contains(&c.id))
+            .map(wire_chunk)
+            .collect();
         for b in up.chunks(8) {
             self.put_chunks(b.to_vec()).await?;
         }
@@ -998,14 +993,15 @@ impl Client {
             .deploy(DeployRequest {
                 header: None,
                 site: site.into(),
-                manifest: refs
+                manifest: packed
+                    .refs
                     .iter()
                     .map(|r| sen_proto::v1::ChunkRef {
                         id: r.id.0.to_vec(),
                         len: r.len,
                     })
                     .collect(),
-                manifest_hash: blake3::hash(&encoded).as_bytes().to_vec(),
+                manifest_hash: packed.hash.to_vec(),
                 base: Some(base),
                 author: author.into(),
                 message: message.into(),
@@ -1013,11 +1009,4 @@ impl Client {
             .await?;
         Ok(r.deployment)
     }
-}
-
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

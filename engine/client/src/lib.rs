@@ -24,7 +24,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sen_proto::meta;
+use sen_proto::status::{Retry, WireError};
 pub use sen_proto::v1::Consistency;
 use sen_proto::v1::cluster_client::ClusterClient;
 use sen_proto::v1::incidents_client::IncidentsClient;
@@ -90,26 +90,6 @@ pub struct Client {
     leader: Mutex<Option<String>>,
     /// Next endpoint to try when no leader is known.
     next: Mutex<usize>,
-}
-
-fn retryable(s: &Status) -> bool {
-    match s.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted | Code::Aborted => true,
-        // Connection-level failures surface as Unknown with a transport message.
-        Code::Unknown => {
-            let m = s.message();
-            m.contains("transport") || m.contains("connect") || m.contains("broken pipe") || m.contains("connection")
-        }
-        _ => false,
-    }
-}
-
-fn leader_hint(s: &Status) -> Option<String> {
-    s.metadata()
-        .get(meta::LEADER_ADDR)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }
 
 impl Client {
@@ -224,8 +204,10 @@ impl Client {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(s) => s,
             };
-            let hint = leader_hint(&status);
-            if status.metadata().contains_key(meta::NO_CLUSTER) {
+            // The one wire contract decides: never the message text.
+            let wire = WireError::from_status(&status);
+            let hint = wire.leader.as_ref().map(|l| l.addr.clone()).filter(|a| !a.is_empty());
+            if wire.retry() == Retry::OtherEndpoint {
                 // That node cannot help; another endpoint may.
                 self.forget_leader(&addr);
                 no_cluster += 1;
@@ -234,19 +216,20 @@ impl Client {
                 }
                 return Err(ClientError::Status {
                     code: status.code(),
-                    message: format!("{what} failed: {}", status.message()),
+                    message: format!("{what} failed: {}", wire.message),
                 });
             }
             no_cluster = 0;
-            if !retryable(&status) || start.elapsed() + backoff >= self.opts.timeout {
-                let message = if retryable(&status) {
+            let retryable = wire.retry() == Retry::Retry;
+            if !retryable || start.elapsed() + backoff >= self.opts.timeout {
+                let message = if retryable {
                     format!(
                         "{what} failed after {attempts} attempts over {:?}: {} (last tried {addr})",
                         start.elapsed(),
-                        status.message()
+                        wire.message
                     )
                 } else {
-                    format!("{what} failed: {}", status.message())
+                    format!("{what} failed: {}", wire.message)
                 };
                 return Err(ClientError::Status {
                     code: status.code(),
@@ -635,6 +618,22 @@ impl Client {
         self.at("local status", addr, timeout, |ch, d| async move {
             sen_proto::v1::admin_client::AdminClient::new(ch)
                 .local_status(Self::request(LocalStatusRequest {}, d))
+                .await
+        })
+        .await
+    }
+
+    /// The state digest of the node at `addr` at its applied index (no
+    /// retry elsewhere).
+    pub async fn digest_of(
+        &self,
+        addr: &str,
+        timeout: Duration,
+        req: DigestRequest,
+    ) -> Result<DigestResponse, ClientError> {
+        self.at("digest", addr, timeout, |ch, d| async move {
+            sen_proto::v1::admin_client::AdminClient::new(ch)
+                .digest(Self::request(req, d))
                 .await
         })
         .await

@@ -12,4 +12,4 @@ pub mod manifest;
 pub mod path;
 
 pub use chunk::{ChunkId, ChunkRef, StoredChunk};
-pub use manifest::{FileEntry, Manifest};
+pub use manifest::{FileEntry, Manifest, PackedManifest};

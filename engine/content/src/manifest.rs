@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use sen_core::codec;
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::{ChunkId, ChunkRef, MAX_CHUNK_BYTES};
+use crate::chunk::{ChunkId, ChunkRef, MAX_CHUNK_BYTES, StoredChunk};
 use crate::path;
 
 /// Largest encoded manifest accepted anywhere (≈ 1.5 M files of typical
@@ -117,6 +117,36 @@ impl Manifest {
     }
 }
 
+/// A manifest ready to deploy: its encoded bytes cut into stored chunks.
+#[derive(Debug, Clone)]
+pub struct PackedManifest {
+    /// The chunks in order (what a `Deploy` names).
+    pub refs: Vec<ChunkRef>,
+    /// The same chunks, compressed, to upload where the cluster lacks them.
+    pub chunks: Vec<StoredChunk>,
+    /// blake3 of the encoded manifest.
+    pub hash: [u8; 32],
+}
+
+impl Manifest {
+    /// Sort `files` by path, encode them and cut the encoding into chunks
+    /// compressed at zstd `level`: everything a deployment of them needs.
+    pub fn pack(mut files: Vec<FileEntry>, level: i32) -> Result<PackedManifest, ManifestError> {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let encoded = Manifest { files }.encode()?;
+        let (refs, pieces) = split(&encoded);
+        let chunks = pieces
+            .iter()
+            .map(|p| StoredChunk::encode(p, level).map_err(|e| ManifestError(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok(PackedManifest {
+            refs,
+            chunks,
+            hash: *blake3::hash(&encoded).as_bytes(),
+        })
+    }
+}
+
 /// Cut an encoded manifest into chunks: `(refs, pieces)`.
 pub fn split(encoded: &[u8]) -> (Vec<ChunkRef>, Vec<Vec<u8>>) {
     let mut refs = Vec::new();
@@ -196,4 +226,59 @@ mod tests {
         };
         assert!(traversal.validate().is_err());
     }
+}
+
+#[cfg(test)]
+mod golden {
+    //! The encodings of a manifest and of a stored chunk, pinned (both are
+    //! in the Raft log, the state DB and backups).
+
+    use super::*;
+    use crate::chunk::Encoding;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn manifest_encoding_is_pinned() {
+        let m = Manifest {
+            files: vec![FileEntry {
+                path: "so/201.html".into(),
+                size: 70_000,
+                blake3: [3; 32],
+                mtime_ms: 1_764_000_000_000,
+                chunks: vec![ChunkRef {
+                    id: ChunkId([4; 32]),
+                    len: 70_000,
+                }],
+            }],
+        };
+        let b = m.encode().unwrap();
+        assert_eq!(
+            hex(&b),
+            GOLDEN_MANIFEST,
+            "the manifest encoding changed (new bytes on the left)"
+        );
+        assert_eq!(Manifest::decode(&b).unwrap(), m);
+    }
+
+    #[test]
+    fn stored_chunk_encoding_is_pinned() {
+        let c = StoredChunk {
+            id: ChunkId([5; 32]),
+            encoding: Encoding::Zstd,
+            len: 3,
+            data: b"abc".to_vec(),
+        };
+        let b = sen_core::codec::encode_v1("chunk", &c).unwrap();
+        assert_eq!(
+            hex(&b),
+            GOLDEN_CHUNK,
+            "the stored chunk encoding changed (new bytes on the left)"
+        );
+    }
+
+    const GOLDEN_MANIFEST: &str = "00010b736f2f3230312e68746d6cfc701101000303030303030303030303030303030303030303030303030303030303030303fd00e897b69a010000010404040404040404040404040404040404040404040404040404040404040404fc70110100";
+    const GOLDEN_CHUNK: &str = "000505050505050505050505050505050505050505050505050505050505050505010303616263";
 }

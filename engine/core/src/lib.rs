@@ -7,9 +7,12 @@
 //! - [`limits`]: validation of user input (database names, key and value
 //!   sizes) with messages that say what to do.
 //! - [`ids`]: identifiers shared by the cluster (node, cluster and request ids).
+//! - [`time`]: wall-clock milliseconds ([`now_ms`]), defined once.
 
 pub mod codec;
 pub mod ids;
 pub mod limits;
+pub mod time;
 
 pub use ids::{ClusterId, NodeId, RequestId};
+pub use time::now_ms;

@@ -1,10 +1,14 @@
 //! Errors: [`NodeError`] for start-up and shutdown, [`ApiError`] for
-//! requests. `ApiError` is mapped to a gRPC status in exactly one place
-//! (`From<ApiError> for Status`), which also attaches the leader hint.
+//! requests. `ApiError` crosses the wire through the one contract in
+//! `sen_proto::status` ([`ApiError::to_wire`], and [`ApiError::from_peer`]
+//! for answers of other nodes), so the leader hint, the retry class and an
+//! unknown write outcome survive forwarding without reading messages.
 
 use sen_core::NodeId;
 use sen_core::limits::LimitError;
-use tonic::{Code, Status};
+pub use sen_proto::status::LeaderHint;
+use sen_proto::status::{ErrorKind, WireError};
+use tonic::Status;
 
 use crate::config::ConfigError;
 
@@ -27,14 +31,6 @@ pub enum NodeError {
     Other(String),
 }
 
-/// Where the leader is, as far as this node knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaderHint {
-    pub id: NodeId,
-    /// Empty if the address is not known.
-    pub addr: String,
-}
-
 /// A request failed. Each variant maps to one gRPC code; messages say what
 /// happened and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +40,9 @@ pub enum ApiError {
     NotLeader {
         message: String,
         leader: Option<LeaderHint>,
+        /// A write reached a leader that lost leadership before it
+        /// committed: it may or may not be applied.
+        outcome_unknown: bool,
     },
     /// Retryable: the node is stopping, overloaded or cannot reach a peer.
     #[error("{0}")]
@@ -78,7 +77,11 @@ impl ApiError {
             Some(l) => format!("node {me} is not the leader; the leader is node {} (retry there)", l.id),
             None => format!("node {me} does not know a leader (an election may be in progress); retry in a moment"),
         };
-        Self::NotLeader { message, leader }
+        Self::NotLeader {
+            message,
+            leader,
+            outcome_unknown: false,
+        }
     }
 }
 
@@ -88,61 +91,70 @@ impl From<sen_store::StoreError> for ApiError {
     }
 }
 
-impl From<ApiError> for Status {
-    fn from(e: ApiError) -> Self {
-        let code = match &e {
-            ApiError::NotLeader { .. } | ApiError::Unavailable(_) => Code::Unavailable,
-            ApiError::Timeout(_) => Code::DeadlineExceeded,
-            ApiError::Limit(_) | ApiError::InvalidArgument(_) => Code::InvalidArgument,
-            ApiError::FailedPrecondition(_) | ApiError::NoCluster(_) => Code::FailedPrecondition,
-            ApiError::NotFound(_) => Code::NotFound,
-            ApiError::Internal(_) => Code::Internal,
+impl ApiError {
+    /// This error in the wire contract (`sen_proto::status`).
+    pub fn to_wire(&self) -> WireError {
+        let kind = match self {
+            ApiError::NotLeader { .. } => ErrorKind::NotLeader,
+            ApiError::Unavailable(_) => ErrorKind::Unavailable,
+            ApiError::Timeout(_) => ErrorKind::Timeout,
+            ApiError::Limit(_) | ApiError::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            ApiError::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            ApiError::NoCluster(_) => ErrorKind::NoCluster,
+            ApiError::NotFound(_) => ErrorKind::NotFound,
+            ApiError::Internal(_) => ErrorKind::Internal,
         };
-        let mut status = Status::new(code, e.to_string());
-        if let ApiError::NoCluster(_) = &e {
-            status.metadata_mut().insert(
-                sen_proto::meta::NO_CLUSTER,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
+        let (leader, unknown) = match self {
+            ApiError::NotLeader {
+                leader,
+                outcome_unknown,
+                ..
+            } => (leader.clone(), *outcome_unknown),
+            ApiError::Timeout(_) => (None, true),
+            _ => (None, false),
+        };
+        let mut w = WireError::new(kind, self.to_string()).with_leader(leader);
+        w.outcome_unknown = unknown;
+        w
+    }
+
+    /// An error received from another node (a forwarded request, a read
+    /// index), as this node reports it to its caller.
+    pub fn from_wire(w: WireError) -> Self {
+        match w.kind {
+            ErrorKind::NotLeader => ApiError::NotLeader {
+                message: w.message,
+                leader: w.leader,
+                outcome_unknown: w.outcome_unknown,
+            },
+            ErrorKind::Unavailable => ApiError::Unavailable(w.message),
+            ErrorKind::Timeout => ApiError::Timeout(w.message),
+            ErrorKind::NoCluster => ApiError::NoCluster(w.message),
+            ErrorKind::InvalidArgument => ApiError::InvalidArgument(w.message),
+            ErrorKind::FailedPrecondition => ApiError::FailedPrecondition(w.message),
+            ErrorKind::NotFound => ApiError::NotFound(w.message),
+            ErrorKind::Internal => ApiError::Internal(w.message),
         }
-        if let ApiError::NotLeader { leader: Some(l), .. } = &e {
-            let md = status.metadata_mut();
-            if let Ok(v) = l.id.to_string().parse() {
-                md.insert(sen_proto::meta::LEADER_ID, v);
-            }
-            if !l.addr.is_empty()
-                && let Ok(v) = l.addr.parse()
-            {
-                md.insert(sen_proto::meta::LEADER_ADDR, v);
-            }
+    }
+
+    /// A status from a peer, as an error of this node: a broken connection
+    /// to `peer` becomes "unavailable, outcome unknown" (retry with the
+    /// same request id); everything else keeps its kind, message and hint.
+    pub fn from_peer(peer: &str, s: &Status) -> Self {
+        let w = WireError::from_status(s);
+        if w.kind == ErrorKind::Unavailable && w.outcome_unknown && w.leader.is_none() {
+            return ApiError::Unavailable(format!(
+                "lost the connection to the leader at {peer} ({}); for a write the outcome is unknown: retry with the same request id",
+                w.message
+            ));
         }
-        status
+        Self::from_wire(w)
     }
 }
 
-/// A status received from another node, passed back to our caller
-/// unchanged (code, message and leader hint) — except a broken connection,
-/// which becomes a retryable "unavailable" saying that a write's outcome is
-/// unknown.
-pub fn relay(peer: &str, s: Status) -> Status {
-    let m = s.message();
-    let transport = [
-        "transport",
-        "connection",
-        "h2 protocol",
-        "broken pipe",
-        "operation was canceled",
-    ]
-    .iter()
-    .any(|t| m.contains(t));
-    match s.code() {
-        Code::Unknown | Code::Cancelled | Code::Aborted => Status::unavailable(format!(
-            "lost the connection to the leader at {peer} ({m}); for a write the outcome is unknown: retry with the same request id"
-        )),
-        Code::Internal if transport => Status::unavailable(format!(
-            "lost the connection to the leader at {peer} ({m}); for a write the outcome is unknown: retry with the same request id"
-        )),
-        _ => s,
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        e.to_wire().to_status()
     }
 }
 
@@ -152,4 +164,50 @@ pub fn hint(f: openraft::error::ForwardToLeader<sen_raft::TypeConfig>) -> Option
         id,
         addr: f.leader_node.map(|n| n.addr).unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_error_maps_to_one_kind_and_back() {
+        let leader = Some(LeaderHint {
+            id: 3,
+            addr: "127.0.0.3:7103".into(),
+        });
+        let cases = [
+            ApiError::not_leader(1, leader.clone()),
+            ApiError::Unavailable("stopping".into()),
+            ApiError::Timeout("late".into()),
+            ApiError::InvalidArgument("bad".into()),
+            ApiError::FailedPrecondition("no".into()),
+            ApiError::NotFound("gone".into()),
+            ApiError::NoCluster("alone".into()),
+            ApiError::Internal("bug".into()),
+        ];
+        for e in cases {
+            let before = format!("{e:?}");
+            let back = ApiError::from_peer("127.0.0.3:7103", &Status::from(e));
+            // `Internal` gains its prefix once in Display; the kind, the
+            // hint and the code survive.
+            let after = format!("{back:?}");
+            assert_eq!(before.split('(').next(), after.split('(').next(), "{before} -> {after}");
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_to_the_leader_is_retryable_with_an_unknown_outcome() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        let e = ApiError::from_peer("127.0.0.3:7103", &Status::from_error(Box::new(io)));
+        let w = e.to_wire();
+        assert_eq!(w.kind, ErrorKind::Unavailable);
+        assert!(w.message.contains("retry with the same request id"), "{}", w.message);
+    }
+
+    #[test]
+    fn timeouts_say_the_outcome_is_unknown() {
+        assert!(ApiError::Timeout("x".into()).to_wire().outcome_unknown);
+        assert!(!ApiError::NotFound("x".into()).to_wire().outcome_unknown);
+    }
 }

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
-use crate::node::now_ms;
+use sen_core::now_ms;
 
 /// Longest fault a drill may inject.
 pub const MAX_FAULT: Duration = Duration::from_secs(600);

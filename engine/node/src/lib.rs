@@ -5,19 +5,29 @@
 //! Entry point: [`run`] (mini-redis style: configuration and a shutdown
 //! future in, so tests can run a real node in-process).
 //!
-//! Map:
-//! - [`config`]: the TOML configuration, env overrides, validation.
-//! - `node`: [`Node`], the shared context every handler gets.
-//! - `peers`: connections to other nodes (one HTTP/2 channel per peer).
-//! - `network`: openraft's network over gRPC, with deadlines.
-//! - `snapshot_transfer`: streaming snapshot files between nodes.
-//! - `grpc`: the gRPC services and the error → status mapping.
-//! - `http`: /livez, /readyz, /metrics.
+//! Map, from the bottom up (a module uses only modules above it in this
+//! list; `layers` in the tests checks it):
+//! - [`config`], `deadline`, `types`: the TOML configuration, request
+//!   deadlines, type aliases.
+//! - `error`: start-up errors and request errors, and their one mapping to
+//!   the wire (`sen_proto::status`).
+//! - `role_state`, [`faults`]: what the role task knows; drill faults
+//!   (isolate, pause, crash).
+//! - `peers`, `snapshot_transfer`, `network`: connections to other nodes,
+//!   streaming snapshots, openraft's network over gRPC.
 //! - `metrics`: Prometheus metrics, fed from openraft's metrics.
-//! - `server`: start-up and the ordered shutdown.
-//! - [`faults`]: faults a failover drill injects (isolate, pause, crash).
+//! - `node`: [`Node`], the shared context every handler gets.
+//! - `system`: the control plane (`sen-system` records) on a node.
+//! - `incidents`: the incident log, written against `system::ControlPlane`.
+//! - `forward`: requests that must run on the leader, from any node.
+//! - `recovery`: forced recovery after losing a majority.
 //! - [`roles`]: fenced role hooks, drain, incident detection.
-//! - [`incidents`]: the incident log kept in the cluster.
+//! - `backup`: backups of this node's replica and the scheduler.
+//! - `grpc`, `http`: the services.
+//! - `server`: start-up and the ordered shutdown.
+
+#[macro_use]
+mod forward;
 
 pub mod backup;
 pub mod config;
@@ -26,14 +36,21 @@ mod error;
 pub mod faults;
 mod grpc;
 mod http;
-pub mod incidents;
+mod incidents;
 mod metrics;
 mod network;
 mod node;
 mod peers;
+mod recovery;
+mod role_state;
 pub mod roles;
 mod server;
 mod snapshot_transfer;
+mod system;
+mod types;
+
+#[cfg(test)]
+mod layers;
 
 pub use config::{ConfigError, NodeConfig, Overrides};
 pub use error::NodeError;

@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use sen_core::NodeId;
 use tokio_util::sync::CancellationToken;
 
-use crate::node::Raft;
+use crate::types::Raft;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FollowerLabel {

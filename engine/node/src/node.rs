@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
@@ -12,16 +12,15 @@ use openraft::{ReadPolicy, ServerState};
 use sen_core::{ClusterId, NodeId, RequestId};
 use sen_proto::raft::v1::ReadIndexRequest;
 use sen_proto::v1::ResponseHeader;
-use sen_raft::{Op, RaftMetrics, Request, Response, TypeConfig};
-use sen_store::{LogStore, StateDb, StateMachine};
+use sen_raft::{Op, RaftMetrics, Request, Response};
+use sen_store::{LogStore, StateDb};
 
 use crate::config::NodeConfig;
-use crate::error::{ApiError, LeaderHint, relay};
+use crate::error::{ApiError, LeaderHint};
 use crate::metrics::Metrics;
 use crate::peers::Peers;
-
-/// The openraft instance of a node.
-pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+use crate::role_state::RoleState;
+use crate::types::Raft;
 
 /// Shared context of a running node.
 pub struct Node {
@@ -37,20 +36,14 @@ pub struct Node {
     pub cluster_id: Arc<RwLock<Option<ClusterId>>>,
     /// Faults injected by a failover drill (none normally).
     pub faults: Arc<crate::faults::Faults>,
-    /// Role hooks, fencing and incident detection.
-    pub roles: crate::roles::Roles,
+    /// What the role task (hooks, fencing, drain) knows, for the services.
+    pub roles: RoleState,
     /// Cancelled by a forced quorum-loss recovery: the server stops in
     /// order, rewrites the log to a one-voter membership and restarts.
     pub recovery: tokio_util::sync::CancellationToken,
     /// When this process started (ms since the epoch).
     pub started_at_ms: u64,
     stopping: AtomicBool,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Node {
@@ -75,9 +68,9 @@ impl Node {
             metrics,
             cluster_id,
             faults,
-            roles: crate::roles::Roles::default(),
+            roles: RoleState::default(),
             recovery: tokio_util::sync::CancellationToken::new(),
-            started_at_ms: now_ms(),
+            started_at_ms: sen_core::now_ms(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -164,7 +157,7 @@ impl Node {
     pub async fn propose(&self, id: Option<RequestId>, op: Op, budget: Duration) -> Result<Response, ApiError> {
         let req = Request {
             id,
-            proposed_at_ms: now_ms(),
+            proposed_at_ms: sen_core::now_ms(),
             op,
         };
         let started = Instant::now();
@@ -183,6 +176,7 @@ impl Node {
                     self.id
                 ),
                 leader: crate::error::hint(f),
+                outcome_unknown: true,
             }),
             Ok(Err(RaftError::APIError(e))) => Err(ApiError::FailedPrecondition(e.to_string())),
             Ok(Err(RaftError::Fatal(f))) => Err(ApiError::Unavailable(format!(
@@ -236,7 +230,7 @@ impl Node {
                     leader.id, leader.addr
                 )));
             }
-            Ok(Err(s)) => return Err(status_to_api(relay(&leader.addr, s))),
+            Ok(Err(s)) => return Err(ApiError::from_peer(&leader.addr, &s)),
             Ok(Ok(r)) => r.into_inner().read_index,
         };
         let left = deadline.saturating_duration_since(Instant::now());
@@ -251,40 +245,5 @@ impl Node {
                 ))
             })?;
         Ok(())
-    }
-}
-
-/// Turn a status from a peer back into an [`ApiError`] (keeping the code,
-/// the message and the leader hint).
-pub fn status_to_api(s: tonic::Status) -> ApiError {
-    use tonic::Code;
-    let msg = s.message().to_owned();
-    match s.code() {
-        Code::Unavailable => {
-            let md = s.metadata();
-            let id = md
-                .get(sen_proto::meta::LEADER_ID)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let addr = md
-                .get(sen_proto::meta::LEADER_ADDR)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            match id {
-                Some(id) => ApiError::NotLeader {
-                    message: msg,
-                    leader: Some(LeaderHint { id, addr }),
-                },
-                None => ApiError::Unavailable(msg),
-            }
-        }
-        Code::DeadlineExceeded => ApiError::Timeout(msg),
-        Code::InvalidArgument => ApiError::InvalidArgument(msg),
-        Code::FailedPrecondition if s.metadata().contains_key(sen_proto::meta::NO_CLUSTER) => ApiError::NoCluster(msg),
-        Code::FailedPrecondition => ApiError::FailedPrecondition(msg),
-        Code::NotFound => ApiError::NotFound(msg),
-        Code::Unknown | Code::Cancelled | Code::Aborted => ApiError::Unavailable(msg),
-        _ => ApiError::Internal(msg),
     }
 }

@@ -19,94 +19,29 @@
 //! - **Incidents.** The leader records leader changes and unreachable
 //!   nodes; a leader that lost its quorum records that once it can.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::Instant as _;
 use openraft::ServerState;
-use serde::{Deserialize, Serialize};
+use sen_raft::RaftMetrics;
+use sen_raft::schema::system::{
+    Incident, ORDINARY, PLANNED_TRANSFER_KEY, PlannedTransfer, SERIOUS, SystemRecord, kind,
+};
 use tokio_util::sync::CancellationToken;
 
-use crate::backup::SYSTEM_DB;
-use crate::incidents::{self, Incident, ORDINARY, SERIOUS};
-use crate::node::{Node, now_ms};
+use crate::config::IncidentsConfig;
+use crate::error::ApiError;
+use crate::incidents;
+use crate::node::Node;
+use crate::role_state::HookRun;
+use crate::system::{self, ControlPlane};
+use sen_core::now_ms;
 
 const TICK: Duration = Duration::from_millis(10);
 const DRAIN_CHECK: Duration = Duration::from_millis(100);
 const INCIDENT_CHECK: Duration = Duration::from_millis(250);
-/// Hook runs kept in memory for `sen node hooks` / the status page.
-const KEEP_RUNS: usize = 100;
-
-pub fn drained_key(id: u64) -> Vec<u8> {
-    format!("node/{id}/drained").into_bytes()
-}
-
-/// Whether node `id` is drained, in this node's replica.
-pub fn is_drained(node: &Node, id: u64) -> bool {
-    matches!(node.state.get(SYSTEM_DB, &drained_key(id)), Ok((Some(_), _)))
-}
-
-/// Written before a planned leadership transfer, so the new leader records
-/// the change as planned.
-pub const PLANNED_KEY: &[u8] = b"ha/planned-transfer";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PlannedTransfer {
-    pub from: u64,
-    pub to: u64,
-    pub at_ms: u64,
-    /// `transfer-leader`, `drain` or `shutdown`.
-    pub reason: String,
-}
-
-/// One finished hook run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HookRun {
-    pub role: String,
-    pub term: u64,
-    pub started_ms: u64,
-    pub duration_ms: u64,
-    /// Exit code; `None` if killed on timeout or not started.
-    pub exit_code: Option<i32>,
-    pub error: String,
-}
-
-#[derive(Default)]
-pub struct Roles {
-    /// This node holds a leader lease and ran (or is running) on_leader.
-    active: AtomicBool,
-    /// When this node last accepted an AppendEntries (ms since the epoch):
-    /// the last time it heard from a leader.
-    last_heard_leader_ms: std::sync::atomic::AtomicU64,
-    drained: AtomicBool,
-    runs: Mutex<VecDeque<HookRun>>,
-}
-
-impl Roles {
-    pub fn is_active_leader(&self) -> bool {
-        self.active.load(Ordering::SeqCst)
-    }
-
-    /// Called for every AppendEntries this node accepts.
-    pub fn heard_from_leader(&self) {
-        self.last_heard_leader_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    pub fn is_drained(&self) -> bool {
-        self.drained.load(Ordering::SeqCst)
-    }
-
-    pub fn hook_runs(&self) -> Vec<HookRun> {
-        self.runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
-}
 
 #[derive(Debug)]
 struct HookEvent {
@@ -117,16 +52,26 @@ struct HookEvent {
     at_ms: u64,
 }
 
-/// Whether `node` leads and a quorum acknowledged it within `lease`.
-fn holds_lease(node: &Node, m: &sen_raft::RaftMetrics, lease: Duration) -> bool {
-    if m.state != ServerState::Leader || m.current_leader != Some(node.id) {
+/// Whether node `me` leads and a quorum acknowledged it within `lease`.
+fn holds_lease(me: u64, m: &RaftMetrics, lease: Duration) -> bool {
+    if m.state != ServerState::Leader || m.current_leader != Some(me) {
         return false;
     }
     let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-    if voters == [node.id] {
+    if voters == [me] {
         return true;
     }
     m.last_quorum_acked.as_ref().is_some_and(|t| t.elapsed() < lease)
+}
+
+/// Whether a node may campaign: always unless drained; a drained node too
+/// once nobody has led for `limit` (it may hold the only log complete
+/// enough to win). `silent_ms`: since this node last heard from a leader;
+/// `leaderless_for`: since it last knew of one.
+fn may_elect(drained: bool, leading: bool, silent_ms: u64, leaderless_for: Option<Duration>, limit: Duration) -> bool {
+    let silent = !leading && silent_ms > limit.as_millis() as u64;
+    let stuck = silent || leaderless_for.is_some_and(|t| t > limit);
+    !drained || stuck
 }
 
 /// Run until `stop`: hooks, drain and incident detection.
@@ -144,14 +89,11 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         at_ms: now_ms(),
     });
     // A forced recovery left an incident to record once this node leads.
-    let pending = node.config.data_dir.join(crate::grpc::node_ops::RECOVERY_FILE);
-    if let Ok(b) = std::fs::read(&pending)
-        && let Ok(inc) = serde_json::from_slice::<Incident>(&b)
-    {
+    if let Some(inc) = crate::recovery::pending(&node.config.data_dir) {
         let n = node.clone();
         tokio::spawn(async move {
             record_with_retry(&n, inc).await;
-            let _ = std::fs::remove_file(&pending);
+            crate::recovery::clear_pending(&n.config.data_dir);
         });
     }
     let mut followed: Option<(u64, u64)> = None; // (leader, term) we ran on_follower for
@@ -168,8 +110,8 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             _ = tokio::time::sleep(TICK) => {}
         }
         let m = node.raft_metrics();
-        let leased = holds_lease(&node, &m, lease);
-        let was = node.roles.active.swap(leased, Ordering::SeqCst);
+        let leased = holds_lease(node.id, &m, lease);
+        let was = node.roles.set_active_leader(leased);
         // From the metrics in hand (no second clone), only when an event needs it.
         let leader_addr = || {
             m.current_leader
@@ -208,8 +150,8 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         }
         if last_drain_check.elapsed() >= DRAIN_CHECK {
             last_drain_check = Instant::now();
-            let drained = is_drained(&node, node.id);
-            if drained != node.roles.drained.swap(drained, Ordering::SeqCst) {
+            let drained = system::is_drained(node.as_ref(), node.id);
+            if drained != node.roles.set_drained(drained) {
                 tracing::info!(
                     drained,
                     "drain state changed: this node {} campaign for leadership",
@@ -224,14 +166,14 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             // (A drained follower keeps its old leader in view: it never
             // times out itself. Not hearing from any leader is the signal.)
             let limit = node.config.raft.election_timeout_max * 3;
-            let heard = node
-                .roles
-                .last_heard_leader_ms
-                .load(Ordering::Relaxed)
-                .max(node.started_at_ms);
-            let silent = m.state != ServerState::Leader && now_ms().saturating_sub(heard) > limit.as_millis() as u64;
-            let stuck = silent || leaderless_since.is_some_and(|t| t.elapsed() > limit);
-            let may_elect = !drained || stuck;
+            let heard = node.roles.last_heard_leader_ms().max(node.started_at_ms);
+            let may_elect = may_elect(
+                drained,
+                m.state == ServerState::Leader,
+                now_ms().saturating_sub(heard),
+                leaderless_since.map(|t| t.elapsed()),
+                limit,
+            );
             if may_elect != elect_on {
                 elect_on = may_elect;
                 if drained && may_elect {
@@ -249,7 +191,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             {
                 last_transfer_try = Instant::now();
                 let last = m.last_log_index.unwrap_or(0);
-                if let Some(to) = best_successor(&node, &m, None)
+                if let Some(to) = successor(&node, &m, None)
                     && m.replication
                         .as_ref()
                         .and_then(|r| r.get(&to))
@@ -265,27 +207,61 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             }
         }
 
-        watch.observe(&node, &m);
-        watch.check_leader_change(&node, &m);
+        let me = node.id;
+        watch.observe(
+            me,
+            &m,
+            node.roles.last_heard_leader_ms(),
+            node.config.raft.election_timeout_max * 2,
+        );
+        if node.roles.is_active_leader() {
+            let planned = system::read::<PlannedTransfer>(node.as_ref(), PLANNED_TRANSFER_KEY)
+                .ok()
+                .flatten()
+                .map(|(p, _)| p);
+            if let Some(inc) = watch.leader_change(me, &m, planned, &node.config.incidents) {
+                let n = node.clone();
+                tokio::spawn(async move { record_with_retry(&n, inc).await });
+            }
+        }
         if last_incident_check.elapsed() >= INCIDENT_CHECK {
             last_incident_check = Instant::now();
-            watch.check(&node, &m).await;
+            if let Some(inc) = watch.quorum_regained(
+                me,
+                &m,
+                node.roles.is_active_leader(),
+                node.config.raft.election_timeout_max * 2,
+            ) {
+                let n = node.clone();
+                tokio::spawn(async move { record_with_retry(&n, inc).await });
+            }
+            let budget = node.config.server.request_timeout;
+            watch
+                .check_members(
+                    node.as_ref(),
+                    me,
+                    &m,
+                    node.roles.is_active_leader(),
+                    &node.config.incidents,
+                    budget,
+                )
+                .await;
         }
     }
     drop(tx);
     let _ = runner.await;
 }
 
-/// The most caught-up voter other than this node that is not drained (and
-/// not `except`).
-pub fn best_successor(node: &Node, m: &sen_raft::RaftMetrics, only: Option<u64>) -> Option<u64> {
+/// The most caught-up voter other than `me` that is not drained (only
+/// `only`, if given).
+pub fn best_successor(me: u64, m: &RaftMetrics, only: Option<u64>, drained: impl Fn(u64) -> bool) -> Option<u64> {
     let voters: Vec<u64> = m
         .membership_config
         .membership()
         .voter_ids()
-        .filter(|id| *id != node.id)
+        .filter(|id| *id != me)
         .filter(|id| only.is_none_or(|o| o == *id))
-        .filter(|id| !is_drained(node, *id))
+        .filter(|id| !drained(*id))
         .collect();
     voters.into_iter().max_by_key(|id| {
         m.replication
@@ -296,26 +272,23 @@ pub fn best_successor(node: &Node, m: &sen_raft::RaftMetrics, only: Option<u64>)
     })
 }
 
+/// [`best_successor`] of `node`, with the drain flags of its replica.
+pub fn successor(node: &Node, m: &RaftMetrics, only: Option<u64>) -> Option<u64> {
+    best_successor(node.id, m, only, |id| system::is_drained(node, id))
+}
+
 /// Record that leadership is about to move to `to` on purpose (best
 /// effort: the transfer goes ahead even if this write fails).
-pub async fn plan_transfer(node: &Node, to: u64, reason: &str) -> Result<(), crate::error::ApiError> {
+pub async fn plan_transfer(node: &Node, to: u64, reason: &str) -> Result<(), ApiError> {
     let p = PlannedTransfer {
+        version: PlannedTransfer::VERSION,
         from: node.id,
         to,
         at_ms: now_ms(),
         reason: reason.into(),
     };
-    node.propose(
-        None,
-        sen_raft::Op::Put {
-            db: SYSTEM_DB.into(),
-            key: PLANNED_KEY.to_vec(),
-            value: serde_json::to_vec(&p).unwrap_or_default(),
-        },
-        Duration::from_secs(1),
-    )
-    .await
-    .map(|_| ())
+    let op = system::put_op(PLANNED_TRANSFER_KEY.to_vec(), &p)?;
+    node.propose(None, op, Duration::from_secs(1)).await.map(|_| ())
 }
 
 /// Run hooks one at a time, in the order the events happened.
@@ -373,7 +346,7 @@ async fn run_hooks(node: Arc<Node>, mut rx: tokio::sync::mpsc::UnboundedReceiver
         } else {
             tracing::error!(role = ev.role, term = ev.term, "hook failed: {}", run.error);
             let inc = Incident::new(
-                "hook-failed",
+                kind::HOOK_FAILED,
                 SERIOUS,
                 run.started_ms,
                 format!("the {} hook on node {} {}", ev.role, node.id, run.error),
@@ -383,11 +356,7 @@ async fn run_hooks(node: Arc<Node>, mut rx: tokio::sync::mpsc::UnboundedReceiver
             let n = node.clone();
             tokio::spawn(async move { record_with_retry(&n, inc).await });
         }
-        let mut runs = node.roles.runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.push_back(run);
-        while runs.len() > KEEP_RUNS {
-            runs.pop_front();
-        }
+        node.roles.push_run(run);
     }
 }
 
@@ -396,13 +365,13 @@ async fn run_hooks(node: Arc<Node>, mut rx: tokio::sync::mpsc::UnboundedReceiver
 async fn record_with_retry(node: &Arc<Node>, mut inc: Incident) {
     let mut left = 60;
     loop {
-        match incidents::record_anywhere(node, inc.clone()).await {
+        match crate::forward::record_incident(node, inc.clone()).await {
             Ok(_) => return,
             Err(e) if left > 0 && !node.is_stopping() => {
                 tracing::debug!("incident not recorded yet: {e}");
                 left -= 1;
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if inc.end_ms.is_none() && inc.kind == "quorum-lost" {
+                if inc.end_ms.is_none() && inc.kind == kind::QUORUM_LOST {
                     inc.end_ms = Some(now_ms());
                 }
             }
@@ -435,24 +404,25 @@ struct IncidentWatch {
 }
 
 impl IncidentWatch {
-    /// Every tick: follow who leads.
-    fn observe(&mut self, node: &Node, m: &sen_raft::RaftMetrics) {
+    /// Every tick: follow who leads (`heard_ms`: when this node last heard
+    /// from a leader; `grace`: how long a new leader may go without a
+    /// quorum acknowledgement before it counts as having lost its quorum).
+    fn observe(&mut self, me: u64, m: &RaftMetrics, heard_ms: u64, grace: Duration) {
         let now = now_ms();
         match m.current_leader {
             // Following another node: that is the leader now.
-            Some(l) if l != node.id => {
+            Some(l) if l != me => {
                 self.last_leader = Some((l, now));
                 self.leader_lost_ms = None;
             }
             // Leading, or no leader known: remember when the previous
-            // leader was lost (`check` records the change once this node
+            // leader was lost (`leader_change` records it once this node
             // leads with a lease).
             _ => {
-                if self.last_leader.is_some_and(|(l, _)| l != node.id) && self.leader_lost_ms.is_none() {
+                if self.last_leader.is_some_and(|(l, _)| l != me) && self.leader_lost_ms.is_none() {
                     // The interruption began when this node last heard
                     // from that leader, not when it noticed.
-                    let heard = node.roles.last_heard_leader_ms.load(Ordering::Relaxed);
-                    self.leader_lost_ms = Some(if heard > 0 && heard <= now { heard } else { now });
+                    self.leader_lost_ms = Some(if heard_ms > 0 && heard_ms <= now { heard_ms } else { now });
                 }
             }
         }
@@ -464,7 +434,6 @@ impl IncidentWatch {
             self.leader_since = None;
         }
         // A leader without a quorum.
-        let grace = node.config.raft.election_timeout_max * 2;
         let lease_lost = m.state == ServerState::Leader
             && self.leader_since.is_some_and(|(_, t)| t.elapsed() > grace)
             && m.membership_config.membership().voter_ids().count() > 1
@@ -474,107 +443,107 @@ impl IncidentWatch {
         }
     }
 
-    /// Every tick, on the leader: record a change of leader as soon as
-    /// this node leads with a lease (a new leader that dies quickly must
-    /// still leave a record).
-    fn check_leader_change(&mut self, node: &Arc<Node>, m: &sen_raft::RaftMetrics) {
-        if !node.roles.is_active_leader() {
-            return;
-        }
+    /// On a leader holding its lease, every tick: the change of leader to
+    /// record, once per term, once this node has applied its first entry of
+    /// the term (so it sees everything the old leader committed, such as a
+    /// planned-transfer marker). A new leader that dies quickly still
+    /// leaves a record.
+    fn leader_change(
+        &mut self,
+        me: u64,
+        m: &RaftMetrics,
+        planned: Option<PlannedTransfer>,
+        cfg: &IncidentsConfig,
+    ) -> Option<Incident> {
         let now = now_ms();
-        let cfg = &node.config.incidents;
-        // A new term led by this node: record the change of leader, once
-        // this node has applied its first entry of the term (so it sees
-        // everything the old leader committed, such as a planned-transfer
-        // marker).
         let caught_up = m.last_applied.is_some_and(|a| a.leader_id.term == m.current_term);
-        if self.recorded_term != m.current_term && caught_up {
-            self.recorded_term = m.current_term;
-            let prev = self.last_leader.filter(|(l, _)| *l != node.id).map(|(l, _)| l);
-            self.prev_leader = None;
-            if let Some(prev) = prev {
-                let start = self.leader_lost_ms.unwrap_or(now);
-                self.prev_leader = Some((prev, start));
-                let gap = now.saturating_sub(start);
-                let planned = crate::backup::read_json::<PlannedTransfer>(node, PLANNED_KEY)
-                    .ok()
-                    .flatten()
-                    .map(|(p, _)| p)
-                    .filter(|p| p.to == node.id && p.from == prev && now.saturating_sub(p.at_ms) < 30_000);
-                let severity = if planned.is_none() && gap > cfg.leaderless_serious_after.as_millis() as u64 {
-                    SERIOUS
-                } else {
-                    ORDINARY
-                };
-                let cause = match &planned {
-                    Some(p) => format!(
-                        "planned leadership transfer ({}) from node {prev} to node {}",
-                        p.reason, node.id
-                    ),
-                    None => format!(
-                        "node {} was elected in term {} after node {prev} stopped leading (no heartbeat reached a quorum, or it stepped down); {} ms after node {} last heard from the old leader",
-                        node.id, m.current_term, gap, node.id
-                    ),
-                };
-                let inc = Incident {
-                    end_ms: Some(now),
-                    term: m.current_term,
-                    ..Incident::new("leader-change", severity, start, cause, vec![prev, node.id], node.id)
-                };
-                let n = node.clone();
-                tokio::spawn(async move { record_with_retry(&n, inc).await });
-            }
-            self.last_leader = Some((node.id, now));
-            self.leader_lost_ms = None;
+        if self.recorded_term == m.current_term || !caught_up {
+            return None;
         }
+        self.recorded_term = m.current_term;
+        let prev = self.last_leader.filter(|(l, _)| *l != me).map(|(l, _)| l);
+        self.prev_leader = None;
+        self.last_leader = Some((me, now));
+        let start = self.leader_lost_ms.take().unwrap_or(now);
+        let prev = prev?;
+        self.prev_leader = Some((prev, start));
+        let gap = now.saturating_sub(start);
+        let planned = planned.filter(|p| p.to == me && p.from == prev && now.saturating_sub(p.at_ms) < 30_000);
+        let severity = if planned.is_none() && gap > cfg.leaderless_serious_after.as_millis() as u64 {
+            SERIOUS
+        } else {
+            ORDINARY
+        };
+        let cause = match &planned {
+            Some(p) => format!(
+                "planned leadership transfer ({}) from node {prev} to node {me}",
+                p.reason
+            ),
+            None => format!(
+                "node {me} was elected in term {} after node {prev} stopped leading (no heartbeat reached a quorum, or it stepped down); {gap} ms after node {me} last heard from the old leader",
+                m.current_term
+            ),
+        };
+        Some(Incident {
+            end_ms: Some(now),
+            term: m.current_term,
+            ..Incident::new(kind::LEADER_CHANGE, severity, start, cause, vec![prev, me], me)
+        })
     }
 
-    async fn check(&mut self, node: &Arc<Node>, m: &sen_raft::RaftMetrics) {
-        let now = now_ms();
-        let cfg = &node.config.incidents;
-        // Quorum regained (as leader again, or following someone).
-        if let Some(since) = self.quorum_lost_ms
-            && (node.roles.is_active_leader() || m.state != ServerState::Leader)
-        {
-            self.quorum_lost_ms = None;
-            let inc = Incident {
-                end_ms: Some(now),
-                term: m.current_term,
-                ..Incident::new(
-                    "quorum-lost",
-                    SERIOUS,
-                    since,
-                    format!(
-                        "node {} led term {} but heard from no quorum for over {:?}; writes through it failed",
-                        node.id,
-                        m.current_term,
-                        node.config.raft.election_timeout_max * 2
-                    ),
-                    vec![node.id],
-                    node.id,
-                )
-            };
-            let n = node.clone();
-            tokio::spawn(async move { record_with_retry(&n, inc).await });
+    /// A lost quorum that is regained (as leader again, or following
+    /// someone): the incident to record from this node.
+    fn quorum_regained(&mut self, me: u64, m: &RaftMetrics, active: bool, grace: Duration) -> Option<Incident> {
+        let since = self.quorum_lost_ms?;
+        if !(active || m.state != ServerState::Leader) {
+            return None;
         }
+        self.quorum_lost_ms = None;
+        Some(Incident {
+            end_ms: Some(now_ms()),
+            term: m.current_term,
+            ..Incident::new(
+                kind::QUORUM_LOST,
+                SERIOUS,
+                since,
+                format!(
+                    "node {me} led term {} but heard from no quorum for over {grace:?}; writes through it failed",
+                    m.current_term
+                ),
+                vec![me],
+                me,
+            )
+        })
+    }
 
-        if !node.roles.is_active_leader() {
+    /// On the leader holding its lease: open, escalate and close the
+    /// incidents of members that do not acknowledge it. A new leader first
+    /// adopts the open incidents of the old one, so they are closed
+    /// exactly once.
+    async fn check_members(
+        &mut self,
+        plane: &impl ControlPlane,
+        me: u64,
+        m: &RaftMetrics,
+        active: bool,
+        cfg: &IncidentsConfig,
+        budget: Duration,
+    ) {
+        let now = now_ms();
+        if !active {
             if m.state != ServerState::Leader {
                 self.unreachable.clear();
                 self.unreachable_term = 0;
             }
             return;
         }
-
-        // Unreachable members. A new leader first adopts the open
-        // incidents of the old one, so they are closed exactly once.
         if self.unreachable_term != m.current_term {
             self.unreachable_term = m.current_term;
             self.unreachable.clear();
-            if let Ok(all) = incidents::list(node) {
+            if let Ok(all) = incidents::list(plane) {
                 for i in all
                     .into_iter()
-                    .filter(|i| i.kind == "node-unreachable" && i.end_ms.is_none())
+                    .filter(|i| i.kind == kind::NODE_UNREACHABLE && i.end_ms.is_none())
                 {
                     if let Some(n) = i.nodes.first() {
                         self.unreachable.insert(*n, (i.id, i.start_ms, i.severity == SERIOUS));
@@ -584,7 +553,7 @@ impl IncidentWatch {
         }
         let Some(hb) = m.heartbeat.as_ref() else { return };
         for (id, last) in hb {
-            if *id == node.id {
+            if *id == me {
                 continue;
             }
             let age = last.as_ref().map(|t| t.elapsed());
@@ -609,18 +578,18 @@ impl IncidentWatch {
                     let inc = Incident {
                         term: m.current_term,
                         ..Incident::new(
-                            "node-unreachable",
+                            kind::NODE_UNREACHABLE,
                             ORDINARY,
                             start,
                             format!(
-                                "node {id} has not acknowledged leader {} for over {:?} (stopped, crashed or cut off)",
-                                node.id, cfg.unreachable_after
+                                "node {id} has not acknowledged leader {me} for over {:?} (stopped, crashed or cut off)",
+                                cfg.unreachable_after
                             ),
                             vec![*id],
-                            node.id,
+                            me,
                         )
                     };
-                    match incidents::record_here(node, inc).await {
+                    match incidents::record(plane, inc, budget).await {
                         Ok(iid) => {
                             self.unreachable.insert(*id, (iid, start, false));
                         }
@@ -630,22 +599,22 @@ impl IncidentWatch {
                 (true, Some((iid, start, false)))
                     if now.saturating_sub(start) > cfg.node_down_serious_after.as_millis() as u64 =>
                 {
-                    if let Ok(mut inc) = incidents::get(node, iid) {
+                    if let Ok(mut inc) = incidents::get(plane, iid) {
                         inc.severity = SERIOUS.into();
                         inc.auto_cause.push_str(&format!(
                             "; still unreachable after {:?}, so the cluster has run with less redundancy for too long",
                             cfg.node_down_serious_after
                         ));
-                        if incidents::update_here(node, &inc).await.is_ok() {
+                        if incidents::update(plane, &inc, budget).await.is_ok() {
                             self.unreachable.insert(*id, (iid, start, true));
                         }
                     }
                 }
                 (false, Some((iid, _, _))) => {
-                    if let Ok(mut inc) = incidents::get(node, iid) {
+                    if let Ok(mut inc) = incidents::get(plane, iid) {
                         inc.end_ms = Some(now.saturating_sub(age.map_or(0, |a| a.as_millis() as u64)));
                         inc.auto_cause.push_str(&format!("; node {id} answered again"));
-                        if incidents::update_here(node, &inc).await.is_ok() {
+                        if incidents::update(plane, &inc, budget).await.is_ok() {
                             self.unreachable.remove(id);
                         }
                     } else {
@@ -657,3 +626,6 @@ impl IncidentWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

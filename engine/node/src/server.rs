@@ -39,14 +39,15 @@ use crate::grpc::admin::AdminApi;
 use crate::grpc::backup::BackupApi;
 use crate::grpc::cluster::ClusterApi;
 use crate::grpc::content::ContentApi;
+use crate::grpc::incidents::IncidentsApi;
 use crate::grpc::kv::KvApi;
 use crate::grpc::node_ops::NodeOpsApi;
 use crate::grpc::raft::RaftApi;
-use crate::incidents::IncidentsApi;
 use crate::metrics::{self, Metrics};
 use crate::network::NetworkFactory;
-use crate::node::{Node, Raft};
+use crate::node::Node;
 use crate::peers::Peers;
+use crate::types::Raft;
 
 /// openraft's configuration derived from ours.
 pub fn raft_config(cfg: &NodeConfig) -> Result<Config, NodeError> {
@@ -387,7 +388,7 @@ async fn raft_stopped(raft: Raft) -> String {
 /// wait (bounded) until this node is no longer leader.
 async fn transfer_leadership(node: &Node, timeout: Duration) {
     let m = node.raft_metrics();
-    let Some(to) = crate::roles::best_successor(node, &m, None) else {
+    let Some(to) = crate::roles::successor(node, &m, None) else {
         tracing::info!("no other voter (that is not drained) to hand leadership to");
         return;
     };

@@ -122,3 +122,77 @@ async fn produce(
     tx.send(encode(&Frame::Done)?).await.map_err(|_| closed())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod golden {
+    //! Snapshot transfer frames, pinned (a node of the next release must
+    //! read them).
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::vote::RaftLeaderId;
+    use sen_raft::{LogId, Membership, NodeInfo, SnapshotMeta, StoredMembership};
+    use sen_store::{SnapshotFile, snapshot::SnapshotManifest};
+
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn every_frame_is_pinned() {
+        let log_id = LogId::new(
+            openraft::impls::leader_id_std::LeaderId { term: 4, voted_for: 1 }.to_committed(),
+            500,
+        );
+        let membership = Membership::new(
+            vec![BTreeSet::from([1])],
+            BTreeMap::from([(
+                1,
+                NodeInfo {
+                    addr: "127.0.0.1:7101".into(),
+                },
+            )]),
+        )
+        .unwrap();
+        let frames = [
+            Frame::Header {
+                vote: Vote::new_committed(4, 1),
+                manifest: SnapshotManifest {
+                    meta: SnapshotMeta {
+                        last_log_id: Some(log_id),
+                        last_membership: StoredMembership::new(Some(log_id), membership),
+                    },
+                    files: vec![SnapshotFile {
+                        name: "1.sst".into(),
+                        size: 3,
+                    }],
+                    created_at_ms: 1,
+                },
+            },
+            Frame::Chunk {
+                file: 0,
+                offset: 0,
+                data: b"abc".to_vec(),
+            },
+            Frame::FileEnd {
+                file: 0,
+                blake3: [7; 32],
+            },
+            Frame::Done,
+        ];
+        let got: Vec<String> = frames.iter().map(|f| hex(&encode(f).unwrap().data)).collect();
+        assert_eq!(
+            got, GOLDEN_FRAMES,
+            "a snapshot frame's encoding changed (new bytes on the left)"
+        );
+    }
+
+    const GOLDEN_FRAMES: [&str; 4] = [
+        "0000040101010104fbf4010104fbf40101010101010e3132372e302e302e313a37313031000105312e7373740301",
+        "0001000003616263",
+        "0002000707070707070707070707070707070707070707070707070707070707070707",
+        "0003",
+    ];
+}

@@ -14,12 +14,14 @@
 use std::collections::HashMap;
 
 use sen_core::{ClusterId, RequestId};
-use serde::{Deserialize, Serialize};
 
 use sen_content::{ChunkId, StoredChunk};
 
 use crate::command::{Compare, CompareOp, CompareTarget, Op, Outcome, Request, Response, Txn, TxnOp};
-pub use crate::content::{ChunkMeta, ContentView, CurrentDeployment, DeploymentInfo, FileRecord, SiteRecord};
+pub use crate::content::ContentView;
+pub use crate::schema::records::{
+    ChunkMeta, CurrentDeployment, DbStats, DedupRecord, DeploymentInfo, FileRecord, KvRecord, SiteRecord,
+};
 
 /// How long a request id is remembered: a retry of the same id within this
 /// window (measured on the replicated monotonic clock) returns the original
@@ -29,36 +31,6 @@ pub const DEDUP_WINDOW_MS: u64 = 15 * 60 * 1000;
 /// Largest value an append may produce. A constant (not configuration), so
 /// every node decides the same way.
 pub const MAX_APPENDED_VALUE_BYTES: usize = 16 * 1024 * 1024;
-
-/// A key's stored state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KvRecord {
-    #[serde(with = "serde_bytes")]
-    pub value: Vec<u8>,
-    /// Log index of the last write.
-    pub mod_revision: u64,
-    /// Log index of the write that created the key.
-    pub create_revision: u64,
-    /// Number of writes since creation (1 after the first put).
-    pub version: u64,
-}
-
-/// What is remembered about an applied request id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DedupRecord {
-    /// Replicated clock when it was applied.
-    pub at_ms: u64,
-    /// The original result, returned again to retries.
-    pub response: Response,
-}
-
-/// Size of one database.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DbStats {
-    pub keys: u64,
-    /// Sum of key and value lengths.
-    pub bytes: u64,
-}
 
 /// One change to the stored state, in application order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -255,3 +255,73 @@ mod tests {
         assert_eq!(back, op);
     }
 }
+
+#[cfg(test)]
+mod golden {
+    //! Responses are persisted too (request-id records return them to
+    //! retries): every outcome's encoding, pinned. Commands are pinned with
+    //! the log entries that carry them (`sen_store::format`).
+
+    use super::*;
+
+    #[test]
+    fn every_outcome_is_pinned() {
+        let outcomes = vec![
+            Outcome::None,
+            Outcome::Put { created: true },
+            Outcome::Delete { deleted: false },
+            Outcome::Txn { succeeded: true },
+            Outcome::InitCluster {
+                cluster_id: "06060606-0606-4606-8606-060606060606".parse().unwrap(),
+                already: false,
+            },
+            Outcome::TxnRejected {
+                reason: "too big".into(),
+            },
+            Outcome::SiteCreated { created: true },
+            Outcome::SiteDeleted { deleted: true },
+            Outcome::ChunksStored { new: 2, existing: 1 },
+            Outcome::Deployed {
+                files: 3,
+                bytes: 70_000,
+            },
+            Outcome::DeployRejected { reason: "moved".into() },
+            Outcome::GarbageCollected {
+                chunks: 4,
+                bytes: 200_000,
+                more: false,
+            },
+        ];
+        let got: Vec<String> = outcomes
+            .into_iter()
+            .map(|outcome| {
+                let r = Response {
+                    revision: 42,
+                    duplicate: false,
+                    outcome,
+                };
+                let b = sen_core::codec::encode("response", &r).unwrap();
+                b.iter().map(|x| format!("{x:02x}")).collect()
+            })
+            .collect();
+        assert_eq!(
+            got, GOLDEN_OUTCOMES,
+            "an outcome's encoding changed (new bytes on the left)"
+        );
+    }
+
+    const GOLDEN_OUTCOMES: [&str; 12] = [
+        "2a0000",
+        "2a000101",
+        "2a000200",
+        "2a000301",
+        "2a0004100606060606064606860606060606060600",
+        "2a000507746f6f20626967",
+        "2a000601",
+        "2a000701",
+        "2a00080201",
+        "2a000903fc70110100",
+        "2a000a056d6f766564",
+        "2a000b04fc400d030000",
+    ];
+}

@@ -16,65 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sen_content::manifest::MAX_MANIFEST_BYTES;
 use sen_content::{ChunkId, ChunkRef, Manifest, StoredChunk};
-use serde::{Deserialize, Serialize};
 
 use crate::apply::{Applier, Mutation, StateError, StateView};
 use crate::command::{Deploy, Outcome};
-
-/// What is known about a stored chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkMeta {
-    /// Deployments using it.
-    pub refs: u64,
-    /// When `refs` last became 0 (or the chunk was uploaded), on the
-    /// replicated clock; meaningful only while `refs == 0`.
-    pub zero_since_ms: u64,
-    /// Plaintext length.
-    pub len: u32,
-    /// Stored (compressed) length.
-    pub stored_len: u32,
-}
-
-/// A site and its current deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SiteRecord {
-    pub created_at_ms: u64,
-    pub current: Option<CurrentDeployment>,
-}
-
-/// The deployment a site serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CurrentDeployment {
-    /// Revision (log index) of the deploy entry.
-    pub id: u64,
-    pub manifest: Vec<ChunkRef>,
-    pub manifest_hash: [u8; 32],
-    pub files: u64,
-    pub bytes: u64,
-}
-
-/// One entry of a site's deployment history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeploymentInfo {
-    pub id: u64,
-    pub at_ms: u64,
-    pub author: String,
-    pub message: String,
-    pub files: u64,
-    pub bytes: u64,
-    /// Chunks this deployment referenced that the previous one did not.
-    pub new_chunks: u64,
-}
-
-/// A file of a site's current deployment, as the file index keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRecord {
-    pub deployment: u64,
-    pub size: u64,
-    pub blake3: [u8; 32],
-    pub mtime_ms: u64,
-    pub chunks: Vec<ChunkRef>,
-}
+use crate::schema::records::{ChunkMeta, CurrentDeployment, DeploymentInfo, FileRecord, SiteRecord};
 
 /// Read access to content state (part of [`StateView`]).
 pub trait ContentView {

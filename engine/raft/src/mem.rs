@@ -8,7 +8,12 @@ use sen_content::{ChunkId, StoredChunk};
 use sen_core::{ClusterId, RequestId};
 
 use crate::apply::{DbStats, DedupRecord, KvRecord, Mutation, StateError, StateView};
-use crate::content::{ChunkMeta, ContentView, DeploymentInfo, FileRecord, SiteRecord};
+use crate::content::ContentView;
+use crate::schema::{ChunkMeta, DeploymentInfo, FileRecord, SiteRecord};
+use crate::schema::{Record, tables};
+
+/// Rows of tables by table name, as stored.
+pub type TableRows = BTreeMap<&'static str, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 /// The whole state in ordered maps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +98,56 @@ impl MemState {
                 Mutation::DeleteDeployments { site } => self.deployments.retain(|(s, _), _| *s != site),
             }
         }
+    }
+}
+
+impl MemState {
+    /// The state in its stored layout: for every table a backup holds
+    /// (`schema::tables::BACKUP_TABLES`), its rows as the RocksDB store
+    /// writes them (same keys, same encodings).
+    pub fn backup_rows(&self) -> Result<TableRows, StateError> {
+        let enc = |e: sen_core::codec::CodecError| StateError::Corrupt(e.to_string());
+        let mut out: TableRows = tables::BACKUP_TABLES.iter().map(|t| (*t, BTreeMap::new())).collect();
+        let mut put = |t: &'static str, k: Vec<u8>, v: Vec<u8>| {
+            out.entry(t).or_default().insert(k, v);
+        };
+        if let Some(id) = self.cluster_id {
+            put(
+                tables::META,
+                tables::META_CLUSTER_ID.to_vec(),
+                sen_core::codec::encode_v1("cluster id", &id).map_err(enc)?,
+            );
+        }
+        for ((db, key), rec) in &self.kv {
+            put(tables::KV, tables::kv_key(db, key), rec.encode().map_err(enc)?);
+        }
+        for (db, stats) in &self.stats {
+            put(tables::DBS, db.as_bytes().to_vec(), stats.encode().map_err(enc)?);
+        }
+        for (site, rec) in &self.sites {
+            put(tables::SITES, site.as_bytes().to_vec(), rec.encode().map_err(enc)?);
+        }
+        for ((site, path), rec) in &self.files {
+            put(
+                tables::FILES,
+                tables::scoped_key(site, path.as_bytes()),
+                rec.encode().map_err(enc)?,
+            );
+        }
+        for ((site, id), info) in &self.deployments {
+            put(
+                tables::DEPLOYS,
+                tables::deploy_key(site, *id),
+                info.encode().map_err(enc)?,
+            );
+        }
+        for (at, id) in &self.zero {
+            put(tables::CHUNK_ZERO, tables::zero_key(*at, &id.0).to_vec(), Vec::new());
+        }
+        for (id, meta) in &self.chunk_meta {
+            put(tables::CHUNK_META, id.0.to_vec(), meta.encode().map_err(enc)?);
+        }
+        Ok(out)
     }
 }
 

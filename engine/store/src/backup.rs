@@ -1,6 +1,8 @@
 //! What backups need from the store: a consistent read view of the
-//! replicated state at one applied index, and building a brand-new data
-//! directory from backed-up records (`sen restore cluster`).
+//! replicated state at one applied index ([`ViewSource`], the store as a
+//! `sen_backup::backup::StateSource`), and building a brand-new data
+//! directory from backed-up records ([`DataDirSink`], the store as a
+//! `sen_backup::restore::StateSink`, for `sen restore cluster`).
 //!
 //! The backed-up *tables* are the replicated column families, plus a
 //! `meta` table holding only the replicated cluster id. Left out: request
@@ -15,7 +17,7 @@ use openraft::vote::RaftLeaderId;
 use rocksdb::{DB, IteratorMode, ReadOptions, SnapshotWithThreadMode, WriteBatch};
 use sen_content::{ChunkId, StoredChunk};
 use sen_core::{ClusterId, NodeId};
-use sen_raft::apply::{DbStats, SiteRecord};
+use sen_raft::schema::{DbStats, Record, SiteRecord, tables};
 use sen_raft::{LogId, Membership, NodeInfo, StoredMembership, Vote};
 
 use crate::format::*;
@@ -23,17 +25,10 @@ use crate::rocks::cf;
 use crate::state::{Applied, StateDb, snapshot_applied_index};
 use crate::{LogStore, StoreError, StoreOptions};
 
-/// Tables a backup holds, in backup order.
-pub const BACKUP_TABLES: &[&str] = &[
-    "meta",
-    CF_DBS,
-    CF_KV,
-    CF_SITES,
-    CF_FILES,
-    CF_DEPLOYS,
-    CF_CHUNK_ZERO,
-    CF_CHUNK_META,
-];
+pub use sen_raft::schema::tables::BACKUP_TABLES;
+
+/// Called for each `(key, value)` row of a scanned table.
+pub type ScanVisitor<'a, E> = dyn FnMut(&[u8], &[u8]) -> Result<(), E> + 'a;
 
 /// Summary of a site in a view.
 #[derive(Debug, Clone)]
@@ -104,12 +99,8 @@ impl ReadView<'_> {
     }
 
     /// Every record of a backup table, in key order.
-    pub fn scan<E: From<StoreError>>(
-        &self,
-        table: &str,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
-        if table == "meta" {
+    pub fn scan<E: From<StoreError>>(&self, table: &str, f: &mut ScanVisitor<'_, E>) -> Result<(), E> {
+        if table == tables::META {
             if let Some(b) = self
                 .snap
                 .get_cf(cf(self.db, CF_META)?, K_CLUSTER_ID)
@@ -151,7 +142,7 @@ impl ReadView<'_> {
             .iterator_cf_opt(cf(self.db, CF_SITES)?, self.ro(), IteratorMode::Start)
         {
             let (k, v) = r.map_err(|e| StoreError::rocks("list sites", e))?;
-            let rec: SiteRecord = dec("site", &v)?;
+            let rec: SiteRecord = SiteRecord::decode(&v)?;
             out.push(SiteInfo {
                 name: String::from_utf8_lossy(&k).into_owned(),
                 deployment: rec.current.as_ref().map(|c| c.id),
@@ -219,7 +210,7 @@ impl DataDirBuilder {
     pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let generation = self.state.live();
         let db = generation.db();
-        if table == "meta" {
+        if table == tables::META {
             if key != K_CLUSTER_ID {
                 return Err(StoreError::Invalid(format!(
                     "unexpected meta record {:?}",
@@ -313,4 +304,147 @@ impl DataDirBuilder {
 /// `ChunkId` from raw bytes (for callers holding `[u8; 32]`).
 pub fn chunk_id(b: [u8; 32]) -> ChunkId {
     ChunkId(b)
+}
+
+// ---------------------------------------------------------------------------
+// The store as the backup crate's source and sink.
+
+use sen_backup::RepoError;
+use sen_backup::backup::{SourcePosition, StateSource};
+use sen_backup::format::{DbSummary, SiteSummary};
+
+fn source_err(e: StoreError) -> RepoError {
+    RepoError::Source(e.to_string())
+}
+
+/// A node's replica seen through one consistent view, as a backup source.
+pub struct ViewSource<'a, 'v> {
+    view: &'a ReadView<'v>,
+    position: SourcePosition,
+}
+
+impl<'a, 'v> ViewSource<'a, 'v> {
+    /// The view's position is computed once here (the state digest is one
+    /// pass over the state).
+    pub fn new(view: &'a ReadView<'v>, node_id: NodeId) -> Result<Self, RepoError> {
+        let applied = view.applied().map_err(source_err)?;
+        let cluster_id = view
+            .cluster_id()
+            .map_err(source_err)?
+            .ok_or_else(|| RepoError::Usage("this node holds no cluster state yet: nothing to back up".into()))?;
+        let position = SourcePosition {
+            cluster_id: cluster_id.to_string(),
+            raft_index: applied.map_or(0, |l| l.index),
+            raft_term: applied.map_or(0, |l| l.leader_id.term),
+            node_id,
+            state_digest: view.digest().map_err(source_err)?,
+        };
+        Ok(Self { view, position })
+    }
+}
+
+/// Carries a repository error through the store's scan.
+struct ScanError(RepoError);
+
+impl From<StoreError> for ScanError {
+    fn from(e: StoreError) -> Self {
+        ScanError(source_err(e))
+    }
+}
+
+impl StateSource for ViewSource<'_, '_> {
+    fn position(&self) -> SourcePosition {
+        self.position.clone()
+    }
+
+    fn tables(&self) -> Vec<String> {
+        BACKUP_TABLES.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn scan(&self, table: &str, f: &mut sen_backup::backup::RowVisitor<'_>) -> Result<(), RepoError> {
+        self.view
+            .scan(table, &mut |k, v| f(k, v).map_err(ScanError))
+            .map_err(|e: ScanError| e.0)
+    }
+
+    fn chunk(&self, id: &[u8; 32]) -> Result<Option<StoredChunk>, RepoError> {
+        self.view.chunk(id).map_err(source_err)
+    }
+
+    fn sites(&self) -> Result<Vec<SiteSummary>, RepoError> {
+        Ok(self
+            .view
+            .sites()
+            .map_err(source_err)?
+            .into_iter()
+            .map(|s| SiteSummary {
+                name: s.name,
+                deployment: s.deployment,
+                files: s.files,
+                bytes: s.bytes,
+            })
+            .collect())
+    }
+
+    fn databases(&self) -> Result<Vec<DbSummary>, RepoError> {
+        Ok(self
+            .view
+            .databases()
+            .map_err(source_err)?
+            .into_iter()
+            .map(|(name, s)| DbSummary {
+                name,
+                keys: s.keys,
+                bytes: s.bytes,
+            })
+            .collect())
+    }
+}
+
+/// A new data directory as the target of `sen_backup::restore::cluster`:
+/// node `id`, the only voter, reachable at `addr`.
+pub struct DataDirSink {
+    builder: Option<DataDirBuilder>,
+    addr: String,
+}
+
+impl DataDirSink {
+    /// Start in `dir`, which must not exist or be empty.
+    pub fn create(dir: &Path, id: NodeId, addr: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            builder: Some(DataDirBuilder::create(dir, id)?),
+            addr: addr.to_owned(),
+        })
+    }
+
+    fn builder(&mut self) -> Result<&mut DataDirBuilder, RepoError> {
+        self.builder
+            .as_mut()
+            .ok_or_else(|| RepoError::Target("the restored data directory is already finished".into()))
+    }
+}
+
+fn target_err(e: StoreError) -> RepoError {
+    RepoError::Target(format!("writing the restored data directory: {e}"))
+}
+
+impl sen_backup::restore::StateSink for DataDirSink {
+    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), RepoError> {
+        self.builder()?.put(table, key, value).map_err(target_err)
+    }
+
+    fn put_chunk(&mut self, chunk: &StoredChunk) -> Result<(), RepoError> {
+        self.builder()?.put_chunk(chunk).map_err(target_err)
+    }
+
+    fn finish(&mut self, snapshot: &sen_backup::Snapshot) -> Result<(String, String), RepoError> {
+        let b = self
+            .builder
+            .take()
+            .ok_or_else(|| RepoError::Target("the restored data directory is already finished".into()))?;
+        let (cluster_id, digest) = b
+            .finish(snapshot.raft_term, snapshot.raft_index, &self.addr)
+            .map_err(target_err)?;
+        Ok((cluster_id.to_string(), digest))
+    }
 }

@@ -18,12 +18,12 @@
 //! copies) the files into a new state generation, checks that the opened DB
 //! is at the snapshot's log id, and switches over atomically.
 
+use sen_core::now_ms;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rocksdb::checkpoint::Checkpoint;
 use sen_raft::SnapshotMeta;
@@ -128,12 +128,6 @@ impl SnapshotHandle {
         let p = self.inner.path.join(&f.name);
         fs::File::open(&p).map_err(io_err(format!("open snapshot file {}", p.display())))
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn snapshot_dir_name(meta: &SnapshotMeta) -> String {

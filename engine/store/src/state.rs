@@ -21,6 +21,7 @@ use sen_raft::apply::{
     ChunkMeta, ContentView, DbStats, DedupRecord, DeploymentInfo, FileRecord, KvRecord, Mutation, SiteRecord,
     StateError, StateView,
 };
+use sen_raft::schema::{Record, tables};
 use sen_raft::{Applier, Entry, LogId, Outcome, Response, StoredMembership};
 
 use crate::format::*;
@@ -616,31 +617,29 @@ fn write_mutations(db: &DB, batch: &mut WriteBatch, mutations: Vec<Mutation>) ->
             Mutation::PutClock { ms } => batch.put_cf(meta, K_CLOCK, enc("clock", &ms)?),
             Mutation::PutClusterId(id) => batch.put_cf(meta, K_CLUSTER_ID, enc("cluster id", &id)?),
             Mutation::PutChunk { chunk } => batch.put_cf(chunks, chunk.id.0, enc("chunk", &chunk)?),
-            Mutation::PutChunkMeta { id, meta } => batch.put_cf(chunk_meta, id.0, enc("chunk meta", &meta)?),
+            Mutation::PutChunkMeta { id, meta } => batch.put_cf(chunk_meta, id.0, meta.encode()?),
             Mutation::DeleteChunk { id } => {
                 batch.delete_cf(chunks, id.0);
                 batch.delete_cf(chunk_meta, id.0);
             }
             Mutation::PutZeroChunk { at_ms, id } => batch.put_cf(chunk_zero, zero_key(at_ms, &id.0), []),
             Mutation::DeleteZeroChunk { at_ms, id } => batch.delete_cf(chunk_zero, zero_key(at_ms, &id.0)),
-            Mutation::PutSite { site, rec } => batch.put_cf(sites, site.as_bytes(), enc("site", &rec)?),
+            Mutation::PutSite { site, rec } => batch.put_cf(sites, site.as_bytes(), rec.encode()?),
             Mutation::DeleteSite { site } => batch.delete_cf(sites, site.as_bytes()),
             Mutation::ReplaceFiles { site, files: list } => {
                 let (lo, hi) = site_range(&site);
                 batch.delete_range_cf(files, lo, hi);
                 for (path, rec) in list {
-                    batch.put_cf(files, site_key(&site, path.as_bytes()), enc("file record", &rec)?);
+                    batch.put_cf(files, site_key(&site, path.as_bytes()), rec.encode()?);
                 }
             }
             Mutation::DeleteFiles { site } => {
                 let (lo, hi) = site_range(&site);
                 batch.delete_range_cf(files, lo, hi);
             }
-            Mutation::PutDeployment { site, info } => batch.put_cf(
-                deploys,
-                site_key(&site, &info.id.to_be_bytes()),
-                enc("deployment", &info)?,
-            ),
+            Mutation::PutDeployment { site, info } => {
+                batch.put_cf(deploys, tables::deploy_key(&site, info.id), info.encode()?)
+            }
             Mutation::DeleteDeployments { site } => {
                 let (lo, hi) = site_range(&site);
                 batch.delete_range_cf(deploys, lo, hi);
@@ -794,7 +793,7 @@ impl StateDb {
             .get_cf(cf(db, CF_SITES)?, name.as_bytes())
             .map_err(|e| StoreError::rocks("read a site", e))?
         {
-            Some(b) => Some(dec("site", &b)?),
+            Some(b) => Some(SiteRecord::decode(&b)?),
             None => None,
         };
         Ok((rec, applied))
@@ -807,7 +806,7 @@ impl StateDb {
         let mut out = Vec::new();
         for r in db.iterator_cf(cf(db, CF_SITES)?, IteratorMode::Start) {
             let (k, v) = r.map_err(|e| StoreError::rocks("list sites", e))?;
-            out.push((String::from_utf8_lossy(&k).into_owned(), dec("site", &v)?));
+            out.push((String::from_utf8_lossy(&k).into_owned(), SiteRecord::decode(&v)?));
         }
         Ok(out)
     }
@@ -823,7 +822,7 @@ impl StateDb {
             .get_cf(cf(db, CF_FILES)?, site_key(site, path.as_bytes()))
             .map_err(|e| StoreError::rocks("read a file record", e))?
         {
-            Some(b) => Some(dec("file record", &b)?),
+            Some(b) => Some(FileRecord::decode(&b)?),
             None => None,
         };
         Ok((rec, applied))
@@ -866,7 +865,7 @@ impl StateDb {
             let path = String::from_utf8_lossy(&k[site.len() + 1..]).into_owned();
             out.push(FileListing {
                 path,
-                record: dec("file record", &v)?,
+                record: FileRecord::decode(&v)?,
             });
         }
         Ok((out, more, applied))
@@ -895,7 +894,7 @@ impl StateDb {
             match r.map_err(|e| StoreError::rocks("look up chunks", e))? {
                 None => out.push(*id),
                 Some(b) => {
-                    let meta: ChunkMeta = dec("chunk meta", &b)?;
+                    let meta: ChunkMeta = ChunkMeta::decode(&b)?;
                     if meta.refs == 0 && meta.zero_since_ms < stale_before_ms {
                         out.push(*id);
                     }
@@ -919,7 +918,7 @@ impl StateDb {
                 }
                 break;
             }
-            out.push(dec("deployment", &v)?);
+            out.push(DeploymentInfo::decode(&v)?);
             if out.len() == limit {
                 break;
             }
@@ -934,7 +933,7 @@ impl StateDb {
         let (mut n, mut bytes, mut unreferenced) = (0u64, 0u64, 0u64);
         for r in db.iterator_cf(cf(db, CF_CHUNK_META)?, IteratorMode::Start) {
             let (_, v) = r.map_err(|e| StoreError::rocks("count chunks", e))?;
-            let m: ChunkMeta = dec("chunk meta", &v)?;
+            let m: ChunkMeta = ChunkMeta::decode(&v)?;
             n += 1;
             bytes += u64::from(m.stored_len);
             unreferenced += u64::from(m.refs == 0);

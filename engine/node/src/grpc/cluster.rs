@@ -19,11 +19,12 @@ use sen_proto::v1::*;
 use sen_raft::{NodeInfo, Op, Outcome, TypeConfig};
 use tonic::{Request, Response, Status};
 
+use super::measured;
 use super::raft::local_status;
-use super::{forwarded, is_forwarded, measured};
 use crate::deadline;
-use crate::error::{ApiError, relay};
-use crate::node::{Node, status_to_api};
+use crate::error::ApiError;
+use crate::forward::{forwarded, is_forwarded};
+use crate::node::Node;
 
 pub struct ClusterApi {
     pub node: Arc<Node>,
@@ -35,19 +36,16 @@ macro_rules! leader_only {
     ($self:ident, $req:ident, $method:ident, $budget:expr) => {{
         let node = &$self.node;
         if !is_forwarded(node, &$req)? && !node.is_leader() {
-            let leader = node.leader();
-            match leader {
+            match node.leader() {
                 Some(l) if l.id != node.id && !l.addr.is_empty() => {
-                    let mut client = node.peers.cluster(l.id, &l.addr).map_err(status_to_api)?;
-                    let b = $budget;
-                    return match tokio::time::timeout(b, client.$method(forwarded(node, $req.into_inner(), b))).await {
-                        Err(_) => Err(ApiError::Timeout(format!(
-                            "the leader at {} did not answer within {b:?}",
-                            l.addr
-                        ))),
-                        Ok(Err(s)) => Err(status_to_api(relay(&l.addr, s))),
-                        Ok(Ok(r)) => Ok(r.into_inner()),
-                    };
+                    return forward_to_leader!(
+                        uncapped node,
+                        node.peers.cluster(l.id, &l.addr),
+                        l.addr,
+                        $method,
+                        $req.into_inner(),
+                        $budget
+                    );
                 }
                 other => return Err(ApiError::not_leader(node.id, other)),
             }
@@ -137,7 +135,10 @@ impl ClusterApi {
         // Dial through `network.peer-addresses` if one is set for this id;
         // no `to` metadata: the node checks the id in the request itself.
         let target = node.peers.resolve(Some(id), addr).to_owned();
-        let mut peer = node.peers.raft(None, &target, false).map_err(status_to_api)?;
+        let mut peer = node
+            .peers
+            .raft(None, &target, false)
+            .map_err(|s| ApiError::from_peer(&target, &s))?;
         let mut join = Request::new(JoinRequest {
             cluster_id: cluster_id.to_string(),
             node_id: id,
@@ -193,7 +194,7 @@ impl ClusterApi {
             term: 0,
             voter: voters.contains(&id),
             error: String::new(),
-            drained: crate::roles::is_drained(&self.node, id),
+            drained: crate::system::is_drained(self.node.as_ref(), id),
         }
     }
 }
@@ -488,7 +489,7 @@ impl Cluster for ClusterApi {
                     "node {to} is not a voter; leadership can only move to one of {voters:?}"
                 )));
             }
-            let target = crate::roles::best_successor(&node, &m, (to != 0).then_some(to)).ok_or_else(|| {
+            let target = crate::roles::successor(&node, &m, (to != 0).then_some(to)).ok_or_else(|| {
                 ApiError::FailedPrecondition(if to == 0 {
                     "no other voter can take over (all are drained, or this is the only voter)".into()
                 } else {
@@ -563,7 +564,7 @@ impl Cluster for ClusterApi {
                     r.id
                 )));
             }
-            let is_drained = |id: u64| crate::roles::is_drained(&node, id);
+            let is_drained = |id: u64| crate::system::is_drained(node.as_ref(), id);
             if r.drain {
                 let electable = voters.iter().filter(|v| **v != r.id && !is_drained(**v)).count();
                 if voters.contains(&r.id) && electable == 0 {
@@ -573,16 +574,16 @@ impl Cluster for ClusterApi {
                     )));
                 }
             }
-            let key = crate::roles::drained_key(r.id);
+            let key = sen_raft::schema::system::drained_key(r.id);
             let op = if r.drain {
                 Op::Put {
-                    db: crate::backup::SYSTEM_DB.into(),
+                    db: sen_raft::schema::system::SYSTEM_DB.into(),
                     key,
-                    value: crate::node::now_ms().to_string().into_bytes(),
+                    value: sen_core::now_ms().to_string().into_bytes(),
                 }
             } else {
                 Op::Delete {
-                    db: crate::backup::SYSTEM_DB.into(),
+                    db: sen_raft::schema::system::SYSTEM_DB.into(),
                     key,
                 }
             };

@@ -18,9 +18,10 @@ use sen_raft::{Deploy, Op, Outcome};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Route, measured, request_id, route, with_id};
+use super::{measured, request_id, with_id};
 use crate::deadline;
 use crate::error::ApiError;
+use crate::forward::{Route, route};
 use crate::node::Node;
 
 /// Most chunks in one `PutChunks` request.
@@ -231,7 +232,7 @@ impl Content for ContentApi {
             // re-uploading renews them, so the collector cannot delete them
             // under this push.
             let half_grace = node.config.content.gc_grace.as_millis() as u64 / 2;
-            let stale_before = crate::node::now_ms().saturating_sub(half_grace);
+            let stale_before = sen_core::now_ms().saturating_sub(half_grace);
             let missing = blocking(move || Ok(state.missing_chunks(&ids, stale_before)?)).await?;
             Ok(MissingChunksResponse {
                 missing: missing.into_iter().map(|id| id.0.to_vec()).collect(),

@@ -15,9 +15,10 @@ use sen_raft::apply::KvRecord;
 use sen_raft::{Op, Outcome, Response as RaftResponse, command};
 use tonic::{Request, Response, Status};
 
-use super::{Route, measured, request_id, route, with_id};
+use super::{measured, request_id, with_id};
 use crate::deadline;
 use crate::error::ApiError;
+use crate::forward::{Route, route};
 use crate::node::Node;
 
 pub struct KvApi {

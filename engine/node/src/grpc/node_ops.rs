@@ -10,19 +10,14 @@ use sen_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::measured;
-use crate::error::ApiError;
 use crate::faults::{self, FaultKind};
-
-use crate::incidents::{Incident, SERIOUS};
-use crate::node::{Node, now_ms};
+use crate::node::Node;
+use crate::recovery;
+use sen_core::now_ms;
 
 pub struct NodeOpsApi {
     pub node: Arc<Node>,
 }
-
-/// Where a forced recovery leaves the incident to record once this node
-/// leads again (the cluster cannot take writes while it recovers).
-pub const RECOVERY_FILE: &str = "recovery-incident.json";
 
 #[tonic::async_trait]
 impl NodeOps for NodeOpsApi {
@@ -88,64 +83,20 @@ impl NodeOps for NodeOpsApi {
         measured(&self.node, "NodeOps/Recover", async {
             let r = req.into_inner();
             let node = &self.node;
-            let m = node.raft_metrics();
-            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-            let last = m.last_log_index.unwrap_or(0);
-            let mut resp = RecoverResponse {
+            let (pos, restarting) = if r.force {
+                (recovery::force(node, &r.confirm)?, true)
+            } else {
+                (recovery::position(node), false)
+            };
+            Ok(RecoverResponse {
                 node_id: node.id,
-                last_log_index: last,
-                term: m.current_term,
-                commit_index: m.local_committed.map_or(0, |l| l.index),
-                applied_index: m.last_applied.map_or(0, |l| l.index),
-                voters: voters.clone(),
-                restarting: false,
-            };
-            if !r.force {
-                return Ok(resp);
-            }
-            let expected = format!("recover node {}", node.id);
-            if r.confirm != expected {
-                return Err(ApiError::FailedPrecondition(format!(
-                    "forced recovery needs the confirmation {expected:?}"
-                )));
-            }
-            if node.is_leader() && node.roles.is_active_leader() {
-                return Err(ApiError::FailedPrecondition(format!(
-                    "node {} leads with a quorum: the cluster has not lost its majority; use `sen cluster remove-node` for dead nodes instead",
-                    node.id
-                )));
-            }
-            tracing::error!(voters = ?voters, last, "forced recovery requested: restarting as the only voter");
-            let me = node.id;
-            let others: Vec<u64> = voters.iter().copied().filter(|v| *v != me).collect();
-            let inc = Incident {
-                end_ms: None,
-                term: m.current_term,
-                ..Incident::new(
-                    "recovery",
-                    SERIOUS,
-                    now_ms(),
-                    format!(
-                        "the cluster lost its majority of voters {voters:?}; node {me} was forced to become the only voter from its own log (last entry {last}); any entry committed after {last} only on the lost nodes is gone; nodes {others:?} must be wiped and re-added under new ids"
-                    ),
-                    voters.clone(),
-                    me,
-                )
-            };
-            std::fs::write(
-                node.config.data_dir.join(RECOVERY_FILE),
-                serde_json::to_vec(&inc).map_err(|e| ApiError::Internal(e.to_string()))?,
-            )
-            .map_err(|e| ApiError::Internal(format!("cannot write {RECOVERY_FILE}: {e}")))?;
-            resp.restarting = true;
-            // Answer first; the server then stops in order, rewrites the
-            // membership and restarts this process (server::run).
-            let n = node.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                n.recovery.cancel();
-            });
-            Ok(resp)
+                last_log_index: pos.last_log_index,
+                term: pos.term,
+                commit_index: pos.commit_index,
+                applied_index: pos.applied_index,
+                voters: pos.voters,
+                restarting,
+            })
         })
         .await
     }

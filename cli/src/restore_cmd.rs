@@ -1,0 +1,332 @@
+//! `sen restore …`: a whole cluster into a new data directory, a site
+//! into a local directory or back into the live site, a database into
+//! JSON lines or back into the live database (docs/backup.md). The work is
+//! `sen_backup::restore`; this module parses, prints and exits.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use sen_backup::RepoError;
+use sen_backup::format::hex_id;
+use sen_backup::read::{self, SnapshotEntry};
+use sen_backup::restore::{self, DbChange, SiteRestore};
+use sen_ops::live::ClientCluster;
+use sen_store::backup::DataDirSink;
+use serde_json::json;
+
+use crate::output::emit;
+use crate::repo_args::{RepoArgs, bar, fail, mb, open_snapshot, runtime};
+use crate::{Failure, Output};
+
+#[derive(Subcommand, Debug)]
+pub enum RestoreCmd {
+    /// Prepare a data directory that starts a new one-node cluster holding
+    /// exactly a snapshot's state (disaster recovery).
+    Cluster {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// `latest` or a snapshot id prefix.
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// New, empty data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Node id of the restored node.
+        #[arg(long)]
+        id: u64,
+        /// gRPC address the node will listen on.
+        #[arg(long)]
+        listen: String,
+        /// Address other nodes reach it at (default: --listen).
+        #[arg(long)]
+        advertise: Option<String>,
+    },
+    /// Restore a site (or a file or directory of it) to a local directory.
+    Site {
+        #[command(flatten)]
+        repo: RepoArgs,
+        site: String,
+        /// A file or directory of the site (default: all of it).
+        #[arg(long, default_value = "")]
+        path: String,
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// Local directory to write into.
+        #[arg(long, required_unless_present = "into_cluster", conflicts_with = "into_cluster")]
+        to: Option<PathBuf>,
+        /// Put the files back into the live site instead (one atomic
+        /// deployment: under --path the site becomes what the snapshot had;
+        /// everything else stays as it is now).
+        #[arg(long)]
+        into_cluster: bool,
+        /// With --into-cluster: list what would change, change nothing.
+        #[arg(long, requires = "into_cluster")]
+        dry_run: bool,
+    },
+    /// Restore a database (or the keys under a prefix) to a JSON-lines file.
+    Db {
+        #[command(flatten)]
+        repo: RepoArgs,
+        db: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+        /// File to write (`-`: standard output).
+        #[arg(long, required_unless_present = "into_cluster", conflicts_with = "into_cluster")]
+        to: Option<PathBuf>,
+        /// Write the records back into the live database instead: under
+        /// --prefix the database becomes what the snapshot had (keys added
+        /// since are deleted, changed ones reset).
+        #[arg(long)]
+        into_cluster: bool,
+        /// With --into-cluster: list what would change, change nothing.
+        #[arg(long, requires = "into_cluster")]
+        dry_run: bool,
+    },
+}
+
+pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
+    let rt = runtime()?;
+    let started = Instant::now();
+    match cmd {
+        RestoreCmd::Site {
+            repo,
+            site,
+            path,
+            snapshot,
+            into_cluster: true,
+            dry_run,
+            ..
+        } => {
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
+            let client = crate::client(endpoints, timeout)?;
+            let mut live = ClientCluster {
+                client: &client,
+                rt: rt.handle().clone(),
+            };
+            let done = restore::site_into_cluster(&r, &index, &e, &site, &path, &mut live, dry_run).map_err(fail)?;
+            print_site_restore(output, &e, &site, &path, dry_run, &done);
+            Ok(())
+        }
+        RestoreCmd::Db {
+            repo,
+            db,
+            prefix,
+            snapshot,
+            into_cluster: true,
+            dry_run,
+            ..
+        } => {
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
+            let client = crate::client(endpoints, timeout)?;
+            let mut live = ClientCluster {
+                client: &client,
+                rt: rt.handle().clone(),
+            };
+            let changes = restore::db_into_cluster(&r, &index, &e.snapshot, &db, prefix.as_bytes(), &mut live, dry_run)
+                .map_err(fail)?;
+            print_db_restore(output, &e, &db, &prefix, dry_run, &changes);
+            Ok(())
+        }
+        RestoreCmd::Site {
+            repo,
+            site,
+            path,
+            snapshot,
+            to,
+            ..
+        } => {
+            let to = to.ok_or_else(|| Failure::from("give --to DIR or --into-cluster"))?;
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
+            let files = read::site_files(&r, &index, &e.snapshot, &site, &path).map_err(fail)?;
+            if files.is_empty() {
+                return Err(format!("snapshot {} has nothing at {site}/{path}", e.short_id()).into());
+            }
+            let total: u64 = files.iter().map(|f| f.record.size).sum();
+            let pb = bar(output, total);
+            let stats = read::restore_files(&r, &index, &files, &to, &|n| pb.inc(n)).map_err(fail)?;
+            pb.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            emit(
+                output,
+                json!({"snapshot_id": hex_id(&e.id), "site": site, "path": path, "to": to, "files": stats.files, "bytes": stats.bytes, "duration_ms": (secs * 1000.0) as u64}),
+                || {
+                    format!(
+                        "restored {} file(s), {} of site {site} from snapshot {} into {} in {secs:.1} s ({:.1} MB/s)",
+                        stats.files,
+                        mb(stats.bytes),
+                        e.short_id(),
+                        to.display(),
+                        stats.bytes as f64 / 1e6 / secs.max(1e-3)
+                    )
+                },
+            );
+            Ok(())
+        }
+        RestoreCmd::Db {
+            repo,
+            db,
+            prefix,
+            snapshot,
+            to,
+            ..
+        } => {
+            let to = to.ok_or_else(|| Failure::from("give --to FILE or --into-cluster"))?;
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
+            let stdout = to.as_os_str() == "-";
+            let tmp = to.with_extension("sen-restore-tmp");
+            let mut w: Box<dyn Write> = if stdout {
+                Box::new(std::io::BufWriter::new(std::io::stdout()))
+            } else {
+                Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?,
+                ))
+            };
+            let n = read::db_records(&r, &index, &e.snapshot, &db, prefix.as_bytes(), &mut |k, rec| {
+                let line = serde_json::to_string(&read::DbRecord::new(&db, k, &rec))
+                    .map_err(|e| RepoError::Usage(e.to_string()))?;
+                writeln!(w, "{line}").map_err(|e| RepoError::Usage(format!("write {}: {e}", to.display())))
+            })
+            .map_err(fail)?;
+            w.flush().map_err(|e| format!("write {}: {e}", to.display()))?;
+            drop(w);
+            if !stdout {
+                std::fs::rename(&tmp, &to).map_err(|e| format!("rename into {}: {e}", to.display()))?;
+                emit(
+                    output,
+                    json!({"snapshot_id": hex_id(&e.id), "db": db, "prefix": prefix, "to": to, "records": n}),
+                    || {
+                        format!(
+                            "restored {n} record(s) of database {db} from snapshot {} into {}",
+                            e.short_id(),
+                            to.display()
+                        )
+                    },
+                );
+            }
+            Ok(())
+        }
+        RestoreCmd::Cluster {
+            repo,
+            snapshot,
+            data_dir,
+            id,
+            listen,
+            advertise,
+        } => {
+            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
+            let addr = advertise.unwrap_or_else(|| listen.clone());
+            let pb = bar(output, e.snapshot.stats.bytes_total);
+            let result = DataDirSink::create(&data_dir, id, &addr)
+                .map_err(|e| RepoError::Target(e.to_string()))
+                .and_then(|mut sink| restore::cluster(&r, &index, &e.snapshot, &mut sink, &|n| pb.inc(n)));
+            pb.finish_and_clear();
+            let (cluster_id, digest, bytes) = match result {
+                Ok(x) => (x.cluster_id, x.digest, x.bytes),
+                Err(err) => {
+                    // Leave nothing half-built behind that could be started.
+                    let _ = std::fs::remove_dir_all(&data_dir);
+                    return Err(fail(err));
+                }
+            };
+            let secs = started.elapsed().as_secs_f64();
+            emit(
+                output,
+                json!({
+                    "snapshot_id": hex_id(&e.id),
+                    "cluster_id": cluster_id,
+                    "raft_index": e.snapshot.raft_index,
+                    "state_digest": digest,
+                    "data_dir": data_dir,
+                    "node_id": id,
+                    "bytes": bytes,
+                    "duration_ms": (secs * 1000.0) as u64,
+                }),
+                || {
+                    format!(
+                        "restored snapshot {} (cluster {}, raft index {}) into {} in {secs:.1} s ({:.1} MB/s); state digest verified\nstart it with: sen server --id {id} --data-dir {} --listen {listen}{}\nthen add nodes with `sen cluster add-node`",
+                        e.short_id(),
+                        cluster_id,
+                        e.snapshot.raft_index,
+                        data_dir.display(),
+                        bytes as f64 / 1e6 / secs.max(1e-3),
+                        data_dir.display(),
+                        if addr != listen {
+                            format!(" --advertise {addr}")
+                        } else {
+                            String::new()
+                        }
+                    )
+                },
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_site_restore(output: Output, e: &SnapshotEntry, site: &str, path: &str, dry_run: bool, done: &SiteRestore) {
+    let changes = &done.changes;
+    emit(
+        output,
+        json!({"snapshot_id": hex_id(&e.id), "site": site, "path": path, "dry_run": dry_run, "deployment": done.deployment,
+               "changes": changes.iter().map(|(k, p)| json!({"change": k, "path": p})).collect::<Vec<_>>()}),
+        || {
+            let mut t = String::new();
+            for (k, p) in changes {
+                t.push_str(&format!("{:<8} {p}\n", format!("{k:?}").to_lowercase()));
+            }
+            t.push_str(&match done.deployment {
+                _ if changes.is_empty() => format!(
+                    "site {site} already matches snapshot {} under {path:?}: nothing to do",
+                    e.short_id()
+                ),
+                None => format!(
+                    "dry run: {} change(s) to site {site} from snapshot {}",
+                    changes.len(),
+                    e.short_id()
+                ),
+                Some(d) => format!(
+                    "restored {} change(s) to site {site} from snapshot {} as deployment {d}",
+                    changes.len(),
+                    e.short_id()
+                ),
+            });
+            t
+        },
+    );
+}
+
+fn print_db_restore(
+    output: Output,
+    e: &SnapshotEntry,
+    db: &str,
+    prefix: &str,
+    dry_run: bool,
+    changes: &[(DbChange, Vec<u8>)],
+) {
+    emit(
+        output,
+        json!({"snapshot_id": hex_id(&e.id), "db": db, "prefix": prefix, "dry_run": dry_run,
+               "changes": changes.iter().map(|(c, k)| json!({"change": c, "key": crate::output::json_bytes(k)})).collect::<Vec<_>>()}),
+        || {
+            let mut t = String::new();
+            for (c, k) in changes {
+                t.push_str(&format!(
+                    "{:<7} {}\n",
+                    format!("{c:?}").to_lowercase(),
+                    crate::output::show(k)
+                ));
+            }
+            t.push_str(&format!(
+                "{} {} change(s) to database {db} from snapshot {}",
+                if dry_run { "dry run:" } else { "applied" },
+                changes.len(),
+                e.short_id()
+            ));
+            t
+        },
+    );
+}

@@ -1,0 +1,113 @@
+//! Requests that must run on the leader, from any node: where a request is
+//! executed ([`route`]), marking a forwarded request ([`forwarded`],
+//! [`is_forwarded`]), the [`forward_to_leader!`] call with its deadline, and
+//! recording an incident from any node ([`record_incident`]).
+//!
+//! A follower forwards at most once; a leader never forwards (a request
+//! marked as forwarded is executed or refused where it lands).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sen_raft::schema::system::Incident;
+
+use crate::error::ApiError;
+use crate::node::Node;
+
+/// Send `msg` to the leader with `client.method`, under `budget` (capped by
+/// `server.forward-timeout`; the `uncapped` form keeps the whole budget, for
+/// membership changes that wait for a node to catch up), mapping the answer
+/// back to an `ApiError`.
+macro_rules! forward_to_leader {
+    ($node:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
+        let node: &std::sync::Arc<crate::node::Node> = $node;
+        let b: std::time::Duration = $budget.min(node.config.server.forward_timeout);
+        forward_to_leader!(uncapped node, $client, $addr, $method, $msg, b)
+    }};
+    (uncapped $node:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
+        let node: &std::sync::Arc<crate::node::Node> = $node;
+        let b: std::time::Duration = $budget;
+        let addr: &str = &$addr;
+        let mut client = $client.map_err(|s| crate::error::ApiError::from_peer(addr, &s))?;
+        match tokio::time::timeout(b, client.$method(crate::forward::forwarded(node, $msg, b))).await {
+            Err(_) => Err(crate::error::ApiError::Timeout(format!(
+                "the leader at {addr} did not answer within {b:?}; for a write the outcome is unknown: retry with the same request id"
+            ))),
+            Ok(Err(s)) => Err(crate::error::ApiError::from_peer(addr, &s)),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }};
+}
+
+/// Whether another node forwarded this request to us (we are believed to
+/// be the leader, and must not forward it again). A forwarded request must
+/// come from a node of our own cluster.
+pub fn is_forwarded<T>(node: &Node, req: &tonic::Request<T>) -> Result<bool, ApiError> {
+    let md = req.metadata();
+    let Some(from) = md.get(sen_proto::meta::FORWARDED_BY) else {
+        return Ok(false);
+    };
+    let theirs = md
+        .get(sen_proto::meta::CLUSTER_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match node.cluster_id() {
+        Some(ours) if theirs == ours.to_string() => Ok(true),
+        ours => Err(ApiError::FailedPrecondition(format!(
+            "node {} refuses a request forwarded by node {} of cluster {}: this node belongs to cluster {}",
+            node.id,
+            from.to_str().unwrap_or("?"),
+            if theirs.is_empty() { "(none)" } else { theirs },
+            ours.map_or("(none)".to_owned(), |c| c.to_string())
+        ))),
+    }
+}
+
+/// Mark a request as forwarded by `node`, with a deadline.
+pub fn forwarded<T>(node: &Arc<Node>, inner: T, budget: Duration) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(inner);
+    req.set_timeout(budget);
+    if let Ok(v) = node.id.to_string().parse() {
+        req.metadata_mut().insert(sen_proto::meta::FORWARDED_BY, v);
+    }
+    req
+}
+
+/// Where a write must be executed.
+pub enum Route {
+    Local,
+    Forward { id: u64, addr: String },
+}
+
+/// Writes run on the leader: here if this node leads (or the request was
+/// forwarded to it), else forwarded once to the leader it knows.
+pub fn route<T>(node: &Node, req: &tonic::Request<T>) -> Result<Route, ApiError> {
+    if is_forwarded(node, req)? || node.is_leader() {
+        return Ok(Route::Local);
+    }
+    match node.leader() {
+        Some(l) if l.id != node.id && !l.addr.is_empty() => Ok(Route::Forward { id: l.id, addr: l.addr }),
+        Some(l) if l.id == node.id => Ok(Route::Local),
+        other => Err(ApiError::not_leader(node.id, other)),
+    }
+}
+
+/// Record `inc` from any node: here if leading, else through the leader's
+/// `Incidents/Record`. Returns the incident's id.
+pub async fn record_incident(node: &Arc<Node>, inc: Incident) -> Result<u64, ApiError> {
+    let budget = node.config.server.request_timeout;
+    if node.is_leader() {
+        return crate::incidents::record(node.as_ref(), inc, budget).await;
+    }
+    let leader = node.leader().ok_or_else(|| ApiError::not_leader(node.id, None))?;
+    let json = serde_json::to_string(&inc).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let r = forward_to_leader!(
+        node,
+        node.peers.incidents(leader.id, &leader.addr),
+        leader.addr,
+        record,
+        sen_proto::v1::RecordIncidentRequest { json },
+        budget
+    )?;
+    Ok(r.id)
+}

@@ -1,0 +1,135 @@
+//! The control plane on a node: the typed records of `sen-system`
+//! (`sen_raft::schema::system`), read from this node's replica and written
+//! through Raft on the leader.
+//!
+//! Everything that keeps control-plane state (incidents, drains, planned
+//! transfers, backup schedules) goes through [`ControlPlane`], so it can be
+//! unit-tested against an in-memory state machine ([`testing`]) instead of
+//! a running node.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sen_raft::schema::system::{self, SYSTEM_DB, SystemRecord};
+use sen_raft::{Op, Response};
+
+use crate::error::ApiError;
+use crate::node::Node;
+
+/// A key and its value.
+pub type Row = (Vec<u8>, Vec<u8>);
+
+/// Read and write access to the control plane.
+pub trait ControlPlane: Send + Sync {
+    /// A value in this node's replica, with its revision.
+    fn get_raw(&self, key: &[u8]) -> Result<Option<(Vec<u8>, u64)>, ApiError>;
+    /// Every key with `prefix` in this node's replica, in key order.
+    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<Row>, ApiError>;
+    /// Commit `op` (this node must lead) and wait until it is applied here.
+    fn propose(&self, op: Op, budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send;
+}
+
+impl ControlPlane for Node {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<(Vec<u8>, u64)>, ApiError> {
+        let (rec, _) = self.state.get(SYSTEM_DB, key)?;
+        Ok(rec.map(|r| (r.value, r.mod_revision)))
+    }
+
+    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<Row>, ApiError> {
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .state
+                .scan(SYSTEM_DB, prefix, after.as_deref(), 1000, 8 << 20, false)?;
+            after = page.items.last().map(|(k, _)| k.clone());
+            out.extend(page.items.into_iter().map(|(k, r)| (k, r.value)));
+            if !page.more {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn propose(&self, op: Op, budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send {
+        Node::propose(self, None, op, budget)
+    }
+}
+
+/// A typed record and its revision.
+pub fn read<T: SystemRecord>(cp: &impl ControlPlane, key: &[u8]) -> Result<Option<(T, u64)>, ApiError> {
+    match cp.get_raw(key)? {
+        None => Ok(None),
+        Some((v, rev)) => T::from_json(&v)
+            .map(|t| Some((t, rev)))
+            .map_err(|e| ApiError::Internal(format!("{} ({}): {e}", T::WHAT, String::from_utf8_lossy(key)))),
+    }
+}
+
+/// The write that stores `record` at `key`.
+pub fn put_op<T: SystemRecord>(key: Vec<u8>, record: &T) -> Result<Op, ApiError> {
+    Ok(Op::Put {
+        db: SYSTEM_DB.into(),
+        key,
+        value: record.to_json().map_err(|e| ApiError::Internal(e.to_string()))?,
+    })
+}
+
+/// Whether node `id` is drained, in this replica.
+pub fn is_drained(cp: &impl ControlPlane, id: u64) -> bool {
+    matches!(cp.get_raw(&system::drained_key(id)), Ok(Some(_)))
+}
+
+/// An in-memory control plane: the real apply logic (`sen_raft::Applier`)
+/// over `sen_raft::mem::MemState`, one log index per proposal.
+#[cfg(test)]
+pub mod testing {
+    use std::sync::Mutex;
+
+    use sen_raft::mem::MemState;
+    use sen_raft::{Applier, Request};
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct MemControlPlane {
+        state: Mutex<(MemState, u64)>,
+    }
+
+    impl ControlPlane for MemControlPlane {
+        fn get_raw(&self, key: &[u8]) -> Result<Option<(Vec<u8>, u64)>, ApiError> {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(s.0
+                .kv
+                .get(&(SYSTEM_DB.to_owned(), key.to_vec()))
+                .map(|r| (r.value.clone(), r.mod_revision)))
+        }
+
+        fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<Row>, ApiError> {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(s.0
+                .kv
+                .iter()
+                .filter(|((db, k), _)| db == SYSTEM_DB && k.starts_with(prefix))
+                .map(|((_, k), r)| (k.clone(), r.value.clone()))
+                .collect())
+        }
+
+        fn propose(&self, op: Op, _budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let (state, index) = &mut *s;
+            *index += 1;
+            let req = Request {
+                id: None,
+                proposed_at_ms: sen_core::now_ms(),
+                op,
+            };
+            let mut applier = Applier::new(&*state);
+            let r = applier.apply(*index, &req);
+            let mutations = applier.finish();
+            if r.is_ok() {
+                state.write(mutations);
+            }
+            std::future::ready(r.map_err(|e| ApiError::Internal(e.to_string())))
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! The control plane kept in the cluster: database `sen-system`.
+//!
+//! Drain flags, planned-transfer and active-drill markers, the incident
+//! log, drill reports, the backup schedule and the record of every
+//! scheduled run. Each is a typed record stored as JSON (readable with
+//! `sen kv get sen-system …` when debugging) that carries a `version`;
+//! [`SystemRecord::from_json`] refuses a version newer than this build
+//! knows instead of misreading it. Keys are built only by the functions
+//! here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The database holding the control plane.
+pub const SYSTEM_DB: &str = "sen-system";
+
+/// A control-plane record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemRecordError {
+    #[error("{what} in {SYSTEM_DB} is not valid JSON of its kind: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error(
+        "{what} in {SYSTEM_DB} has version {found}, but this build of Sen understands versions up to {supported}; upgrade this node"
+    )]
+    UnknownVersion {
+        what: &'static str,
+        found: u32,
+        supported: u32,
+    },
+}
+
+/// A typed, versioned control-plane record.
+pub trait SystemRecord: Serialize + DeserializeOwned {
+    /// What it is, in error messages.
+    const WHAT: &'static str;
+    /// The newest version this build writes and reads.
+    const VERSION: u32;
+
+    /// The stored JSON.
+    fn to_json(&self) -> Result<Vec<u8>, SystemRecordError> {
+        serde_json::to_vec(self).map_err(|source| SystemRecordError::Json {
+            what: Self::WHAT,
+            source,
+        })
+    }
+
+    /// Read stored JSON. A record without a `version` is version 1 (older
+    /// releases wrote some records without one); a newer version is
+    /// refused.
+    fn from_json(bytes: &[u8]) -> Result<Self, SystemRecordError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(default = "v1")]
+            version: u32,
+        }
+        let json = |source| SystemRecordError::Json {
+            what: Self::WHAT,
+            source,
+        };
+        let probe: Probe = serde_json::from_slice(bytes).map_err(json)?;
+        if probe.version > Self::VERSION {
+            return Err(SystemRecordError::UnknownVersion {
+                what: Self::WHAT,
+                found: probe.version,
+                supported: Self::VERSION,
+            });
+        }
+        serde_json::from_slice(bytes).map_err(json)
+    }
+}
+
+fn v1() -> u32 {
+    1
+}
+
+// ---------------------------------------------------------------------------
+// Drain and planned leadership transfers.
+
+/// Present ⇔ node `id` is drained (it does not campaign for leadership).
+/// The value is the time it was drained (ms, decimal text).
+pub fn drained_key(id: u64) -> Vec<u8> {
+    format!("node/{id}/drained").into_bytes()
+}
+
+/// Written before a planned leadership transfer, so the new leader records
+/// the change as planned.
+pub const PLANNED_TRANSFER_KEY: &[u8] = b"ha/planned-transfer";
+
+/// A leadership transfer about to happen on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedTransfer {
+    #[serde(default = "v1")]
+    pub version: u32,
+    pub from: u64,
+    pub to: u64,
+    pub at_ms: u64,
+    /// `transfer-leader`, `drain` or `shutdown`.
+    pub reason: String,
+}
+
+impl SystemRecord for PlannedTransfer {
+    const WHAT: &'static str = "the planned-transfer marker";
+    const VERSION: u32 = 1;
+}
+
+// ---------------------------------------------------------------------------
+// Drills.
+
+/// Written by `sen drill run` while a drill runs: incidents it causes are
+/// tagged with the drill, and its expected consequences are ordinary.
+pub const ACTIVE_DRILL_KEY: &[u8] = b"ha/active-drill";
+
+/// The drill running now ([`ACTIVE_DRILL_KEY`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveDrill {
+    #[serde(default = "v1")]
+    pub version: u32,
+    pub id: String,
+    pub target: u64,
+    /// The drill's probes end by then (plus a minute of slack).
+    pub until_ms: u64,
+}
+
+impl SystemRecord for ActiveDrill {
+    const WHAT: &'static str = "the active-drill marker";
+    const VERSION: u32 = 1;
+}
+
+/// Stored drill reports: `drill/<id>`.
+pub const DRILL_PREFIX: &str = "drill/";
+
+pub fn drill_key(id: &str) -> Vec<u8> {
+    format!("{DRILL_PREFIX}{id}").into_bytes()
+}
+
+/// A stored failover-drill report (`sen drill run`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrillReport {
+    pub version: u32,
+    pub id: String,
+    pub scenario: String,
+    pub target: u64,
+    pub started_at_ms: u64,
+    pub fault_ms: u64,
+    pub probe_rate: f64,
+    pub nodes: Vec<u64>,
+    pub leader_before: u64,
+    pub leader_after: u64,
+    /// Milliseconds after `started_at_ms`.
+    pub timeline: DrillTimeline,
+    /// Longest interval in the drill with no acknowledged probe write.
+    pub rto_ms: u64,
+    /// Longest interval in the drill in which no node served the probe file.
+    pub read_gap_ms: u64,
+    pub read_gap_by_node_ms: BTreeMap<u64, u64>,
+    pub writes_attempted: u64,
+    pub writes_acknowledged: u64,
+    pub writes_failed: u64,
+    /// Failed or timed-out writes found applied afterwards.
+    pub writes_unknown_applied: u64,
+    pub reads_attempted: u64,
+    pub reads_ok: u64,
+    /// Acknowledged writes missing afterwards (RPO): must be 0.
+    pub lost_writes: u64,
+    /// Acknowledged writes missing on a node after it caught up.
+    pub missing_by_node: BTreeMap<u64, u64>,
+    pub objectives: DrillObjectives,
+    pub passed: bool,
+    pub failures: Vec<String>,
+    pub notes: Vec<String>,
+    pub incident_id: u64,
+}
+
+impl SystemRecord for DrillReport {
+    const WHAT: &'static str = "a drill report";
+    const VERSION: u32 = 1;
+}
+
+/// What happened when, in ms after the drill began.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillTimeline {
+    pub fault_start_ms: u64,
+    pub first_failed_request_ms: Option<u64>,
+    pub new_leader_elected_ms: Option<u64>,
+    pub first_write_after_failure_ms: Option<u64>,
+    pub fault_end_ms: u64,
+    pub target_caught_up_ms: Option<u64>,
+    pub probes_stopped_ms: u64,
+}
+
+/// What a drill must achieve to pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillObjectives {
+    pub rto_ms: u64,
+    pub read_gap_ms: u64,
+    pub lost_writes: u64,
+}
+
+// ---------------------------------------------------------------------------
+// Incidents (R2, R11).
+
+/// Incidents: `incident/<id, 8 digits>`.
+pub const INCIDENT_PREFIX: &str = "incident/";
+/// The next incident id (decimal text), claimed with compare-and-set so an
+/// old and a new leader never hand out the same id.
+pub const INCIDENT_COUNTER_KEY: &[u8] = b"incident/next";
+
+pub fn incident_key(id: u64) -> Vec<u8> {
+    format!("{INCIDENT_PREFIX}{id:08}").into_bytes()
+}
+
+pub const ORDINARY: &str = "ordinary";
+pub const SERIOUS: &str = "serious";
+
+/// Incident kinds.
+pub mod kind {
+    pub const LEADER_CHANGE: &str = "leader-change";
+    pub const NODE_UNREACHABLE: &str = "node-unreachable";
+    pub const QUORUM_LOST: &str = "quorum-lost";
+    pub const HOOK_FAILED: &str = "hook-failed";
+    pub const DRILL: &str = "drill";
+    pub const RECOVERY: &str = "recovery";
+}
+
+/// One incident.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub version: u32,
+    /// Assigned by the leader when recorded (0 before).
+    #[serde(default)]
+    pub id: u64,
+    /// One of [`kind`].
+    pub kind: String,
+    /// [`ORDINARY`] or [`SERIOUS`] (R2).
+    pub severity: String,
+    pub start_ms: u64,
+    /// `None` while the incident is open.
+    #[serde(default)]
+    pub end_ms: Option<u64>,
+    /// What the node that detected it saw.
+    pub auto_cause: String,
+    #[serde(default)]
+    pub nodes: Vec<u64>,
+    pub detected_by: u64,
+    #[serde(default)]
+    pub term: u64,
+    /// A related record, e.g. the drill id.
+    #[serde(default)]
+    pub reference: String,
+    /// Operator notes.
+    #[serde(default)]
+    pub cause: String,
+    #[serde(default)]
+    pub remedy: String,
+    #[serde(default)]
+    pub annotated_by: String,
+    #[serde(default)]
+    pub annotated_at_ms: u64,
+}
+
+impl SystemRecord for Incident {
+    const WHAT: &'static str = "an incident";
+    const VERSION: u32 = 1;
+}
+
+impl Incident {
+    pub fn new(kind: &str, severity: &str, start_ms: u64, auto_cause: String, nodes: Vec<u64>, by: u64) -> Self {
+        Self {
+            version: Self::VERSION,
+            kind: kind.into(),
+            severity: severity.into(),
+            start_ms,
+            auto_cause,
+            nodes,
+            detected_by: by,
+            ..Default::default()
+        }
+    }
+
+    pub fn duration_ms(&self, now: u64) -> u64 {
+        self.end_ms.unwrap_or(now).saturating_sub(self.start_ms)
+    }
+
+    /// Serious, still open, and open longer than `limit` (R2: 24 h).
+    pub fn overdue(&self, now: u64, limit: Duration) -> bool {
+        self.severity == SERIOUS && self.end_ms.is_none() && self.duration_ms(now) > limit.as_millis() as u64
+    }
+
+    /// An incident recorded while `drill` ran is tagged with it, and what a
+    /// drill provokes on purpose (leader changes, unreachable members, a
+    /// lost quorum) is ordinary, not an outage.
+    pub fn tag_with_drill(&mut self, drill: &ActiveDrill) {
+        if self.kind == kind::DRILL || !self.reference.is_empty() || self.start_ms > drill.until_ms + 60_000 {
+            return;
+        }
+        self.auto_cause = format!("during failover drill {}: {}", drill.id, self.auto_cause);
+        self.reference = drill.id.clone();
+        if matches!(
+            self.kind.as_str(),
+            kind::LEADER_CHANGE | kind::NODE_UNREACHABLE | kind::QUORUM_LOST
+        ) {
+            self.severity = ORDINARY.into();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Backup schedule and runs.
+
+pub const BACKUP_SCHEDULE_KEY: &[u8] = b"backup/schedule";
+/// Scheduled runs: `backup/run/<slot, 20 digits>`.
+pub const BACKUP_RUN_PREFIX: &str = "backup/run/";
+
+pub fn backup_run_key(slot: u64) -> Vec<u8> {
+    format!("{BACKUP_RUN_PREFIX}{slot:020}").into_bytes()
+}
+
+/// How many snapshots to keep per period (restic's semantics: the newest
+/// snapshot of each of the last N hours/days/… that have one). Periods are
+/// UTC. A snapshot kept by any rule is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepPolicy {
+    pub last: u32,
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+}
+
+impl KeepPolicy {
+    /// No rule set: keep everything (no prune).
+    pub fn is_empty(&self) -> bool {
+        *self == KeepPolicy::default()
+    }
+}
+
+/// The backup schedule, run by the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub version: u32,
+    pub repo: String,
+    /// Slot length: one backup per `every_ms` (slots are aligned to the
+    /// Unix epoch, so `1h` runs at the top of each hour, UTC).
+    pub every_ms: u64,
+    /// Password file, read on the node that runs the backup (every node
+    /// needs it at this path).
+    #[serde(default)]
+    pub password_file: Option<String>,
+    #[serde(default)]
+    pub keep: KeepPolicy,
+    /// Prune's grace period.
+    #[serde(default)]
+    pub prune_grace_ms: u64,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl SystemRecord for Schedule {
+    const WHAT: &'static str = "the backup schedule";
+    const VERSION: u32 = 1;
+}
+
+/// States of a scheduled run.
+pub mod run_state {
+    pub const RUNNING: &str = "running";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED: &str = "failed";
+}
+
+/// The record of one scheduled run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    #[serde(default = "v1")]
+    pub version: u32,
+    pub slot: u64,
+    pub slot_start_ms: u64,
+    /// One of [`run_state`].
+    pub state: String,
+    pub attempt: u32,
+    /// The leader that claimed the slot, and its term.
+    pub leader: u64,
+    pub term: u64,
+    /// The node that read its replica.
+    pub node: u64,
+    pub started_ms: u64,
+    pub ended_ms: u64,
+    pub snapshot_id: String,
+    pub raft_index: u64,
+    pub bytes_total: u64,
+    pub bytes_new: u64,
+    pub chunks_new: u64,
+    pub error: String,
+    /// What the retention step did (`kept N, forgot M, …`), if any.
+    pub prune: String,
+}
+
+impl Default for RunRecord {
+    fn default() -> Self {
+        Self {
+            version: Self::VERSION,
+            slot: 0,
+            slot_start_ms: 0,
+            state: String::new(),
+            attempt: 0,
+            leader: 0,
+            term: 0,
+            node: 0,
+            started_ms: 0,
+            ended_ms: 0,
+            snapshot_id: String::new(),
+            raft_index: 0,
+            bytes_total: 0,
+            bytes_new: 0,
+            chunks_new: 0,
+            error: String::new(),
+            prune: String::new(),
+        }
+    }
+}
+
+impl SystemRecord for RunRecord {
+    const WHAT: &'static str = "a scheduled backup run";
+    const VERSION: u32 = 1;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+//! The control plane's JSON records: what earlier releases stored still
+//! reads, what this build writes is pinned, and newer versions are refused.
+
+use super::*;
+
+#[test]
+fn records_written_without_a_version_read_as_version_1() {
+    // As release 0.1 stored them (no `version` field).
+    let run: RunRecord = RunRecord::from_json(
+        br#"{"slot":5,"slot_start_ms":300000,"state":"succeeded","attempt":1,"leader":1,"term":3,"node":2,"started_ms":300010,"ended_ms":300900,"snapshot_id":"ab","raft_index":77,"bytes_total":10,"bytes_new":4,"chunks_new":1,"error":"","prune":""}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (run.version, run.slot, run.state.as_str()),
+        (1, 5, run_state::SUCCEEDED)
+    );
+    let p = PlannedTransfer::from_json(br#"{"from":1,"to":2,"at_ms":9,"reason":"drain"}"#).unwrap();
+    assert_eq!((p.version, p.to), (1, 2));
+    let d = ActiveDrill::from_json(br#"{"id":"x","target":3,"until_ms":10}"#).unwrap();
+    assert_eq!((d.version, d.target), (1, 3));
+}
+
+#[test]
+fn what_this_build_writes_is_pinned() {
+    let p = PlannedTransfer {
+        version: 1,
+        from: 1,
+        to: 2,
+        at_ms: 9,
+        reason: "drain".into(),
+    };
+    assert_eq!(
+        String::from_utf8(p.to_json().unwrap()).unwrap(),
+        r#"{"version":1,"from":1,"to":2,"at_ms":9,"reason":"drain"}"#
+    );
+    let s = Schedule {
+        version: 1,
+        repo: "file:///var/backups/sen".into(),
+        every_ms: 3_600_000,
+        password_file: None,
+        keep: KeepPolicy {
+            daily: 7,
+            ..Default::default()
+        },
+        prune_grace_ms: 3_600_000,
+        tags: vec![],
+    };
+    assert_eq!(
+        String::from_utf8(s.to_json().unwrap()).unwrap(),
+        r#"{"version":1,"repo":"file:///var/backups/sen","every_ms":3600000,"password_file":null,"keep":{"last":0,"hourly":0,"daily":7,"weekly":0,"monthly":0,"yearly":0},"prune_grace_ms":3600000,"tags":[]}"#
+    );
+    let i = Incident::new(kind::RECOVERY, SERIOUS, 5, "lost".into(), vec![1, 2], 1);
+    assert_eq!(
+        String::from_utf8(i.to_json().unwrap()).unwrap(),
+        r#"{"version":1,"id":0,"kind":"recovery","severity":"serious","start_ms":5,"end_ms":null,"auto_cause":"lost","nodes":[1,2],"detected_by":1,"term":0,"reference":"","cause":"","remedy":"","annotated_by":"","annotated_at_ms":0}"#
+    );
+    let back = Incident::from_json(&i.to_json().unwrap()).unwrap();
+    assert_eq!(back, i);
+}
+
+#[test]
+fn a_newer_version_is_refused_with_the_fix() {
+    let e = Incident::from_json(
+        br#"{"version":2,"kind":"x","severity":"ordinary","start_ms":1,"auto_cause":"","detected_by":1}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("version 2") && e.contains("upgrade"), "{e}");
+    let e = Schedule::from_json(b"{not json").unwrap_err().to_string();
+    assert!(e.contains("the backup schedule in sen-system"), "{e}");
+}
+
+#[test]
+fn keys_are_pinned() {
+    assert_eq!(incident_key(12), b"incident/00000012");
+    assert_eq!(backup_run_key(3), b"backup/run/00000000000000000003");
+    assert_eq!(drained_key(4), b"node/4/drained");
+    assert_eq!(
+        drill_key("20261203T120000Z-switchover"),
+        b"drill/20261203T120000Z-switchover"
+    );
+}
+
+#[test]
+fn drills_tag_the_incidents_they_provoke() {
+    let drill = ActiveDrill {
+        version: 1,
+        id: "d1".into(),
+        target: 2,
+        until_ms: 1_000,
+    };
+    // A quorum lost during the drill is expected: ordinary, tagged.
+    let mut i = Incident::new(kind::QUORUM_LOST, SERIOUS, 900, "no quorum".into(), vec![2], 2);
+    i.tag_with_drill(&drill);
+    assert_eq!((i.severity.as_str(), i.reference.as_str()), (ORDINARY, "d1"));
+    assert!(i.auto_cause.starts_with("during failover drill d1: "));
+    // A failed hook stays serious even during a drill.
+    let mut h = Incident::new(kind::HOOK_FAILED, SERIOUS, 900, "exit 1".into(), vec![2], 2);
+    h.tag_with_drill(&drill);
+    assert_eq!((h.severity.as_str(), h.reference.as_str()), (SERIOUS, "d1"));
+    // Long after the drill: untouched.
+    let mut late = Incident::new(kind::QUORUM_LOST, SERIOUS, 70_000, "no quorum".into(), vec![2], 2);
+    late.tag_with_drill(&drill);
+    assert_eq!((late.severity.as_str(), late.reference.as_str()), (SERIOUS, ""));
+    // The drill's own incident is not tagged again.
+    let mut own = Incident::new(kind::DRILL, ORDINARY, 900, "drill".into(), vec![2], 0);
+    own.tag_with_drill(&drill);
+    assert_eq!(own.reference, "");
+}
+
+#[test]
+fn serious_incidents_open_past_the_limit_are_overdue() {
+    let day = Duration::from_secs(24 * 3600);
+    let mut i = Incident::new(kind::NODE_UNREACHABLE, SERIOUS, 0, String::new(), vec![3], 1);
+    assert!(!i.overdue(day.as_millis() as u64, day));
+    assert!(i.overdue(day.as_millis() as u64 + 1, day));
+    i.end_ms = Some(10);
+    assert!(!i.overdue(u64::MAX, day));
+    i.severity = ORDINARY.into();
+    i.end_ms = None;
+    assert!(!i.overdue(u64::MAX, day));
+}
