@@ -285,148 +285,35 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         )?),
         None => None,
     };
-    let ids: Vec<u64> = (1..=opts.nodes as u64).collect();
     let mut rng = StdRng::seed_from_u64(opts.seed);
 
-    // Cluster behind proxies.
-    let mut cluster = ProcessCluster::new(&opts.sen, dir.join("nodes"), NODE_CONFIG)?
-        .with_log(&std::env::var("SEN_CHAOS_NODE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()));
-    for id in &ids {
-        cluster.add(*id)?;
-    }
-    let mut tmpfs = None;
-    if scenario::needs_tmpfs(&opts.scenario) {
-        if !is_root() {
-            bail!(
-                "scenario {} needs root (it mounts a size-limited tmpfs); run as root or skip it",
-                opts.scenario
-            );
-        }
-        let victim = *ids.last().ok_or_else(|| anyhow!("no nodes"))?;
-        cluster.mount_tmpfs(victim, 256)?;
-        tmpfs = Some(victim);
-    }
-    let proxies = Proxies::start(&cluster, &ids, rng.random()).await?;
-    for id in &ids {
-        cluster.set_peer_addresses(*id, &proxies.overrides_for(*id))?;
-    }
-    cluster.form(opts.nodes as u64).await.context("form the cluster")?;
-    // Node 1 leads after formation; start traffic once everyone caught up.
-    for id in &ids {
-        cluster.wait_applied(*id, 1, Duration::from_secs(30)).await?;
-    }
-
-    let start = Instant::now();
-    let stop_sampler = CancellationToken::new();
+    let mut ctx = setup(opts, &dir, &mut rng).await?;
+    let sampler_stop = CancellationToken::new();
     let sampler = tokio::spawn(sample(
-        ids.iter().map(|i| (*i, cluster.grpc(*i).unwrap_or_default())).collect(),
-        start,
-        stop_sampler.clone(),
+        ctx.ids
+            .iter()
+            .map(|i| (*i, ctx.cluster.grpc(*i).unwrap_or_default()))
+            .collect(),
+        ctx.start,
+        sampler_stop.clone(),
     ));
+    let load = Load::start(opts, &ctx, &dir, &mut rng)?;
 
-    // Workload.
-    let shared = Shared::new(opts.workload.clone(), start);
-    let stop_clients = CancellationToken::new();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
-    let mut clients = Vec::new();
-    for c in 0..opts.workload.clients {
-        let (endpoints, label) = if (c as usize) < ids.len() {
-            let node = ids[c as usize];
-            (vec![proxies.client_addr(node)?], format!("n{node}"))
-        } else {
-            (
-                ids.iter()
-                    .map(|i| proxies.client_addr(*i))
-                    .collect::<Result<Vec<_>>>()?,
-                "any".to_owned(),
-            )
-        };
-        clients.push(tokio::spawn(workload::client(
-            c,
-            endpoints,
-            label,
-            shared.clone(),
-            rng.random(),
-            stop_clients.clone(),
-            tx.clone(),
-        )));
-    }
-    drop(tx);
-    // Site content: one pusher through the proxies, one HTTP reader per node.
-    let site_hist = std::sync::Arc::new(std::sync::Mutex::new(SiteHistory::default()));
-    let mut site_tasks = vec![tokio::spawn(site_load::pusher(
-        ids.iter()
-            .map(|i| proxies.client_addr(*i))
-            .collect::<Result<Vec<_>>>()?,
-        dir.join("site-tree"),
-        start,
-        rng.random(),
-        stop_clients.clone(),
-        site_hist.clone(),
-    ))];
-    for id in &ids {
-        site_tasks.push(tokio::spawn(site_load::reader(
-            *id,
-            cluster.http(*id)?,
-            start,
-            stop_clients.clone(),
-            site_hist.clone(),
-        )));
-    }
-    let collector = tokio::spawn(async move {
-        let mut ops = Vec::new();
-        while let Some(op) = rx.recv().await {
-            ops.push(op);
-        }
-        ops
-    });
-
-    let mut ctx = Ctx {
-        cluster,
-        nemesis: Nemesis::new(proxies),
-        rng: StdRng::seed_from_u64(rng.random()),
-        start,
-        windows: Vec::new(),
-        notes: Vec::new(),
-        failures: Vec::new(),
-        tmpfs,
-        ids: ids.clone(),
-    };
-
+    // Faults, then healing and recovery traffic.
     tokio::time::sleep(opts.warmup).await;
-    let warm_ok = shared.ops.load(std::sync::atomic::Ordering::Relaxed);
-    match &replay {
-        None => {
-            if let Err(e) = scenario::run(&opts.scenario, &mut ctx, opts.duration).await {
-                ctx.failures.push(format!("scenario could not run: {e:#}"));
-            }
-        }
-        Some(s) => {
-            for f in &s.faults {
-                let due = start + Duration::from_micros(f.at_us);
-                tokio::time::sleep_until(due.into()).await;
-                ctx.apply(f.fault.clone()).await;
-            }
-            ctx.windows = s.windows.clone();
-        }
-    }
-    let now = ctx.start;
+    let warm_ok = load.shared.ops.load(std::sync::atomic::Ordering::Relaxed);
+    inject(&mut ctx, opts, replay.as_ref()).await;
+    let start = ctx.start;
     ctx.nemesis
-        .heal_all(&mut ctx.cluster, || now.elapsed().as_micros() as u64)
+        .heal_all(&mut ctx.cluster, || start.elapsed().as_micros() as u64)
         .await;
     tokio::time::sleep(opts.recovery).await;
-    stop_clients.cancel();
-    for c in clients {
-        let _ = c.await;
-    }
-    for t in site_tasks {
-        let _ = t.await;
-    }
-    let mut ops = collector.await?;
+    let (mut ops, site_hist) = load.stop().await?;
     let workload_end_us = start.elapsed().as_micros() as u64;
 
-    // Liveness: a write and a linearizable read through any node.
-    let expected: Vec<u64> = ids
+    // After the faults: liveness, convergence, final reads, dumps.
+    let expected: Vec<u64> = ctx
+        .ids
         .iter()
         .copied()
         .filter(|n| !ctx.nemesis.refused.contains_key(n))
@@ -435,125 +322,18 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         .iter()
         .map(|i| ctx.nemesis.proxies.client_addr(*i))
         .collect::<Result<_>>()?;
-    let live_t = Instant::now();
-    let liveness = {
-        let c = Client::new(
-            &endpoints,
-            ClientOptions {
-                timeout: Duration::from_secs(20),
-                attempt_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_millis(500),
-            },
-        )?;
-        match c.put(DB, b"liveness", b"ok").await {
-            Ok(_) => match c.get(DB, b"liveness", Consistency::Linearizable).await {
-                Ok(_) => Liveness {
-                    ok: true,
-                    millis: live_t.elapsed().as_millis() as u64,
-                    detail: "write and linearizable read succeeded after healing".into(),
-                },
-                Err(e) => Liveness {
-                    ok: false,
-                    millis: live_t.elapsed().as_millis() as u64,
-                    detail: format!("read after healing failed: {e}"),
-                },
-            },
-            Err(e) => Liveness {
-                ok: false,
-                millis: live_t.elapsed().as_millis() as u64,
-                detail: format!("write after healing failed: {e}"),
-            },
-        }
-    };
-
-    // Quiesce: every expected node applies the same index.
-    let cl = &ctx.cluster;
-    let converge = wait_for(
-        "every node to apply the same index",
-        Duration::from_secs(60),
-        || async {
-            let mut idx = BTreeSet::new();
-            let mut commit = 0;
-            for n in &expected {
-                let s = cl.local_status(*n, Duration::from_millis(500)).await?;
-                idx.insert(s.applied_index);
-                commit = commit.max(s.commit_index);
-            }
-            Ok((idx.len() == 1 && idx.iter().next() == Some(&commit)).then_some(()))
-        },
-    )
-    .await;
-    if let Err(e) = &converge {
+    let liveness = liveness(&endpoints).await?;
+    if let Err(e) = converge(&ctx.cluster, &expected).await {
         ctx.notes.push(format!("{e:#}"));
     }
     site_load::final_reads(&ctx.cluster, &expected, start, &site_hist).await;
     let site_history = site_hist.lock().map(|h| h.clone()).unwrap_or_default();
-
-    // Final linearizable reads of every key, part of the history.
-    let keys: BTreeSet<String> = ops.iter().map(|o| o.key.clone()).collect();
-    let final_client = Client::new(&endpoints, ClientOptions::default())?;
-    let first_id = ops.iter().map(|o| o.id).max().unwrap_or(0) + 1;
-    for (i, key) in keys.iter().enumerate() {
-        let invoke_us = start.elapsed().as_micros() as u64;
-        let r = final_client.get(DB, key.as_bytes(), Consistency::Linearizable).await;
-        let complete_us = start.elapsed().as_micros() as u64;
-        let mut op = Op {
-            id: first_id + i as u64,
-            process: 9_000_000 + i as u64,
-            client: 999,
-            endpoint: "final".into(),
-            f: OpKind::Get,
-            key: key.clone(),
-            value: None,
-            expect: None,
-            invoke_us,
-            complete_us: Some(complete_us),
-            outcome: Outcome::Ok,
-            read: None,
-            revision: None,
-            succeeded: None,
-            request_id: None,
-            served_by: None,
-            error: None,
-        };
-        match r {
-            Ok(r) => {
-                op.revision = r.kv.as_ref().map(|kv| kv.mod_revision);
-                op.read = Some(r.kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()));
-            }
-            Err(e) => {
-                op.outcome = Outcome::Fail;
-                op.error = Some(e.to_string());
-                ctx.failures.push(format!("final read of {key} failed: {e}"));
-            }
-        }
-        ops.push(op);
-    }
-
-    // Dumps from every node.
-    let mut dumps = Dumps::default();
-    let append_keys: BTreeSet<String> = ops
-        .iter()
-        .filter(|o| o.f == OpKind::Append)
-        .map(|o| o.key.clone())
-        .collect();
-    for n in &expected {
-        match dump_node(&ctx.cluster, *n, &append_keys).await {
-            Ok((digest, applied, finals)) => {
-                dumps.digests.insert(*n, digest);
-                dumps.applied.insert(*n, applied);
-                dumps.final_values.insert(*n, finals);
-            }
-            Err(e) => {
-                dumps.unreachable.push(*n);
-                ctx.failures.push(format!("node {n}: cannot dump its state: {e:#}"));
-            }
-        }
-    }
-    stop_sampler.cancel();
+    final_reads(&mut ops, &endpoints, start, &mut ctx.failures).await?;
+    let dumps = dump_all(&ctx.cluster, &expected, &ops, &mut ctx.failures).await;
+    sampler_stop.cancel();
     let samples = sampler.await.unwrap_or_default();
 
-    // Checks.
+    // Checks and the verdict.
     let union: BTreeMap<String, u64> = dumps.applied.values().flat_map(|m| m.clone()).collect();
     let dump_covers_run = start.elapsed() < Duration::from_secs(10 * 60);
     let mut checked_ops = ops.clone();
@@ -587,7 +367,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         git_commit(),
         dir.join("schedule.json").display()
     );
-    let report = Report {
+    let mut report = Report {
         seed: opts.seed,
         scenario: opts.scenario.clone(),
         commit: git_commit(),
@@ -620,12 +400,8 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         site,
         reproduce,
     };
-
-    let mut report = report;
     finish_verdict(&mut report);
 
-    // Files.
-    history::save(&dir.join("history.jsonl"), &ops)?;
     let schedule = Schedule {
         scenario: opts.scenario.clone(),
         seed: opts.seed,
@@ -634,21 +410,316 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         windows: ctx.windows.clone(),
         faults: ctx.nemesis.executed.clone(),
     };
-    std::fs::write(dir.join("schedule.json"), serde_json::to_string_pretty(&schedule)?)?;
-    std::fs::write(dir.join("dumps.json"), serde_json::to_string_pretty(&dumps)?)?;
-    std::fs::write(dir.join("site.json"), serde_json::to_string(&site_history)?)?;
-    std::fs::write(dir.join("notes.txt"), ctx.notes.join("\n"))?;
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("metrics.jsonl"))?);
-        for s in &samples {
-            serde_json::to_writer(&mut f, s)?;
-            f.write_all(b"\n")?;
-        }
-    }
-    report::write(&dir, &report, &ops, &ctx.windows)?;
+    let files = RunFiles {
+        ops: &ops,
+        schedule: &schedule,
+        dumps: &dumps,
+        site_history: &site_history,
+        notes: &ctx.notes,
+        samples: &samples,
+    };
+    files.save(&dir, &report, &ctx.windows)?;
     drop(ctx);
     Ok(report)
+}
+
+/// The cluster behind fault-injecting proxies, formed and caught up.
+async fn setup(opts: &RunOptions, dir: &Path, rng: &mut StdRng) -> Result<Ctx> {
+    let ids: Vec<u64> = (1..=opts.nodes as u64).collect();
+    let mut cluster = ProcessCluster::new(&opts.sen, dir.join("nodes"), NODE_CONFIG)?
+        .with_log(&std::env::var("SEN_CHAOS_NODE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()));
+    for id in &ids {
+        cluster.add(*id)?;
+    }
+    let mut tmpfs = None;
+    if scenario::needs_tmpfs(&opts.scenario) {
+        if !is_root() {
+            bail!(
+                "scenario {} needs root (it mounts a size-limited tmpfs); run as root or skip it",
+                opts.scenario
+            );
+        }
+        let victim = *ids.last().ok_or_else(|| anyhow!("no nodes"))?;
+        cluster.mount_tmpfs(victim, 256)?;
+        tmpfs = Some(victim);
+    }
+    let proxies = Proxies::start(&cluster, &ids, rng.random()).await?;
+    for id in &ids {
+        cluster.set_peer_addresses(*id, &proxies.overrides_for(*id))?;
+    }
+    cluster.form(opts.nodes as u64).await.context("form the cluster")?;
+    // Node 1 leads after formation; start traffic once everyone caught up.
+    for id in &ids {
+        cluster.wait_applied(*id, 1, Duration::from_secs(30)).await?;
+    }
+    Ok(Ctx {
+        cluster,
+        nemesis: Nemesis::new(proxies),
+        rng: StdRng::seed_from_u64(rng.random()),
+        start: Instant::now(),
+        windows: Vec::new(),
+        notes: Vec::new(),
+        failures: Vec::new(),
+        tmpfs,
+        ids,
+    })
+}
+
+/// The workload while it runs: KV clients, one site pusher, one HTTP
+/// reader per node, and the collector of the clients' history.
+struct Load {
+    shared: std::sync::Arc<Shared>,
+    stop: CancellationToken,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+    site_tasks: Vec<tokio::task::JoinHandle<()>>,
+    site_hist: std::sync::Arc<std::sync::Mutex<SiteHistory>>,
+    collector: tokio::task::JoinHandle<Vec<Op>>,
+}
+
+impl Load {
+    fn start(opts: &RunOptions, ctx: &Ctx, dir: &Path, rng: &mut StdRng) -> Result<Self> {
+        let (ids, proxies, start) = (&ctx.ids, &ctx.nemesis.proxies, ctx.start);
+        let shared = Shared::new(opts.workload.clone(), start);
+        let stop = CancellationToken::new();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
+        let mut clients = Vec::new();
+        for c in 0..opts.workload.clients {
+            let (endpoints, label) = if (c as usize) < ids.len() {
+                let node = ids[c as usize];
+                (vec![proxies.client_addr(node)?], format!("n{node}"))
+            } else {
+                (
+                    ids.iter()
+                        .map(|i| proxies.client_addr(*i))
+                        .collect::<Result<Vec<_>>>()?,
+                    "any".to_owned(),
+                )
+            };
+            clients.push(tokio::spawn(workload::client(
+                c,
+                endpoints,
+                label,
+                shared.clone(),
+                rng.random(),
+                stop.clone(),
+                tx.clone(),
+            )));
+        }
+        drop(tx);
+        // Site content: one pusher through the proxies, one HTTP reader per node.
+        let site_hist = std::sync::Arc::new(std::sync::Mutex::new(SiteHistory::default()));
+        let mut site_tasks = vec![tokio::spawn(site_load::pusher(
+            ids.iter()
+                .map(|i| proxies.client_addr(*i))
+                .collect::<Result<Vec<_>>>()?,
+            dir.join("site-tree"),
+            start,
+            rng.random(),
+            stop.clone(),
+            site_hist.clone(),
+        ))];
+        for id in ids {
+            site_tasks.push(tokio::spawn(site_load::reader(
+                *id,
+                ctx.cluster.http(*id)?,
+                start,
+                stop.clone(),
+                site_hist.clone(),
+            )));
+        }
+        let collector = tokio::spawn(async move {
+            let mut ops = Vec::new();
+            while let Some(op) = rx.recv().await {
+                ops.push(op);
+            }
+            ops
+        });
+        Ok(Self {
+            shared,
+            stop,
+            clients,
+            site_tasks,
+            site_hist,
+            collector,
+        })
+    }
+
+    /// Stop every client; the history and the site history.
+    async fn stop(self) -> Result<(Vec<Op>, std::sync::Arc<std::sync::Mutex<SiteHistory>>)> {
+        self.stop.cancel();
+        for c in self.clients {
+            let _ = c.await;
+        }
+        for t in self.site_tasks {
+            let _ = t.await;
+        }
+        Ok((self.collector.await?, self.site_hist))
+    }
+}
+
+/// The scenario's faults, or the ones a replayed schedule recorded.
+async fn inject(ctx: &mut Ctx, opts: &RunOptions, replay: Option<&Schedule>) {
+    match replay {
+        None => {
+            if let Err(e) = scenario::run(&opts.scenario, ctx, opts.duration).await {
+                ctx.failures.push(format!("scenario could not run: {e:#}"));
+            }
+        }
+        Some(s) => {
+            for f in &s.faults {
+                let due = ctx.start + Duration::from_micros(f.at_us);
+                tokio::time::sleep_until(due.into()).await;
+                ctx.apply(f.fault.clone()).await;
+            }
+            ctx.windows = s.windows.clone();
+        }
+    }
+}
+
+/// Liveness after healing: a write and a linearizable read through any node.
+async fn liveness(endpoints: &[String]) -> Result<Liveness> {
+    let t = Instant::now();
+    let c = Client::new(
+        endpoints,
+        ClientOptions {
+            timeout: Duration::from_secs(20),
+            attempt_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_millis(500),
+        },
+    )?;
+    let (ok, detail) = match c.put(DB, b"liveness", b"ok").await {
+        Ok(_) => match c.get(DB, b"liveness", Consistency::Linearizable).await {
+            Ok(_) => (true, "write and linearizable read succeeded after healing".to_owned()),
+            Err(e) => (false, format!("read after healing failed: {e}")),
+        },
+        Err(e) => (false, format!("write after healing failed: {e}")),
+    };
+    Ok(Liveness {
+        ok,
+        millis: t.elapsed().as_millis() as u64,
+        detail,
+    })
+}
+
+/// Quiesce: every expected node applies the same index (the commit index).
+async fn converge(cluster: &ProcessCluster, expected: &[u64]) -> Result<()> {
+    wait_for(
+        "every node to apply the same index",
+        Duration::from_secs(60),
+        || async {
+            let mut idx = BTreeSet::new();
+            let mut commit = 0;
+            for n in expected {
+                let s = cluster.local_status(*n, Duration::from_millis(500)).await?;
+                idx.insert(s.applied_index);
+                commit = commit.max(s.commit_index);
+            }
+            Ok((idx.len() == 1 && idx.iter().next() == Some(&commit)).then_some(()))
+        },
+    )
+    .await
+}
+
+/// A final linearizable read of every key, appended to the history.
+async fn final_reads(
+    ops: &mut Vec<Op>,
+    endpoints: &[String],
+    start: Instant,
+    failures: &mut Vec<String>,
+) -> Result<()> {
+    let keys: BTreeSet<String> = ops.iter().map(|o| o.key.clone()).collect();
+    let client = Client::new(endpoints, ClientOptions::default())?;
+    let first_id = ops.iter().map(|o| o.id).max().unwrap_or(0) + 1;
+    for (i, key) in keys.iter().enumerate() {
+        let invoke_us = start.elapsed().as_micros() as u64;
+        let r = client.get(DB, key.as_bytes(), Consistency::Linearizable).await;
+        let complete_us = start.elapsed().as_micros() as u64;
+        let mut op = Op {
+            id: first_id + i as u64,
+            process: 9_000_000 + i as u64,
+            client: 999,
+            endpoint: "final".into(),
+            f: OpKind::Get,
+            key: key.clone(),
+            value: None,
+            expect: None,
+            invoke_us,
+            complete_us: Some(complete_us),
+            outcome: Outcome::Ok,
+            read: None,
+            revision: None,
+            succeeded: None,
+            request_id: None,
+            served_by: None,
+            error: None,
+        };
+        match r {
+            Ok(r) => {
+                op.revision = r.kv.as_ref().map(|kv| kv.mod_revision);
+                op.read = Some(r.kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()));
+            }
+            Err(e) => {
+                op.outcome = Outcome::Fail;
+                op.error = Some(e.to_string());
+                failures.push(format!("final read of {key} failed: {e}"));
+            }
+        }
+        ops.push(op);
+    }
+    Ok(())
+}
+
+/// Digest, applied request ids and final values of every expected node.
+async fn dump_all(cluster: &ProcessCluster, expected: &[u64], ops: &[Op], failures: &mut Vec<String>) -> Dumps {
+    let mut dumps = Dumps::default();
+    let append_keys: BTreeSet<String> = ops
+        .iter()
+        .filter(|o| o.f == OpKind::Append)
+        .map(|o| o.key.clone())
+        .collect();
+    for n in expected {
+        match dump_node(cluster, *n, &append_keys).await {
+            Ok((digest, applied, finals)) => {
+                dumps.digests.insert(*n, digest);
+                dumps.applied.insert(*n, applied);
+                dumps.final_values.insert(*n, finals);
+            }
+            Err(e) => {
+                dumps.unreachable.push(*n);
+                failures.push(format!("node {n}: cannot dump its state: {e:#}"));
+            }
+        }
+    }
+    dumps
+}
+
+/// Everything a run writes besides the report.
+struct RunFiles<'a> {
+    ops: &'a [Op],
+    schedule: &'a Schedule,
+    dumps: &'a Dumps,
+    site_history: &'a SiteHistory,
+    notes: &'a [String],
+    samples: &'a [Sample],
+}
+
+impl RunFiles<'_> {
+    fn save(&self, dir: &Path, report: &Report, windows: &[Window]) -> Result<()> {
+        history::save(&dir.join("history.jsonl"), self.ops)?;
+        std::fs::write(dir.join("schedule.json"), serde_json::to_string_pretty(self.schedule)?)?;
+        std::fs::write(dir.join("dumps.json"), serde_json::to_string_pretty(self.dumps)?)?;
+        std::fs::write(dir.join("site.json"), serde_json::to_string(self.site_history)?)?;
+        std::fs::write(dir.join("notes.txt"), self.notes.join("\n"))?;
+        {
+            use std::io::Write;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("metrics.jsonl"))?);
+            for s in self.samples {
+                serde_json::to_writer(&mut f, s)?;
+                f.write_all(b"\n")?;
+            }
+        }
+        report::write(dir, report, self.ops, windows)
+    }
 }
 
 type NodeDump = ((u64, String), BTreeMap<String, u64>, BTreeMap<String, Option<String>>);

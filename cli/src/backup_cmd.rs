@@ -286,7 +286,7 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
             let changes = restore::diff(&r, &index, &a.snapshot, &b.snapshot).map_err(fail)?;
             emit(
                 output,
-                json!({"from": hex_id(&a.id), "to": hex_id(&b.id), "changes": changes}),
+                json!({"from": hex_id(&a.id), "to": hex_id(&b.id), "changes": changes.iter().map(|c| json!({"kind": c.kind, "what": c.container, "name": c.name, "change": c.change})).collect::<Vec<_>>()}),
                 || {
                     if changes.is_empty() {
                         return "no differences in sites or databases".into();

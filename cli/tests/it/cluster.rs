@@ -302,12 +302,38 @@ async fn follower_that_lost_its_log_tail_does_not_stop_the_leader() {
     let mut refused = false;
     // Cuts from a few bytes (a torn last record) to a few records.
     for (round, cut) in [40u64, 90, 160, 60, 250, 120, 400].into_iter().enumerate() {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Let the writers move the log on (so the cut removes fresh entries).
+        let from = last_rev.load(Ordering::Relaxed);
+        sen_chaos::wait_for("the writers to make progress", T, || async {
+            Ok((last_rev.load(Ordering::Relaxed) >= from + 50).then_some(()))
+        })
+        .await
+        .unwrap();
         c.kill9(follower).unwrap();
         let raft_dir = c.nodes[&follower].data_dir.join("raft");
         sen_chaos::nemesis::corrupt_wal_tail(&raft_dir, sen_chaos::nemesis::CorruptMode::Truncate, cut).unwrap();
         c.start(follower).unwrap();
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // It rejoins (answers and applies what the leader had committed
+        // when it restarted) or refuses to start.
+        let target = last_rev.load(Ordering::Relaxed);
+        let follower_addr = c.grpc(follower).unwrap();
+        let probe = sen_client::Client::new(std::slice::from_ref(&follower_addr), Default::default()).unwrap();
+        let deadline = std::time::Instant::now() + T;
+        loop {
+            if c.exit_code(follower).is_some() {
+                break;
+            }
+            if let Ok(s) = probe.local_status(&follower_addr, Duration::from_millis(500)).await
+                && s.applied_index >= target
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the follower neither rejoined nor refused to start within {T:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         eprintln!(
             "round {round}: cut {cut} bytes; follower running: {}",
             c.exit_code(follower).is_none()

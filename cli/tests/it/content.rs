@@ -193,8 +193,15 @@ async fn push_a_real_tree_serve_it_everywhere_and_push_incrementally() {
         .map(|(p, d)| (p.clone(), d.clone()))
         .unwrap();
     same[3] ^= 0xff;
-    std::thread::sleep(Duration::from_millis(20));
+    let before = std::fs::metadata(dir.join(&p)).unwrap().modified().unwrap();
     std::fs::write(dir.join(&p), &same).unwrap();
+    // A different modification time, whatever the filesystem's resolution.
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join(&p))
+        .unwrap()
+        .set_modified(before + Duration::from_secs(2))
+        .unwrap();
     files.insert(p, same);
     let s = push_json(&eps, "portal", &dir, &[]);
     assert_eq!(s["files_changed"], 1, "{s}");

@@ -59,7 +59,11 @@ fn writer(c: &sen_chaos::ProcessCluster, prefix: &str) -> Writer {
     let task = tokio::spawn(async move {
         let mut acked = Vec::new();
         let mut i = 0u64;
+        // A steady rate of ~200 writes/s, whoever leads.
+        let mut rate = tokio::time::interval(Duration::from_millis(5));
+        rate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !s.load(Ordering::Relaxed) {
+            rate.tick().await;
             let k = format!("{prefix}{i:06}");
             match client.put("portal", k.as_bytes(), b"v").await {
                 Ok(_) => {
@@ -72,7 +76,6 @@ fn writer(c: &sen_chaos::ProcessCluster, prefix: &str) -> Writer {
                 }
             }
             i += 1;
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         acked
     });
@@ -80,6 +83,17 @@ fn writer(c: &sen_chaos::ProcessCluster, prefix: &str) -> Writer {
 }
 
 impl Writer {
+    /// Wait until `n` more writes than now are acknowledged (the writer is
+    /// making progress through whoever leads).
+    async fn progress(&self, n: u64) {
+        let from = self.ok.load(Ordering::Relaxed);
+        sen_chaos::wait_for("the writer to make progress", T, || async {
+            Ok((self.ok.load(Ordering::Relaxed) >= from + n).then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+
     async fn finish(self) -> (u64, u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         let acked = self.task.await.unwrap();
@@ -96,7 +110,7 @@ async fn switchover_and_drain_lose_no_client_request() {
     let mut c = cluster("switchover", FAST);
     c.form(3).await.unwrap();
     let w = writer(&c, "sw");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.progress(5).await;
 
     // Three switchovers to the best voter, then one to a named node.
     let mut leader = c.wait_leader(None, T).await.unwrap();
@@ -105,7 +119,7 @@ async fn switchover_and_drain_lose_no_client_request() {
         assert_eq!(r["from"], leader);
         assert_ne!(r["to"], leader);
         leader = r["to"].as_u64().unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        w.progress(3).await;
     }
     let named = (1..=3).find(|i| *i != leader).unwrap();
     let r = sen_json(&c, &["cluster", "transfer-leader", "--to", &named.to_string()]);
@@ -325,25 +339,56 @@ async fn hooks_step_down_before_the_new_leader_starts() {
     let mut c = cluster("hooks", &extra);
     c.form(3).await.unwrap();
     let old = c.wait_leader(None, T).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Hook lines: (node, role, term, ns since the epoch).
+    let events = || -> Vec<(u64, String, u64, u128)> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let p: Vec<&str> = l.split_whitespace().collect();
+                Some((
+                    p.first()?.parse().ok()?,
+                    p.get(1)?.to_string(),
+                    p.get(2)?.parse().ok()?,
+                    p.get(3)?.parse().ok()?,
+                ))
+            })
+            .collect()
+    };
+    sen_chaos::wait_for("the leader's on_leader hook to run", T, || async {
+        Ok(events()
+            .iter()
+            .any(|(n, r, _, _)| *n == old && r == "leader")
+            .then_some(()))
+    })
+    .await
+    .unwrap();
     // Cut the leader off from its peers for 3 s.
     isolate(&c, old, 3000, "hooks-test").await;
     let new = c.wait_leader(Some(old), T).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The new leader's on_leader, and the old leader's step-down once its
+    // isolation ends (it may only learn of the new term then).
+    sen_chaos::wait_for("the new leader's on_leader and the old one's step-down", T, || async {
+        let done = || -> Option<()> {
+            let ev = events();
+            let new_leads = ev.iter().any(|(n, r, _, _)| *n == new && r == "leader");
+            let last_lead = ev
+                .iter()
+                .filter(|(n, r, _, _)| *n == old && r == "leader")
+                .map(|e| e.3)
+                .max()?;
+            let stepped = ev
+                .iter()
+                .any(|(n, r, _, at)| *n == old && r == "step-down" && *at > last_lead);
+            (new_leads && stepped).then_some(())
+        };
+        Ok(done())
+    })
+    .await
+    .unwrap();
 
     let text = std::fs::read_to_string(&log).unwrap();
-    let events: Vec<(u64, String, u64, u128)> = text
-        .lines()
-        .map(|l| {
-            let p: Vec<&str> = l.split_whitespace().collect();
-            (
-                p[0].parse().unwrap(),
-                p[1].to_owned(),
-                p[2].parse().unwrap(),
-                p[3].parse().unwrap(),
-            )
-        })
-        .collect();
+    let events = events();
     // The new leader's on_leader for its term...
     let (_, _, new_term, new_at) = events
         .iter()
