@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/sen/v1/content.proto",
                 "proto/sen/v1/backup.proto",
                 "proto/sen/v1/node_ops.proto",
+                "proto/sen/v1/access.proto",
                 "proto/sen/raft/v1/raft.proto",
             ],
             &["proto"],

@@ -7,6 +7,8 @@
 //! (criterion is behind the `micro` feature: CI's `cargo test` never builds
 //! it.) Inputs are deterministic.
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -165,5 +167,74 @@ fn linearizability(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, content, backup_pack, apply, linearizability);
+/// What authenticating a bearer token costs a node, besides reading two
+/// records from its replica: parsing, the keyed BLAKE3 hash compared in
+/// constant time, decoding the token and user records, and checking a
+/// grant.
+fn auth(c: &mut Criterion) {
+    use sen_core::auth::{Action, Grant, Grants, Role};
+    use sen_raft::schema::system::{SystemRecord, TokenRecord, UserRecord};
+    use sen_security::TokenSecret;
+    let key = [7u8; 32];
+    let token = TokenSecret::generate();
+    let text = token.reveal();
+    let stored = token.hash(&key);
+    let rec = TokenRecord {
+        version: 1,
+        id: token.id.clone(),
+        user: "cong-bao-admin".into(),
+        name: "laptop".into(),
+        hash: stored.iter().map(|b| format!("{b:02x}")).collect(),
+        created_at_ms: 1,
+        created_by: "admin".into(),
+        expires_at_ms: Some(u64::MAX),
+        revoked_at_ms: None,
+    }
+    .to_json()
+    .expect("json");
+    let grants = vec![
+        Grant {
+            role: Role::SiteAdmin,
+            scopes: vec![
+                "site:cong-bao".parse().expect("scope"),
+                "db:cong-bao".parse().expect("scope"),
+            ],
+        },
+        Grant {
+            role: Role::Reader,
+            scopes: vec!["site:xa-*".parse().expect("scope")],
+        },
+    ];
+    let user = UserRecord {
+        version: 1,
+        name: "cong-bao-admin".into(),
+        grants: grants.clone(),
+        created_at_ms: 1,
+        created_by: "admin".into(),
+        updated_at_ms: 1,
+    }
+    .to_json()
+    .expect("json");
+    let mut g = c.benchmark_group("auth");
+    g.bench_function("token: parse, keyed blake3, constant-time compare", |b| {
+        b.iter(|| {
+            let t = TokenSecret::parse(black_box(&text)).expect("token");
+            black_box(t.matches(&key, &stored))
+        })
+    });
+    g.bench_function("token and user records: decode (JSON)", |b| {
+        b.iter(|| {
+            let t = TokenRecord::from_json(black_box(&rec)).expect("token record");
+            let u = UserRecord::from_json(black_box(&user)).expect("user record");
+            black_box((t, u))
+        })
+    });
+    let grants = Grants(grants);
+    g.bench_function("grants: may write db:cong-bao", |b| {
+        b.iter(|| black_box(grants.allows(black_box(&Action::DbWrite("cong-bao")))))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, content, backup_pack, apply, linearizability, auth);
 criterion_main!(benches);

@@ -215,8 +215,9 @@ async fn sen_run(sen: &Path, work: &Path, master: &Path, a: &Args, round: usize,
     let tree = dir.join("tree");
     std::fs::create_dir_all(&dir)?;
     run_ok(Command::new("cp").arg("-a").arg(master).arg(&tree), "copy tree")?;
-    let mut cluster =
-        ProcessCluster::new(sen, dir.join("cluster"), "[content]\ngc-grace = \"24h\"\n")?.with_log("warn");
+    let mut cluster = ProcessCluster::new(sen, dir.join("cluster"), "[content]\ngc-grace = \"24h\"\n")?
+        .with_log("warn")
+        .insecure();
     cluster.form(1).await?;
     let eps = cluster.grpc(1)?;
     let pid = cluster.nodes[&1].pid().ok_or_else(|| anyhow!("node not running"))?;

@@ -285,7 +285,7 @@ fn parse_size_mb(s: &str) -> f64 {
     f64::NAN
 }
 
-fn wrk(wrk: &Path, url: &str, a: &Args, server: &str, file: &str) -> Result<WrkRow> {
+pub(crate) fn wrk(wrk: &Path, url: &str, a: &Args, server: &str, file: &str) -> Result<WrkRow> {
     let out = run_ok(
         Command::new(wrk)
             .args(["-t2", &format!("-c{}", a.connections)])
@@ -424,7 +424,9 @@ async fn stream_get(addr: &str, path: &str, range: Option<&str>) -> Result<(u16,
 /// A fresh 3-node cluster (no garbage collection during the run): the
 /// cluster, its leader, the leader's gRPC address and the node pids.
 async fn start_cluster(sen: &Path, root: &Path) -> Result<(ProcessCluster, u64, String, BTreeMap<u64, u32>)> {
-    let mut cluster = ProcessCluster::new(sen, root, "[content]\ngc-grace = \"24h\"\n")?.with_log("warn");
+    let mut cluster = ProcessCluster::new(sen, root, "[content]\ngc-grace = \"24h\"\n")?
+        .with_log("warn")
+        .insecure();
     cluster.form(3).await?;
     let leader = cluster.wait_leader(None, Duration::from_secs(30)).await?;
     let eps = cluster.grpc(leader)?;

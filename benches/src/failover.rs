@@ -62,7 +62,9 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     let dir = data.join("failover");
     let _ = std::fs::remove_dir_all(&dir);
     let extra = a.config.replace("\\n", "\n");
-    let mut cluster = ProcessCluster::new(sen, dir.join("sen"), &extra)?.with_log("warn");
+    let mut cluster = ProcessCluster::new(sen, dir.join("sen"), &extra)?
+        .with_log("warn")
+        .insecure();
     cluster.form(3).await?;
     let timers = etcd::Timers {
         heartbeat_ms: 100,
@@ -77,6 +79,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         timeout: Duration::from_secs(30),
         attempt_timeout: Duration::from_millis(500),
         connect_timeout: Duration::from_millis(200),
+        ..cluster.client_options()?
     };
     let mut samples = Vec::new();
     let mut etcd_samples = Vec::new();

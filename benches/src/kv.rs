@@ -38,6 +38,11 @@ pub struct Args {
     /// Measure Sen alone (no etcd side by side).
     #[arg(long)]
     pub no_etcd: bool,
+    /// Also measure a second Sen cluster with TLS on every connection and
+    /// a bearer token on every request, side by side with the plaintext
+    /// one (rounds alternate).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 impl Default for Args {
@@ -50,13 +55,14 @@ impl Default for Args {
             ops: vec!["put".into(), "put-follower".into(), "get".into(), "get-stale".into()],
             read_clients: 64,
             no_etcd: false,
+            tls: false,
         }
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// `sen` or `etcd`.
+    /// `sen`, `sen-tls` (TLS and a token) or `etcd`.
     pub system: String,
     pub op: String,
     pub clients: usize,
@@ -75,7 +81,8 @@ enum Op {
 /// Who is measured: a Sen client, or an etcd client.
 #[derive(Clone)]
 enum Target {
-    Sen(Arc<Client>),
+    /// A client and the row's system name.
+    Sen(Arc<Client>, &'static str),
     Etcd(EtcdClient),
 }
 
@@ -100,8 +107,8 @@ async fn measure(
                 let key = format!("k{:015}", (t as u64 * 1_000_003 + i) % keyspace);
                 let t0 = Instant::now();
                 let ok = match (&target, op) {
-                    (Target::Sen(c), Op::Put) => c.put("bench", key.as_bytes(), &value).await.is_ok(),
-                    (Target::Sen(c), Op::Get(cons)) => c.get("bench", key.as_bytes(), cons).await.is_ok(),
+                    (Target::Sen(c, _), Op::Put) => c.put("bench", key.as_bytes(), &value).await.is_ok(),
+                    (Target::Sen(c, _), Op::Get(cons)) => c.get("bench", key.as_bytes(), cons).await.is_ok(),
                     (Target::Etcd(c), Op::Put) => c.put(key.as_bytes(), &value).await.is_ok(),
                     (Target::Etcd(c), Op::Get(cons)) => {
                         c.get(key.as_bytes(), cons == Consistency::Linearizable).await.is_ok()
@@ -127,7 +134,7 @@ async fn measure(
     let secs = start.elapsed().as_secs_f64();
     Ok(Row {
         system: match target {
-            Target::Sen(_) => "sen".into(),
+            Target::Sen(_, name) => (*name).into(),
             Target::Etcd(_) => "etcd".into(),
         },
         op: match op {
@@ -160,7 +167,9 @@ fn median_row(mut rows: Vec<Row>) -> Row {
 pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args) -> Result<()> {
     let dir = data.join("kv");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cluster = ProcessCluster::new(sen, dir.join("sen"), "")?.with_log("warn");
+    let mut cluster = ProcessCluster::new(sen, dir.join("sen"), "")?
+        .with_log("warn")
+        .insecure();
     cluster.form(3).await?;
     let leader = cluster.wait_leader(None, Duration::from_secs(30)).await?;
     // Clients talk to the leader directly (as the CLI does after its first
@@ -171,9 +180,27 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         attempt_timeout: Duration::from_secs(5),
         ..Default::default()
     };
-    let sen_leader = Target::Sen(Arc::new(Client::new(&[cluster.grpc(leader)?], opts.clone())?));
+    let sen_leader = Target::Sen(Arc::new(Client::new(&[cluster.grpc(leader)?], opts.clone())?), "sen");
     let follower = (1..=3).find(|i| *i != leader).unwrap_or(2);
-    let sen_follower = Target::Sen(Arc::new(Client::new(&[cluster.grpc(follower)?], opts.clone())?));
+    let sen_follower = Target::Sen(Arc::new(Client::new(&[cluster.grpc(follower)?], opts.clone())?), "sen");
+    // The same with TLS everywhere (clients and peers) and a token on every
+    // request, when asked: a second cluster, idle while the first runs.
+    let tls_cluster = if a.tls {
+        let mut c = ProcessCluster::new(sen, dir.join("sen-tls"), "")?.with_log("warn");
+        c.form(3).await?;
+        let l = c.wait_leader(None, Duration::from_secs(30)).await?;
+        let f = (1..=3).find(|i| *i != l).unwrap_or(2);
+        let o = ClientOptions {
+            timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(5),
+            ..c.client_options()?
+        };
+        let lt = Target::Sen(Arc::new(Client::new(&[c.grpc(l)?], o.clone())?), "sen-tls");
+        let ft = Target::Sen(Arc::new(Client::new(&[c.grpc(f)?], o)?), "sen-tls");
+        Some((c, lt, ft))
+    } else {
+        None
+    };
 
     // The peer: etcd 3.4 with its default timers, same disk, same machine.
     let with_etcd = !a.no_etcd;
@@ -198,7 +225,11 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     let keyspace = 100_000;
     let elections_before = elections(&cluster).await;
     // Preload the keyspace region the reads use, in both.
-    for t in [Some(&sen_leader), etcd_leader.as_ref()].into_iter().flatten() {
+    let tls_leader = tls_cluster.as_ref().map(|(_, l, _)| l);
+    for t in [Some(&sen_leader), tls_leader, etcd_leader.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         measure(t.clone(), Op::Put, 64, Duration::from_secs(3), value.clone(), keyspace).await?;
     }
 
@@ -227,26 +258,31 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     }
     for (name, op, clients, via_follower) in settings {
         let mut sen_rounds = Vec::new();
+        let mut tls_rounds = Vec::new();
         let mut etcd_rounds = Vec::new();
         for _ in 0..a.rounds {
             let t = if via_follower { &sen_follower } else { &sen_leader };
             sen_rounds.push(measure(t.clone(), op, clients, a.duration, value.clone(), keyspace).await?);
+            if let Some((_, l, f)) = &tls_cluster {
+                let t = if via_follower { f } else { l };
+                tls_rounds.push(measure(t.clone(), op, clients, a.duration, value.clone(), keyspace).await?);
+            }
             let e = if via_follower { &etcd_follower } else { &etcd_leader };
             if let Some(e) = e {
                 etcd_rounds.push(measure(e.clone(), op, clients, a.duration, value.clone(), keyspace).await?);
             }
         }
-        let mut r = median_row(sen_rounds);
-        r.op = name.clone();
-        rows.push(r);
-        if !etcd_rounds.is_empty() {
-            let mut r = median_row(etcd_rounds);
-            r.op = name;
-            rows.push(r);
+        for rounds in [sen_rounds, tls_rounds, etcd_rounds] {
+            if !rounds.is_empty() {
+                let mut r = median_row(rounds);
+                r.op = name.clone();
+                rows.push(r);
+            }
         }
     }
     let elections_during = elections(&cluster).await - elections_before;
     drop(cluster);
+    drop(tls_cluster);
     drop(etcd);
 
     let mut md = format!(
@@ -283,6 +319,33 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
                 "| {} | {} | {:.0} | {:.2} | {:.2} | — | — | — | — | {} |\n",
                 r.op, r.clients, r.ops_per_sec, r.p50_ms, r.p99_ms, r.errors
             )),
+        }
+    }
+    if rows.iter().any(|r| r.system == "sen-tls") {
+        md.push_str(&format!(
+            "\n### TLS and tokens vs plaintext\n\nCommand: `target/release/sen-benches kv --tls --out {} --duration {:?} --rounds {}`. The same operations against a second 3-node cluster with TLS on every connection (clients and peers, rustls/ring) and a bearer token checked on every request; rounds alternate plaintext, TLS (and etcd).\n\n| operation | clients | plaintext ops/s | TLS + token ops/s | TLS / plaintext | plaintext p50 / p99 ms | TLS p50 / p99 ms |\n|---|---|---|---|---|---|---|\n",
+            out.display(),
+            a.duration,
+            a.rounds
+        ));
+        for r in rows.iter().filter(|r| r.system == "sen") {
+            if let Some(t) = rows
+                .iter()
+                .find(|t| t.system == "sen-tls" && t.op == r.op && t.clients == r.clients)
+            {
+                md.push_str(&format!(
+                    "| {} | {} | {:.0} | {:.0} | **{:.2}×** | {:.2} / {:.2} | {:.2} / {:.2} |\n",
+                    r.op,
+                    r.clients,
+                    r.ops_per_sec,
+                    t.ops_per_sec,
+                    t.ops_per_sec / r.ops_per_sec.max(1e-9),
+                    r.p50_ms,
+                    r.p99_ms,
+                    t.p50_ms,
+                    t.p99_ms
+                ));
+            }
         }
     }
     md.push_str(&format!(

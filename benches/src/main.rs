@@ -23,6 +23,7 @@ mod backup;
 mod content;
 mod etcd;
 mod failover;
+mod http;
 mod kv;
 mod limits;
 mod report;
@@ -66,6 +67,9 @@ enum Bench {
     /// Backups and restores side by side with restic and borg (needs
     /// `./scripts/setup.sh --bench`).
     Backup(backup::Args),
+    /// HTTP requests/s of one site from a plaintext cluster and from a
+    /// cluster with TLS, side by side (wrk).
+    Http(http::Args),
     /// Everything above with default settings.
     All,
 }
@@ -108,6 +112,10 @@ async fn main() -> Result<()> {
         Bench::Backup(a) => {
             let sen = sen_binary(cli.sen)?;
             backup::run(&sen, &data, &cli.out, &machine, a).await?;
+        }
+        Bench::Http(a) => {
+            let sen = sen_binary(cli.sen)?;
+            http::run(&sen, &data, &cli.out, &machine, a).await?;
         }
         Bench::All => {
             let sen = sen_binary(cli.sen)?;

@@ -5,13 +5,15 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use sen_client::{Client, ClientOptions};
+use sen_client::{Client, ClientOptions, Secret, TlsOptions};
 use sen_proto::v1::StatusResponse;
+use sen_security::certs;
 
 /// One node of the cluster.
 #[derive(Debug)]
@@ -51,6 +53,12 @@ impl NodeProc {
 }
 
 /// A cluster of `sen server` processes under one directory.
+///
+/// By default every node has TLS (`[tls]` from a cluster CA made under
+/// the cluster's directory, or a shared one: [`ProcessCluster::with_certs`])
+/// and clients authenticate: with the `admin` client certificate until the
+/// cluster is initialised, then with the first cluster-admin's token.
+/// [`ProcessCluster::insecure`] runs plaintext on loopback instead.
 pub struct ProcessCluster {
     bin: PathBuf,
     root: PathBuf,
@@ -59,6 +67,102 @@ pub struct ProcessCluster {
     pub nodes: BTreeMap<u64, NodeProc>,
     /// tmpfs mounts to undo when the cluster is dropped.
     mounts: Vec<PathBuf>,
+    security: Option<Security>,
+}
+
+/// The cluster's CA and the credentials the harness uses.
+#[derive(Clone)]
+pub struct Security {
+    /// The certificate directory (`sen certs init` layout: `ca.pem`,
+    /// `node<N>.pem`, `<user>.pem` and their keys).
+    pub dir: PathBuf,
+    ca_pem: Vec<u8>,
+    /// For HTTPS requests: without a client certificate, and with the
+    /// `admin` one.
+    http: Arc<rustls::ClientConfig>,
+    admin_http: Arc<rustls::ClientConfig>,
+    /// The first cluster-admin's token, once known.
+    admin_token: Option<Secret>,
+}
+
+/// Serialises certificate creation in a directory shared by clusters of
+/// one test process.
+static CERTS_LOCK: Mutex<()> = Mutex::new(());
+
+/// Days the harness's certificates are valid.
+const CERT_DAYS: u32 = 30;
+
+impl Security {
+    /// The CA in `dir`, made (with an `admin` client certificate) if absent.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let _g = CERTS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let ca = certs::ca_files(dir);
+        if !ca.cert.exists() {
+            certs::init(dir, 0, &[], CERT_DAYS).with_context(|| format!("make a CA in {}", dir.display()))?;
+        }
+        let ca_pem = fs::read(&ca.cert).with_context(|| format!("read {}", ca.cert.display()))?;
+        let http = Arc::new(sen_security::tls::client_config(&ca_pem, None)?);
+        let admin = certs::user_files(dir, "admin");
+        let admin_http = Arc::new(sen_security::tls::client_config(
+            &ca_pem,
+            Some((&fs::read(&admin.cert)?, &fs::read(&admin.key)?)),
+        )?);
+        Ok(Self {
+            dir: dir.to_owned(),
+            ca_pem,
+            http,
+            admin_http,
+            admin_token: None,
+        })
+    }
+
+    pub fn ca_pem(&self) -> &[u8] {
+        &self.ca_pem
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        certs::ca_files(&self.dir).cert
+    }
+
+    /// Node `id`'s certificate and key (made if absent), valid for `ip`.
+    pub fn node_cert(&self, id: u64, ip: &str) -> Result<certs::Pair> {
+        let _g = CERTS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let p = certs::node_files(&self.dir, id);
+        if p.cert.exists() {
+            return Ok(p);
+        }
+        Ok(certs::node(&self.dir, id, &[ip.to_owned()], CERT_DAYS)?)
+    }
+
+    /// User `name`'s client certificate and key (made if absent).
+    pub fn user_cert(&self, name: &str) -> Result<certs::Pair> {
+        let _g = CERTS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let p = certs::user_files(&self.dir, name);
+        if p.cert.exists() {
+            return Ok(p);
+        }
+        Ok(certs::client(&self.dir, name, CERT_DAYS)?)
+    }
+
+    /// TLS options trusting this CA, presenting user `name`'s certificate
+    /// if given.
+    pub fn tls_options(&self, user: Option<&str>) -> Result<TlsOptions> {
+        let identity = match user {
+            Some(name) => {
+                let p = self.user_cert(name)?;
+                Some((fs::read(&p.cert)?, Secret(fs::read_to_string(&p.key)?)))
+            }
+            None => None,
+        };
+        Ok(TlsOptions {
+            ca: self.ca_pem.clone(),
+            identity,
+        })
+    }
+
+    pub fn admin_token(&self) -> Option<&Secret> {
+        self.admin_token.as_ref()
+    }
 }
 
 /// A free TCP port on `ip` (bound then released; each node has its own
@@ -98,6 +202,7 @@ impl ProcessCluster {
     pub fn new(bin: impl Into<PathBuf>, root: impl Into<PathBuf>, extra_config: &str) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
+        let security = Security::open(&root.join("certs"))?;
         Ok(Self {
             bin: bin.into(),
             root,
@@ -105,7 +210,60 @@ impl ProcessCluster {
             log_filter: std::env::var("SEN_TEST_LOG").unwrap_or_else(|_| "info,openraft=info".into()),
             nodes: BTreeMap::new(),
             mounts: Vec::new(),
+            security: Some(security),
         })
+    }
+
+    /// Use the CA in `dir` (made if absent) instead of one of its own:
+    /// clusters of one test process can share it, and with it the
+    /// `admin` certificate the `sen` CLI is given. Call before `add`.
+    pub fn with_certs(mut self, dir: &Path) -> Result<Self> {
+        self.security = Some(Security::open(dir)?);
+        Ok(self)
+    }
+
+    /// Plaintext nodes on loopback: no TLS, no authentication. Call
+    /// before `add`.
+    pub fn insecure(mut self) -> Self {
+        self.security = None;
+        self
+    }
+
+    /// The CA and credentials, unless [`ProcessCluster::insecure`].
+    pub fn security(&self) -> Option<&Security> {
+        self.security.as_ref()
+    }
+
+    /// Use `token` as the cluster-admin's from now on (e.g. after a
+    /// `sen cluster init` through the CLI); it is also written to
+    /// `<root>/admin.token` for CLI commands ([`ProcessCluster::cli_env`]).
+    pub fn set_admin_token(&mut self, token: &str) -> Result<()> {
+        let path = self.root.join("admin.token");
+        fs::write(&path, format!("{token}\n")).with_context(|| format!("write {}", path.display()))?;
+        if let Some(s) = &mut self.security {
+            s.admin_token = Some(Secret(token.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Environment for a `sen` CLI command as the cluster-admin: the CA,
+    /// and the admin token file once known, else the admin certificate.
+    pub fn cli_env(&self) -> Vec<(String, String)> {
+        let Some(s) = &self.security else {
+            return Vec::new();
+        };
+        let mut env = vec![("SEN_CA".to_owned(), s.ca_path().display().to_string())];
+        if s.admin_token.is_some() {
+            env.push((
+                "SEN_TOKEN_FILE".into(),
+                self.root.join("admin.token").display().to_string(),
+            ));
+        } else {
+            let admin = certs::user_files(&s.dir, "admin");
+            env.push(("SEN_CERT".into(), admin.cert.display().to_string()));
+            env.push(("SEN_KEY".into(), admin.key.display().to_string()));
+        }
+        env
     }
 
     /// Set the nodes' log filter (`SEN_LOG`); default `SEN_TEST_LOG` or
@@ -131,11 +289,20 @@ impl ProcessCluster {
         let data_dir = dir.join("data");
         fs::create_dir_all(&dir)?;
         let config_path = dir.join("sen.toml");
-        let config = format!(
+        let mut config = format!(
             "id = {id}\ndata-dir = {:?}\nlisten = {grpc:?}\nhttp = {http:?}\n{}\n",
             data_dir.display().to_string(),
             self.extra_config
         );
+        if let Some(s) = &self.security {
+            let pair = s.node_cert(id, &ip)?;
+            config.push_str(&format!(
+                "\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+                s.ca_path().display().to_string(),
+                pair.cert.display().to_string(),
+                pair.key.display().to_string()
+            ));
+        }
         fs::write(&config_path, config)?;
         let node = NodeProc {
             id,
@@ -234,19 +401,11 @@ impl ProcessCluster {
     /// Node `id`'s own view of its Raft state (direct, not through proxies).
     pub async fn local_status(&self, id: u64, timeout: Duration) -> Result<sen_proto::v1::LocalStatusResponse> {
         let addr = self.grpc(id)?;
-        let fut = async {
-            let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-                .connect_timeout(timeout)
-                .connect()
-                .await?;
-            let r = sen_proto::v1::admin_client::AdminClient::new(ch)
-                .local_status(sen_proto::v1::LocalStatusRequest {})
-                .await?;
-            Ok::<_, anyhow::Error>(r.into_inner())
-        };
-        tokio::time::timeout(timeout, fut)
+        let c = self.client_for(id)?;
+        tokio::time::timeout(timeout, c.local_status(&addr, timeout))
             .await
             .map_err(|_| anyhow!("node {id} did not answer within {timeout:?}"))?
+            .map_err(|e| anyhow!("node {id}: {e}"))
     }
 
     /// Mount a `size_mb` tmpfs on node `id`'s data directory (root only), so
@@ -330,9 +489,35 @@ impl ProcessCluster {
         Ok(self.node(id)?.http.clone())
     }
 
-    /// A client over every node.
+    /// Default client options with the cluster-admin's credentials: the
+    /// admin token once known, else the `admin` client certificate.
+    pub fn client_options(&self) -> Result<ClientOptions> {
+        let mut o = ClientOptions::default();
+        if let Some(s) = &self.security {
+            match &s.admin_token {
+                Some(t) => {
+                    o.tls = Some(s.tls_options(None)?);
+                    o.token = Some(t.clone());
+                }
+                None => o.tls = Some(s.tls_options(Some("admin"))?),
+            }
+        }
+        Ok(o)
+    }
+
+    /// A client over every node, as the cluster-admin.
     pub fn client(&self) -> Result<Client> {
-        Ok(Client::new(&self.endpoints(), ClientOptions::default())?)
+        Ok(Client::new(&self.endpoints(), self.client_options()?)?)
+    }
+
+    /// A client over every node with other credentials.
+    pub fn client_with(&self, tls: Option<TlsOptions>, token: Option<&str>) -> Result<Client> {
+        let opts = ClientOptions {
+            tls,
+            token: token.map(|t| Secret(t.to_owned())),
+            ..ClientOptions::default()
+        };
+        Ok(Client::new(&self.endpoints(), opts)?)
     }
 
     /// A client that only talks to node `id` (short timeouts).
@@ -341,8 +526,77 @@ impl ProcessCluster {
             timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
+            ..self.client_options()?
         };
         Ok(Client::new(&[self.grpc(id)?], opts)?)
+    }
+
+    /// A connection to node `id` with the cluster-admin's credentials, for
+    /// the generated `sen_proto` clients.
+    pub fn channel(&self, id: u64) -> Result<sen_client::Ch> {
+        Ok(self.client_for(id)?.raw_channel(&self.grpc(id)?)?)
+    }
+
+    /// A connection to node `target` presenting node `as_node`'s
+    /// certificate (as a peer would; plaintext in an insecure cluster).
+    pub async fn peer_channel(&self, target: u64, as_node: u64) -> Result<tonic::transport::Channel> {
+        let addr = self.grpc(target)?;
+        let ep = match &self.security {
+            None => tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?,
+            Some(s) => {
+                let ip = format!("127.0.0.{}", 10 + as_node);
+                let pair = s.node_cert(as_node, &ip)?;
+                let tls = tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(&s.ca_pem))
+                    .identity(tonic::transport::Identity::from_pem(
+                        fs::read(&pair.cert)?,
+                        fs::read(&pair.key)?,
+                    ));
+                tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls)?
+            }
+        };
+        Ok(ep.connect_timeout(Duration::from_secs(2)).connect().await?)
+    }
+
+    /// Wait until node `id` answers `Cluster/Status` (over TLS with the
+    /// `admin` certificate, which a node that has not joined yet can check,
+    /// unlike a token).
+    pub async fn wait_serving(&self, id: u64, timeout: Duration) -> Result<()> {
+        let mut opts = ClientOptions {
+            timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            ..ClientOptions::default()
+        };
+        if let Some(s) = &self.security {
+            opts.tls = Some(s.tls_options(Some("admin"))?);
+        }
+        let addr = self.grpc(id)?;
+        let c = Client::new(std::slice::from_ref(&addr), opts)?;
+        wait_for(&format!("node {id} to answer"), timeout, || async {
+            Ok(c.status_of(&addr, Duration::from_secs(1)).await.ok().map(|_| ()))
+        })
+        .await
+    }
+
+    /// Node `id`'s HTTP listener, over TLS when the cluster has it, with
+    /// the admin token (see [`Web::anonymous`]).
+    pub fn web(&self, id: u64) -> Result<Web> {
+        let addr = self.http(id)?;
+        Ok(match &self.security {
+            None => Web::plain(&addr),
+            // Like `client_options`: the admin token, else the admin
+            // certificate.
+            Some(s) => Web {
+                addr,
+                tls: Some(match &s.admin_token {
+                    Some(_) => s.http.clone(),
+                    None => s.admin_http.clone(),
+                }),
+                anonymous_tls: Some(s.http.clone()),
+                token: s.admin_token.as_ref().map(|t| t.0.clone()),
+            },
+        })
     }
 
     /// The node's log so far (for failure messages).
@@ -362,14 +616,12 @@ impl ProcessCluster {
             self.start(id)?;
         }
         for id in 1..=n {
-            let c = self.client_for(id)?;
-            let addr = self.grpc(id)?;
-            wait_for(&format!("node {id} to answer"), Duration::from_secs(30), || async {
-                Ok(c.status_of(&addr, Duration::from_secs(1)).await.ok().map(|_| ()))
-            })
-            .await?;
+            self.wait_serving(id, Duration::from_secs(30)).await?;
         }
-        self.client_for(1)?.init().await?;
+        let init = self.client_for(1)?.init().await?;
+        if self.security.is_some() {
+            self.set_admin_token(&init.admin_token)?;
+        }
         let client = self.client()?;
         for id in 2..=n {
             client.add_node(id, &self.grpc(id)?, false).await?;
@@ -405,10 +657,23 @@ impl ProcessCluster {
         .await
     }
 
+    /// The sum of node `id`'s samples of metric `name` whose labels include
+    /// all of `labels` (0 when there is none yet, as for a counter never
+    /// incremented).
+    pub async fn metric_where(&self, id: u64, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+        let body = self.web(id)?.get("/metrics").await?;
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter(|l| wanted.iter().all(|w| l.contains(w.as_str())))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// One Prometheus metric value of node `id` (first sample).
     pub async fn metric(&self, id: u64, name: &str) -> Result<f64> {
-        let http = self.http(id)?;
-        let body = http_get(&http, "/metrics").await?;
+        let body = self.web(id)?.get("/metrics").await?;
         body.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
             .and_then(|l| l.rsplit(' ').next())
@@ -417,19 +682,134 @@ impl ProcessCluster {
     }
 }
 
-/// A minimal HTTP/1.1 GET (status line and body) for the health and
-/// metrics endpoints.
-pub async fn http_get(addr: &str, path: &str) -> Result<String> {
-    Ok(http_get_status(addr, path).await?.1)
+/// A node's HTTP listener as a client reaches it: the address, TLS (the
+/// cluster CA) and a bearer token to send.
+#[derive(Clone)]
+pub struct Web {
+    pub addr: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The same without a client certificate.
+    anonymous_tls: Option<Arc<rustls::ClientConfig>>,
+    token: Option<String>,
 }
 
-/// GET `path` and return the status code and the body.
-pub async fn http_get_status(addr: &str, path: &str) -> Result<(u16, String)> {
-    let r = http_request(addr, "GET", path, &[]).await?;
-    Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Web")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .field("token", &self.token.is_some())
+            .finish()
+    }
 }
 
-/// An HTTP response as read by [`http_request`].
+impl Web {
+    /// Plain HTTP to `addr`, no credentials.
+    pub fn plain(addr: &str) -> Self {
+        Self {
+            addr: addr.to_owned(),
+            tls: None,
+            anonymous_tls: None,
+            token: None,
+        }
+    }
+
+    /// The same listener without credentials (a visitor of the portal).
+    pub fn anonymous(&self) -> Self {
+        Self {
+            tls: self.anonymous_tls.clone(),
+            token: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same listener with another bearer token (and no certificate).
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            tls: self.anonymous_tls.clone(),
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// GET `path`; the body.
+    pub async fn get(&self, path: &str) -> Result<String> {
+        Ok(self.get_status(path).await?.1)
+    }
+
+    /// GET `path`; the status code and the body.
+    pub async fn get_status(&self, path: &str) -> Result<(u16, String)> {
+        let r = self.request("GET", path, &[]).await?;
+        Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
+    }
+
+    /// A minimal HTTP/1.1 request (`Connection: close`, body read to the
+    /// end), over TLS when the listener has it; the token goes in an
+    /// `Authorization` header unless `headers` carry credentials.
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse> {
+        let addr = self.addr.as_str();
+        let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow!("connect to {addr} timed out"))??;
+        let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req.push_str(&format!("Host: {addr}\r\n"));
+        }
+        let has_credentials = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie"));
+        if let Some(t) = self.token.as_ref().filter(|_| !has_credentials) {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let buf = match &self.tls {
+            None => exchange(tcp, &req, addr).await?,
+            Some(cfg) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| anyhow!("{host} is not a server name: {e}"))?;
+                let tls = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp),
+                )
+                .await
+                .map_err(|_| anyhow!("TLS handshake with {addr} timed out"))?
+                .with_context(|| format!("TLS handshake with {addr}"))?;
+                exchange(tls, &req, addr).await?
+            }
+        };
+        parse_response(&buf, addr)
+    }
+}
+
+/// Write `req`, read to the end (a TLS peer that closes without
+/// `close_notify` still ends the response).
+async fn exchange<S>(mut s: S, req: &str, addr: &str) -> Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(req.as_bytes()).await?;
+    s.flush().await?;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut buf))
+        .await
+        .map_err(|_| anyhow!("read from {addr} timed out"))?;
+    match read {
+        Ok(_) => Ok(buf),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => Ok(buf),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An HTTP response as read by [`Web::request`].
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub status: u16,
@@ -457,25 +837,7 @@ pub fn url_path(p: &str) -> String {
     out
 }
 
-/// A minimal HTTP/1.1 request (`Connection: close`, body read to the end).
-pub async fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| anyhow!("connect to {addr} timed out"))??;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut buf))
-        .await
-        .map_err(|_| anyhow!("read from {addr} timed out"))??;
+fn parse_response(buf: &[u8], addr: &str) -> Result<HttpResponse> {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -28,7 +28,7 @@ use sen_client::{Client, ClientOptions};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{ProcessCluster, http_request};
+use crate::cluster::{ProcessCluster, Web};
 
 /// The site the workload deploys.
 pub const SITE: &str = "chaos-site";
@@ -124,6 +124,7 @@ fn file_name(i: usize) -> String {
 /// Deploy version 1, 2, 3, … until `stop`.
 pub async fn pusher(
     endpoints: Vec<String>,
+    credentials: ClientOptions,
     dir: PathBuf,
     start: Instant,
     seed: u64,
@@ -134,6 +135,7 @@ pub async fn pusher(
         timeout: Duration::from_secs(15),
         attempt_timeout: Duration::from_secs(3),
         connect_timeout: Duration::from_millis(300),
+        ..credentials
     };
     let Ok(cl) = Client::new(&endpoints, opts) else { return };
     let mut rng = StdRng::seed_from_u64(seed);
@@ -192,7 +194,7 @@ pub async fn pusher(
     }
 }
 
-async fn read_once(node: u64, http: &str, seq: u64, file: usize, start: Instant) -> ReadRec {
+async fn read_once(node: u64, http: &Web, seq: u64, file: usize, start: Instant) -> ReadRec {
     let path = format!("/sites/{SITE}/{}", file_name(file));
     let at_us = start.elapsed().as_micros() as u64;
     let mut rec = ReadRec {
@@ -207,7 +209,7 @@ async fn read_once(node: u64, http: &str, seq: u64, file: usize, start: Instant)
         final_read: false,
         error: None,
     };
-    match tokio::time::timeout(Duration::from_secs(3), http_request(http, "GET", &path, &[])).await {
+    match tokio::time::timeout(Duration::from_secs(3), http.request("GET", &path, &[])).await {
         Err(_) => rec.error = Some("timed out".into()),
         Ok(Err(e)) => rec.error = Some(format!("{e:#}")),
         Ok(Ok(r)) => {
@@ -224,7 +226,7 @@ async fn read_once(node: u64, http: &str, seq: u64, file: usize, start: Instant)
 }
 
 /// Read node `node`'s copy of the site over HTTP until `stop`.
-pub async fn reader(node: u64, http: String, start: Instant, stop: CancellationToken, out: Arc<Mutex<SiteHistory>>) {
+pub async fn reader(node: u64, http: Web, start: Instant, stop: CancellationToken, out: Arc<Mutex<SiteHistory>>) {
     let mut seq = 0u64;
     while !stop.is_cancelled() {
         seq += 1;
@@ -244,7 +246,7 @@ pub async fn reader(node: u64, http: String, start: Instant, stop: CancellationT
 /// After healing: read every file from every node once.
 pub async fn final_reads(cluster: &ProcessCluster, nodes: &[u64], start: Instant, out: &Arc<Mutex<SiteHistory>>) {
     for &n in nodes {
-        let Ok(http) = cluster.http(n) else { continue };
+        let Ok(http) = cluster.web(n) else { continue };
         for f in 0..FILES {
             let mut rec = read_once(n, &http, u64::MAX - (FILES - f) as u64, f, start).await;
             rec.final_read = true;

@@ -58,15 +58,18 @@ pub struct Shared {
     pub ops: AtomicU64,
     pub processes: AtomicU64,
     pub cfg: WorkloadConfig,
+    /// The clients' credentials (TLS and token), timeouts aside.
+    pub credentials: ClientOptions,
 }
 
 impl Shared {
-    pub fn new(cfg: WorkloadConfig, start: Instant) -> Arc<Self> {
+    pub fn new(cfg: WorkloadConfig, start: Instant, credentials: ClientOptions) -> Arc<Self> {
         Arc::new(Self {
             start,
             ops: AtomicU64::new(0),
             processes: AtomicU64::new(1000),
             cfg,
+            credentials,
         })
     }
 
@@ -109,6 +112,7 @@ pub async fn client(
         timeout: Duration::from_millis(shared.cfg.op_timeout_ms),
         attempt_timeout: Duration::from_millis((shared.cfg.op_timeout_ms / 2).max(200)),
         connect_timeout: Duration::from_millis(300),
+        ..shared.credentials.clone()
     };
     let Ok(cl) = Client::new(&endpoints, opts) else {
         return;

@@ -14,7 +14,7 @@ use sen_backup::format::hex_id;
 use sen_backup::prune::KeepPolicy;
 use sen_backup::read::{self, SnapshotEntry};
 use sen_backup::{InitOptions, Repo, check, prune, restore};
-use sen_raft::schema::system::{BACKUP_RUN_PREFIX, BACKUP_SCHEDULE_KEY, RunRecord, SYSTEM_DB, Schedule, SystemRecord};
+use sen_raft::schema::system::{RunRecord, Schedule, SystemRecord};
 use serde_json::json;
 
 use crate::output::{emit, table};
@@ -410,9 +410,9 @@ async fn schedule(cmd: ScheduleCmd, endpoints: &[String], output: Output, timeou
                 prune_grace_ms: grace.as_millis() as u64,
                 tags,
             };
-            let value = s.to_json()?;
-            let r = client.put(SYSTEM_DB, BACKUP_SCHEDULE_KEY, &value).await?;
-            emit(output, json!({"schedule": s, "revision": r.revision}), || {
+            let value = String::from_utf8_lossy(&s.to_json()?).into_owned();
+            let revision = client.set_backup_schedule(value).await?;
+            emit(output, json!({"schedule": s, "revision": revision}), || {
                 format!(
                     "backup every {} to {} (first run at the next slot boundary; see `sen backup list --runs`)",
                     humantime::format_duration(every),
@@ -422,21 +422,13 @@ async fn schedule(cmd: ScheduleCmd, endpoints: &[String], output: Output, timeou
             Ok(())
         }
         ScheduleCmd::Show => {
-            let r = client
-                .get(SYSTEM_DB, BACKUP_SCHEDULE_KEY, sen_client::Consistency::Linearizable)
-                .await;
-            let kv = match r {
-                Ok(r) => r.kv,
-                Err(e) if e.code() == Some(tonic::Code::NotFound) => None,
-                Err(e) => return Err(e.into()),
-            };
-            let Some(kv) = kv else {
+            let Some(json) = client.get_backup_schedule().await? else {
                 emit(output, json!({"schedule": null}), || {
                     "no backup schedule (set one with `sen backup schedule set`)".into()
                 });
                 return Ok(());
             };
-            let s = Schedule::from_json(&kv.value)?;
+            let s = Schedule::from_json(json.as_bytes())?;
             emit(output, json!({"schedule": s}), || {
                 format!(
                     "every {} to {}{}; keep {}; prune grace {}",
@@ -453,7 +445,7 @@ async fn schedule(cmd: ScheduleCmd, endpoints: &[String], output: Output, timeou
             Ok(())
         }
         ScheduleCmd::Clear => {
-            client.delete(SYSTEM_DB, BACKUP_SCHEDULE_KEY).await?;
+            client.clear_backup_schedule().await?;
             emit(output, json!({"schedule": null}), || "backup schedule removed".into());
             Ok(())
         }
@@ -483,34 +475,13 @@ fn keep_text(k: &KeepPolicy) -> String {
 
 async fn list_runs(endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let client = crate::client(endpoints, timeout)?;
-    let mut runs: Vec<RunRecord> = Vec::new();
-    let mut start_after: Option<Vec<u8>> = None;
-    loop {
-        let page = client
-            .scan_page(sen_proto::v1::ScanRequest {
-                db: SYSTEM_DB.into(),
-                prefix: BACKUP_RUN_PREFIX.as_bytes().to_vec(),
-                start_after: start_after.clone().unwrap_or_default(),
-                limit: 500,
-                consistency: sen_client::Consistency::Linearizable as i32,
-                ..Default::default()
-            })
-            .await;
-        let page = match page {
-            Ok(p) => p,
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => break,
-            Err(e) => return Err(e.into()),
-        };
-        for kv in &page.kvs {
-            if let Ok(r) = RunRecord::from_json(&kv.value) {
-                runs.push(r);
-            }
-        }
-        match (page.more, page.kvs.last()) {
-            (true, Some(last)) => start_after = Some(last.key.clone()),
-            _ => break,
-        }
-    }
+    let mut runs: Vec<RunRecord> = client
+        .list_backup_runs()
+        .await?
+        .iter()
+        .filter_map(|j| RunRecord::from_json(j.as_bytes()).ok())
+        .collect();
+    runs.sort_by_key(|r| r.slot);
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {

@@ -11,9 +11,14 @@ use crate::{Failure, Output, client};
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
-    /// Make the node at the first endpoint a new one-voter cluster and print
-    /// the cluster id.
-    Init,
+    /// Make the node at the first endpoint a new one-voter cluster, and you
+    /// (your certificate's user; `admin` without TLS) its first
+    /// cluster-admin, with a token written to --token-out.
+    Init {
+        /// Where to write the first admin's token (0600; must not exist).
+        #[arg(long, default_value = "sen-admin.token")]
+        token_out: std::path::PathBuf,
+    },
     /// Add a running, empty node: it joins as a learner, catches up, then
     /// becomes a voter (unless --learner).
     AddNode {
@@ -85,6 +90,7 @@ pub fn status_json(s: &StatusResponse) -> serde_json::Value {
         "term": s.term,
         "commit_index": s.commit_index,
         "answered_by": s.node_id,
+        "insecure": s.insecure,
         "members": s.members.iter().map(member_json).collect::<Vec<_>>(),
     })
 }
@@ -105,6 +111,12 @@ pub fn status_text(s: &StatusResponse) -> String {
         "cluster {}  leader {}  term {}  commit {}\n",
         s.cluster_id, leader, s.term, s.commit_index
     );
+    if s.insecure {
+        out.push_str(&format!(
+            "INSECURE: node {} runs without TLS and authentication (anyone who reaches it can do anything); see docs/security.md\n",
+            s.node_id
+        ));
+    }
     let rows: Vec<Vec<String>> = s
         .members
         .iter()
@@ -148,16 +160,49 @@ pub fn status_text(s: &StatusResponse) -> String {
 pub async fn run(cmd: ClusterCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let c = client(endpoints, timeout)?;
     match cmd {
-        ClusterCmd::Init => {
+        ClusterCmd::Init { token_out } => {
             let r = c.init().await?;
+            // The token is shown once: if it cannot be written, print it.
+            let written = if r.admin_token.is_empty() {
+                None
+            } else {
+                Some(crate::access_cmd::write_token_file(&token_out, &r.admin_token).map_err(|f| f.message))
+            };
             emit(
                 output,
-                json!({"cluster_id": r.cluster_id, "node_id": r.node_id}),
+                json!({
+                    "cluster_id": r.cluster_id,
+                    "node_id": r.node_id,
+                    "admin_user": r.admin_user,
+                    "token_file": matches!(written, Some(Ok(()))).then_some(&token_out),
+                    "admin_token": matches!(written, Some(Err(_))).then_some(&r.admin_token),
+                }),
                 || {
-                    format!(
-                        "initialized cluster {} with node {} as its only voter",
-                        r.cluster_id, r.node_id
-                    )
+                    let mut t = if r.created {
+                        format!(
+                            "initialized cluster {} with node {} as its only voter",
+                            r.cluster_id, r.node_id
+                        )
+                    } else {
+                        format!(
+                            "cluster {} already existed; its first administrator was missing",
+                            r.cluster_id
+                        )
+                    };
+                    match &written {
+                        None => {}
+                        Some(Ok(())) => t.push_str(&format!(
+                            "\nfirst cluster-admin: {}; its token is in {} (use: export SEN_TOKEN_FILE={})",
+                            r.admin_user,
+                            token_out.display(),
+                            token_out.display()
+                        )),
+                        Some(Err(e)) => t.push_str(&format!(
+                            "\nfirst cluster-admin: {}; the token could not be written ({e}); here it is, shown only now:\n{}",
+                            r.admin_user, r.admin_token
+                        )),
+                    }
+                    t
                 },
             );
         }

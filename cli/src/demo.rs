@@ -1,13 +1,19 @@
 //! `sen demo`: a local cluster of `sen server` processes in one folder.
 //!
 //! Layout under `--dir` (default `./sen-demo`):
+//!   certs/                    the cluster CA, node and `admin` certificates
+//!                             (`sen certs init`)
+//!   admin.token               the first cluster-admin's token (0600)
+//!   node1.toml ...            each node's configuration (TLS on)
 //!   node1/ node2/ node3/      data directories
 //!   node1.log ...             each node's log
 //! Nodes listen on 127.0.0.1:<base+i-1> (gRPC) and 127.0.0.1:<http-base+i-1>
-//! (HTTP). Running the demo again on the same folder resumes the cluster.
-//! Ctrl-C (or SIGTERM) stops every node with SIGTERM and waits for them.
+//! (HTTPS), TLS everywhere as in production. The demo prints the two
+//! environment lines (`SEN_CA`, `SEN_TOKEN_FILE`) that let `sen` commands
+//! use them. Running the demo again on the same folder resumes the
+//! cluster. Ctrl-C (or SIGTERM) stops every node with SIGTERM and waits.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -79,11 +85,28 @@ pub fn run(args: DemoArgs, output: Output) -> Result<(), Failure> {
     }
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| Failure::from(format!("cannot create {}: {e}", args.dir.display())))?;
+    // Absolute paths: the printed environment lines work from anywhere.
+    let dir = std::fs::canonicalize(&args.dir)
+        .map_err(|e| Failure::from(format!("cannot resolve {}: {e}", args.dir.display())))?;
     let exe = std::env::current_exe().map_err(|e| Failure::from(format!("cannot find the sen executable: {e}")))?;
     let grpc = |i: u64| format!("127.0.0.1:{}", args.port as u64 + i - 1);
     let http = |i: u64| format!("127.0.0.1:{}", args.http_port as u64 + i - 1);
+    let certs = certificates(&dir, args.nodes)?;
     let mut nodes = Nodes { children: Vec::new() };
     for i in 1..=args.nodes {
+        let node = sen_security::certs::node_files(&certs, i);
+        let config = format!(
+            "# Written by `sen demo` (rewritten at every start).\nid = {i}\ndata-dir = {:?}\nlisten = {:?}\nhttp = {:?}\n\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            dir.join(format!("node{i}")).display().to_string(),
+            grpc(i),
+            http(i),
+            sen_security::certs::ca_files(&certs).cert.display().to_string(),
+            node.cert.display().to_string(),
+            node.key.display().to_string(),
+        );
+        let config_path = dir.join(format!("node{i}.toml"));
+        std::fs::write(&config_path, config)
+            .map_err(|e| Failure::from(format!("cannot write {}: {e}", config_path.display())))?;
         let log_path = args.dir.join(format!("node{i}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -93,14 +116,8 @@ pub fn run(args: DemoArgs, output: Output) -> Result<(), Failure> {
         let err = log.try_clone().map_err(Failure::from)?;
         let child = Command::new(&exe)
             .arg("server")
-            .arg("--id")
-            .arg(i.to_string())
-            .arg("--data-dir")
-            .arg(args.dir.join(format!("node{i}")))
-            .arg("--listen")
-            .arg(grpc(i))
-            .arg("--http")
-            .arg(http(i))
+            .arg("--config")
+            .arg(&config_path)
             .env_remove("SEN_CONFIG")
             .stdin(Stdio::null())
             .stdout(log)
@@ -115,16 +132,20 @@ pub fn run(args: DemoArgs, output: Output) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(Failure::from)?;
-    let status = rt.block_on(form_cluster(&endpoints, &mut nodes, &args))?;
+    let ca = sen_security::certs::ca_files(&certs).cert;
+    let token_file = dir.join("admin.token");
+    let status = rt.block_on(form_cluster(&endpoints, &mut nodes, &args, &certs, &token_file))?;
     let hint = format!(
-        "\nTry:\n  export SEN_ENDPOINTS={}\n  sen kv put portal greeting 'xin chào'\n  sen kv get portal greeting\n  sen cluster status\nLogs and data: {}   Metrics: http://{}/metrics",
+        "\nUse the cluster as its first admin (TLS, and the admin's token):\n  export SEN_CA={}\n  export SEN_TOKEN_FILE={}\nTry:\n  export SEN_ENDPOINTS={}\n  sen kv put portal greeting 'xin chào'\n  sen kv get portal greeting\n  sen cluster status\n  sen whoami\nLogs and data: {}   Metrics: curl --cacert \"$SEN_CA\" -H \"Authorization: Bearer $(cat \"$SEN_TOKEN_FILE\")\" https://{}/metrics",
+        ca.display(),
+        token_file.display(),
         endpoints.join(","),
-        args.dir.display(),
+        dir.display(),
         http(1)
     );
     emit(
         output,
-        json!({"endpoints": endpoints, "dir": args.dir, "status": status_json(&status)}),
+        json!({"endpoints": endpoints, "dir": dir, "ca": ca, "token_file": token_file, "status": status_json(&status)}),
         || format!("{}{hint}", status_text(&status)),
     );
     if args.detach {
@@ -159,12 +180,48 @@ pub fn run(args: DemoArgs, output: Output) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The demo's certificates in `DIR/certs`: made on the first run, and
+/// node certificates added when `--nodes` grows.
+fn certificates(dir: &Path, nodes: u64) -> Result<PathBuf, Failure> {
+    use sen_security::certs;
+    let certs_dir = dir.join("certs");
+    let hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let fail = |e: sen_security::SecurityError| Failure::from(format!("certificates in {}: {e}", certs_dir.display()));
+    if !certs::ca_files(&certs_dir).cert.exists() {
+        certs::init(&certs_dir, nodes, &hosts, 825).map_err(fail)?;
+        return Ok(certs_dir);
+    }
+    for i in 1..=nodes {
+        if !certs::node_files(&certs_dir, i).cert.exists() {
+            certs::node(&certs_dir, i, &hosts, 825).map_err(fail)?;
+        }
+    }
+    if !certs::user_files(&certs_dir, "admin").cert.exists() {
+        certs::client(&certs_dir, "admin", 825).map_err(fail)?;
+    }
+    Ok(certs_dir)
+}
+
+/// Start (or resume) the cluster as the `admin` certificate: it becomes
+/// the first cluster-admin, whose token goes to `token_file`.
 async fn form_cluster(
     endpoints: &[String],
     nodes: &mut Nodes,
     args: &DemoArgs,
+    certs: &Path,
+    token_file: &Path,
 ) -> Result<sen_proto::v1::StatusResponse, Failure> {
-    let client = crate::client(endpoints, Duration::from_secs(60))?;
+    let admin = sen_security::certs::user_files(certs, "admin");
+    let tls = sen_client::TlsOptions::from_files(
+        &sen_security::certs::ca_files(certs).cert,
+        Some((&admin.cert, &admin.key)),
+    )?;
+    let opts = sen_client::ClientOptions {
+        timeout: Duration::from_secs(60),
+        tls: Some(tls),
+        ..Default::default()
+    };
+    let client = sen_client::Client::new(endpoints, opts)?;
     // Wait until every node answers.
     let deadline = Instant::now() + Duration::from_secs(30);
     for (i, e) in endpoints.iter().enumerate() {
@@ -189,7 +246,11 @@ async fn form_cluster(
     }
     let first = client.status_of(&endpoints[0], Duration::from_secs(5)).await?;
     if first.cluster_id.is_empty() {
-        client.init().await?;
+        let init = client.init().await?;
+        if !init.admin_token.is_empty() {
+            let _ = std::fs::remove_file(token_file);
+            crate::access_cmd::write_token_file(token_file, &init.admin_token)?;
+        }
     }
     // Wait for a leader, then add whoever is missing.
     let deadline = Instant::now() + Duration::from_secs(30);

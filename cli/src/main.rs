@@ -5,7 +5,9 @@
 //! `--output text|json`; they exit non-zero with a one-line reason on
 //! failure.
 
+mod access_cmd;
 mod backup_cmd;
+mod certs_cmd;
 mod cluster_cmd;
 mod demo;
 mod drill_cmd;
@@ -18,6 +20,7 @@ mod server_cmd;
 mod site_cmd;
 mod txn_parse;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -43,6 +46,18 @@ pub struct Cli {
     /// Give up on an operation (all retries included) after this long.
     #[arg(long, global = true, env = "SEN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
     timeout: Duration,
+    /// The cluster CA certificate: talk TLS to the nodes.
+    #[arg(long = "ca", global = true, env = "SEN_CA")]
+    tls_ca: Option<PathBuf>,
+    /// A client certificate (its common name is the user), with --key.
+    #[arg(long = "cert", global = true, env = "SEN_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long = "key", global = true, env = "SEN_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A file holding a token (`sen token create`); or set SEN_TOKEN.
+    #[arg(long, global = true, env = "SEN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +100,23 @@ enum Command {
     /// The incident log: every interruption, its cause and remedy.
     #[command(subcommand)]
     Incident(incident_cmd::IncidentCmd),
+    /// Certificates for TLS: a cluster CA, node and user certificates.
+    #[command(subcommand)]
+    Certs(certs_cmd::CertsCmd),
+    /// Users (each gets roles and tokens).
+    #[command(subcommand)]
+    User(access_cmd::UserCmd),
+    /// Bearer tokens of users (shown once when created).
+    #[command(subcommand)]
+    Token(access_cmd::TokenCmd),
+    /// Roles granted to users, on the cluster or on sites and databases.
+    #[command(subcommand)]
+    Role(access_cmd::RoleCmd),
+    /// The audit log: every change and every refused request.
+    #[command(subcommand)]
+    Audit(access_cmd::AuditCmd),
+    /// Who the cluster takes you for, and your roles.
+    Whoami,
 }
 
 /// A command failed: print this line and exit with `code`.
@@ -103,8 +135,57 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
+/// Where the credentials of every client the command makes come from
+/// (read when a client is made, so `sen server` ignores them).
+#[derive(Debug, Clone, Default)]
+struct CredentialArgs {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+}
+
+static CREDENTIALS: std::sync::OnceLock<CredentialArgs> = std::sync::OnceLock::new();
+
+/// TLS and token options from the flags and the environment.
+fn credentials(cli: &CredentialArgs) -> Result<(Option<sen_client::TlsOptions>, Option<sen_client::Secret>), Failure> {
+    let tls = match &cli.ca {
+        None => {
+            if cli.cert.is_some() {
+                return Err("--cert needs --ca (or SEN_CA): a client certificate is used over TLS".into());
+            }
+            None
+        }
+        Some(ca) => {
+            let identity = match (&cli.cert, &cli.key) {
+                (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err("give --cert and --key together (or SEN_CERT and SEN_KEY)".into());
+                }
+                (None, None) => None,
+            };
+            Some(sen_client::TlsOptions::from_files(ca, identity)?)
+        }
+    };
+    let token = match (
+        &cli.token_file,
+        std::env::var("SEN_TOKEN").ok().filter(|t| !t.trim().is_empty()),
+    ) {
+        (Some(f), _) => Some(sen_client::Secret::from_token_file(f)?),
+        (None, Some(t)) => Some(sen_client::Secret(t.trim().to_owned())),
+        (None, None) => None,
+    };
+    Ok((tls, token))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = CREDENTIALS.set(CredentialArgs {
+        ca: cli.tls_ca.clone(),
+        cert: cli.tls_cert.clone(),
+        key: cli.tls_key.clone(),
+        token_file: cli.token_file.clone(),
+    });
     let result = match cli.command {
         Command::Server(args) => server_cmd::run(args),
         Command::Demo(args) => demo::run(args, cli.output),
@@ -118,6 +199,12 @@ fn main() -> ExitCode {
         Command::Incident(cmd) => {
             client_runtime(|| incident_cmd::run_incident(cmd, &cli.endpoints, cli.output, cli.timeout))
         }
+        Command::Certs(cmd) => certs_cmd::run(cmd, cli.output),
+        Command::User(cmd) => client_runtime(|| access_cmd::run_user(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Token(cmd) => client_runtime(|| access_cmd::run_token(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Role(cmd) => client_runtime(|| access_cmd::run_role(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Audit(cmd) => client_runtime(|| access_cmd::run_audit(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Whoami => client_runtime(|| access_cmd::whoami(&cli.endpoints, cli.output, cli.timeout)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,10 +233,36 @@ where
 
 /// A client for the global flags.
 pub fn client(endpoints: &[String], timeout: Duration) -> Result<sen_client::Client, Failure> {
+    let (tls, token) = credentials(CREDENTIALS.get().unwrap_or(&CredentialArgs::default()))?;
     let opts = sen_client::ClientOptions {
         timeout,
         attempt_timeout: timeout.min(Duration::from_secs(10)),
+        tls,
+        token,
         ..Default::default()
     };
     Ok(sen_client::Client::new(endpoints, opts)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// clap's own consistency checks over every subcommand (a global flag
+    /// sharing an id with a subcommand's argument fails only at run time).
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_credentials_do_not_shadow_subcommand_arguments() {
+        let cli = Cli::try_parse_from(["sen", "--ca", "ca.pem", "kv", "put", "db", "key", "value"]).unwrap();
+        assert_eq!(cli.tls_ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+        let cli = Cli::try_parse_from(["sen", "kv", "get", "db", "k", "--cert", "a.pem", "--key", "a.key"]).unwrap();
+        assert!(cli.tls_cert.is_some() && cli.tls_key.is_some());
+        assert!(Cli::try_parse_from(["sen", "--cert", "a.pem", "cluster", "status"]).is_err());
+    }
 }

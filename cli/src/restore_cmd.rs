@@ -219,10 +219,13 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
         } => {
             let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
             let addr = advertise.unwrap_or_else(|| listen.clone());
+            // An existing, non-empty directory is refused here, before
+            // anything is written (and never removed below).
+            let mut sink = DataDirSink::create(&data_dir, id, &addr)
+                .map_err(|e| Failure::from(format!("restore into {}: {e}", data_dir.display())))?;
             let pb = bar(output, e.snapshot.stats.bytes_total);
-            let result = DataDirSink::create(&data_dir, id, &addr)
-                .map_err(|e| RepoError::Target(e.to_string()))
-                .and_then(|mut sink| restore::cluster(&r, &index, &e.snapshot, &mut sink, &|n| pb.inc(n)));
+            let result = restore::cluster(&r, &index, &e.snapshot, &mut sink, &|n| pb.inc(n));
+            drop(sink);
             pb.finish_and_clear();
             let (cluster_id, digest, bytes) = match result {
                 Ok(x) => (x.cluster_id, x.digest, x.bytes),

@@ -28,6 +28,10 @@ pub struct ServerArgs {
     /// HTTP listen address (/livez, /readyz, /metrics).
     #[arg(long)]
     http: Option<String>,
+    /// Run without TLS and authentication on any address (trusted test
+    /// networks only: anyone who reaches a port can do anything).
+    #[arg(long)]
+    insecure: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -40,6 +44,7 @@ pub fn run(args: ServerArgs) -> Result<(), Failure> {
         listen: args.listen,
         advertise: args.advertise,
         http: args.http,
+        insecure: args.insecure,
     };
     let cfg = NodeConfig::load(args.config.as_deref(), std::env::vars(), &overrides)?;
     if args.print_config {

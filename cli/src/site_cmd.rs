@@ -15,8 +15,22 @@ use crate::{Failure, Output, client};
 
 #[derive(Subcommand, Debug)]
 pub enum SiteCmd {
-    /// Create an empty site.
-    Create { site: String },
+    /// Create an empty site (public over HTTP unless --private).
+    Create {
+        site: String,
+        /// Only readers of the site may fetch it over HTTP (a token, as a
+        /// Bearer header or the `sen_token` cookie).
+        #[arg(long)]
+        private: bool,
+    },
+    /// Change a site's HTTP access.
+    Set {
+        site: String,
+        #[arg(long, conflicts_with = "public", required_unless_present = "public")]
+        private: bool,
+        #[arg(long)]
+        public: bool,
+    },
     /// List sites with their current deployment.
     List,
     /// Delete a site and its history (needs --yes).
@@ -130,14 +144,34 @@ fn progress_bars(output: Output) -> Option<sen_client::content::Progress> {
 pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let c = client(endpoints, timeout)?;
     match cmd {
-        SiteCmd::Create { site } => {
+        SiteCmd::Create { site, private } => {
             let r = c.create_site(&site).await?;
-            emit(output, json!({"site": site, "created": r.created}), || {
-                if r.created {
-                    format!("created site {site}")
-                } else {
-                    format!("site {site} already exists")
-                }
+            if private {
+                c.set_site_access(&site, true).await?;
+            }
+            emit(
+                output,
+                json!({"site": site, "created": r.created, "private": private}),
+                || {
+                    if r.created {
+                        format!("created site {site}{}", if private { " (private)" } else { "" })
+                    } else {
+                        format!("site {site} already exists")
+                    }
+                },
+            );
+        }
+        SiteCmd::Set { site, private, .. } => {
+            c.set_site_access(&site, private).await?;
+            emit(output, json!({"site": site, "private": private}), || {
+                format!(
+                    "site {site} is now {}",
+                    if private {
+                        "private: HTTP needs a reader's token"
+                    } else {
+                        "public"
+                    }
+                )
             });
         }
         SiteCmd::List => {

@@ -39,4 +39,10 @@ pub mod meta {
     pub const NO_CLUSTER: &str = "sen-no-cluster";
     /// Peer calls: the node the caller meant to reach.
     pub const TO_NODE: &str = "sen-to-node";
+    /// A request a node forwards to the leader: who the original caller
+    /// is (JSON of `sen_core::auth::Principal`). Trusted only from a peer
+    /// that proved, with its node certificate, to be a node of this cluster.
+    pub const ON_BEHALF_OF: &str = "sen-on-behalf-of";
+    /// A request a node forwards: the original caller's address.
+    pub const CALLER_ADDR: &str = "sen-caller-addr";
 }

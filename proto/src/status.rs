@@ -29,6 +29,9 @@
 //! | `FAILED_PRECONDITION` | `FAILED_PRECONDITION` | `Never` |
 //! | `NOT_FOUND` | `NOT_FOUND` | `Never` |
 //! | `INTERNAL` | `INTERNAL` | `Never` |
+//! | `UNAUTHENTICATED` | `UNAUTHENTICATED` | `Never` |
+//! | `PERMISSION_DENIED` | `PERMISSION_DENIED` | `Never` |
+//! | `EXHAUSTED` | `RESOURCE_EXHAUSTED` | `Never` |
 
 use std::collections::HashMap;
 
@@ -62,6 +65,12 @@ pub enum ErrorKind {
     NotFound,
     /// A bug or damaged data on the node.
     Internal,
+    /// No, or bad, credentials.
+    Unauthenticated,
+    /// Valid credentials without the right.
+    PermissionDenied,
+    /// A limit was reached (too many failed logins, a quota).
+    Exhausted,
 }
 
 /// What a caller may do about an error.
@@ -98,7 +107,7 @@ pub struct WireError {
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::NotLeader,
         ErrorKind::Unavailable,
         ErrorKind::Timeout,
@@ -107,6 +116,9 @@ impl ErrorKind {
         ErrorKind::FailedPrecondition,
         ErrorKind::NotFound,
         ErrorKind::Internal,
+        ErrorKind::Unauthenticated,
+        ErrorKind::PermissionDenied,
+        ErrorKind::Exhausted,
     ];
 
     /// The gRPC code of this kind.
@@ -118,6 +130,9 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => Code::InvalidArgument,
             ErrorKind::NotFound => Code::NotFound,
             ErrorKind::Internal => Code::Internal,
+            ErrorKind::Unauthenticated => Code::Unauthenticated,
+            ErrorKind::PermissionDenied => Code::PermissionDenied,
+            ErrorKind::Exhausted => Code::ResourceExhausted,
         }
     }
 
@@ -132,6 +147,9 @@ impl ErrorKind {
             ErrorKind::FailedPrecondition => "FAILED_PRECONDITION",
             ErrorKind::NotFound => "NOT_FOUND",
             ErrorKind::Internal => "INTERNAL",
+            ErrorKind::Unauthenticated => "UNAUTHENTICATED",
+            ErrorKind::PermissionDenied => "PERMISSION_DENIED",
+            ErrorKind::Exhausted => "EXHAUSTED",
         }
     }
 
@@ -144,9 +162,13 @@ impl ErrorKind {
         match self {
             ErrorKind::NotLeader | ErrorKind::Unavailable | ErrorKind::Timeout => Retry::Retry,
             ErrorKind::NoCluster => Retry::OtherEndpoint,
-            ErrorKind::InvalidArgument | ErrorKind::FailedPrecondition | ErrorKind::NotFound | ErrorKind::Internal => {
-                Retry::Never
-            }
+            ErrorKind::InvalidArgument
+            | ErrorKind::FailedPrecondition
+            | ErrorKind::NotFound
+            | ErrorKind::Internal
+            | ErrorKind::Unauthenticated
+            | ErrorKind::PermissionDenied
+            | ErrorKind::Exhausted => Retry::Never,
         }
     }
 }
@@ -255,14 +277,11 @@ impl WireError {
             _ if local_transport => ErrorKind::Unavailable,
             Code::Unavailable if legacy_leader.is_some() => ErrorKind::NotLeader,
             Code::FailedPrecondition if headers.contains_key(crate::meta::NO_CLUSTER) => ErrorKind::NoCluster,
-            Code::Unavailable
-            | Code::Unknown
-            | Code::Cancelled
-            | Code::Aborted
-            | Code::ResourceExhausted
-            // Without Sen's details, INTERNAL comes from the gRPC layer
-            // itself (a stream cut mid-answer: "Unexpected EOF").
-            | Code::Internal => ErrorKind::Unavailable,
+            Code::Unauthenticated => ErrorKind::Unauthenticated,
+            Code::PermissionDenied => ErrorKind::PermissionDenied,
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted | Code::ResourceExhausted => {
+                ErrorKind::Unavailable
+            }
             Code::DeadlineExceeded => ErrorKind::Timeout,
             Code::InvalidArgument | Code::OutOfRange => ErrorKind::InvalidArgument,
             Code::NotFound => ErrorKind::NotFound,

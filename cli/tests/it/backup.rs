@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sen_chaos::cluster::{http_request, url_path};
+use sen_chaos::cluster::url_path;
 
 use crate::common::*;
 
@@ -289,17 +289,7 @@ async fn backup_destroy_everything_restore_the_cluster() {
     c2.add(2).unwrap();
     c2.start(2).unwrap();
     let addr2 = c2.grpc(2).unwrap();
-    sen_chaos::wait_for("node 2 to answer", T, || async {
-        Ok(c2
-            .client_for(2)
-            .unwrap()
-            .status_of(&addr2, std::time::Duration::from_secs(1))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
+    c2.wait_serving(2, T).await.unwrap();
     client2.add_node(2, &addr2, false).await.unwrap();
     let applied = c2
         .status()
@@ -311,9 +301,10 @@ async fn backup_destroy_everything_restore_the_cluster() {
         .max()
         .unwrap();
     c2.wait_applied(2, applied, T).await.unwrap();
-    let http2 = c2.http(2).unwrap();
+    let http2 = c2.web(2).unwrap();
     for (p, data) in &files {
-        let resp = http_request(&http2, "GET", &format!("/sites/congbao/{}", url_path(p)), &[])
+        let resp = http2
+            .request("GET", &format!("/sites/congbao/{}", url_path(p)), &[])
             .await
             .unwrap();
         assert_eq!(resp.status, 200, "{p}");
@@ -595,15 +586,15 @@ async fn backup_to_s3_and_restore_the_cluster_from_it() {
         .await
         .unwrap();
     assert_eq!(got.kv.unwrap().value, b"moi");
-    let http = c2.http(1).unwrap();
-    let resp = http_request(
-        &http,
-        "GET",
-        &format!("/sites/vanban/{}", url_path("Công báo/trang 3.html")),
-        &[],
-    )
-    .await
-    .unwrap();
+    let http = c2.web(1).unwrap();
+    let resp = http
+        .request(
+            "GET",
+            &format!("/sites/vanban/{}", url_path("Công báo/trang 3.html")),
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(resp.body, files["Công báo/trang 3.html"]);
 }
 
@@ -720,18 +711,19 @@ async fn undo_deletions_into_the_live_cluster_and_drill_a_restore() {
         .concat(),
     );
     assert!(done["deployment"].as_u64().is_some(), "{done}");
-    let http = c.http(2).unwrap();
+    let http = c.web(2).unwrap();
     c.wait_applied(2, done["deployment"].as_u64().unwrap(), T)
         .await
         .unwrap();
     for (p, data) in files.iter().filter(|(p, _)| p.starts_with("Văn bản chỉ đạo/")) {
-        let resp = http_request(&http, "GET", &format!("/sites/lich/{}", url_path(p)), &[])
+        let resp = http
+            .request("GET", &format!("/sites/lich/{}", url_path(p)), &[])
             .await
             .unwrap();
         assert_eq!(resp.status, 200, "{p}");
         assert_eq!(&resp.body, data, "{p}");
     }
-    let idx = http_request(&http, "GET", "/sites/lich/index.html", &[]).await.unwrap();
+    let idx = http.request("GET", "/sites/lich/index.html", &[]).await.unwrap();
     assert_eq!(idx.body, b"<h1>defaced</h1>");
     json(
         &[
@@ -830,6 +822,7 @@ async fn kill_9_during_backup_and_during_prune() {
                 "--repo",
                 &repo_url,
             ])
+            .envs(admin_env())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -878,6 +871,7 @@ async fn kill_9_during_backup_and_during_prune() {
                 "--repo",
                 &repo_url,
             ])
+            .envs(admin_env())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -22,10 +22,65 @@ async fn cli_commands_and_json_output() {
     .await
     .unwrap();
 
-    let (code, out, err) = sen(&["--endpoints", &first, "--output", "json", "cluster", "init"]);
+    // The first init makes the caller (the `admin` certificate) the first
+    // cluster-admin and writes its token to a private file.
+    let token_file = c.root().join("first-admin.token");
+    let tf = token_file.to_str().unwrap();
+    let (code, out, err) = sen(&[
+        "--endpoints",
+        &first,
+        "--output",
+        "json",
+        "cluster",
+        "init",
+        "--token-out",
+        tf,
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let cluster_id = v["cluster_id"].as_str().unwrap().to_owned();
+    assert_eq!(v["admin_user"], "admin", "{v}");
+    assert!(
+        v["admin_token"].is_null(),
+        "the token is in the file, not the output: {v}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
+    }
+    // The token works alone (no client certificate) ...
+    let ca = admin_env()[0].1.clone();
+    let only_token = [
+        ("SEN_CA".to_owned(), ca.clone()),
+        ("SEN_CERT".to_owned(), String::new()),
+        ("SEN_KEY".to_owned(), String::new()),
+        ("SEN_TOKEN_FILE".to_owned(), tf.to_owned()),
+    ];
+    let (code, out, err) = sen_env(&["--endpoints", &first, "--output", "json", "whoami"], &only_token);
+    assert_eq!(code, 0, "{err}");
+    let who: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (who["kind"].as_str(), who["name"].as_str()),
+        (Some("user"), Some("admin")),
+        "{who}"
+    );
+    // ... and a second init is refused, without a second token.
+    let (code, _, err) = sen_env(
+        &["--endpoints", &first, "cluster", "init", "--token-out", tf],
+        &only_token,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("already part of cluster"), "{err}");
+    // No credentials at all: refused with the hint.
+    let none = [
+        ("SEN_CA".to_owned(), ca),
+        ("SEN_CERT".to_owned(), String::new()),
+        ("SEN_KEY".to_owned(), String::new()),
+    ];
+    let (code, _, err) = sen_env(&["--endpoints", &first, "cluster", "status"], &none);
+    assert_ne!(code, 0);
+    assert!(err.contains("SEN_TOKEN") && err.contains("docs/security.md"), "{err}");
     for id in 2..=3 {
         let addr = c.grpc(id).unwrap();
         let (code, out, err) = sen(&[
@@ -49,6 +104,7 @@ async fn cli_commands_and_json_output() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["cluster_id"], cluster_id.as_str());
+    assert_eq!(v["insecure"], false, "{v}");
     assert!(v["leader_id"].as_u64().unwrap() >= 1);
     assert!(v["term"].as_u64().unwrap() >= 1);
     let members = v["members"].as_array().unwrap();
@@ -255,20 +311,22 @@ fn server_config_errors_are_reported() {
     assert_ne!(code, 0);
     assert!(err.contains("positive"), "{err}");
 
-    // A data directory belongs to one node id for life.
-    let mut c = sen_chaos::ProcessCluster::new(SEN, dir.path.join("c"), "").unwrap();
+    // A data directory belongs to one node id for life. (A plaintext node
+    // on loopback: allowed, and it says it runs without authentication.)
+    let mut c = sen_chaos::ProcessCluster::new(SEN, dir.path.join("c"), "")
+        .unwrap()
+        .insecure();
     c.add(1).unwrap();
     c.start(1).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let addr = c.grpc(1).unwrap();
-    rt.block_on(sen_chaos::wait_for("node 1", T, || async {
-        Ok(c.client_for(1)?
-            .status_of(&addr, std::time::Duration::from_secs(1))
-            .await
-            .ok()
-            .map(|_| ()))
-    }))
-    .unwrap();
+    rt.block_on(c.wait_serving(1, T)).unwrap();
+    let local = rt.block_on(c.local_status(1, T)).unwrap();
+    assert!(local.insecure && !local.http_tls, "{local:?}");
+    assert!(
+        c.log(1).contains("INSECURE: no [tls] configured"),
+        "the log says so: {}",
+        c.log(1)
+    );
     c.terminate(1, std::time::Duration::from_secs(30)).unwrap();
     let cfg = c.nodes[&1].config_path.to_str().unwrap().to_owned();
     let (code, _, err) = sen(&["server", "--config", &cfg, "--id", "2"]);

@@ -135,10 +135,10 @@ async fn retried_request_ids_apply_once_across_a_leader_change() {
     c.form(3).await.unwrap();
     let leader = c.wait_leader(None, T).await.unwrap();
     let id = vec![7u8; 16];
-    let put = |addr: String, value: &'static str| {
+    let put = |ch: sen_client::Ch, value: &'static str| {
         let id = id.clone();
         async move {
-            let mut kv = KvClient::connect(format!("http://{addr}")).await.unwrap();
+            let mut kv = KvClient::new(ch);
             kv.put(PutRequest {
                 header: Some(RequestHeader { request_id: id }),
                 db: "portal".into(),
@@ -148,13 +148,16 @@ async fn retried_request_ids_apply_once_across_a_leader_change() {
             .await
         }
     };
-    let first = put(c.grpc(leader).unwrap(), "first").await.unwrap().into_inner();
+    let first = put(c.channel(leader).unwrap(), "first").await.unwrap().into_inner();
     assert!(!first.duplicate);
     c.kill9(leader).unwrap();
     let new_leader = c.wait_leader(Some(leader), T).await.unwrap();
     // The same request id again, now to the new leader (as a client
     // retrying after a lost reply would).
-    let again = put(c.grpc(new_leader).unwrap(), "second").await.unwrap().into_inner();
+    let again = put(c.channel(new_leader).unwrap(), "second")
+        .await
+        .unwrap()
+        .into_inner();
     assert!(again.duplicate, "the retry must not apply again");
     assert_eq!(again.revision, first.revision);
     let v = c
@@ -201,15 +204,13 @@ async fn health_readiness_and_metrics() {
     c.add(2).unwrap();
     c.start(1).unwrap();
     c.start(2).unwrap();
-    let http = c.http(1).unwrap();
+    let http = c.web(1).unwrap();
     // Before init: alive but not ready.
-    let (code, _) = wait_for("livez", T, || async {
-        Ok(sen_chaos::cluster::http_get_status(&http, "/livez").await.ok())
-    })
-    .await
-    .unwrap();
+    let (code, _) = wait_for("livez", T, || async { Ok(http.get_status("/livez").await.ok()) })
+        .await
+        .unwrap();
     assert_eq!(code, 200);
-    let (code, body) = sen_chaos::cluster::http_get_status(&http, "/readyz").await.unwrap();
+    let (code, body) = http.get_status("/readyz").await.unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("not part of a cluster"), "{body}");
 
@@ -220,13 +221,13 @@ async fn health_readiness_and_metrics() {
         .await
         .unwrap();
     wait_for("readyz", T, || async {
-        let (code, _) = sen_chaos::cluster::http_get_status(&http, "/readyz").await?;
+        let (code, _) = http.get_status("/readyz").await?;
         Ok((code == 200).then_some(()))
     })
     .await
     .unwrap();
     c.client().unwrap().put("portal", b"k", b"v").await.unwrap();
-    let metrics = sen_chaos::cluster::http_get(&http, "/metrics").await.unwrap();
+    let metrics = http.get("/metrics").await.unwrap();
     for name in [
         "sen_raft_term",
         "sen_raft_leader_id",
@@ -243,8 +244,17 @@ async fn health_readiness_and_metrics() {
     }
     assert!(c.metric(1, "sen_raft_is_leader").await.unwrap() == 1.0);
 
-    // Standard gRPC health service.
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", c.grpc(1).unwrap()))
+    // Metrics are for the cluster's readers: a visitor gets 401.
+    let (code, _) = http.anonymous().get_status("/metrics").await.unwrap();
+    assert_eq!(code, 401);
+
+    // Standard gRPC health service: over TLS, without credentials.
+    let ca = c.security().unwrap().ca_pem().to_vec();
+    let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", c.grpc(1).unwrap()))
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+        )
         .unwrap()
         .connect()
         .await
@@ -317,7 +327,7 @@ async fn follower_that_lost_its_log_tail_does_not_stop_the_leader() {
         // when it restarted) or refuses to start.
         let target = last_rev.load(Ordering::Relaxed);
         let follower_addr = c.grpc(follower).unwrap();
-        let probe = sen_client::Client::new(std::slice::from_ref(&follower_addr), Default::default()).unwrap();
+        let probe = c.client_for(follower).unwrap();
         let deadline = std::time::Instant::now() + T;
         loop {
             if c.exit_code(follower).is_some() {

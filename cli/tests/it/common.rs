@@ -1,4 +1,5 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use sen_chaos::ProcessCluster;
@@ -75,34 +76,73 @@ impl Drop for Cluster {
 pub const FAST: &str =
     "[raft]\nheartbeat-interval = \"50ms\"\nelection-timeout-min = \"200ms\"\nelection-timeout-max = \"400ms\"\n";
 
+/// The CA every cluster of this test process uses (made once, under the
+/// target directory; a day-old one left by an earlier run is removed).
+/// `sen` commands authenticate with its `admin` certificate, the first
+/// cluster-admin of every cluster (they are initialised with it).
+pub fn shared_certs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        if let Ok(entries) = std::fs::read_dir(base) {
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(86_400));
+                if old && e.file_name().to_string_lossy().starts_with("it-ca-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(format!("it-ca-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        sen_chaos::cluster::Security::open(&dir).expect("test CA");
+        dir
+    })
+}
+
 pub fn cluster(name: &str, extra: &str) -> Cluster {
     let dir = TestDir::new(name);
-    let c = ProcessCluster::new(SEN, dir.path.join("cluster"), extra).expect("cluster");
+    let c = ProcessCluster::new(SEN, dir.path.join("cluster"), extra)
+        .and_then(|c| c.with_certs(shared_certs()))
+        .expect("cluster");
     Cluster { c, _dir: dir }
 }
 
-/// Run the `sen` CLI; returns (exit code, stdout, stderr).
-pub fn sen(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(SEN)
-        .args(args)
-        .env_remove("SEN_ENDPOINTS")
-        .output()
-        .expect("run sen");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// The `sen` CLI's credentials as the shared CA's `admin` user.
+pub fn admin_env() -> Vec<(String, String)> {
+    let certs = shared_certs();
+    vec![
+        ("SEN_CA".into(), certs.join("ca.pem").display().to_string()),
+        ("SEN_CERT".into(), certs.join("admin.pem").display().to_string()),
+        ("SEN_KEY".into(), certs.join("admin.key").display().to_string()),
+    ]
 }
 
-/// [`sen`] with extra environment variables.
+/// Run the `sen` CLI as the cluster-admin; returns (exit code, stdout,
+/// stderr).
+pub fn sen(args: &[&str]) -> (i32, String, String) {
+    sen_env(args, &[])
+}
+
+/// [`sen`] with extra environment variables, which win over the admin's
+/// credentials (an empty value removes the variable).
 pub fn sen_env(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
-    let out = std::process::Command::new(SEN)
-        .args(args)
+    let mut cmd = std::process::Command::new(SEN);
+    cmd.args(args)
         .env_remove("SEN_ENDPOINTS")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run sen");
+        .env_remove("SEN_TOKEN")
+        .env_remove("SEN_TOKEN_FILE")
+        .envs(admin_env());
+    for (k, v) in env {
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.output().expect("run sen");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sen_chaos::cluster::{http_request, url_path};
+use sen_chaos::cluster::{Web, url_path};
 use sen_chaos::nemesis::{Fault, Nemesis, Proxies};
 use sen_chaos::wait_for;
 
@@ -119,8 +119,8 @@ fn push_json(eps: &str, site: &str, dir: &Path, extra: &[&str]) -> serde_json::V
     serde_json::from_str(&out).unwrap()
 }
 
-async fn get(http: &str, site: &str, path: &str) -> sen_chaos::cluster::HttpResponse {
-    http_request(http, "GET", &format!("/sites/{site}/{}", url_path(path)), &[])
+async fn get(http: &Web, site: &str, path: &str) -> sen_chaos::cluster::HttpResponse {
+    http.request("GET", &format!("/sites/{site}/{}", url_path(path)), &[])
         .await
         .unwrap()
 }
@@ -142,7 +142,7 @@ async fn push_a_real_tree_serve_it_everywhere_and_push_incrementally() {
 
     // Every file, from every node, byte for byte, with the right ETag.
     for id in 1..=3 {
-        let http = c.http(id).unwrap();
+        let http = c.web(id).unwrap();
         c.wait_applied(id, deployment, T).await.unwrap();
         for (p, data) in &files {
             let r = get(&http, "portal", p).await;
@@ -180,10 +180,10 @@ async fn push_a_real_tree_serve_it_everywhere_and_push_incrementally() {
         sent > 0 && sent < 700 * 1024,
         "sent {sent} bytes for a small edit of a 3 MiB file"
     );
-    let r = get(&c.http(2).unwrap(), "portal", big).await;
+    let r = get(&c.web(2).unwrap(), "portal", big).await;
     if r.body != edited {
         c.wait_applied(2, s["deployment"].as_u64().unwrap(), T).await.unwrap();
-        assert_eq!(get(&c.http(2).unwrap(), "portal", big).await.body, edited);
+        assert_eq!(get(&c.web(2).unwrap(), "portal", big).await.body, edited);
     }
 
     // A same-size edit is seen through its new modification time.
@@ -243,7 +243,7 @@ async fn http_semantics_and_virtual_hosts() {
     std::fs::write(dir.join("van-ban/large.bin"), &large).unwrap();
     assert_eq!(sen(&["--endpoints", &eps, "site", "create", "congbao"]).0, 0);
     push_json(&eps, "congbao", &dir, &[]);
-    let http = c.http(1).unwrap();
+    let http = c.web(1).unwrap();
 
     let r = get(&http, "congbao", "van-ban/201.pdf").await;
     assert_eq!(r.status, 200);
@@ -252,95 +252,85 @@ async fn http_semantics_and_virtual_hosts() {
     assert!(r.header("last-modified").is_some());
     let etag = r.header("etag").unwrap().to_owned();
     // 304
-    let r = http_request(
-        &http,
-        "GET",
-        "/sites/congbao/van-ban/201.pdf",
-        &[("If-None-Match", &etag)],
-    )
-    .await
-    .unwrap();
+    let r = http
+        .request("GET", "/sites/congbao/van-ban/201.pdf", &[("If-None-Match", &etag)])
+        .await
+        .unwrap();
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
     // 206 and 416
-    let r = http_request(
-        &http,
-        "GET",
-        "/sites/congbao/van-ban/201.pdf",
-        &[("Range", "bytes=70000-70099")],
-    )
-    .await
-    .unwrap();
+    let r = http
+        .request(
+            "GET",
+            "/sites/congbao/van-ban/201.pdf",
+            &[("Range", "bytes=70000-70099")],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 206);
     assert_eq!(r.body, body[70000..70100]);
     assert_eq!(r.header("content-range"), Some("bytes 70000-70099/100000"));
-    let r = http_request(
-        &http,
-        "GET",
-        "/sites/congbao/van-ban/201.pdf",
-        &[("Range", "bytes=-10")],
-    )
-    .await
-    .unwrap();
+    let r = http
+        .request("GET", "/sites/congbao/van-ban/201.pdf", &[("Range", "bytes=-10")])
+        .await
+        .unwrap();
     assert_eq!(r.body, body[99990..]);
-    let r = http_request(
-        &http,
-        "GET",
-        "/sites/congbao/van-ban/201.pdf",
-        &[("Range", "bytes=200000-")],
-    )
-    .await
-    .unwrap();
+    let r = http
+        .request("GET", "/sites/congbao/van-ban/201.pdf", &[("Range", "bytes=200000-")])
+        .await
+        .unwrap();
     assert_eq!(r.status, 416);
     // An invalid range is ignored (200, whole file); so is a range under an
     // If-Range naming another version.
     for (k, v) in [("Range", "bytes=5-2"), ("Range", "bytes=abc-")] {
-        let r = http_request(&http, "GET", "/sites/congbao/van-ban/201.pdf", &[(k, v)])
+        let r = http
+            .request("GET", "/sites/congbao/van-ban/201.pdf", &[(k, v)])
             .await
             .unwrap();
         assert_eq!((r.status, r.body.len()), (200, body.len()), "{v}");
     }
-    let r = http_request(
-        &http,
-        "GET",
-        "/sites/congbao/van-ban/201.pdf",
-        &[("Range", "bytes=0-9"), ("If-Range", "\"an-older-version\"")],
-    )
-    .await
-    .unwrap();
+    let r = http
+        .request(
+            "GET",
+            "/sites/congbao/van-ban/201.pdf",
+            &[("Range", "bytes=0-9"), ("If-Range", "\"an-older-version\"")],
+        )
+        .await
+        .unwrap();
     assert_eq!((r.status, r.body.len()), (200, body.len()));
-    let r = http_request(
-        &http,
-        "GET",
-        "/sites/congbao/van-ban/201.pdf",
-        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
-    )
-    .await
-    .unwrap();
+    let r = http
+        .request(
+            "GET",
+            "/sites/congbao/van-ban/201.pdf",
+            &[("Range", "bytes=0-9"), ("If-Range", &etag)],
+        )
+        .await
+        .unwrap();
     assert_eq!((r.status, r.body.len()), (206, 10));
     // The streamed path: whole file and a range across chunk boundaries.
     let r = get(&http, "congbao", "van-ban/large.bin").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, large);
-    let r = http_request(
-        &http,
-        "GET",
-        "/sites/congbao/van-ban/large.bin",
-        &[("Range", "bytes=300000-1199999")],
-    )
-    .await
-    .unwrap();
+    let r = http
+        .request(
+            "GET",
+            "/sites/congbao/van-ban/large.bin",
+            &[("Range", "bytes=300000-1199999")],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 206);
     assert_eq!(r.body, large[300000..1200000]);
     // HEAD: headers, no body.
-    let r = http_request(&http, "HEAD", "/sites/congbao/van-ban/201.pdf", &[])
+    let r = http
+        .request("HEAD", "/sites/congbao/van-ban/201.pdf", &[])
         .await
         .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-length"), Some("100000"));
     assert!(r.body.is_empty());
     // Directories, redirects, 404s, bad paths.
-    let r = http_request(&http, "GET", "/sites/congbao", &[]).await.unwrap();
+    let r = http.request("GET", "/sites/congbao", &[]).await.unwrap();
     assert_eq!((r.status, r.header("location")), (308, Some("/sites/congbao/")));
     assert_eq!(get(&http, "congbao", "").await.body, "<h1>Công báo</h1>".as_bytes());
     assert_eq!(
@@ -352,38 +342,43 @@ async fn http_semantics_and_virtual_hosts() {
     assert_eq!(r.header("location"), Some("/sites/congbao/van-ban/"));
     assert_eq!(get(&http, "congbao", "nope.html").await.status, 404);
     assert_eq!(get(&http, "nosuchsite", "x").await.status, 404);
-    let r = http_request(&http, "GET", "/sites/congbao/a/../../etc/passwd", &[])
+    let r = http
+        .request("GET", "/sites/congbao/a/../../etc/passwd", &[])
         .await
         .unwrap();
     assert!(r.status == 400 || r.status == 404, "{}", r.status);
     // Virtual host: the site at the root of its own name.
-    let r = http_request(&http, "GET", "/van-ban/201.pdf", &[("Host", "congbao.dongthap.gov.vn")]).await;
+    let r = http
+        .request("GET", "/van-ban/201.pdf", &[("Host", "congbao.dongthap.gov.vn")])
+        .await;
     let r = r.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, body);
-    let r = http_request(&http, "GET", "/", &[("Host", "congbao.dongthap.gov.vn:8080")])
+    let r = http
+        .request("GET", "/", &[("Host", "congbao.dongthap.gov.vn:8080")])
         .await
         .unwrap();
     assert_eq!(r.body, "<h1>Công báo</h1>".as_bytes());
     // Under a public host name the node's own endpoints are not reachable.
-    let r = http_request(&http, "GET", "/metrics", &[("Host", "CONGBAO.dongthap.gov.vn")])
+    let r = http
+        .request("GET", "/metrics", &[("Host", "CONGBAO.dongthap.gov.vn")])
         .await
         .unwrap();
     assert_eq!(r.status, 404);
     assert!(!String::from_utf8_lossy(&r.body).contains("sen_raft"));
     // A directory redirect under a virtual host stays on the host, encoded.
-    let r = http_request(
-        &http,
-        "GET",
-        "/%2Fv%C4%83n-b%E1%BA%A3n",
-        &[("Host", "congbao.dongthap.gov.vn")],
-    )
-    .await
-    .unwrap();
+    let r = http
+        .request(
+            "GET",
+            "/%2Fv%C4%83n-b%E1%BA%A3n",
+            &[("Host", "congbao.dongthap.gov.vn")],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, 308);
     assert_eq!(r.header("location"), Some("/v%C4%83n-b%E1%BA%A3n/"));
     // Per-site metrics.
-    let m = sen_chaos::cluster::http_get(&http, "/metrics").await.unwrap();
+    let m = http.get("/metrics").await.unwrap();
     assert!(
         m.contains("sen_http_requests_total{node=\"1\",site=\"congbao\",code=\"200\"}"),
         "{m}"
@@ -410,6 +405,7 @@ async fn a_leader_killed_mid_push_leaves_old_or_new_never_a_mix() {
         std::fs::write(dir.join(p), pseudo_random(600_000, 1000 + i as u64)).unwrap();
     }
     let leader = c.wait_leader(None, T).await.unwrap();
+    let puts_before = put_chunks(&c, leader).await;
     let push = std::process::Command::new(SEN)
         .args([
             "--endpoints",
@@ -423,13 +419,18 @@ async fn a_leader_killed_mid_push_leaves_old_or_new_never_a_mix() {
             "s",
             dir.to_str().unwrap(),
         ])
+        .envs(admin_env())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // Kill the leader once a few chunk batches have landed: the upload is
     // under way, the deployment not yet proposed.
-    c.wait_applied(leader, dep_a + 3, T).await.unwrap();
+    wait_for("the leader to store chunks of the push", T, || async {
+        Ok((put_chunks(&c, leader).await >= puts_before + 3.0).then_some(()))
+    })
+    .await
+    .unwrap();
     c.kill9(leader).unwrap();
     let out = push.wait_with_output().unwrap();
     eprintln!(
@@ -460,7 +461,7 @@ async fn a_leader_killed_mid_push_leaves_old_or_new_never_a_mix() {
         c.wait_applied(*id, commit, T).await.unwrap();
     }
     for id in live {
-        let http = c.http(id).unwrap();
+        let http = c.web(id).unwrap();
         let mut seen = std::collections::BTreeSet::new();
         for (i, p) in paths.iter().enumerate() {
             let r = get(&http, "s", p).await;
@@ -483,7 +484,7 @@ async fn a_leader_killed_mid_push_leaves_old_or_new_never_a_mix() {
     assert!(dep_b > 0);
     for id in 1..=3 {
         c.wait_applied(id, dep_b, T).await.unwrap();
-        let http = c.http(id).unwrap();
+        let http = c.web(id).unwrap();
         for (i, p) in paths.iter().enumerate() {
             let r = get(&http, "s", p).await;
             assert_eq!(r.body, pseudo_random(600_000, 1000 + i as u64), "node {id} {p}");
@@ -538,7 +539,7 @@ async fn a_follower_cut_off_from_the_majority_keeps_serving() {
         dir.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let http = c.http(f).unwrap();
+    let http = c.web(f).unwrap();
     for _ in 0..5 {
         let r = get(&http, "s", "index.html").await;
         assert_eq!(r.status, 200);
@@ -602,9 +603,9 @@ async fn deleting_a_site_frees_its_unique_chunks_only() {
         client.missing_chunks(&ids(&shared)).await.unwrap().is_empty(),
         "chunks site b uses remain"
     );
-    let r = get(&c.http(1).unwrap(), "b", "shared.bin").await;
+    let r = get(&c.web(1).unwrap(), "b", "shared.bin").await;
     assert_eq!(r.body, shared);
-    assert_eq!(get(&c.http(1).unwrap(), "a", "unique.bin").await.status, 404);
+    assert_eq!(get(&c.web(1).unwrap(), "a", "unique.bin").await.status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -644,25 +645,27 @@ async fn a_node_added_later_gets_the_content_by_snapshot() {
     c.add(4).unwrap();
     c.start(4).unwrap();
     let addr = c.grpc(4).unwrap();
-    wait_for("node 4 to answer", T, || async {
-        Ok(c.client_for(4)
-            .unwrap()
-            .status_of(&addr, Duration::from_secs(1))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
+    c.wait_serving(4, T).await.unwrap();
     client.add_node(4, &addr, false).await.unwrap();
     c.wait_applied(4, last, T).await.unwrap();
     assert!(c.log(4).contains("installed snapshot"), "node 4 caught up by snapshot");
-    let http = c.http(4).unwrap();
+    let http = c.web(4).unwrap();
     for (p, data) in &files {
         let r = get(&http, "congbao", p).await;
         assert_eq!(r.status, 200, "{p}");
         assert_eq!(&r.body, data, "{p} on node 4");
     }
+}
+
+/// Chunk uploads the leader stored (its own and forwarded ones).
+async fn put_chunks(c: &Cluster, leader: u64) -> f64 {
+    c.metric_where(
+        leader,
+        "sen_grpc_requests_total",
+        &[("method", "PutChunks"), ("code", "Ok")],
+    )
+    .await
+    .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -684,6 +687,7 @@ async fn an_interrupted_push_changes_nothing_and_resumes() {
         .unwrap();
     }
     let leader = c.wait_leader(None, T).await.unwrap();
+    let puts_before = put_chunks(&c, leader).await;
     let mut push = std::process::Command::new(SEN)
         .args([
             "--endpoints",
@@ -695,13 +699,18 @@ async fn an_interrupted_push_changes_nothing_and_resumes() {
             "s",
             dir.to_str().unwrap(),
         ])
+        .envs(admin_env())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Interrupt the client (as a lost connection or kill would) once some
     // chunks have been stored.
-    c.wait_applied(leader, dep_a + 3, T).await.unwrap();
+    wait_for("the leader to store chunks of the push", T, || async {
+        Ok((put_chunks(&c, leader).await >= puts_before + 3.0).then_some(()))
+    })
+    .await
+    .unwrap();
     push.kill().unwrap();
     let status = push.wait().unwrap();
     assert!(!status.success(), "the push finished before it could be interrupted");
@@ -712,7 +721,7 @@ async fn an_interrupted_push_changes_nothing_and_resumes() {
     assert_eq!(sites["sites"][0]["deployment"].as_u64(), Some(dep_a));
     assert_eq!(sites["sites"][0]["files"].as_u64(), Some(1));
     for id in 1..=3 {
-        let r = get(&c.http(id).unwrap(), "s", "tai-lieu-0.bin").await;
+        let r = get(&c.web(id).unwrap(), "s", "tai-lieu-0.bin").await;
         assert_eq!(r.status, 404, "node {id} serves a file of the interrupted push");
     }
     // Re-running completes and does not send again what already arrived.
@@ -723,7 +732,7 @@ async fn an_interrupted_push_changes_nothing_and_resumes() {
         sent < 40_000_000,
         "re-run sent {sent} bytes: the chunks stored before the interruption were sent again"
     );
-    let http = c.http(1).unwrap();
+    let http = c.web(1).unwrap();
     c.wait_applied(1, s["deployment"].as_u64().unwrap(), T).await.unwrap();
     assert_eq!(
         get(&http, "s", "tai-lieu-39.bin").await.body,

@@ -521,15 +521,7 @@ async fn recover_from_losing_two_of_three() {
     c.add(4).unwrap();
     c.start(4).unwrap();
     let addr4 = c.grpc(4).unwrap();
-    sen_chaos::wait_for("node 4 to answer", T, || async {
-        Ok(c.client_for(4)?
-            .status_of(&addr4, Duration::from_secs(1))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
+    c.wait_serving(4, T).await.unwrap();
     one.add_node(4, &addr4, false).await.unwrap();
     let s = one.status().await.unwrap();
     assert_eq!(s.members.len(), 2);

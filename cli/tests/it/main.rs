@@ -12,3 +12,5 @@ mod common;
 mod content;
 mod ha;
 mod membership;
+mod readme;
+mod security;

@@ -14,15 +14,7 @@ async fn learners_promotion_and_removal() {
     c.start(3).unwrap();
     let client = c.client().unwrap();
     let addr3 = c.grpc(3).unwrap();
-    wait_for("node 3 to answer", T, || async {
-        Ok(c.client_for(3)?
-            .status_of(&addr3, std::time::Duration::from_secs(1))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
+    c.wait_serving(3, T).await.unwrap();
 
     // Join as a learner, then promote.
     let r = client.add_node(3, &addr3, true).await.unwrap();
@@ -70,17 +62,8 @@ async fn nodes_of_another_cluster_and_wrong_ids_are_refused() {
     b.add(7).unwrap();
     b.start(7).unwrap();
     let addr7 = b.grpc(7).unwrap();
-    let c7 = b.client_for(7).unwrap();
-    wait_for("node 7 to answer", T, || async {
-        Ok(c7
-            .status_of(&addr7, std::time::Duration::from_secs(1))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await
-    .unwrap();
-    c7.init().await.unwrap();
+    b.wait_serving(7, T).await.unwrap();
+    b.client_for(7).unwrap().init().await.unwrap();
 
     // A cannot adopt B's node: it already belongs to cluster B.
     let e = a
@@ -99,7 +82,9 @@ async fn nodes_of_another_cluster_and_wrong_ids_are_refused() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("is node 7, not node 8"), "{e}");
+    // (Its certificate names node 7: the TLS check refuses it before the
+    // join request is even sent.)
+    assert!(e.contains("did not prove it is node 8"), "{e}");
     // An id A already has is refused before anything is sent.
     let e = a
         .client()
@@ -118,17 +103,19 @@ async fn nodes_of_another_cluster_and_wrong_ids_are_refused() {
     let addr5 = a.grpc(5).unwrap();
     let e = wait_for("node 5 to refuse a wrong id", T, || async {
         match a.client()?.add_node(6, &addr5, false).await {
-            Err(e) if e.to_string().contains("is node 5, not node 6") => Ok(Some(e.to_string())),
+            Err(e) if e.to_string().contains("did not prove it is node 6") => Ok(Some(e.to_string())),
             _ => Ok(None),
         }
     })
     .await
     .unwrap();
-    assert!(e.contains("refused to join"), "{e}");
+    assert!(e.contains("sen certs node --id 6"), "{e}");
 
     // Peer RPCs carrying another cluster id are refused, on every call.
     let cluster_a = a.status().await.unwrap().cluster_id;
-    let mut raw = RaftClient::connect(format!("http://{addr7}")).await.unwrap();
+    // (As node 1 of cluster A, with its certificate: mutual TLS passes,
+    // the cluster id does not.)
+    let mut raw = RaftClient::new(b.peer_channel(7, 1).await.unwrap());
     let mut req = tonic::Request::new(NodeStatusRequest {});
     req.metadata_mut().insert("sen-cluster-id", cluster_a.parse().unwrap());
     req.metadata_mut().insert("sen-from-node", "1".parse().unwrap());
@@ -155,9 +142,8 @@ async fn forwarded_requests_from_another_cluster_are_refused() {
     let mut b = cluster("fwd-b", FAST);
     b.form(1).await.unwrap();
     let cluster_a = a.status().await.unwrap().cluster_id;
-    let mut kv = sen_proto::v1::kv_client::KvClient::connect(format!("http://{}", b.grpc(1).unwrap()))
-        .await
-        .unwrap();
+    // Node 1 of cluster A (its certificate) forwards a request to B.
+    let mut kv = sen_proto::v1::kv_client::KvClient::new(b.peer_channel(1, 1).await.unwrap());
     let mut req = tonic::Request::new(sen_proto::v1::PutRequest {
         header: None,
         db: "portal".into(),
@@ -165,6 +151,10 @@ async fn forwarded_requests_from_another_cluster_are_refused() {
         value: b"v".to_vec(),
     });
     req.metadata_mut().insert("sen-forwarded-by", "1".parse().unwrap());
+    req.metadata_mut().insert(
+        "sen-on-behalf-of",
+        r#"{"User":{"name":"admin","via":"Certificate"}}"#.parse().unwrap(),
+    );
     req.metadata_mut().insert("sen-cluster-id", cluster_a.parse().unwrap());
     let e = kv.put(req).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);

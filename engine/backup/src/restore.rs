@@ -158,6 +158,8 @@ pub struct SitePlan {
 
 /// Under `path` the site becomes what the snapshot had (files added since
 /// are removed, changed ones reset); everything else stays as it is now.
+/// Changes: removals first, then additions and replacements, each in path
+/// order.
 pub fn plan_site(current: Vec<FileEntry>, snapshot: Vec<SnapFile>, path: &str) -> SitePlan {
     let mut now: BTreeMap<String, FileEntry> = current.into_iter().map(|f| (f.path.clone(), f)).collect();
     let wanted: BTreeMap<String, FileEntry> = snapshot
@@ -191,7 +193,6 @@ pub fn plan_site(current: Vec<FileEntry>, snapshot: Vec<SnapFile>, path: &str) -
         }
         now.insert(p, f);
     }
-    changes.sort_by(|a, b| a.1.cmp(&b.1));
     SitePlan {
         changes,
         files: now.into_values().collect(),
@@ -345,7 +346,8 @@ pub struct Difference {
 
 /// Every file and key that differs between snapshots `a` and `b`, in table
 /// and key order. Files compare by content (each deployment rewrites every
-/// file record), keys by their whole record.
+/// file record), keys by their whole record. The control plane's own
+/// databases (`sen-…`) are left out.
 pub fn diff(repo: &Repo, index: &Index, a: &Snapshot, b: &Snapshot) -> Result<Vec<Difference>, RepoError> {
     let mut out = Vec::new();
     for (table, kind) in [(tables::FILES, "site"), (tables::KV, "db")] {
@@ -397,6 +399,12 @@ pub fn diff(repo: &Repo, index: &Index, a: &Snapshot, b: &Snapshot) -> Result<Ve
             let (container, name) = tables::split_scoped_key(&key)
                 .map(|(c, n)| (c.to_owned(), String::from_utf8_lossy(n).into_owned()))
                 .ok_or_else(|| RepoError::Corrupt(format!("{table} table: key without a name separator")))?;
+            // The control plane (users, audit log, incidents) is in every
+            // backup and comes back with the cluster, but it is not a
+            // site or a database of the portal.
+            if kind == "db" && sen_raft::schema::system::is_reserved_db(&container) {
+                continue;
+            }
             out.push(Difference {
                 kind,
                 container,

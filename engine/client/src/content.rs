@@ -63,7 +63,7 @@ pub fn wire_chunk(c: StoredChunk) -> Chunk {
 }
 
 impl Client {
-    fn content(ch: tonic::transport::Channel) -> ContentClient<tonic::transport::Channel> {
+    fn content(ch: crate::Ch) -> ContentClient<crate::Ch> {
         ContentClient::new(ch)
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(64 << 20)

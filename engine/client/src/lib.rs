@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod content;
 
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ use tonic::{Code, Status};
 /// request-id deduplication window.
 pub const MAX_RETRY_TIME: Duration = Duration::from_secs(10 * 60);
 
-/// Timeouts of a client.
+/// Timeouts and credentials of a client.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Total time for one operation, all retries included.
@@ -46,6 +47,10 @@ pub struct ClientOptions {
     /// Deadline of one attempt (also sent to the server).
     pub attempt_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Talk TLS (the cluster's CA, and a client certificate if given).
+    pub tls: Option<TlsOptions>,
+    /// A bearer token (`sen_<id>_<secret>`).
+    pub token: Option<Secret>,
 }
 
 impl Default for ClientOptions {
@@ -54,9 +59,97 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
+            tls: None,
+            token: None,
         }
     }
 }
+
+/// A secret that never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// TLS towards the cluster: PEM contents.
+#[derive(Clone)]
+pub struct TlsOptions {
+    /// The cluster CA certificate(s).
+    pub ca: Vec<u8>,
+    /// A client certificate and its key (the user is its common name).
+    pub identity: Option<(Vec<u8>, Secret)>,
+}
+
+impl TlsOptions {
+    /// Read the CA and, optionally, a client certificate and its key from
+    /// PEM files.
+    pub fn from_files(
+        ca: &std::path::Path,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Self, ClientError> {
+        let read = |what: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| ClientError::Tls(format!("cannot read the {what} {}: {e}", p.display())))
+        };
+        let identity = match identity {
+            Some((cert, key)) => Some((
+                read("client certificate", cert)?,
+                Secret(String::from_utf8_lossy(&read("client key", key)?).into_owned()),
+            )),
+            None => None,
+        };
+        Ok(Self {
+            ca: read("CA certificate", ca)?,
+            identity,
+        })
+    }
+}
+
+impl Secret {
+    /// A token from a file (`sen cluster init --token-out`, `sen token
+    /// create`): its first line, trimmed.
+    pub fn from_token_file(p: &std::path::Path) -> Result<Self, ClientError> {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| ClientError::TokenFile(format!("cannot read the token file {}: {e}", p.display())))?;
+        let t = text.lines().next().unwrap_or("").trim();
+        if t.is_empty() {
+            return Err(ClientError::TokenFile(format!(
+                "the token file {} is empty",
+                p.display()
+            )));
+        }
+        Ok(Secret(t.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("client_certificate", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct Credentials {
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(t) = &self.token {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A connection to one node, with the client's credentials.
+pub type Ch = tonic::service::interceptor::InterceptedService<Channel, Credentials>;
 
 /// A failed operation.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,6 +158,12 @@ pub enum ClientError {
     NoEndpoints,
     #[error("invalid endpoint {0:?}: use HOST:PORT")]
     BadEndpoint(String),
+    #[error("the token is not valid text for a header: check SEN_TOKEN or the token file")]
+    BadToken,
+    #[error("TLS: {0} (check SEN_CA, SEN_CERT and SEN_KEY)")]
+    Tls(String),
+    #[error("{0} (check --token-file or SEN_TOKEN_FILE)")]
+    TokenFile(String),
     /// The cluster answered with an error that retrying will not fix, or
     /// retries ran out.
     #[error("{message}")]
@@ -85,6 +184,7 @@ impl ClientError {
 pub struct Client {
     endpoints: Vec<String>,
     opts: ClientOptions,
+    credentials: Credentials,
     channels: Mutex<HashMap<String, Channel>>,
     /// Where the leader is believed to be.
     leader: Mutex<Option<String>>,
@@ -115,8 +215,19 @@ impl Client {
                 return Err(ClientError::BadEndpoint(e.clone()));
             }
         }
+        let token = match &opts.token {
+            None => None,
+            Some(t) => {
+                let mut v: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = format!("Bearer {}", t.0.trim())
+                    .parse()
+                    .map_err(|_| ClientError::BadToken)?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
         Ok(Self {
             endpoints,
+            credentials: Credentials { token },
             opts,
             channels: Mutex::new(HashMap::new()),
             leader: Mutex::new(None),
@@ -128,20 +239,48 @@ impl Client {
         &self.endpoints
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+    /// This client's options (timeouts and credentials), e.g. to make a
+    /// client for one node with the same credentials.
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    /// The cluster CA this client trusts (PEM), when it talks TLS.
+    pub fn tls_ca(&self) -> Option<&[u8]> {
+        self.opts.tls.as_ref().map(|t| t.ca.as_slice())
+    }
+
+    /// A connection to the node at `addr` carrying this client's
+    /// credentials, for the generated `sen_proto` clients (no retries,
+    /// no leader tracking: the caller does that).
+    pub fn raw_channel(&self, addr: &str) -> Result<Ch, ClientError> {
+        self.channel(addr)
+    }
+
+    fn channel(&self, addr: &str) -> Result<Ch, ClientError> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
+            return Ok(Ch::new(c.clone(), self.credentials.clone()));
         }
-        let c = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|_| ClientError::BadEndpoint(addr.to_owned()))?
+        let scheme = if self.opts.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|_| ClientError::BadEndpoint(addr.to_owned()))?;
+        if let Some(tls) = &self.opts.tls {
+            let mut cfg = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca));
+            if let Some((cert, key)) = &tls.identity {
+                cfg = cfg.identity(tonic::transport::Identity::from_pem(cert, &key.0));
+            }
+            endpoint = endpoint.tls_config(cfg).map_err(|e| ClientError::Tls(e.to_string()))?;
+        }
+        let c = endpoint
             .connect_timeout(self.opts.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
         map.insert(addr.to_owned(), c.clone());
-        Ok(c)
+        Ok(Ch::new(c, self.credentials.clone()))
     }
 
     fn pick(&self) -> String {
@@ -166,7 +305,7 @@ impl Client {
     /// the known leader (writes, linearizable reads).
     async fn retry<T, F, Fut>(&self, what: &str, prefer_leader: bool, mut f: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        F: FnMut(Ch, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let start = Instant::now();
@@ -595,7 +734,7 @@ impl Client {
     /// One call to the node at `addr` only (no retry elsewhere).
     async fn at<T, F, Fut>(&self, what: &str, addr: &str, timeout: Duration, f: F) -> Result<T, ClientError>
     where
-        F: FnOnce(Channel, Duration) -> Fut,
+        F: FnOnce(Ch, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let ch = self.channel(addr)?;

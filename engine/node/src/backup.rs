@@ -238,7 +238,7 @@ async fn scheduled_backup(
     for (id, addr) in followers {
         let channel = node
             .peers
-            .channel(node.peers.resolve(Some(id), &addr), true)
+            .channel(Some(id), &addr, true)
             .map_err(|s| ApiError::from_peer(&addr, &s))?;
         let mut client = sen_proto::v1::backup_client::BackupClient::new(channel);
         let mut r = tonic::Request::new(req.clone());

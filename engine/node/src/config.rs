@@ -37,6 +37,81 @@ pub struct NodeConfig {
     pub backup: BackupConfig,
     pub hooks: HooksConfig,
     pub incidents: IncidentsConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    /// Run without TLS and without authentication on any address: every
+    /// caller can do everything (for trusted test networks only). Without
+    /// it, a node without `[tls]` listens on loopback addresses only.
+    pub insecure: bool,
+}
+
+/// TLS for every listener (docs/security.md). Empty paths: no TLS, which
+/// is allowed only on loopback addresses or with `insecure = true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsConfig {
+    /// The cluster CA certificate (PEM; several during a CA rotation).
+    pub ca: PathBuf,
+    /// This node's certificate (`sen certs init` / `sen certs node`).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// Serve site content over TLS too (set false when a reverse proxy in
+    /// front of the HTTP port terminates TLS).
+    pub http: bool,
+    /// How often to look for replaced certificate files (they are also
+    /// reloaded on SIGHUP).
+    #[serde(with = "humantime_serde")]
+    pub reload_check: Duration,
+    /// Longest TLS handshake before the connection is dropped.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            ca: PathBuf::new(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            http: true,
+            reload_check: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !(self.ca.as_os_str().is_empty() && self.cert.as_os_str().is_empty() && self.key.as_os_str().is_empty())
+    }
+}
+
+/// Authentication limits and the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthConfig {
+    /// Failed authentications allowed per client address per minute before
+    /// its requests are refused for a while.
+    pub failures_per_minute: u32,
+    /// How long audit records are kept (default: 400 days, a year of
+    /// monthly reports and then some).
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
+    /// Audit records a node keeps in memory while the leader is away;
+    /// beyond, new ones are counted as dropped (metric
+    /// `sen_audit_dropped_total`) rather than growing without bound.
+    pub audit_queue: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            failures_per_minute: 20,
+            audit_retention: Duration::from_secs(400 * 24 * 3600),
+            audit_queue: 10_000,
+        }
+    }
 }
 
 /// Role hooks: commands run when this node gains or loses leadership
@@ -200,6 +275,9 @@ impl Default for NodeConfig {
             backup: BackupConfig::default(),
             hooks: HooksConfig::default(),
             incidents: IncidentsConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            insecure: false,
         }
     }
 }
@@ -332,6 +410,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub advertise: Option<String>,
     pub http: Option<String>,
+    /// `--insecure`.
+    pub insecure: bool,
 }
 
 /// The configuration could not be loaded or is invalid.
@@ -353,9 +433,16 @@ const CLIENT_ENV: &[&str] = &[
     "SEN_ENDPOINTS",
     "SEN_OUTPUT",
     "SEN_REPO",
+    "SEN_REPO_PASSWORD_FILE",
     "SEN_TIMEOUT",
     "SEN_CONFIG",
     "SEN_LOG",
+    "SEN_CA",
+    "SEN_CERT",
+    "SEN_KEY",
+    "SEN_TOKEN",
+    "SEN_TOKEN_FILE",
+    "SEN_S3_PATH_STYLE",
 ];
 
 impl NodeConfig {
@@ -413,6 +500,9 @@ impl NodeConfig {
         if let Some(v) = &overrides.http {
             cfg.http = v.clone();
         }
+        if overrides.insecure {
+            cfg.insecure = true;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -462,6 +552,27 @@ impl NodeConfig {
         };
         if self.http.parse::<SocketAddr>().is_err() {
             return bad(format!("http = {:?} is not HOST:PORT with a numeric IP", self.http));
+        }
+        if self.tls.enabled() {
+            for (what, p) in [("ca", &self.tls.ca), ("cert", &self.tls.cert), ("key", &self.tls.key)] {
+                if p.as_os_str().is_empty() {
+                    return bad(format!(
+                        "[tls] {what} is empty: give ca, cert and key together (see `sen certs init`)"
+                    ));
+                }
+            }
+            if self.insecure {
+                return bad("insecure = true contradicts [tls]: use one or the other".into());
+            }
+        } else if !self.insecure {
+            for (what, addr) in [("listen", &self.listen), ("http", &self.http)] {
+                let ip = addr.parse::<SocketAddr>().map(|a| a.ip());
+                if ip.is_ok_and(|ip| !ip.is_loopback()) {
+                    return bad(format!(
+                        "{what} = {addr} is not a loopback address, and the node has no [tls]: configure [tls] ca/cert/key (`sen certs init`), or start with --insecure on a trusted network"
+                    ));
+                }
+            }
         }
         if self.http == self.listen {
             return bad(format!(
@@ -713,12 +824,29 @@ snapshot-after-entries = 10
         c.raft.heartbeat_interval = Duration::from_millis(100);
         assert!(c.validate().unwrap_err().to_string().contains("more than twice"));
 
+        // Plaintext only on loopback, unless insecure on purpose.
         let mut c = NodeConfig {
             listen: "0.0.0.0:7001".into(),
+            advertise: "10.0.0.5:7001".into(),
             ..Default::default()
         };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("not a loopback address") && e.contains("[tls]") && e.contains("--insecure"),
+            "{e}"
+        );
+        c.insecure = true;
+        c.advertise = String::new();
         assert!(c.validate().unwrap_err().to_string().contains("--advertise"));
         c.advertise = "10.0.0.5:7001".into();
+        c.validate().unwrap();
+        // TLS: all three files, and not together with insecure.
+        c.tls.ca = "ca.pem".into();
+        assert!(c.validate().unwrap_err().to_string().contains("[tls] cert is empty"));
+        c.tls.cert = "node1.pem".into();
+        c.tls.key = "node1.key".into();
+        assert!(c.validate().unwrap_err().to_string().contains("contradicts"));
+        c.insecure = false;
         c.validate().unwrap();
 
         let c = NodeConfig {

@@ -65,6 +65,15 @@ pub enum ApiError {
     NoCluster(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// No, or bad, credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials without the right.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A limit was reached (too many failed authentications).
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 impl ApiError {
@@ -103,6 +112,9 @@ impl ApiError {
             ApiError::NoCluster(_) => ErrorKind::NoCluster,
             ApiError::NotFound(_) => ErrorKind::NotFound,
             ApiError::Internal(_) => ErrorKind::Internal,
+            ApiError::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            ApiError::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            ApiError::Exhausted(_) => ErrorKind::Exhausted,
         };
         let (leader, unknown) = match self {
             ApiError::NotLeader {
@@ -134,6 +146,9 @@ impl ApiError {
             ErrorKind::FailedPrecondition => ApiError::FailedPrecondition(w.message),
             ErrorKind::NotFound => ApiError::NotFound(w.message),
             ErrorKind::Internal => ApiError::Internal(w.message),
+            ErrorKind::Unauthenticated => ApiError::Unauthenticated(w.message),
+            ErrorKind::PermissionDenied => ApiError::PermissionDenied(w.message),
+            ErrorKind::Exhausted => ApiError::Exhausted(w.message),
         }
     }
 
@@ -141,10 +156,15 @@ impl ApiError {
     /// to `peer` becomes "unavailable, outcome unknown" (retry with the
     /// same request id); everything else keeps its kind, message and hint.
     pub fn from_peer(peer: &str, s: &Status) -> Self {
+        if let Some(tls) = tls_failure(s) {
+            return ApiError::FailedPrecondition(format!(
+                "{peer} failed the TLS check: {tls}; its certificate must be signed by this cluster's CA and name the node id it is called as (`sen certs node --id N`)"
+            ));
+        }
         let w = WireError::from_status(s);
         if w.kind == ErrorKind::Unavailable && w.outcome_unknown && w.leader.is_none() {
             return ApiError::Unavailable(format!(
-                "lost the connection to the leader at {peer} ({}); for a write the outcome is unknown: retry with the same request id",
+                "the call to {peer} failed ({}); if it was a write, its outcome is unknown: retry with the same request id",
                 w.message
             ));
         }
@@ -156,6 +176,26 @@ impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         e.to_wire().to_status()
     }
+}
+
+/// The TLS error under a failed call, if that is why it failed (a peer
+/// certificate of another CA or of another node id: retrying cannot help).
+pub fn tls_failure(s: &Status) -> Option<String> {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(err) = e {
+        if let Some(t) = err.downcast_ref::<tokio_rustls::rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(t) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
+        {
+            return Some(t.to_string());
+        }
+        e = err.source();
+    }
+    None
 }
 
 /// The leader hint carried by openraft's `ForwardToLeader`.

@@ -19,17 +19,17 @@ use crate::node::Node;
 /// membership changes that wait for a node to catch up), mapping the answer
 /// back to an `ApiError`.
 macro_rules! forward_to_leader {
-    ($node:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
+    ($node:expr, $behalf:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
         let node: &std::sync::Arc<crate::node::Node> = $node;
         let b: std::time::Duration = $budget.min(node.config.server.forward_timeout);
-        forward_to_leader!(uncapped node, $client, $addr, $method, $msg, b)
+        forward_to_leader!(uncapped node, $behalf, $client, $addr, $method, $msg, b)
     }};
-    (uncapped $node:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
+    (uncapped $node:expr, $behalf:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
         let node: &std::sync::Arc<crate::node::Node> = $node;
         let b: std::time::Duration = $budget;
         let addr: &str = &$addr;
         let mut client = $client.map_err(|s| crate::error::ApiError::from_peer(addr, &s))?;
-        match tokio::time::timeout(b, client.$method(crate::forward::forwarded(node, $msg, b))).await {
+        match tokio::time::timeout(b, client.$method(crate::forward::forwarded(node, $behalf.as_ref(), $msg, b))).await {
             Err(_) => Err(crate::error::ApiError::Timeout(format!(
                 "the leader at {addr} did not answer within {b:?}; for a write the outcome is unknown: retry with the same request id"
             ))),
@@ -63,12 +63,41 @@ pub fn is_forwarded<T>(node: &Node, req: &tonic::Request<T>) -> Result<bool, Api
     }
 }
 
-/// Mark a request as forwarded by `node`, with a deadline.
-pub fn forwarded<T>(node: &Arc<Node>, inner: T, budget: Duration) -> tonic::Request<T> {
+/// Who a forwarded request is for: the original caller (JSON of its
+/// principal) and its address, sent as `sen-on-behalf-of` and
+/// `sen-caller-addr`; the receiving node trusts them only from a peer that
+/// presented a node certificate of the cluster, and checks the
+/// permission again.
+pub type Behalf = Option<(String, String)>;
+
+/// The caller a request this node forwards is for (`None`: the node
+/// itself). Marks the request as forwarded: the leader audits it.
+pub fn behalf<T>(req: &tonic::Request<T>) -> Behalf {
+    let caller = crate::auth::caller(req).ok()?;
+    caller.mark_sent_to_leader();
+    caller.on_behalf()
+}
+
+/// Mark a request as forwarded by `node` for `behalf`, with a deadline.
+pub fn forwarded<T>(
+    node: &Arc<Node>,
+    behalf: Option<&(String, String)>,
+    inner: T,
+    budget: Duration,
+) -> tonic::Request<T> {
     let mut req = tonic::Request::new(inner);
     req.set_timeout(budget);
+    let md = req.metadata_mut();
     if let Ok(v) = node.id.to_string().parse() {
-        req.metadata_mut().insert(sen_proto::meta::FORWARDED_BY, v);
+        md.insert(sen_proto::meta::FORWARDED_BY, v);
+    }
+    if let Some((who, addr)) = behalf {
+        if let Ok(v) = who.parse() {
+            md.insert(sen_proto::meta::ON_BEHALF_OF, v);
+        }
+        if let Ok(v) = addr.parse() {
+            md.insert(sen_proto::meta::CALLER_ADDR, v);
+        }
     }
     req
 }
@@ -76,7 +105,7 @@ pub fn forwarded<T>(node: &Arc<Node>, inner: T, budget: Duration) -> tonic::Requ
 /// Where a write must be executed.
 pub enum Route {
     Local,
-    Forward { id: u64, addr: String },
+    Forward { id: u64, addr: String, behalf: Behalf },
 }
 
 /// Writes run on the leader: here if this node leads (or the request was
@@ -86,7 +115,11 @@ pub fn route<T>(node: &Node, req: &tonic::Request<T>) -> Result<Route, ApiError>
         return Ok(Route::Local);
     }
     match node.leader() {
-        Some(l) if l.id != node.id && !l.addr.is_empty() => Ok(Route::Forward { id: l.id, addr: l.addr }),
+        Some(l) if l.id != node.id && !l.addr.is_empty() => Ok(Route::Forward {
+            id: l.id,
+            addr: l.addr,
+            behalf: behalf(req),
+        }),
         Some(l) if l.id == node.id => Ok(Route::Local),
         other => Err(ApiError::not_leader(node.id, other)),
     }
@@ -101,8 +134,12 @@ pub async fn record_incident(node: &Arc<Node>, inc: Incident) -> Result<u64, Api
     }
     let leader = node.leader().ok_or_else(|| ApiError::not_leader(node.id, None))?;
     let json = serde_json::to_string(&inc).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let none: Behalf = None;
+    // Incidents are recorded when the cluster is slow: the whole request
+    // budget, not the forwarding cap.
     let r = forward_to_leader!(
-        node,
+        uncapped node,
+        none,
         node.peers.incidents(leader.id, &leader.addr),
         leader.addr,
         record,

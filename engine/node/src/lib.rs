@@ -18,17 +18,24 @@
 //! - `metrics`: Prometheus metrics, fed from openraft's metrics.
 //! - `node`: [`Node`], the shared context every handler gets.
 //! - `system`: the control plane (`sen-system` records) on a node.
+//! - `auth`: who is calling and may they (principals, the rule table, the
+//!   audit queue); `access`: users, grants and tokens.
 //! - `incidents`: the incident log, written against `system::ControlPlane`.
 //! - `forward`: requests that must run on the leader, from any node.
 //! - `recovery`: forced recovery after losing a majority.
 //! - [`roles`]: fenced role hooks, drain, incident detection.
-//! - `backup`: backups of this node's replica and the scheduler.
+//! - `backup`: backups of this node's replica and the scheduler;
+//!   `audit_log`: committing and pruning the audit log; `tls`: the TLS
+//!   listeners and certificate reload.
 //! - `grpc`, `http`: the services.
 //! - `server`: start-up and the ordered shutdown.
 
 #[macro_use]
 mod forward;
 
+mod access;
+mod audit_log;
+mod auth;
 pub mod backup;
 pub mod config;
 mod deadline;
@@ -47,6 +54,7 @@ pub mod roles;
 mod server;
 mod snapshot_transfer;
 mod system;
+mod tls;
 mod types;
 
 #[cfg(test)]

@@ -73,6 +73,14 @@ pub struct Metrics {
     pub request_seconds: Family<MethodLabel, Histogram, fn() -> Histogram>,
     pub http_requests: Family<SiteCodeLabel, Counter>,
     pub http_seconds: Family<SiteLabel, Histogram, fn() -> Histogram>,
+    /// Audit records dropped because the queue was full.
+    pub audit_dropped: Gauge,
+    /// Requests refused by the authorization layer, by reason.
+    pub auth_refused: Family<ResultLabel, Counter>,
+    /// Certificate reloads, by result.
+    pub tls_reloads: Family<ResultLabel, Counter>,
+    /// When this node's certificate expires (Unix seconds; 0 = no TLS).
+    pub cert_not_after: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,6 +118,10 @@ impl Metrics {
             request_seconds: Family::new_with_constructor(latency_histogram),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
+            audit_dropped: Gauge::default(),
+            auth_refused: Family::default(),
+            tls_reloads: Family::default(),
+            cert_not_after: Gauge::default(),
         };
         registry.register("raft_term", "Current Raft term", m.term.clone());
         registry.register(
@@ -192,6 +204,26 @@ impl Metrics {
             "http_request_duration_seconds",
             "Time to start answering a site request, by site (R4: access speed)",
             m.http_seconds.clone(),
+        );
+        registry.register(
+            "audit_dropped",
+            "Audit records dropped since start because the queue was full (no leader for a long time)",
+            m.audit_dropped.clone(),
+        );
+        registry.register(
+            "auth_refused",
+            "Requests refused by the authorization layer, by result (unauthenticated, denied, throttled)",
+            m.auth_refused.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads (SIGHUP or changed files), by result",
+            m.tls_reloads.clone(),
+        );
+        registry.register(
+            "tls_certificate_not_after_seconds",
+            "When this node's certificate expires (Unix seconds; 0 without TLS)",
+            m.cert_not_after.clone(),
         );
         Self { registry, ..m }
     }

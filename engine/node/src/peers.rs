@@ -52,47 +52,71 @@ impl tonic::service::Interceptor for PeerMeta {
 /// Clients for the node-to-node service.
 pub type PeerRaftClient = RaftClient<InterceptedService<Channel, PeerMeta>>;
 
+/// A cached channel: to which node (if known), at which address, bulk.
+type ChannelKey = (Option<NodeId>, String, bool);
+
+/// How peers are dialled.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    pub connect_timeout: Duration,
+    /// Largest forwarded client request.
+    pub max_message_bytes: usize,
+    /// Largest node-to-node message (the receiver uses the same limit).
+    pub raft_message_bytes: usize,
+    /// `network.peer-addresses`: where to dial a node instead of its
+    /// advertised address.
+    pub overrides: std::collections::BTreeMap<NodeId, String>,
+}
+
 /// The channel pool.
 pub struct Peers {
     me: NodeId,
     cluster_id: Arc<RwLock<Option<ClusterId>>>,
-    channels: Mutex<HashMap<(String, bool), Channel>>,
+    channels: Mutex<HashMap<ChannelKey, Channel>>,
     connect_timeout: Duration,
-    /// Largest forwarded client request.
     max_message_bytes: usize,
-    /// Largest node-to-node message (the receiver uses the same limit).
     raft_message_bytes: usize,
-    /// `network.peer-addresses`: where to dial a node instead of its
-    /// advertised address.
     overrides: std::collections::BTreeMap<NodeId, String>,
     /// Drill faults: an isolated node opens no peer call at all.
     faults: Arc<crate::faults::Faults>,
+    /// This node's certificates: peers are called over mutual TLS.
+    tls: Option<Arc<sen_security::Reloader>>,
 }
 
 impl Peers {
     pub fn new(
         me: NodeId,
         cluster_id: Arc<RwLock<Option<ClusterId>>>,
-        connect_timeout: Duration,
-        max_message_bytes: usize,
-        raft_message_bytes: usize,
-        overrides: std::collections::BTreeMap<NodeId, String>,
+        settings: PeerSettings,
         faults: Arc<crate::faults::Faults>,
+        tls: Option<Arc<sen_security::Reloader>>,
     ) -> Self {
         Self {
             me,
             cluster_id,
             channels: Mutex::new(HashMap::new()),
-            connect_timeout,
-            max_message_bytes,
-            raft_message_bytes,
-            overrides,
+            connect_timeout: settings.connect_timeout,
+            max_message_bytes: settings.max_message_bytes,
+            raft_message_bytes: settings.raft_message_bytes,
+            overrides: settings.overrides,
             faults,
+            tls,
         }
     }
 
-    /// The shared channel to `addr` (`bulk` = the separate snapshot channel).
-    pub fn channel(&self, addr: &str, bulk: bool) -> Result<Channel, Status> {
+    /// Drop every cached channel: the next call connects again (with
+    /// certificates reloaded meanwhile).
+    pub fn reset_channels(&self) {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The shared channel to node `id` advertised at `addr` (dialled through
+    /// `network.peer-addresses` when set; `bulk` = the separate snapshot
+    /// channel). Over TLS the peer must prove it is node `id` (its
+    /// certificate names `node-<id>.sen`), whatever address or proxy it is
+    /// reached through; with no id, the address is verified instead.
+    pub fn channel(&self, id: Option<NodeId>, addr: &str, bulk: bool) -> Result<Channel, Status> {
+        let addr = self.resolve(id, addr);
         if let Some(drill) = self.faults.isolated_by() {
             return Err(Status::unavailable(format!(
                 "node {} is isolated from its peers by drill {drill}",
@@ -100,11 +124,26 @@ impl Peers {
             )));
         }
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(&(addr.to_owned(), bulk)) {
+        let key = (id, addr.to_owned(), bulk);
+        if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::invalid_argument(format!("bad peer address {addr:?}: {e}")))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| Status::invalid_argument(format!("bad peer address {addr:?}: {e}")))?;
+        if let Some(tls) = &self.tls {
+            let set = tls.current();
+            let mut cfg = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&set.ca_pem))
+                .identity(tonic::transport::Identity::from_pem(&set.cert_pem, &set.key_pem));
+            if let Some(id) = id {
+                cfg = cfg.domain_name(sen_security::identity::node_dns_name(id));
+            }
+            endpoint = endpoint
+                .tls_config(cfg)
+                .map_err(|e| Status::internal(format!("TLS for peer {addr}: {e}")))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(2))
@@ -112,7 +151,7 @@ impl Peers {
             .keep_alive_while_idle(true)
             .http2_adaptive_window(bulk);
         let channel = endpoint.connect_lazy();
-        map.insert((addr.to_owned(), bulk), channel.clone());
+        map.insert(key, channel.clone());
         Ok(channel)
     }
 
@@ -133,16 +172,26 @@ impl Peers {
     /// id is what we want to learn, as in a join).
     pub fn raft(&self, to: Option<NodeId>, addr: &str, bulk: bool) -> Result<PeerRaftClient, Status> {
         Ok(
-            RaftClient::with_interceptor(self.channel(self.resolve(to, addr), bulk)?, self.meta(to))
+            RaftClient::with_interceptor(self.channel(to, addr, bulk)?, self.meta(to))
                 .max_decoding_message_size(self.raft_message_bytes)
                 .max_encoding_message_size(self.raft_message_bytes),
         )
     }
 
+    /// A client for asking the node at `addr` to join as node `id`: its
+    /// certificate must be node `id`'s, but the request carries no `to`
+    /// (the node checks the id in the request itself, before it has one).
+    pub fn raft_join(&self, id: NodeId, addr: &str) -> Result<PeerRaftClient, Status> {
+        Ok(RaftClient::with_interceptor(
+            self.channel(Some(id), addr, false)?,
+            self.meta(None),
+        ))
+    }
+
     /// A public-API client for forwarding requests to the leader `id`.
     pub fn kv(&self, id: NodeId, addr: &str) -> Result<KvClient<InterceptedService<Channel, PeerMeta>>, Status> {
         Ok(
-            KvClient::with_interceptor(self.channel(self.resolve(Some(id), addr), false)?, self.meta(None))
+            KvClient::with_interceptor(self.channel(Some(id), addr, false)?, self.meta(None))
                 .max_decoding_message_size(self.max_message_bytes)
                 .max_encoding_message_size(self.max_message_bytes),
         )
@@ -156,7 +205,7 @@ impl Peers {
         addr: &str,
     ) -> Result<ContentClient<InterceptedService<Channel, PeerMeta>>, Status> {
         Ok(
-            ContentClient::with_interceptor(self.channel(self.resolve(Some(id), addr), true)?, self.meta(None))
+            ContentClient::with_interceptor(self.channel(Some(id), addr, true)?, self.meta(None))
                 .max_decoding_message_size(self.max_message_bytes)
                 .max_encoding_message_size(self.max_message_bytes),
         )
@@ -169,7 +218,19 @@ impl Peers {
         addr: &str,
     ) -> Result<ClusterClient<InterceptedService<Channel, PeerMeta>>, Status> {
         Ok(ClusterClient::with_interceptor(
-            self.channel(self.resolve(Some(id), addr), false)?,
+            self.channel(Some(id), addr, false)?,
+            self.meta(None),
+        ))
+    }
+
+    /// The leader's audit service (a node hands it its audit records).
+    pub fn audit(
+        &self,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<sen_proto::v1::audit_client::AuditClient<InterceptedService<Channel, PeerMeta>>, Status> {
+        Ok(sen_proto::v1::audit_client::AuditClient::with_interceptor(
+            self.channel(Some(id), addr, false)?,
             self.meta(None),
         ))
     }
@@ -181,7 +242,7 @@ impl Peers {
         addr: &str,
     ) -> Result<IncidentsClient<InterceptedService<Channel, PeerMeta>>, Status> {
         Ok(IncidentsClient::with_interceptor(
-            self.channel(self.resolve(Some(id), addr), false)?,
+            self.channel(Some(id), addr, false)?,
             self.meta(None),
         ))
     }

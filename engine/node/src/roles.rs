@@ -215,10 +215,13 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             node.config.raft.election_timeout_max * 2,
         );
         if node.roles.is_active_leader() {
-            let planned = system::read::<PlannedTransfer>(node.as_ref(), PLANNED_TRANSFER_KEY)
-                .ok()
-                .flatten()
-                .map(|(p, _)| p);
+            // The marker is read only when a change is to be recorded.
+            let planned = || {
+                system::read::<PlannedTransfer>(node.as_ref(), PLANNED_TRANSFER_KEY)
+                    .ok()
+                    .flatten()
+                    .map(|(p, _)| p)
+            };
             if let Some(inc) = watch.leader_change(me, &m, planned, &node.config.incidents) {
                 let n = node.clone();
                 tokio::spawn(async move { record_with_retry(&n, inc).await });
@@ -452,7 +455,7 @@ impl IncidentWatch {
         &mut self,
         me: u64,
         m: &RaftMetrics,
-        planned: Option<PlannedTransfer>,
+        planned: impl FnOnce() -> Option<PlannedTransfer>,
         cfg: &IncidentsConfig,
     ) -> Option<Incident> {
         let now = now_ms();
@@ -468,7 +471,7 @@ impl IncidentWatch {
         let prev = prev?;
         self.prev_leader = Some((prev, start));
         let gap = now.saturating_sub(start);
-        let planned = planned.filter(|p| p.to == me && p.from == prev && now.saturating_sub(p.at_ms) < 30_000);
+        let planned = planned().filter(|p| p.to == me && p.from == prev && now.saturating_sub(p.at_ms) < 30_000);
         let severity = if planned.is_none() && gap > cfg.leaderless_serious_after.as_millis() as u64 {
             SERIOUS
         } else {

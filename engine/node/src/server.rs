@@ -22,20 +22,28 @@ use std::time::Duration;
 
 use openraft::{Config, SnapshotPolicy};
 use sen_proto::raft::v1::raft_server::RaftServer;
+use sen_proto::v1::access_server::AccessServer;
 use sen_proto::v1::admin_server::AdminServer;
+use sen_proto::v1::audit_server::AuditServer;
 use sen_proto::v1::backup_server::BackupServer;
 use sen_proto::v1::cluster_server::ClusterServer;
 use sen_proto::v1::content_server::ContentServer;
+use sen_proto::v1::control_server::ControlServer;
 use sen_proto::v1::incidents_server::IncidentsServer;
 use sen_proto::v1::kv_server::KvServer;
 use sen_proto::v1::node_ops_server::NodeOpsServer;
+use sen_security::{CertIdentity, Reloader, TlsFiles};
 use sen_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Auth;
 use crate::config::NodeConfig;
 use crate::error::NodeError;
+use crate::grpc::access::{AccessApi, AuditApi, ControlApi};
 use crate::grpc::admin::AdminApi;
+use crate::grpc::auth_layer::AuthLayer;
 use crate::grpc::backup::BackupApi;
 use crate::grpc::cluster::ClusterApi;
 use crate::grpc::content::ContentApi;
@@ -133,15 +141,57 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let grpc_listener = bind("gRPC", &cfg.listen).await?;
     let http_listener = bind("HTTP", &cfg.http).await?;
 
+    // TLS and authentication (docs/security.md).
+    let tls = if cfg.tls.enabled() {
+        let files = TlsFiles {
+            ca: cfg.tls.ca.clone(),
+            cert: cfg.tls.cert.clone(),
+            key: cfg.tls.key.clone(),
+        };
+        let reloader = Reloader::new(files).map_err(|e| NodeError::Other(format!("[tls]: {e}")))?;
+        match &reloader.current().identity {
+            CertIdentity::Node(id) if *id == cfg.id => {}
+            other => {
+                return Err(NodeError::Other(format!(
+                    "[tls] cert {} names {other:?}, not node {}: give this node its own certificate (`sen certs node --id {}`)",
+                    cfg.tls.cert.display(),
+                    cfg.id,
+                    cfg.id
+                )));
+            }
+        }
+        Some(Arc::new(reloader))
+    } else {
+        tracing::warn!(
+            "INSECURE: no [tls] configured: no encryption and no authentication; anyone who can reach {} or {} can do anything{}",
+            cfg.listen,
+            cfg.http,
+            if cfg.insecure {
+                " (--insecure)"
+            } else {
+                " (loopback only)"
+            }
+        );
+        None
+    };
+    let auth = Arc::new(Auth::new(
+        tls.is_some(),
+        cfg.auth.failures_per_minute,
+        cfg.auth.audit_queue,
+    ));
+
     let faults = Arc::new(crate::faults::Faults::default());
     let peers = Arc::new(Peers::new(
         cfg.id,
         cluster_id.clone(),
-        Duration::from_secs(1),
-        cfg.limits.max_request_bytes,
-        cfg.raft_message_bytes(),
-        cfg.network.peer_overrides(),
+        crate::peers::PeerSettings {
+            connect_timeout: Duration::from_secs(1),
+            max_message_bytes: cfg.limits.max_request_bytes,
+            raft_message_bytes: cfg.raft_message_bytes(),
+            overrides: cfg.network.peer_overrides(),
+        },
         faults.clone(),
+        tls.clone(),
     ));
     let network = NetworkFactory {
         me: cfg.id,
@@ -159,6 +209,9 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     .await
     .map_err(|e| NodeError::Raft(format!("cannot start raft: {e}")))?;
     let metrics = Arc::new(Metrics::new(cfg.id));
+    if let Some(t) = &tls {
+        metrics.cert_not_after.set(t.current().not_after);
+    }
     let node = Arc::new(Node::new(
         cfg.clone(),
         raft.clone(),
@@ -176,6 +229,17 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let gc = tokio::spawn(collect_garbage(node.clone(), stop_watch.clone()));
     let scheduler = tokio::spawn(crate::backup::run_scheduler(node.clone(), stop_watch.clone()));
     let roles = tokio::spawn(crate::roles::run(node.clone(), stop_watch.clone()));
+    let auditor = tokio::spawn(crate::audit_log::run(node.clone(), auth.clone(), stop_watch.clone()));
+    let tls_watch = tls.clone().map(|t| {
+        let peers = node.peers.clone();
+        tokio::spawn(crate::tls::watch(
+            t,
+            cfg.tls.reload_check,
+            node.metrics.clone(),
+            move || peers.reset_channels(),
+            stop_watch.clone(),
+        ))
+    });
 
     // gRPC: public API, node-to-node service, health, reflection.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -198,8 +262,11 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         // connection mid catch-up (seen in the kill-mid-push test); keep a
         // bound, but one that a busy cluster does not reach.
         .http2_max_pending_accept_reset_streams(Some(1024))
-        // The authentication / TLS layer will slot in here (interceptors
-        // and `tls_config`), in front of the public services.
+        // Every request passes the authorization layer first.
+        .layer(AuthLayer {
+            node: node.clone(),
+            auth: auth.clone(),
+        })
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -212,6 +279,9 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         .add_service(BackupServer::new(BackupApi { node: node.clone() }))
         .add_service(NodeOpsServer::new(NodeOpsApi { node: node.clone() }))
         .add_service(IncidentsServer::new(IncidentsApi { node: node.clone() }))
+        .add_service(AccessServer::new(AccessApi { node: node.clone() }))
+        .add_service(AuditServer::new(AuditApi { node: node.clone() }))
+        .add_service(ControlServer::new(ControlApi { node: node.clone() }))
         .add_service(
             ContentServer::new(ContentApi { node: node.clone() })
                 .max_decoding_message_size(max)
@@ -223,23 +293,58 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
                 .max_encoding_message_size(raft_max),
         );
     let grpc_stop = stop_servers.clone();
-    let grpc_task = tokio::spawn(async move {
-        // Accepted sockets need TCP_NODELAY too: without it, a response
-        // written as several small HTTP/2 frames waits ~40 ms on Nagle and
-        // delayed ACKs (measured: stale reads went from 44 ms to sub-ms).
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(30)));
-        grpc.serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
-            .await
-    });
+    let handshakes = crate::tls::Handshakes {
+        timeout: cfg.tls.handshake_timeout,
+        auth: auth.clone(),
+        node: cfg.id,
+    };
+    let grpc_task = match &tls {
+        None => tokio::spawn(async move {
+            // Accepted sockets need TCP_NODELAY too: without it, a response
+            // written as several small HTTP/2 frames waits ~40 ms on Nagle
+            // and delayed ACKs (measured: stale reads went from 44 ms to
+            // sub-ms).
+            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(Duration::from_secs(30)));
+            grpc.serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
+                .await
+        }),
+        Some(t) => {
+            let rx = crate::tls::accept(
+                grpc_listener,
+                t.clone(),
+                crate::tls::Listener::Grpc,
+                handshakes.clone(),
+                grpc_stop.clone(),
+            );
+            let incoming = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
+            tokio::spawn(async move {
+                grpc.serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
+                    .await
+            })
+        }
+    };
     let http_stop = stop_servers.clone();
-    let http_router = crate::http::router(node.clone());
-    let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, http_router)
+    let http_router = crate::http::router(node.clone(), auth.clone());
+    let http_task = match tls.clone().filter(|_| cfg.tls.http) {
+        None => tokio::spawn(async move {
+            axum::serve(
+                http_listener,
+                http_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
             .with_graceful_shutdown(http_stop.cancelled_owned())
             .await
-    });
+            .map_err(|e| e.to_string())
+        }),
+        Some(t) => {
+            let (handshakes, drain) = (handshakes.clone(), cfg.server.shutdown_step_timeout);
+            tokio::spawn(async move {
+                crate::tls::serve_http(http_listener, t, http_router, handshakes, drain, http_stop).await;
+                Ok(())
+            })
+        }
+    };
     tracing::info!(
         node = cfg.id,
         grpc = %cfg.listen,
@@ -290,6 +395,10 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let _ = gc.await;
     let _ = scheduler.await;
     let _ = roles.await;
+    let _ = auditor.await;
+    if let Some(t) = tls_watch {
+        let _ = t.await;
+    }
 
     // 4. Stop the servers.
     tracing::info!("shutdown 4/5: stopping gRPC and HTTP servers");

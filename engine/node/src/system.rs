@@ -25,6 +25,9 @@ pub trait ControlPlane: Send + Sync {
     fn get_raw(&self, key: &[u8]) -> Result<Option<(Vec<u8>, u64)>, ApiError>;
     /// Every key with `prefix` in this node's replica, in key order.
     fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<Row>, ApiError>;
+    /// Up to `limit` keys with `prefix` after `after`, in key order (no
+    /// values: for long prefixes such as the audit log).
+    fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, ApiError>;
     /// Commit `op` (this node must lead) and wait until it is applied here.
     fn propose(&self, op: Op, budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send;
 }
@@ -48,6 +51,11 @@ impl ControlPlane for Node {
                 return Ok(out);
             }
         }
+    }
+
+    fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, ApiError> {
+        let page = self.state.scan(SYSTEM_DB, prefix, after, limit, 8 << 20, true)?;
+        Ok(page.items.into_iter().map(|(k, _)| k).collect())
     }
 
     fn propose(&self, op: Op, budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send {
@@ -111,6 +119,16 @@ pub mod testing {
                 .iter()
                 .filter(|((db, k), _)| db == SYSTEM_DB && k.starts_with(prefix))
                 .map(|((_, k), r)| (k.clone(), r.value.clone()))
+                .collect())
+        }
+
+        fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, ApiError> {
+            Ok(self
+                .scan_raw(prefix)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| after.is_none_or(|a| k.as_slice() > a))
+                .take(limit)
                 .collect())
         }
 

@@ -23,9 +23,7 @@ use std::time::{Duration, Instant};
 use sen_client::{Client, Consistency};
 use sen_core::now_ms;
 use sen_proto::v1::InjectFaultRequest;
-use sen_raft::schema::system::{
-    self, ACTIVE_DRILL_KEY, ActiveDrill, DRILL_PREFIX, Incident, ORDINARY, SERIOUS, SYSTEM_DB, SystemRecord, kind,
-};
+use sen_raft::schema::system::{ActiveDrill, Incident, ORDINARY, SERIOUS, SystemRecord, kind};
 
 pub use markdown::{Lang, markdown};
 pub use report::{Observations, Probe, longest_gap};
@@ -33,10 +31,11 @@ pub use sen_raft::schema::system::{DrillObjectives, DrillReport, DrillTimeline};
 
 use crate::OpsError;
 
-/// Database the probe writes go to (kept as evidence, small).
-pub const PROBE_DB: &str = "sen-drill";
+/// Database the probe writes go to (kept as evidence, small); the
+/// operator role may write it.
+pub const PROBE_DB: &str = sen_core::auth::DRILL_PROBE;
 /// Site the probe reads.
-pub const PROBE_SITE: &str = "sen-drill";
+pub const PROBE_SITE: &str = sen_core::auth::DRILL_PROBE;
 /// The file of the probe site that readers fetch.
 pub const PROBE_FILE: &str = "probe.txt";
 
@@ -130,6 +129,8 @@ pub(crate) struct Member {
     pub id: u64,
     pub grpc: String,
     pub http: String,
+    /// Its HTTP listener speaks TLS.
+    pub http_tls: bool,
 }
 
 /// Run a drill and store its report (and its incident) in the cluster.
@@ -163,6 +164,7 @@ pub async fn run(c: &Client, p: &DrillParams) -> Result<DrillReport, OpsError> {
             id: m.id,
             grpc: m.addr.clone(),
             http: ls.http_addr,
+            http_tls: ls.http_tls,
         });
     }
     let leader_before = status.leader_id;
@@ -205,8 +207,32 @@ pub async fn run(c: &Client, p: &DrillParams) -> Result<DrillReport, OpsError> {
     let _ = std::fs::remove_dir_all(&dir);
     pushed?;
 
+    let tls = match c.tls_ca() {
+        Some(ca) => Some(Arc::new(
+            sen_security::tls::client_config(ca, None).map_err(|e| OpsError::Usage(format!("TLS: {e}")))?,
+        )),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    let running = probes::start(&members, target, &id, &body, p.probe_rate, started, stop.clone())?;
+    // However this function ends, the probes stop.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_guard = StopOnDrop(stop.clone());
+    let plan = probes::Plan {
+        members: &members,
+        target,
+        drill: &id,
+        body: &body,
+        rate: p.probe_rate,
+        started,
+        base: c.options(),
+        tls,
+    };
+    let running = probes::start(plan, stop.clone())?;
 
     // Mark the drill as running (incidents it causes point to it), let the
     // probes settle, then inject.
@@ -216,7 +242,7 @@ pub async fn run(c: &Client, p: &DrillParams) -> Result<DrillReport, OpsError> {
         target,
         until_ms: now_ms() + p.duration.as_millis() as u64 + 120_000,
     };
-    c.put(SYSTEM_DB, ACTIVE_DRILL_KEY, &json(&marker)?).await?;
+    c.begin_drill(json(&marker)?).await?;
     let result = drive(
         c,
         p,
@@ -230,7 +256,7 @@ pub async fn run(c: &Client, p: &DrillParams) -> Result<DrillReport, OpsError> {
         running,
     )
     .await;
-    let _ = c.delete(SYSTEM_DB, ACTIVE_DRILL_KEY).await;
+    let _ = c.end_drill(&id).await;
     let mut report = result?;
     report.started_at_ms = started_at_ms;
 
@@ -261,12 +287,14 @@ pub async fn run(c: &Client, p: &DrillParams) -> Result<DrillReport, OpsError> {
         Ok(iid) => report.incident_id = iid,
         Err(e) => report.notes.push(format!("could not record the drill incident: {e}")),
     }
-    c.put(SYSTEM_DB, &system::drill_key(&id), &json(&report)?).await?;
+    c.store_drill_report(json(&report)?).await?;
     Ok(report)
 }
 
-fn json<T: SystemRecord>(r: &T) -> Result<Vec<u8>, OpsError> {
-    r.to_json().map_err(|e| OpsError::Usage(e.to_string()))
+fn json<T: SystemRecord>(r: &T) -> Result<String, OpsError> {
+    r.to_json()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| OpsError::Usage(e.to_string()))
 }
 
 /// Inject, observe, verify: everything between the marker and the report.
@@ -353,7 +381,10 @@ async fn drive(
     let commit = c.status().await.map(|s| s.commit_index).unwrap_or(0);
     let mut on_nodes = BTreeMap::new();
     for m in members {
-        let node_client = Client::new(std::slice::from_ref(&m.grpc), probes::opts(Duration::from_secs(5)))?;
+        let node_client = Client::new(
+            std::slice::from_ref(&m.grpc),
+            probes::opts(c.options(), Duration::from_secs(5)),
+        )?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if c.local_status(&m.grpc, Duration::from_millis(500))
@@ -402,12 +433,11 @@ async fn drive(
 
 /// Every stored drill report, oldest first.
 pub async fn load_reports(c: &Client) -> Result<Vec<DrillReport>, OpsError> {
-    let (kvs, _) = c
-        .scan(SYSTEM_DB, DRILL_PREFIX.as_bytes(), 0, false, Consistency::Linearizable)
-        .await?;
-    let mut out: Vec<DrillReport> = kvs
+    let mut out: Vec<DrillReport> = c
+        .list_drill_reports()
+        .await?
         .iter()
-        .filter_map(|kv| DrillReport::from_json(&kv.value).ok())
+        .filter_map(|j| DrillReport::from_json(j.as_bytes()).ok())
         .collect();
     out.sort_by_key(|r| r.started_at_ms);
     Ok(out)

@@ -34,12 +34,21 @@ pub struct Survey {
 pub async fn survey(c: &Client, from: u64) -> Result<Survey, OpsError> {
     let status = c.status().await?;
     let mut answers = Vec::new();
+    let mut voters_of_from = None;
     for m in &status.members {
         let req = RecoverRequest {
             force: false,
             confirm: String::new(),
         };
         let log = match c.recover(&m.addr, req, Duration::from_secs(2)).await {
+            Ok(r) if m.id == from => {
+                voters_of_from = Some(r.voters.clone());
+                Ok(LogReport {
+                    id: m.id,
+                    last_log_index: r.last_log_index,
+                    commit_index: r.commit_index,
+                })
+            }
             Ok(r) => Ok(LogReport {
                 id: m.id,
                 last_log_index: r.last_log_index,
@@ -53,7 +62,10 @@ pub async fn survey(c: &Client, from: u64) -> Result<Survey, OpsError> {
             log,
         });
     }
-    let voters: Vec<u64> = status.members.iter().filter(|m| m.voter).map(|m| m.id).collect();
+    // The membership as the node to recover from knows it (another node
+    // may know an older or newer one during a membership change).
+    let voters: Vec<u64> =
+        voters_of_from.unwrap_or_else(|| status.members.iter().filter(|m| m.voter).map(|m| m.id).collect());
     let reports: Vec<(u64, Option<LogReport>)> = answers.iter().map(|a| (a.id, a.log.clone().ok())).collect();
     let assessment = assess(from, &voters, &reports).ok_or_else(|| {
         format!("node {from} is not a reachable member; pick a survivor listed by `sen cluster status`")

@@ -52,7 +52,7 @@ impl RestoreDrill {
 pub async fn live_digests(c: &Client, endpoints: &[String]) -> Vec<LiveDigest> {
     let mut out = Vec::new();
     for ep in endpoints {
-        if let Ok(d) = c.digest_of(ep, Duration::from_secs(30), DigestRequest {}).await {
+        if let Ok(d) = c.digest_of(ep, Duration::from_secs(30), DigestRequest::default()).await {
             out.push(LiveDigest {
                 node: d.node_id,
                 applied_index: d.applied_index,

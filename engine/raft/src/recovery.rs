@@ -47,7 +47,8 @@ pub fn assess(from: u64, voters: &[u64], answers: &[(u64, Option<LogReport>)]) -
     let max_last = reachable.iter().map(|r| r.last_log_index).max().unwrap_or(0);
     let best_survivor = reachable
         .iter()
-        .max_by_key(|r| (r.last_log_index, std::cmp::Reverse(r.id)))
+        // Ties go to `from` (no need to switch), then to the lowest id.
+        .max_by_key(|r| (r.last_log_index, r.id == from, std::cmp::Reverse(r.id)))
         .map_or(from, |r| r.id);
     let unreachable: Vec<u64> = answers.iter().filter(|(_, r)| r.is_none()).map(|(id, _)| *id).collect();
     let quorum = voters.len() / 2 + 1;

@@ -444,11 +444,17 @@ impl StateDb {
     /// left out: expired ones are deleted at different times on different
     /// nodes without changing any result.
     pub fn digest(&self) -> Result<(u64, String), StoreError> {
+        self.digest_skipping(None)
+    }
+
+    /// [`StateDb::digest`] without the key-value records whose stored key
+    /// begins with `skip` (e.g. the audit log, which every request grows).
+    pub fn digest_skipping(&self, skip: Option<&[u8]>) -> Result<(u64, String), StoreError> {
         let generation = self.live();
         let db = generation.db();
         let snap = db.snapshot();
         let applied = snapshot_applied_index(db, &snap)?;
-        Ok((applied, digest_of(db, &snap)?))
+        Ok((applied, digest_filtered(db, &snap, skip)?))
     }
 
     /// Request ids applied within the deduplication window, with the
@@ -469,6 +475,14 @@ impl StateDb {
 
 /// The state digest of one RocksDB snapshot (see [`StateDb::digest`]).
 pub(crate) fn digest_of(db: &DB, snap: &rocksdb::SnapshotWithThreadMode<'_, DB>) -> Result<String, StoreError> {
+    digest_filtered(db, snap, None)
+}
+
+fn digest_filtered(
+    db: &DB,
+    snap: &rocksdb::SnapshotWithThreadMode<'_, DB>,
+    skip_kv: Option<&[u8]>,
+) -> Result<String, StoreError> {
     let meta = cf(db, CF_META)?;
     let mut h = blake3::Hasher::new();
     h.update(b"sen-state-digest-v1");
@@ -488,6 +502,9 @@ pub(crate) fn digest_of(db: &DB, snap: &rocksdb::SnapshotWithThreadMode<'_, DB>)
         h.update(name.as_bytes());
         for r in db.iterator_cf_opt(cf(db, name)?, ro, IteratorMode::Start) {
             let (k, v) = r.map_err(|e| StoreError::rocks("read the state for the digest", e))?;
+            if name == CF_KV && skip_kv.is_some_and(|p| k.starts_with(p)) {
+                continue;
+            }
             h.update(&(k.len() as u64).to_le_bytes());
             h.update(&k);
             h.update(&(v.len() as u64).to_le_bytes());

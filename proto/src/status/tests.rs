@@ -22,6 +22,9 @@ fn every_kind_round_trips_with_its_code_and_retry_class() {
         (ErrorKind::FailedPrecondition, Code::FailedPrecondition, Retry::Never),
         (ErrorKind::NotFound, Code::NotFound, Retry::Never),
         (ErrorKind::Internal, Code::Internal, Retry::Never),
+        (ErrorKind::Unauthenticated, Code::Unauthenticated, Retry::Never),
+        (ErrorKind::PermissionDenied, Code::PermissionDenied, Retry::Never),
+        (ErrorKind::Exhausted, Code::ResourceExhausted, Retry::Never),
     ];
     assert_eq!(table.len(), ErrorKind::ALL.len(), "a kind is missing from the table");
     for (kind, code, retry) in table {
@@ -77,7 +80,9 @@ fn statuses_without_details_are_classified_by_code() {
     for (code, kind) in [
         (Code::Cancelled, ErrorKind::Unavailable),
         (Code::Unknown, ErrorKind::Unavailable),
-        (Code::Internal, ErrorKind::Unavailable),
+        // A server that could not decode the request (another release?):
+        // retrying cannot help.
+        (Code::Internal, ErrorKind::Internal),
         (Code::DeadlineExceeded, ErrorKind::Timeout),
         (Code::Unimplemented, ErrorKind::FailedPrecondition),
         (Code::OutOfRange, ErrorKind::InvalidArgument),

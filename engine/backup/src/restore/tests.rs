@@ -411,8 +411,8 @@ fn a_site_is_put_back_as_one_deployment_and_only_under_the_path() {
     assert_eq!(
         dry.changes,
         [
-            (SiteChange::Add, "so/201.html".to_owned()),
-            (SiteChange::Remove, "so/203.html".to_owned())
+            (SiteChange::Remove, "so/203.html".to_owned()),
+            (SiteChange::Add, "so/201.html".to_owned())
         ]
     );
     assert_eq!(dry.deployment, None);
@@ -558,9 +558,9 @@ fn plans_are_pure_and_ordered() {
     assert_eq!(
         plan.changes,
         [
+            (SiteChange::Remove, "d/y".to_owned()),
             (SiteChange::Add, "d/w".to_owned()),
             (SiteChange::Replace, "d/x".to_owned()),
-            (SiteChange::Remove, "d/y".to_owned()),
         ]
     );
     let paths: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();

@@ -19,11 +19,17 @@ pub struct AdminApi {
 
 #[tonic::async_trait]
 impl Admin for AdminApi {
-    async fn digest(&self, _req: Request<DigestRequest>) -> Result<Response<DigestResponse>, Status> {
+    async fn digest(&self, req: Request<DigestRequest>) -> Result<Response<DigestResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Digest", async {
             let state = node.state.clone();
-            let (applied_index, digest) = tokio::task::spawn_blocking(move || state.digest())
+            let skip = req.get_ref().without_audit_log.then(|| {
+                sen_raft::schema::tables::kv_key(
+                    sen_raft::schema::system::SYSTEM_DB,
+                    sen_raft::schema::system::AUDIT_PREFIX.as_bytes(),
+                )
+            });
+            let (applied_index, digest) = tokio::task::spawn_blocking(move || state.digest_skipping(skip.as_deref()))
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
             Ok(DigestResponse {
@@ -81,6 +87,9 @@ impl Admin for AdminApi {
             http_addr: node.config.advertise_http(),
             fault: node.faults.active_name().unwrap_or_default().into(),
             drained: node.roles.is_drained(),
+            insecure: !node.config.tls.enabled(),
+            http_tls: node.config.tls.enabled() && node.config.tls.http,
+            cert_not_after_ms: node.metrics.cert_not_after.get().max(0) as u64 * 1000,
         }))
     }
 }

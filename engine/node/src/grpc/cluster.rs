@@ -38,8 +38,10 @@ macro_rules! leader_only {
         if !is_forwarded(node, &$req)? && !node.is_leader() {
             match node.leader() {
                 Some(l) if l.id != node.id && !l.addr.is_empty() => {
+                    let behalf = crate::forward::behalf(&$req);
                     return forward_to_leader!(
                         uncapped node,
+                        behalf,
                         node.peers.cluster(l.id, &l.addr),
                         l.addr,
                         $method,
@@ -132,12 +134,12 @@ impl ClusterApi {
         let cluster_id = node
             .cluster_id()
             .ok_or_else(|| ApiError::Internal("leader has no cluster id".into()))?;
-        // Dial through `network.peer-addresses` if one is set for this id;
-        // no `to` metadata: the node checks the id in the request itself.
+        // Dialled through `network.peer-addresses` if one is set for this
+        // id; over TLS the node must present node `id`'s certificate.
         let target = node.peers.resolve(Some(id), addr).to_owned();
         let mut peer = node
             .peers
-            .raft(None, &target, false)
+            .raft_join(id, addr)
             .map_err(|s| ApiError::from_peer(&target, &s))?;
         let mut join = Request::new(JoinRequest {
             cluster_id: cluster_id.to_string(),
@@ -153,6 +155,10 @@ impl ClusterApi {
             Ok(Err(s)) if matches!(s.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) => Err(
                 ApiError::FailedPrecondition(format!("node at {addr} refused to join: {}", s.message())),
             ),
+            Ok(Err(s)) if crate::error::tls_failure(&s).is_some() => Err(ApiError::FailedPrecondition(format!(
+                "the node at {addr} did not prove it is node {id} of this cluster ({}): start it with `sen server --id {id}` and a certificate for node {id} from this cluster's CA (`sen certs node --id {id}`)",
+                crate::error::tls_failure(&s).unwrap_or_default()
+            ))),
             Ok(Err(s)) => Err(ApiError::Unavailable(format!(
                 "cannot reach node {id} at {addr}: {}; start it with `sen server --id {id} ...` first",
                 s.message()
@@ -213,11 +219,30 @@ impl Cluster for ClusterApi {
                 .is_initialized()
                 .await
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let caller = crate::auth::caller(&req)?;
+            // The first cluster-admin: the user whose certificate called
+            // Init ("admin" in insecure mode).
+            let admin = caller.principal.user().unwrap_or("admin").to_owned();
             if initialized {
                 let id = node
                     .cluster_id()
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "(unknown)".into());
+                // An init that crashed before creating the first admin
+                // finishes now.
+                if node.is_leader()
+                    && let Some(token) =
+                        crate::access::bootstrap(node.as_ref(), &admin, sen_core::now_ms(), budget).await?
+                {
+                    tracing::warn!(user = %admin, "created the first cluster-admin of an existing cluster");
+                    return Ok(InitResponse {
+                        cluster_id: id,
+                        node_id: node.id,
+                        admin_user: admin,
+                        admin_token: token.reveal(),
+                        created: false,
+                    });
+                }
                 return Err(ApiError::FailedPrecondition(format!(
                     "node {} is already part of cluster {id}; nothing to do",
                     node.id
@@ -261,9 +286,16 @@ impl Cluster for ClusterApi {
                 return Err(ApiError::Internal(format!("unexpected result {:?}", resp.outcome)));
             };
             tracing::info!(%cluster_id, "initialized a new cluster");
+            let token = crate::access::bootstrap(node.as_ref(), &admin, sen_core::now_ms(), budget).await?;
+            if token.is_some() {
+                tracing::info!(user = %admin, "created the first cluster-admin and its token");
+            }
             Ok(InitResponse {
                 cluster_id: cluster_id.to_string(),
                 node_id: node.id,
+                admin_user: admin,
+                admin_token: token.map(|t| t.reveal()).unwrap_or_default(),
+                created: true,
             })
         })
         .await
@@ -392,6 +424,7 @@ impl Cluster for ClusterApi {
                     members: Vec::new(),
                     node_id: node.id,
                     commit_index: 0,
+                    insecure: !node.config.tls.enabled(),
                 });
             };
             // The leader knows replication progress: ask it when we can.
@@ -403,7 +436,17 @@ impl Cluster for ClusterApi {
                 && let Ok(mut client) = node.peers.cluster(l.id, &l.addr)
             {
                 let b = budget.min(node.config.server.status_timeout * 3);
-                if let Ok(Ok(r)) = tokio::time::timeout(b, client.status(forwarded(&node, StatusRequest {}, b))).await {
+                if let Ok(Ok(r)) = tokio::time::timeout(
+                    b,
+                    client.status(forwarded(
+                        &node,
+                        crate::forward::behalf(&req).as_ref(),
+                        StatusRequest {},
+                        b,
+                    )),
+                )
+                .await
+                {
                     return Ok(r.into_inner());
                 }
             }
@@ -458,6 +501,7 @@ impl Cluster for ClusterApi {
                 members,
                 node_id: node.id,
                 commit_index: m.local_committed.map_or(0, |l| l.index),
+                insecure: !node.config.tls.enabled(),
             })
         })
         .await

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use sen_content::chunk::{Encoding, MAX_CHUNK_BYTES};
 use sen_content::{ChunkId, ChunkRef, StoredChunk, path};
+use sen_core::auth::Action;
 use sen_proto::v1::content_server::Content;
 use sen_proto::v1::*;
 use sen_raft::apply::FileRecord;
@@ -19,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{measured, request_id, with_id};
+use crate::auth;
 use crate::deadline;
 use crate::error::ApiError;
 use crate::forward::{Route, route};
@@ -78,15 +80,28 @@ impl Content for ContentApi {
     async fn create_site(&self, req: Request<CreateSiteRequest>) -> Result<Response<CreateSiteResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "CreateSite", async {
+            auth::require(&req, Action::SiteWrite(&req.get_ref().site))?;
             node.check_serving()?;
             let budget = self.budget(&req);
             site_name(&req.get_ref().site)?;
             let id = request_id(&req.get_ref().header)?;
             match route(&node, &req)? {
-                Route::Forward { id: leader, addr } => {
+                Route::Forward {
+                    id: leader,
+                    addr,
+                    behalf,
+                } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward_to_leader!(&node, node.peers.content(leader, &addr), addr, create_site, msg, budget)
+                    forward_to_leader!(
+                        &node,
+                        behalf,
+                        node.peers.content(leader, &addr),
+                        addr,
+                        create_site,
+                        msg,
+                        budget
+                    )
                 }
                 Route::Local => {
                     let site = req.into_inner().site;
@@ -107,15 +122,28 @@ impl Content for ContentApi {
     async fn delete_site(&self, req: Request<DeleteSiteRequest>) -> Result<Response<DeleteSiteResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "DeleteSite", async {
+            auth::require(&req, Action::SiteWrite(&req.get_ref().site))?;
             node.check_serving()?;
             let budget = self.budget(&req);
             site_name(&req.get_ref().site)?;
             let id = request_id(&req.get_ref().header)?;
             match route(&node, &req)? {
-                Route::Forward { id: leader, addr } => {
+                Route::Forward {
+                    id: leader,
+                    addr,
+                    behalf,
+                } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward_to_leader!(&node, node.peers.content(leader, &addr), addr, delete_site, msg, budget)
+                    forward_to_leader!(
+                        &node,
+                        behalf,
+                        node.peers.content(leader, &addr),
+                        addr,
+                        delete_site,
+                        msg,
+                        budget
+                    )
                 }
                 Route::Local => {
                     let site = req.into_inner().site;
@@ -136,6 +164,7 @@ impl Content for ContentApi {
     async fn list_sites(&self, _req: Request<ListSitesRequest>) -> Result<Response<ListSitesResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "ListSites", async {
+            let caller = auth::caller(&_req)?;
             node.check_serving()?;
             let state = node.state.clone();
             let sites = blocking(move || Ok(state.sites()?)).await?;
@@ -143,6 +172,10 @@ impl Content for ContentApi {
                 header: Some(node.response_header()),
                 sites: sites
                     .into_iter()
+                    // Only the sites the caller may read (or write).
+                    .filter(|(name, _)| {
+                        caller.allows(&Action::SiteRead(name)) || caller.allows(&Action::SiteWrite(name))
+                    })
                     .map(|(name, r)| SiteInfo {
                         name,
                         created_at_ms: r.created_at_ms,
@@ -159,6 +192,7 @@ impl Content for ContentApi {
     async fn list_files(&self, req: Request<ListFilesRequest>) -> Result<Response<ListFilesResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "ListFiles", async {
+            auth::require(&req, Action::SiteRead(&req.get_ref().site))?;
             node.check_serving()?;
             let budget = self.budget(&req);
             let r = req.into_inner();
@@ -202,13 +236,20 @@ impl Content for ContentApi {
     ) -> Result<Response<MissingChunksResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "MissingChunks", async {
+            auth::require(&req, Action::SiteWriteAny)?;
             node.check_serving()?;
             let budget = self.budget(&req);
             // Ask the leader: it is the one that will check the deployment.
-            if let Route::Forward { id: leader, addr } = route(&node, &req)? {
+            if let Route::Forward {
+                id: leader,
+                addr,
+                behalf,
+            } = route(&node, &req)?
+            {
                 let msg = req.into_inner();
                 return forward_to_leader!(
                     &node,
+                    behalf,
                     node.peers.content(leader, &addr),
                     addr,
                     missing_chunks,
@@ -244,11 +285,25 @@ impl Content for ContentApi {
     async fn put_chunks(&self, req: Request<PutChunksRequest>) -> Result<Response<PutChunksResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "PutChunks", async {
+            auth::require(&req, Action::SiteWriteAny)?;
             node.check_serving()?;
             let budget = self.budget(&req);
-            if let Route::Forward { id: leader, addr } = route(&node, &req)? {
+            if let Route::Forward {
+                id: leader,
+                addr,
+                behalf,
+            } = route(&node, &req)?
+            {
                 let msg = req.into_inner();
-                return forward_to_leader!(&node, node.peers.content(leader, &addr), addr, put_chunks, msg, budget);
+                return forward_to_leader!(
+                    &node,
+                    behalf,
+                    node.peers.content(leader, &addr),
+                    addr,
+                    put_chunks,
+                    msg,
+                    budget
+                );
             }
             // Check every chunk before anything is proposed. Bounded: each
             // chunk decompresses to at most 1 MiB, and a request may not
@@ -335,6 +390,7 @@ impl Content for ContentApi {
     async fn deploy(&self, req: Request<DeployRequest>) -> Result<Response<DeployResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Deploy", async {
+            auth::require(&req, Action::SiteWrite(&req.get_ref().site))?;
             node.check_serving()?;
             let budget = self.budget(&req);
             let r = req.get_ref();
@@ -374,10 +430,22 @@ impl Content for ContentApi {
                 .collect::<Result<_, ApiError>>()?;
             let id = request_id(&r.header)?;
             match route(&node, &req)? {
-                Route::Forward { id: leader, addr } => {
+                Route::Forward {
+                    id: leader,
+                    addr,
+                    behalf,
+                } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward_to_leader!(&node, node.peers.content(leader, &addr), addr, deploy, msg, budget)
+                    forward_to_leader!(
+                        &node,
+                        behalf,
+                        node.peers.content(leader, &addr),
+                        addr,
+                        deploy,
+                        msg,
+                        budget
+                    )
                 }
                 Route::Local => {
                     let r = req.into_inner();
@@ -415,6 +483,7 @@ impl Content for ContentApi {
         let node = self.node.clone();
         let started = std::time::Instant::now();
         let result: Result<Self::ReadFileStream, ApiError> = async {
+            auth::require(&req, Action::SiteRead(&req.get_ref().site))?;
             node.check_serving()?;
             let r = req.into_inner();
             site_name(&r.site)?;
@@ -488,6 +557,7 @@ impl Content for ContentApi {
     async fn history(&self, req: Request<HistoryRequest>) -> Result<Response<HistoryResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "History", async {
+            auth::require(&req, Action::SiteRead(&req.get_ref().site))?;
             node.check_serving()?;
             let r = req.into_inner();
             site_name(&r.site)?;
@@ -536,11 +606,16 @@ impl Content for ContentApi {
             let budget = self.budget(&req);
             let id = request_id(&req.get_ref().header)?;
             match route(&node, &req)? {
-                Route::Forward { id: leader, addr } => {
+                Route::Forward {
+                    id: leader,
+                    addr,
+                    behalf,
+                } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
                     forward_to_leader!(
                         &node,
+                        behalf,
                         node.peers.content(leader, &addr),
                         addr,
                         collect_garbage,

@@ -29,10 +29,11 @@ macro_rules! on_leader {
         let node = &$self.node;
         match route(node, &$req)? {
             Route::Local => $local,
-            Route::Forward { id, addr } => {
+            Route::Forward { id, addr, behalf } => {
                 let budget = node.config.server.forward_timeout;
                 forward_to_leader!(
                     node,
+                    behalf,
                     node.peers.incidents(id, &addr),
                     addr,
                     $method,

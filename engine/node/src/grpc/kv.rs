@@ -9,17 +9,31 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sen_core::auth::Action;
 use sen_proto::v1::kv_server::Kv;
 use sen_proto::v1::*;
 use sen_raft::apply::KvRecord;
+use sen_raft::schema::system::{RESERVED_DB_PREFIX as RESERVED_PREFIX, is_reserved_db};
 use sen_raft::{Op, Outcome, Response as RaftResponse, command};
 use tonic::{Request, Response, Status};
 
 use super::{measured, request_id, with_id};
+use crate::auth;
 use crate::deadline;
 use crate::error::ApiError;
 use crate::forward::{Route, route};
 use crate::node::Node;
+
+/// Database names the cluster keeps for itself (the control plane) are
+/// never reachable through `Kv`.
+fn reserved(db: &str) -> Result<(), ApiError> {
+    if is_reserved_db(db) {
+        return Err(ApiError::InvalidArgument(format!(
+            "database {db:?}: names beginning with {RESERVED_PREFIX:?} belong to the cluster's control plane and are not reachable through the key-value API (use the `sen` commands for drills, backups, incidents and access)"
+        )));
+    }
+    Ok(())
+}
 
 pub struct KvApi {
     pub node: Arc<Node>,
@@ -58,6 +72,9 @@ impl Kv for KvApi {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Put", async {
+            let db = &req.get_ref().db;
+            reserved(db)?;
+            auth::require(&req, Action::DbWrite(db))?;
             node.check_serving()?;
             let budget = self.budget(&req);
             let r = req.get_ref();
@@ -67,10 +84,14 @@ impl Kv for KvApi {
             limits.check_value(&r.value)?;
             let id = request_id(&r.header)?;
             match route(&node, &req)? {
-                Route::Forward { id: leader_id, addr } => {
+                Route::Forward {
+                    id: leader_id,
+                    addr,
+                    behalf,
+                } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward_to_leader!(&node, node.peers.kv(leader_id, &addr), addr, put, msg, budget)
+                    forward_to_leader!(&node, behalf, node.peers.kv(leader_id, &addr), addr, put, msg, budget)
                 }
                 Route::Local => {
                     let r = req.into_inner();
@@ -103,6 +124,9 @@ impl Kv for KvApi {
     async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Delete", async {
+            let db = &req.get_ref().db;
+            reserved(db)?;
+            auth::require(&req, Action::DbWrite(db))?;
             node.check_serving()?;
             let budget = self.budget(&req);
             let r = req.get_ref();
@@ -110,10 +134,22 @@ impl Kv for KvApi {
             node.config.limits.check_key(&r.key)?;
             let id = request_id(&r.header)?;
             match route(&node, &req)? {
-                Route::Forward { id: leader_id, addr } => {
+                Route::Forward {
+                    id: leader_id,
+                    addr,
+                    behalf,
+                } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward_to_leader!(&node, node.peers.kv(leader_id, &addr), addr, delete, msg, budget)
+                    forward_to_leader!(
+                        &node,
+                        behalf,
+                        node.peers.kv(leader_id, &addr),
+                        addr,
+                        delete,
+                        msg,
+                        budget
+                    )
                 }
                 Route::Local => {
                     let r = req.into_inner();
@@ -136,15 +172,22 @@ impl Kv for KvApi {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Txn", async {
+            let db = &req.get_ref().db;
+            reserved(db)?;
+            auth::require(&req, Action::DbWrite(db))?;
             node.check_serving()?;
             let budget = self.budget(&req);
             let txn = to_txn(&node, req.get_ref())?;
             let id = request_id(&req.get_ref().header)?;
             match route(&node, &req)? {
-                Route::Forward { id: leader_id, addr } => {
+                Route::Forward {
+                    id: leader_id,
+                    addr,
+                    behalf,
+                } => {
                     let mut msg = req.into_inner();
                     msg.header = with_id(id);
-                    forward_to_leader!(&node, node.peers.kv(leader_id, &addr), addr, txn, msg, budget)
+                    forward_to_leader!(&node, behalf, node.peers.kv(leader_id, &addr), addr, txn, msg, budget)
                 }
                 Route::Local => {
                     let resp = node.propose(id, Op::Txn(txn), budget).await?;
@@ -173,6 +216,9 @@ impl Kv for KvApi {
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Get", async {
+            let db = &req.get_ref().db;
+            reserved(db)?;
+            auth::require(&req, Action::DbRead(db))?;
             node.check_serving()?;
             let budget = self.budget(&req);
             let r = req.into_inner();
@@ -198,6 +244,9 @@ impl Kv for KvApi {
     async fn scan(&self, req: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Scan", async {
+            let db = &req.get_ref().db;
+            reserved(db)?;
+            auth::require(&req, Action::DbRead(db))?;
             node.check_serving()?;
             let budget = self.budget(&req);
             let r = req.into_inner();
@@ -237,6 +286,7 @@ impl Kv for KvApi {
     ) -> Result<Response<ListDatabasesResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "ListDatabases", async {
+            let caller = auth::caller(&req)?;
             node.check_serving()?;
             let budget = self.budget(&req);
             self.read_ready(req.get_ref().consistency, budget).await?;
@@ -250,6 +300,11 @@ impl Kv for KvApi {
                 header: Some(header),
                 databases: dbs
                     .into_iter()
+                    // Only the databases the caller may read (or write).
+                    .filter(|d| {
+                        !is_reserved_db(&d.name)
+                            && (caller.allows(&Action::DbRead(&d.name)) || caller.allows(&Action::DbWrite(&d.name)))
+                    })
                     .map(|d| DatabaseInfo {
                         name: d.name,
                         keys: d.keys,

@@ -4,7 +4,9 @@
 //! handler shares: [`measured`] (metrics and the error → status mapping)
 //! and request ids. Forwarding to the leader is in `crate::forward`.
 
+pub mod access;
 pub mod admin;
+pub mod auth_layer;
 pub mod backup;
 pub mod cluster;
 pub mod content;

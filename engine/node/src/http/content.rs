@@ -221,7 +221,7 @@ pub async fn fallback(uri: axum::http::Uri) -> Response {
 }
 
 /// The site a request's `Host` names through `content.vhosts`, if any.
-fn vhost_site(node: &Node, headers: &HeaderMap) -> Option<String> {
+pub fn vhost_site(node: &Node, headers: &HeaderMap) -> Option<String> {
     if node.config.content.vhosts.is_empty() {
         return None;
     }
@@ -242,7 +242,7 @@ fn vhost_site(node: &Node, headers: &HeaderMap) -> Option<String> {
     node.config.content.vhosts.get(&host.to_ascii_lowercase()).cloned()
 }
 
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -10,21 +10,169 @@
 //!
 //! A request whose `Host` is a configured virtual host never reaches these
 //! routes: it is served from that site (see [`content::virtual_hosts`]).
+//!
+//! Access (`guard`, before everything else): `/livez`, `/readyz` and
+//! public sites are open; with TLS on, `/metrics` needs an auditor,
+//! operator or cluster-admin, and a private site (`sen site set --private`)
+//! a reader of it — by `Authorization: Bearer <token>` or the `sen_token`
+//! cookie. Refusals are audited like gRPC ones.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
+use sen_core::auth::{Action, Principal};
+use sen_raft::schema::system::{AuditRecord, SystemRecord};
+
+use crate::auth::{Auth, Presented, denied_message, permits};
 use crate::node::Node;
 
 pub mod content;
 
-pub fn router(node: Arc<Node>) -> Router {
+/// What the HTTP handlers need besides the node.
+#[derive(Clone)]
+pub struct HttpAuth {
+    pub node: Arc<Node>,
+    pub auth: Arc<Auth>,
+}
+
+/// The token of an HTTP request: `Authorization: Bearer …` or the
+/// `sen_token` cookie (for browsers).
+fn token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    if let Some(t) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(t.trim());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("sen_token="))
+}
+
+/// Check `action` for the caller of an HTTP request; the refusal response
+/// otherwise (audited).
+fn check_http(
+    h: &HttpAuth,
+    req: &axum::extract::Request,
+    action: Action<'_>,
+) -> Result<(), Box<axum::response::Response>> {
+    let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let cert = req.extensions().get::<crate::tls::PeerCertificate>();
+    let presented = Presented {
+        cert: cert.map(|c| c.0.as_slice()),
+        token: token(req.headers()),
+        on_behalf: None,
+        from_node: None,
+        caller_addr: None,
+        remote,
+    };
+    let from = remote.map(|a| a.to_string()).unwrap_or_default();
+    let method = format!("{} {}", req.method(), req.uri().path());
+    let refuse = |status: StatusCode, who: &Principal, result: &str, msg: String| {
+        h.auth.audit.push(AuditRecord {
+            version: AuditRecord::VERSION,
+            at_ms: sen_core::now_ms(),
+            who: who.user().map_or_else(|| who.to_string(), str::to_owned),
+            token: String::new(),
+            method: method.clone(),
+            resource: action.to_string(),
+            result: result.into(),
+            code: status.as_u16().to_string(),
+            message: msg.chars().take(500).collect(),
+            from: from.clone(),
+            node: h.node.id,
+        });
+        let mut r = (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{msg}\n"),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED
+            && let Ok(v) = "Bearer realm=\"sen\"".parse()
+        {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        Box::new(r)
+    };
+    let (principal, grants, _) = match h.auth.resolve(h.node.as_ref(), &presented, sen_core::now_ms()) {
+        Ok(x) => x,
+        Err(d) => {
+            let status = if matches!(d, crate::auth::Denial::Throttled(_)) {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            return Err(refuse(
+                status,
+                &Principal::Anonymous,
+                d.result(),
+                d.message().to_owned(),
+            ));
+        }
+    };
+    if permits(&principal, &grants, &action) {
+        return Ok(());
+    }
+    let (status, result) = if principal == Principal::Anonymous {
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    } else {
+        (StatusCode::FORBIDDEN, "denied")
+    };
+    Err(refuse(status, &principal, result, denied_message(&principal, &action)))
+}
+
+/// Access to the node's own endpoints and to private sites.
+async fn guard(
+    State(h): State<HttpAuth>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !h.auth.secure {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_owned();
+    let site = match content::vhost_site(&h.node, req.headers()) {
+        Some(s) => Some(s),
+        None if path == "/metrics" => {
+            if let Err(r) = check_http(&h, &req, Action::ClusterRead) {
+                return *r;
+            }
+            None
+        }
+        None => path
+            .strip_prefix("/sites/")
+            .map(|rest| content::percent_decode(rest.split('/').next().unwrap_or_default())),
+    };
+    if let Some(site) = site
+        && crate::access::site_is_private(h.node.as_ref(), &site)
+        && let Err(r) = check_http(&h, &req, Action::SiteRead(&site))
+    {
+        return *r;
+    }
+    next.run(req).await
+}
+
+pub fn router(node: Arc<Node>, auth: Arc<Auth>) -> Router {
+    let h = HttpAuth {
+        node: node.clone(),
+        auth,
+    };
+    router_inner(node).layer(axum::middleware::from_fn_with_state(h, guard))
+}
+
+fn router_inner(node: Arc<Node>) -> Router {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))

@@ -129,9 +129,9 @@ fn a_new_leader_records_the_change_once_per_term() {
     w.observe(2, &m, heard, Duration::from_secs(1));
     // Not caught up with its own term yet: nothing.
     m.last_applied = Some(log_id(1, 9));
-    assert!(w.leader_change(2, &m, None, &cfg()).is_none());
+    assert!(w.leader_change(2, &m, || None, &cfg()).is_none());
     m.last_applied = Some(log_id(2, 10));
-    let inc = w.leader_change(2, &m, None, &cfg()).expect("a leader change");
+    let inc = w.leader_change(2, &m, || None, &cfg()).expect("a leader change");
     assert_eq!(
         (inc.kind.as_str(), inc.severity.as_str()),
         (kind::LEADER_CHANGE, ORDINARY)
@@ -143,7 +143,7 @@ fn a_new_leader_records_the_change_once_per_term() {
     );
     assert!(inc.auto_cause.contains("elected in term 2"), "{}", inc.auto_cause);
     // Once per term.
-    assert!(w.leader_change(2, &m, None, &cfg()).is_none());
+    assert!(w.leader_change(2, &m, || None, &cfg()).is_none());
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn planned_transfers_are_ordinary_and_long_gaps_serious() {
     follow(&mut w);
     let m = leading(2, &[1, 2, 3], 2);
     w.observe(2, &m, now_ms() - 40_000, Duration::from_secs(1));
-    let inc = w.leader_change(2, &m, None, &cfg()).unwrap();
+    let inc = w.leader_change(2, &m, || None, &cfg()).unwrap();
     assert_eq!(inc.severity, SERIOUS, "40 s without a leader");
 
     let mut w = IncidentWatch::default();
@@ -171,7 +171,7 @@ fn planned_transfers_are_ordinary_and_long_gaps_serious() {
         at_ms: now_ms(),
         reason: "drain".into(),
     };
-    let inc = w.leader_change(2, &m, Some(planned.clone()), &cfg()).unwrap();
+    let inc = w.leader_change(2, &m, || Some(planned.clone()), &cfg()).unwrap();
     assert_eq!(inc.severity, ORDINARY);
     assert!(
         inc.auto_cause.starts_with("planned leadership transfer (drain)"),
@@ -183,7 +183,7 @@ fn planned_transfers_are_ordinary_and_long_gaps_serious() {
     follow(&mut w);
     w.observe(2, &m, now_ms(), Duration::from_secs(1));
     let other = PlannedTransfer { to: 3, ..planned };
-    let inc = w.leader_change(2, &m, Some(other), &cfg()).unwrap();
+    let inc = w.leader_change(2, &m, || Some(other), &cfg()).unwrap();
     assert!(inc.auto_cause.contains("was elected"), "{}", inc.auto_cause);
 }
 
@@ -192,7 +192,7 @@ fn the_first_leader_of_a_cluster_records_nothing() {
     let mut w = IncidentWatch::default();
     let m = leading(1, &[1], 1);
     w.observe(1, &m, 0, Duration::from_secs(1));
-    assert!(w.leader_change(1, &m, None, &cfg()).is_none());
+    assert!(w.leader_change(1, &m, || None, &cfg()).is_none());
 }
 
 #[tokio::test]

@@ -13,11 +13,12 @@ use super::report::Probe;
 use super::{Member, PROBE_DB, PROBE_FILE, PROBE_SITE};
 use crate::OpsError;
 
-pub(crate) fn opts(timeout: Duration) -> ClientOptions {
+/// `base`'s credentials with one short `timeout` for every attempt.
+pub(crate) fn opts(base: &ClientOptions, timeout: Duration) -> ClientOptions {
     ClientOptions {
         timeout,
         attempt_timeout: timeout,
-        ..Default::default()
+        ..base.clone()
     }
 }
 
@@ -47,16 +48,36 @@ fn push<T>(log: &Mutex<Vec<T>>, v: T) {
     log.lock().unwrap_or_else(|p| p.into_inner()).push(v);
 }
 
-/// Start the probes of drill `drill`, whose probe file holds `body`.
-pub(crate) fn start(
-    members: &[Member],
-    target: u64,
-    drill: &str,
-    body: &str,
-    rate: f64,
-    started: Instant,
-    stop: Arc<AtomicBool>,
-) -> Result<Running, OpsError> {
+/// What the probes of one drill run against.
+pub(crate) struct Plan<'a> {
+    pub members: &'a [Member],
+    /// The node the fault hits (the leader watch runs on the others).
+    pub target: u64,
+    pub drill: &'a str,
+    /// What the probe file holds.
+    pub body: &'a str,
+    /// Probes per second per node and kind.
+    pub rate: f64,
+    /// Time zero of the probe log.
+    pub started: Instant,
+    /// The operator's client options: the probes use its credentials.
+    pub base: &'a ClientOptions,
+    /// HTTPS to nodes that serve TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Start the probes of `plan` until `stop` is set.
+pub(crate) fn start(plan: Plan<'_>, stop: Arc<AtomicBool>) -> Result<Running, OpsError> {
+    let Plan {
+        members,
+        target,
+        drill,
+        body,
+        rate,
+        started,
+        base,
+        tls,
+    } = plan;
     let rel = move || started.elapsed().as_millis() as u64;
     let log: Arc<Mutex<Vec<Probe>>> = Arc::default();
     let period = Duration::from_secs_f64(1.0 / rate);
@@ -67,7 +88,7 @@ pub(crate) fn start(
     let n_members = members.len() as u32;
     for (idx, m) in members.iter().enumerate() {
         let offset = period * idx as u32 / n_members.max(1);
-        let writer = Client::new(std::slice::from_ref(&m.grpc), opts(probe_timeout))?;
+        let writer = Client::new(std::slice::from_ref(&m.grpc), opts(base, probe_timeout))?;
         let (stop_w, log_w, node, drill) = (stop.clone(), log.clone(), m.id, drill.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
@@ -93,13 +114,14 @@ pub(crate) fn start(
             }
         }));
         let (stop_r, log_r, node, http, body) = (stop.clone(), log.clone(), m.id, m.http.clone(), body.to_owned());
+        let tls = tls.clone().filter(|_| m.http_tls);
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset + period / 2, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop_r.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let start_ms = rel();
-                let ok = http_probe(&http, &body, probe_timeout).await;
+                let ok = http_probe(&http, &body, probe_timeout, tls.clone()).await;
                 push(
                     &log_r,
                     Probe {
@@ -122,7 +144,7 @@ pub(crate) fn start(
         .filter(|m| m.id != target)
         .map(|m| m.grpc.clone())
         .collect();
-    let watch = Client::new(&others, opts(Duration::from_millis(300)))?;
+    let watch = Client::new(&others, opts(base, Duration::from_millis(300)))?;
     let (stop_l, leaders_l) = (stop, leaders.clone());
     tasks.push(tokio::spawn(async move {
         while !stop_l.load(Ordering::Relaxed) {
@@ -152,17 +174,29 @@ pub(crate) fn start(
     Ok(Running { tasks, log, leaders })
 }
 
-/// `GET /sites/<probe>/probe.txt` over HTTP/1.1; true on a 200 with the
-/// expected body.
-async fn http_probe(addr: &str, expect: &str, timeout: Duration) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let work = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+/// `GET /sites/<probe>/probe.txt` over HTTP/1.1 (over TLS with `tls`);
+/// true on a 200 with the expected body.
+async fn http_probe(addr: &str, expect: &str, timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> bool {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn exchange(mut s: impl AsyncRead + AsyncWrite + Unpin, addr: &str) -> Option<String> {
         let req = format!("GET /sites/{PROBE_SITE}/{PROBE_FILE} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf);
+        // A TLS peer may close without close_notify after the body.
+        let _ = s.read_to_end(&mut buf).await;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    }
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let text = match tls {
+            None => exchange(tcp, addr).await?,
+            Some(cfg) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_owned();
+                let name = rustls::pki_types::ServerName::try_from(host).ok()?;
+                let stream = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await.ok()?;
+                exchange(stream, addr).await?
+            }
+        };
         Some(text.starts_with("HTTP/1.1 200") && text.ends_with(expect))
     };
     matches!(tokio::time::timeout(timeout, work).await, Ok(Some(true)))

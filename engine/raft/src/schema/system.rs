@@ -17,6 +17,15 @@ use serde::{Deserialize, Serialize};
 /// The database holding the control plane.
 pub const SYSTEM_DB: &str = "sen-system";
 
+/// Database names beginning with this belong to the cluster (the control
+/// plane): the public key-value API refuses them.
+pub const RESERVED_DB_PREFIX: &str = "sen-";
+
+/// Whether `db` is one of the cluster's own databases.
+pub fn is_reserved_db(db: &str) -> bool {
+    db.starts_with(RESERVED_DB_PREFIX)
+}
+
 /// A control-plane record could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SystemRecordError {
@@ -427,6 +436,133 @@ impl Default for RunRecord {
 
 impl SystemRecord for RunRecord {
     const WHAT: &'static str = "a scheduled backup run";
+    const VERSION: u32 = 1;
+}
+
+// ---------------------------------------------------------------------------
+// Access control (users, grants, tokens), private sites, the audit log.
+
+/// The key tokens are hashed with: 32 random bytes made when the cluster
+/// is initialised (hex in [`AuthKey`]).
+pub const AUTH_KEY_KEY: &[u8] = b"auth/token-key";
+
+/// Users: `auth/user/<name>`.
+pub const USER_PREFIX: &str = "auth/user/";
+
+pub fn user_key(name: &str) -> Vec<u8> {
+    format!("{USER_PREFIX}{name}").into_bytes()
+}
+
+/// Tokens: `auth/token/<id>`.
+pub const TOKEN_PREFIX: &str = "auth/token/";
+
+pub fn token_key(id: &str) -> Vec<u8> {
+    format!("{TOKEN_PREFIX}{id}").into_bytes()
+}
+
+/// The token-hashing key of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthKey {
+    pub version: u32,
+    /// 32 bytes, hex.
+    pub key: String,
+}
+
+impl SystemRecord for AuthKey {
+    const WHAT: &'static str = "the token key";
+    const VERSION: u32 = 1;
+}
+
+/// A user and the roles granted to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub version: u32,
+    pub name: String,
+    pub grants: Vec<sen_core::auth::Grant>,
+    pub created_at_ms: u64,
+    /// Who created it (a user name; `cluster init` for the first admin).
+    pub created_by: String,
+    pub updated_at_ms: u64,
+}
+
+impl SystemRecord for UserRecord {
+    const WHAT: &'static str = "a user";
+    const VERSION: u32 = 1;
+}
+
+/// A bearer token (only the keyed hash of its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub version: u32,
+    /// The public half of the token, `sen_<id>_…`.
+    pub id: String,
+    pub user: String,
+    /// A label the owner chose (`--name`).
+    pub name: String,
+    /// blake3 keyed hash of the secret, hex.
+    pub hash: String,
+    pub created_at_ms: u64,
+    pub created_by: String,
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
+    #[serde(default)]
+    pub revoked_at_ms: Option<u64>,
+}
+
+impl SystemRecord for TokenRecord {
+    const WHAT: &'static str = "a token";
+    const VERSION: u32 = 1;
+}
+
+/// Present ⇔ site `name` is private: its HTTP content needs a reader.
+pub fn site_private_key(name: &str) -> Vec<u8> {
+    format!("site/{name}/private").into_bytes()
+}
+
+/// The audit log: `audit/<at_ms, 16 digits>-<node, 6>-<seq, 10>`, in time
+/// order, unique per node.
+pub const AUDIT_PREFIX: &str = "audit/";
+
+pub fn audit_key(at_ms: u64, node: u64, seq: u64) -> Vec<u8> {
+    format!("{AUDIT_PREFIX}{at_ms:016}-{node:06}-{seq:010}").into_bytes()
+}
+
+/// The first audit key at or after `at_ms`.
+pub fn audit_from(at_ms: u64) -> Vec<u8> {
+    format!("{AUDIT_PREFIX}{at_ms:016}").into_bytes()
+}
+
+/// One audited request: every change and every refusal. Never holds a
+/// secret: a token appears by its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub version: u32,
+    pub at_ms: u64,
+    /// The user, or `node N`, `anonymous`, `insecure`.
+    pub who: String,
+    /// The token id, when a token was used.
+    #[serde(default)]
+    pub token: String,
+    /// `/sen.v1.Kv/Put`, `GET /sites/…`.
+    pub method: String,
+    /// What it was about (`db:cong-bao`, `site:portal`, `user:x`, `cluster`).
+    #[serde(default)]
+    pub resource: String,
+    /// `ok`, `denied`, `unauthenticated` or `error`.
+    pub result: String,
+    /// The gRPC (or HTTP) status code.
+    pub code: String,
+    /// Why it was refused or failed.
+    #[serde(default)]
+    pub message: String,
+    /// The client's address.
+    pub from: String,
+    /// The node that received it (and forwarded it, if it did).
+    pub node: u64,
+}
+
+impl SystemRecord for AuditRecord {
+    const WHAT: &'static str = "an audit record";
     const VERSION: u32 = 1;
 }
 

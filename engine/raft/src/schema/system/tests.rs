@@ -120,3 +120,71 @@ fn serious_incidents_open_past_the_limit_are_overdue() {
     i.end_ms = None;
     assert!(!i.overdue(u64::MAX, day));
 }
+
+#[test]
+fn access_records_and_keys_are_pinned() {
+    use sen_core::auth::{Grant, Role};
+    let u = UserRecord {
+        version: 1,
+        name: "vp-ubnd".into(),
+        grants: vec![Grant {
+            role: Role::SiteAdmin,
+            scopes: vec!["site:lich-tuan".parse().unwrap(), "db:cong-bao".parse().unwrap()],
+        }],
+        created_at_ms: 1,
+        created_by: "admin".into(),
+        updated_at_ms: 2,
+    };
+    assert_eq!(
+        String::from_utf8(u.to_json().unwrap()).unwrap(),
+        r#"{"version":1,"name":"vp-ubnd","grants":[{"role":"site-admin","scopes":["site:lich-tuan","db:cong-bao"]}],"created_at_ms":1,"created_by":"admin","updated_at_ms":2}"#
+    );
+    assert_eq!(UserRecord::from_json(&u.to_json().unwrap()).unwrap(), u);
+    let t = TokenRecord {
+        version: 1,
+        id: "0123456789abcdef".into(),
+        user: "vp-ubnd".into(),
+        name: "ci".into(),
+        hash: "ab".into(),
+        created_at_ms: 1,
+        created_by: "admin".into(),
+        expires_at_ms: Some(9),
+        revoked_at_ms: None,
+    };
+    assert_eq!(
+        String::from_utf8(t.to_json().unwrap()).unwrap(),
+        r#"{"version":1,"id":"0123456789abcdef","user":"vp-ubnd","name":"ci","hash":"ab","created_at_ms":1,"created_by":"admin","expires_at_ms":9,"revoked_at_ms":null}"#
+    );
+    let a = AuditRecord {
+        version: 1,
+        at_ms: 5,
+        who: "vp-ubnd".into(),
+        token: "0123456789abcdef".into(),
+        method: "/sen.v1.Kv/Put".into(),
+        resource: "db:cong-bao".into(),
+        result: "denied".into(),
+        code: "PERMISSION_DENIED".into(),
+        message: "needs site-admin on db:cong-bao".into(),
+        from: "127.0.0.1:5000".into(),
+        node: 2,
+    };
+    assert_eq!(
+        String::from_utf8(a.to_json().unwrap()).unwrap(),
+        r#"{"version":1,"at_ms":5,"who":"vp-ubnd","token":"0123456789abcdef","method":"/sen.v1.Kv/Put","resource":"db:cong-bao","result":"denied","code":"PERMISSION_DENIED","message":"needs site-admin on db:cong-bao","from":"127.0.0.1:5000","node":2}"#
+    );
+    assert_eq!(AuditRecord::from_json(&a.to_json().unwrap()).unwrap(), a);
+    let k = AuthKey {
+        version: 1,
+        key: "00ff".into(),
+    };
+    assert_eq!(
+        String::from_utf8(k.to_json().unwrap()).unwrap(),
+        r#"{"version":1,"key":"00ff"}"#
+    );
+    assert_eq!(AUTH_KEY_KEY, b"auth/token-key");
+    assert_eq!(user_key("a"), b"auth/user/a");
+    assert_eq!(token_key("ab"), b"auth/token/ab");
+    assert_eq!(site_private_key("noi-bo"), b"site/noi-bo/private");
+    assert_eq!(audit_key(5, 2, 7), b"audit/0000000000000005-000002-0000000007");
+    assert!(audit_from(5) <= audit_key(5, 0, 0) && audit_key(4, 9, 9) < audit_from(5));
+}

@@ -1,0 +1,189 @@
+//! The audit log in the cluster: a node's queued records (`auth::audit`)
+//! go to the leader every 200 ms and are committed in one Raft entry per
+//! batch (`sen-system/audit/<time>-<node>-<seq>`); the leader deletes
+//! records older than `auth.audit-retention` every hour.
+//!
+//! What can be lost: records still queued on a node that crashes (at most
+//! the last 200 ms of them) and records beyond the queue's bound while no
+//! leader can take them (counted in `sen_audit_dropped_total`). A refusal
+//! itself never depends on the audit log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sen_raft::schema::system::{self, AUDIT_PREFIX, AuditRecord, SYSTEM_DB, SystemRecord};
+use sen_raft::{Op, Txn, TxnOp};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::node::Node;
+use crate::system::ControlPlane;
+
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+const BATCH: usize = 500;
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Sequence numbers of the records this process commits: a random high
+/// half per process, so two leaders never make the same key.
+fn next_seq() -> u64 {
+    static SEQ: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    SEQ.get_or_init(|| AtomicU64::new(u64::from(rand::random::<u32>()) << 32))
+        .fetch_add(1, Ordering::Relaxed)
+}
+
+/// On the leader: commit `records` in one entry.
+pub async fn commit(plane: &impl ControlPlane, records: Vec<AuditRecord>) -> Result<(), ApiError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut success = Vec::with_capacity(records.len());
+    for r in records {
+        let value = r.to_json().map_err(|e| ApiError::Internal(e.to_string()))?;
+        success.push(TxnOp::Put {
+            key: system::audit_key(r.at_ms, r.node, next_seq()),
+            value,
+        });
+    }
+    let t = Txn {
+        db: SYSTEM_DB.into(),
+        compares: vec![],
+        success,
+        failure: vec![],
+    };
+    plane.propose(Op::Txn(t), Duration::from_secs(10)).await?;
+    Ok(())
+}
+
+/// Records deleted per Raft entry, and entries per pruning pass.
+const PRUNE_BATCH: usize = 1000;
+const PRUNE_BATCHES: usize = 100;
+
+/// On the leader: delete the records older than `before_ms`, a thousand
+/// per entry, up to a hundred thousand per pass (the next pass, an hour
+/// later, continues). Reads keys only, a page at a time.
+pub async fn prune(plane: &impl ControlPlane, before_ms: u64) -> Result<usize, ApiError> {
+    let cut = system::audit_from(before_ms);
+    let mut deleted = 0;
+    for _ in 0..PRUNE_BATCHES {
+        let old: Vec<Vec<u8>> = plane
+            .scan_keys(AUDIT_PREFIX.as_bytes(), None, PRUNE_BATCH)?
+            .into_iter()
+            .take_while(|k| *k < cut)
+            .collect();
+        if old.is_empty() {
+            break;
+        }
+        let n = old.len();
+        let t = Txn {
+            db: SYSTEM_DB.into(),
+            compares: vec![],
+            success: old.into_iter().map(|key| TxnOp::Delete { key }).collect(),
+            failure: vec![],
+        };
+        plane.propose(Op::Txn(t), Duration::from_secs(10)).await?;
+        deleted += n;
+        if n < PRUNE_BATCH {
+            break;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Hand the queued records to the leader until `stop` (then once more).
+pub async fn run(node: Arc<Node>, auth: Arc<Auth>, stop: CancellationToken) {
+    let mut last_prune = Instant::now();
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tokio::time::sleep(FLUSH_EVERY) => false,
+        };
+        while !auth.audit.is_empty() {
+            let batch = auth.audit.take(BATCH);
+            let records: Vec<AuditRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
+            let result = if node.is_leader() {
+                commit(node.as_ref(), records).await
+            } else {
+                send_to_leader(&node, records).await
+            };
+            if let Err(e) = result {
+                tracing::debug!("audit records not committed yet: {e}");
+                auth.audit.put_back(batch);
+                break;
+            }
+        }
+        node.metrics.audit_dropped.set(auth.audit.dropped() as i64);
+        if node.is_leader() && last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            let before = sen_core::now_ms().saturating_sub(node.config.auth.audit_retention.as_millis() as u64);
+            match prune(node.as_ref(), before).await {
+                Ok(n) if n > 0 => tracing::info!(records = n, "pruned audit records past the retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("pruning the audit log: {e}"),
+            }
+        }
+        auth.forget_old_failures();
+        if stopping {
+            return;
+        }
+    }
+}
+
+async fn send_to_leader(node: &Arc<Node>, records: Vec<AuditRecord>) -> Result<(), ApiError> {
+    let leader = node.leader().ok_or_else(|| ApiError::not_leader(node.id, None))?;
+    let json = records
+        .iter()
+        .map(|r| r.to_json().map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let none: crate::forward::Behalf = None;
+    forward_to_leader!(
+        node,
+        none,
+        node.peers.audit(leader.id, &leader.addr),
+        leader.addr,
+        append,
+        sen_proto::v1::AppendAuditRequest { json },
+        Duration::from_secs(5)
+    )
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::testing::MemControlPlane;
+
+    fn rec(at_ms: u64) -> AuditRecord {
+        AuditRecord {
+            version: 1,
+            at_ms,
+            who: "u".into(),
+            token: String::new(),
+            method: "/sen.v1.Kv/Put".into(),
+            resource: "db:x".into(),
+            result: "ok".into(),
+            code: "Ok".into(),
+            message: String::new(),
+            from: "127.0.0.1:1".into(),
+            node: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_commit_in_time_order_and_old_ones_are_pruned() {
+        let p = MemControlPlane::default();
+        commit(&p, vec![rec(30), rec(10), rec(20), rec(10)]).await.unwrap();
+        let times: Vec<u64> = p
+            .scan_raw(AUDIT_PREFIX.as_bytes())
+            .unwrap()
+            .iter()
+            .map(|(_, v)| AuditRecord::from_json(v).unwrap().at_ms)
+            .collect();
+        assert_eq!(times, [10, 10, 20, 30], "same-millisecond records both kept");
+        assert_eq!(prune(&p, 20).await.unwrap(), 2);
+        assert_eq!(p.scan_raw(AUDIT_PREFIX.as_bytes()).unwrap().len(), 2);
+        assert_eq!(prune(&p, 20).await.unwrap(), 0);
+    }
+}

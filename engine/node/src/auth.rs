@@ -1,0 +1,452 @@
+//! Who is calling, and may they: the node's one authorization point.
+//!
+//! Every gRPC request passes `grpc::auth_layer::AuthLayer` before any service sees
+//! it: it resolves the caller ([`Auth::resolve`]: a client certificate of
+//! the cluster CA, a bearer token, or — on a request a node forwards over
+//! mutual TLS — the original caller that node vouches for), looks up the
+//! method's rule in [`rules`] (a method without one is refused), decides
+//! cluster-level permissions, and hands the handler a [`Caller`] whose
+//! [`Caller::require`] checks the site or database the request names.
+//! Refusals and every change are written to the audit log ([`audit`]).
+//! HTTP routes go through the same [`Auth::resolve`] (`crate::http`).
+//!
+//! Without TLS (`--insecure`, or plaintext on loopback) nothing is
+//! authenticated: every caller is [`Principal::Insecure`] and may do
+//! everything. The mode is in `cluster status` and the node's log.
+
+pub mod audit;
+pub mod rules;
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sen_core::auth::{Action, Credential, Grants, Principal};
+use sen_raft::schema::system::{self, AUTH_KEY_KEY, AuthKey, SystemRecord, TokenRecord, UserRecord};
+use sen_security::{CertIdentity, TokenSecret};
+
+use crate::error::ApiError;
+use crate::system::{self as cp, ControlPlane};
+use rules::Rule;
+
+/// How the node authenticates.
+pub struct Auth {
+    /// TLS is on, and with it authentication.
+    pub secure: bool,
+    /// Failed authentications per client address.
+    failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// The cluster's token key, once read.
+    token_key: OnceLock<[u8; 32]>,
+    pub audit: audit::AuditQueue,
+}
+
+/// An authenticated (or insecure-mode) caller, for one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub grants: Grants,
+    pub rule: &'static Rule,
+    /// The client's address (for a forwarded request: the original one).
+    pub addr: String,
+    /// A node forwarded this request for `principal`.
+    pub forwarded_by: Option<u64>,
+    /// What the handler checked, for the audit log; set by `require`.
+    checked: Arc<Mutex<Option<String>>>,
+    checked_flag: Arc<AtomicBool>,
+    /// The handler sent the request on to the leader (which audits it).
+    sent_to_leader: Arc<AtomicBool>,
+}
+
+/// A refusal, with its gRPC code and the reason.
+#[derive(Debug, Clone)]
+pub enum Denial {
+    /// No or bad credentials.
+    Unauthenticated(String),
+    /// Valid credentials without the right.
+    Forbidden(String),
+    /// Too many failed attempts from one address.
+    Throttled(String),
+}
+
+impl Denial {
+    pub fn message(&self) -> &str {
+        match self {
+            Denial::Unauthenticated(m) | Denial::Forbidden(m) | Denial::Throttled(m) => m,
+        }
+    }
+
+    pub fn status(&self) -> tonic::Status {
+        ApiError::from(self.clone()).into()
+    }
+
+    pub fn result(&self) -> &'static str {
+        match self {
+            Denial::Unauthenticated(_) => "unauthenticated",
+            Denial::Forbidden(_) => "denied",
+            Denial::Throttled(_) => "throttled",
+        }
+    }
+}
+
+impl From<Denial> for ApiError {
+    fn from(d: Denial) -> Self {
+        match d {
+            Denial::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            Denial::Forbidden(m) => ApiError::PermissionDenied(m),
+            Denial::Throttled(m) => ApiError::Exhausted(m),
+        }
+    }
+}
+
+/// The hint on every missing-credentials refusal.
+pub const HINT: &str =
+    "set SEN_TOKEN (or --token-file) or use a client certificate (SEN_CERT/SEN_KEY); see docs/security.md";
+
+/// What the node learned from the connection and the headers.
+pub struct Presented<'a> {
+    /// The verified client certificate chain (leaf first), if any.
+    pub cert: Option<&'a [u8]>,
+    /// `Authorization: Bearer …` (or the `sen_token` cookie over HTTP).
+    pub token: Option<&'a str>,
+    /// `sen-on-behalf-of`: who a forwarding node acts for.
+    pub on_behalf: Option<&'a str>,
+    /// `sen-from-node`: the node id a peer call claims.
+    pub from_node: Option<u64>,
+    /// `sen-caller-addr`: the original client of a forwarded request.
+    pub caller_addr: Option<&'a str>,
+    pub remote: Option<SocketAddr>,
+}
+
+impl Auth {
+    pub fn new(secure: bool, failures_per_minute: u32, audit_queue: usize) -> Self {
+        let per_minute = NonZeroU32::new(failures_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            secure,
+            failures: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            token_key: OnceLock::new(),
+            audit: audit::AuditQueue::new(audit_queue),
+        }
+    }
+
+    /// Record a refused TLS handshake (a certificate of another CA, a
+    /// plaintext client) in the audit log, counted against the address
+    /// like a failed authentication: once it is throttled, further
+    /// refusals from it are not logged (a flood cannot fill the log).
+    pub fn audit_tls_refusal(&self, node: u64, remote: SocketAddr, method: &str, why: String) {
+        if self.failures.check_key(&remote.ip()).is_err() {
+            return;
+        }
+        self.audit.push(system::AuditRecord {
+            version: system::AuditRecord::VERSION,
+            at_ms: sen_core::now_ms(),
+            who: "(no identity: TLS)".into(),
+            token: String::new(),
+            method: method.to_owned(),
+            resource: String::new(),
+            result: "unauthenticated".into(),
+            code: format!("{:?}", tonic::Code::Unauthenticated),
+            message: why.chars().take(500).collect(),
+            from: remote.to_string(),
+            node,
+        });
+    }
+
+    /// Forget addresses that have not failed lately (bounded memory).
+    pub fn forget_old_failures(&self) {
+        self.failures.retain_recent();
+        self.failures.shrink_to_fit();
+    }
+
+    fn token_key(&self, plane: &impl ControlPlane) -> Result<[u8; 32], Denial> {
+        if let Some(k) = self.token_key.get() {
+            return Ok(*k);
+        }
+        let (k, _) = cp::read::<AuthKey>(plane, AUTH_KEY_KEY)
+            .map_err(|e| Denial::Unauthenticated(format!("cannot check tokens: {e}")))?
+            .ok_or_else(|| {
+                Denial::Unauthenticated("this cluster has no tokens yet (initialise it with `sen cluster init`)".into())
+            })?;
+        let key: [u8; 32] = hex::decode(&k.key)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| Denial::Unauthenticated("the cluster's token key is damaged".into()))?;
+        let _ = self.token_key.set(key);
+        Ok(key)
+    }
+
+    /// A user's grants in this replica (none if the user does not exist).
+    pub fn grants(plane: &impl ControlPlane, user: &str) -> Grants {
+        match cp::read::<UserRecord>(plane, &system::user_key(user)) {
+            Ok(Some((u, _))) => Grants(u.grants),
+            _ => Grants::default(),
+        }
+    }
+
+    /// A token a follower accepted must still be valid here (revoked or
+    /// expired since, or unknown: refused).
+    fn token_still_valid(plane: &impl ControlPlane, id: &str, now_ms: u64) -> Result<(), Denial> {
+        let rec = cp::read::<TokenRecord>(plane, &system::token_key(id))
+            .map_err(|e| Denial::Unauthenticated(format!("cannot check the token: {e}")))?
+            .map(|(r, _)| r)
+            .ok_or_else(|| Denial::Unauthenticated(format!("token {id} is unknown to this cluster")))?;
+        if rec.revoked_at_ms.is_some() {
+            return Err(Denial::Unauthenticated(format!(
+                "token {id} ({}) was revoked; ask an administrator for a new one",
+                rec.name
+            )));
+        }
+        if rec.expires_at_ms.is_some_and(|at| at <= now_ms) {
+            return Err(Denial::Unauthenticated(format!(
+                "token {id} ({}) has expired; ask an administrator for a new one",
+                rec.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Who presented this, with their grants. Every failure is counted
+    /// against the client's address.
+    pub fn resolve(
+        &self,
+        plane: &impl ControlPlane,
+        p: &Presented<'_>,
+        now_ms: u64,
+    ) -> Result<(Principal, Grants, Option<u64>), Denial> {
+        if !self.secure {
+            return Ok((Principal::Insecure, Grants::default(), None));
+        }
+        let result = self.resolve_secure(plane, p, now_ms);
+        if let Err(d) = &result
+            && !matches!(d, Denial::Forbidden(_))
+            && let Some(addr) = p.remote
+            && self.failures.check_key(&addr.ip()).is_err()
+        {
+            return Err(Denial::Throttled(format!(
+                "too many failed authentications from {}; wait a minute ({})",
+                addr.ip(),
+                d.message()
+            )));
+        }
+        result
+    }
+
+    fn resolve_secure(
+        &self,
+        plane: &impl ControlPlane,
+        p: &Presented<'_>,
+        now_ms: u64,
+    ) -> Result<(Principal, Grants, Option<u64>), Denial> {
+        if let Some(der) = p.cert {
+            match sen_security::identity::identity_of_der(der).map_err(Denial::Unauthenticated)? {
+                CertIdentity::Node(id) => {
+                    if let Some(claimed) = p.from_node
+                        && claimed != id
+                    {
+                        return Err(Denial::Unauthenticated(format!(
+                            "the certificate is node {id}'s, but the call claims to come from node {claimed}"
+                        )));
+                    }
+                    if let Some(json) = p.on_behalf {
+                        let who: Principal = serde_json::from_str(json).map_err(|e| {
+                            Denial::Unauthenticated(format!(
+                                "node {id} forwarded a request for an unreadable caller: {e}"
+                            ))
+                        })?;
+                        let grants = match &who {
+                            // The leader checks again, with its own replica:
+                            // the token still valid, the grants as they are.
+                            Principal::User {
+                                name,
+                                via: Credential::Token { id: token_id },
+                            } => {
+                                Self::token_still_valid(plane, token_id, now_ms)?;
+                                Self::grants(plane, name)
+                            }
+                            Principal::User { name, .. } => Self::grants(plane, name),
+                            Principal::Anonymous => Grants::default(),
+                            // A secure node never forwards for these.
+                            Principal::Insecure | Principal::Node(_) => {
+                                return Err(Denial::Unauthenticated(format!(
+                                    "node {id} forwarded a request for {who}, which only an insecure node would"
+                                )));
+                            }
+                        };
+                        return Ok((who, grants, Some(id)));
+                    }
+                    return Ok((Principal::Node(id), Grants::default(), None));
+                }
+                CertIdentity::User(name) if p.token.is_none() => {
+                    let grants = Self::grants(plane, &name);
+                    return Ok((
+                        Principal::User {
+                            name,
+                            via: Credential::Certificate,
+                        },
+                        grants,
+                        None,
+                    ));
+                }
+                // A user certificate and a token: the token decides.
+                CertIdentity::User(_) => {}
+            }
+        }
+        let Some(text) = p.token else {
+            return Ok((Principal::Anonymous, Grants::default(), None));
+        };
+        let token = TokenSecret::parse(text).map_err(Denial::Unauthenticated)?;
+        let (rec, _) = cp::read::<TokenRecord>(plane, &system::token_key(&token.id))
+            .map_err(|e| Denial::Unauthenticated(format!("cannot check the token: {e}")))?
+            .ok_or_else(|| Denial::Unauthenticated(format!("token {} is unknown to this cluster", token.id)))?;
+        let stored: [u8; 32] = hex::decode(&rec.hash)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| Denial::Unauthenticated(format!("token {} is damaged in the cluster", token.id)))?;
+        if !token.matches(&self.token_key(plane)?, &stored) {
+            return Err(Denial::Unauthenticated(format!(
+                "token {} does not match its secret",
+                token.id
+            )));
+        }
+        if let Some(at) = rec.revoked_at_ms {
+            return Err(Denial::Unauthenticated(format!(
+                "token {} ({}) was revoked at {}; ask an administrator for a new one",
+                rec.id,
+                rec.name,
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at))
+            )));
+        }
+        if let Some(at) = rec.expires_at_ms
+            && at <= now_ms
+        {
+            return Err(Denial::Unauthenticated(format!(
+                "token {} ({}) expired at {}; ask an administrator for a new one",
+                rec.id,
+                rec.name,
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at))
+            )));
+        }
+        let Some((user, _)) = cp::read::<UserRecord>(plane, &system::user_key(&rec.user))
+            .map_err(|e| Denial::Unauthenticated(format!("cannot check the token's user: {e}")))?
+        else {
+            return Err(Denial::Unauthenticated(format!(
+                "token {} belongs to user {}, who no longer exists",
+                rec.id, rec.user
+            )));
+        };
+        Ok((
+            Principal::User {
+                name: user.name,
+                via: Credential::Token { id: rec.id },
+            },
+            Grants(user.grants),
+            None,
+        ))
+    }
+}
+
+impl Caller {
+    pub fn new(
+        principal: Principal,
+        grants: Grants,
+        rule: &'static Rule,
+        addr: String,
+        forwarded_by: Option<u64>,
+    ) -> Self {
+        Self {
+            principal,
+            grants,
+            rule,
+            addr,
+            forwarded_by,
+            checked: Arc::default(),
+            checked_flag: Arc::default(),
+            sent_to_leader: Arc::default(),
+        }
+    }
+
+    /// The handler forwards this request to the leader.
+    pub fn mark_sent_to_leader(&self) {
+        self.sent_to_leader.store(true, Ordering::SeqCst);
+    }
+
+    pub fn was_sent_to_leader(&self) -> bool {
+        self.sent_to_leader.load(Ordering::SeqCst)
+    }
+
+    /// Whether this caller may do `action`.
+    pub fn allows(&self, action: &Action<'_>) -> bool {
+        permits(&self.principal, &self.grants, action)
+    }
+
+    /// Check `action` (a site or database the request names); remember it
+    /// for the audit log.
+    pub fn require(&self, action: Action<'_>) -> Result<(), ApiError> {
+        let resource = match &action {
+            Action::SiteRead(s) | Action::SiteWrite(s) => format!("site:{s}"),
+            Action::DbRead(d) | Action::DbWrite(d) => format!("db:{d}"),
+            Action::SiteWriteAny => "site:*".into(),
+            _ => "cluster".into(),
+        };
+        *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(resource);
+        self.checked_flag.store(true, Ordering::SeqCst);
+        if self.allows(&action) {
+            return Ok(());
+        }
+        Err(ApiError::PermissionDenied(denied_message(&self.principal, &action)))
+    }
+
+    /// The resource the handler checked, if it did.
+    pub fn checked(&self) -> Option<String> {
+        self.checked.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn was_checked(&self) -> bool {
+        self.checked_flag.load(Ordering::SeqCst)
+    }
+
+    /// Headers a forwarding node sends for this caller.
+    pub fn on_behalf(&self) -> Option<(String, String)> {
+        match &self.principal {
+            Principal::Node(_) => None,
+            p => serde_json::to_string(p).ok().map(|j| (j, self.addr.clone())),
+        }
+    }
+}
+
+/// Whether `who`, holding `grants`, may do `action`: anyone in insecure
+/// mode, a user by their grants, nobody else.
+pub fn permits(who: &Principal, grants: &Grants, action: &Action<'_>) -> bool {
+    match who {
+        Principal::Insecure => true,
+        Principal::User { .. } => grants.allows(action),
+        Principal::Node(_) | Principal::Anonymous => false,
+    }
+}
+
+/// "user X needs … for …" (what is missing, never a secret).
+pub fn denied_message(who: &Principal, action: &Action<'_>) -> String {
+    match who {
+        Principal::Node(id) => {
+            format!("node {id}'s certificate is for node-to-node calls; clients use a user certificate or a token")
+        }
+        Principal::Anonymous => format!("no credentials: {HINT}"),
+        p => format!("{p} may not do this: it needs {action}; ask a cluster-admin (`sen role grant`)"),
+    }
+}
+
+/// The caller the layer attached to a gRPC request.
+pub fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, ApiError> {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("the request did not pass the authorization layer".into()))
+}
+
+/// Check `action` for the caller of `req`.
+pub fn require<T>(req: &tonic::Request<T>, action: Action<'_>) -> Result<Caller, ApiError> {
+    let c = caller(req)?;
+    c.require(action)?;
+    Ok(c)
+}

@@ -1,0 +1,111 @@
+//! The audit queue: records of changes and refusals collected on this node
+//! until `audit_log` hands them to the leader, which commits them to the
+//! replicated log (`sen-system/audit/…`). Bounded: past `capacity` new
+//! records are counted as dropped instead of growing without limit, so a
+//! flood of refused requests cannot exhaust a node's memory.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sen_raft::schema::system::AuditRecord;
+
+pub struct AuditQueue {
+    capacity: usize,
+    records: Mutex<VecDeque<AuditRecord>>,
+    dropped: AtomicU64,
+    /// Per-node sequence numbers for unique audit keys.
+    seq: AtomicU64,
+}
+
+impl AuditQueue {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            records: Mutex::new(VecDeque::new()),
+            dropped: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Queue a record (dropped, and counted, when the queue is full).
+    pub fn push(&self, r: AuditRecord) {
+        let mut q = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= self.capacity {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        q.push_back(r);
+    }
+
+    /// Up to `n` records, oldest first, each with its sequence number.
+    pub fn take(&self, n: usize) -> Vec<(u64, AuditRecord)> {
+        let mut q = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let k = n.min(q.len());
+        q.drain(..k)
+            .map(|r| (self.seq.fetch_add(1, Ordering::Relaxed), r))
+            .collect()
+    }
+
+    /// Put records back at the front (their commit failed), as far as
+    /// there is room.
+    pub fn put_back(&self, records: Vec<(u64, AuditRecord)>) {
+        let mut q = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, r) in records.into_iter().rev() {
+            if q.len() >= self.capacity {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            q.push_front(r);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records dropped since start because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(at_ms: u64) -> AuditRecord {
+        AuditRecord {
+            version: 1,
+            at_ms,
+            who: "x".into(),
+            token: String::new(),
+            method: "m".into(),
+            resource: String::new(),
+            result: "denied".into(),
+            code: "PERMISSION_DENIED".into(),
+            message: String::new(),
+            from: String::new(),
+            node: 1,
+        }
+    }
+
+    #[test]
+    fn bounded_in_order_and_counted() {
+        let q = AuditQueue::new(3);
+        for t in 0..5 {
+            q.push(rec(t));
+        }
+        assert_eq!((q.len(), q.dropped()), (3, 2));
+        let got = q.take(2);
+        assert_eq!(got.iter().map(|(_, r)| r.at_ms).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(got[1].0, got[0].0 + 1, "sequence numbers");
+        q.put_back(got);
+        assert_eq!(q.take(10).iter().map(|(_, r)| r.at_ms).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,484 @@
+//! `sen.v1.Access` (users, grants, tokens, private sites), `sen.v1.Audit`
+//! (the audit log) and `sen.v1.Control` (the control plane's typed records
+//! tools used to write through `Kv`). Writes run on the leader: a follower
+//! answers "not leader" with the leader's address and the client retries
+//! there. Reads come from this node's replica after a read barrier.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sen_core::auth::{Credential, Principal};
+use sen_proto::v1::access_server::Access;
+use sen_proto::v1::audit_server::Audit;
+use sen_proto::v1::control_server::Control;
+use sen_proto::v1::*;
+use sen_raft::Op;
+use sen_raft::schema::system::{
+    self, ACTIVE_DRILL_KEY, AUDIT_PREFIX, ActiveDrill, AuditRecord, BACKUP_RUN_PREFIX, BACKUP_SCHEDULE_KEY,
+    DRILL_PREFIX, DrillReport, RunRecord, SYSTEM_DB, Schedule, SystemRecord,
+};
+use tonic::{Request, Response, Status};
+
+use super::measured;
+use crate::access;
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+use crate::node::Node;
+use crate::system::{self as cp, ControlPlane};
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+fn text<T: SystemRecord>(r: &T) -> Result<String, ApiError> {
+    String::from_utf8(r.to_json().map_err(internal)?).map_err(internal)
+}
+
+fn parse<T: SystemRecord>(json: &str) -> Result<T, ApiError> {
+    T::from_json(json.as_bytes()).map_err(|e| ApiError::InvalidArgument(e.to_string()))
+}
+
+/// Who did it, for `created_by` fields.
+fn by(c: &Caller) -> String {
+    match &c.principal {
+        Principal::User { name, .. } => name.clone(),
+        p => p.to_string(),
+    }
+}
+
+/// Writes go to the leader (the client retries there on "not leader").
+fn leader_only(node: &Node) -> Result<(), ApiError> {
+    node.check_serving()?;
+    if node.is_leader() {
+        Ok(())
+    } else {
+        Err(ApiError::not_leader(node.id, node.leader()))
+    }
+}
+
+async fn fresh(node: &Node) -> Result<(), ApiError> {
+    node.check_serving()?;
+    node.read_barrier(node.config.server.request_timeout).await
+}
+
+pub struct AccessApi {
+    pub node: Arc<Node>,
+}
+
+impl AccessApi {
+    fn budget(&self) -> Duration {
+        self.node.config.server.request_timeout
+    }
+}
+
+#[tonic::async_trait]
+impl Access for AccessApi {
+    async fn who_am_i(&self, req: Request<WhoAmIRequest>) -> Result<Response<WhoAmIResponse>, Status> {
+        measured(&self.node, "Access/WhoAmI", async {
+            let c = auth::caller(&req)?;
+            let (kind, name, token_id) = match &c.principal {
+                Principal::User { name, via } => (
+                    "user",
+                    name.clone(),
+                    match via {
+                        Credential::Token { id } => id.clone(),
+                        Credential::Certificate => String::new(),
+                    },
+                ),
+                Principal::Node(id) => ("node", id.to_string(), String::new()),
+                Principal::Insecure => ("insecure", String::new(), String::new()),
+                Principal::Anonymous => ("anonymous", String::new(), String::new()),
+            };
+            Ok(WhoAmIResponse {
+                kind: kind.into(),
+                name,
+                token_id,
+                grants: c.grants.0.iter().map(|g| g.to_string()).collect(),
+                node_id: self.node.id,
+            })
+        })
+        .await
+    }
+
+    async fn add_user(&self, req: Request<AddUserRequest>) -> Result<Response<UserDocument>, Status> {
+        measured(&self.node, "Access/AddUser", async {
+            leader_only(&self.node)?;
+            let c = auth::caller(&req)?;
+            let u = access::add_user(
+                self.node.as_ref(),
+                &req.get_ref().name,
+                &by(&c),
+                sen_core::now_ms(),
+                self.budget(),
+            )
+            .await?;
+            Ok(UserDocument { json: text(&u)? })
+        })
+        .await
+    }
+
+    async fn remove_user(&self, req: Request<RemoveUserRequest>) -> Result<Response<RemoveUserResponse>, Status> {
+        measured(&self.node, "Access/RemoveUser", async {
+            leader_only(&self.node)?;
+            let n = access::remove_user(
+                self.node.as_ref(),
+                &req.get_ref().name,
+                sen_core::now_ms(),
+                self.budget(),
+            )
+            .await?;
+            Ok(RemoveUserResponse { tokens_revoked: n })
+        })
+        .await
+    }
+
+    async fn list_users(&self, _req: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
+        measured(&self.node, "Access/ListUsers", async {
+            fresh(&self.node).await?;
+            let users = access::list_users(self.node.as_ref())?
+                .iter()
+                .map(|u| Ok(UserDocument { json: text(u)? }))
+                .collect::<Result<_, ApiError>>()?;
+            Ok(ListUsersResponse { users })
+        })
+        .await
+    }
+
+    async fn grant(&self, req: Request<GrantRequest>) -> Result<Response<UserDocument>, Status> {
+        measured(&self.node, "Access/Grant", async {
+            leader_only(&self.node)?;
+            let r = req.get_ref();
+            let g = access::make_grant(&r.role, &r.scopes)?;
+            let u = access::grant(self.node.as_ref(), &r.user, g, sen_core::now_ms(), self.budget()).await?;
+            tracing::info!(user = %r.user, role = %r.role, scopes = ?r.scopes, "role granted");
+            Ok(UserDocument { json: text(&u)? })
+        })
+        .await
+    }
+
+    async fn revoke(&self, req: Request<RevokeRequest>) -> Result<Response<UserDocument>, Status> {
+        measured(&self.node, "Access/Revoke", async {
+            leader_only(&self.node)?;
+            let r = req.get_ref();
+            let role = r.role.parse().map_err(ApiError::InvalidArgument)?;
+            let scopes = r
+                .scopes
+                .iter()
+                .map(|s| s.parse().map_err(ApiError::InvalidArgument))
+                .collect::<Result<Vec<_>, _>>()?;
+            let u = access::revoke(
+                self.node.as_ref(),
+                &r.user,
+                role,
+                scopes,
+                sen_core::now_ms(),
+                self.budget(),
+            )
+            .await?;
+            tracing::info!(user = %r.user, role = %r.role, "role revoked");
+            Ok(UserDocument { json: text(&u)? })
+        })
+        .await
+    }
+
+    async fn create_token(&self, req: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
+        measured(&self.node, "Access/CreateToken", async {
+            leader_only(&self.node)?;
+            let c = auth::caller(&req)?;
+            let r = req.get_ref();
+            let expires = (r.expires_in_ms > 0).then(|| Duration::from_millis(r.expires_in_ms));
+            let (secret, rec) = access::create_token(
+                self.node.as_ref(),
+                &r.user,
+                &r.name,
+                expires,
+                &by(&c),
+                sen_core::now_ms(),
+                self.budget(),
+            )
+            .await?;
+            tracing::info!(user = %r.user, token = %rec.id, "token created");
+            Ok(CreateTokenResponse {
+                token: secret.reveal(),
+                json: text(&rec)?,
+            })
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, req: Request<ListTokensRequest>) -> Result<Response<ListTokensResponse>, Status> {
+        measured(&self.node, "Access/ListTokens", async {
+            fresh(&self.node).await?;
+            let json = access::list_tokens(self.node.as_ref(), &req.get_ref().user)?
+                .iter()
+                .map(text)
+                .collect::<Result<_, _>>()?;
+            Ok(ListTokensResponse { json })
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, req: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
+        measured(&self.node, "Access/RevokeToken", async {
+            leader_only(&self.node)?;
+            let t =
+                access::revoke_token(self.node.as_ref(), &req.get_ref().id, sen_core::now_ms(), self.budget()).await?;
+            tracing::info!(token = %t.id, user = %t.user, "token revoked");
+            Ok(RevokeTokenResponse { json: text(&t)? })
+        })
+        .await
+    }
+
+    async fn set_site_access(
+        &self,
+        req: Request<SetSiteAccessRequest>,
+    ) -> Result<Response<SetSiteAccessResponse>, Status> {
+        measured(&self.node, "Access/SetSiteAccess", async {
+            leader_only(&self.node)?;
+            let r = req.get_ref();
+            self.node.config.limits.check_db(&r.site)?;
+            access::set_site_private(
+                self.node.as_ref(),
+                &r.site,
+                r.private,
+                sen_core::now_ms(),
+                self.budget(),
+            )
+            .await?;
+            Ok(SetSiteAccessResponse {})
+        })
+        .await
+    }
+}
+
+pub struct AuditApi {
+    pub node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl Audit for AuditApi {
+    async fn list(&self, req: Request<ListAuditRequest>) -> Result<Response<ListAuditResponse>, Status> {
+        measured(&self.node, "Audit/List", async {
+            fresh(&self.node).await?;
+            let r = req.into_inner();
+            let limit = match r.limit {
+                0 => 1000,
+                n => n.min(10_000),
+            } as usize;
+            // Keys sort by time; `audit/<since>` sorts before every key at
+            // or after `since`.
+            let mut after = if r.after.is_empty() {
+                system::audit_from(r.since_ms)
+            } else {
+                r.after.into_bytes()
+            };
+            let node = self.node.clone();
+            let (json, next) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+                let mut out = Vec::new();
+                loop {
+                    let page =
+                        node.state
+                            .scan(SYSTEM_DB, AUDIT_PREFIX.as_bytes(), Some(&after), 1000, 8 << 20, false)?;
+                    for (k, rec) in &page.items {
+                        after = k.clone();
+                        let Ok(a) = AuditRecord::from_json(&rec.value) else {
+                            continue;
+                        };
+                        let refused = matches!(a.result.as_str(), "denied" | "unauthenticated" | "throttled");
+                        if (r.user.is_empty() || a.who == r.user) && (!r.denied || refused) {
+                            out.push(String::from_utf8_lossy(&rec.value).into_owned());
+                            if out.len() >= limit {
+                                return Ok((out, String::from_utf8_lossy(&after).into_owned()));
+                            }
+                        }
+                    }
+                    if !page.more {
+                        return Ok((out, String::new()));
+                    }
+                }
+            })
+            .await
+            .map_err(internal)??;
+            Ok(ListAuditResponse { json, next })
+        })
+        .await
+    }
+
+    async fn append(&self, req: Request<AppendAuditRequest>) -> Result<Response<AppendAuditResponse>, Status> {
+        measured(&self.node, "Audit/Append", async {
+            leader_only(&self.node)?;
+            let records = req
+                .into_inner()
+                .json
+                .iter()
+                .map(|j| parse::<AuditRecord>(j))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::audit_log::commit(self.node.as_ref(), records).await?;
+            Ok(AppendAuditResponse {})
+        })
+        .await
+    }
+}
+
+pub struct ControlApi {
+    pub node: Arc<Node>,
+}
+
+impl ControlApi {
+    async fn put<T: SystemRecord>(&self, key: Vec<u8>, rec: &T) -> Result<u64, ApiError> {
+        leader_only(&self.node)?;
+        let r = self
+            .node
+            .propose(None, cp::put_op(key, rec)?, self.node.config.server.request_timeout)
+            .await?;
+        Ok(r.revision)
+    }
+
+    async fn delete(&self, key: &[u8]) -> Result<(), ApiError> {
+        leader_only(&self.node)?;
+        self.node
+            .propose(
+                None,
+                Op::Delete {
+                    db: SYSTEM_DB.into(),
+                    key: key.to_vec(),
+                },
+                self.node.config.server.request_timeout,
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn all(&self, prefix: &str) -> Result<Vec<Vec<u8>>, ApiError> {
+        Ok(self
+            .node
+            .as_ref()
+            .scan_raw(prefix.as_bytes())?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlApi {
+    async fn begin_drill(&self, req: Request<BeginDrillRequest>) -> Result<Response<BeginDrillResponse>, Status> {
+        measured(&self.node, "Control/BeginDrill", async {
+            let d: ActiveDrill = parse(&req.get_ref().json)?;
+            self.put(ACTIVE_DRILL_KEY.to_vec(), &d).await?;
+            Ok(BeginDrillResponse {})
+        })
+        .await
+    }
+
+    async fn end_drill(&self, req: Request<EndDrillRequest>) -> Result<Response<EndDrillResponse>, Status> {
+        measured(&self.node, "Control/EndDrill", async {
+            // Only the drill that is running ends its marker.
+            match cp::read::<ActiveDrill>(self.node.as_ref(), ACTIVE_DRILL_KEY)? {
+                Some((d, _)) if d.id == req.get_ref().id => self.delete(ACTIVE_DRILL_KEY).await?,
+                _ => {}
+            }
+            Ok(EndDrillResponse {})
+        })
+        .await
+    }
+
+    async fn store_drill_report(
+        &self,
+        req: Request<StoreDrillReportRequest>,
+    ) -> Result<Response<StoreDrillReportResponse>, Status> {
+        measured(&self.node, "Control/StoreDrillReport", async {
+            let r: DrillReport = parse(&req.get_ref().json)?;
+            if r.id.is_empty() || r.id.len() > 200 {
+                return Err(ApiError::InvalidArgument(
+                    "a drill report needs an id of at most 200 bytes".into(),
+                ));
+            }
+            self.put(system::drill_key(&r.id), &r).await?;
+            Ok(StoreDrillReportResponse {})
+        })
+        .await
+    }
+
+    async fn list_drill_reports(
+        &self,
+        _req: Request<ListDrillReportsRequest>,
+    ) -> Result<Response<ListDrillReportsResponse>, Status> {
+        measured(&self.node, "Control/ListDrillReports", async {
+            fresh(&self.node).await?;
+            let json = self
+                .all(DRILL_PREFIX)?
+                .into_iter()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .collect();
+            Ok(ListDrillReportsResponse { json })
+        })
+        .await
+    }
+
+    async fn set_backup_schedule(
+        &self,
+        req: Request<SetBackupScheduleRequest>,
+    ) -> Result<Response<SetBackupScheduleResponse>, Status> {
+        measured(&self.node, "Control/SetBackupSchedule", async {
+            let s: Schedule = parse(&req.get_ref().json)?;
+            if s.every_ms < 1000 {
+                return Err(ApiError::InvalidArgument(
+                    "a schedule runs at most once a second".into(),
+                ));
+            }
+            if !(s.repo.starts_with("file:///") || s.repo.starts_with("s3://")) {
+                return Err(ApiError::InvalidArgument(format!(
+                    "repo {:?}: use file:///absolute/path or s3://bucket/prefix",
+                    s.repo
+                )));
+            }
+            let revision = self.put(BACKUP_SCHEDULE_KEY.to_vec(), &s).await?;
+            Ok(SetBackupScheduleResponse { revision })
+        })
+        .await
+    }
+
+    async fn get_backup_schedule(
+        &self,
+        _req: Request<GetBackupScheduleRequest>,
+    ) -> Result<Response<GetBackupScheduleResponse>, Status> {
+        measured(&self.node, "Control/GetBackupSchedule", async {
+            fresh(&self.node).await?;
+            let json = match cp::read::<Schedule>(self.node.as_ref(), BACKUP_SCHEDULE_KEY)? {
+                Some((s, _)) => text(&s)?,
+                None => String::new(),
+            };
+            Ok(GetBackupScheduleResponse { json })
+        })
+        .await
+    }
+
+    async fn clear_backup_schedule(
+        &self,
+        _req: Request<ClearBackupScheduleRequest>,
+    ) -> Result<Response<ClearBackupScheduleResponse>, Status> {
+        measured(&self.node, "Control/ClearBackupSchedule", async {
+            self.delete(BACKUP_SCHEDULE_KEY).await?;
+            Ok(ClearBackupScheduleResponse {})
+        })
+        .await
+    }
+
+    async fn list_backup_runs(
+        &self,
+        _req: Request<ListBackupRunsRequest>,
+    ) -> Result<Response<ListBackupRunsResponse>, Status> {
+        measured(&self.node, "Control/ListBackupRuns", async {
+            fresh(&self.node).await?;
+            let json = self
+                .all(BACKUP_RUN_PREFIX)?
+                .into_iter()
+                .filter(|v| RunRecord::from_json(v).is_ok())
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .collect();
+            Ok(ListBackupRunsResponse { json })
+        })
+        .await
+    }
+}

@@ -1,0 +1,207 @@
+//! The node's TLS listeners. Each connection takes the server
+//! configuration current when it arrives (`sen_security::Reloader`), so
+//! certificates replaced on disk are used without a restart; the handshake
+//! runs in its own task with a deadline, so a client that never finishes
+//! it holds nothing but that task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sen_security::Reloader;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+/// Which server configuration a listener uses.
+#[derive(Debug, Clone, Copy)]
+pub enum Listener {
+    Grpc,
+    Http,
+}
+
+/// How handshakes are run and refused ones recorded.
+#[derive(Clone)]
+pub struct Handshakes {
+    /// Longest handshake before the connection is dropped.
+    pub timeout: Duration,
+    /// Where refused handshakes go (the audit log, rate-limited per address).
+    pub auth: Arc<crate::auth::Auth>,
+    pub node: u64,
+}
+
+/// Why a handshake failed, if the client was refused (rather than gone):
+/// a certificate that is not of this cluster's CA, or not TLS at all.
+fn refusal(e: &std::io::Error) -> Option<String> {
+    use tokio_rustls::rustls::Error;
+    let r = e.get_ref()?.downcast_ref::<Error>()?;
+    match r {
+        Error::InvalidCertificate(_) => Some(format!("client certificate refused: {r}")),
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } | Error::InappropriateHandshakeMessage { .. } => {
+            Some(format!("not a TLS client (plaintext?): {r}"))
+        }
+        _ => None,
+    }
+}
+
+/// Accept TLS connections on `listener` until `stop`: handshaken streams
+/// arrive on the returned channel.
+pub fn accept(
+    listener: TcpListener,
+    reloader: Arc<Reloader>,
+    kind: Listener,
+    handshakes: Handshakes,
+    stop: CancellationToken,
+) -> tokio::sync::mpsc::Receiver<TlsStream<TcpStream>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and the like: back off instead of spinning.
+                        tracing::warn!("accept on {:?}: {e}", listener.local_addr());
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let set = reloader.current();
+            let config = match kind {
+                Listener::Grpc => set.grpc.clone(),
+                Listener::Http => set.http.clone(),
+            };
+            let tx = tx.clone();
+            let h = handshakes.clone();
+            tokio::spawn(async move {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                match tokio::time::timeout(h.timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(stream).await;
+                    }
+                    Ok(Err(e)) => match refusal(&e) {
+                        Some(why) => {
+                            tracing::info!(%remote, listener = ?kind, "TLS handshake refused: {why}");
+                            h.auth
+                                .audit_tls_refusal(h.node, remote, &format!("TLS handshake ({kind:?})"), why);
+                        }
+                        None => tracing::debug!(%remote, "TLS handshake failed: {e}"),
+                    },
+                    Err(_) => tracing::debug!(%remote, "TLS handshake did not finish within {:?}", h.timeout),
+                }
+            });
+        }
+    });
+    rx
+}
+
+/// Reload the certificates on SIGHUP and when the files change (checked
+/// every `every`), until `stop`. `on_reload` runs after each successful
+/// reload (peers reconnect with the new client certificate).
+pub async fn watch(
+    reloader: Arc<Reloader>,
+    every: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
+    on_reload: impl Fn() + Send + 'static,
+    stop: CancellationToken,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let count = |result: &str| {
+        metrics
+            .tls_reloads
+            .get_or_create(&crate::metrics::ResultLabel { result: result.into() })
+            .inc();
+    };
+    loop {
+        let forced = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => false,
+            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        let result = if forced {
+            reloader.reload().map(Some)
+        } else {
+            reloader.reload_if_changed()
+        };
+        match result {
+            Ok(Some(set)) => {
+                metrics.cert_not_after.set(set.not_after);
+                count("ok");
+                tracing::info!(
+                    cert = %reloader.files().cert.display(),
+                    not_after = set.not_after,
+                    "certificates reloaded: new connections use them"
+                );
+                on_reload();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                count("error");
+                tracing::error!("certificates not reloaded (the previous ones stay in use): {e}");
+            }
+        }
+    }
+}
+
+/// The verified client certificate of an HTTPS connection (leaf, DER), in
+/// its requests' extensions: a user (or a metrics scraper) can
+/// authenticate with it as over gRPC.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<Vec<u8>>);
+
+/// Serve `router` over HTTPS on `listener` until `stop`, then let open
+/// requests finish (bounded by `drain`).
+pub async fn serve_http(
+    listener: TcpListener,
+    reloader: Arc<Reloader>,
+    router: axum::Router,
+    handshakes: Handshakes,
+    drain: Duration,
+    stop: CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let mut incoming = accept(listener, reloader, Listener::Http, handshakes, stop.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => break,
+            s = incoming.recv() => match s {
+                Some(s) => s,
+                None => break,
+            },
+        };
+        let remote = stream
+            .get_ref()
+            .0
+            .peer_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| PeerCertificate(Arc::new(c.to_vec())));
+        let mut app = router
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(remote)));
+        if let Some(cert) = cert {
+            app = app.layer(axum::Extension(cert));
+        }
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%remote, "HTTPS connection: {e}");
+            }
+        });
+    }
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("HTTPS connections still open after {drain:?}; closing");
+    }
+}
