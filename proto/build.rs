@@ -5,6 +5,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("sen_descriptor.bin"))
+        // Messages that carry secrets get a redacting `Debug` (src/lib.rs).
+        .skip_debug([
+            ".sen.v1.CreateBackupRequest",
+            ".sen.v1.InitResponse",
+            ".sen.v1.CreateTokenResponse",
+        ])
         .compile_protos(
             &[
                 "proto/sen/v1/kv.proto",

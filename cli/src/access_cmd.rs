@@ -165,6 +165,11 @@ pub async fn run_token(cmd: TokenCmd, endpoints: &[String], output: Output, time
             expires,
             out,
         } => {
+            if expires.is_some_and(|d| d < Duration::from_secs(1)) {
+                return Err(Failure::from(
+                    "--expires must be at least 1s (omit it for a token that never expires)",
+                ));
+            }
             let r = c
                 .create_token(&user, &name, expires.map_or(0, |d| d.as_millis() as u64))
                 .await?;

@@ -252,6 +252,12 @@ async fn form_cluster(
             crate::access_cmd::write_token_file(token_file, &init.admin_token)?;
         }
     }
+    // A resumed demo whose token file is gone (or that an older Sen made
+    // without one): a new token for `admin`, made with its certificate.
+    if !token_file.exists() {
+        let t = client.create_token("admin", "sen demo", 0).await?;
+        crate::access_cmd::write_token_file(token_file, &t.token)?;
+    }
     // Wait for a leader, then add whoever is missing.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut status = loop {

@@ -18,6 +18,86 @@ pub mod raft {
     }
 }
 
+/// A URL without what could hold a secret: user information before the
+/// host, and the query string and fragment (for logs and audit records).
+pub fn redact_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// `Debug` for the messages that carry a secret (a backup password, a
+/// token): the secret is never printed, whatever logs the message.
+mod redacted {
+    use std::fmt;
+
+    use super::v1::{CreateBackupRequest, CreateTokenResponse, InitResponse};
+
+    const HIDDEN: &str = "<redacted>";
+
+    impl fmt::Debug for CreateBackupRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateBackupRequest")
+                .field("repo", &super::redact_url(&self.repo))
+                .field("password", &if self.password.is_empty() { "" } else { HIDDEN })
+                .field("tags", &self.tags)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for InitResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("InitResponse")
+                .field("cluster_id", &self.cluster_id)
+                .field("node_id", &self.node_id)
+                .field("admin_user", &self.admin_user)
+                .field("admin_token", &if self.admin_token.is_empty() { "" } else { HIDDEN })
+                .field("created", &self.created)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for CreateTokenResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateTokenResponse")
+                .field("token", &HIDDEN)
+                .field("json", &self.json)
+                .finish()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn secrets_never_reach_debug_output() {
+            let b = CreateBackupRequest {
+                repo: "file:///b?key=mat-khau-2".into(),
+                password: b"mat-khau-bi-mat".to_vec(),
+                tags: vec![],
+            };
+            let i = InitResponse {
+                admin_token: "sen_0123456789abcdef_secret-part".into(),
+                ..Default::default()
+            };
+            let t = CreateTokenResponse {
+                token: "sen_0123456789abcdef_secret-part".into(),
+                json: "{}".into(),
+            };
+            let text = format!("{b:?} {i:?} {t:?}");
+            assert!(!text.contains("mat-khau") && !text.contains("secret-part"), "{text}");
+            assert!(text.contains("file:///b") && text.contains("<redacted>"), "{text}");
+        }
+    }
+}
+
 /// Encoded file descriptors, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sen_descriptor");
 

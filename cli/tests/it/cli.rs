@@ -333,3 +333,89 @@ fn server_config_errors_are_reported() {
     assert_ne!(code, 0);
     assert!(err.contains("belongs to node 1, not node 2"), "{err}");
 }
+
+#[test]
+fn certificates_in_one_command() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new("certs");
+    let pki = dir.path.join("pki");
+    let p = pki.to_str().unwrap();
+    let (code, out, err) = sen(&[
+        "--output",
+        "json",
+        "certs",
+        "init",
+        "--dir",
+        p,
+        "--nodes",
+        "2",
+        "--host",
+        "10.0.0.11",
+        "--host",
+        "sen.dongthap.gov.vn",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v.to_string().contains("node2.pem"), "{v}");
+    for f in [
+        "ca.pem",
+        "ca.key",
+        "node1.pem",
+        "node1.key",
+        "node2.pem",
+        "node2.key",
+        "admin.pem",
+        "admin.key",
+    ] {
+        let m = std::fs::metadata(pki.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        if f.ends_with(".key") {
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "{f}");
+        }
+    }
+    // The node certificate names its node and the given hosts.
+    let pem = std::fs::read(pki.join("node2.pem")).unwrap();
+    assert_eq!(
+        sen_security::identity::identity_of_pem(&pem).unwrap(),
+        sen_security::CertIdentity::Node(2)
+    );
+    // A second init would make a second CA: refused.
+    let (code, _, err) = sen(&["certs", "init", "--dir", p]);
+    assert_ne!(code, 0);
+    assert!(err.contains("already holds a CA"), "{err}");
+    // More nodes and users later.
+    let (code, _, err) = sen(&["certs", "node", "--dir", p, "--id", "3", "--host", "10.0.0.13"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = sen(&["certs", "client", "--dir", p, "--user", "cong-bao-admin"]);
+    assert_eq!(code, 0, "{err}");
+    let pem = std::fs::read(pki.join("cong-bao-admin.pem")).unwrap();
+    assert_eq!(
+        sen_security::identity::identity_of_pem(&pem).unwrap(),
+        sen_security::CertIdentity::User("cong-bao-admin".into())
+    );
+    // Names that would overwrite the CA's or a node's files are refused.
+    for bad in ["ca", "node7", "Không-hợp-lệ"] {
+        let (code, _, err) = sen(&["certs", "client", "--dir", p, "--user", bad]);
+        assert_ne!(code, 0, "{bad}");
+        assert!(!err.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_is_not_a_database() {
+    let mut c = cluster("reserved", FAST);
+    c.form(1).await.unwrap();
+    let eps = c.endpoints().join(",");
+    for args in [
+        &["kv", "get", "sen-system", "ha/active-drill"][..],
+        &["kv", "put", "sen-system", "ha/active-drill", "{}"][..],
+        &["kv", "scan", "sen-anything"][..],
+    ] {
+        let (code, _, err) = sen(&[&["--endpoints", &eps][..], args].concat());
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("control plane"), "{args:?}: {err}");
+    }
+    // Nor listed as one.
+    let (code, out, err) = sen(&["--endpoints", &eps, "--output", "json", "kv", "dbs"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("sen-system"), "{out}");
+}

@@ -130,6 +130,7 @@ async fn nodes_of_another_cluster_and_wrong_ids_are_refused() {
     let cluster_b = b.status().await.unwrap().cluster_id;
     let mut req = tonic::Request::new(NodeStatusRequest {});
     req.metadata_mut().insert("sen-cluster-id", cluster_b.parse().unwrap());
+    req.metadata_mut().insert("sen-from-node", "1".parse().unwrap());
     req.metadata_mut().insert("sen-to-node", "9".parse().unwrap());
     let e = raw.node_status(req).await.unwrap_err();
     assert!(e.message().contains("this is node 7, not node 9"), "{}", e.message());
@@ -150,6 +151,7 @@ async fn forwarded_requests_from_another_cluster_are_refused() {
         key: b"k".to_vec(),
         value: b"v".to_vec(),
     });
+    req.metadata_mut().insert("sen-from-node", "1".parse().unwrap());
     req.metadata_mut().insert("sen-forwarded-by", "1".parse().unwrap());
     req.metadata_mut().insert(
         "sen-on-behalf-of",

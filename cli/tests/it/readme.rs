@@ -109,4 +109,39 @@ fn the_readme_commands_work_as_typed() {
         let log = std::fs::read_to_string(root.join(format!("sen-demo/node{i}.log"))).unwrap_or_default();
         assert!(!log.contains(secret.trim()), "node {i}'s log holds the admin token");
     }
+
+    // Stopped and started again (its token file lost meanwhile), the demo
+    // resumes the same cluster and gives the admin a new token.
+    drop(_nodes);
+    let _nodes = DemoNodes(&root.join("sen-demo"));
+    std::fs::remove_file(&token).unwrap();
+    let sen = root.join("target/release/sen");
+    let run = |args: &[&str]| {
+        Command::new(&sen)
+            .args(args)
+            .current_dir(&root)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SEN_CA", root.join("sen-demo/certs/ca.pem"))
+            .env("SEN_TOKEN_FILE", &token)
+            .output()
+            .unwrap()
+    };
+    // (The killed nodes' ports may take a moment to be free again.)
+    let mut out = run(&["demo", "--dir", "sen-demo", "--detach"]);
+    for _ in 0..20 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        out = run(&["demo", "--dir", "sen-demo", "--detach"]);
+    }
+    assert!(
+        out.status.success(),
+        "demo again: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["kv", "get", "lichtuan", "2026-w48"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Thứ hai: họp giao ban"));
 }

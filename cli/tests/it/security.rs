@@ -63,7 +63,33 @@ enum Shape {
 }
 
 /// Call `path` with `body`; the status it ends with (Ok for success).
+/// How one identity calls one node: the channel (with its TLS identity),
+/// a bearer token, and the node id a node certificate's holder says it is.
+#[derive(Clone)]
+struct Id {
+    ch: Channel,
+    token: Option<String>,
+    from_node: Option<u64>,
+}
+
+/// Call `path` as `id` with `body`; the status it ends with (Ok for
+/// success).
+async fn call_as(id: &Id, path: &'static str, body: Vec<u8>, shape: Shape) -> Status {
+    call_with(id.ch.clone(), id.token.as_deref(), id.from_node, path, body, shape).await
+}
+
 async fn call(ch: Channel, token: Option<&str>, path: &'static str, body: Vec<u8>, shape: Shape) -> Status {
+    call_with(ch, token, None, path, body, shape).await
+}
+
+async fn call_with(
+    ch: Channel,
+    token: Option<&str>,
+    from_node: Option<u64>,
+    path: &'static str,
+    body: Vec<u8>,
+    shape: Shape,
+) -> Status {
     let mut grpc = tonic::client::Grpc::new(ch);
     if let Err(e) = grpc.ready().await {
         return Status::unavailable(format!("transport: {e}"));
@@ -72,6 +98,9 @@ async fn call(ch: Channel, token: Option<&str>, path: &'static str, body: Vec<u8
     let auth = |md: &mut tonic::metadata::MetadataMap| {
         if let Some(t) = token {
             md.insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        if let Some(n) = from_node {
+            md.insert("sen-from-node", n.to_string().parse().unwrap());
         }
     };
     let result = match shape {
@@ -138,9 +167,11 @@ enum Who {
     WrongCa,
     /// TLS, but no credentials at all.
     NoCredentials,
-    /// a node certificate of the cluster's CA (node 9, not a member),
-    /// presented by a client.
+    /// a member node's certificate (saying which node it is), as a client
+    /// holding it would use it.
     NodeCert,
+    /// a node certificate of the cluster's CA for node 9, not a member.
+    Outsider,
 }
 
 use Who::*;
@@ -158,6 +189,7 @@ const EVERYONE: &[Who] = &[
     WrongCa,
     NoCredentials,
     NodeCert,
+    Outsider,
 ];
 /// Any user of the cluster (cluster-wide reads of one's own view).
 const USERS: &[Who] = &[Admin, Operator, Auditor, SiteIn, SiteOut, Reader, NoGrant];
@@ -458,7 +490,7 @@ fn matrix() -> Vec<Row> {
         // The audit log: auditors read it; nodes hand their records to the
         // leader.
         row("/sen.v1.Audit/List", ListAuditRequest::default(), &[Admin, Auditor]),
-        row("/sen.v1.Audit/Append", AppendAuditRequest { json: vec![] }, &[NodeCert]),
+        row("/sen.v1.Audit/Append", AppendAuditRequest::default(), &[NodeCert]),
         // The control plane's records.
         row(
             "/sen.v1.Control/BeginDrill",
@@ -504,7 +536,7 @@ fn matrix() -> Vec<Row> {
         row(
             "/grpc.health.v1.Health/Check",
             tonic_health::pb::HealthCheckRequest::default(),
-            &plus(USERS, &[Revoked, Expired, NoCredentials, NodeCert]),
+            &plus(USERS, &[Revoked, Expired, NoCredentials, NodeCert, Outsider]),
         ),
         Row {
             shape: Shape::ServerStream,
@@ -513,7 +545,7 @@ fn matrix() -> Vec<Row> {
                 tonic_health::pb::HealthCheckRequest {
                     service: "no.such.Service".into(),
                 },
-                &plus(USERS, &[Revoked, Expired, NoCredentials, NodeCert]),
+                &plus(USERS, &[Revoked, Expired, NoCredentials, NodeCert, Outsider]),
             )
         },
     ];
@@ -529,7 +561,7 @@ fn matrix() -> Vec<Row> {
         rows.push(row(
             path,
             sen_proto::raft::v1::RaftPayload { data: vec![1] },
-            &[NodeCert],
+            &[NodeCert, Outsider],
         ));
     }
     rows.push(Row {
@@ -537,7 +569,7 @@ fn matrix() -> Vec<Row> {
         ..row(
             "/sen.raft.v1.Raft/InstallSnapshot",
             sen_proto::raft::v1::SnapshotFrame { data: vec![1] },
-            &[NodeCert],
+            &[NodeCert, Outsider],
         )
     });
     rows.push(row(
@@ -547,17 +579,17 @@ fn matrix() -> Vec<Row> {
             node_id: 9,
             leader_id: 1,
         },
-        &[NodeCert],
+        &[NodeCert, Outsider],
     ));
     rows.push(row(
         "/sen.raft.v1.Raft/NodeStatus",
         sen_proto::raft::v1::NodeStatusRequest::default(),
-        &[NodeCert],
+        &[NodeCert, Outsider],
     ));
     rows.push(row(
         "/sen.raft.v1.Raft/ReadIndex",
         sen_proto::raft::v1::ReadIndexRequest::default(),
-        &[NodeCert],
+        &[NodeCert, Outsider],
     ));
     rows
 }
@@ -594,11 +626,19 @@ fn read_pair(p: &sen_security::certs::Pair) -> (Vec<u8>, Vec<u8>) {
     (std::fs::read(&p.cert).unwrap(), std::fs::read(&p.key).unwrap())
 }
 
-/// Users and credentials of the matrix: (channel, token) per identity.
-async fn identities(c: &Cluster, leader: u64) -> BTreeMap<Who, (Channel, Option<String>)> {
+/// The matrix's users and what each presents: a token, or a certificate
+/// (user name or node id) with the CA it comes from.
+struct Creds {
+    tokens: BTreeMap<Who, String>,
+    certs: BTreeMap<Who, (Vec<u8>, Vec<u8>)>,
+    /// The member node whose certificate `NodeCert` uses.
+    member: u64,
+}
+
+/// Create the users, grants and tokens of the matrix (once).
+async fn creds(c: &Cluster, member: u64) -> Creds {
     let admin = c.client().unwrap();
     let sec = c.security().unwrap().clone();
-    let addr = c.grpc(leader).unwrap();
     let token_for = |user: &'static str, role: Option<(&'static str, Vec<&'static str>)>, expires_ms: u64| {
         let admin = &admin;
         async move {
@@ -612,22 +652,33 @@ async fn identities(c: &Cluster, leader: u64) -> BTreeMap<Who, (Channel, Option<
             admin.create_token(user, "matrix", expires_ms).await.unwrap()
         }
     };
-    let mut out = BTreeMap::new();
-    let plain = tls_channel(&addr, sec.ca_pem(), None).await;
-    out.insert(Admin, (plain.clone(), Some(sec.admin_token().unwrap().0.clone())));
-    let t = token_for("ops-on-duty", Some(("operator", vec![])), 0).await;
-    out.insert(Operator, (plain.clone(), Some(t.token)));
-    let t = token_for("editorial-board", Some(("auditor", vec![])), 0).await;
-    out.insert(Auditor, (plain.clone(), Some(t.token)));
+    let mut tokens = BTreeMap::new();
+    tokens.insert(Admin, sec.admin_token().unwrap().0.clone());
+    tokens.insert(
+        Operator,
+        token_for("ops-on-duty", Some(("operator", vec![])), 0).await.token,
+    );
+    tokens.insert(
+        Auditor,
+        token_for("editorial-board", Some(("auditor", vec![])), 0).await.token,
+    );
     let t = token_for(
         "portal-admin",
         Some(("site-admin", vec!["site:portal*", "db:portal*"])),
         0,
     )
     .await;
-    out.insert(SiteIn, (plain.clone(), Some(t.token)));
+    tokens.insert(SiteIn, t.token);
     let t = token_for("xa-admin", Some(("site-admin", vec!["site:xa-*", "db:xa-*"])), 0).await;
-    out.insert(SiteOut, (plain.clone(), Some(t.token)));
+    tokens.insert(SiteOut, t.token);
+    tokens.insert(NoGrant, token_for("no-grant", None, 0).await.token);
+    let t = token_for("was-reader", Some(("reader", vec!["site:portal", "db:portal"])), 0).await;
+    let rec: serde_json::Value = serde_json::from_str(&t.json).unwrap();
+    admin.revoke_token(rec["id"].as_str().unwrap()).await.unwrap();
+    tokens.insert(Revoked, t.token);
+    let t = token_for("short-lived", Some(("reader", vec!["site:portal", "db:portal"])), 1000).await;
+    let expired = t.token.clone();
+    tokens.insert(Expired, t.token);
     // The reader authenticates with its client certificate.
     admin.add_user("portal-reader").await.unwrap();
     admin
@@ -638,27 +689,54 @@ async fn identities(c: &Cluster, leader: u64) -> BTreeMap<Who, (Channel, Option<
         )
         .await
         .unwrap();
-    let reader_cert = read_pair(&sec.user_cert("portal-reader").unwrap());
-    out.insert(
-        Reader,
-        (tls_channel(&addr, sec.ca_pem(), Some(reader_cert)).await, None),
-    );
-    let t = token_for("no-grant", None, 0).await;
-    out.insert(NoGrant, (plain.clone(), Some(t.token)));
-    let t = token_for("was-reader", Some(("reader", vec!["site:portal", "db:portal"])), 0).await;
-    let rec: serde_json::Value = serde_json::from_str(&t.json).unwrap();
-    admin.revoke_token(rec["id"].as_str().unwrap()).await.unwrap();
-    out.insert(Revoked, (plain.clone(), Some(t.token)));
-    let t = token_for("short-lived", Some(("reader", vec!["site:portal", "db:portal"])), 1).await;
-    out.insert(Expired, (plain.clone(), Some(t.token)));
+    let mut certs = BTreeMap::new();
+    certs.insert(Reader, read_pair(&sec.user_cert("portal-reader").unwrap()));
     // A certificate named like the admin, signed by another CA.
     let other = c.root().join("other-ca");
     let made = sen_security::certs::init(&other, 0, &[], 1).unwrap();
-    let wrong = read_pair(&made.users[0].1);
-    out.insert(WrongCa, (tls_channel(&addr, sec.ca_pem(), Some(wrong)).await, None));
-    out.insert(NoCredentials, (plain.clone(), None));
-    let node9 = read_pair(&sec.node_cert(9, "127.0.0.19").unwrap());
-    out.insert(NodeCert, (tls_channel(&addr, sec.ca_pem(), Some(node9)).await, None));
+    certs.insert(WrongCa, read_pair(&made.users[0].1));
+    certs.insert(
+        NodeCert,
+        read_pair(&sec.node_cert(member, &format!("127.0.0.{}", 10 + member)).unwrap()),
+    );
+    certs.insert(Outsider, read_pair(&sec.node_cert(9, "127.0.0.19").unwrap()));
+    // The short-lived token has expired once a whoami with it says so.
+    let tls = sec.tls_options(None).unwrap();
+    let probe = c.client_with(Some(tls), Some(&expired)).unwrap();
+    sen_chaos::wait_for("the short-lived token to expire", T, || async {
+        Ok(probe
+            .whoami()
+            .await
+            .err()
+            .filter(|e| e.to_string().contains("expired"))
+            .map(|_| ()))
+    })
+    .await
+    .unwrap();
+    Creds { tokens, certs, member }
+}
+
+/// How each identity reaches node `node`.
+async fn identities(c: &Cluster, node: u64, creds: &Creds) -> BTreeMap<Who, Id> {
+    let sec = c.security().unwrap().clone();
+    let addr = c.grpc(node).unwrap();
+    let mut out = BTreeMap::new();
+    for &who in EVERYONE {
+        let cert = creds.certs.get(&who).cloned();
+        let from_node = match who {
+            NodeCert => Some(creds.member),
+            Outsider => Some(9),
+            _ => None,
+        };
+        out.insert(
+            who,
+            Id {
+                ch: tls_channel(&addr, sec.ca_pem(), cert).await,
+                token: creds.tokens.get(&who).cloned(),
+                from_node,
+            },
+        );
+    }
     out
 }
 
@@ -711,7 +789,7 @@ fn audited(rec: &serde_json::Value, who: Who, path: &str, names: &BTreeMap<Who, 
         Revoked => s("message").contains("revoked"),
         Expired => s("message").contains("expired"),
         NoCredentials => s("who") == "anonymous" && s("message").contains("no credentials"),
-        NodeCert => s("who") == "node 9",
+        NodeCert | Outsider => s("who").starts_with("node "),
         _ => s("who") == names[&who],
     }
 }
@@ -731,7 +809,18 @@ async fn the_rbac_matrix_every_rpc_from_every_identity() {
     std::fs::write(tree.join("index.html"), "<h1>Cổng thông tin</h1>").unwrap();
     admin.push("portal", &tree, &Default::default(), None).await.unwrap();
     admin.put("portal", b"matrix/k", b"v").await.unwrap();
-    let ids = identities(&c, leader).await;
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    let creds = creds(&c, follower).await;
+    // Refusals are checked on the leader and on a follower (whose replica
+    // decides them too, and audits them through the leader).
+    let r = admin.put("portal", b"matrix/ready", b"1").await.unwrap();
+    c.wait_applied(follower, r.revision, T).await.unwrap();
+    let on: BTreeMap<u64, BTreeMap<Who, Id>> = [
+        (leader, identities(&c, leader, &creds).await),
+        (follower, identities(&c, follower, &creds).await),
+    ]
+    .into();
+    let ids = &on[&leader];
     let names: BTreeMap<Who, &str> = [
         (Admin, "admin"),
         (Operator, "ops-on-duty"),
@@ -771,31 +860,32 @@ async fn the_rbac_matrix_every_rpc_from_every_identity() {
     let before = digest(&c).await;
     let mut refused = Vec::new();
     let mut failures = Vec::new();
-    for r in &rows {
-        for &who in EVERYONE {
-            if r.allowed.contains(&who) {
-                continue;
+    for (&node, ids) in &on {
+        for r in &rows {
+            for &who in EVERYONE {
+                if r.allowed.contains(&who) {
+                    continue;
+                }
+                let st = call_as(&ids[&who], r.path, r.body.clone(), r.shape).await;
+                let want = refusal_code(who);
+                let ok = if who == WrongCa {
+                    // The server closes the connection with a TLS alert: the
+                    // client sees the transport fail, never an answer.
+                    matches!(st.code(), Code::Unavailable | Code::Unknown | Code::Cancelled)
+                        && (st.message().contains("transport") || st.message().contains("cancel"))
+                } else {
+                    st.code() == want && !st.message().is_empty()
+                };
+                if !ok {
+                    failures.push(format!(
+                        "{} as {who:?} on node {node}: expected {want:?}, got {:?}: {}",
+                        r.path,
+                        st.code(),
+                        st.message()
+                    ));
+                }
+                refused.push((who, r.path, node));
             }
-            let (ch, token) = &ids[&who];
-            let st = call(ch.clone(), token.as_deref(), r.path, r.body.clone(), r.shape).await;
-            let want = refusal_code(who);
-            let ok = if who == WrongCa {
-                // The server closes the connection with a TLS alert: the
-                // client sees the transport fail, never an answer.
-                matches!(st.code(), Code::Unavailable | Code::Unknown | Code::Cancelled)
-                    && (st.message().contains("transport") || st.message().contains("cancel"))
-            } else {
-                st.code() == want && !st.message().is_empty()
-            };
-            if !ok {
-                failures.push(format!(
-                    "{} as {who:?}: expected {want:?}, got {:?}: {}",
-                    r.path,
-                    st.code(),
-                    st.message()
-                ));
-            }
-            refused.push((who, r.path));
         }
     }
     assert!(failures.is_empty(), "refusals:\n{}", failures.join("\n"));
@@ -806,8 +896,7 @@ async fn the_rbac_matrix_every_rpc_from_every_identity() {
     let mut failures = Vec::new();
     for r in &rows {
         for &who in &r.allowed {
-            let (ch, token) = &ids[&who];
-            let st = call(ch.clone(), token.as_deref(), r.path, r.body.clone(), r.shape).await;
+            let st = call_as(&ids[&who], r.path, r.body.clone(), r.shape).await;
             if matches!(st.code(), Code::PermissionDenied | Code::Unauthenticated)
                 || (st.code() == Code::Unavailable && st.message().starts_with("transport"))
             {
@@ -823,8 +912,12 @@ async fn the_rbac_matrix_every_rpc_from_every_identity() {
         let recs = refusals(&admin).await;
         let missing: Vec<String> = refused
             .iter()
-            .filter(|(who, path)| !recs.iter().any(|r| audited(r, *who, path, &names)))
-            .map(|(who, path)| format!("{path} as {who:?}"))
+            .filter(|(who, path, node)| {
+                !recs
+                    .iter()
+                    .any(|r| r["node"].as_u64() == Some(*node) && audited(r, *who, path, &names))
+            })
+            .map(|(who, path, node)| format!("{path} as {who:?} on node {node}"))
             .collect();
         Ok(missing.is_empty().then_some(()).or_else(|| {
             eprintln!("{} refusals not audited yet, e.g. {:?}", missing.len(), missing.first());
@@ -834,10 +927,8 @@ async fn the_rbac_matrix_every_rpc_from_every_identity() {
     .await;
     missing.unwrap();
     // The audit log is readable only as documented: an operator is refused.
-    let (ch, token) = &ids[&Operator];
-    let st = call(
-        ch.clone(),
-        token.as_deref(),
+    let st = call_as(
+        &ids[&Operator],
         "/sen.v1.Audit/List",
         ListAuditRequest::default().encode_to_vec(),
         Shape::Unary,
@@ -851,8 +942,8 @@ async fn the_rbac_matrix_every_rpc_from_every_identity() {
     );
     // Secrets never reach the log: no token secret in any record.
     let recs = refusals(&admin).await;
-    for (_, token) in ids.values() {
-        if let Some(t) = token {
+    for id in ids.values() {
+        if let Some(t) = &id.token {
             let secret = t.rsplit('_').next().unwrap();
             assert!(
                 !recs.iter().any(|r| r.to_string().contains(secret)),
@@ -937,6 +1028,26 @@ async fn peers_must_be_nodes_of_this_cluster() {
             st.message()
         );
     }
+    // ... nor without saying which node it is (as a client holding a node
+    // certificate might try), on Raft or on the calls nodes make.
+    for path in ["/sen.raft.v1.Raft/Vote", "/sen.v1.Cluster/Status"] {
+        let st = call(ch.clone(), None, path, vec![], Shape::Unary).await;
+        assert_eq!(st.code(), Code::Unauthenticated, "{path}: {st:?}");
+        assert!(st.message().contains("sen-from-node"), "{path}: {}", st.message());
+    }
+    // Under its own id, a node that is not a member may not use what
+    // members use (status, incidents, audit records, backups).
+    let st = call_with(
+        ch.clone(),
+        None,
+        Some(9),
+        "/sen.v1.Cluster/Status",
+        vec![],
+        Shape::Unary,
+    )
+    .await;
+    assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");
+    assert!(st.message().contains("not a member"), "{}", st.message());
     // A plaintext client gets nowhere.
     let plain = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -1054,6 +1165,45 @@ async fn certificates_rotate_on_sighup_while_a_writer_runs() {
         c.wait_applied(id, r.revision, T).await.unwrap();
     }
     assert!(c.metric(1, "sen_tls_reloads_total").await.unwrap() >= 1.0);
+
+    // A replacement that names another node is refused: node 1 keeps its
+    // certificate (and its place in the cluster), and says why.
+    let one = sen_security::certs::node_files(&certs, 1);
+    let two = sen_security::certs::node_files(&certs, 2);
+    let saved = (std::fs::read(&one.cert).unwrap(), std::fs::read(&one.key).unwrap());
+    std::fs::copy(&two.cert, &one.cert).unwrap();
+    std::fs::copy(&two.key, &one.key).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.nodes[&1].pid().unwrap() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    sen_chaos::wait_for("node 1 to refuse the certificate of node 2", T, || async {
+        Ok(c.log(1).contains("certificates not reloaded").then_some(()))
+    })
+    .await
+    .unwrap();
+    let errors = c
+        .metric_where(1, "sen_tls_reloads_total", &[("result", "error")])
+        .await
+        .unwrap();
+    assert!(errors >= 1.0, "{errors}");
+    assert_eq!(
+        not_after(&c, 1).await,
+        new[0],
+        "node 1 still presents its own certificate"
+    );
+    std::fs::write(&one.cert, saved.0).unwrap();
+    std::fs::write(&one.key, saved.1).unwrap();
+    let r = c
+        .client()
+        .unwrap()
+        .put("portal", b"after-refusal", b"ok")
+        .await
+        .unwrap();
+    for id in 1..=3 {
+        c.wait_applied(id, r.revision, T).await.unwrap();
+    }
 }
 
 /// `f` for nodes 1..=3 in order.
@@ -1114,6 +1264,49 @@ async fn a_follower_forwards_the_caller_not_itself() {
     assert!(e.to_string().contains("db:cong-bao"), "{e}");
     let e = via_follower.create_site("cong-bao").await.unwrap_err();
     assert_eq!(e.code(), Some(Code::PermissionDenied), "{e}");
+    // The leader decides again, with its own replica: a member node that
+    // forwards for the user (as a follower whose replica was behind would)
+    // is refused for the other database, and for a revoked token.
+    let cluster_id = c.status().await.unwrap().cluster_id;
+    let token_id = via_follower.whoami().await.unwrap().token_id;
+    let forward = |db: &'static str, by: u64, ch: Channel| {
+        let behalf = format!(r#"{{"User":{{"name":"lich-tuan-admin","via":{{"Token":{{"id":"{token_id}"}}}}}}}}"#);
+        let cluster_id = cluster_id.clone();
+        async move {
+            let mut req = tonic::Request::new(PutRequest {
+                header: None,
+                db: db.into(),
+                key: b"forwarded".to_vec(),
+                value: b"x".to_vec(),
+            });
+            let md = req.metadata_mut();
+            md.insert("sen-from-node", by.to_string().parse().unwrap());
+            md.insert("sen-forwarded-by", by.to_string().parse().unwrap());
+            md.insert("sen-cluster-id", cluster_id.parse().unwrap());
+            md.insert("sen-on-behalf-of", behalf.parse().unwrap());
+            sen_proto::v1::kv_client::KvClient::new(ch).put(req).await
+        }
+    };
+    let e = forward("cong-bao", follower, c.peer_channel(leader, follower).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    forward("lich-tuan", follower, c.peer_channel(leader, follower).await.unwrap())
+        .await
+        .unwrap();
+    // A node certificate of the CA that is not a member cannot act for users.
+    let e = forward("lich-tuan", 9, c.peer_channel(leader, 9).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("not a member"), "{}", e.message());
+    admin.revoke_token(&token_id).await.unwrap();
+    let e = forward("lich-tuan", follower, c.peer_channel(leader, follower).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("revoked"), "{}", e.message());
+
     // The leader's audit log shows the user, through the follower.
     let recs: Vec<serde_json::Value> = sen_chaos::wait_for("the write in the audit log", T, || async {
         let recs: Vec<serde_json::Value> = admin
@@ -1127,10 +1320,14 @@ async fn a_follower_forwards_the_caller_not_itself() {
             .map(|j| serde_json::from_str(j).unwrap())
             .collect();
         let refusals = recs.iter().filter(|r| r["result"] == "denied").count();
-        let put = recs
+        let puts = recs
             .iter()
-            .any(|r| r["method"] == "/sen.v1.Kv/Put" && r["result"] == "ok");
-        Ok((put && refusals >= 2).then_some(recs))
+            .filter(|r| r["method"] == "/sen.v1.Kv/Put" && r["result"] == "ok")
+            .count();
+        // Two writes; three refusals of the user: two by the follower, the
+        // other database by the leader (the revoked token's refusal names
+        // no user).
+        Ok((puts >= 2 && refusals >= 3).then_some(recs))
     })
     .await
     .unwrap();
@@ -1147,8 +1344,8 @@ async fn a_follower_forwards_the_caller_not_itself() {
         recs.iter()
             .filter(|r| r["method"] == "/sen.v1.Kv/Put" && r["result"] == "ok")
             .count(),
-        1,
-        "one write, one record (the follower does not audit what it forwards): {recs:?}"
+        2,
+        "two writes (through the follower, and forwarded by hand), one record each: the follower does not audit what it forwards: {recs:?}"
     );
 }
 

@@ -179,6 +179,13 @@ impl ClientError {
     }
 }
 
+/// Whether `HOST:PORT` names this machine (a loopback IP or `localhost`).
+fn is_loopback(endpoint: &str) -> bool {
+    let host = endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A client of a Sen cluster. Cheap to share behind an `Arc`; calls may run
 /// concurrently.
 pub struct Client {
@@ -213,6 +220,14 @@ impl Client {
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
             {
                 return Err(ClientError::BadEndpoint(e.clone()));
+            }
+        }
+        if opts.token.is_some() && opts.tls.is_none() {
+            // A bearer token crosses the network only inside TLS.
+            if let Some(e) = endpoints.iter().find(|e| !is_loopback(e)) {
+                return Err(ClientError::Tls(format!(
+                    "a token is sent only over TLS, and {e} is not a loopback address: give the cluster CA (--ca or SEN_CA)"
+                )));
             }
         }
         let token = match &opts.token {
@@ -815,5 +830,30 @@ impl Client {
     /// [`Client::put`] etc., this happens automatically on errors).
     pub fn observe(&self, header: &Option<ResponseHeader>, served_by: &str) {
         self.remember_leader(header, served_by);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_never_leaves_the_machine_in_plaintext() {
+        let opts = |tls: bool| ClientOptions {
+            token: Some(Secret("sen_0123456789abcdef_00".into())),
+            tls: tls.then(|| TlsOptions {
+                ca: b"-----BEGIN CERTIFICATE-----".to_vec(),
+                identity: None,
+            }),
+            ..Default::default()
+        };
+        let e = Client::new(&["10.0.0.11:7001".into()], opts(false))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("only over TLS"), "{e}");
+        for local in ["127.0.0.1:7101", "localhost:7101", "[::1]:7101"] {
+            assert!(Client::new(&[local.into()], opts(false)).is_ok(), "{local}");
+        }
+        assert!(Client::new(&["10.0.0.11:7001".into()], opts(true)).is_ok());
     }
 }

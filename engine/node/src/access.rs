@@ -320,6 +320,9 @@ pub fn list_tokens(plane: &impl ControlPlane, user: &str) -> Result<Vec<TokenRec
     Ok(out)
 }
 
+const MIN_TOKEN_LIFE: Duration = Duration::from_secs(1);
+const MAX_TOKEN_LIFE: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
+
 /// A new token for `user`. The secret is returned once; only its keyed
 /// hash is stored.
 pub async fn create_token(
@@ -334,6 +337,13 @@ pub async fn create_token(
     let (_, rev) = get_user(plane, user)?;
     if name.len() > 100 {
         return Err(ApiError::InvalidArgument("a token name is at most 100 bytes".into()));
+    }
+    if let Some(d) = expires_in
+        && !(MIN_TOKEN_LIFE..=MAX_TOKEN_LIFE).contains(&d)
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "a token expires after 1 s to 100 years, not {d:?} (omit the expiry for a token that never expires)"
+        )));
     }
     let (ak, _) = cp::read::<AuthKey>(plane, AUTH_KEY_KEY)?.ok_or_else(|| {
         ApiError::FailedPrecondition("this cluster has no token key: run `sen cluster init` first".into())
@@ -351,7 +361,7 @@ pub async fn create_token(
         hash: hex::encode(token.hash(&key)),
         created_at_ms: now_ms,
         created_by: by.to_owned(),
-        expires_at_ms: expires_in.map(|d| now_ms + d.as_millis() as u64),
+        expires_at_ms: expires_in.map(|d| now_ms.saturating_add(d.as_millis() as u64)),
         revoked_at_ms: None,
     };
     let key = system::token_key(&rec.id);

@@ -9,14 +9,14 @@
 //! itself never depends on the audit log.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sen_raft::schema::system::{self, AUDIT_PREFIX, AuditRecord, SYSTEM_DB, SystemRecord};
+use sen_raft::schema::system::{self, AUDIT_PREFIX, SYSTEM_DB, SystemRecord};
 use sen_raft::{Op, Txn, TxnOp};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::auth::audit::Keyed;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::system::ControlPlane;
@@ -25,26 +25,16 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const BATCH: usize = 500;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Sequence numbers of the records this process commits: a random high
-/// half per process, so two leaders never make the same key.
-fn next_seq() -> u64 {
-    static SEQ: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
-    SEQ.get_or_init(|| AtomicU64::new(u64::from(rand::random::<u32>()) << 32))
-        .fetch_add(1, Ordering::Relaxed)
-}
-
-/// On the leader: commit `records` in one entry.
-pub async fn commit(plane: &impl ControlPlane, records: Vec<AuditRecord>) -> Result<(), ApiError> {
+/// On the leader: commit `records` (each under the key it was queued
+/// with) in one entry. Committing a batch again rewrites the same keys.
+pub async fn commit(plane: &impl ControlPlane, records: Vec<Keyed>) -> Result<(), ApiError> {
     if records.is_empty() {
         return Ok(());
     }
     let mut success = Vec::with_capacity(records.len());
-    for r in records {
+    for (key, r) in records {
         let value = r.to_json().map_err(|e| ApiError::Internal(e.to_string()))?;
-        success.push(TxnOp::Put {
-            key: system::audit_key(r.at_ms, r.node, next_seq()),
-            value,
-        });
+        success.push(TxnOp::Put { key, value });
     }
     let t = Txn {
         db: SYSTEM_DB.into(),
@@ -101,16 +91,28 @@ pub async fn run(node: Arc<Node>, auth: Arc<Auth>, stop: CancellationToken) {
         };
         while !auth.audit.is_empty() {
             let batch = auth.audit.take(BATCH);
-            let records: Vec<AuditRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
             let result = if node.is_leader() {
-                commit(node.as_ref(), records).await
+                commit(node.as_ref(), batch.clone()).await
             } else {
-                send_to_leader(&node, records).await
+                send_to_leader(&node, &batch).await
             };
-            if let Err(e) = result {
-                tracing::debug!("audit records not committed yet: {e}");
-                auth.audit.put_back(batch);
-                break;
+            match result {
+                Ok(()) => {}
+                // The leader will not take them (this node is no longer a
+                // member): keeping them would resend them forever.
+                Err(e @ (ApiError::PermissionDenied(_) | ApiError::Unauthenticated(_))) => {
+                    tracing::warn!(
+                        records = batch.len(),
+                        "audit records dropped: the leader refuses them: {e}"
+                    );
+                    auth.audit.count_dropped(batch.len());
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!("audit records not committed yet: {e}");
+                    auth.audit.put_back(batch);
+                    break;
+                }
             }
         }
         node.metrics.audit_dropped.set(auth.audit.dropped() as i64);
@@ -130,13 +132,17 @@ pub async fn run(node: Arc<Node>, auth: Arc<Auth>, stop: CancellationToken) {
     }
 }
 
-async fn send_to_leader(node: &Arc<Node>, records: Vec<AuditRecord>) -> Result<(), ApiError> {
+async fn send_to_leader(node: &Arc<Node>, records: &[Keyed]) -> Result<(), ApiError> {
     let leader = node.leader().ok_or_else(|| ApiError::not_leader(node.id, None))?;
     let json = records
         .iter()
-        .map(|r| r.to_json().map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .map(|(_, r)| r.to_json().map(|b| String::from_utf8_lossy(&b).into_owned()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let keys = records
+        .iter()
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect();
     let none: crate::forward::Behalf = None;
     forward_to_leader!(
         node,
@@ -144,7 +150,7 @@ async fn send_to_leader(node: &Arc<Node>, records: Vec<AuditRecord>) -> Result<(
         node.peers.audit(leader.id, &leader.addr),
         leader.addr,
         append,
-        sen_proto::v1::AppendAuditRequest { json },
+        sen_proto::v1::AppendAuditRequest { json, keys },
         Duration::from_secs(5)
     )
     .map(|_| ())
@@ -152,6 +158,8 @@ async fn send_to_leader(node: &Arc<Node>, records: Vec<AuditRecord>) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use sen_raft::schema::system::AuditRecord;
+
     use super::*;
     use crate::system::testing::MemControlPlane;
 
@@ -174,7 +182,14 @@ mod tests {
     #[tokio::test]
     async fn batches_commit_in_time_order_and_old_ones_are_pruned() {
         let p = MemControlPlane::default();
-        commit(&p, vec![rec(30), rec(10), rec(20), rec(10)]).await.unwrap();
+        let q = crate::auth::audit::AuditQueue::new(100);
+        for t in [30, 10, 20, 10] {
+            q.push(rec(t));
+        }
+        let batch = q.take(100);
+        commit(&p, batch.clone()).await.unwrap();
+        // A batch sent again (its answer was lost) adds nothing.
+        commit(&p, batch).await.unwrap();
         let times: Vec<u64> = p
             .scan_raw(AUDIT_PREFIX.as_bytes())
             .unwrap()

@@ -17,10 +17,12 @@
 pub mod audit;
 pub mod rules;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sen_core::auth::{Action, Credential, Grants, Principal};
@@ -35,8 +37,14 @@ use rules::Rule;
 pub struct Auth {
     /// TLS is on, and with it authentication.
     pub secure: bool,
-    /// Failed authentications per client address.
+    /// Refusals per client address.
     failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// Audit records of refusals that do not count toward throttling
+    /// (visitors of a private site without credentials), per address.
+    audit_budget: DefaultKeyedRateLimiter<IpAddr>,
+    /// Addresses refused too often, and until when all their requests are
+    /// refused outright (bounded: see [`Auth::count_refusal`]).
+    throttled: Mutex<HashMap<IpAddr, Instant>>,
     /// The cluster's token key, once read.
     token_key: OnceLock<[u8; 32]>,
     pub audit: audit::AuditQueue,
@@ -64,6 +72,10 @@ pub struct Caller {
 pub enum Denial {
     /// No or bad credentials.
     Unauthenticated(String),
+    /// Credentials this replica does not know (a token or its key not
+    /// applied here yet): not final on a follower, which sends the client
+    /// to the leader.
+    Unknown(String),
     /// Valid credentials without the right.
     Forbidden(String),
     /// Too many failed attempts from one address.
@@ -73,7 +85,7 @@ pub enum Denial {
 impl Denial {
     pub fn message(&self) -> &str {
         match self {
-            Denial::Unauthenticated(m) | Denial::Forbidden(m) | Denial::Throttled(m) => m,
+            Denial::Unauthenticated(m) | Denial::Unknown(m) | Denial::Forbidden(m) | Denial::Throttled(m) => m,
         }
     }
 
@@ -83,7 +95,7 @@ impl Denial {
 
     pub fn result(&self) -> &'static str {
         match self {
-            Denial::Unauthenticated(_) => "unauthenticated",
+            Denial::Unauthenticated(_) | Denial::Unknown(_) => "unauthenticated",
             Denial::Forbidden(_) => "denied",
             Denial::Throttled(_) => "throttled",
         }
@@ -93,11 +105,30 @@ impl Denial {
 impl From<Denial> for ApiError {
     fn from(d: Denial) -> Self {
         match d {
-            Denial::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            Denial::Unauthenticated(m) | Denial::Unknown(m) => ApiError::Unauthenticated(m),
             Denial::Forbidden(m) => ApiError::PermissionDenied(m),
             Denial::Throttled(m) => ApiError::Exhausted(m),
         }
     }
+}
+
+/// How long a throttled address is refused outright.
+const THROTTLE_FOR: Duration = Duration::from_secs(60);
+/// Most addresses remembered as throttled (past it, new ones are only
+/// rate-limited).
+const MAX_THROTTLED: usize = 10_000;
+/// Added to the audit record of the refusal that throttles an address.
+pub const THROTTLED_NOTE: &str = "this address is now throttled for a minute: its refusals are counted in sen_auth_refused_total, not recorded one by one";
+
+/// What a refusal did to its address's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// Counted; audit the refusal.
+    Counted,
+    /// This refusal throttled the address; audit it, saying so.
+    NowThrottled,
+    /// Already throttled: not audited.
+    Throttled,
 }
 
 /// The hint on every missing-credentials refusal.
@@ -116,7 +147,6 @@ pub struct Presented<'a> {
     pub from_node: Option<u64>,
     /// `sen-caller-addr`: the original client of a forwarded request.
     pub caller_addr: Option<&'a str>,
-    pub remote: Option<SocketAddr>,
 }
 
 impl Auth {
@@ -125,19 +155,73 @@ impl Auth {
         Self {
             secure,
             failures: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            audit_budget: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            throttled: Mutex::new(HashMap::new()),
             token_key: OnceLock::new(),
             audit: audit::AuditQueue::new(audit_queue),
         }
     }
 
+    /// Whether requests from `ip` are refused outright for now (it was
+    /// refused too often lately).
+    pub fn is_throttled(&self, ip: IpAddr) -> bool {
+        let mut t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+        match t.get(&ip) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                t.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Count a refusal of a request from `ip`. Past `failures-per-minute`
+    /// the address is throttled for a minute: its requests are refused
+    /// before any work and no longer audited one by one.
+    pub fn count_refusal(&self, ip: IpAddr) -> Tally {
+        if self.is_throttled(ip) {
+            return Tally::Throttled;
+        }
+        if self.failures.check_key(&ip).is_ok() {
+            return Tally::Counted;
+        }
+        let mut t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+        if t.len() >= MAX_THROTTLED {
+            let now = Instant::now();
+            t.retain(|_, until| *until > now);
+        }
+        if t.len() >= MAX_THROTTLED {
+            // Too many addresses at once: this one is only rate-limited,
+            // and its refusals no longer audited one by one.
+            return Tally::Throttled;
+        }
+        t.insert(ip, Instant::now() + THROTTLE_FOR);
+        Tally::NowThrottled
+    }
+
+    /// Whether a refusal that does not throttle (an anonymous visitor of a
+    /// private site) may still be audited one by one from `ip`.
+    pub fn may_audit(&self, ip: IpAddr) -> bool {
+        self.audit_budget.check_key(&ip).is_ok()
+    }
+
+    /// The refusal of a throttled address.
+    pub fn throttled_denial(ip: IpAddr) -> Denial {
+        Denial::Throttled(format!(
+            "too many refused requests from {ip}; wait a minute and check your credentials and roles"
+        ))
+    }
+
     /// Record a refused TLS handshake (a certificate of another CA, a
     /// plaintext client) in the audit log, counted against the address
-    /// like a failed authentication: once it is throttled, further
-    /// refusals from it are not logged (a flood cannot fill the log).
+    /// like any refusal.
     pub fn audit_tls_refusal(&self, node: u64, remote: SocketAddr, method: &str, why: String) {
-        if self.failures.check_key(&remote.ip()).is_err() {
-            return;
-        }
+        let message = match self.count_refusal(remote.ip()) {
+            Tally::Throttled => return,
+            Tally::Counted => why,
+            Tally::NowThrottled => format!("{why} ({THROTTLED_NOTE})"),
+        };
         self.audit.push(system::AuditRecord {
             version: system::AuditRecord::VERSION,
             at_ms: sen_core::now_ms(),
@@ -147,7 +231,7 @@ impl Auth {
             resource: String::new(),
             result: "unauthenticated".into(),
             code: format!("{:?}", tonic::Code::Unauthenticated),
-            message: why.chars().take(500).collect(),
+            message: message.chars().take(500).collect(),
             from: remote.to_string(),
             node,
         });
@@ -157,6 +241,13 @@ impl Auth {
     pub fn forget_old_failures(&self) {
         self.failures.retain_recent();
         self.failures.shrink_to_fit();
+        self.audit_budget.retain_recent();
+        self.audit_budget.shrink_to_fit();
+        let now = Instant::now();
+        self.throttled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, until| *until > now);
     }
 
     fn token_key(&self, plane: &impl ControlPlane) -> Result<[u8; 32], Denial> {
@@ -166,7 +257,7 @@ impl Auth {
         let (k, _) = cp::read::<AuthKey>(plane, AUTH_KEY_KEY)
             .map_err(|e| Denial::Unauthenticated(format!("cannot check tokens: {e}")))?
             .ok_or_else(|| {
-                Denial::Unauthenticated("this cluster has no tokens yet (initialise it with `sen cluster init`)".into())
+                Denial::Unknown("this cluster has no tokens yet (initialise it with `sen cluster init`)".into())
             })?;
         let key: [u8; 32] = hex::decode(&k.key)
             .ok()
@@ -186,11 +277,17 @@ impl Auth {
 
     /// A token a follower accepted must still be valid here (revoked or
     /// expired since, or unknown: refused).
-    fn token_still_valid(plane: &impl ControlPlane, id: &str, now_ms: u64) -> Result<(), Denial> {
+    fn token_still_valid(plane: &impl ControlPlane, id: &str, user: &str, now_ms: u64) -> Result<(), Denial> {
         let rec = cp::read::<TokenRecord>(plane, &system::token_key(id))
             .map_err(|e| Denial::Unauthenticated(format!("cannot check the token: {e}")))?
             .map(|(r, _)| r)
-            .ok_or_else(|| Denial::Unauthenticated(format!("token {id} is unknown to this cluster")))?;
+            .ok_or_else(|| Denial::Unknown(format!("token {id} is unknown to this cluster")))?;
+        if rec.user != user {
+            return Err(Denial::Unauthenticated(format!(
+                "token {id} belongs to {}, not to {user}",
+                rec.user
+            )));
+        }
         if rec.revoked_at_ms.is_some() {
             return Err(Denial::Unauthenticated(format!(
                 "token {id} ({}) was revoked; ask an administrator for a new one",
@@ -206,8 +303,8 @@ impl Auth {
         Ok(())
     }
 
-    /// Who presented this, with their grants. Every failure is counted
-    /// against the client's address.
+    /// Who presented this, with their grants. (The callers count
+    /// refusals against the client's address: [`Auth::count_refusal`].)
     pub fn resolve(
         &self,
         plane: &impl ControlPlane,
@@ -217,19 +314,7 @@ impl Auth {
         if !self.secure {
             return Ok((Principal::Insecure, Grants::default(), None));
         }
-        let result = self.resolve_secure(plane, p, now_ms);
-        if let Err(d) = &result
-            && !matches!(d, Denial::Forbidden(_))
-            && let Some(addr) = p.remote
-            && self.failures.check_key(&addr.ip()).is_err()
-        {
-            return Err(Denial::Throttled(format!(
-                "too many failed authentications from {}; wait a minute ({})",
-                addr.ip(),
-                d.message()
-            )));
-        }
-        result
+        self.resolve_secure(plane, p, now_ms)
     }
 
     fn resolve_secure(
@@ -241,12 +326,21 @@ impl Auth {
         if let Some(der) = p.cert {
             match sen_security::identity::identity_of_der(der).map_err(Denial::Unauthenticated)? {
                 CertIdentity::Node(id) => {
-                    if let Some(claimed) = p.from_node
-                        && claimed != id
-                    {
-                        return Err(Denial::Unauthenticated(format!(
-                            "the certificate is node {id}'s, but the call claims to come from node {claimed}"
-                        )));
+                    // A node says which node it is; the certificate must
+                    // agree (a client holding a node certificate cannot
+                    // skip the header to pass as no node in particular).
+                    match p.from_node {
+                        Some(claimed) if claimed == id => {}
+                        Some(claimed) => {
+                            return Err(Denial::Unauthenticated(format!(
+                                "the certificate is node {id}'s, but the call claims to come from node {claimed}"
+                            )));
+                        }
+                        None => {
+                            return Err(Denial::Unauthenticated(format!(
+                                "node {id}'s certificate on a call that does not say which node sends it (sen-from-node): node certificates are for nodes; clients use a user certificate or a token"
+                            )));
+                        }
                     }
                     if let Some(json) = p.on_behalf {
                         let who: Principal = serde_json::from_str(json).map_err(|e| {
@@ -261,7 +355,7 @@ impl Auth {
                                 name,
                                 via: Credential::Token { id: token_id },
                             } => {
-                                Self::token_still_valid(plane, token_id, now_ms)?;
+                                Self::token_still_valid(plane, token_id, name, now_ms)?;
                                 Self::grants(plane, name)
                             }
                             Principal::User { name, .. } => Self::grants(plane, name),
@@ -298,7 +392,7 @@ impl Auth {
         let token = TokenSecret::parse(text).map_err(Denial::Unauthenticated)?;
         let (rec, _) = cp::read::<TokenRecord>(plane, &system::token_key(&token.id))
             .map_err(|e| Denial::Unauthenticated(format!("cannot check the token: {e}")))?
-            .ok_or_else(|| Denial::Unauthenticated(format!("token {} is unknown to this cluster", token.id)))?;
+            .ok_or_else(|| Denial::Unknown(format!("token {} is unknown to this cluster", token.id)))?;
         let stored: [u8; 32] = hex::decode(&rec.hash)
             .ok()
             .and_then(|v| v.try_into().ok())
@@ -442,6 +536,15 @@ pub fn caller<T>(req: &tonic::Request<T>) -> Result<Caller, ApiError> {
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| ApiError::Internal("the request did not pass the authorization layer".into()))
+}
+
+/// Name what a cluster-level change is about (`user:x role:site-admin`,
+/// `node:4`, a repository), for its audit record.
+pub fn note<T>(req: &tonic::Request<T>, resource: impl Into<String>) {
+    if let Some(c) = req.extensions().get::<Caller>() {
+        let r: String = resource.into().chars().take(300).collect();
+        *c.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
 }
 
 /// Check `action` for the caller of `req`.

@@ -236,11 +236,10 @@ async fn scheduled_backup(
     let mut errors = Vec::new();
     let mut done = None;
     for (id, addr) in followers {
-        let channel = node
+        let mut client = node
             .peers
-            .channel(Some(id), &addr, true)
+            .backup(id, &addr)
             .map_err(|s| ApiError::from_peer(&addr, &s))?;
-        let mut client = sen_proto::v1::backup_client::BackupClient::new(channel);
         let mut r = tonic::Request::new(req.clone());
         r.set_timeout(Duration::from_secs(6 * 3600));
         match client.create(r).await {

@@ -100,8 +100,11 @@ pub struct AuthConfig {
     pub audit_retention: Duration,
     /// Audit records a node keeps in memory while the leader is away;
     /// beyond, new ones are counted as dropped (metric
-    /// `sen_audit_dropped_total`) rather than growing without bound.
+    /// `sen_audit_dropped`) rather than growing without bound.
     pub audit_queue: usize,
+    /// The only user whose client certificate may run the first `sen
+    /// cluster init` (and so become the first cluster-admin).
+    pub bootstrap_user: String,
 }
 
 impl Default for AuthConfig {
@@ -110,6 +113,7 @@ impl Default for AuthConfig {
             failures_per_minute: 20,
             audit_retention: Duration::from_secs(400 * 24 * 3600),
             audit_queue: 10_000,
+            bootstrap_user: "admin".into(),
         }
     }
 }
@@ -573,6 +577,9 @@ impl NodeConfig {
                     ));
                 }
             }
+        }
+        if let Err(e) = sen_security::identity::valid_user_name(&self.auth.bootstrap_user) {
+            return bad(format!("auth.bootstrap-user: {e}"));
         }
         if self.http == self.listen {
             return bad(format!(

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sen_core::auth::Principal;
 use sen_raft::schema::system::Incident;
 
 use crate::error::ApiError;
@@ -41,12 +42,18 @@ macro_rules! forward_to_leader {
 
 /// Whether another node forwarded this request to us (we are believed to
 /// be the leader, and must not forward it again). A forwarded request must
-/// come from a node of our own cluster.
+/// come from a node of our own cluster; the marker is honoured only from a
+/// node (its certificate, checked by the auth layer), never from a client.
 pub fn is_forwarded<T>(node: &Node, req: &tonic::Request<T>) -> Result<bool, ApiError> {
     let md = req.metadata();
     let Some(from) = md.get(sen_proto::meta::FORWARDED_BY) else {
         return Ok(false);
     };
+    let from_a_node = crate::auth::caller(req)
+        .is_ok_and(|c| c.forwarded_by.is_some() || matches!(c.principal, Principal::Node(_) | Principal::Insecure));
+    if !from_a_node {
+        return Ok(false);
+    }
     let theirs = md
         .get(sen_proto::meta::CLUSTER_ID)
         .and_then(|v| v.to_str().ok())

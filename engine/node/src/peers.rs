@@ -115,7 +115,7 @@ impl Peers {
     /// channel). Over TLS the peer must prove it is node `id` (its
     /// certificate names `node-<id>.sen`), whatever address or proxy it is
     /// reached through; with no id, the address is verified instead.
-    pub fn channel(&self, id: Option<NodeId>, addr: &str, bulk: bool) -> Result<Channel, Status> {
+    fn channel(&self, id: Option<NodeId>, addr: &str, bulk: bool) -> Result<Channel, Status> {
         let addr = self.resolve(id, addr);
         if let Some(drill) = self.faults.isolated_by() {
             return Err(Status::unavailable(format!(
@@ -219,6 +219,19 @@ impl Peers {
     ) -> Result<ClusterClient<InterceptedService<Channel, PeerMeta>>, Status> {
         Ok(ClusterClient::with_interceptor(
             self.channel(Some(id), addr, false)?,
+            self.meta(None),
+        ))
+    }
+
+    /// A follower's backup service (the leader's scheduler asks it to take
+    /// a scheduled backup; the bulk channel, it may run for hours).
+    pub fn backup(
+        &self,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<sen_proto::v1::backup_client::BackupClient<InterceptedService<Channel, PeerMeta>>, Status> {
+        Ok(sen_proto::v1::backup_client::BackupClient::with_interceptor(
+            self.channel(Some(id), addr, true)?,
             self.meta(None),
         ))
     }

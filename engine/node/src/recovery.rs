@@ -64,10 +64,39 @@ pub fn incident(me: u64, pos: &LogPosition, now_ms: u64) -> Incident {
     }
 }
 
+/// The other voters that answer this node's status call (same cluster),
+/// each within a second.
+pub async fn answering_voters(node: &Node, voters: &[u64]) -> Vec<u64> {
+    let cluster = node.cluster_id().map(|c| c.to_string()).unwrap_or_default();
+    let membership = node.raft_metrics().membership_config.clone();
+    let calls = voters.iter().filter(|v| **v != node.id).map(|&id| {
+        let addr = membership
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        let cluster = cluster.clone();
+        async move {
+            let mut client = node.peers.raft(Some(id), &addr, false).ok()?;
+            let mut req = tonic::Request::new(sen_proto::raft::v1::NodeStatusRequest {});
+            req.set_timeout(Duration::from_secs(1));
+            let r = tokio::time::timeout(Duration::from_secs(1), client.node_status(req))
+                .await
+                .ok()?
+                .ok()?
+                .into_inner();
+            (r.cluster_id == cluster).then_some(id)
+        }
+    });
+    futures::future::join_all(calls).await.into_iter().flatten().collect()
+}
+
 /// Check a forced recovery of `node` and start it: the incident is left in
 /// the data directory, and the server restarts as the only voter shortly
-/// after the caller has its answer.
-pub fn force(node: &Arc<Node>, confirm: &str) -> Result<LogPosition, ApiError> {
+/// after the caller has its answer. Refused while a majority of the voters
+/// (this node included) still answers: forcing then would fork the
+/// cluster.
+pub async fn force(node: &Arc<Node>, confirm: &str) -> Result<LogPosition, ApiError> {
     let expected = confirmation(node.id);
     if confirm != expected {
         return Err(ApiError::FailedPrecondition(format!(
@@ -81,6 +110,16 @@ pub fn force(node: &Arc<Node>, confirm: &str) -> Result<LogPosition, ApiError> {
         )));
     }
     let pos = position(node);
+    let answering = answering_voters(node, &pos.voters).await;
+    let alive = answering.len() + usize::from(pos.voters.contains(&node.id));
+    if alive > pos.voters.len() / 2 {
+        return Err(ApiError::FailedPrecondition(format!(
+            "voters {answering:?} still answer node {}: with it, {alive} of the {} voters {:?} are alive, a majority; a forced recovery would fork the cluster. Wait for the election, or remove dead nodes with `sen cluster remove-node`",
+            node.id,
+            pos.voters.len(),
+            pos.voters
+        )));
+    }
     tracing::error!(voters = ?pos.voters, last = pos.last_log_index, "forced recovery requested: restarting as the only voter");
     let inc = incident(node.id, &pos, sen_core::now_ms());
     let file = node.config.data_dir.join(RECOVERY_FILE);

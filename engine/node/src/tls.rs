@@ -12,6 +12,41 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+/// TLS handshakes one listener runs at once, and from one address.
+const MAX_PENDING_HANDSHAKES: usize = 1024;
+const MAX_PENDING_PER_ADDRESS: usize = 256;
+
+/// Handshakes in progress per client address; the guard gives its slot
+/// back when the handshake ends.
+#[derive(Default, Clone)]
+struct PerAddress(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+struct Slot(PerAddress, std::net::IpAddr);
+
+impl PerAddress {
+    fn take(&self, ip: std::net::IpAddr) -> Option<Slot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= MAX_PENDING_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(Slot(self.clone(), ip))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut m = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
 /// Which server configuration a listener uses.
 #[derive(Debug, Clone, Copy)]
 pub enum Listener {
@@ -53,6 +88,11 @@ pub fn accept(
     stop: CancellationToken,
 ) -> tokio::sync::mpsc::Receiver<TlsStream<TcpStream>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    // Handshakes in progress are bounded: a flood of connections that never
+    // finish theirs holds at most this many sockets, each for at most the
+    // handshake timeout; past it, new connections are closed at once.
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let per_address = PerAddress::default();
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -73,9 +113,18 @@ pub fn accept(
                 Listener::Grpc => set.grpc.clone(),
                 Listener::Http => set.http.clone(),
             };
+            let Some(slot) = per_address.take(remote.ip()) else {
+                tracing::debug!(%remote, "{MAX_PENDING_PER_ADDRESS} TLS handshakes from this address in progress: connection closed");
+                continue;
+            };
+            let Ok(permit) = pending.clone().try_acquire_owned() else {
+                tracing::debug!(%remote, "{MAX_PENDING_HANDSHAKES} TLS handshakes already in progress: connection closed");
+                continue;
+            };
             let tx = tx.clone();
             let h = handshakes.clone();
             tokio::spawn(async move {
+                let _permit = (permit, slot);
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
                 match tokio::time::timeout(h.timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {

@@ -14,7 +14,6 @@ fn presented(token: &str) -> Presented<'_> {
         on_behalf: None,
         from_node: None,
         caller_addr: None,
-        remote: Some("192.0.2.7:5000".parse().unwrap()),
     }
 }
 
@@ -102,20 +101,28 @@ async fn revoked_expired_unknown_and_orphaned_tokens_are_refused_with_the_reason
     assert!(a.resolve(&p, &presented(&t3.reveal()), 10).is_err());
 }
 
-#[tokio::test]
-async fn repeated_failures_from_one_address_are_throttled() {
-    let (p, admin_token) = with_admin().await;
-    let a = auth();
-    let bad = TokenSecret::generate().reveal();
-    let mut throttled = 0;
-    for _ in 0..10 {
-        if let Err(crate::auth::Denial::Throttled(_)) = a.resolve(&p, &presented(&bad), 10) {
-            throttled += 1;
-        }
-    }
-    assert!(throttled >= 4, "5 failures a minute allowed, then refused: {throttled}");
-    // A valid token from the same address still works.
-    assert!(a.resolve(&p, &presented(&admin_token), 10).is_ok());
+#[test]
+fn an_address_refused_too_often_is_throttled_then_forgiven() {
+    use crate::auth::Tally;
+    let a = auth(); // 5 refusals a minute
+    let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let other: std::net::IpAddr = "192.0.2.8".parse().unwrap();
+    let tallies: Vec<Tally> = (0..8).map(|_| a.count_refusal(ip)).collect();
+    assert!(tallies[..5].iter().all(|t| *t == Tally::Counted), "{tallies:?}");
+    assert_eq!(
+        tallies[5],
+        Tally::NowThrottled,
+        "the refusal that throttles is audited once"
+    );
+    assert!(tallies[6..].iter().all(|t| *t == Tally::Throttled), "then only counted");
+    assert!(a.is_throttled(ip), "refused outright, valid credentials or not");
+    assert!(!a.is_throttled(other), "per address");
+    assert_eq!(a.count_refusal(other), Tally::Counted);
+    assert!(
+        crate::auth::Auth::throttled_denial(ip)
+            .message()
+            .contains("wait a minute")
+    );
 }
 
 #[tokio::test]
@@ -192,7 +199,6 @@ async fn a_forwarded_caller_is_checked_again_where_the_request_lands() {
         on_behalf: Some(behalf),
         from_node: Some(2),
         caller_addr: Some("192.0.2.9:4000"),
-        remote: Some("127.0.0.12:6000".parse().unwrap()),
     };
     let behalf: &'static str = Box::leak(
         serde_json::to_string(&Principal::User {

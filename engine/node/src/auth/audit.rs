@@ -3,18 +3,26 @@
 //! replicated log (`sen-system/audit/…`). Bounded: past `capacity` new
 //! records are counted as dropped instead of growing without limit, so a
 //! flood of refused requests cannot exhaust a node's memory.
+//!
+//! Each record gets its key when it is queued (time, node, a per-process
+//! random prefix and a counter): a batch sent again after a lost answer
+//! rewrites the same keys instead of adding copies.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sen_raft::schema::system::AuditRecord;
+use sen_raft::schema::system::{AuditRecord, audit_key};
+
+/// A queued record and the key it will be stored under.
+pub type Keyed = (Vec<u8>, AuditRecord);
 
 pub struct AuditQueue {
     capacity: usize,
-    records: Mutex<VecDeque<AuditRecord>>,
+    records: Mutex<VecDeque<Keyed>>,
     dropped: AtomicU64,
-    /// Per-node sequence numbers for unique audit keys.
+    /// Sequence numbers for unique audit keys: a random high half per
+    /// process, so a restarted node (or two leaders) never reuse one.
     seq: AtomicU64,
 }
 
@@ -24,40 +32,44 @@ impl AuditQueue {
             capacity: capacity.max(1),
             records: Mutex::new(VecDeque::new()),
             dropped: AtomicU64::new(0),
-            seq: AtomicU64::new(0),
+            seq: AtomicU64::new(u64::from(rand::random::<u32>()) << 32),
         }
     }
 
     /// Queue a record (dropped, and counted, when the queue is full).
     pub fn push(&self, r: AuditRecord) {
+        let key = audit_key(r.at_ms, r.node, self.seq.fetch_add(1, Ordering::Relaxed));
         let mut q = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() >= self.capacity {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        q.push_back(r);
+        q.push_back((key, r));
     }
 
-    /// Up to `n` records, oldest first, each with its sequence number.
-    pub fn take(&self, n: usize) -> Vec<(u64, AuditRecord)> {
+    /// Up to `n` records, oldest first, with their keys.
+    pub fn take(&self, n: usize) -> Vec<Keyed> {
         let mut q = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let k = n.min(q.len());
-        q.drain(..k)
-            .map(|r| (self.seq.fetch_add(1, Ordering::Relaxed), r))
-            .collect()
+        q.drain(..k).collect()
     }
 
     /// Put records back at the front (their commit failed), as far as
     /// there is room.
-    pub fn put_back(&self, records: Vec<(u64, AuditRecord)>) {
+    pub fn put_back(&self, records: Vec<Keyed>) {
         let mut q = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, r) in records.into_iter().rev() {
+        for r in records.into_iter().rev() {
             if q.len() >= self.capacity {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             q.push_front(r);
         }
+    }
+
+    /// Count records given up on (the leader refuses them).
+    pub fn count_dropped(&self, n: usize) {
+        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn len(&self) -> usize {
@@ -103,9 +115,16 @@ mod tests {
         assert_eq!((q.len(), q.dropped()), (3, 2));
         let got = q.take(2);
         assert_eq!(got.iter().map(|(_, r)| r.at_ms).collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(got[1].0, got[0].0 + 1, "sequence numbers");
+        assert!(got[0].0 < got[1].0, "keys in queue order");
+        let keys: Vec<Vec<u8>> = got.iter().map(|(k, _)| k.clone()).collect();
         q.put_back(got);
-        assert_eq!(q.take(10).iter().map(|(_, r)| r.at_ms).collect::<Vec<_>>(), [0, 1, 2]);
+        let again = q.take(10);
+        assert_eq!(again.iter().map(|(_, r)| r.at_ms).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            again[..2].iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            keys,
+            "a retry keeps its keys"
+        );
         assert!(q.is_empty());
     }
 }

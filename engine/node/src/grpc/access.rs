@@ -102,6 +102,7 @@ impl Access for AccessApi {
 
     async fn add_user(&self, req: Request<AddUserRequest>) -> Result<Response<UserDocument>, Status> {
         measured(&self.node, "Access/AddUser", async {
+            crate::auth::note(&req, format!("user:{}", req.get_ref().name));
             leader_only(&self.node)?;
             let c = auth::caller(&req)?;
             let u = access::add_user(
@@ -119,6 +120,7 @@ impl Access for AccessApi {
 
     async fn remove_user(&self, req: Request<RemoveUserRequest>) -> Result<Response<RemoveUserResponse>, Status> {
         measured(&self.node, "Access/RemoveUser", async {
+            crate::auth::note(&req, format!("user:{}", req.get_ref().name));
             leader_only(&self.node)?;
             let n = access::remove_user(
                 self.node.as_ref(),
@@ -146,6 +148,15 @@ impl Access for AccessApi {
 
     async fn grant(&self, req: Request<GrantRequest>) -> Result<Response<UserDocument>, Status> {
         measured(&self.node, "Access/Grant", async {
+            crate::auth::note(
+                &req,
+                format!(
+                    "user:{} role:{} scopes:{}",
+                    req.get_ref().user,
+                    req.get_ref().role,
+                    req.get_ref().scopes.join(",")
+                ),
+            );
             leader_only(&self.node)?;
             let r = req.get_ref();
             let g = access::make_grant(&r.role, &r.scopes)?;
@@ -158,6 +169,15 @@ impl Access for AccessApi {
 
     async fn revoke(&self, req: Request<RevokeRequest>) -> Result<Response<UserDocument>, Status> {
         measured(&self.node, "Access/Revoke", async {
+            crate::auth::note(
+                &req,
+                format!(
+                    "user:{} role:{} scopes:{}",
+                    req.get_ref().user,
+                    req.get_ref().role,
+                    req.get_ref().scopes.join(",")
+                ),
+            );
             leader_only(&self.node)?;
             let r = req.get_ref();
             let role = r.role.parse().map_err(ApiError::InvalidArgument)?;
@@ -183,6 +203,10 @@ impl Access for AccessApi {
 
     async fn create_token(&self, req: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
         measured(&self.node, "Access/CreateToken", async {
+            crate::auth::note(
+                &req,
+                format!("user:{} token-name:{}", req.get_ref().user, req.get_ref().name),
+            );
             leader_only(&self.node)?;
             let c = auth::caller(&req)?;
             let r = req.get_ref();
@@ -220,6 +244,7 @@ impl Access for AccessApi {
 
     async fn revoke_token(&self, req: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
         measured(&self.node, "Access/RevokeToken", async {
+            crate::auth::note(&req, format!("token:{}", req.get_ref().id));
             leader_only(&self.node)?;
             let t =
                 access::revoke_token(self.node.as_ref(), &req.get_ref().id, sen_core::now_ms(), self.budget()).await?;
@@ -234,6 +259,10 @@ impl Access for AccessApi {
         req: Request<SetSiteAccessRequest>,
     ) -> Result<Response<SetSiteAccessResponse>, Status> {
         measured(&self.node, "Access/SetSiteAccess", async {
+            crate::auth::note(
+                &req,
+                format!("site:{} private:{}", req.get_ref().site, req.get_ref().private),
+            );
             leader_only(&self.node)?;
             let r = req.get_ref();
             self.node.config.limits.check_db(&r.site)?;
@@ -307,12 +336,48 @@ impl Audit for AuditApi {
     async fn append(&self, req: Request<AppendAuditRequest>) -> Result<Response<AppendAuditResponse>, Status> {
         measured(&self.node, "Audit/Append", async {
             leader_only(&self.node)?;
-            let records = req
-                .into_inner()
-                .json
-                .iter()
-                .map(|j| parse::<AuditRecord>(j))
-                .collect::<Result<Vec<_>, _>>()?;
+            // A node hands in its own records only (insecure mode: anyone).
+            let sender = match auth::caller(&req)?.principal {
+                Principal::Node(id) => Some(id),
+                _ => None,
+            };
+            let r = req.into_inner();
+            // Nodes of an older release send no keys: the leader picks them.
+            let keys = if r.keys.is_empty() {
+                vec![None; r.json.len()]
+            } else if r.keys.len() == r.json.len() {
+                r.keys.into_iter().map(Some).collect()
+            } else {
+                return Err(ApiError::InvalidArgument(format!(
+                    "{} audit records with {} keys: give one key per record",
+                    r.json.len(),
+                    r.keys.len()
+                )));
+            };
+            let mut records = Vec::with_capacity(r.json.len());
+            for (key, j) in keys.into_iter().zip(&r.json) {
+                let rec = parse::<AuditRecord>(j)?;
+                if sender.is_some_and(|s| s != rec.node) {
+                    return Err(ApiError::PermissionDenied(format!(
+                        "node {} hands in audit records of node {}: a node hands in its own",
+                        sender.unwrap_or_default(),
+                        rec.node
+                    )));
+                }
+                let key = match key {
+                    None => system::audit_key(rec.at_ms, rec.node, rand::random()),
+                    Some(k) => {
+                        if !audit_key_names(&k, &rec) {
+                            return Err(ApiError::InvalidArgument(format!(
+                                "{k:?} is not the audit key of a record of node {} at {}",
+                                rec.node, rec.at_ms
+                            )));
+                        }
+                        k.into_bytes()
+                    }
+                };
+                records.push((key, rec));
+            }
             crate::audit_log::commit(self.node.as_ref(), records).await?;
             Ok(AppendAuditResponse {})
         })
@@ -373,6 +438,7 @@ impl Control for ControlApi {
 
     async fn end_drill(&self, req: Request<EndDrillRequest>) -> Result<Response<EndDrillResponse>, Status> {
         measured(&self.node, "Control/EndDrill", async {
+            crate::auth::note(&req, format!("drill:{}", req.get_ref().id));
             // Only the drill that is running ends its marker.
             match cp::read::<ActiveDrill>(self.node.as_ref(), ACTIVE_DRILL_KEY)? {
                 Some((d, _)) if d.id == req.get_ref().id => self.delete(ACTIVE_DRILL_KEY).await?,
@@ -480,5 +546,54 @@ impl Control for ControlApi {
             Ok(ListBackupRunsResponse { json })
         })
         .await
+    }
+}
+
+/// Whether `key` is `audit/<at_ms>-<node>-<seq>` for `rec`'s time and node.
+fn audit_key_names(key: &str, rec: &AuditRecord) -> bool {
+    let Some(rest) = key.strip_prefix(AUDIT_PREFIX) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '-');
+    let (Some(at), Some(node), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    at.len() == 16
+        && at.parse::<u64>().ok() == Some(rec.at_ms)
+        && node.parse::<u64>().ok() == Some(rec.node)
+        && seq.parse::<u64>().is_ok()
+        && system::audit_key(rec.at_ms, rec.node, seq.parse().unwrap_or_default()) == key.as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audit_key_must_name_its_record() {
+        let rec = AuditRecord {
+            version: 1,
+            at_ms: 5,
+            who: "u".into(),
+            token: String::new(),
+            method: "m".into(),
+            resource: String::new(),
+            result: "ok".into(),
+            code: "Ok".into(),
+            message: String::new(),
+            from: String::new(),
+            node: 2,
+        };
+        let good = String::from_utf8(system::audit_key(5, 2, 7)).unwrap();
+        assert!(audit_key_names(&good, &rec));
+        for bad in [
+            "audit/zzz",
+            "audit/0000000000000005-000003-0000000007",
+            "audit/0000000000000006-000002-0000000007",
+            "audit/0000000000000005-000002-7",
+            "other/0000000000000005-000002-0000000007",
+        ] {
+            assert!(!audit_key_names(bad, &rec), "{bad}");
+        }
     }
 }

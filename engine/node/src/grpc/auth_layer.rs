@@ -15,7 +15,7 @@ use sen_raft::schema::system::{AuditRecord, SystemRecord};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::auth::rules::{self, ClusterNeed, Need, Rule};
-use crate::auth::{Auth, Caller, Denial, Presented, denied_message};
+use crate::auth::{Auth, Caller, Denial, Presented, Tally, denied_message};
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::system::ControlPlane;
@@ -56,8 +56,96 @@ fn header_code(r: &Resp) -> Option<tonic::Code> {
         .filter(|c| *c != tonic::Code::Ok)
 }
 
+/// The status message of an error answer.
+fn header_message(r: &Resp) -> Option<String> {
+    tonic::Status::from_header_map(r.headers()).map(|s| s.message().to_owned())
+}
+
 fn header<'a, B>(req: &'a http::Request<B>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether the connection presented a node certificate of the cluster's
+/// CA naming the node the request says it comes from (`sen-from-node`).
+/// Parsed only on the rare paths that need it (a throttled address, a
+/// refusal).
+fn from_a_node<B>(req: &http::Request<B>) -> bool {
+    let Some(claimed) = header(req, meta::FROM_NODE).and_then(|v| v.parse::<u64>().ok()) else {
+        return false;
+    };
+    let certs = req
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|t| t.peer_certs());
+    certs
+        .as_ref()
+        .and_then(|c| c.first())
+        .and_then(|c| sen_security::identity::identity_of_der(c.as_ref()).ok())
+        == Some(sen_security::CertIdentity::Node(claimed))
+}
+
+/// A certificate user without a record in this replica (created on the
+/// leader a moment ago, perhaps).
+fn unknown_user(node: &Node, who: &Principal) -> bool {
+    match who {
+        Principal::User {
+            name,
+            via: sen_core::auth::Credential::Certificate,
+        } => matches!(node.get_raw(&sen_raft::schema::system::user_key(name)), Ok(None)),
+        _ => false,
+    }
+}
+
+/// The client's address, from the TLS or TCP connection.
+fn remote_addr<B>(req: &http::Request<B>) -> Option<std::net::SocketAddr> {
+    req.extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|t| t.get_ref().remote_addr())
+        .or_else(|| req.extensions().get::<TcpConnectInfo>().and_then(|t| t.remote_addr()))
+}
+
+fn count_metric(node: &Node, result: &str) {
+    node.metrics
+        .auth_refused
+        .get_or_create(&crate::metrics::ResultLabel { result: result.into() })
+        .inc();
+}
+
+/// A refusal: counted against the client's address, then audited (the one
+/// that throttles the address says so; later ones are only counted).
+#[allow(clippy::too_many_arguments)]
+fn refused(
+    node: &Node,
+    auth: &Auth,
+    path: &str,
+    who: &Principal,
+    from: &str,
+    remote: Option<std::net::SocketAddr>,
+    resource: &str,
+    denial: &Denial,
+) {
+    count_metric(node, denial.result());
+    let tally = match remote {
+        Some(r) => auth.count_refusal(r.ip()),
+        None => Tally::Counted,
+    };
+    let message = match tally {
+        Tally::Throttled => return,
+        Tally::Counted => denial.message().to_owned(),
+        Tally::NowThrottled => format!("{} ({})", denial.message(), crate::auth::THROTTLED_NOTE),
+    };
+    tracing::info!(method = %path, who = %who, from = %from, "refused: {}", denial.message());
+    audit(
+        node,
+        auth,
+        path,
+        who,
+        from,
+        resource,
+        denial.result(),
+        denial.status().code(),
+        &message,
+    );
 }
 
 impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
@@ -80,33 +168,50 @@ where
         let (node, auth) = (self.node.clone(), self.auth.clone());
         Box::pin(async move {
             let path = req.uri().path().to_owned();
-            let caller = match admit(&node, &auth, &req, &path) {
+            // Refusals count against the client's address, never a node's:
+            // a node's connections carry Raft and the requests it forwards,
+            // which must not be throttled for its users' mistakes.
+            let remote = remote_addr(&req).filter(|_| auth.secure);
+            // An address refused too often is refused before any work.
+            if let Some(r) = remote
+                && auth.is_throttled(r.ip())
+                && rules::lookup(&path).is_some_and(|rule| rule.need != Need::Public)
+                && !from_a_node(&req)
+            {
+                count_metric(&node, "throttled");
+                return Ok(Auth::throttled_denial(r.ip()).status().into_http());
+            }
+            let caller = match admit(&node, &auth, &req, &path, remote) {
                 Ok(c) => c,
-                Err((denial, _, _)) if let Some(redirect) = defer(&node, rules::lookup(&path), &denial) => {
-                    return Ok(redirect.into_http());
-                }
                 Err((denial, who, from)) => {
-                    node.metrics
-                        .auth_refused
-                        .get_or_create(&crate::metrics::ResultLabel {
-                            result: denial.result().into(),
-                        })
-                        .inc();
-                    audit(
-                        &node,
-                        &auth,
-                        &path,
-                        &who,
-                        &from,
-                        "",
-                        denial.result(),
-                        denial.status().code(),
-                        denial.message(),
-                    );
-                    tracing::info!(method = %path, who = %who, from = %from, "refused: {}", denial.message());
+                    let remote = remote.filter(|_| !from_a_node(&req));
+                    let rule = rules::lookup(&path);
+                    let deferred = defer(&node, rule, &denial).or_else(|| {
+                        // A certificate user this replica does not know yet.
+                        (matches!(denial, Denial::Forbidden(_)) && unknown_user(&node, &who))
+                            .then(|| defer(&node, rule, &Denial::Unknown(String::new())))
+                            .flatten()
+                    });
+                    if let Some(redirect) = deferred {
+                        // Not a decision, but counted: guessing tokens at
+                        // followers is throttled like anywhere else.
+                        if let Some(r) = remote
+                            && auth.count_refusal(r.ip()) == Tally::NowThrottled
+                        {
+                            refused(&node, &auth, &path, &who, &from, None, "", &denial);
+                        }
+                        return Ok(redirect.into_http());
+                    }
+                    let resource = match rule.map(|r| r.need) {
+                        Some(Need::Cluster(_) | Need::Bootstrap) => "cluster",
+                        _ => "",
+                    };
+                    refused(&node, &auth, &path, &who, &from, remote, resource, &denial);
                     return Ok(denial.status().into_http());
                 }
             };
+            let remote =
+                remote.filter(|_| caller.forwarded_by.is_none() && !matches!(caller.principal, Principal::Node(_)));
             req.extensions_mut().insert(caller.clone());
             let resp = inner.call(req).await?;
             let code = header_code(&resp);
@@ -117,13 +222,8 @@ where
                 let d = Denial::Forbidden(format!(
                     "{path}: refused (the server did not check this request's site or database)"
                 ));
+                refused(&node, &auth, &path, &caller.principal, &caller.addr, remote, "", &d);
                 return Ok(d.status().into_http());
-            }
-            if let Some(c @ (tonic::Code::PermissionDenied | tonic::Code::Unauthenticated)) = code
-                && let Some(redirect) = defer(&node, Some(caller.rule), &Denial::Forbidden(String::new()))
-            {
-                tracing::debug!(method = %path, "refused by a follower's replica ({c:?}); the leader decides");
-                return Ok(redirect.into_http());
             }
             let resource = caller.checked().unwrap_or_default();
             let who = caller.principal.to_string();
@@ -137,18 +237,23 @@ where
             }
             match code {
                 Some(c @ (tonic::Code::PermissionDenied | tonic::Code::Unauthenticated)) => {
-                    audit(
+                    let message = header_message(&resp).unwrap_or_else(|| "refused by the service".into());
+                    let d = if c == tonic::Code::PermissionDenied {
+                        Denial::Forbidden(message)
+                    } else {
+                        Denial::Unauthenticated(message)
+                    };
+                    let _ = who;
+                    refused(
                         &node,
                         &auth,
                         &path,
                         &caller.principal,
                         &caller.addr,
+                        remote,
                         &resource,
-                        "denied",
-                        c,
-                        "refused by the service",
+                        &d,
                     );
-                    let _ = who;
                 }
                 Some(c) if caller.rule.mutating => {
                     audit(
@@ -183,26 +288,36 @@ where
     }
 }
 
-/// A replica that refuses a caller may only be behind: a node that has not
-/// joined a cluster knows no user, and a follower may not have applied a
-/// new token or grant yet. Such refusals are not final: the client is sent
-/// on (to another endpoint, or to the leader, whose replica decides and
-/// audits). `None`: the refusal stands (this node leads, no leader is
-/// known, the caller is throttled, or the rule does not depend on the
-/// replica).
+/// A replica that does not know a caller's credentials may only be
+/// behind: a node that has not joined a cluster knows no user, and a
+/// follower may not have applied a new token (or the token key) yet. Such
+/// refusals are not final: the client is sent on (to another endpoint, or
+/// to the leader, whose replica decides and audits). Every other refusal
+/// is decided — and audited — where it happens. `None`: the refusal
+/// stands.
 fn defer(node: &Node, rule: Option<&Rule>, denial: &Denial) -> Option<tonic::Status> {
     let rule = rule?;
-    if matches!(denial, Denial::Throttled(_)) || matches!(rule.need, Need::Public | Need::Peer | Need::Bootstrap) {
+    if matches!(rule.need, Need::Public | Need::Peer | Need::Bootstrap) {
         return None;
     }
     if node.cluster_id().is_none() {
         return node.check_serving().err().map(tonic::Status::from);
     }
-    if node.is_leader() {
+    if !matches!(denial, Denial::Unknown(_)) || node.is_leader() {
         return None;
     }
     let leader = node.leader().filter(|l| l.id != node.id)?;
     Some(ApiError::not_leader(node.id, Some(leader)).into())
+}
+
+/// Whether node `id` is in this node's current membership (voter or
+/// learner).
+fn is_member(node: &Node, id: u64) -> bool {
+    node.raft_metrics()
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .is_some()
 }
 
 /// Resolve the caller and apply the rule; on refusal, who it was.
@@ -211,11 +326,9 @@ fn admit<B>(
     auth: &Auth,
     req: &http::Request<B>,
     path: &str,
+    remote: Option<std::net::SocketAddr>,
 ) -> Result<Caller, (Denial, Principal, String)> {
     let tls = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
-    let remote = tls
-        .and_then(|t| t.get_ref().remote_addr())
-        .or_else(|| req.extensions().get::<TcpConnectInfo>().and_then(|t| t.remote_addr()));
     let from = remote.map(|a| a.to_string()).unwrap_or_default();
     let Some(rule) = rules::lookup(path) else {
         return Err((
@@ -237,7 +350,6 @@ fn admit<B>(
         on_behalf: header(req, meta::ON_BEHALF_OF),
         from_node: header(req, meta::FROM_NODE).and_then(|v| v.parse().ok()),
         caller_addr: header(req, meta::CALLER_ADDR),
-        remote,
     };
     let (principal, grants, forwarded_by) = auth
         .resolve(node.as_ref(), &presented, sen_core::now_ms())
@@ -256,6 +368,14 @@ fn admit<B>(
 /// The rule applied to an identified caller.
 fn decide(node: &Node, rule: &Rule, caller: &Caller) -> Result<(), Denial> {
     let p = &caller.principal;
+    // Only a member of this cluster may act for a user it forwards.
+    if let Some(n) = caller.forwarded_by
+        && !is_member(node, n)
+    {
+        return Err(Denial::Unauthenticated(format!(
+            "node {n} is not a member of this cluster: it cannot act for other callers"
+        )));
+    }
     match (p, caller.forwarded_by) {
         (Principal::Insecure, None) => return Ok(()),
         (Principal::Insecure, Some(n)) => {
@@ -269,9 +389,19 @@ fn decide(node: &Node, rule: &Rule, caller: &Caller) -> Result<(), Denial> {
                 crate::auth::HINT
             )));
         }
-        (Principal::Node(_), _) => {
-            return if rule.need == Need::Peer || rule.nodes {
+        (Principal::Node(id), _) => {
+            // Raft itself: any node certificate of the cluster's CA, under
+            // the id it names (the service checks the messages' sender and
+            // cluster id). Everything else nodes call: members only.
+            let raft = rule.method.starts_with("/sen.raft.v1.");
+            let for_nodes = rule.nodes || rule.need == Need::Peer;
+            return if raft || (for_nodes && is_member(node, *id)) {
                 Ok(())
+            } else if for_nodes {
+                Err(Denial::Forbidden(format!(
+                    "node {id} is not a member of this cluster: {} is for its members",
+                    rule.method
+                )))
             } else {
                 Err(Denial::Forbidden(denied_message(p, &Action::Authenticated)))
             };
@@ -295,12 +425,14 @@ fn decide(node: &Node, rule: &Rule, caller: &Caller) -> Result<(), Denial> {
         Need::Bootstrap => {
             // Before the cluster exists nobody has a grant: a certificate
             // of the cluster CA is the proof. Afterwards: cluster-admin.
+            // Only the configured bootstrap user (`auth.bootstrap-user`), so
+            // that no other certificate of the CA can take a fresh node.
             let by_certificate = matches!(
                 p,
                 Principal::User {
                     via: sen_core::auth::Credential::Certificate,
-                    ..
-                }
+                    name,
+                } if *name == node.config.auth.bootstrap_user
             );
             let bootstrapped = matches!(node.get_raw(sen_raft::schema::system::AUTH_KEY_KEY), Ok(Some(_)));
             if !bootstrapped && by_certificate {
@@ -310,10 +442,10 @@ fn decide(node: &Node, rule: &Rule, caller: &Caller) -> Result<(), Denial> {
             if caller.allows(&action) {
                 Ok(())
             } else if !bootstrapped {
-                Err(Denial::Forbidden(
-                    "the first `sen cluster init` needs a client certificate of the cluster CA (e.g. admin.pem from `sen certs init`)"
-                        .into(),
-                ))
+                Err(Denial::Forbidden(format!(
+                    "the first `sen cluster init` needs the client certificate of user {:?} from the cluster CA (admin.pem from `sen certs init`; auth.bootstrap-user names another)",
+                    node.config.auth.bootstrap_user
+                )))
             } else {
                 Err(Denial::Forbidden(denied_message(p, &action)))
             }

@@ -304,6 +304,7 @@ impl Cluster for ClusterApi {
     async fn add_node(&self, req: Request<AddNodeRequest>) -> Result<Response<AddNodeResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "AddNode", async {
+            crate::auth::note(&req, format!("node:{} addr:{}", req.get_ref().id, req.get_ref().addr));
             node.check_serving()?;
             let budget = deadline::budget(req.metadata(), node.config.server.catch_up_timeout);
             leader_only!(self, req, add_node, budget);
@@ -359,6 +360,7 @@ impl Cluster for ClusterApi {
     async fn promote_node(&self, req: Request<PromoteNodeRequest>) -> Result<Response<PromoteNodeResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "PromoteNode", async {
+            crate::auth::note(&req, format!("node:{}", req.get_ref().id));
             node.check_serving()?;
             let budget = deadline::budget(req.metadata(), node.config.server.catch_up_timeout);
             leader_only!(self, req, promote_node, budget);
@@ -384,6 +386,7 @@ impl Cluster for ClusterApi {
     async fn remove_node(&self, req: Request<RemoveNodeRequest>) -> Result<Response<RemoveNodeResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "RemoveNode", async {
+            crate::auth::note(&req, format!("node:{}", req.get_ref().id));
             node.check_serving()?;
             let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
             leader_only!(self, req, remove_node, budget);
@@ -513,6 +516,7 @@ impl Cluster for ClusterApi {
     ) -> Result<Response<TransferLeaderResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "TransferLeader", async {
+            crate::auth::note(&req, format!("node:{}", req.get_ref().to));
             node.check_serving()?;
             let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
             leader_only!(self, req, transfer_leader, budget);
@@ -597,6 +601,7 @@ impl Cluster for ClusterApi {
     async fn drain(&self, req: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "Drain", async {
+            crate::auth::note(&req, format!("node:{} drain:{}", req.get_ref().id, req.get_ref().drain));
             node.check_serving()?;
             let budget = deadline::budget(req.metadata(), node.config.server.request_timeout);
             leader_only!(self, req, drain, budget);

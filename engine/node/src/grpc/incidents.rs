@@ -62,6 +62,7 @@ impl Incidents for IncidentsApi {
 
     async fn annotate(&self, req: Request<AnnotateIncidentRequest>) -> Result<Response<IncidentDocument>, Status> {
         measured(&self.node, "Incidents/Annotate", async {
+            crate::auth::note(&req, format!("incident:{}", req.get_ref().id));
             on_leader!(self, req, annotate, {
                 let r = req.get_ref();
                 let node = self.node.as_ref();

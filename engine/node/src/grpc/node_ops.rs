@@ -23,6 +23,15 @@ pub struct NodeOpsApi {
 impl NodeOps for NodeOpsApi {
     async fn inject_fault(&self, req: Request<InjectFaultRequest>) -> Result<Response<InjectFaultResponse>, Status> {
         measured(&self.node, "NodeOps/InjectFault", async {
+            crate::auth::note(
+                &req,
+                format!(
+                    "node:{} fault:{} for:{}ms",
+                    self.node.id,
+                    req.get_ref().fault,
+                    req.get_ref().duration_ms
+                ),
+            );
             let r = req.into_inner();
             let node = &self.node;
             let kind = FaultKind::parse(&r.fault)?;
@@ -70,8 +79,9 @@ impl NodeOps for NodeOpsApi {
         .await
     }
 
-    async fn clear_fault(&self, _req: Request<ClearFaultRequest>) -> Result<Response<ClearFaultResponse>, Status> {
+    async fn clear_fault(&self, req: Request<ClearFaultRequest>) -> Result<Response<ClearFaultResponse>, Status> {
         measured(&self.node, "NodeOps/ClearFault", async {
+            crate::auth::note(&req, format!("node:{}", self.node.id));
             Ok(ClearFaultResponse {
                 cleared: self.node.faults.clear().unwrap_or_default().to_owned(),
             })
@@ -81,10 +91,11 @@ impl NodeOps for NodeOpsApi {
 
     async fn recover(&self, req: Request<RecoverRequest>) -> Result<Response<RecoverResponse>, Status> {
         measured(&self.node, "NodeOps/Recover", async {
+            crate::auth::note(&req, format!("node:{} force:{}", self.node.id, req.get_ref().force));
             let r = req.into_inner();
             let node = &self.node;
             let (pos, restarting) = if r.force {
-                (recovery::force(node, &r.confirm)?, true)
+                (recovery::force(node, &r.confirm).await?, true)
             } else {
                 (recovery::position(node), false)
             };

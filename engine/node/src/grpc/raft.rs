@@ -57,6 +57,29 @@ fn check_peer<T>(node: &Node, req: &Request<T>) -> Result<(), Status> {
     }
 }
 
+/// A Raft message speaks for the node its vote names (the candidate, or
+/// the leader): over TLS that must be the node whose certificate sent it
+/// (`sen-from-node`, which the auth layer matched to the certificate). A
+/// node certificate cannot carry another node's votes or entries.
+fn check_sender<T>(node: &Node, req: &Request<T>, vote: &sen_raft::Vote) -> Result<(), Status> {
+    use openraft::vote::RaftLeaderId;
+    if !node.config.tls.enabled() {
+        return Ok(());
+    }
+    let claimed = *vote.leader_id().node_id();
+    sender_matches(md(req, meta::FROM_NODE), claimed)
+}
+
+fn sender_matches(from: Option<&str>, claimed: u64) -> Result<(), Status> {
+    match from.and_then(|f| f.parse::<u64>().ok()) {
+        Some(f) if f == claimed => Ok(()),
+        f => Err(Status::unauthenticated(format!(
+            "a Raft message for node {claimed}'s vote sent by {}: refused",
+            f.map_or_else(|| "an unnamed sender".to_owned(), |f| format!("node {f}"))
+        ))),
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(what: &'static str, p: &RaftPayload) -> Result<T, Status> {
     codec::decode_v1(what, &p.data).map_err(|e| Status::invalid_argument(e.to_string()))
 }
@@ -86,7 +109,8 @@ impl RaftService for RaftApi {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
         self.node.faults.before_incoming().await?;
-        let rpc = decode("append entries", req.get_ref())?;
+        let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode("append entries", req.get_ref())?;
+        check_sender(&self.node, &req, &rpc.vote)?;
         let r = self.node.raft.append_entries(rpc).await;
         if matches!(&r, Ok(resp) if resp.is_success()) {
             self.node.roles.heard_from_leader();
@@ -97,21 +121,24 @@ impl RaftService for RaftApi {
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
         self.node.faults.before_incoming().await?;
-        let rpc = decode("vote", req.get_ref())?;
+        let rpc: openraft::raft::VoteRequest<TypeConfig> = decode("vote", req.get_ref())?;
+        check_sender(&self.node, &req, &rpc.vote)?;
         raft_result(&self.node, self.node.raft.vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
         self.node.faults.before_incoming().await?;
-        let rpc = decode("pre-vote", req.get_ref())?;
+        let rpc: openraft::raft::VoteRequest<TypeConfig> = decode("pre-vote", req.get_ref())?;
+        check_sender(&self.node, &req, &rpc.vote)?;
         raft_result(&self.node, self.node.raft.pre_vote(rpc).await)
     }
 
     async fn transfer_leader(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
         self.node.faults.before_incoming().await?;
-        let rpc = decode("transfer leader", req.get_ref())?;
+        let rpc: openraft::raft::TransferLeaderRequest<TypeConfig> = decode("transfer leader", req.get_ref())?;
+        check_sender(&self.node, &req, rpc.from_leader())?;
         match self.node.raft.handle_transfer_leader(rpc).await {
             Ok(v) => encode(&v),
             Err(e) => Err(fatal(&self.node, e)),
@@ -122,6 +149,7 @@ impl RaftService for RaftApi {
         check_peer(&self.node, &req)?;
         self.node.faults.before_incoming().await?;
         let node = self.node.clone();
+        let from = md(&req, meta::FROM_NODE).map(str::to_owned);
         let mut stream = req.into_inner();
         let first = stream
             .message()
@@ -130,6 +158,10 @@ impl RaftService for RaftApi {
         let Frame::Header { vote, manifest } = snapshot_transfer::decode(&first)? else {
             return Err(Status::invalid_argument("snapshot stream must start with a header"));
         };
+        if node.config.tls.enabled() {
+            use openraft::vote::RaftLeaderId;
+            sender_matches(from.as_deref(), *vote.leader_id().node_id())?;
+        }
         check_snapshot_is_installable(&node, &vote, &manifest.meta)?;
         let meta = manifest.meta.clone();
         tracing::info!(from_vote = %vote, last_log_id = ?meta.last_log_id, bytes = manifest.total_bytes(), "receiving snapshot");
@@ -302,4 +334,20 @@ fn check_snapshot_is_installable(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raft_message_speaks_only_for_its_sender() {
+        assert!(sender_matches(Some("2"), 2).is_ok());
+        let e = sender_matches(Some("9"), 2).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(e.message().contains("node 2's vote sent by node 9"), "{}", e.message());
+        let e = sender_matches(None, 2).unwrap_err();
+        assert!(e.message().contains("unnamed sender"), "{}", e.message());
+        assert!(sender_matches(Some("two"), 2).is_err());
+    }
 }

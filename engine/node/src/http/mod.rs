@@ -27,10 +27,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-use sen_core::auth::{Action, Principal};
+use sen_core::auth::{Action, Credential, Principal};
 use sen_raft::schema::system::{AuditRecord, SystemRecord};
 
-use crate::auth::{Auth, Presented, denied_message, permits};
+use crate::auth::{Auth, Presented, Tally, denied_message, permits};
 use crate::node::Node;
 
 pub mod content;
@@ -61,38 +61,17 @@ fn token(headers: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 /// Check `action` for the caller of an HTTP request; the refusal response
-/// otherwise (audited).
+/// otherwise (counted against the client's address and audited; an address
+/// refused too often gets 429 before any work).
 fn check_http(
     h: &HttpAuth,
     req: &axum::extract::Request,
     action: Action<'_>,
 ) -> Result<(), Box<axum::response::Response>> {
     let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let cert = req.extensions().get::<crate::tls::PeerCertificate>();
-    let presented = Presented {
-        cert: cert.map(|c| c.0.as_slice()),
-        token: token(req.headers()),
-        on_behalf: None,
-        from_node: None,
-        caller_addr: None,
-        remote,
-    };
     let from = remote.map(|a| a.to_string()).unwrap_or_default();
     let method = format!("{} {}", req.method(), req.uri().path());
-    let refuse = |status: StatusCode, who: &Principal, result: &str, msg: String| {
-        h.auth.audit.push(AuditRecord {
-            version: AuditRecord::VERSION,
-            at_ms: sen_core::now_ms(),
-            who: who.user().map_or_else(|| who.to_string(), str::to_owned),
-            token: String::new(),
-            method: method.clone(),
-            resource: action.to_string(),
-            result: result.into(),
-            code: status.as_u16().to_string(),
-            message: msg.chars().take(500).collect(),
-            from: from.clone(),
-            node: h.node.id,
-        });
+    let respond = |status: StatusCode, msg: &str| {
         let mut r = (
             status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -106,16 +85,69 @@ fn check_http(
         }
         Box::new(r)
     };
+    if let Some(r) = remote
+        && h.auth.is_throttled(r.ip())
+    {
+        count(&h.node, "throttled");
+        let d = crate::auth::Auth::throttled_denial(r.ip());
+        return Err(respond(StatusCode::TOO_MANY_REQUESTS, d.message()));
+    }
+    let token = token(req.headers());
+    let cert = req.extensions().get::<crate::tls::PeerCertificate>();
+    // A visitor without credentials (a browser on a private page) is
+    // refused but does not count toward throttling its address, which
+    // may be a whole office behind one NAT; its refusals are audited
+    // within a per-address budget.
+    let with_credentials = token.is_some() || cert.is_some();
+    let refuse = |status: StatusCode, who: &Principal, result: &str, msg: String| {
+        count(&h.node, result);
+        let tally = match remote {
+            Some(r) if with_credentials => h.auth.count_refusal(r.ip()),
+            Some(r) if !h.auth.may_audit(r.ip()) => Tally::Throttled,
+            _ => Tally::Counted,
+        };
+        let logged = match tally {
+            Tally::Throttled => None,
+            Tally::Counted => Some(msg.clone()),
+            Tally::NowThrottled => Some(format!("{msg} ({})", crate::auth::THROTTLED_NOTE)),
+        };
+        if let Some(logged) = logged {
+            let (name, token) = match who {
+                Principal::User {
+                    name,
+                    via: Credential::Token { id },
+                } => (name.clone(), id.clone()),
+                Principal::User { name, .. } => (name.clone(), String::new()),
+                other => (other.to_string(), String::new()),
+            };
+            h.auth.audit.push(AuditRecord {
+                version: AuditRecord::VERSION,
+                at_ms: sen_core::now_ms(),
+                who: name,
+                token,
+                method: method.clone(),
+                resource: action.to_string(),
+                result: result.into(),
+                code: status.as_u16().to_string(),
+                message: logged.chars().take(500).collect(),
+                from: from.clone(),
+                node: h.node.id,
+            });
+        }
+        respond(status, &msg)
+    };
+    let presented = Presented {
+        cert: cert.map(|c| c.0.as_slice()),
+        token,
+        on_behalf: None,
+        from_node: None,
+        caller_addr: None,
+    };
     let (principal, grants, _) = match h.auth.resolve(h.node.as_ref(), &presented, sen_core::now_ms()) {
         Ok(x) => x,
         Err(d) => {
-            let status = if matches!(d, crate::auth::Denial::Throttled(_)) {
-                StatusCode::TOO_MANY_REQUESTS
-            } else {
-                StatusCode::UNAUTHORIZED
-            };
             return Err(refuse(
-                status,
+                StatusCode::UNAUTHORIZED,
                 &Principal::Anonymous,
                 d.result(),
                 d.message().to_owned(),
@@ -131,6 +163,13 @@ fn check_http(
         (StatusCode::FORBIDDEN, "denied")
     };
     Err(refuse(status, &principal, result, denied_message(&principal, &action)))
+}
+
+fn count(node: &Node, result: &str) {
+    node.metrics
+        .auth_refused
+        .get_or_create(&crate::metrics::ResultLabel { result: result.into() })
+        .inc();
 }
 
 /// Access to the node's own endpoints and to private sites.
