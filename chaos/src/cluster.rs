@@ -277,7 +277,8 @@ impl ProcessCluster {
         &self.root
     }
 
-    /// Declare node `id` on 127.0.0.<10+id> and write its config file.
+    /// Declare node `id` on 127.0.0.<10+id> and write its config file
+    /// (`extra_config` with [`test_defaults`]).
     pub fn add(&mut self, id: u64) -> Result<&NodeProc> {
         if id == 0 || id > 200 {
             bail!("node ids 1..=200 only");
@@ -292,7 +293,7 @@ impl ProcessCluster {
         let mut config = format!(
             "id = {id}\ndata-dir = {:?}\nlisten = {grpc:?}\nhttp = {http:?}\n{}\n",
             data_dir.display().to_string(),
-            self.extra_config
+            test_defaults(&self.extra_config)
         );
         if let Some(s) = &self.security {
             let pair = s.node_cert(id, &ip)?;
@@ -752,9 +753,6 @@ impl Web {
     /// `Authorization` header unless `headers` carry credentials.
     pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse> {
         let addr = self.addr.as_str();
-        let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| anyhow!("connect to {addr} timed out"))??;
         let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             req.push_str(&format!("Host: {addr}\r\n"));
@@ -769,25 +767,37 @@ impl Web {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        let buf = match &self.tls {
-            None => exchange(tcp, &req, addr).await?,
-            Some(cfg) => {
-                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                    .map_err(|e| anyhow!("{host} is not a server name: {e}"))?;
-                let tls = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp),
-                )
-                .await
-                .map_err(|_| anyhow!("TLS handshake with {addr} timed out"))?
-                .with_context(|| format!("TLS handshake with {addr}"))?;
-                exchange(tls, &req, addr).await?
-            }
-        };
+        let buf = exchange(self.connect().await?, &req, addr).await?;
         parse_response(&buf, addr)
     }
+
+    /// An open connection to the listener (TLS handshaken when it has
+    /// TLS), for tests that speak HTTP byte by byte.
+    pub async fn connect(&self) -> Result<Box<dyn Stream>> {
+        let addr = self.addr.as_str();
+        let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow!("connect to {addr} timed out"))??;
+        let Some(cfg) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| anyhow!("{host} is not a server name: {e}"))?;
+        let tls = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| anyhow!("TLS handshake with {addr} timed out"))?
+        .with_context(|| format!("TLS handshake with {addr}"))?;
+        Ok(Box::new(tls))
+    }
 }
+
+/// A byte stream to a node (TCP or TLS).
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Write `req`, read to the end (a TLS peer that closes without
 /// `close_notify` still ends the response).
@@ -871,4 +881,30 @@ impl Drop for ProcessCluster {
             let _ = Command::new("umount").arg("-l").arg(m).status();
         }
     }
+}
+
+/// What test clusters add to a test's configuration unless it sets the
+/// field itself: drills allowed (fault injection), and backups to any
+/// local directory and to the test S3 bucket.
+pub fn test_defaults(extra: &str) -> String {
+    let mut out = extra.to_owned();
+    for (section, field, line) in [
+        ("[drills]", "enabled", "enabled = true"),
+        (
+            "[backup]",
+            "allowed-repos",
+            "allowed-repos = [\"file:///\", \"s3://sen-backups\"]",
+        ),
+    ] {
+        if let Some(at) = out.find(section) {
+            let body_start = at + section.len();
+            let body_end = out[body_start..].find("\n[").map_or(out.len(), |i| body_start + i);
+            if !out[body_start..body_end].contains(field) {
+                out.insert_str(body_start, &format!("\n{line}"));
+            }
+        } else {
+            out.push_str(&format!("\n{section}\n{line}\n"));
+        }
+    }
+    out
 }

@@ -755,9 +755,20 @@ type NodeDump = ((u64, String), BTreeMap<String, u64>, BTreeMap<String, Option<S
 async fn dump_node(cluster: &ProcessCluster, n: u64, append_keys: &BTreeSet<String>) -> Result<NodeDump> {
     let mut admin = AdminClient::new(cluster.channel(n)?);
     let d = admin.digest(DigestRequest::default()).await?.into_inner();
-    let a = admin.applied_requests(AppliedRequestsRequest {}).await?.into_inner();
-    let applied = a
-        .requests
+    let mut requests = Vec::new();
+    let mut start_after = Vec::new();
+    loop {
+        let a = admin
+            .applied_requests(AppliedRequestsRequest { start_after, limit: 0 })
+            .await?
+            .into_inner();
+        requests.extend(a.requests);
+        if a.next.is_empty() {
+            break;
+        }
+        start_after = a.next;
+    }
+    let applied = requests
         .into_iter()
         .map(|r| {
             (

@@ -30,6 +30,11 @@ pub enum BackupCmd {
         /// zstd level for blobs the cluster has not compressed already.
         #[arg(long, default_value_t = 3)]
         zstd_level: i32,
+        /// Make a repository without encryption (anyone who can read its
+        /// storage can read the backups). Without it, --password-file is
+        /// required.
+        #[arg(long)]
+        no_encryption: bool,
     },
     /// Back up the cluster: a node backs up its replica at one Raft index.
     Create {
@@ -145,11 +150,42 @@ fn snapshot_json(e: &SnapshotEntry) -> serde_json::Value {
     })
 }
 
+/// The first line of every listing: where the repository is and whether
+/// it is encrypted.
+fn repo_line(r: &Repo) -> String {
+    if r.keys.is_encrypted() {
+        format!("repository {} (encrypted)", r.describe())
+    } else {
+        format!(
+            "repository {} (NOT ENCRYPTED: anyone who can read its storage can read these backups)",
+            r.describe()
+        )
+    }
+}
+
 pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let rt = runtime()?;
     match cmd {
-        BackupCmd::Init { repo, zstd_level } => {
+        BackupCmd::Init {
+            repo,
+            zstd_level,
+            no_encryption,
+        } => {
             let password = repo.password()?;
+            match (&password, no_encryption) {
+                (None, false) => {
+                    return Err(Failure::from(
+                        "give --password-file FILE (or SEN_REPO_PASSWORD_FILE) to encrypt the repository, \
+                         or --no-encryption to make one that anyone with access to its storage can read",
+                    ));
+                }
+                (Some(_), true) => {
+                    return Err(Failure::from(
+                        "--no-encryption and --password-file contradict each other: give one of them",
+                    ));
+                }
+                _ => {}
+            }
             let r = Repo::init(
                 store(&rt, repo.url()?)?,
                 rt.handle().clone(),
@@ -245,25 +281,30 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
                 .collect();
             emit(
                 output,
-                json!({"snapshots": snaps.iter().map(snapshot_json).collect::<Vec<_>>()}),
+                json!({"repo": r.describe(), "encrypted": r.keys.is_encrypted(), "snapshots": snaps.iter().map(snapshot_json).collect::<Vec<_>>()}),
                 || {
                     if rows.is_empty() {
-                        "no snapshots yet (take one with `sen backup create`)".into()
-                    } else {
-                        table(
-                            &[
-                                "ID",
-                                "TIME",
-                                "RAFT INDEX",
-                                "NODE",
-                                "SITES",
-                                "DBS",
-                                "TOTAL",
-                                "NEW",
-                                "TAGS",
-                            ],
-                            &rows,
+                        format!(
+                            "{}\nno snapshots yet (take one with `sen backup create`)",
+                            repo_line(&r)
                         )
+                    } else {
+                        repo_line(&r)
+                            + "\n"
+                            + &table(
+                                &[
+                                    "ID",
+                                    "TIME",
+                                    "RAFT INDEX",
+                                    "NODE",
+                                    "SITES",
+                                    "DBS",
+                                    "TOTAL",
+                                    "NEW",
+                                    "TAGS",
+                                ],
+                                &rows,
+                            )
                     }
                 },
             );
@@ -273,8 +314,9 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
             let r = open(&rt, &repo)?;
             let snaps = read::list_snapshots(&r).map_err(fail)?;
             let e = read::resolve(&snaps, &id).map_err(fail)?;
-            let j = snapshot_json(&e);
-            emit(output, j.clone(), || show_text(&e));
+            let mut j = snapshot_json(&e);
+            j["encrypted"] = json!(r.keys.is_encrypted());
+            emit(output, j.clone(), || format!("{}\n{}", repo_line(&r), show_text(&e)));
             Ok(())
         }
         BackupCmd::Diff { repo, id1, id2 } => {
@@ -319,9 +361,12 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
             };
             let r = open(&rt, &repo)?;
             let report = check::check(&r, percent).map_err(fail)?;
-            emit(output, serde_json::to_value(&report).unwrap_or_default(), || {
+            let mut j = serde_json::to_value(&report).unwrap_or_default();
+            j["encrypted"] = json!(r.keys.is_encrypted());
+            emit(output, j, || {
                 let mut t = format!(
-                    "{} snapshots, {} index objects, {} packs ({} unindexed), {} blobs; data read: {} packs, {}",
+                    "{}\n{} snapshots, {} index objects, {} packs ({} unindexed), {} blobs; data read: {} packs, {}",
+                    repo_line(&r),
                     report.snapshots,
                     report.index_files,
                     report.packs,

@@ -96,10 +96,11 @@ pub fn run(args: DemoArgs, output: Output) -> Result<(), Failure> {
     for i in 1..=args.nodes {
         let node = sen_security::certs::node_files(&certs, i);
         let config = format!(
-            "# Written by `sen demo` (rewritten at every start).\nid = {i}\ndata-dir = {:?}\nlisten = {:?}\nhttp = {:?}\n\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            "# Written by `sen demo` (rewritten at every start).\nid = {i}\ndata-dir = {:?}\nlisten = {:?}\nhttp = {:?}\n\n# Failover drills may crash, pause or isolate these nodes.\n[drills]\nenabled = true\n\n# Where the nodes may write backups.\n[backup]\nallowed-repos = [{:?}]\n\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
             dir.join(format!("node{i}")).display().to_string(),
             grpc(i),
             http(i),
+            format!("file://{}/backups/", dir.display()),
             sen_security::certs::ca_files(&certs).cert.display().to_string(),
             node.cert.display().to_string(),
             node.key.display().to_string(),

@@ -13,6 +13,7 @@ mod demo;
 mod drill_cmd;
 mod incident_cmd;
 mod kv_cmd;
+mod log_limit;
 mod output;
 mod repo_args;
 mod restore_cmd;

@@ -66,15 +66,20 @@ pub fn run(args: ServerArgs) -> Result<(), Failure> {
 }
 
 fn init_logging(cfg: &NodeConfig) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = std::env::var("SEN_LOG").unwrap_or_else(|_| cfg.log.level.clone());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // Repeated lines (a peer down: every retry) are held back and
+    // summarised once per window, so an outage cannot fill the log disk.
+    let limiter = crate::log_limit::RepeatLimiter::new(cfg.log.repeat_window);
+    limiter.spawn_summaries();
+    let registry = tracing_subscriber::registry().with(filter).with(limiter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if cfg.log.format == "json" {
-        builder.json().init();
+        registry.with(fmt.json()).init();
     } else {
-        builder.with_ansi(false).init();
+        registry.with(fmt.with_ansi(false)).init();
     }
 }
 

@@ -334,8 +334,20 @@ async fn damaged_repositories_are_reported_and_newer_formats_refused() {
         sen(&["--endpoints", &eps, "site", "push", "s", tree.to_str().unwrap()]).0,
         0
     );
-    json(&[&["backup", "init"][..], &r].concat());
+    // An unencrypted repository only on purpose, and said in every listing.
+    let (code, _, err) = sen(&[&["backup", "init"][..], &r].concat());
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--password-file") && err.contains("--no-encryption"),
+        "{err}"
+    );
+    assert!(!repo_dir.join("config").exists(), "nothing written");
+    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
     json(&[&["--endpoints", &eps, "backup", "create"][..], &r].concat());
+    let (code, out, _) = sen(&[&["backup", "list"][..], &r].concat());
+    assert_eq!(code, 0);
+    assert!(out.contains("NOT ENCRYPTED"), "{out}");
+    assert_eq!(json(&[&["backup", "list"][..], &r].concat())["encrypted"], false);
 
     let mut packs = Vec::new();
     for d in std::fs::read_dir(repo_dir.join("data")).unwrap().flatten() {
@@ -400,7 +412,7 @@ async fn scheduled_backups_run_once_per_slot_across_a_failover() {
     let repo_url = format!("file://{}", root.join("repo").display());
     let client = c.client().unwrap();
     client.put("portal", b"k", b"v").await.unwrap();
-    json(&["backup", "init", "--repo", &repo_url]);
+    json(&["backup", "init", "--no-encryption", "--repo", &repo_url]);
     json(&[
         "--endpoints",
         &eps,
@@ -624,7 +636,7 @@ async fn undo_deletions_into_the_live_cluster_and_drill_a_restore() {
             .await
             .unwrap();
     }
-    json(&[&["backup", "init"][..], &r].concat());
+    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
     json(&[&["backup", "create"][..], &r].concat());
 
     // Accidents: a directory deleted, a file replaced, keys deleted and changed.
@@ -787,7 +799,7 @@ async fn kill_9_during_backup_and_during_prune() {
         sen(&["--endpoints", &eps, "site", "push", "s", tree.to_str().unwrap()]).0,
         0
     );
-    json(&[&["backup", "init"][..], &r].concat());
+    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
     let first = json(&[&["--endpoints", &eps, "backup", "create", "--node", "2"][..], &r].concat());
 
     // New content (so the next backup has something to upload), then kill

@@ -154,12 +154,19 @@ async fn retried_request_ids_apply_once_across_a_leader_change() {
     let new_leader = c.wait_leader(Some(leader), T).await.unwrap();
     // The same request id again, now to the new leader (as a client
     // retrying after a lost reply would).
-    let again = put(c.channel(new_leader).unwrap(), "second")
-        .await
-        .unwrap()
-        .into_inner();
+    let again = put(c.channel(new_leader).unwrap(), "first").await.unwrap().into_inner();
     assert!(again.duplicate, "the retry must not apply again");
     assert_eq!(again.revision, first.revision);
+    // The same id for a different request is refused, never dropped
+    // silently, whichever node it is sent to.
+    for node in [1, 2, 3].into_iter().filter(|n| *n != leader) {
+        let e = put(c.channel(node).unwrap(), "second").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(
+            e.message().contains("request id reused for a different request"),
+            "{e:?}"
+        );
+    }
     let v = c
         .client()
         .unwrap()

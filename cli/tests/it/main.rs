@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod common;
 mod content;
+mod guards;
 mod ha;
 mod membership;
 mod readme;

@@ -23,6 +23,14 @@ use crate::RepoError;
 pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 
+/// Most memory a repository's key derivation may ask for: 1 GiB, 16× what
+/// Sen writes ([`KdfParams::new_random`]).
+pub const MAX_KDF_MEMORY_KIB: u32 = 1024 * 1024;
+/// Most Argon2id passes (Sen writes 3).
+pub const MAX_KDF_PASSES: u32 = 64;
+/// Most Argon2id lanes (Sen writes 1).
+pub const MAX_KDF_LANES: u32 = 16;
+
 /// Argon2id parameters, stored in the repository config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {
@@ -46,6 +54,36 @@ impl KdfParams {
         }
     }
 
+    /// Refuse costs beyond [`MAX_KDF_MEMORY_KIB`], [`MAX_KDF_PASSES`] and
+    /// [`MAX_KDF_LANES`] before hashing: the repository config is read
+    /// before anything is authenticated, so a damaged or hostile one must
+    /// not be able to make us allocate gigabytes or hash for hours.
+    pub fn check_limits(&self) -> Result<(), RepoError> {
+        if self.m_cost_kib > MAX_KDF_MEMORY_KIB {
+            return Err(RepoError::Corrupt(format!(
+                "repository config asks for {} MiB of memory to derive the key; the limit is {} MiB \
+                 (the config is damaged or was not written by Sen)",
+                self.m_cost_kib / 1024,
+                MAX_KDF_MEMORY_KIB / 1024
+            )));
+        }
+        if self.t_cost > MAX_KDF_PASSES {
+            return Err(RepoError::Corrupt(format!(
+                "repository config asks for {} Argon2id passes; the limit is {MAX_KDF_PASSES} \
+                 (the config is damaged or was not written by Sen)",
+                self.t_cost
+            )));
+        }
+        if self.p_cost == 0 || self.p_cost > MAX_KDF_LANES {
+            return Err(RepoError::Corrupt(format!(
+                "repository config asks for {} Argon2id lanes; Sen accepts 1 to {MAX_KDF_LANES} \
+                 (the config is damaged or was not written by Sen)",
+                self.p_cost
+            )));
+        }
+        Ok(())
+    }
+
     fn derive(&self, password: &[u8]) -> Result<Zeroizing<[u8; 32]>, RepoError> {
         if self.algorithm != "argon2id" {
             return Err(RepoError::Format(format!(
@@ -53,6 +91,7 @@ impl KdfParams {
                 self.algorithm
             )));
         }
+        self.check_limits()?;
         let salt = hex::decode(&self.salt).map_err(|_| RepoError::Format("config: salt is not hex".into()))?;
         let params = argon2::Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32))
             .map_err(|e| RepoError::Format(format!("config: invalid Argon2id parameters: {e}")))?;

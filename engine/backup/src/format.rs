@@ -82,9 +82,27 @@ impl RepoConfig {
                 )));
             }
         }
-        serde_json::from_value(v).map_err(|e| RepoError::Corrupt(format!("{store}/config: {e}")))
+        let config: Self = serde_json::from_value(v).map_err(|e| RepoError::Corrupt(format!("{store}/config: {e}")))?;
+        if !(MIN_PACK_BYTES..=MAX_PACK_BYTES).contains(&config.pack_target_bytes) {
+            return Err(RepoError::Corrupt(format!(
+                "{store}/config: pack_target_bytes = {} is outside {MIN_PACK_BYTES}..={MAX_PACK_BYTES} \
+                 (offsets inside a pack are 32-bit): the config is damaged or was not written by Sen",
+                config.pack_target_bytes
+            )));
+        }
+        if let Some(enc) = &config.encryption {
+            enc.kdf.check_limits()?;
+        }
+        Ok(config)
     }
 }
+
+/// Smallest pack size a repository may ask for.
+pub const MIN_PACK_BYTES: u64 = 64 << 10;
+/// Largest: a pack closes once it reaches the target, so it may exceed it
+/// by one blob group; offsets inside a pack are `u32`, so the target stays
+/// far below 4 GiB.
+pub const MAX_PACK_BYTES: u64 = 1 << 30;
 
 /// How a blob's plaintext is stored inside its (possibly sealed) bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,9 +321,33 @@ pub fn decode_object<T: serde::de::DeserializeOwned>(
         )));
     }
     let compressed = keys.open(&bytes[8..], &bytes[..8], name)?;
-    let plain = zstd::stream::decode_all(compressed.as_slice())
-        .map_err(|e| RepoError::Corrupt(format!("{name}: cannot decompress: {e}")))?;
+    let plain = decompress_bounded(&compressed, MAX_METADATA_BYTES, name)?;
     sen_core::codec::decode_v1(kind.what(), &plain).map_err(|e| RepoError::Corrupt(format!("{name}: {e}")))
+}
+
+/// Largest decompressed metadata object (config, key, index, snapshot,
+/// lock) a reader accepts: a snapshot of a cluster with millions of files
+/// stays far below it, and a hostile object cannot make a reader allocate
+/// more.
+pub const MAX_METADATA_BYTES: u64 = 1 << 30;
+
+/// Decompress a zstd stream, refusing output beyond `limit` bytes (a
+/// decompression bomb or a damaged object) instead of allocating it.
+pub fn decompress_bounded(compressed: &[u8], limit: u64, name: &str) -> Result<Vec<u8>, RepoError> {
+    use std::io::Read;
+    let decoder = zstd::stream::read::Decoder::new(compressed)
+        .map_err(|e| RepoError::Corrupt(format!("{name}: cannot decompress: {e}")))?;
+    let mut out = Vec::new();
+    let read = decoder
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| RepoError::Corrupt(format!("{name}: cannot decompress: {e}")))?;
+    if read as u64 > limit {
+        return Err(RepoError::Corrupt(format!(
+            "{name}: decompresses to more than {limit} bytes, the most a repository object may hold"
+        )));
+    }
+    Ok(out)
 }
 
 /// Lower-case hex of an id.
@@ -507,4 +549,80 @@ mod golden {
     const GOLDEN_PACK_HEADER: &str = "00020101010101010101010101010101010101010101010101010101010101010101000100fb204efc000001000002020202020202020202020202020202020202020202020202020202020202020102fb204efb2823fb0010fb0002";
     const GOLDEN_TRASH: &str = "00fd00e897b69a010000010707070707070707070707070707070707070707070707070707070707070707fc7c001000020101010101010101010101010101010101010101010101010101010101010101000100fb204efc000001000002020202020202020202020202020202020202020202020202020202020202020102fb204efb2823fb0010fb0002";
     const GOLDEN_SNAPSHOT: &str = "00fd00e897b69a01000003632d317803020473656e320106736c6f743d3502616201026b760264010303030303030303030303030303030303030303030303030303030303030303640107636f6e6762616f010903fbe70301086c6963687475616e32fb8813fb7017fb7017040402020f";
+}
+
+#[cfg(test)]
+mod hostile {
+    //! Repository objects are parsed as hostile: any bytes give `Ok` or a
+    //! typed error, never a panic, an abort or an allocation beyond the
+    //! object's own bounds.
+
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A valid object header of `kind` for an unencrypted repository,
+    /// followed by `body` (so the fuzzing reaches the decompressor and
+    /// the decoder, not only the magic check).
+    fn with_header(kind: ObjectKind, body: &[u8]) -> Vec<u8> {
+        let mut b = object_header(&Keys::None, kind).to_vec();
+        b.extend_from_slice(body);
+        b
+    }
+
+    fn zstd_of(plain: &[u8]) -> Vec<u8> {
+        zstd::bulk::compress(plain, 1).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_bytes_are_an_object_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_object::<IndexFile>(&Keys::None, ObjectKind::Index, &bytes, "x");
+            let _ = decode_object::<Snapshot>(&Keys::None, ObjectKind::Snapshot, &with_header(ObjectKind::Snapshot, &bytes), "x");
+            let _ = decode_object::<IndexFile>(&Keys::None, ObjectKind::Index, &with_header(ObjectKind::Index, &zstd_of(&bytes)), "x");
+            let _ = decode_object::<Snapshot>(&Keys::None, ObjectKind::Snapshot, &with_header(ObjectKind::Snapshot, &zstd_of(&bytes)), "x");
+            let _ = decode_object::<TrashFile>(&Keys::None, ObjectKind::Trash, &with_header(ObjectKind::Trash, &zstd_of(&bytes)), "x");
+            let _ = RepoConfig::parse(&bytes, "r");
+            let _ = pack_trailer(bytes.len() as u64 * 1000, &bytes, "p");
+        }
+
+        #[test]
+        fn any_config_json_is_a_config_or_an_error(
+            pack in any::<u64>(), m in any::<u32>(), t in any::<u32>(), p in any::<u32>()
+        ) {
+            let json = format!(
+                r#"{{"format":"sen-backup-repository","version":1,"id":"ab","created_at_ms":1,"table_chunker":{{"algorithm":"fastcdc-2020","min":1024,"avg":4096,"max":16384}},"zstd_level":3,"pack_target_bytes":{pack},"encryption":{{"cipher":"xchacha20-poly1305","kdf":{{"algorithm":"argon2id","m_cost_kib":{m},"t_cost":{t},"p_cost":{p},"salt":"00"}},"wrapped_key":"00"}}}}"#
+            );
+            match RepoConfig::parse(json.as_bytes(), "r") {
+                Ok(c) => {
+                    prop_assert!((MIN_PACK_BYTES..=MAX_PACK_BYTES).contains(&c.pack_target_bytes));
+                    let kdf = &c.encryption.unwrap().kdf;
+                    prop_assert!(kdf.m_cost_kib <= crate::crypto::MAX_KDF_MEMORY_KIB);
+                    prop_assert!(kdf.t_cost <= crate::crypto::MAX_KDF_PASSES);
+                }
+                Err(e) => prop_assert!(matches!(e, RepoError::Corrupt(_) | RepoError::Format(_))),
+            }
+        }
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_within_its_limit() {
+        // 64 MiB of zeros compress to a few KB.
+        let bomb = zstd_of(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 1 << 20);
+        let e = decompress_bounded(&bomb, 1 << 20, "index x").unwrap_err().to_string();
+        assert!(e.contains("decompresses to more than 1048576 bytes"), "{e}");
+        assert_eq!(decompress_bounded(&bomb, 64 << 20, "x").unwrap().len(), 64 << 20);
+    }
+
+    #[test]
+    fn a_config_with_a_huge_pack_target_is_refused() {
+        let json = r#"{"format":"sen-backup-repository","version":1,"id":"ab","created_at_ms":1,"table_chunker":{"algorithm":"fastcdc-2020","min":1024,"avg":4096,"max":16384},"zstd_level":3,"pack_target_bytes":8589934592,"encryption":null}"#;
+        let e = RepoConfig::parse(json.as_bytes(), "r").unwrap_err().to_string();
+        assert!(e.contains("pack_target_bytes = 8589934592 is outside"), "{e}");
+    }
 }

@@ -77,6 +77,11 @@ pub struct TableReader<'a> {
     name: String,
 }
 
+/// Longest key or value in a table record stream: a KV value (at most a
+/// few MiB by configuration), a stored chunk (≤ 4 MiB plus framing) or a
+/// file record listing the chunks of a very large file all stay far below.
+pub const MAX_TABLE_FIELD_BYTES: usize = 64 << 20;
+
 impl<'a> TableReader<'a> {
     pub fn new(repo: &'a Repo, index: &'a Index, stream: &TableStream) -> Self {
         let ids = stream.chunks.iter().map(|c| c.id).collect();
@@ -91,10 +96,26 @@ impl<'a> TableReader<'a> {
 
     fn try_record(&mut self) -> Option<Result<Row, RepoError>> {
         let avail = &self.buf[self.pos..];
+        // A field's length is checked before waiting for its bytes: a
+        // damaged length must not make the reader buffer gigabytes.
+        let len_at = |b: &[u8], at: usize| -> Option<usize> {
+            Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize)
+        };
+        let too_long = |len: usize| len > MAX_TABLE_FIELD_BYTES;
         let field = |b: &[u8], at: usize| -> Option<(usize, usize)> {
-            let len = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize;
+            let len = len_at(b, at)?;
             (b.len() >= at + 4 + len).then_some((at + 4, len))
         };
+        let kl0 = len_at(avail, 0)?;
+        let vl0 = len_at(avail, 4 + kl0.min(MAX_TABLE_FIELD_BYTES + 1));
+        if too_long(kl0) || vl0.is_some_and(too_long) {
+            self.failed = true;
+            return Some(Err(RepoError::Corrupt(format!(
+                "table {}: a record field of {} bytes, more than any record Sen writes ({MAX_TABLE_FIELD_BYTES}): the repository is damaged",
+                self.name,
+                if too_long(kl0) { kl0 } else { vl0.unwrap_or_default() }
+            ))));
+        }
         let (ks, kl) = field(avail, 0)?;
         let (vs, vl) = field(avail, ks + kl)?;
         let rec = (avail[ks..ks + kl].to_vec(), avail[vs..vs + vl].to_vec());

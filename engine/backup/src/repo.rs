@@ -124,6 +124,14 @@ impl Repo {
         password: Option<&[u8]>,
         opts: &InitOptions,
     ) -> Result<Self, RepoError> {
+        if !(crate::format::MIN_PACK_BYTES..=crate::format::MAX_PACK_BYTES).contains(&opts.pack_target_bytes) {
+            return Err(RepoError::Usage(format!(
+                "a pack target of {} bytes is outside {}..={}",
+                opts.pack_target_bytes,
+                crate::format::MIN_PACK_BYTES,
+                crate::format::MAX_PACK_BYTES
+            )));
+        }
         let id = hex::encode(rand::random::<[u8; 16]>());
         let (keys, encryption) = match password {
             Some(p) => {
@@ -378,6 +386,13 @@ fn open_blob_cached(
         let (plain, stored) = match loc.encoding {
             BlobEncoding::Raw => (keys.open(sealed, &blob_id, &what)?, None),
             BlobEncoding::Zstd => {
+                if loc.raw_len as usize > sen_content::chunk::MAX_CHUNK_BYTES {
+                    return Err(RepoError::Corrupt(format!(
+                        "{what}: the index says it holds {} bytes, more than any chunk ({})",
+                        loc.raw_len,
+                        sen_content::chunk::MAX_CHUNK_BYTES
+                    )));
+                }
                 let stored = keys.open(sealed, &blob_id, &what)?;
                 (
                     zstd::bulk::decompress(&stored, loc.raw_len as usize)

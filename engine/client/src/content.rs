@@ -97,13 +97,28 @@ impl Client {
         .await
     }
 
+    /// Every site the caller may see, read page by page.
     pub async fn list_sites(&self) -> Result<ListSitesResponse, ClientError> {
-        self.retry("list sites", false, |ch, d| async move {
-            Self::content(ch)
-                .list_sites(Self::request(ListSitesRequest {}, d))
-                .await
-        })
-        .await
+        let mut all = ListSitesResponse::default();
+        loop {
+            let start_after = all.next.clone();
+            let page = self
+                .retry("list sites", false, |ch, d| {
+                    let start_after = start_after.clone();
+                    async move {
+                        Self::content(ch)
+                            .list_sites(Self::request(ListSitesRequest { start_after, limit: 0 }, d))
+                            .await
+                    }
+                })
+                .await?;
+            all.header = page.header;
+            all.sites.extend(page.sites);
+            all.next = page.next;
+            if all.next.is_empty() {
+                return Ok(all);
+            }
+        }
     }
 
     /// Every file of `site` under `prefix`, and the current deployment id.

@@ -569,19 +569,36 @@ impl Client {
     }
 
     /// Every database and its size.
+    /// Every database the caller may see, read page by page.
     pub async fn list_databases(&self, consistency: Consistency) -> Result<ListDatabasesResponse, ClientError> {
         let stale = consistency == Consistency::Stale;
-        self.retry("list databases", !stale, |ch, d| async move {
-            KvClient::new(ch)
-                .list_databases(Self::request(
-                    ListDatabasesRequest {
-                        consistency: consistency as i32,
-                    },
-                    d,
-                ))
-                .await
-        })
-        .await
+        let mut all = ListDatabasesResponse::default();
+        loop {
+            let start_after = all.next.clone();
+            let page = self
+                .retry("list databases", !stale, |ch, d| {
+                    let start_after = start_after.clone();
+                    async move {
+                        KvClient::new(ch)
+                            .list_databases(Self::request(
+                                ListDatabasesRequest {
+                                    consistency: consistency as i32,
+                                    start_after,
+                                    limit: 0,
+                                },
+                                d,
+                            ))
+                            .await
+                    }
+                })
+                .await?;
+            all.header = page.header;
+            all.databases.extend(page.databases);
+            all.next = page.next;
+            if all.next.is_empty() {
+                return Ok(all);
+            }
+        }
     }
 
     /// Turn the first endpoint's node into a new one-voter cluster. Not
@@ -737,13 +754,33 @@ impl Client {
         .map(|r| r.json)
     }
 
+    /// Every incident that started at or after `since_ms` or was open
+    /// then, read page by page.
     pub async fn list_incidents(&self, since_ms: u64) -> Result<ListIncidentsResponse, ClientError> {
-        self.retry("list-incidents", true, |ch, d| async move {
-            IncidentsClient::new(ch)
-                .list(Self::request(ListIncidentsRequest { since_ms }, d))
-                .await
-        })
-        .await
+        let mut all = ListIncidentsResponse::default();
+        loop {
+            let after_id = all.next_after_id;
+            let page = self
+                .retry("list-incidents", true, |ch, d| async move {
+                    IncidentsClient::new(ch)
+                        .list(Self::request(
+                            ListIncidentsRequest {
+                                since_ms,
+                                after_id,
+                                limit: 0,
+                            },
+                            d,
+                        ))
+                        .await
+                })
+                .await?;
+            all.json.extend(page.json);
+            all.serious_limit_ms = page.serious_limit_ms;
+            all.next_after_id = page.next_after_id;
+            if all.next_after_id == 0 {
+                return Ok(all);
+            }
+        }
     }
 
     /// One call to the node at `addr` only (no retry elsewhere).

@@ -57,6 +57,16 @@ pub fn encode<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Ve
     bincode::serde::encode_to_vec(value, config()).map_err(|source| CodecError::Encode { what, source })
 }
 
+/// Encode `value` into a writer (a hasher, a file) without an
+/// intermediate buffer.
+pub fn encode_into<T: Serialize + ?Sized, W: std::io::Write>(
+    what: &'static str,
+    value: &T,
+    writer: &mut W,
+) -> Result<usize, CodecError> {
+    bincode::serde::encode_into_std_write(value, writer, config()).map_err(|source| CodecError::Encode { what, source })
+}
+
 /// Decode a whole buffer as a `T`; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|source| CodecError::Decode {

@@ -12,7 +12,7 @@ pub const MAX_DB_NAME_LEN: usize = 63;
 
 /// Configurable limits (see `docs/configuration.md`, section `[limits]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Limits {
     /// Largest key, in bytes. Keys are never empty.
     pub max_key_bytes: usize,

@@ -432,7 +432,8 @@ pub async fn set_site_private(
 }
 
 pub fn site_is_private(plane: &impl ControlPlane, site: &str) -> bool {
-    matches!(plane.get_raw(&system::site_private_key(site)), Ok(Some(_)))
+    // A flag that cannot be read counts as set: fail closed.
+    !matches!(plane.get_raw(&system::site_private_key(site)), Ok(None))
 }
 
 #[cfg(test)]

@@ -47,7 +47,36 @@ pub struct Auth {
     throttled: Mutex<HashMap<IpAddr, Instant>>,
     /// The cluster's token key, once read.
     token_key: OnceLock<[u8; 32]>,
+    /// Token records and users' grants read from this replica, kept while
+    /// no access-control record changes (see [`ControlPlane::auth_epoch`]):
+    /// two reads and two JSON decodes less per request.
+    records: Mutex<RecordCache>,
     pub audit: audit::AuditQueue,
+}
+
+/// See [`Auth::records`].
+#[derive(Default)]
+struct RecordCache {
+    epoch: u64,
+    tokens: HashMap<String, Option<TokenRecord>>,
+    grants: HashMap<String, Grants>,
+    private_sites: HashMap<String, bool>,
+}
+
+impl RecordCache {
+    /// Most entries kept (a flood of made-up token ids must not grow it).
+    const MAX: usize = 10_000;
+
+    /// The cache for `epoch`, emptied if that changed (or it is full).
+    fn at(&mut self, epoch: u64) -> &mut Self {
+        if self.epoch != epoch || self.tokens.len() + self.grants.len() + self.private_sites.len() > Self::MAX {
+            self.tokens.clear();
+            self.grants.clear();
+            self.private_sites.clear();
+            self.epoch = epoch;
+        }
+        self
+    }
 }
 
 /// An authenticated (or insecure-mode) caller, for one request.
@@ -158,6 +187,7 @@ impl Auth {
             audit_budget: RateLimiter::keyed(Quota::per_minute(per_minute)),
             throttled: Mutex::new(HashMap::new()),
             token_key: OnceLock::new(),
+            records: Mutex::new(RecordCache::default()),
             audit: audit::AuditQueue::new(audit_queue),
         }
     }
@@ -268,19 +298,97 @@ impl Auth {
     }
 
     /// A user's grants in this replica (none if the user does not exist).
-    pub fn grants(plane: &impl ControlPlane, user: &str) -> Grants {
-        match cp::read::<UserRecord>(plane, &system::user_key(user)) {
-            Ok(Some((u, _))) => Grants(u.grants),
-            _ => Grants::default(),
+    pub fn grants(&self, plane: &impl ControlPlane, user: &str) -> Grants {
+        let epoch = plane.auth_epoch();
+        if let Some(e) = epoch
+            && let Some(g) = self
+                .records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .at(e)
+                .grants
+                .get(user)
+        {
+            return g.clone();
         }
+        // The epoch is read before the record: a change in between leaves
+        // an entry under the old epoch, which the next lookup drops.
+        let grants = match cp::read::<UserRecord>(plane, &system::user_key(user)) {
+            Ok(Some((u, _))) => Grants(u.grants),
+            Ok(None) => Grants::default(),
+            // Not cached: the next request reads again.
+            Err(_) => return Grants::default(),
+        };
+        if let Some(e) = epoch {
+            self.records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .at(e)
+                .grants
+                .insert(user.to_owned(), grants.clone());
+        }
+        grants
+    }
+
+    /// Whether `site` is private over HTTP (cached like grants).
+    pub fn site_is_private(&self, plane: &impl ControlPlane, site: &str) -> bool {
+        let epoch = plane.auth_epoch();
+        if let Some(e) = epoch
+            && let Some(p) = self
+                .records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .at(e)
+                .private_sites
+                .get(site)
+        {
+            return *p;
+        }
+        let private = crate::access::site_is_private(plane, site);
+        if let Some(e) = epoch {
+            self.records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .at(e)
+                .private_sites
+                .insert(site.to_owned(), private);
+        }
+        private
+    }
+
+    /// A token's record in this replica (`None`: unknown here).
+    fn token_record(&self, plane: &impl ControlPlane, id: &str) -> Result<Option<TokenRecord>, Denial> {
+        let epoch = plane.auth_epoch();
+        if let Some(e) = epoch
+            && let Some(r) = self
+                .records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .at(e)
+                .tokens
+                .get(id)
+        {
+            return Ok(r.clone());
+        }
+        let rec = cp::read::<TokenRecord>(plane, &system::token_key(id))
+            .map_err(|e| Denial::Unauthenticated(format!("cannot check the token: {e}")))?
+            .map(|(r, _)| r);
+        if let Some(e) = epoch {
+            self.records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .at(e)
+                .tokens
+                .insert(id.to_owned(), rec.clone());
+        }
+        Ok(rec)
     }
 
     /// A token a follower accepted must still be valid here (revoked or
     /// expired since, or unknown: refused).
-    fn token_still_valid(plane: &impl ControlPlane, id: &str, user: &str, now_ms: u64) -> Result<(), Denial> {
-        let rec = cp::read::<TokenRecord>(plane, &system::token_key(id))
-            .map_err(|e| Denial::Unauthenticated(format!("cannot check the token: {e}")))?
-            .map(|(r, _)| r)
+    fn token_still_valid(&self, plane: &impl ControlPlane, id: &str, user: &str, now_ms: u64) -> Result<(), Denial> {
+        let rec = self
+            .token_record(plane, id)?
             .ok_or_else(|| Denial::Unknown(format!("token {id} is unknown to this cluster")))?;
         if rec.user != user {
             return Err(Denial::Unauthenticated(format!(
@@ -355,10 +463,10 @@ impl Auth {
                                 name,
                                 via: Credential::Token { id: token_id },
                             } => {
-                                Self::token_still_valid(plane, token_id, name, now_ms)?;
-                                Self::grants(plane, name)
+                                self.token_still_valid(plane, token_id, name, now_ms)?;
+                                self.grants(plane, name)
                             }
-                            Principal::User { name, .. } => Self::grants(plane, name),
+                            Principal::User { name, .. } => self.grants(plane, name),
                             Principal::Anonymous => Grants::default(),
                             // A secure node never forwards for these.
                             Principal::Insecure | Principal::Node(_) => {
@@ -372,7 +480,7 @@ impl Auth {
                     return Ok((Principal::Node(id), Grants::default(), None));
                 }
                 CertIdentity::User(name) if p.token.is_none() => {
-                    let grants = Self::grants(plane, &name);
+                    let grants = self.grants(plane, &name);
                     return Ok((
                         Principal::User {
                             name,
@@ -390,8 +498,8 @@ impl Auth {
             return Ok((Principal::Anonymous, Grants::default(), None));
         };
         let token = TokenSecret::parse(text).map_err(Denial::Unauthenticated)?;
-        let (rec, _) = cp::read::<TokenRecord>(plane, &system::token_key(&token.id))
-            .map_err(|e| Denial::Unauthenticated(format!("cannot check the token: {e}")))?
+        let rec = self
+            .token_record(plane, &token.id)?
             .ok_or_else(|| Denial::Unknown(format!("token {} is unknown to this cluster", token.id)))?;
         let stored: [u8; 32] = hex::decode(&rec.hash)
             .ok()

@@ -30,6 +30,13 @@ pub fn repo_err(e: RepoError) -> ApiError {
     }
 }
 
+/// Open the repository at `url` if this node may write there
+/// (`[backup] allowed-repos`): checked before anything is created.
+pub async fn open_allowed(node: &Node, url: &str) -> Result<Arc<dyn sen_backup::ObjectStore>, ApiError> {
+    sen_backup_s3::check_allowed(url, &node.config.backup.allowed_repos, node.id).map_err(repo_err)?;
+    open_store(url).await.map_err(repo_err)
+}
+
 /// Back up this node's replica into the repository at `url`.
 pub async fn backup_here(
     node: &Arc<Node>,
@@ -44,7 +51,7 @@ pub async fn backup_here(
             node.id
         ))
     })?;
-    let store = open_store(url).await.map_err(repo_err)?;
+    let store = open_allowed(node, url).await?;
     let rt = tokio::runtime::Handle::current();
     let state = node.state.clone();
     let node_id = node.id;
@@ -265,7 +272,7 @@ async fn scheduled_backup(
     };
     let mut prune_note = String::new();
     if !schedule.keep.is_empty() {
-        let store = open_store(&schedule.repo).await.map_err(repo_err)?;
+        let store = open_allowed(node, &schedule.repo).await?;
         let rt = tokio::runtime::Handle::current();
         let keep = schedule.keep.clone();
         let grace = Duration::from_millis(schedule.prune_grace_ms);

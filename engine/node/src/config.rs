@@ -39,6 +39,7 @@ pub struct NodeConfig {
     pub incidents: IncidentsConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
+    pub drills: DrillsConfig,
     /// Run without TLS and without authentication on any address: every
     /// caller can do everything (for trusted test networks only). Without
     /// it, a node without `[tls]` listens on loopback addresses only.
@@ -191,6 +192,31 @@ impl Default for IncidentsConfig {
     }
 }
 
+/// The longest drill fault, whatever the configuration says.
+pub const MAX_FAULT: Duration = Duration::from_secs(600);
+
+/// Fault injection for failover drills (`sen drill`, docs/drills.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DrillsConfig {
+    /// Accept `NodeOps/InjectFault` (crash, pause, isolate this node).
+    /// Off by default: a production node refuses to be faulted unless its
+    /// operators chose to run drills on it. `sen demo` turns it on.
+    pub enabled: bool,
+    /// Longest fault one call may inject (at most 10 minutes).
+    #[serde(with = "humantime_serde")]
+    pub max_fault_duration: Duration,
+}
+
+impl Default for DrillsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_fault_duration: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Scheduled backups (the schedule itself is kept in the cluster:
 /// `sen backup schedule set`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,12 +225,18 @@ pub struct BackupConfig {
     /// How often the leader looks whether a scheduled backup is due.
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
+    /// Where this node may write backups: repository URLs, or directories
+    /// (`file:///srv/backup/`) and buckets (`s3://bucket/prefix`) holding
+    /// them. A backup anywhere else is refused before any object is
+    /// written. Empty: the node takes no backups.
+    pub allowed_repos: Vec<String>,
 }
 
 impl Default for BackupConfig {
     fn default() -> Self {
         Self {
             check_interval: Duration::from_secs(10),
+            allowed_repos: Vec::new(),
         }
     }
 }
@@ -227,7 +259,15 @@ pub struct ContentConfig {
     /// this long before it is deleted: longer than any push takes.
     #[serde(with = "humantime_serde")]
     pub gc_grace: Duration,
+    /// `Content-Security-Policy` sent with every HTML page (site pages
+    /// and the node's own), unless empty. The default forbids framing by
+    /// other origins, plugins and `<base>` rewriting, and leaves scripts,
+    /// styles and images to the site.
+    pub csp: String,
 }
+
+/// The default `content.csp`.
+pub const DEFAULT_CSP: &str = "frame-ancestors 'self'; object-src 'none'; base-uri 'self'";
 
 impl Default for ContentConfig {
     fn default() -> Self {
@@ -236,6 +276,7 @@ impl Default for ContentConfig {
             max_chunk_entry_bytes: 1024 * 1024,
             gc_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(3600),
+            csp: DEFAULT_CSP.to_owned(),
         }
     }
 }
@@ -281,6 +322,7 @@ impl Default for NodeConfig {
             incidents: IncidentsConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
+            drills: DrillsConfig::default(),
             insecure: false,
         }
     }
@@ -371,6 +413,31 @@ pub struct ServerConfig {
     /// requests) before moving on.
     #[serde(with = "humantime_serde")]
     pub shutdown_step_timeout: Duration,
+    /// An HTTP client must send a request's headers within this long
+    /// (HTTP/1: also the longest a kept-alive connection waits for the
+    /// next request), or its connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub http_header_timeout: Duration,
+    /// An HTTP connection on which nothing is read or written for this
+    /// long is closed.
+    #[serde(with = "humantime_serde")]
+    pub http_idle_timeout: Duration,
+    /// Most HTTP connections open at once; more are closed on arrival.
+    pub http_max_connections: usize,
+    /// Host names under which the node's own endpoints (`/livez`,
+    /// `/readyz`, `/metrics`) answer, besides IP addresses and
+    /// `localhost`. Under any other Host they are not found.
+    pub admin_hosts: Vec<String>,
+    /// Longest deadline a client may ask for (`grpc-timeout`); longer
+    /// ones are cut to this.
+    #[serde(with = "humantime_serde")]
+    pub max_request_timeout: Duration,
+    /// Free space kept on the data directory's file system: below it,
+    /// client writes that add data are refused (the node stays up,
+    /// read-only). At most `disk-reserve-percent` of the file system.
+    pub disk_reserve_bytes: u64,
+    /// The reserve's cap, as a percentage of the file system's size.
+    pub disk_reserve_percent: u8,
 }
 
 impl Default for ServerConfig {
@@ -383,6 +450,13 @@ impl Default for ServerConfig {
             ready_max_lag: 1_000,
             transfer_leadership_on_shutdown: true,
             shutdown_step_timeout: Duration::from_secs(3),
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
+            http_max_connections: 10_000,
+            admin_hosts: Vec::new(),
+            max_request_timeout: Duration::from_secs(600),
+            disk_reserve_bytes: 2 << 30,
+            disk_reserve_percent: 5,
         }
     }
 }
@@ -395,6 +469,10 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// A message repeated within this window is written once; the rest
+    /// are counted and summarised in one line per window.
+    #[serde(with = "humantime_serde")]
+    pub repeat_window: Duration,
 }
 
 impl Default for LogConfig {
@@ -402,6 +480,7 @@ impl Default for LogConfig {
         Self {
             level: "info,openraft=warn".into(),
             format: "text".into(),
+            repeat_window: Duration::from_secs(60),
         }
     }
 }
@@ -547,6 +626,39 @@ impl NodeConfig {
         }
         if self.data_dir.as_os_str().is_empty() {
             return bad("data-dir is empty (set --data-dir DIR)".into());
+        }
+        if axum::http::HeaderValue::from_str(&self.content.csp).is_err() {
+            return bad("content.csp must be one line of visible ASCII (an HTTP header value)".into());
+        }
+        if self.log.repeat_window < Duration::from_millis(100) {
+            return bad("log.repeat-window must be at least 100ms".into());
+        }
+        let srv = &self.server;
+        if srv.http_header_timeout.is_zero() || srv.http_idle_timeout.is_zero() || srv.http_max_connections == 0 {
+            return bad(
+                "server.http-header-timeout, server.http-idle-timeout and server.http-max-connections must be positive"
+                    .into(),
+            );
+        }
+        if srv.disk_reserve_percent > 50 {
+            return bad("server.disk-reserve-percent must be at most 50".into());
+        }
+        if srv.max_request_timeout < srv.request_timeout.max(srv.catch_up_timeout) {
+            return bad(format!(
+                "server.max-request-timeout ({:?}) must be at least server.request-timeout ({:?}) and server.catch-up-timeout ({:?})",
+                srv.max_request_timeout, srv.request_timeout, srv.catch_up_timeout
+            ));
+        }
+        for repo in &self.backup.allowed_repos {
+            if let Err(e) = sen_backup_s3::Location::parse(repo) {
+                return bad(format!("backup.allowed-repos: {e}"));
+            }
+        }
+        if self.drills.max_fault_duration.is_zero() || self.drills.max_fault_duration > MAX_FAULT {
+            return bad(format!(
+                "drills.max-fault-duration must be between 1ms and {:?}",
+                MAX_FAULT
+            ));
         }
         let listen: SocketAddr = match self.listen.parse() {
             Ok(a) => a,
@@ -722,6 +834,20 @@ fn apply_env(table: &mut toml::Table, schema: &toml::Table, var: &str, value: &s
                         .parse::<f64>()
                         .map(toml::Value::Float)
                         .map_err(|_| err(format!("{value:?} is not a number")))?,
+                    // Lists and maps are written as TOML inline values:
+                    // SEN_BACKUP__ALLOWED_REPOS='["file:///srv/backup/"]'.
+                    toml::Value::Array(_) | toml::Value::Table(_) => {
+                        let kind = if v.is_array() {
+                            "a TOML array like [\"a\", \"b\"]"
+                        } else {
+                            "a TOML inline table like { \"a\" = \"b\" }"
+                        };
+                        toml::from_str::<toml::Table>(&format!("v = {value}"))
+                            .ok()
+                            .and_then(|mut t| t.remove("v"))
+                            .filter(|parsed| parsed.same_type(v))
+                            .ok_or_else(|| err(format!("{value:?} is not {kind}")))?
+                    }
                     _ => toml::Value::String(value.to_owned()),
                 };
                 let mut t = &mut *table;
@@ -798,6 +924,147 @@ snapshot-after-entries = 10
         assert_eq!(cfg.raft.snapshot_after_entries, 77);
         assert_eq!(cfg.listen, "127.0.0.2:7200");
         assert_eq!(cfg.advertise_addr(), "127.0.0.2:7200");
+    }
+
+    /// Every leaf of the configuration, as (path, value) pairs.
+    fn leaves(t: &toml::Table, prefix: &[String], out: &mut Vec<(Vec<String>, toml::Value)>) {
+        for (k, v) in t {
+            let mut path = prefix.to_vec();
+            path.push(k.clone());
+            match v {
+                toml::Value::Table(inner) if !is_map_field(&path) => leaves(inner, &path, out),
+                _ => out.push((path, v.clone())),
+            }
+        }
+    }
+
+    /// Fields whose value is a map (not a section).
+    fn is_map_field(path: &[String]) -> bool {
+        matches!(path.join(".").as_str(), "content.vhosts" | "network.peer-addresses")
+    }
+
+    fn schema_leaves() -> Vec<(Vec<String>, toml::Value)> {
+        let schema = toml::Table::try_from(NodeConfig::default()).unwrap();
+        let mut out = Vec::new();
+        leaves(&schema, &[], &mut out);
+        out
+    }
+
+    #[test]
+    fn every_field_has_an_environment_override() {
+        // Set every field through its SEN_* variable to a value other than
+        // the default where the type allows, and read it back.
+        for (path, default) in schema_leaves() {
+            let var = format!(
+                "SEN_{}",
+                path.iter()
+                    .map(|p| p.to_ascii_uppercase().replace('-', "_"))
+                    .collect::<Vec<_>>()
+                    .join("__")
+            );
+            let (text, expect) = match &default {
+                toml::Value::Integer(i) => ((i + 1).to_string(), toml::Value::Integer(i + 1)),
+                toml::Value::Boolean(b) => ((!b).to_string(), toml::Value::Boolean(!b)),
+                toml::Value::String(s) => (s.clone(), default.clone()),
+                toml::Value::Array(_) => ("[]".to_owned(), toml::Value::Array(vec![])),
+                toml::Value::Table(_) => ("{}".to_owned(), toml::Value::Table(toml::Table::new())),
+                other => (other.to_string(), other.clone()),
+            };
+            let mut table = toml::Table::new();
+            let schema = toml::Table::try_from(NodeConfig::default()).unwrap();
+            apply_env(&mut table, &schema, &var, &text).unwrap_or_else(|e| panic!("{var}: {e}"));
+            let mut got = &toml::Value::Table(table.clone());
+            for k in &path {
+                got = &got[k.as_str()];
+            }
+            assert_eq!(got, &expect, "{var}");
+            // The value must also deserialize into the configuration.
+            table
+                .try_into::<NodeConfig>()
+                .unwrap_or_else(|e| panic!("{var}={text}: {e}"));
+        }
+    }
+
+    #[test]
+    fn list_and_map_overrides_are_toml_values() {
+        let schema = toml::Table::try_from(NodeConfig::default()).unwrap();
+        let mut t = toml::Table::new();
+        let e = apply_env(&mut t, &schema, "SEN_CONTENT__VHOSTS", "congbao.example.vn")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TOML inline table"), "{e}");
+        apply_env(
+            &mut t,
+            &schema,
+            "SEN_CONTENT__VHOSTS",
+            r#"{ "congbao.example.vn" = "congbao" }"#,
+        )
+        .unwrap();
+        let cfg: NodeConfig = t.try_into().unwrap();
+        assert_eq!(cfg.content.vhosts["congbao.example.vn"], "congbao");
+    }
+
+    #[test]
+    fn variables_of_other_parts_of_sen_are_left_alone() {
+        let vars: Vec<(String, String)> = CLIENT_ENV.iter().map(|v| (v.to_string(), "x".to_string())).collect();
+        NodeConfig::load(None, vars, &Overrides::default()).unwrap();
+    }
+
+    /// docs/configuration.md documents exactly the fields the node reads,
+    /// and every TOML example in docs/ is a valid node configuration.
+    #[test]
+    fn the_documentation_matches_the_configuration() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        let text = std::fs::read_to_string(docs.join("configuration.md")).unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        let mut section: Option<String> = None;
+        for line in text.lines() {
+            if let Some(h) = line.strip_prefix("## ") {
+                section = if h == "Top level" || h == "Insecure mode" {
+                    Some(String::new())
+                } else {
+                    h.strip_prefix("`[")
+                        .and_then(|r| r.strip_suffix("]`"))
+                        .map(|name| format!("{name}."))
+                };
+                continue;
+            }
+            if let (Some(sec), Some(row)) = (&section, line.strip_prefix("| `"))
+                && let Some((field, _)) = row.split_once('`')
+            {
+                documented.insert(format!("{sec}{field}"));
+            }
+        }
+        let fields: std::collections::BTreeSet<String> =
+            schema_leaves().into_iter().map(|(p, _)| p.join(".")).collect();
+        let undocumented: Vec<_> = fields.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&fields).collect();
+        assert!(
+            undocumented.is_empty(),
+            "fields missing from docs/configuration.md: {undocumented:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "docs/configuration.md documents unknown fields: {unknown:?}"
+        );
+
+        let mut examples = 0;
+        for entry in std::fs::read_dir(&docs).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "md") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for block in text.split("```toml\n").skip(1) {
+                let toml_text = block.split("```").next().unwrap();
+                let t: toml::Table = toml::from_str(toml_text)
+                    .unwrap_or_else(|e| panic!("{}: example does not parse: {e}\n{toml_text}", path.display()));
+                t.try_into::<NodeConfig>()
+                    .unwrap_or_else(|e| panic!("{}: example is not a node configuration: {e}", path.display()));
+                examples += 1;
+            }
+        }
+        assert!(examples >= 3, "found only {examples} examples");
     }
 
     #[test]

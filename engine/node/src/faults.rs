@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 use crate::error::ApiError;
 use sen_core::now_ms;
 
-/// Longest fault a drill may inject.
-pub const MAX_FAULT: Duration = Duration::from_secs(600);
+pub use crate::config::MAX_FAULT;
 
 /// The file (in the data directory) a crash drill leaves for the next
 /// process: when it may start again.

@@ -98,6 +98,36 @@ pub fn list(plane: &impl ControlPlane) -> Result<Vec<Incident>, ApiError> {
     Ok(out)
 }
 
+/// Up to `limit` incidents after id `after_id`, in id order, and the id
+/// to continue after if more may follow.
+pub fn list_page(
+    plane: &impl ControlPlane,
+    after_id: u64,
+    limit: usize,
+) -> Result<(Vec<Incident>, Option<u64>), ApiError> {
+    let after = (after_id > 0).then(|| system::incident_key(after_id));
+    let keys = plane.scan_keys(INCIDENT_PREFIX.as_bytes(), after.as_deref(), limit)?;
+    let full = keys.len() == limit;
+    let mut out = Vec::new();
+    let mut last = None;
+    for k in keys {
+        if k.as_slice() == INCIDENT_COUNTER_KEY {
+            continue;
+        }
+        let Some((v, _)) = plane.get_raw(&k)? else {
+            continue;
+        };
+        match Incident::from_json(&v) {
+            Ok(i) => {
+                last = Some(i.id);
+                out.push(i);
+            }
+            Err(e) => tracing::warn!(key = %String::from_utf8_lossy(&k), "unreadable incident: {e}"),
+        }
+    }
+    Ok((out, last.filter(|_| full)))
+}
+
 pub fn get(plane: &impl ControlPlane, id: u64) -> Result<Incident, ApiError> {
     cp::read::<Incident>(plane, &system::incident_key(id))?
         .map(|(i, _)| i)

@@ -39,6 +39,7 @@ mod auth;
 pub mod backup;
 pub mod config;
 mod deadline;
+mod disk;
 mod error;
 pub mod faults;
 mod grpc;

@@ -77,6 +77,9 @@ pub struct Metrics {
     pub audit_dropped: Gauge,
     /// Requests refused by the authorization layer, by reason.
     pub auth_refused: Family<ResultLabel, Counter>,
+    pub http_connections_refused: Counter,
+    pub disk_free_bytes: Gauge,
+    pub disk_low: Gauge,
     /// Certificate reloads, by result.
     pub tls_reloads: Family<ResultLabel, Counter>,
     /// When this node's certificate expires (Unix seconds; 0 = no TLS).
@@ -120,6 +123,9 @@ impl Metrics {
             http_seconds: Family::new_with_constructor(latency_histogram),
             audit_dropped: Gauge::default(),
             auth_refused: Family::default(),
+            http_connections_refused: Counter::default(),
+            disk_free_bytes: Gauge::default(),
+            disk_low: Gauge::default(),
             tls_reloads: Family::default(),
             cert_not_after: Gauge::default(),
         };
@@ -214,6 +220,21 @@ impl Metrics {
             "auth_refused",
             "Requests refused by the authorization layer, by result (unauthenticated, denied, throttled)",
             m.auth_refused.clone(),
+        );
+        registry.register(
+            "disk_free_bytes",
+            "Bytes an unprivileged process may still write on the data directory's file system",
+            m.disk_free_bytes.clone(),
+        );
+        registry.register(
+            "disk_low",
+            "1 while free space is below server.disk-reserve-bytes: client writes that add data are refused",
+            m.disk_low.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed on arrival because server.http-max-connections were open",
+            m.http_connections_refused.clone(),
         );
         registry.register(
             "tls_reloads",

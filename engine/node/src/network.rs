@@ -91,8 +91,33 @@ impl PeerNetwork {
         }
     }
 
-    /// One unary call: encode, send with a deadline, decode.
+    /// One unary call: encode, send with a deadline, decode; failures are
+    /// reported to [`Peers`] (which logs when the peer starts and stops
+    /// failing, not every retry).
     async fn call<Req, Resp, F, Fut>(
+        &self,
+        action: RPCTypes,
+        timeout: Duration,
+        req: &Req,
+        send: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        F: FnOnce(PeerRaftClient, tonic::Request<RaftPayload>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftPayload>, Status>>,
+    {
+        let r = self.call_once(action, timeout, req, send).await;
+        match &r {
+            Ok(_) => self.peers.call_succeeded(self.target),
+            // A drill isolating this node is not the peer's failure.
+            Err(RPCError::Unreachable(_)) if self.faults.isolated_by().is_some() => {}
+            Err(e) => self.peers.call_failed(self.target, e),
+        }
+        r
+    }
+
+    async fn call_once<Req, Resp, F, Fut>(
         &self,
         action: RPCTypes,
         timeout: Duration,

@@ -43,6 +43,8 @@ pub struct Node {
     pub recovery: tokio_util::sync::CancellationToken,
     /// When this process started (ms since the epoch).
     pub started_at_ms: u64,
+    /// Free space of the data directory: writes stop above the reserve.
+    pub disk: crate::disk::DiskGuard,
     stopping: AtomicBool,
 }
 
@@ -71,6 +73,7 @@ impl Node {
             roles: RoleState::default(),
             recovery: tokio_util::sync::CancellationToken::new(),
             started_at_ms: sen_core::now_ms(),
+            disk: crate::disk::DiskGuard::default(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -155,6 +158,9 @@ impl Node {
     /// Propose a command on this node (which must be the leader) and wait
     /// until it is applied here.
     pub async fn propose(&self, id: Option<RequestId>, op: Op, budget: Duration) -> Result<Response, ApiError> {
+        if op.adds_data(sen_raft::schema::system::SYSTEM_DB) {
+            self.disk.check(self.id)?;
+        }
         let req = Request {
             id,
             proposed_at_ms: sen_core::now_ms(),
@@ -166,7 +172,13 @@ impl Node {
             Err(_) => Err(ApiError::Timeout(format!(
                 "the write was not committed within {budget:?}; its outcome is unknown: retry with the same request id (the CLI does this)"
             ))),
-            Ok(Ok(r)) => Ok(r.data),
+            Ok(Ok(r)) => match r.data.outcome {
+                sen_raft::Outcome::RequestIdReused { revision } => Err(ApiError::FailedPrecondition(format!(
+                    "request id reused for a different request (the id was applied at revision {revision} to \
+                     another operation; nothing changed): give every new request a new id"
+                ))),
+                _ => Ok(r.data),
+            },
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 Err(ApiError::not_leader(self.id, crate::error::hint(f)))
             }

@@ -81,6 +81,8 @@ pub struct Peers {
     faults: Arc<crate::faults::Faults>,
     /// This node's certificates: peers are called over mutual TLS.
     tls: Option<Arc<sen_security::Reloader>>,
+    /// Peers whose Raft calls fail: since when, and how many failed.
+    failing: Mutex<HashMap<NodeId, (std::time::Instant, u64)>>,
 }
 
 impl Peers {
@@ -101,6 +103,33 @@ impl Peers {
             overrides: settings.overrides,
             faults,
             tls,
+            failing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A Raft call to `target` failed: one line when it starts failing,
+    /// then only counted (a down peer is retried every heartbeat).
+    pub fn call_failed(&self, target: NodeId, what: &dyn std::fmt::Display) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = failing.entry(target).or_insert((std::time::Instant::now(), 0));
+        entry.1 += 1;
+        if entry.1 == 1 {
+            tracing::warn!(
+                peer = target,
+                "node {target} does not answer Raft calls: {what}; further failures are counted until it answers again"
+            );
+        }
+    }
+
+    /// A Raft call to `target` succeeded: one line if it was failing.
+    pub fn call_succeeded(&self, target: NodeId) {
+        let was = self.failing.lock().unwrap_or_else(|p| p.into_inner()).remove(&target);
+        if let Some((since, n)) = was {
+            tracing::info!(
+                peer = target,
+                "node {target} answers again after {n} failed calls over {:.1}s",
+                since.elapsed().as_secs_f64()
+            );
         }
     }
 

@@ -57,6 +57,11 @@ use crate::node::Node;
 use crate::peers::Peers;
 use crate::types::Raft;
 
+/// Most concurrent gRPC calls on one connection (HTTP/2 streams). The
+/// busiest connection is a peer's (Raft appends, heartbeats, forwarded
+/// requests) or a benchmark client sharing one channel among 64 tasks.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
 /// openraft's configuration derived from ours.
 pub fn raft_config(cfg: &NodeConfig) -> Result<Config, NodeError> {
     let r = &cfg.raft;
@@ -227,6 +232,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let stop_watch = CancellationToken::new();
     let watcher = tokio::spawn(metrics::watch_raft(raft.clone(), cfg.id, metrics, stop_watch.clone()));
     let gc = tokio::spawn(collect_garbage(node.clone(), stop_watch.clone()));
+    let disk = tokio::spawn(watch_disk(node.clone(), stop_watch.clone()));
     let scheduler = tokio::spawn(crate::backup::run_scheduler(node.clone(), stop_watch.clone()));
     let roles = tokio::spawn(crate::roles::run(node.clone(), stop_watch.clone()));
     let auditor = tokio::spawn(crate::audit_log::run(node.clone(), auth.clone(), stop_watch.clone()));
@@ -256,6 +262,8 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .tcp_nodelay(true)
+        // One connection cannot hold more than this many calls open.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         // Peers cancel heartbeats and appends that pass their deadline, and
         // every cancel is an HTTP/2 RST_STREAM. h2's default rapid-reset
         // guard (20 pending) made a loaded follower drop the whole peer
@@ -327,23 +335,17 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     };
     let http_stop = stop_servers.clone();
     let http_router = crate::http::router(node.clone(), auth.clone());
-    let http_task = match tls.clone().filter(|_| cfg.tls.http) {
-        None => tokio::spawn(async move {
-            axum::serve(
-                http_listener,
-                http_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(http_stop.cancelled_owned())
-            .await
-            .map_err(|e| e.to_string())
-        }),
-        Some(t) => {
-            let (handshakes, drain) = (handshakes.clone(), cfg.server.shutdown_step_timeout);
-            tokio::spawn(async move {
-                crate::tls::serve_http(http_listener, t, http_router, handshakes, drain, http_stop).await;
-                Ok(())
-            })
-        }
+    let http_task = {
+        let tls = tls.clone().filter(|_| cfg.tls.http).map(|t| (t, handshakes.clone()));
+        let (node, limits, drain) = (
+            node.clone(),
+            crate::http::serve::HttpLimits::from_config(&cfg.server),
+            cfg.server.shutdown_step_timeout,
+        );
+        tokio::spawn(async move {
+            crate::http::serve::serve(node, http_listener, tls, http_router, limits, drain, http_stop).await;
+            Ok::<(), String>(())
+        })
     };
     tracing::info!(
         node = cfg.id,
@@ -393,6 +395,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     stop_watch.cancel();
     let _ = watcher.await;
     let _ = gc.await;
+    let _ = disk.await;
     let _ = scheduler.await;
     let _ = roles.await;
     let _ = auditor.await;
@@ -515,5 +518,41 @@ async fn transfer_leadership(node: &Node, timeout: Duration) {
     match r {
         Ok(m) => tracing::info!(new_leader = ?m.current_leader, "leadership transferred"),
         Err(e) => tracing::warn!("leadership did not move within {timeout:?}: {e}"),
+    }
+}
+
+/// Look at the disk every second until `stop`, logging each change once.
+async fn watch_disk(node: Arc<Node>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match node.disk.refresh(&node.config.data_dir, &node.config.server) {
+            Ok(changed) => {
+                warned = false;
+                let g = &node.disk;
+                let (free, reserve) = g.free_and_reserve();
+                node.metrics.disk_free_bytes.set(free as i64);
+                node.metrics.disk_low.set(i64::from(g.is_low()));
+                if changed && g.is_low() {
+                    tracing::error!(
+                        free,
+                        reserve,
+                        "disk almost full: refusing client writes that add data until space is freed"
+                    );
+                } else if changed {
+                    tracing::warn!(free, "disk space is back above the reserve: accepting writes again");
+                }
+            }
+            Err(e) if !warned => {
+                warned = true;
+                tracing::warn!("cannot read the free space of {}: {e}", node.config.data_dir.display());
+            }
+            Err(_) => {}
+        }
     }
 }

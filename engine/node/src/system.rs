@@ -30,6 +30,11 @@ pub trait ControlPlane: Send + Sync {
     fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, ApiError>;
     /// Commit `op` (this node must lead) and wait until it is applied here.
     fn propose(&self, op: Op, budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send;
+    /// A number that changes whenever an access-control record (`auth/…`)
+    /// changes in this replica; `None`: do not cache them.
+    fn auth_epoch(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl ControlPlane for Node {
@@ -60,6 +65,10 @@ impl ControlPlane for Node {
 
     fn propose(&self, op: Op, budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send {
         Node::propose(self, None, op, budget)
+    }
+
+    fn auth_epoch(&self) -> Option<u64> {
+        Some(self.state.auth_epoch())
     }
 }
 
@@ -130,6 +139,12 @@ pub mod testing {
                 .filter(|k| after.is_none_or(|a| k.as_slice() > a))
                 .take(limit)
                 .collect())
+        }
+
+        /// Every proposal changes the epoch: caches never serve a value
+        /// older than the last write (stricter than the node's).
+        fn auth_epoch(&self) -> Option<u64> {
+            Some(self.state.lock().unwrap_or_else(|p| p.into_inner()).1)
         }
 
         fn propose(&self, op: Op, _budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send {

@@ -170,11 +170,24 @@ impl<'v, V: StateView> Applier<'v, V> {
 
         // An id seen before is a duplicate while its record is live; once
         // expired, the id may be applied again (its old index key goes).
+        // A live id bound to a different operation is refused: the retry
+        // of one request must not hide a second one (records written
+        // before ids were bound have no digest and are not compared).
         let mut expired_at = None;
+        let digest = req.id.map(|_| req.op.digest());
         if let Some(id) = &req.id
             && let Some(rec) = self.dedup_record(id)?
         {
             if rec.at_ms + DEDUP_WINDOW_MS > now {
+                if rec.request.is_some() && rec.request != digest {
+                    return Ok(Response {
+                        revision: index,
+                        duplicate: false,
+                        outcome: Outcome::RequestIdReused {
+                            revision: rec.response.revision,
+                        },
+                    });
+                }
                 let mut response = rec.response;
                 response.duplicate = true;
                 return Ok(response);
@@ -223,6 +236,7 @@ impl<'v, V: StateView> Applier<'v, V> {
             let record = DedupRecord {
                 at_ms: now,
                 response: response.clone(),
+                request: digest,
             };
             self.dedup.insert(id, record.clone());
             self.mutations.push(Mutation::PutDedup { id, record });

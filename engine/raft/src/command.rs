@@ -150,6 +150,33 @@ pub enum TxnOp {
     },
 }
 
+impl Op {
+    /// Whether applying this may make the state larger: what a node whose
+    /// disk is almost full refuses (deletes, garbage collection and the
+    /// control plane, database `system_db`, still run).
+    pub fn adds_data(&self, system_db: &str) -> bool {
+        let grows = |ops: &[TxnOp]| ops.iter().any(|o| !matches!(o, TxnOp::Delete { .. }));
+        match self {
+            Op::Put { db, .. } => db != system_db,
+            Op::Txn(t) => t.db != system_db && (grows(&t.success) || grows(&t.failure)),
+            Op::CreateSite { .. } | Op::PutChunks { .. } | Op::Deploy(_) => true,
+            Op::Delete { .. } | Op::DeleteSite { .. } | Op::CollectGarbage { .. } | Op::InitCluster { .. } => false,
+        }
+    }
+
+    /// blake3 of the operation's encoding: what a request id is bound to.
+    /// A retry with the same id must carry the same operation (byte for
+    /// byte); the proposer's clock and the id itself are not part of it.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        // Encoding into a hasher cannot fail for these plain types; if it
+        // ever did, the digest of what was written so far is still the
+        // same on every node, which is all determinism needs.
+        let _ = sen_core::codec::encode_into("operation", self, &mut h);
+        *h.finalize().as_bytes()
+    }
+}
+
 /// The result of applying one log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
@@ -194,6 +221,10 @@ pub enum Outcome {
     DeployRejected { reason: String },
     /// Garbage chunks deleted; `more` if the limit was reached.
     GarbageCollected { chunks: u64, bytes: u64, more: bool },
+    /// The request id was already applied, within the dedup window, to a
+    /// different operation: nothing changed. `revision` is the index of
+    /// the earlier application.
+    RequestIdReused { revision: u64 },
 }
 
 impl fmt::Display for Request {
@@ -291,6 +322,7 @@ mod golden {
                 bytes: 200_000,
                 more: false,
             },
+            Outcome::RequestIdReused { revision: 7 },
         ];
         let got: Vec<String> = outcomes
             .into_iter()
@@ -310,7 +342,7 @@ mod golden {
         );
     }
 
-    const GOLDEN_OUTCOMES: [&str; 12] = [
+    const GOLDEN_OUTCOMES: [&str; 13] = [
         "2a0000",
         "2a000101",
         "2a000200",
@@ -323,5 +355,6 @@ mod golden {
         "2a000903fc70110100",
         "2a000a056d6f766564",
         "2a000b04fc400d030000",
+        "2a000c07",
     ];
 }

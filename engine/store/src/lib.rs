@@ -41,7 +41,7 @@ pub use error::StoreError;
 pub use format::NodeIdentity;
 pub use log_store::LogStore;
 pub use snapshot::{IncomingSnapshot, SnapshotFile, SnapshotHandle};
-pub use state::{DbInfo, FileListing, ScanPage, StateDb};
+pub use state::{DbInfo, FileListing, NamePage, ScanPage, StateDb};
 pub use state_machine::{RaftSnapshot, StateMachine};
 
 /// Tuning of the stores (from the node's `[storage]` configuration).

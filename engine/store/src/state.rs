@@ -114,6 +114,48 @@ pub struct DbInfo {
     pub bytes: u64,
 }
 
+/// One page of a listing by name (sites, databases).
+#[derive(Debug, Clone)]
+pub struct NamePage<T> {
+    pub items: Vec<T>,
+    /// The last name on this page if more may follow (the next page's
+    /// `start_after`), else `None`.
+    pub next: Option<String>,
+}
+
+/// Read up to `limit` entries of a table keyed by name, after
+/// `start_after`.
+fn name_page<T>(
+    db: &DB,
+    table: &str,
+    ro: ReadOptions,
+    start_after: &str,
+    limit: usize,
+    what: &str,
+    mut decode: impl FnMut(String, &[u8]) -> Result<T, StoreError>,
+) -> Result<NamePage<T>, StoreError> {
+    let mode = if start_after.is_empty() {
+        IteratorMode::Start
+    } else {
+        IteratorMode::From(start_after.as_bytes(), Direction::Forward)
+    };
+    let mut items = Vec::new();
+    let mut last = None;
+    for r in db.iterator_cf_opt(cf(db, table)?, ro, mode) {
+        let (k, v) = r.map_err(|e| StoreError::rocks(what, e))?;
+        if &*k == start_after.as_bytes() {
+            continue;
+        }
+        if items.len() == limit {
+            return Ok(NamePage { items, next: last });
+        }
+        let name = String::from_utf8_lossy(&k).into_owned();
+        last = Some(name.clone());
+        items.push(decode(name, &v)?);
+    }
+    Ok(NamePage { items, next: None })
+}
+
 /// One page of a scan.
 #[derive(Debug, Clone, Default)]
 pub struct ScanPage {
@@ -134,6 +176,11 @@ pub struct StateDb {
     gate: Mutex<()>,
     pub(crate) applied: RwLock<Applied>,
     pub(crate) current_snapshot: Mutex<Option<SnapshotHandle>>,
+    /// Bumped after every applied batch that changes an access-control
+    /// record (`sen-system` keys under `auth/` and `site/`) and after a snapshot is
+    /// installed: caches of users, grants and tokens are valid while it
+    /// stays the same.
+    auth_epoch: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -216,6 +263,7 @@ impl StateDb {
             })),
             gate: Mutex::new(()),
             applied: RwLock::new(applied),
+            auth_epoch: std::sync::atomic::AtomicU64::new(0),
             current_snapshot: Mutex::new(None),
         };
         me.load_latest_snapshot()?;
@@ -247,6 +295,16 @@ impl StateDb {
         );
         old.retire();
         *self.applied.write().unwrap_or_else(|p| p.into_inner()) = applied;
+        self.bump_auth_epoch();
+    }
+
+    /// See the field `auth_epoch`.
+    pub fn auth_epoch(&self) -> u64 {
+        self.auth_epoch.load(Ordering::Acquire)
+    }
+
+    fn bump_auth_epoch(&self) {
+        self.auth_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn next_gen_path(&self) -> (String, PathBuf) {
@@ -293,6 +351,12 @@ impl StateDb {
         }
         applier.gc_dedup(DEDUP_GC_PER_BATCH).map_err(state_err)?;
         let mutations = applier.finish();
+        let auth_changed = mutations.iter().any(|m| match m {
+            Mutation::PutKv { db, key, .. } | Mutation::DeleteKv { db, key } => {
+                db == sen_raft::schema::system::SYSTEM_DB && sen_raft::schema::system::is_access_key(key)
+            }
+            _ => false,
+        });
 
         let mut batch = WriteBatch::default();
         write_mutations(db, &mut batch, mutations)?;
@@ -303,6 +367,9 @@ impl StateDb {
         }
         db.write(batch)
             .map_err(|e| StoreError::rocks("write applied entries to the state DB", e))?;
+        if auth_changed {
+            self.bump_auth_epoch();
+        }
 
         let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
         applied.log_id = Some(last.log_id);
@@ -396,23 +463,28 @@ impl StateDb {
 
     /// Every database with its size.
     pub fn databases(&self) -> Result<(Vec<DbInfo>, u64), StoreError> {
+        let (page, applied) = self.databases_page("", usize::MAX)?;
+        Ok((page.items, applied))
+    }
+
+    /// Up to `limit` databases after `start_after`, by name, with the
+    /// applied index of the view they were read from.
+    pub fn databases_page(&self, start_after: &str, limit: usize) -> Result<(NamePage<DbInfo>, u64), StoreError> {
         let generation = self.live();
         let db = generation.db();
         let snap = db.snapshot();
         let applied = snapshot_applied_index(db, &snap)?;
         let mut ro = ReadOptions::default();
         ro.set_snapshot(&snap);
-        let mut out = Vec::new();
-        for r in db.iterator_cf_opt(cf(db, CF_DBS)?, ro, IteratorMode::Start) {
-            let (k, v) = r.map_err(|e| StoreError::rocks("list databases", e))?;
-            let stats = dec_stats(&v)?;
-            out.push(DbInfo {
-                name: String::from_utf8_lossy(&k).into_owned(),
+        let page = name_page(db, CF_DBS, ro, start_after, limit, "list databases", |name, v| {
+            let stats = dec_stats(v)?;
+            Ok(DbInfo {
+                name,
                 keys: stats.keys,
                 bytes: stats.bytes,
-            });
-        }
-        Ok((out, applied))
+            })
+        })?;
+        Ok((page, applied))
     }
 
     /// Log index of the snapshot the live state was installed from (0 if it
@@ -461,15 +533,36 @@ impl StateDb {
     /// revision each took effect at (for checkers that resolve the outcome
     /// of writes whose acknowledgement was lost).
     pub fn applied_request_ids(&self) -> Result<Vec<(RequestId, u64)>, StoreError> {
+        Ok(self.applied_request_ids_page(&[], usize::MAX)?.0)
+    }
+
+    /// Up to `limit` applied request ids after `start_after`, by id, and
+    /// whether more follow.
+    pub fn applied_request_ids_page(
+        &self,
+        start_after: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<(RequestId, u64)>, bool), StoreError> {
         let generation = self.live();
         let db = generation.db();
+        let mode = if start_after.is_empty() {
+            IteratorMode::Start
+        } else {
+            IteratorMode::From(start_after, Direction::Forward)
+        };
         let mut out = Vec::new();
-        for r in db.iterator_cf(cf(db, CF_DEDUP)?, IteratorMode::Start) {
+        for r in db.iterator_cf(cf(db, CF_DEDUP)?, mode) {
             let (k, v) = r.map_err(|e| StoreError::rocks("list request ids", e))?;
+            if &*k == start_after {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
             let id = RequestId::from_slice(&k).ok_or_else(|| StoreError::Invalid("corrupt request id key".into()))?;
             out.push((id, dec_dedup(&v)?.response.revision));
         }
-        Ok(out)
+        Ok((out, false))
     }
 }
 
@@ -818,14 +911,22 @@ impl StateDb {
 
     /// Every site, by name.
     pub fn sites(&self) -> Result<Vec<(String, SiteRecord)>, StoreError> {
+        Ok(self.sites_page("", usize::MAX)?.items)
+    }
+
+    /// Up to `limit` sites after `start_after`, by name.
+    pub fn sites_page(&self, start_after: &str, limit: usize) -> Result<NamePage<(String, SiteRecord)>, StoreError> {
         let generation = self.live();
         let db = generation.db();
-        let mut out = Vec::new();
-        for r in db.iterator_cf(cf(db, CF_SITES)?, IteratorMode::Start) {
-            let (k, v) = r.map_err(|e| StoreError::rocks("list sites", e))?;
-            out.push((String::from_utf8_lossy(&k).into_owned(), SiteRecord::decode(&v)?));
-        }
-        Ok(out)
+        name_page(
+            db,
+            CF_SITES,
+            ReadOptions::default(),
+            start_after,
+            limit,
+            "list sites",
+            |name, v| Ok((name, SiteRecord::decode(v)?)),
+        )
     }
 
     /// One file of a site's current tree, with the site's deployment id and

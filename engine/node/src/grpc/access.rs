@@ -493,12 +493,11 @@ impl Control for ControlApi {
                     "a schedule runs at most once a second".into(),
                 ));
             }
-            if !(s.repo.starts_with("file:///") || s.repo.starts_with("s3://")) {
-                return Err(ApiError::InvalidArgument(format!(
-                    "repo {:?}: use file:///absolute/path or s3://bucket/prefix",
-                    s.repo
-                )));
-            }
+            // Checked against the configuration of the node that receives
+            // the schedule (set the same allowed-repos everywhere: each
+            // node checks again before it takes a backup).
+            sen_backup_s3::check_allowed(&s.repo, &self.node.config.backup.allowed_repos, self.node.id)
+                .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
             let revision = self.put(BACKUP_SCHEDULE_KEY.to_vec(), &s).await?;
             Ok(SetBackupScheduleResponse { revision })
         })

@@ -13,6 +13,9 @@ use super::raft::role_name;
 use crate::error::ApiError;
 use crate::node::Node;
 
+/// Most request ids in one `AppliedRequests` page.
+const MAX_IDS_PER_PAGE: usize = 10_000;
+
 pub struct AdminApi {
     pub node: Arc<Node>,
 }
@@ -43,20 +46,32 @@ impl Admin for AdminApi {
 
     async fn applied_requests(
         &self,
-        _req: Request<AppliedRequestsRequest>,
+        req: Request<AppliedRequestsRequest>,
     ) -> Result<Response<AppliedRequestsResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "AppliedRequests", async {
             let state = node.state.clone();
-            let (ids, applied_index) = tokio::task::spawn_blocking(move || {
+            let r = req.into_inner();
+            let limit = match r.limit as usize {
+                0 => MAX_IDS_PER_PAGE,
+                n => n.min(MAX_IDS_PER_PAGE),
+            };
+            let ((ids, more), applied_index) = tokio::task::spawn_blocking(move || {
                 let applied = state.applied_index();
-                state.applied_request_ids().map(|ids| (ids, applied))
+                state
+                    .applied_request_ids_page(&r.start_after, limit)
+                    .map(|page| (page, applied))
             })
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
             Ok(AppliedRequestsResponse {
                 node_id: node.id,
                 applied_index,
+                next: if more {
+                    ids.last().map(|(id, _)| id.0.to_vec()).unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
                 requests: ids
                     .into_iter()
                     .map(|(id, revision)| AppliedRequest {

@@ -168,6 +168,9 @@ where
         let (node, auth) = (self.node.clone(), self.auth.clone());
         Box::pin(async move {
             let path = req.uri().path().to_owned();
+            // No caller holds the node's work open longer than
+            // server.max-request-timeout, whatever deadline it asks for.
+            crate::deadline::cap(req.headers_mut(), node.config.server.max_request_timeout);
             // Refusals count against the client's address, never a node's:
             // a node's connections carry Raft and the requests it forwards,
             // which must not be throttled for its users' mistakes.

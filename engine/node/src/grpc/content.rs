@@ -161,16 +161,20 @@ impl Content for ContentApi {
         .await
     }
 
-    async fn list_sites(&self, _req: Request<ListSitesRequest>) -> Result<Response<ListSitesResponse>, Status> {
+    async fn list_sites(&self, req: Request<ListSitesRequest>) -> Result<Response<ListSitesResponse>, Status> {
         let node = self.node.clone();
         measured(&node, "ListSites", async {
-            let caller = auth::caller(&_req)?;
+            let caller = auth::caller(&req)?;
             node.check_serving()?;
             let state = node.state.clone();
-            let sites = blocking(move || Ok(state.sites()?)).await?;
+            let start_after = req.get_ref().start_after.clone();
+            let limit = node.config.limits.scan_page(req.get_ref().limit as usize);
+            let page = blocking(move || Ok(state.sites_page(&start_after, limit)?)).await?;
             Ok(ListSitesResponse {
                 header: Some(node.response_header()),
-                sites: sites
+                next: page.next.unwrap_or_default(),
+                sites: page
+                    .items
                     .into_iter()
                     // Only the sites the caller may read (or write).
                     .filter(|(name, _)| {

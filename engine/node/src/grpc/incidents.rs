@@ -15,6 +15,9 @@ use crate::forward::{Route, route};
 use crate::incidents::{self, Annotation};
 use crate::node::Node;
 
+/// Most incidents read for one `Incidents/List` page.
+const MAX_INCIDENTS_PER_PAGE: usize = 500;
+
 pub struct IncidentsApi {
     pub node: Arc<Node>,
 }
@@ -89,8 +92,14 @@ impl Incidents for IncidentsApi {
 
     async fn list(&self, req: Request<ListIncidentsRequest>) -> Result<Response<ListIncidentsResponse>, Status> {
         measured(&self.node, "Incidents/List", async {
-            let since = req.get_ref().since_ms;
-            let json = incidents::list(self.node.as_ref())?
+            let r = req.get_ref();
+            let since = r.since_ms;
+            let limit = match r.limit as usize {
+                0 => MAX_INCIDENTS_PER_PAGE,
+                n => n.min(MAX_INCIDENTS_PER_PAGE),
+            };
+            let (page, next) = incidents::list_page(self.node.as_ref(), r.after_id, limit)?;
+            let json = page
                 .into_iter()
                 .filter(|i| i.start_ms >= since || i.end_ms.is_none_or(|e| e >= since))
                 .map(|i| serde_json::to_string(&i).map_err(internal))
@@ -98,6 +107,7 @@ impl Incidents for IncidentsApi {
             Ok(ListIncidentsResponse {
                 json,
                 serious_limit_ms: self.node.config.incidents.serious_limit.as_millis() as u64,
+                next_after_id: next.unwrap_or(0),
             })
         })
         .await

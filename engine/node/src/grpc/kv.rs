@@ -291,14 +291,18 @@ impl Kv for KvApi {
             let budget = self.budget(&req);
             self.read_ready(req.get_ref().consistency, budget).await?;
             let state = node.state.clone();
-            let (dbs, applied) = tokio::task::spawn_blocking(move || state.databases())
+            let start_after = req.get_ref().start_after.clone();
+            let limit = node.config.limits.scan_page(req.get_ref().limit as usize);
+            let (page, applied) = tokio::task::spawn_blocking(move || state.databases_page(&start_after, limit))
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
             let mut header = node.response_header();
             header.applied_index = applied;
             Ok(ListDatabasesResponse {
                 header: Some(header),
-                databases: dbs
+                next: page.next.unwrap_or_default(),
+                databases: page
+                    .items
                     .into_iter()
                     // Only the databases the caller may read (or write).
                     .filter(|d| {

@@ -10,6 +10,7 @@ use sen_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::measured;
+use crate::error::ApiError;
 use crate::faults::{self, FaultKind};
 use crate::node::Node;
 use crate::recovery;
@@ -34,8 +35,22 @@ impl NodeOps for NodeOpsApi {
             );
             let r = req.into_inner();
             let node = &self.node;
+            let drills = &node.config.drills;
+            if !drills.enabled {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "drill faults are disabled on node {}: set [drills] enabled = true in its configuration \
+                     (and restart it) to allow `sen drill` to crash, pause or isolate it",
+                    node.id
+                )));
+            }
             let kind = FaultKind::parse(&r.fault)?;
             let duration = Duration::from_millis(r.duration_ms);
+            if duration > drills.max_fault_duration {
+                return Err(ApiError::InvalidArgument(format!(
+                    "a fault of {duration:?} is longer than drills.max-fault-duration ({:?}) on node {}",
+                    drills.max_fault_duration, node.id
+                )));
+            }
             let drill = if r.drill_id.is_empty() {
                 "(manual)".to_owned()
             } else {

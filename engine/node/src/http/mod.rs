@@ -34,6 +34,7 @@ use crate::auth::{Auth, Presented, Tally, denied_message, permits};
 use crate::node::Node;
 
 pub mod content;
+pub mod serve;
 
 /// What the HTTP handlers need besides the node.
 #[derive(Clone)]
@@ -195,7 +196,7 @@ async fn guard(
             .map(|rest| content::percent_decode(rest.split('/').next().unwrap_or_default())),
     };
     if let Some(site) = site
-        && crate::access::site_is_private(h.node.as_ref(), &site)
+        && h.auth.site_is_private(h.node.as_ref(), &site)
         && let Err(r) = check_http(&h, &req, Action::SiteRead(&site))
     {
         return *r;
@@ -208,7 +209,82 @@ pub fn router(node: Arc<Node>, auth: Arc<Auth>) -> Router {
         node: node.clone(),
         auth,
     };
-    router_inner(node).layer(axum::middleware::from_fn_with_state(h, guard))
+    router_inner(node.clone())
+        .layer(axum::middleware::from_fn_with_state(h, guard))
+        .layer(axum::middleware::from_fn_with_state(node, harden))
+}
+
+/// The node's own endpoints.
+const ADMIN_PATHS: &[&str] = &["/livez", "/readyz", "/metrics"];
+
+/// The host a request names (`Host`, or the HTTP/2 authority), lower
+/// case, without the port.
+fn request_host(req: &axum::extract::Request) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))?;
+    let host = match raw.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
+        None => raw.rsplit_once(':').map_or(raw.as_str(), |(h, _)| h).to_owned(),
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// Whether the node's own endpoints answer under `host`: an IP address,
+/// `localhost`, or a name in `server.admin-hosts`; never a site's
+/// virtual host or a name nobody configured.
+fn is_admin_host(node: &Node, host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        // HTTP/1.0 without Host: only a local tool sends that.
+        return true;
+    };
+    host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok()
+        || node
+            .config
+            .server
+            .admin_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+}
+
+/// Before everything: the node's own endpoints only under its admin host
+/// names; after: `nosniff` on every answer and the configured CSP on
+/// every HTML page.
+async fn harden(
+    State(node): State<Arc<Node>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    let mut resp = if ADMIN_PATHS.contains(&path)
+        && content::vhost_site(&node, req.headers()).is_none()
+        && !is_admin_host(&node, request_host(&req).as_deref())
+    {
+        content::fallback(req.uri().clone()).await
+    } else {
+        next.run(req).await
+    };
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html
+        && !node.config.content.csp.is_empty()
+        && !headers.contains_key(header::CONTENT_SECURITY_POLICY)
+        && let Ok(v) = axum::http::HeaderValue::from_str(&node.config.content.csp)
+    {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
 }
 
 fn router_inner(node: Arc<Node>) -> Router {

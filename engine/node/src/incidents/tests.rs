@@ -32,6 +32,29 @@ async fn ids_are_claimed_in_order_and_records_read_back() {
 }
 
 #[tokio::test]
+async fn incidents_are_listed_in_pages() {
+    let plane = MemControlPlane::default();
+    for t in 0..7 {
+        record(&plane, inc(kind::LEADER_CHANGE, ORDINARY, t), B).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let (page, next) = list_page(&plane, after, 3).unwrap();
+        assert!(page.len() <= 3);
+        seen.extend(page.iter().map(|i| i.id));
+        pages += 1;
+        match next {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+    assert_eq!(pages, 3, "3 + 3 + 1 (the counter key is not an incident)");
+}
+
+#[tokio::test]
 async fn ids_continue_from_the_stored_counter() {
     let plane = MemControlPlane::default();
     // Ids already handed out (say by a previous leader) are never reused.

@@ -207,6 +207,39 @@ fn a_retried_request_id_is_applied_once() {
 }
 
 #[test]
+fn a_reused_id_with_a_different_request_is_refused_and_changes_nothing() {
+    let mut s = MemState::default();
+    let id = RequestId::generate();
+    let first = apply_one(&mut s, 7, req(Some(id), 1_000, put("d", "a", "1")));
+    assert!(matches!(first.outcome, Outcome::Put { created: true }));
+    let before = s.clone();
+    // Same id, another key: refused, not answered as a duplicate.
+    let second = apply_one(&mut s, 8, req(Some(id), 2_000, put("d", "b", "1")));
+    assert_eq!(second.outcome, Outcome::RequestIdReused { revision: 7 });
+    assert!(!second.duplicate);
+    assert!(s.kv("d", b"b").unwrap().is_none());
+    assert_eq!(s.kv, before.kv, "nothing written");
+    assert_eq!(s.dedup, before.dedup, "the original binding stays");
+    // Same id, same operation: still the retry of the first.
+    let retry = apply_one(&mut s, 9, req(Some(id), 3_000, put("d", "a", "1")));
+    assert!(retry.duplicate);
+    assert_eq!(retry.revision, 7);
+    // Same key, other value: a different request too.
+    let other = apply_one(&mut s, 10, req(Some(id), 3_000, put("d", "a", "2")));
+    assert_eq!(other.outcome, Outcome::RequestIdReused { revision: 7 });
+}
+
+#[test]
+fn records_written_before_ids_were_bound_still_answer_retries() {
+    let mut s = MemState::default();
+    let id = RequestId::generate();
+    apply_one(&mut s, 7, req(Some(id), 1_000, put("d", "a", "1")));
+    s.dedup.get_mut(&id).unwrap().request = None;
+    let r = apply_one(&mut s, 8, req(Some(id), 2_000, put("d", "b", "1")));
+    assert!(r.duplicate, "no digest to compare: answered as before");
+}
+
+#[test]
 fn duplicate_inside_one_batch_is_detected() {
     let mut s = MemState::default();
     let id = RequestId::generate();
@@ -345,8 +378,11 @@ fn an_id_reused_after_expiry_keeps_its_new_record_through_gc() {
     assert_eq!(s.dedup[&id].at_ms, t1);
     // Much later traffic runs GC again; a retry within the new window is
     // still a duplicate until then.
-    let r = apply_one(&mut s, 3, req(Some(id), t1 + 10, put("d", "k", "3")));
+    let r = apply_one(&mut s, 3, req(Some(id), t1 + 10, put("d", "k", "2")));
     assert!(r.duplicate);
+    // Within the new window the id is bound to the new operation.
+    let r = apply_one(&mut s, 4, req(Some(id), t1 + 20, put("d", "k", "3")));
+    assert_eq!(r.outcome, Outcome::RequestIdReused { revision: 2 });
     assert_eq!(s.kv("d", b"k").unwrap().unwrap().value, b"2");
 }
 
@@ -366,6 +402,7 @@ fn gc_never_deletes_a_record_newer_than_its_index_key() {
                     duplicate: false,
                     outcome: Outcome::None,
                 },
+                request: None,
             },
         },
         Mutation::PutClock {

@@ -45,12 +45,41 @@ pub struct KvRecord {
 }
 
 /// What is remembered about an applied request id.
+///
+/// Stored as version 2 (`at_ms`, `response`, `request`); version 1
+/// records (written before requests were bound to their ids) have no
+/// `request` and are read with `request: None`: a retry of such an id is
+/// answered as a duplicate without comparing, as before. (The serde
+/// derives only satisfy [`Record`]'s bounds: the stored bytes are the
+/// versioned envelope written by its `encode`.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DedupRecord {
     /// Replicated clock when it was applied.
     pub at_ms: u64,
     /// The original result, returned again to retries.
     pub response: Response,
+    /// blake3 of the request's operation ([`crate::command::Op::digest`]):
+    /// a retry must carry the same operation, or it is refused.
+    pub request: Option<[u8; 32]>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DedupV1 {
+    at_ms: u64,
+    response: Response,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DedupV2 {
+    at_ms: u64,
+    response: Response,
+    request: [u8; 32],
+}
+
+#[derive(Serialize, Deserialize)]
+enum DedupEnvelope {
+    V1(DedupV1),
+    V2(DedupV2),
 }
 
 /// Size of one database.
@@ -121,6 +150,34 @@ impl Record for KvRecord {
 }
 impl Record for DedupRecord {
     const NAME: &'static str = "request-id record";
+
+    fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        let (at_ms, response) = (self.at_ms, self.response.clone());
+        let env = match self.request {
+            Some(request) => DedupEnvelope::V2(DedupV2 {
+                at_ms,
+                response,
+                request,
+            }),
+            None => DedupEnvelope::V1(DedupV1 { at_ms, response }),
+        };
+        codec::encode(Self::NAME, &env)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        Ok(match codec::decode_versioned(Self::NAME, bytes, 2)? {
+            DedupEnvelope::V1(v) => DedupRecord {
+                at_ms: v.at_ms,
+                response: v.response,
+                request: None,
+            },
+            DedupEnvelope::V2(v) => DedupRecord {
+                at_ms: v.at_ms,
+                response: v.response,
+                request: Some(v.request),
+            },
+        })
+    }
 }
 impl Record for DbStats {
     const NAME: &'static str = "database stats";

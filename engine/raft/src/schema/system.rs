@@ -442,6 +442,18 @@ impl SystemRecord for RunRecord {
 // ---------------------------------------------------------------------------
 // Access control (users, grants, tokens), private sites, the audit log.
 
+/// Every access-control record is under this prefix (nodes cache them
+/// until a write under it is applied).
+pub const AUTH_PREFIX: &[u8] = b"auth/";
+
+/// Site flags (`site/<name>/private`), cached like [`AUTH_PREFIX`].
+pub const SITE_FLAGS_PREFIX: &[u8] = b"site/";
+
+/// Whether a `sen-system` key is one the nodes' access caches depend on.
+pub fn is_access_key(key: &[u8]) -> bool {
+    key.starts_with(AUTH_PREFIX) || key.starts_with(SITE_FLAGS_PREFIX)
+}
+
 /// The key tokens are hashed with: 32 random bytes made when the cluster
 /// is initialised (hex in [`AuthKey`]).
 pub const AUTH_KEY_KEY: &[u8] = b"auth/token-key";
@@ -516,7 +528,9 @@ impl SystemRecord for TokenRecord {
 
 /// Present ⇔ site `name` is private: its HTTP content needs a reader.
 pub fn site_private_key(name: &str) -> Vec<u8> {
-    format!("site/{name}/private").into_bytes()
+    let mut k = SITE_FLAGS_PREFIX.to_vec();
+    k.extend_from_slice(format!("{name}/private").as_bytes());
+    k
 }
 
 /// The audit log: `audit/<at_ms, 16 digits>-<node, 6>-<seq, 10>`, in time

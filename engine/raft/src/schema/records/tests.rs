@@ -43,10 +43,20 @@ fn dedup_record() {
             duplicate: false,
             outcome: Outcome::Put { created: true },
         },
+        request: None,
     };
+    // Version 1 (no request digest): still read, and written back as is.
     let b = r.encode().unwrap();
     assert_golden("request-id record", &b, GOLDEN_DEDUP);
     assert_eq!(DedupRecord::decode(&b).unwrap(), r);
+
+    let r2 = DedupRecord {
+        request: Some([0xab; 32]),
+        ..r
+    };
+    let b = r2.encode().unwrap();
+    assert_golden("request-id record v2", &b, GOLDEN_DEDUP_V2);
+    assert_eq!(DedupRecord::decode(&b).unwrap(), r2);
 }
 
 #[test]
@@ -130,6 +140,8 @@ fn a_newer_version_is_refused_not_misread() {
 
 const GOLDEN_KV: &str = "00095468e1bba920686169fb2c010702";
 const GOLDEN_DEDUP: &str = "00fd00e897b69a0100002a000101";
+const GOLDEN_DEDUP_V2: &str =
+    "01fd00e897b69a0100002a000101abababababababababababababababababababababababababababababababab";
 const GOLDEN_DB_STATS: &str = "0003fc00001000";
 const GOLDEN_CHUNK_META: &str = "000200fc00000100fb204e";
 const GOLDEN_SITE: &str = "00fd00e897b69a0100000109010101010101010101010101010101010101010101010101010101010101010101fc0100010002020202020202020202020202020202020202020202020202020202020202020afb3930";

@@ -1,0 +1,298 @@
+//! Serving HTTP connections, plaintext or TLS, within bounds that a slow
+//! or hostile client cannot stretch:
+//!
+//! - at most `server.http-max-connections` open connections; past it, new
+//!   ones are closed at once (counted in `sen_http_connections_refused`);
+//! - a request's headers must arrive within `server.http-header-timeout`
+//!   (HTTP/1: also the longest a kept-alive connection may sit idle
+//!   between requests), or the connection is closed: a slow-loris client
+//!   holds one socket for that long, not forever;
+//! - a connection on which nothing moves in either direction for
+//!   `server.http-idle-timeout` is closed (a client that stops reading a
+//!   response, an idle HTTP/2 connection);
+//! - request bodies are never read (every route is a GET or HEAD).
+//!
+//! TLS handshakes are bounded before this (`crate::tls::accept`).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Node;
+use crate::tls::{Handshakes, PeerCertificate};
+use sen_security::Reloader;
+
+/// The bounds of one HTTP listener (from `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl HttpLimits {
+    pub fn from_config(c: &crate::config::ServerConfig) -> Self {
+        Self {
+            header_timeout: c.http_header_timeout,
+            idle_timeout: c.http_idle_timeout,
+            max_connections: c.http_max_connections,
+        }
+    }
+}
+
+/// Serve `router` on `listener` (over TLS when `tls` is given) until
+/// `stop`, then let open requests finish, bounded by `drain`.
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    tls: Option<(Arc<Reloader>, Handshakes)>,
+    router: axum::Router,
+    limits: HttpLimits,
+    drain: Duration,
+    stop: CancellationToken,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // Connections come from TLS handshakes that finished, or straight from
+    // the listener.
+    let mut source = match tls {
+        Some((reloader, handshakes)) => Source::Tls(crate::tls::accept(
+            listener,
+            reloader,
+            crate::tls::Listener::Http,
+            handshakes,
+            stop.clone(),
+        )),
+        None => Source::Plain(listener),
+    };
+    loop {
+        let conn = match &mut source {
+            Source::Tls(rx) => tokio::select! {
+                _ = stop.cancelled() => break,
+                s = rx.recv() => match s {
+                    Some(s) => {
+                        let remote = s.get_ref().0.peer_addr().unwrap_or_else(|_| unspecified());
+                        let cert = s
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| PeerCertificate(Arc::new(c.to_vec())));
+                        Conn::Tls(Box::new(s), remote, cert)
+                    }
+                    None => break,
+                },
+            },
+            Source::Plain(listener) => tokio::select! {
+                _ = stop.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok((tcp, remote)) => {
+                        let _ = tcp.set_nodelay(true);
+                        Conn::Plain(tcp, remote)
+                    }
+                    Err(e) => {
+                        // EMFILE and the like: back off instead of spinning.
+                        tracing::warn!("HTTP accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            },
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            node.metrics.http_connections_refused.inc();
+            tracing::debug!(
+                "{} HTTP connections open (server.http-max-connections): connection closed",
+                limits.max_connections
+            );
+            continue;
+        };
+        match conn {
+            Conn::Plain(tcp, remote) => spawn_conn(&graceful, &router, limits, tcp, remote, None, permit),
+            Conn::Tls(s, remote, cert) => spawn_conn(&graceful, &router, limits, *s, remote, cert, permit),
+        }
+    }
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("HTTP connections still open after {drain:?}; closing");
+    }
+}
+
+enum Source {
+    Plain(TcpListener),
+    Tls(tokio::sync::mpsc::Receiver<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+enum Conn {
+    Plain(tokio::net::TcpStream, std::net::SocketAddr),
+    Tls(
+        Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+        std::net::SocketAddr,
+        Option<PeerCertificate>,
+    ),
+}
+
+fn unspecified() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+fn spawn_conn<IO>(
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    router: &axum::Router,
+    limits: HttpLimits,
+    io: IO,
+    remote: std::net::SocketAddr,
+    cert: Option<PeerCertificate>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut app = router
+        .clone()
+        .layer(axum::Extension(axum::extract::ConnectInfo(remote)));
+    if let Some(cert) = cert {
+        app = app.layer(axum::Extension(cert));
+    }
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(64 * 1024);
+    let io = Idle::new(io, limits.idle_timeout);
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        let _permit = permit;
+        if let Err(e) = conn.await {
+            tracing::debug!(%remote, "HTTP connection: {e}");
+        }
+    });
+}
+
+/// A stream that fails with `TimedOut` once nothing has been read or
+/// written for `timeout` while someone waits on it.
+pub struct Idle<IO> {
+    io: IO,
+    timer: Pin<Box<Sleep>>,
+    timeout: Duration,
+}
+
+impl<IO> Idle<IO> {
+    pub fn new(io: IO, timeout: Duration) -> Self {
+        Self {
+            io,
+            timer: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        }
+    }
+
+    fn moved(&mut self) {
+        let deadline = Instant::now() + self.timeout;
+        self.timer.as_mut().reset(deadline);
+    }
+
+    /// On `Pending`, whether the idle deadline has passed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "HTTP connection idle too long")
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Idle<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                self.moved();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Idle<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                self.moved();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                self.moved();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            other => other,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn an_idle_stream_times_out_and_a_busy_one_does_not() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut idle = Idle::new(a, Duration::from_secs(1));
+        // Data every 300 ms keeps it open past the 1 s timeout.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b.write_all(b"x").await.unwrap();
+            let mut one = [0u8; 1];
+            idle.read_exact(&mut one).await.unwrap();
+        }
+        // Then silence: the read fails once the timeout has passed.
+        let mut one = [0u8; 1];
+        let e = idle.read_exact(&mut one).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+}
