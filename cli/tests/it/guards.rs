@@ -456,3 +456,39 @@ async fn a_node_filled_to_its_reserve_turns_read_only_and_comes_back() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_number_of_databases_and_sites_is_bounded() {
+    let mut c = cluster(
+        "guard-counts",
+        &format!("{FAST}[limits]\nmax-databases = 3\nmax-sites = 1\n"),
+    );
+    c.form(1).await.unwrap();
+    let client = c.client().unwrap();
+    // `sen-system` (users, the audit log) counts too: two more fit.
+    let mut created = 0;
+    let refused = loop {
+        match client.put(&format!("db{created}"), b"k", b"v").await {
+            Ok(_) => created += 1,
+            Err(e) => break e,
+        }
+        assert!(created <= 3, "more databases than the limit");
+    };
+    assert_eq!(refused.code(), Some(tonic::Code::ResourceExhausted), "{refused}");
+    assert!(refused.to_string().contains("limits.max-databases"), "{refused}");
+    assert!(
+        (2..=3).contains(&created),
+        "{created} databases created under a limit of 3 (sen-system counts)"
+    );
+    // Existing databases still take writes.
+    client.put("db0", b"k2", b"v").await.unwrap();
+
+    let eps = c.endpoints().join(",");
+    let env = c.cli_env();
+    assert_eq!(sen_env(&["--endpoints", &eps, "site", "create", "one"], &env).0, 0);
+    let (code, _, err) = sen_env(&["--endpoints", &eps, "site", "create", "two"], &env);
+    assert_ne!(code, 0);
+    assert!(err.contains("limits.max-sites"), "{err}");
+    // Creating the existing site again is not a new site.
+    assert_eq!(sen_env(&["--endpoints", &eps, "site", "create", "one"], &env).0, 0);
+}

@@ -1240,6 +1240,11 @@ async fn a_follower_forwards_the_caller_not_itself() {
         .await
         .unwrap()
         .token;
+    // The follower must know the user and the token before it is asked
+    // (a replica that does not yet sends the client to the leader instead
+    // of forwarding, which is not what this test looks at).
+    let applied = c.local_status(leader, T).await.unwrap().applied_index;
+    c.wait_applied(follower, applied, T).await.unwrap();
     let tls = c.security().unwrap().tls_options(None).unwrap();
     let via_follower = sen_client::Client::new(
         &[c.grpc(follower).unwrap()],

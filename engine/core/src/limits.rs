@@ -30,6 +30,11 @@ pub struct Limits {
     /// A scan page stops once its keys and values reach this many bytes
     /// (it always holds at least one key).
     pub max_scan_page_bytes: usize,
+    /// Most databases the cluster holds; a write that would create one
+    /// more is refused (writes to existing databases go on).
+    pub max_databases: usize,
+    /// Most sites the cluster holds.
+    pub max_sites: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +46,8 @@ impl Default for Limits {
             max_request_bytes: 4 * 1024 * 1024,
             max_scan_page: 1000,
             max_scan_page_bytes: 16 * 1024 * 1024,
+            max_databases: 10_000,
+            max_sites: 10_000,
         }
     }
 }

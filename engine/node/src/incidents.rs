@@ -173,8 +173,28 @@ pub fn validate(inc: &Incident) -> Result<(), ApiError> {
             "an incident needs a kind and a severity of ordinary or serious".into(),
         ));
     }
+    // An incident is a few lines; a record of megabytes would bloat every
+    // replica, every listing and every monthly report.
+    let texts = [
+        ("kind", inc.kind.len(), 64),
+        ("auto_cause", inc.auto_cause.len(), MAX_INCIDENT_TEXT),
+        ("reference", inc.reference.len(), MAX_INCIDENT_TEXT),
+        ("cause + remedy", inc.cause.len() + inc.remedy.len(), 64 * 1024),
+        ("annotated_by", inc.annotated_by.len(), 256),
+        ("nodes", inc.nodes.len(), 1000),
+    ];
+    for (what, len, max) in texts {
+        if len > max {
+            return Err(ApiError::InvalidArgument(format!(
+                "an incident's {what} is {len} long, more than the {max} allowed"
+            )));
+        }
+    }
     Ok(())
 }
+
+/// Longest automatic cause or reference of an incident, in bytes.
+pub const MAX_INCIDENT_TEXT: usize = 8 * 1024;
 
 #[cfg(test)]
 mod tests;

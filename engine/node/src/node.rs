@@ -160,6 +160,7 @@ impl Node {
     pub async fn propose(&self, id: Option<RequestId>, op: Op, budget: Duration) -> Result<Response, ApiError> {
         if op.adds_data(sen_raft::schema::system::SYSTEM_DB) {
             self.disk.check(self.id)?;
+            self.check_room_for(&op)?;
         }
         let req = Request {
             id,
@@ -198,6 +199,42 @@ impl Node {
         };
         self.metrics.observe_proposal(started.elapsed(), out.is_ok());
         out
+    }
+
+    /// Refuse a write that would create a database or a site beyond
+    /// `limits.max-databases` / `limits.max-sites`. Checked by the leader
+    /// before proposing; writes landing at the same moment may pass the
+    /// maximum by the few that were in flight.
+    fn check_room_for(&self, op: &Op) -> Result<(), ApiError> {
+        let limits = &self.config.limits;
+        let new_db = match op {
+            Op::Put { db, .. } => Some(db),
+            Op::Txn(t) => Some(&t.db),
+            _ => None,
+        };
+        if let Some(db) = new_db
+            && !self.state.database_exists(db)?
+        {
+            let (dbs, _) = self.state.count_databases_and_sites(limits.max_databases)?;
+            if dbs >= limits.max_databases {
+                return Err(ApiError::Exhausted(format!(
+                    "the cluster already holds {dbs} databases, the most allowed (limits.max-databases); \
+                     write to an existing database, delete one, or raise the limit on every node"
+                )));
+            }
+        }
+        if let Op::CreateSite { site } = op
+            && self.state.site(site)?.0.is_none()
+        {
+            let (_, sites) = self.state.count_databases_and_sites(limits.max_sites)?;
+            if sites >= limits.max_sites {
+                return Err(ApiError::Exhausted(format!(
+                    "the cluster already holds {sites} sites, the most allowed (limits.max-sites); \
+                     delete a site or raise the limit on every node"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Wait until a read on this node is linearizable: ReadIndex through the

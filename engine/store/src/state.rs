@@ -461,6 +461,32 @@ impl StateDb {
         Ok(page)
     }
 
+    /// Whether database `name` holds any key.
+    pub fn database_exists(&self, name: &str) -> Result<bool, StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        Ok(db
+            .get_pinned_cf(cf(db, CF_DBS)?, name.as_bytes())
+            .map_err(|e| StoreError::rocks("look up a database", e))?
+            .is_some())
+    }
+
+    /// How many databases and sites exist, counting at most `limit` of
+    /// each (enough to compare with a configured maximum).
+    pub fn count_databases_and_sites(&self, limit: usize) -> Result<(usize, usize), StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        let count = |table: &str, what: &str| -> Result<usize, StoreError> {
+            let mut n = 0;
+            for r in db.iterator_cf(cf(db, table)?, IteratorMode::Start).take(limit) {
+                r.map_err(|e| StoreError::rocks(what, e))?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        Ok((count(CF_DBS, "count databases")?, count(CF_SITES, "count sites")?))
+    }
+
     /// Every database with its size.
     pub fn databases(&self) -> Result<(Vec<DbInfo>, u64), StoreError> {
         let (page, applied) = self.databases_page("", usize::MAX)?;

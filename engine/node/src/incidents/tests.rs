@@ -135,4 +135,8 @@ fn validation_needs_kind_and_severity() {
     assert!(validate(&inc(kind::DRILL, ORDINARY, 1)).is_ok());
     assert!(validate(&inc("", ORDINARY, 1)).is_err());
     assert!(validate(&inc(kind::DRILL, "critical", 1)).is_err());
+    let mut big = inc(kind::DRILL, ORDINARY, 1);
+    big.auto_cause = "x".repeat(4 << 20);
+    let e = validate(&big).unwrap_err().to_string();
+    assert!(e.contains("auto_cause is 4194304 long"), "{e}");
 }
