@@ -186,7 +186,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     // The same with TLS everywhere (clients and peers) and a token on every
     // request, when asked: a second cluster, idle while the first runs.
     let tls_cluster = if a.tls {
-        let mut c = ProcessCluster::new(sen, dir.join("sen-tls"), "")?.with_log("warn");
+        let mut c = ProcessCluster::new(sen, dir.join("sen-tls"), "[auth]\nwrites-per-second = 0\n")?.with_log("warn");
         c.form(3).await?;
         let l = c.wait_leader(None, Duration::from_secs(30)).await?;
         let f = (1..=3).find(|i| *i != l).unwrap_or(2);

@@ -492,3 +492,36 @@ async fn the_number_of_databases_and_sites_is_bounded() {
     // Creating the existing site again is not a new site.
     assert_eq!(sen_env(&["--endpoints", &eps, "site", "create", "one"], &env).0, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_caller_cannot_take_every_write() {
+    let mut c = cluster(
+        "guard-write-rate",
+        &format!("{FAST}[auth]\nwrites-per-second = 1\nwrites-burst = 1\n"),
+    );
+    c.form(1).await.unwrap();
+    let client = c.client().unwrap();
+    // The first write of the second may pass; one of the next two is
+    // refused, with the reason, and nothing is stored for it.
+    let mut refused = None;
+    for i in 0..3 {
+        if let Err(e) = client.put("rate", format!("k{i}").as_bytes(), b"v").await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let e = refused.expect("a refusal within three quick writes");
+    assert_eq!(e.code(), Some(tonic::Code::ResourceExhausted), "{e}");
+    assert!(e.to_string().contains("auth.writes-per-second"), "{e}");
+    // Reads are not limited; writes pass again once the budget refills.
+    client
+        .get("rate", b"k0", sen_client::Consistency::Linearizable)
+        .await
+        .unwrap();
+    sen_chaos::wait_for("the write budget to refill", T, || {
+        let client = &client;
+        async move { Ok(client.put("rate", b"later", b"v").await.ok()) }
+    })
+    .await
+    .unwrap();
+}

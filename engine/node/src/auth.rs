@@ -47,6 +47,8 @@ pub struct Auth {
     throttled: Mutex<HashMap<IpAddr, Instant>>,
     /// The cluster's token key, once read.
     token_key: OnceLock<[u8; 32]>,
+    /// Writes per caller (user name, or who the caller is), when limited.
+    writes: Option<(DefaultKeyedRateLimiter<String>, u32)>,
     /// Token records and users' grants read from this replica, kept while
     /// no access-control record changes (see [`ControlPlane::auth_epoch`]):
     /// two reads and two JSON decodes less per request.
@@ -188,8 +190,41 @@ impl Auth {
             throttled: Mutex::new(HashMap::new()),
             token_key: OnceLock::new(),
             records: Mutex::new(RecordCache::default()),
+            writes: None,
             audit: audit::AuditQueue::new(audit_queue),
         }
+    }
+
+    /// Limit each caller to `per_second` writes on average with bursts of
+    /// `burst` (`auth.writes-per-second`, `auth.writes-burst`; 0: none).
+    pub fn with_write_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.writes = NonZeroU32::new(per_second).map(|rate| {
+            let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+            (
+                RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+                per_second,
+            )
+        });
+        self
+    }
+
+    /// Whether `who` may send one more write now; `Err` is the refusal.
+    pub fn admit_write(&self, who: &Principal) -> Result<(), Denial> {
+        let Some((limiter, rate)) = &self.writes else {
+            return Ok(());
+        };
+        let key = match who {
+            Principal::User { name, .. } => name.clone(),
+            // Insecure mode tells no callers apart: no per-caller limit.
+            Principal::Insecure => return Ok(()),
+            other => other.to_string(),
+        };
+        limiter.check_key(&key).map_err(|_| {
+            Denial::Throttled(format!(
+                "{who} sent more than {rate} writes per second to this node (auth.writes-per-second); \
+                 slow down and retry, or ask an administrator to raise the limit"
+            ))
+        })
     }
 
     /// Whether requests from `ip` are refused outright for now (it was
@@ -269,6 +304,10 @@ impl Auth {
 
     /// Forget addresses that have not failed lately (bounded memory).
     pub fn forget_old_failures(&self) {
+        if let Some((w, _)) = &self.writes {
+            w.retain_recent();
+            w.shrink_to_fit();
+        }
         self.failures.retain_recent();
         self.failures.shrink_to_fit();
         self.audit_budget.retain_recent();

@@ -106,6 +106,11 @@ pub struct AuthConfig {
     /// The only user whose client certificate may run the first `sen
     /// cluster init` (and so become the first cluster-admin).
     pub bootstrap_user: String,
+    /// Writes (calls that change state) one caller may send to this node
+    /// per second on average; beyond, `RESOURCE_EXHAUSTED`. 0: no limit.
+    pub writes_per_second: u32,
+    /// How many writes a caller may send at once above that rate.
+    pub writes_burst: u32,
 }
 
 impl Default for AuthConfig {
@@ -115,6 +120,8 @@ impl Default for AuthConfig {
             audit_retention: Duration::from_secs(400 * 24 * 3600),
             audit_queue: 10_000,
             bootstrap_user: "admin".into(),
+            writes_per_second: 1000,
+            writes_burst: 2000,
         }
     }
 }

@@ -179,11 +179,10 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         );
         None
     };
-    let auth = Arc::new(Auth::new(
-        tls.is_some(),
-        cfg.auth.failures_per_minute,
-        cfg.auth.audit_queue,
-    ));
+    let auth = Arc::new(
+        Auth::new(tls.is_some(), cfg.auth.failures_per_minute, cfg.auth.audit_queue)
+            .with_write_limit(cfg.auth.writes_per_second, cfg.auth.writes_burst),
+    );
 
     let faults = Arc::new(crate::faults::Faults::default());
     let peers = Arc::new(Peers::new(

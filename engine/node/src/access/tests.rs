@@ -229,3 +229,27 @@ async fn a_forwarded_caller_is_checked_again_where_the_request_lands() {
     let e = a.resolve(&p, &lying, 30).unwrap_err();
     assert!(e.message().contains("node 2's"), "{}", e.message());
 }
+
+#[test]
+fn each_caller_gets_its_own_write_budget() {
+    let auth = Auth::new(true, 5, 100).with_write_limit(2, 2);
+    let user = |name: &str| Principal::User {
+        name: name.into(),
+        via: Credential::Certificate,
+    };
+    assert!(auth.admit_write(&user("a")).is_ok());
+    assert!(auth.admit_write(&user("a")).is_ok());
+    let e = auth.admit_write(&user("a")).unwrap_err();
+    assert!(e.message().contains("more than 2 writes per second"), "{}", e.message());
+    assert_eq!(e.status().code(), tonic::Code::ResourceExhausted);
+    // Another user is not affected; insecure mode is not limited.
+    assert!(auth.admit_write(&user("b")).is_ok());
+    for _ in 0..10 {
+        assert!(auth.admit_write(&Principal::Insecure).is_ok());
+    }
+    // No limit configured: everything passes.
+    let open = Auth::new(true, 5, 100).with_write_limit(0, 0);
+    for _ in 0..10 {
+        assert!(open.admit_write(&user("a")).is_ok());
+    }
+}

@@ -215,6 +215,33 @@ where
             };
             let remote =
                 remote.filter(|_| caller.forwarded_by.is_none() && !matches!(caller.principal, Principal::Node(_)));
+            // One caller cannot take all of the cluster's write capacity:
+            // writes are counted where they enter (a forwarded write was
+            // counted by the node that forwarded it; nodes are not limited).
+            if caller.rule.mutating
+                && caller.forwarded_by.is_none()
+                && !matches!(caller.principal, Principal::Node(_))
+                && let Err(d) = auth.admit_write(&caller.principal)
+            {
+                count_metric(&node, "rate-limited");
+                // Not counted toward the address's refusals (a busy but
+                // honest client must not be locked out); audited within
+                // the address's audit budget.
+                if remote.is_none_or(|r| auth.may_audit(r.ip())) {
+                    audit(
+                        &node,
+                        &auth,
+                        &path,
+                        &caller.principal,
+                        &caller.addr,
+                        "",
+                        "rate-limited",
+                        d.status().code(),
+                        d.message(),
+                    );
+                }
+                return Ok(d.status().into_http());
+            }
             req.extensions_mut().insert(caller.clone());
             let resp = inner.call(req).await?;
             let code = header_code(&resp);
