@@ -336,91 +336,72 @@ impl Auth {
         Ok(key)
     }
 
-    /// A user's grants in this replica (none if the user does not exist).
-    pub fn grants(&self, plane: &impl ControlPlane, user: &str) -> Grants {
+    /// `load` the value of `key` in the table of [`RecordCache`] that
+    /// `table` picks, or take it from there while the plane's auth epoch
+    /// is unchanged. A value `load` fails to produce is not cached (the
+    /// next request reads again).
+    fn cached<T: Clone, E>(
+        &self,
+        plane: &impl ControlPlane,
+        table: fn(&mut RecordCache) -> &mut HashMap<String, T>,
+        key: &str,
+        load: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
         let epoch = plane.auth_epoch();
         if let Some(e) = epoch
-            && let Some(g) = self
-                .records
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .at(e)
-                .grants
-                .get(user)
+            && let Some(v) = table(self.records.lock().unwrap_or_else(|p| p.into_inner()).at(e)).get(key)
         {
-            return g.clone();
+            return Ok(v.clone());
         }
         // The epoch is read before the record: a change in between leaves
         // an entry under the old epoch, which the next lookup drops.
-        let grants = match cp::read::<UserRecord>(plane, &system::user_key(user)) {
-            Ok(Some((u, _))) => Grants(u.grants),
-            Ok(None) => Grants::default(),
-            // Not cached: the next request reads again.
-            Err(_) => return Grants::default(),
-        };
+        let v = load()?;
         if let Some(e) = epoch {
-            self.records
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .at(e)
-                .grants
-                .insert(user.to_owned(), grants.clone());
+            table(self.records.lock().unwrap_or_else(|p| p.into_inner()).at(e)).insert(key.to_owned(), v.clone());
         }
-        grants
+        Ok(v)
+    }
+
+    /// A user's grants in this replica (none if the user does not exist).
+    pub fn grants(&self, plane: &impl ControlPlane, user: &str) -> Grants {
+        self.cached(
+            plane,
+            |c| &mut c.grants,
+            user,
+            || {
+                cp::read::<UserRecord>(plane, &system::user_key(user))
+                    .map(|u| Grants(u.map(|(u, _)| u.grants).unwrap_or_default()))
+            },
+        )
+        .unwrap_or_default()
     }
 
     /// Whether `site` is private over HTTP (cached like grants).
     pub fn site_is_private(&self, plane: &impl ControlPlane, site: &str) -> bool {
-        let epoch = plane.auth_epoch();
-        if let Some(e) = epoch
-            && let Some(p) = self
-                .records
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .at(e)
-                .private_sites
-                .get(site)
-        {
-            return *p;
+        let loaded = self.cached(
+            plane,
+            |c| &mut c.private_sites,
+            site,
+            || Ok::<_, std::convert::Infallible>(crate::access::site_is_private(plane, site)),
+        );
+        match loaded {
+            Ok(private) => private,
+            Err(never) => match never {},
         }
-        let private = crate::access::site_is_private(plane, site);
-        if let Some(e) = epoch {
-            self.records
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .at(e)
-                .private_sites
-                .insert(site.to_owned(), private);
-        }
-        private
     }
 
     /// A token's record in this replica (`None`: unknown here).
     fn token_record(&self, plane: &impl ControlPlane, id: &str) -> Result<Option<TokenRecord>, Denial> {
-        let epoch = plane.auth_epoch();
-        if let Some(e) = epoch
-            && let Some(r) = self
-                .records
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .at(e)
-                .tokens
-                .get(id)
-        {
-            return Ok(r.clone());
-        }
-        let rec = cp::read::<TokenRecord>(plane, &system::token_key(id))
-            .map_err(|e| Denial::Unauthenticated(format!("cannot check the token: {e}")))?
-            .map(|(r, _)| r);
-        if let Some(e) = epoch {
-            self.records
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .at(e)
-                .tokens
-                .insert(id.to_owned(), rec.clone());
-        }
-        Ok(rec)
+        self.cached(
+            plane,
+            |c| &mut c.tokens,
+            id,
+            || {
+                cp::read::<TokenRecord>(plane, &system::token_key(id))
+                    .map(|r| r.map(|(r, _)| r))
+                    .map_err(|e| Denial::Unauthenticated(format!("cannot check the token: {e}")))
+            },
+        )
     }
 
     /// A token a follower accepted must still be valid here (revoked or

@@ -85,17 +85,7 @@ pub async fn update(plane: &impl ControlPlane, inc: &Incident, budget: Duration)
 /// Every incident in this replica, oldest first (unreadable ones are
 /// logged and skipped).
 pub fn list(plane: &impl ControlPlane) -> Result<Vec<Incident>, ApiError> {
-    let mut out = Vec::new();
-    for (k, v) in plane.scan_raw(INCIDENT_PREFIX.as_bytes())? {
-        if k.as_slice() == INCIDENT_COUNTER_KEY {
-            continue;
-        }
-        match Incident::from_json(&v) {
-            Ok(i) => out.push(i),
-            Err(e) => tracing::warn!(key = %String::from_utf8_lossy(&k), "unreadable incident: {e}"),
-        }
-    }
-    Ok(out)
+    Ok(decode_rows(plane.scan_raw(INCIDENT_PREFIX.as_bytes())?))
 }
 
 /// Up to `limit` incidents after id `after_id`, in id order, and the id
@@ -106,26 +96,27 @@ pub fn list_page(
     limit: usize,
 ) -> Result<(Vec<Incident>, Option<u64>), ApiError> {
     let after = (after_id > 0).then(|| system::incident_key(after_id));
-    let keys = plane.scan_keys(INCIDENT_PREFIX.as_bytes(), after.as_deref(), limit)?;
-    let full = keys.len() == limit;
+    let rows = plane.scan_rows(INCIDENT_PREFIX.as_bytes(), after.as_deref(), limit)?;
+    let full = rows.len() == limit;
+    let page = decode_rows(rows);
+    let last = page.last().map(|i| i.id);
+    Ok((page, last.filter(|_| full)))
+}
+
+/// The incidents among `rows` of the `incident/` prefix (the id counter
+/// left out; unreadable ones logged and skipped).
+fn decode_rows(rows: Vec<crate::system::Row>) -> Vec<Incident> {
     let mut out = Vec::new();
-    let mut last = None;
-    for k in keys {
+    for (k, v) in rows {
         if k.as_slice() == INCIDENT_COUNTER_KEY {
             continue;
         }
-        let Some((v, _)) = plane.get_raw(&k)? else {
-            continue;
-        };
         match Incident::from_json(&v) {
-            Ok(i) => {
-                last = Some(i.id);
-                out.push(i);
-            }
+            Ok(i) => out.push(i),
             Err(e) => tracing::warn!(key = %String::from_utf8_lossy(&k), "unreadable incident: {e}"),
         }
     }
-    Ok((out, last.filter(|_| full)))
+    out
 }
 
 pub fn get(plane: &impl ControlPlane, id: u64) -> Result<Incident, ApiError> {

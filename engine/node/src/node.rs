@@ -215,7 +215,7 @@ impl Node {
         if let Some(db) = new_db
             && !self.state.database_exists(db)?
         {
-            let (dbs, _) = self.state.count_databases_and_sites(limits.max_databases)?;
+            let dbs = self.state.count_databases(limits.max_databases)?;
             if dbs >= limits.max_databases {
                 return Err(ApiError::Exhausted(format!(
                     "the cluster already holds {dbs} databases, the most allowed (limits.max-databases); \
@@ -226,7 +226,7 @@ impl Node {
         if let Op::CreateSite { site } = op
             && self.state.site(site)?.0.is_none()
         {
-            let (_, sites) = self.state.count_databases_and_sites(limits.max_sites)?;
+            let sites = self.state.count_sites(limits.max_sites)?;
             if sites >= limits.max_sites {
                 return Err(ApiError::Exhausted(format!(
                     "the cluster already holds {sites} sites, the most allowed (limits.max-sites); \

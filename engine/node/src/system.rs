@@ -28,6 +28,8 @@ pub trait ControlPlane: Send + Sync {
     /// Up to `limit` keys with `prefix` after `after`, in key order (no
     /// values: for long prefixes such as the audit log).
     fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, ApiError>;
+    /// Up to `limit` keys with `prefix` after `after`, with their values.
+    fn scan_rows(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Row>, ApiError>;
     /// Commit `op` (this node must lead) and wait until it is applied here.
     fn propose(&self, op: Op, budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send;
     /// A number that changes whenever an access-control record (`auth/…`)
@@ -61,6 +63,11 @@ impl ControlPlane for Node {
     fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, ApiError> {
         let page = self.state.scan(SYSTEM_DB, prefix, after, limit, 8 << 20, true)?;
         Ok(page.items.into_iter().map(|(k, _)| k).collect())
+    }
+
+    fn scan_rows(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Row>, ApiError> {
+        let page = self.state.scan(SYSTEM_DB, prefix, after, limit, 8 << 20, false)?;
+        Ok(page.items.into_iter().map(|(k, r)| (k, r.value)).collect())
     }
 
     fn propose(&self, op: Op, budget: Duration) -> impl Future<Output = Result<Response, ApiError>> + Send {
@@ -133,10 +140,17 @@ pub mod testing {
 
         fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, ApiError> {
             Ok(self
-                .scan_raw(prefix)?
+                .scan_rows(prefix, after, limit)?
                 .into_iter()
                 .map(|(k, _)| k)
-                .filter(|k| after.is_none_or(|a| k.as_slice() > a))
+                .collect())
+        }
+
+        fn scan_rows(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Row>, ApiError> {
+            Ok(self
+                .scan_raw(prefix)?
+                .into_iter()
+                .filter(|(k, _)| after.is_none_or(|a| k.as_slice() > a))
                 .take(limit)
                 .collect())
         }

@@ -168,16 +168,7 @@ pub fn node(dir: &Path, id: u64, hosts: &[String], days: u32) -> Result<Pair, Se
         .push(DnType::CommonName, format!("sen node {id}"));
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.use_authority_key_identifier_extension = true;
-    validity(&mut params, days);
-    let key = KeyPair::generate().map_err(rc("generate a key"))?;
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(rc("sign the node certificate"))?;
-    let p = node_files(dir, id);
-    write_new(&p.key, key.serialize_pem().as_bytes(), 0o600)?;
-    write_new(&p.cert, cert.pem().as_bytes(), 0o644)?;
-    Ok(p)
+    sign_and_write(params, &issuer, days, node_files(dir, id), "sign the node certificate")
 }
 
 /// A client certificate for user `name`, signed by the CA in `dir`.
@@ -199,13 +190,28 @@ pub fn client(dir: &Path, name: &str, days: u32) -> Result<Pair, SecurityError> 
     params.distinguished_name.push(DnType::CommonName, name);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    sign_and_write(
+        params,
+        &issuer,
+        days,
+        user_files(dir, name),
+        "sign the client certificate",
+    )
+}
+
+/// Give `params` a new key and `days` of validity, sign it with the CA's
+/// `issuer`, and write the key (0600) and the certificate to `p`.
+fn sign_and_write(
+    mut params: CertificateParams,
+    issuer: &Issuer<'static, KeyPair>,
+    days: u32,
+    p: Pair,
+    what: &'static str,
+) -> Result<Pair, SecurityError> {
     params.use_authority_key_identifier_extension = true;
     validity(&mut params, days);
     let key = KeyPair::generate().map_err(rc("generate a key"))?;
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(rc("sign the client certificate"))?;
-    let p = user_files(dir, name);
+    let cert = params.signed_by(&key, issuer).map_err(rc(what))?;
     write_new(&p.key, key.serialize_pem().as_bytes(), 0o600)?;
     write_new(&p.cert, cert.pem().as_bytes(), 0o644)?;
     Ok(p)

@@ -123,8 +123,40 @@ pub struct NamePage<T> {
     pub next: Option<String>,
 }
 
-/// Read up to `limit` entries of a table keyed by name, after
-/// `start_after`.
+/// Read up to `limit` entries of `table` after the key `start_after`
+/// (empty: from the first), in key order. Returns them and, if more may
+/// follow, the last key read (the next page's `start_after`).
+fn key_page<T>(
+    db: &DB,
+    table: &str,
+    ro: ReadOptions,
+    start_after: &[u8],
+    limit: usize,
+    what: &str,
+    mut decode: impl FnMut(&[u8], &[u8]) -> Result<T, StoreError>,
+) -> Result<(Vec<T>, Option<Vec<u8>>), StoreError> {
+    let mode = if start_after.is_empty() {
+        IteratorMode::Start
+    } else {
+        IteratorMode::From(start_after, Direction::Forward)
+    };
+    let mut items = Vec::new();
+    let mut last: Option<Vec<u8>> = None;
+    for r in db.iterator_cf_opt(cf(db, table)?, ro, mode) {
+        let (k, v) = r.map_err(|e| StoreError::rocks(what, e))?;
+        if &*k == start_after {
+            continue;
+        }
+        if items.len() == limit {
+            return Ok((items, last));
+        }
+        items.push(decode(&k, &v)?);
+        last = Some(k.to_vec());
+    }
+    Ok((items, None))
+}
+
+/// [`key_page`] for a table keyed by name (sites, databases).
 fn name_page<T>(
     db: &DB,
     table: &str,
@@ -134,26 +166,13 @@ fn name_page<T>(
     what: &str,
     mut decode: impl FnMut(String, &[u8]) -> Result<T, StoreError>,
 ) -> Result<NamePage<T>, StoreError> {
-    let mode = if start_after.is_empty() {
-        IteratorMode::Start
-    } else {
-        IteratorMode::From(start_after.as_bytes(), Direction::Forward)
-    };
-    let mut items = Vec::new();
-    let mut last = None;
-    for r in db.iterator_cf_opt(cf(db, table)?, ro, mode) {
-        let (k, v) = r.map_err(|e| StoreError::rocks(what, e))?;
-        if &*k == start_after.as_bytes() {
-            continue;
-        }
-        if items.len() == limit {
-            return Ok(NamePage { items, next: last });
-        }
-        let name = String::from_utf8_lossy(&k).into_owned();
-        last = Some(name.clone());
-        items.push(decode(name, &v)?);
-    }
-    Ok(NamePage { items, next: None })
+    let (items, last) = key_page(db, table, ro, start_after.as_bytes(), limit, what, |k, v| {
+        decode(String::from_utf8_lossy(k).into_owned(), v)
+    })?;
+    Ok(NamePage {
+        items,
+        next: last.map(|k| String::from_utf8_lossy(&k).into_owned()),
+    })
 }
 
 /// One page of a scan.
@@ -471,20 +490,26 @@ impl StateDb {
             .is_some())
     }
 
-    /// How many databases and sites exist, counting at most `limit` of
-    /// each (enough to compare with a configured maximum).
-    pub fn count_databases_and_sites(&self, limit: usize) -> Result<(usize, usize), StoreError> {
+    /// How many databases exist, counting at most `limit` (enough to
+    /// compare with a configured maximum).
+    pub fn count_databases(&self, limit: usize) -> Result<usize, StoreError> {
+        self.count(CF_DBS, limit, "count databases")
+    }
+
+    /// How many sites exist, counting at most `limit`.
+    pub fn count_sites(&self, limit: usize) -> Result<usize, StoreError> {
+        self.count(CF_SITES, limit, "count sites")
+    }
+
+    fn count(&self, table: &str, limit: usize, what: &str) -> Result<usize, StoreError> {
         let generation = self.live();
         let db = generation.db();
-        let count = |table: &str, what: &str| -> Result<usize, StoreError> {
-            let mut n = 0;
-            for r in db.iterator_cf(cf(db, table)?, IteratorMode::Start).take(limit) {
-                r.map_err(|e| StoreError::rocks(what, e))?;
-                n += 1;
-            }
-            Ok(n)
-        };
-        Ok((count(CF_DBS, "count databases")?, count(CF_SITES, "count sites")?))
+        let mut n = 0;
+        for r in db.iterator_cf(cf(db, table)?, IteratorMode::Start).take(limit) {
+            r.map_err(|e| StoreError::rocks(what, e))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every database with its size.
@@ -571,24 +596,20 @@ impl StateDb {
     ) -> Result<(Vec<(RequestId, u64)>, bool), StoreError> {
         let generation = self.live();
         let db = generation.db();
-        let mode = if start_after.is_empty() {
-            IteratorMode::Start
-        } else {
-            IteratorMode::From(start_after, Direction::Forward)
-        };
-        let mut out = Vec::new();
-        for r in db.iterator_cf(cf(db, CF_DEDUP)?, mode) {
-            let (k, v) = r.map_err(|e| StoreError::rocks("list request ids", e))?;
-            if &*k == start_after {
-                continue;
-            }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            let id = RequestId::from_slice(&k).ok_or_else(|| StoreError::Invalid("corrupt request id key".into()))?;
-            out.push((id, dec_dedup(&v)?.response.revision));
-        }
-        Ok((out, false))
+        let (ids, last) = key_page(
+            db,
+            CF_DEDUP,
+            ReadOptions::default(),
+            start_after,
+            limit,
+            "list request ids",
+            |k, v| {
+                let id =
+                    RequestId::from_slice(k).ok_or_else(|| StoreError::Invalid("corrupt request id key".into()))?;
+                Ok((id, dec_dedup(v)?.response.revision))
+            },
+        )?;
+        Ok((ids, last.is_some()))
     }
 }
 

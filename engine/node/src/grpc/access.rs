@@ -148,15 +148,8 @@ impl Access for AccessApi {
 
     async fn grant(&self, req: Request<GrantRequest>) -> Result<Response<UserDocument>, Status> {
         measured(&self.node, "Access/Grant", async {
-            crate::auth::note(
-                &req,
-                format!(
-                    "user:{} role:{} scopes:{}",
-                    req.get_ref().user,
-                    req.get_ref().role,
-                    req.get_ref().scopes.join(",")
-                ),
-            );
+            let r = req.get_ref();
+            crate::auth::note(&req, grant_note(&r.user, &r.role, &r.scopes));
             leader_only(&self.node)?;
             let r = req.get_ref();
             let g = access::make_grant(&r.role, &r.scopes)?;
@@ -169,15 +162,8 @@ impl Access for AccessApi {
 
     async fn revoke(&self, req: Request<RevokeRequest>) -> Result<Response<UserDocument>, Status> {
         measured(&self.node, "Access/Revoke", async {
-            crate::auth::note(
-                &req,
-                format!(
-                    "user:{} role:{} scopes:{}",
-                    req.get_ref().user,
-                    req.get_ref().role,
-                    req.get_ref().scopes.join(",")
-                ),
-            );
+            let r = req.get_ref();
+            crate::auth::note(&req, grant_note(&r.user, &r.role, &r.scopes));
             leader_only(&self.node)?;
             let r = req.get_ref();
             let role = r.role.parse().map_err(ApiError::InvalidArgument)?;
@@ -562,6 +548,11 @@ fn audit_key_names(key: &str, rec: &AuditRecord) -> bool {
         && node.parse::<u64>().ok() == Some(rec.node)
         && seq.parse::<u64>().is_ok()
         && system::audit_key(rec.at_ms, rec.node, seq.parse().unwrap_or_default()) == key.as_bytes()
+}
+
+/// How a grant or a revocation is named in the audit log.
+fn grant_note(user: &str, role: &str, scopes: &[String]) -> String {
+    format!("user:{user} role:{role} scopes:{}", scopes.join(","))
 }
 
 #[cfg(test)]

@@ -203,14 +203,18 @@ impl<IO> Idle<IO> {
         }
     }
 
-    fn moved(&mut self) {
-        let deadline = Instant::now() + self.timeout;
-        self.timer.as_mut().reset(deadline);
-    }
-
-    /// On `Pending`, whether the idle deadline has passed.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.timer.as_mut().poll(cx).is_ready()
+    /// What a poll of the stream means for the idle deadline: progress
+    /// moves it; waiting past it is a `TimedOut` error.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                let deadline = Instant::now() + self.timeout;
+                self.timer.as_mut().reset(deadline);
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.timer.as_mut().poll(cx).is_ready() => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -220,27 +224,15 @@ fn timed_out() -> io::Error {
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Idle<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.io).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                self.moved();
-                Poll::Ready(r)
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
-            Poll::Pending => Poll::Pending,
-        }
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        self.watch(cx, poll)
     }
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Idle<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                self.moved();
-                Poll::Ready(r)
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
-            Poll::Pending => Poll::Pending,
-        }
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -248,14 +240,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Idle<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                self.moved();
-                Poll::Ready(r)
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
-            Poll::Pending => Poll::Pending,
-        }
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -263,8 +249,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Idle<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A finished flush is not progress (nothing new moved): it does
+        // not move the deadline.
         match Pin::new(&mut self.io).poll_flush(cx) {
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending if self.timer.as_mut().poll(cx).is_ready() => Poll::Ready(Err(timed_out())),
             other => other,
         }
     }
