@@ -15,6 +15,7 @@ mod incident_cmd;
 mod kv_cmd;
 mod log_limit;
 mod output;
+mod quota_cmd;
 mod repo_args;
 mod restore_cmd;
 mod server_cmd;
@@ -116,6 +117,9 @@ enum Command {
     /// The audit log: every change and every refused request.
     #[command(subcommand)]
     Audit(access_cmd::AuditCmd),
+    /// Quotas: the most a database or a site may hold.
+    #[command(subcommand)]
+    Quota(quota_cmd::QuotaCmd),
     /// Who the cluster takes you for, and your roles.
     Whoami,
 }
@@ -204,6 +208,7 @@ fn main() -> ExitCode {
         Command::User(cmd) => client_runtime(|| access_cmd::run_user(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Token(cmd) => client_runtime(|| access_cmd::run_token(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Role(cmd) => client_runtime(|| access_cmd::run_role(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Quota(cmd) => client_runtime(|| quota_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Audit(cmd) => client_runtime(|| access_cmd::run_audit(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Whoami => client_runtime(|| access_cmd::whoami(&cli.endpoints, cli.output, cli.timeout)),
     };

@@ -97,21 +97,6 @@ pub enum SiteCmd {
     },
 }
 
-fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
-
 fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
@@ -188,7 +173,7 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
                                 s.name.clone(),
                                 s.deployment.to_string(),
                                 s.files.to_string(),
-                                human(s.bytes),
+                                crate::output::human_bytes(s.bytes),
                             ]
                         })
                         .collect();
@@ -240,9 +225,9 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
                     s.files_unchanged,
                     s.files_deleted,
                     s.files_total,
-                    human(s.bytes_scanned),
-                    human(s.bytes_hashed),
-                    human(if s.dry_run { s.bytes_sent_plain } else { s.bytes_sent }),
+                    crate::output::human_bytes(s.bytes_scanned),
+                    crate::output::human_bytes(s.bytes_hashed),
+                    crate::output::human_bytes(if s.dry_run { s.bytes_sent_plain } else { s.bytes_sent }),
                     s.chunks_sent,
                     if s.bytes_sent > 0 {
                         format!(
@@ -289,7 +274,13 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
             emit(
                 output,
                 json!({"site": site, "files": n, "bytes": bytes, "dir": dir}),
-                || format!("pulled {n} files ({}) into {}", human(bytes), dir.display()),
+                || {
+                    format!(
+                        "pulled {n} files ({}) into {}",
+                        crate::output::human_bytes(bytes),
+                        dir.display()
+                    )
+                },
             );
         }
         SiteCmd::Rm { site, path } => {
@@ -314,7 +305,7 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
                                 when(d.at_ms),
                                 d.author.clone(),
                                 d.files.to_string(),
-                                human(d.bytes),
+                                crate::output::human_bytes(d.bytes),
                                 d.message.clone(),
                             ]
                         })
@@ -334,7 +325,11 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
                 }
             }
             emit(output, json!({"chunks": total.0, "bytes": total.1}), || {
-                format!("deleted {} unreferenced chunks ({})", total.0, human(total.1))
+                format!(
+                    "deleted {} unreferenced chunks ({})",
+                    total.0,
+                    crate::output::human_bytes(total.1)
+                )
             });
         }
     }

@@ -525,3 +525,112 @@ async fn one_caller_cannot_take_every_write() {
     .await
     .unwrap();
 }
+
+/// `n` bytes that do not compress (a keyed blake3 stream).
+fn noise(seed: u8, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    blake3::Hasher::new_keyed(&[seed; 32]).finalize_xof().fill(&mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_and_the_undeployed_upload_bound_refuse_growth_and_nothing_else() {
+    let mut c = cluster(
+        "guard-quota",
+        &format!("{FAST}[limits]\nmax-undeployed-bytes = 150000\n"),
+    );
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let env = c.cli_env();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--endpoints", eps.as_str()];
+        all.extend_from_slice(args);
+        sen_env(&all, &env)
+    };
+    let client = c.client().unwrap();
+
+    // A database quota: 10 keys of 10 bytes fit in 100 bytes, the 11th not.
+    let (code, _, err) = run(&["quota", "set", "database", "congbao", "--max-bytes", "100"]);
+    assert_eq!(code, 0, "{err}");
+    for i in 0..10 {
+        client
+            .put("congbao", format!("k{i}").as_bytes(), b"12345678")
+            .await
+            .unwrap();
+    }
+    let before = digest(&c, c.wait_leader(None, T).await.unwrap()).await;
+    let e = client.put("congbao", b"k_", b"12345678").await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}");
+    assert!(e.to_string().contains("over its quota of 100 bytes"), "{e}");
+    assert_eq!(
+        digest(&c, c.wait_leader(None, T).await.unwrap()).await,
+        before,
+        "a refusal changes nothing"
+    );
+    // Deletes pass; the freed room takes new keys.
+    client.delete("congbao", b"k0").await.unwrap();
+    client.put("congbao", b"k_", b"12345678").await.unwrap();
+    let (code, out, err) = run(&["--output", "json", "quota", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["quotas"][0]["used_bytes"], 100, "{out}");
+    assert_eq!(v["quotas"][0]["max_bytes"], 100, "{out}");
+    assert_eq!(
+        run(&["quota", "set", "database", "congbao", "--max-bytes", "none"]).0,
+        0
+    );
+    client.put("congbao", b"k11", b"12345678").await.unwrap();
+    // Every replica decided the same.
+    let leader = c.wait_leader(None, T).await.unwrap();
+    sen_chaos::wait_for("replicas to agree", T, || {
+        let c = &c;
+        async move {
+            let want = digest(c, leader).await;
+            for id in 1..=3 {
+                if digest(c, id).await != want {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        }
+    })
+    .await
+    .unwrap();
+
+    // A site quota refuses the deploy of a larger tree.
+    let base = tempfile::tempdir().unwrap();
+    let tree = |name: &str, size: usize, seed: u8| {
+        let d = base.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("file.bin"), noise(seed, size)).unwrap();
+        d.to_str().unwrap().to_owned()
+    };
+    assert_eq!(run(&["site", "create", "portal"]).0, 0);
+    assert_eq!(run(&["quota", "set", "site", "portal", "--max-bytes", "50KB"]).0, 0);
+    let (code, _, err) = run(&["site", "push", "portal", &tree("small", 40_000, 1), "--delete"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&["site", "push", "portal", &tree("large", 60_000, 2), "--delete"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("site portal would hold 60000 bytes, over its quota of 50000 bytes"),
+        "{err}"
+    );
+
+    // The refused push left 60 KB of uploads no deployment uses: 120 KB
+    // more would pass the 150 KB bound, so the upload itself is refused.
+    let (code, _, err) = run(&["site", "push", "portal", &tree("larger", 120_000, 3), "--delete"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("limits.max-undeployed-bytes"), "{err}");
+    // Collecting garbage makes room; without the quota the push goes through.
+    assert_eq!(run(&["site", "gc", "--grace", "0s"]).0, 0);
+    assert_eq!(run(&["quota", "set", "site", "portal", "--max-bytes", "none"]).0, 0);
+    let (code, _, err) = run(&["site", "push", "portal", &tree("larger", 120_000, 3), "--delete"]);
+    assert_eq!(code, 0, "{err}");
+
+    // Only administrators set quotas (checked by the node, not the CLI).
+    if let Some(sec) = c.security() {
+        let nobody = c.client_with(Some(sec.tls_options(None).unwrap()), None).unwrap();
+        let e = nobody.set_quota("database", "congbao", 1).await.unwrap_err();
+        assert_eq!(e.code(), Some(Code::Unauthenticated), "{e}");
+    }
+}

@@ -222,4 +222,46 @@ impl Client {
         )
         .map(|r| r.json)
     }
+
+    /// Set (or with `max_bytes == 0` remove) the quota of a `database` or
+    /// `site`. Returns the revision of the write.
+    pub async fn set_quota(&self, kind: &str, name: &str, max_bytes: u64) -> Result<u64, ClientError> {
+        call!(
+            self,
+            "set quota",
+            true,
+            ControlClient,
+            set_quota,
+            SetQuotaRequest {
+                kind: kind.into(),
+                name: name.into(),
+                max_bytes,
+            }
+        )
+        .map(|r| r.revision)
+    }
+
+    /// Every quota with what its database or site holds now (all pages).
+    pub async fn list_quotas(&self) -> Result<Vec<Quota>, ClientError> {
+        let mut out = Vec::new();
+        let mut start_after = String::new();
+        loop {
+            let r = call!(
+                self,
+                "list quotas",
+                false,
+                ControlClient,
+                list_quotas,
+                ListQuotasRequest {
+                    start_after: start_after.clone(),
+                    limit: 0,
+                }
+            )?;
+            out.extend(r.quotas);
+            if r.next.is_empty() {
+                return Ok(out);
+            }
+            start_after = r.next;
+        }
+    }
 }

@@ -35,6 +35,11 @@ pub struct Limits {
     pub max_databases: usize,
     /// Most sites the cluster holds.
     pub max_sites: usize,
+    /// Most stored bytes of uploaded chunks that no deployment uses yet
+    /// (pushes in progress, and what garbage collection has not removed):
+    /// an upload that would go beyond it is refused until a deploy or a
+    /// collection makes room.
+    pub max_undeployed_bytes: u64,
 }
 
 impl Default for Limits {
@@ -48,6 +53,7 @@ impl Default for Limits {
             max_scan_page_bytes: 16 * 1024 * 1024,
             max_databases: 10_000,
             max_sites: 10_000,
+            max_undeployed_bytes: 8 << 30,
         }
     }
 }

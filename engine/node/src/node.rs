@@ -174,6 +174,15 @@ impl Node {
                 "the write was not committed within {budget:?}; its outcome is unknown: retry with the same request id (the CLI does this)"
             ))),
             Ok(Ok(r)) => match r.data.outcome {
+                sen_raft::Outcome::QuotaExceeded {
+                    kind,
+                    name,
+                    bytes,
+                    quota,
+                } => Err(ApiError::Exhausted(format!(
+                    "{kind} {name} would hold {bytes} bytes, over its quota of {quota} bytes; nothing changed: \
+                     delete data, or ask an administrator to raise it with `sen quota set {kind} {name} --max-bytes …`"
+                ))),
                 sen_raft::Outcome::RequestIdReused { revision } => Err(ApiError::FailedPrecondition(format!(
                     "request id reused for a different request (the id was applied at revision {revision} to \
                      another operation; nothing changed): give every new request a new id"
@@ -231,6 +240,19 @@ impl Node {
                 return Err(ApiError::Exhausted(format!(
                     "the cluster already holds {sites} sites, the most allowed (limits.max-sites); \
                      delete a site or raise the limit on every node"
+                )));
+            }
+        }
+        if let Op::PutChunks { chunks } = op {
+            let incoming: u64 = chunks.iter().map(|c| c.data.len() as u64).sum();
+            let held = self.state.unreferenced_bytes()?;
+            if held.saturating_add(incoming) > limits.max_undeployed_bytes {
+                return Err(ApiError::Exhausted(format!(
+                    "the cluster already holds {held} bytes of uploaded content no deployment uses, and this upload \
+                     of {incoming} bytes would pass limits.max-undeployed-bytes ({}); finish or abandon the pushes in \
+                     progress and run `sen site gc` (chunks are collected after their grace period), or raise the \
+                     limit on every node",
+                    limits.max_undeployed_bytes
                 )));
             }
         }

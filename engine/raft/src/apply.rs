@@ -22,6 +22,7 @@ pub use crate::content::ContentView;
 pub use crate::schema::records::{
     ChunkMeta, CurrentDeployment, DbStats, DedupRecord, DeploymentInfo, FileRecord, KvRecord, SiteRecord,
 };
+use crate::schema::system::{QuotaKind, QuotaRecord, SYSTEM_DB, SystemRecord, is_reserved_db, quota_key};
 
 /// How long a request id is remembered: a retry of the same id within this
 /// window (measured on the replicated monotonic clock) returns the original
@@ -111,6 +112,13 @@ pub enum Mutation {
     DeleteDeployments {
         site: String,
     },
+    /// The stored bytes of unreferenced chunks (uploaded and not deployed
+    /// yet, or no longer deployed) changed by `delta`. A node-local
+    /// counter for admission checks, not part of the state digest: the
+    /// store may recompute it from `chunk_meta` at any time.
+    AddUnreferencedBytes {
+        delta: i64,
+    },
 }
 
 /// Reading the state failed.
@@ -145,6 +153,8 @@ pub struct Applier<'v, V: StateView> {
     pub(crate) chunk_meta: HashMap<ChunkId, Option<ChunkMeta>>,
     pub(crate) chunk_data: HashMap<ChunkId, StoredChunk>,
     pub(crate) sites: HashMap<String, Option<SiteRecord>>,
+    /// Change of the unreferenced chunks' stored bytes in this batch.
+    pub(crate) unreferenced_delta: i64,
 }
 
 impl<'v, V: StateView> Applier<'v, V> {
@@ -160,6 +170,7 @@ impl<'v, V: StateView> Applier<'v, V> {
             chunk_meta: HashMap::new(),
             chunk_data: HashMap::new(),
             sites: HashMap::new(),
+            unreferenced_delta: 0,
         }
     }
 
@@ -196,10 +207,12 @@ impl<'v, V: StateView> Applier<'v, V> {
         }
 
         let outcome = match &req.op {
-            Op::Put { db, key, value } => {
-                let created = self.put(db, key, value, index)?;
-                Outcome::Put { created }
-            }
+            Op::Put { db, key, value } => match self.kv_quota_check(db, &[(key.as_slice(), Some(value.len()))])? {
+                Some(refused) => refused,
+                None => Outcome::Put {
+                    created: self.put(db, key, value, index)?,
+                },
+            },
             Op::Delete { db, key } => Outcome::Delete {
                 deleted: self.delete(db, key)?,
             },
@@ -270,7 +283,12 @@ impl<'v, V: StateView> Applier<'v, V> {
     }
 
     /// The mutations of everything applied so far, in order.
-    pub fn finish(self) -> Vec<Mutation> {
+    pub fn finish(mut self) -> Vec<Mutation> {
+        if self.unreferenced_delta != 0 {
+            self.mutations.push(Mutation::AddUnreferencedBytes {
+                delta: self.unreferenced_delta,
+            });
+        }
         self.mutations
     }
 
@@ -380,19 +398,20 @@ impl<'v, V: StateView> Applier<'v, V> {
             }
         }
         let ops = if succeeded { &txn.success } else { &txn.failure };
-        // Check the whole branch before changing anything.
-        let mut sizes: HashMap<&[u8], usize> = HashMap::new();
+        // Check the whole branch before changing anything: the value each
+        // key ends with (`None`: deleted).
+        let mut sizes: HashMap<&[u8], Option<usize>> = HashMap::new();
         for op in ops {
             match op {
                 TxnOp::Put { key, value } => {
-                    sizes.insert(key, value.len());
+                    sizes.insert(key, Some(value.len()));
                 }
                 TxnOp::Delete { key } => {
-                    sizes.insert(key, 0);
+                    sizes.insert(key, None);
                 }
                 TxnOp::Append { key, value } => {
                     let cur = match sizes.get(key.as_slice()) {
-                        Some(n) => *n,
+                        Some(n) => n.unwrap_or(0),
                         None => self.get(&txn.db, key)?.map_or(0, |r| r.value.len()),
                     };
                     let new = cur + value.len();
@@ -404,9 +423,13 @@ impl<'v, V: StateView> Applier<'v, V> {
                             ),
                         });
                     }
-                    sizes.insert(key, new);
+                    sizes.insert(key, Some(new));
                 }
             }
+        }
+        let ends: Vec<(&[u8], Option<usize>)> = sizes.into_iter().collect();
+        if let Some(refused) = self.kv_quota_check(&txn.db, &ends)? {
+            return Ok(refused);
         }
         for op in ops {
             match op {
@@ -424,6 +447,55 @@ impl<'v, V: StateView> Applier<'v, V> {
             }
         }
         Ok(Outcome::Txn { succeeded })
+    }
+
+    /// The quota of `kind` on `name`, from the control plane in this
+    /// state (so every node reads the same). A record this build cannot
+    /// read counts as no quota: refusing every write over a damaged record
+    /// would be worse, and `sen quota list` shows it.
+    pub(crate) fn quota(&self, kind: QuotaKind, name: &str) -> Result<Option<u64>, StateError> {
+        if kind == QuotaKind::Database && is_reserved_db(name) {
+            return Ok(None);
+        }
+        Ok(self
+            .get(SYSTEM_DB, &quota_key(kind, name))?
+            .and_then(|r| QuotaRecord::from_json(&r.value).ok())
+            .map(|q| q.max_bytes))
+    }
+
+    /// Refuse a change that would take `name` above its quota and grow it.
+    pub(crate) fn quota_check(
+        &self,
+        kind: QuotaKind,
+        name: &str,
+        before: u64,
+        after: u64,
+    ) -> Result<Option<Outcome>, StateError> {
+        if after <= before {
+            return Ok(None);
+        }
+        Ok(match self.quota(kind, name)? {
+            Some(quota) if after > quota => Some(Outcome::QuotaExceeded {
+                kind,
+                name: name.to_owned(),
+                bytes: after,
+                quota,
+            }),
+            _ => None,
+        })
+    }
+
+    /// [`Self::quota_check`] for keys of database `db` ending with the
+    /// given value lengths (`None`: deleted).
+    fn kv_quota_check(&self, db: &str, ends: &[(&[u8], Option<usize>)]) -> Result<Option<Outcome>, StateError> {
+        let size = |key: &[u8], value: Option<usize>| value.map_or(0, |v| (key.len() + v) as u64);
+        let before = self.stats(db)?.bytes;
+        let mut after = before;
+        for (key, end) in ends {
+            let now = size(key, self.get(db, key)?.map(|r| r.value.len()));
+            after = after.saturating_sub(now).saturating_add(size(key, *end));
+        }
+        self.quota_check(QuotaKind::Database, db, before, after)
     }
 
     fn compare(&self, db: &str, c: &Compare) -> Result<bool, StateError> {

@@ -14,6 +14,8 @@ use sen_content::{ChunkRef, StoredChunk};
 use sen_core::{ClusterId, RequestId};
 use serde::{Deserialize, Serialize};
 
+use crate::schema::system::QuotaKind;
+
 /// A replicated command: the operation plus what the proposing node adds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -225,6 +227,14 @@ pub enum Outcome {
     /// different operation: nothing changed. `revision` is the index of
     /// the earlier application.
     RequestIdReused { revision: u64 },
+    /// The write would take a database or site above its quota (and make
+    /// it larger): nothing changed. `bytes` is what it would have held.
+    QuotaExceeded {
+        kind: QuotaKind,
+        name: String,
+        bytes: u64,
+        quota: u64,
+    },
 }
 
 impl fmt::Display for Request {

@@ -20,6 +20,7 @@ use sen_content::{ChunkId, ChunkRef, Manifest, StoredChunk};
 use crate::apply::{Applier, Mutation, StateError, StateView};
 use crate::command::{Deploy, Outcome};
 use crate::schema::records::{ChunkMeta, CurrentDeployment, DeploymentInfo, FileRecord, SiteRecord};
+use crate::schema::system::QuotaKind;
 
 /// Read access to content state (part of [`StateView`]).
 pub trait ContentView {
@@ -47,6 +48,9 @@ impl<V: StateView> Applier<'_, V> {
     }
 
     fn set_meta(&mut self, id: ChunkId, old: Option<ChunkMeta>, new: ChunkMeta) {
+        // And the unreferenced bytes with both.
+        let unreferenced = |m: Option<ChunkMeta>| m.filter(|m| m.refs == 0).map_or(0, |m| i64::from(m.stored_len));
+        self.unreferenced_delta += unreferenced(Some(new)) - unreferenced(old);
         // Keep the unreferenced-chunk index in step with `refs`.
         if let Some(o) = old
             && o.refs == 0
@@ -246,6 +250,11 @@ impl<V: StateView> Applier<'_, V> {
             Ok(m) => m,
             Err(e) => return reject(e),
         };
+        let bytes = manifest.total_bytes();
+        let before = site.current.as_ref().map_or(0, |c| c.bytes);
+        if let Some(refused) = self.quota_check(QuotaKind::Site, &d.site, before, bytes)? {
+            return Ok(refused);
+        }
         let new_set = Self::deployment_chunks(&d.manifest, &manifest);
         // Every chunk must be stored, with the length the manifest gives it
         // (a wrong length would make ranges and downloads wrong).
@@ -305,7 +314,7 @@ impl<V: StateView> Applier<'_, V> {
                 )
             })
             .collect();
-        let (nfiles, bytes) = (manifest.files.len() as u64, manifest.total_bytes());
+        let nfiles = manifest.files.len() as u64;
         self.mutations.push(Mutation::ReplaceFiles {
             site: d.site.clone(),
             files,
@@ -401,6 +410,7 @@ impl<V: StateView> Applier<'_, V> {
                 Some(m) if m.refs == 0 && m.zero_since_ms == at_ms => {
                     chunks += 1;
                     bytes += u64::from(m.stored_len);
+                    self.unreferenced_delta -= i64::from(m.stored_len);
                     self.chunk_meta.insert(id, None);
                     self.chunk_data.remove(&id);
                     self.mutations.push(Mutation::DeleteZeroChunk { at_ms, id });

@@ -96,12 +96,24 @@ impl MemState {
                     self.deployments.insert((site, info.id), info);
                 }
                 Mutation::DeleteDeployments { site } => self.deployments.retain(|(s, _), _| *s != site),
+                // Derived from `chunk_meta`: see [`MemState::unreferenced_bytes`].
+                Mutation::AddUnreferencedBytes { .. } => {}
             }
         }
     }
 }
 
 impl MemState {
+    /// Stored bytes of the chunks no deployment references: what the
+    /// stores' counter (`Mutation::AddUnreferencedBytes`) must always equal.
+    pub fn unreferenced_bytes(&self) -> u64 {
+        self.chunk_meta
+            .values()
+            .filter(|m| m.refs == 0)
+            .map(|m| u64::from(m.stored_len))
+            .sum()
+    }
+
     /// The state in its stored layout: for every table a backup holds
     /// (`schema::tables::BACKUP_TABLES`), its rows as the RocksDB store
     /// writes them (same keys, same encodings).

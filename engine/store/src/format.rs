@@ -37,6 +37,9 @@ pub const K_IDENTITY: &[u8] = b"identity";
 pub const K_APPLIED: &[u8] = b"applied";
 pub const K_MEMBERSHIP: &[u8] = b"membership";
 pub const K_CLOCK: &[u8] = b"clock";
+/// State DB: stored bytes of unreferenced chunks (a counter kept from
+/// `Mutation::AddUnreferencedBytes`; recomputed from `chunk_meta` if absent).
+pub const K_UNREFERENCED: &[u8] = b"unreferenced_bytes";
 pub const K_CLUSTER_ID: &[u8] = tables::META_CLUSTER_ID;
 /// State DB: log index of the snapshot this generation was installed from.
 pub const K_SNAPSHOT_INSTALLED: &[u8] = b"snapshot_installed";

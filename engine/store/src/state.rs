@@ -490,6 +490,18 @@ impl StateDb {
             .is_some())
     }
 
+    /// The bytes (keys and values) database `name` holds; 0 if none.
+    pub fn database_bytes(&self, name: &str) -> Result<u64, StoreError> {
+        let generation = self.live();
+        let db = generation.db();
+        Ok(db
+            .get_pinned_cf(cf(db, CF_DBS)?, name.as_bytes())
+            .map_err(|e| StoreError::rocks("look up a database", e))?
+            .map(|v| dec_stats(&v))
+            .transpose()?
+            .map_or(0, |s| s.bytes))
+    }
+
     /// How many databases exist, counting at most `limit` (enough to
     /// compare with a configured maximum).
     pub fn count_databases(&self, limit: usize) -> Result<usize, StoreError> {
@@ -801,9 +813,37 @@ fn write_mutations(db: &DB, batch: &mut WriteBatch, mutations: Vec<Mutation>) ->
                 let (lo, hi) = site_range(&site);
                 batch.delete_range_cf(deploys, lo, hi);
             }
+            Mutation::AddUnreferencedBytes { delta } => {
+                // The batch is not written yet: this reads the state the
+                // delta is relative to.
+                let now = unreferenced_bytes(db)?.saturating_add_signed(delta);
+                batch.put_cf(meta, K_UNREFERENCED, enc("unreferenced bytes", &now)?);
+            }
         }
     }
     Ok(())
+}
+
+/// Stored bytes of the chunks no deployment references (uploads not
+/// deployed yet, and chunks waiting for garbage collection): the counter
+/// in `meta`, or, when a state has none yet (an older release, a restore),
+/// the sum over `chunk_meta`.
+fn unreferenced_bytes(db: &DB) -> Result<u64, StoreError> {
+    if let Some(b) = db
+        .get_cf(cf(db, CF_META)?, K_UNREFERENCED)
+        .map_err(|e| StoreError::rocks("read the unreferenced-bytes counter", e))?
+    {
+        return dec("unreferenced bytes", &b);
+    }
+    let mut sum = 0u64;
+    for r in db.iterator_cf(cf(db, CF_CHUNK_META)?, IteratorMode::Start) {
+        let (_, v) = r.map_err(|e| StoreError::rocks("sum unreferenced chunks", e))?;
+        let m = ChunkMeta::decode(&v)?;
+        if m.refs == 0 {
+            sum += u64::from(m.stored_len);
+        }
+    }
+    Ok(sum)
 }
 
 /// [`StateView`] over the live state DB.
@@ -1089,6 +1129,13 @@ impl StateDb {
             }
         }
         Ok(out)
+    }
+
+    /// Stored bytes of uploaded chunks no deployment uses (yet): what
+    /// `limits.max-undeployed-bytes` bounds.
+    pub fn unreferenced_bytes(&self) -> Result<u64, StoreError> {
+        let generation = self.live();
+        unreferenced_bytes(generation.db())
     }
 
     /// Chunk count and stored bytes (for metrics and reports).

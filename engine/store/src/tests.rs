@@ -369,3 +369,56 @@ async fn a_log_that_lost_applied_entries_refuses_to_start() {
     );
     assert!(err.contains("remove-node"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unreferenced_bytes_counter_follows_uploads_and_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let chunk = |seed: u8| {
+        let data = vec![seed; 1000 + seed as usize];
+        sen_content::StoredChunk::encode(&data, 3).unwrap()
+    };
+    let entry = |index: u64, op: Op| Entry {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Normal(Request {
+            id: None,
+            proposed_at_ms: 1_000 + index,
+            op,
+        }),
+    };
+    let (c1, c2) = (chunk(1), chunk(2));
+    let stored = (c1.data.len() + c2.data.len()) as u64;
+    assert_eq!(a.state.unreferenced_bytes().unwrap(), 0);
+    a.state
+        .apply_entries(&[entry(
+            1,
+            Op::PutChunks {
+                chunks: vec![c1.clone(), c2],
+            },
+        )])
+        .unwrap();
+    assert_eq!(a.state.unreferenced_bytes().unwrap(), stored);
+    // Uploading one again changes nothing.
+    a.state
+        .apply_entries(&[entry(2, Op::PutChunks { chunks: vec![c1] })])
+        .unwrap();
+    assert_eq!(a.state.unreferenced_bytes().unwrap(), stored);
+    // A state without the counter (an older release, a restore) sums it.
+    {
+        let generation = a.state.live();
+        let db = generation.db();
+        let meta = crate::rocks::cf(db, crate::format::CF_META).unwrap();
+        db.delete_cf(meta, crate::format::K_UNREFERENCED).unwrap();
+    }
+    assert_eq!(a.state.unreferenced_bytes().unwrap(), stored);
+    a.state
+        .apply_entries(&[entry(
+            3,
+            Op::CollectGarbage {
+                grace_ms: 0,
+                limit: 100,
+            },
+        )])
+        .unwrap();
+    assert_eq!(a.state.unreferenced_bytes().unwrap(), 0);
+}

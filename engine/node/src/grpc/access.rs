@@ -15,7 +15,7 @@ use sen_proto::v1::*;
 use sen_raft::Op;
 use sen_raft::schema::system::{
     self, ACTIVE_DRILL_KEY, AUDIT_PREFIX, ActiveDrill, AuditRecord, BACKUP_RUN_PREFIX, BACKUP_SCHEDULE_KEY,
-    DRILL_PREFIX, DrillReport, RunRecord, SYSTEM_DB, Schedule, SystemRecord,
+    DRILL_PREFIX, DrillReport, QuotaKind, QuotaRecord, RunRecord, SYSTEM_DB, Schedule, SystemRecord,
 };
 use tonic::{Request, Response, Status};
 
@@ -531,6 +531,113 @@ impl Control for ControlApi {
             Ok(ListBackupRunsResponse { json })
         })
         .await
+    }
+
+    async fn set_quota(&self, req: Request<SetQuotaRequest>) -> Result<Response<SetQuotaResponse>, Status> {
+        measured(&self.node, "Control/SetQuota", async {
+            let r = req.get_ref();
+            crate::auth::note(&req, format!("{}:{} max_bytes:{}", r.kind, r.name, r.max_bytes));
+            let kind = quota_kind(&r.kind)?;
+            match kind {
+                QuotaKind::Database => {
+                    sen_core::limits::check_db_name(&r.name).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+                    if system::is_reserved_db(&r.name) {
+                        return Err(ApiError::InvalidArgument(format!(
+                            "{} is one of the cluster's own databases; it takes no quota",
+                            r.name
+                        )));
+                    }
+                }
+                QuotaKind::Site => {
+                    sen_content::path::check_site_name(&r.name).map_err(ApiError::InvalidArgument)?;
+                }
+            }
+            let key = system::quota_key(kind, &r.name);
+            if r.max_bytes == 0 {
+                leader_only(&self.node)?;
+                if self.node.as_ref().get_raw(&key)?.is_none() {
+                    return Ok(SetQuotaResponse { revision: 0 });
+                }
+                self.delete(&key).await?;
+                tracing::info!(kind = %kind, name = %r.name, "quota removed");
+                return Ok(SetQuotaResponse {
+                    revision: self.node.state.applied_index(),
+                });
+            }
+            let rec = QuotaRecord {
+                version: QuotaRecord::VERSION,
+                kind,
+                name: r.name.clone(),
+                max_bytes: r.max_bytes,
+                set_by: by(&auth::caller(&req)?),
+                set_at_ms: sen_core::now_ms(),
+            };
+            let revision = self.put(key, &rec).await?;
+            tracing::info!(kind = %kind, name = %r.name, max_bytes = r.max_bytes, "quota set");
+            Ok(SetQuotaResponse { revision })
+        })
+        .await
+    }
+
+    async fn list_quotas(&self, req: Request<ListQuotasRequest>) -> Result<Response<ListQuotasResponse>, Status> {
+        measured(&self.node, "Control/ListQuotas", async {
+            fresh(&self.node).await?;
+            let r = req.get_ref();
+            let limit = self.node.config.limits.scan_page(r.limit as usize);
+            let after = (!r.start_after.is_empty()).then(|| format!("{}{}", system::QUOTA_PREFIX, r.start_after));
+            let rows = self.node.as_ref().scan_rows(
+                system::QUOTA_PREFIX.as_bytes(),
+                after.as_ref().map(|a| a.as_bytes()),
+                limit + 1,
+            )?;
+            let more = rows.len() > limit;
+            let mut quotas = Vec::new();
+            let mut next = String::new();
+            for (key, value) in rows.into_iter().take(limit) {
+                next = String::from_utf8_lossy(&key[system::QUOTA_PREFIX.len()..]).into_owned();
+                // A record this build cannot read is shown, not hidden: the
+                // state machine applies no quota for it.
+                let q = QuotaRecord::from_json(&value).map_err(|e| {
+                    ApiError::Internal(format!(
+                        "{e} (key {}); set the quota again",
+                        String::from_utf8_lossy(&key)
+                    ))
+                })?;
+                let used_bytes = match q.kind {
+                    QuotaKind::Database => self.node.state.database_bytes(&q.name)?,
+                    QuotaKind::Site => self
+                        .node
+                        .state
+                        .site(&q.name)?
+                        .0
+                        .and_then(|s| s.current)
+                        .map_or(0, |c| c.bytes),
+                };
+                quotas.push(Quota {
+                    kind: q.kind.to_string(),
+                    name: q.name,
+                    max_bytes: q.max_bytes,
+                    used_bytes,
+                    set_by: q.set_by,
+                    set_at_ms: q.set_at_ms,
+                });
+            }
+            if !more {
+                next.clear();
+            }
+            Ok(ListQuotasResponse { quotas, next })
+        })
+        .await
+    }
+}
+
+fn quota_kind(s: &str) -> Result<QuotaKind, ApiError> {
+    match s {
+        "database" | "db" => Ok(QuotaKind::Database),
+        "site" => Ok(QuotaKind::Site),
+        other => Err(ApiError::InvalidArgument(format!(
+            "a quota is on a `database` or a `site`, not {other:?}"
+        ))),
     }
 }
 

@@ -457,3 +457,99 @@ fn appends_concatenate_and_respect_the_size_cap() {
     );
     assert_eq!(s.kv("d", b"log").unwrap().unwrap().value, b"a;b;c;");
 }
+
+fn set_quota(s: &mut MemState, index: u64, kind: QuotaKind, name: &str, max_bytes: u64) {
+    let rec = QuotaRecord {
+        version: 1,
+        kind,
+        name: name.into(),
+        max_bytes,
+        set_by: "admin".into(),
+        set_at_ms: 1,
+    };
+    let op = Op::Put {
+        db: SYSTEM_DB.into(),
+        key: quota_key(kind, name),
+        value: rec.to_json().unwrap(),
+    };
+    apply_one(s, index, req(None, 1, op));
+}
+
+#[test]
+fn a_database_quota_refuses_growth_past_it_and_lets_everything_else_pass() {
+    let mut s = MemState::default();
+    // "a" + 9 bytes = 10 bytes per key.
+    apply_one(&mut s, 1, req(None, 1, put("congbao", "a", "123456789")));
+    set_quota(&mut s, 2, QuotaKind::Database, "congbao", 25);
+    apply_one(&mut s, 3, req(None, 1, put("congbao", "b", "123456789")));
+    assert_eq!(s.db_stats("congbao").unwrap().bytes, 20);
+    // 30 > 25: refused as a whole, nothing changed.
+    let r = apply_one(&mut s, 4, req(None, 1, put("congbao", "c", "123456789")));
+    assert_eq!(
+        r.outcome,
+        Outcome::QuotaExceeded {
+            kind: QuotaKind::Database,
+            name: "congbao".into(),
+            bytes: 30,
+            quota: 25
+        }
+    );
+    assert_eq!(s.kv("congbao", b"c").unwrap(), None);
+    // Rewriting a key with a value of the same size does not grow it.
+    let r = apply_one(&mut s, 5, req(None, 1, put("congbao", "a", "987654321")));
+    assert_eq!(r.outcome, Outcome::Put { created: false });
+    // A transaction is judged by where the whole branch ends: delete one
+    // key and add another of the same size passes; add two does not.
+    let swap = Op::Txn(Txn {
+        db: "congbao".into(),
+        compares: vec![],
+        success: vec![
+            TxnOp::Delete { key: b"a".to_vec() },
+            TxnOp::Put {
+                key: b"d".to_vec(),
+                value: b"123456789".to_vec(),
+            },
+        ],
+        failure: vec![],
+    });
+    assert_eq!(
+        apply_one(&mut s, 6, req(None, 1, swap)).outcome,
+        Outcome::Txn { succeeded: true }
+    );
+    let grow = Op::Txn(Txn {
+        db: "congbao".into(),
+        compares: vec![],
+        success: vec![TxnOp::Append {
+            key: b"d".to_vec(),
+            value: b"123456".to_vec(),
+        }],
+        failure: vec![],
+    });
+    assert!(matches!(
+        apply_one(&mut s, 7, req(None, 1, grow)).outcome,
+        Outcome::QuotaExceeded { bytes: 26, .. }
+    ));
+    // Lowering the quota under the current size still lets deletes and
+    // shrinking writes through.
+    set_quota(&mut s, 8, QuotaKind::Database, "congbao", 5);
+    let r = apply_one(&mut s, 9, req(None, 1, put("congbao", "b", "1")));
+    assert_eq!(r.outcome, Outcome::Put { created: false });
+    let r = apply_one(&mut s, 10, req(None, 1, del("congbao", "d")));
+    assert_eq!(r.outcome, Outcome::Delete { deleted: true });
+    // Other databases and the cluster's own are not affected.
+    let r = apply_one(&mut s, 11, req(None, 1, put("lichtuan", "x", &"y".repeat(100))));
+    assert_eq!(r.outcome, Outcome::Put { created: true });
+}
+
+#[test]
+fn an_unreadable_quota_record_is_no_quota() {
+    let mut s = MemState::default();
+    let op = Op::Put {
+        db: SYSTEM_DB.into(),
+        key: quota_key(QuotaKind::Database, "x"),
+        value: br#"{"version":99}"#.to_vec(),
+    };
+    apply_one(&mut s, 1, req(None, 1, op));
+    let r = apply_one(&mut s, 2, req(None, 1, put("x", "k", "v")));
+    assert_eq!(r.outcome, Outcome::Put { created: true });
+}

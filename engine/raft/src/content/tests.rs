@@ -368,6 +368,8 @@ mod batching {
         let mut state = MemState::default();
         let mut out = Vec::new();
         let mut index = 1;
+        // The stores' unreferenced-bytes counter, kept from the deltas.
+        let mut unreferenced = 0i64;
         for batch in batches {
             let mut a = Applier::new(&state);
             for r in *batch {
@@ -375,7 +377,13 @@ mod batching {
                 index += 1;
             }
             let m = a.finish();
+            for m in &m {
+                if let crate::apply::Mutation::AddUnreferencedBytes { delta } = m {
+                    unreferenced += delta;
+                }
+            }
             state.write(m);
+            assert_eq!(unreferenced, state.unreferenced_bytes() as i64, "counter drifted");
         }
         (out, state)
     }
@@ -435,4 +443,40 @@ mod batching {
             prop_assert_eq!(s1, s2);
         }
     }
+}
+
+#[test]
+fn a_site_quota_refuses_a_larger_tree_but_not_a_smaller_one() {
+    use crate::schema::system::{QuotaKind, QuotaRecord, SYSTEM_DB, SystemRecord, quota_key};
+    let mut s = Site::new();
+    s.apply(Op::CreateSite { site: "portal".into() });
+    let rec = QuotaRecord {
+        version: 1,
+        kind: QuotaKind::Site,
+        name: "portal".into(),
+        max_bytes: 8_000,
+        set_by: "admin".into(),
+        set_at_ms: 1,
+    };
+    s.apply(Op::Put {
+        db: SYSTEM_DB.into(),
+        key: quota_key(QuotaKind::Site, "portal"),
+        value: rec.to_json().unwrap(),
+    });
+    let out = s.push("portal", &[("a", blob(1, 5000)), ("b", blob(2, 5000))], None);
+    assert_eq!(
+        out,
+        Outcome::QuotaExceeded {
+            kind: QuotaKind::Site,
+            name: "portal".into(),
+            bytes: 10_000,
+            quota: 8_000
+        }
+    );
+    assert!(s.state.sites["portal"].current.is_none(), "nothing deployed");
+    let out = s.push("portal", &[("a", blob(1, 5000))], None);
+    assert_eq!(out, Outcome::Deployed { files: 1, bytes: 5000 });
+    // The uploads of the refused push wait, unreferenced, for collection.
+    assert_eq!(s.refs(&blob(2, 5000)), Some(0));
+    assert!(s.state.unreferenced_bytes() > 0);
 }

@@ -580,5 +580,60 @@ impl SystemRecord for AuditRecord {
     const VERSION: u32 = 1;
 }
 
+// ---------------------------------------------------------------------------
+// Quotas.
+
+/// Quotas: `quota/database/<name>` and `quota/site/<name>`.
+pub const QUOTA_PREFIX: &str = "quota/";
+
+/// What a quota limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuotaKind {
+    /// A key-value database: the sum of its key and value lengths.
+    Database,
+    /// A site: the logical size of its current deployment (the sum of its
+    /// files' lengths).
+    Site,
+}
+
+impl QuotaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaKind::Database => "database",
+            QuotaKind::Site => "site",
+        }
+    }
+}
+
+impl std::fmt::Display for QuotaKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub fn quota_key(kind: QuotaKind, name: &str) -> Vec<u8> {
+    format!("{QUOTA_PREFIX}{kind}/{name}").into_bytes()
+}
+
+/// The most a database or site may hold. Checked when a write is applied
+/// (so every node decides the same): a write that would take the database
+/// or site above its quota *and* make it larger is refused as a whole;
+/// deletes and writes that shrink it always pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaRecord {
+    pub version: u32,
+    pub kind: QuotaKind,
+    pub name: String,
+    pub max_bytes: u64,
+    pub set_by: String,
+    pub set_at_ms: u64,
+}
+
+impl SystemRecord for QuotaRecord {
+    const WHAT: &'static str = "a quota";
+    const VERSION: u32 = 1;
+}
+
 #[cfg(test)]
 mod tests;

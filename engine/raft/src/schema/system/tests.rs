@@ -188,3 +188,22 @@ fn access_records_and_keys_are_pinned() {
     assert_eq!(audit_key(5, 2, 7), b"audit/0000000000000005-000002-0000000007");
     assert!(audit_from(5) <= audit_key(5, 0, 0) && audit_key(4, 9, 9) < audit_from(5));
 }
+
+#[test]
+fn quota_records_and_keys_are_pinned() {
+    let q = QuotaRecord {
+        version: 1,
+        kind: QuotaKind::Site,
+        name: "lich-tuan".into(),
+        max_bytes: 1 << 30,
+        set_by: "admin".into(),
+        set_at_ms: 7,
+    };
+    assert_eq!(
+        String::from_utf8(q.to_json().unwrap()).unwrap(),
+        r#"{"version":1,"kind":"site","name":"lich-tuan","max_bytes":1073741824,"set_by":"admin","set_at_ms":7}"#
+    );
+    assert_eq!(QuotaRecord::from_json(&q.to_json().unwrap()).unwrap(), q);
+    assert_eq!(quota_key(QuotaKind::Database, "cong-bao"), b"quota/database/cong-bao");
+    assert_eq!(quota_key(QuotaKind::Site, "portal"), b"quota/site/portal");
+}
