@@ -9,8 +9,8 @@ use sen_proto::v1::{KeyValue, TxnRequest};
 use serde_json::json;
 
 use crate::output::{emit, json_bytes, show, table};
-use crate::txn_parse;
 use crate::{Failure, Output, client};
+use sen_client::txn as txn_parse;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ReadConsistency {

@@ -20,7 +20,6 @@ mod repo_args;
 mod restore_cmd;
 mod server_cmd;
 mod site_cmd;
-mod txn_parse;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

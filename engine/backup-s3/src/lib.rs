@@ -67,7 +67,8 @@ use sen_backup::{ObjectError, ObjectInfo, ObjectStore, RetryClass};
 pub mod testing;
 mod url;
 
-pub use url::{Location, check_allowed, open_store};
+pub use sen_backup::location::{Location, check_allowed};
+pub use url::open_store;
 
 /// The hint added to authentication and authorization failures.
 const CREDENTIALS_HINT: &str = "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile";

@@ -17,6 +17,7 @@ pub mod backup;
 pub mod check;
 pub mod crypto;
 pub mod format;
+pub mod location;
 pub mod prune;
 pub mod read;
 pub mod repo;

@@ -19,6 +19,7 @@
 
 pub mod access;
 pub mod content;
+pub mod txn;
 
 use std::collections::HashMap;
 use std::future::Future;

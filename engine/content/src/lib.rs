@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod chunker;
 pub mod manifest;
 pub mod path;
+pub mod range;
 
 pub use chunk::{ChunkId, ChunkRef, StoredChunk};
 pub use manifest::{FileEntry, Manifest, PackedManifest};

@@ -37,7 +37,7 @@ mod access;
 mod audit_log;
 mod auth;
 pub mod backup;
-pub mod config;
+pub use sen_config as config;
 mod deadline;
 mod disk;
 mod error;

@@ -18,8 +18,6 @@ use sen_core::codec;
 use sen_proto::raft::v1::SnapshotFrame;
 use sen_raft::{TypeConfig, Vote};
 use sen_store::SnapshotHandle;
-use sen_store::snapshot::SnapshotManifest;
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,23 +25,17 @@ use tonic::Status;
 
 use crate::peers::PeerRaftClient;
 
-/// One frame of a transfer (codec-encoded, versioned).
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Frame {
-    Header { vote: Vote, manifest: SnapshotManifest },
-    Chunk { file: u32, offset: u64, data: Vec<u8> },
-    FileEnd { file: u32, blake3: [u8; 32] },
-    Done,
-}
+pub use sen_raft::schema::snapshot::Frame;
 
 pub fn encode(frame: &Frame) -> Result<SnapshotFrame, Status> {
-    codec::encode_v1("snapshot frame", frame)
+    frame
+        .encode()
         .map(|data| SnapshotFrame { data })
         .map_err(|e| Status::internal(e.to_string()))
 }
 
 pub fn decode(frame: &SnapshotFrame) -> Result<Frame, Status> {
-    codec::decode_v1("snapshot frame", &frame.data).map_err(|e| Status::invalid_argument(e.to_string()))
+    Frame::decode(&frame.data).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// Send `snapshot` to the peer behind `client`.

@@ -15,11 +15,14 @@
 //! - [`system`]: the control plane kept in the cluster (`sen-system`):
 //!   backup schedules and runs, incidents, drills, drains and planned
 //!   transfers, as typed JSON records that carry a `version`.
+//! - [`snapshot`]: Raft snapshots: the manifest of a snapshot directory and
+//!   the frames of a transfer between nodes.
 //!
 //! Formats and their version markers are listed in docs/formats.md; each
 //! record has a golden-bytes test here.
 
 pub mod records;
+pub mod snapshot;
 pub mod system;
 pub mod tables;
 

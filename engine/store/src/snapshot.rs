@@ -27,45 +27,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::checkpoint::Checkpoint;
 use sen_raft::SnapshotMeta;
-use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
-use crate::format::{CF_META, K_APPLIED, K_SNAPSHOT_INSTALLED, dec, dec_log_id, enc};
+use crate::format::{CF_META, K_APPLIED, K_SNAPSHOT_INSTALLED, dec_log_id, enc};
 use crate::rocks::{self, Kind, cf};
 use crate::state::{STATE_CFS, StateDb, fsync_dir, io_err, open_generation, read_applied, write_atomic};
 
-/// Name of the manifest file inside a snapshot directory.
-pub const MANIFEST: &str = "SNAPSHOT";
-
-/// One file of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotFile {
-    pub name: String,
-    pub size: u64,
-}
-
-/// What a snapshot directory contains (persisted as `SNAPSHOT`, and sent as
-/// the header of a transfer).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotManifest {
-    pub meta: SnapshotMeta,
-    pub files: Vec<SnapshotFile>,
-    pub created_at_ms: u64,
-}
-
-impl SnapshotManifest {
-    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        enc("snapshot manifest", self)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        dec("snapshot manifest", bytes)
-    }
-
-    pub fn total_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
-    }
-}
+pub use sen_raft::schema::snapshot::{MANIFEST, SnapshotFile, SnapshotManifest};
 
 #[derive(Debug)]
 struct SnapshotDir {
@@ -135,21 +103,8 @@ fn snapshot_dir_name(meta: &SnapshotMeta) -> String {
     format!("snap-{term}-{index}-{}", now_ms())
 }
 
-/// A file name that may appear in a snapshot: a plain name, no directories.
 fn check_file_name(name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name != MANIFEST
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\', '\0']);
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "snapshot contains an invalid file name {name:?}"
-        )))
-    }
+    sen_raft::schema::snapshot::check_file_name(name).map_err(StoreError::Invalid)
 }
 
 /// List a checkpoint directory's files (sorted, without the manifest).
@@ -208,7 +163,7 @@ fn write_manifest(dir: &Path, manifest: &SnapshotManifest) -> Result<(), StoreEr
 fn read_manifest(dir: &Path) -> Result<SnapshotManifest, StoreError> {
     let p = dir.join(MANIFEST);
     let b = fs::read(&p).map_err(io_err(format!("read {}", p.display())))?;
-    SnapshotManifest::decode(&b)
+    Ok(SnapshotManifest::decode(&b)?)
 }
 
 impl StateDb {
@@ -432,15 +387,7 @@ pub struct IncomingSnapshot {
 impl IncomingSnapshot {
     /// Start receiving the snapshot described by `manifest`.
     pub fn begin(state: &StateDb, manifest: SnapshotManifest) -> Result<Self, StoreError> {
-        for f in &manifest.files {
-            check_file_name(&f.name)?;
-        }
-        let mut names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        if names.len() != manifest.files.len() {
-            return Err(StoreError::Invalid("snapshot lists a file twice".into()));
-        }
+        manifest.check().map_err(StoreError::Invalid)?;
         let dir = state.data_dir.join("incoming").join(uuid_like());
         fs::create_dir_all(&dir).map_err(io_err(format!("create {}", dir.display())))?;
         Ok(Self {

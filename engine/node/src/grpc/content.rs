@@ -513,7 +513,7 @@ impl Content for ContentApi {
             tokio::spawn(async move {
                 let mut first = Some(info);
                 let mut sent_any = false;
-                for piece in crate::http::content::ranges(&rec.chunks, r.offset, end) {
+                for piece in sen_content::range::pieces(&rec.chunks, r.offset, end) {
                     let st = state.clone();
                     let data = match tokio::task::spawn_blocking(move || crate::http::content::read_piece(&st, &piece))
                         .await

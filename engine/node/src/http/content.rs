@@ -18,41 +18,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sen_content::{ChunkId, ChunkRef, path};
+use sen_content::{path, range};
 use sen_raft::apply::FileRecord;
 use sen_store::StateDb;
 
 use crate::node::Node;
 
-/// A byte range inside one chunk's plaintext.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Piece {
-    pub id: ChunkId,
-    pub from: usize,
-    pub to: usize,
-}
-
-/// The pieces of `chunks` covering bytes `[start, end)` of the file.
-pub fn ranges(chunks: &[ChunkRef], start: u64, end: u64) -> Vec<Piece> {
-    let mut out = Vec::new();
-    let mut off = 0u64;
-    for c in chunks {
-        let (c_start, c_end) = (off, off + u64::from(c.len));
-        off = c_end;
-        if c_end <= start {
-            continue;
-        }
-        if c_start >= end {
-            break;
-        }
-        out.push(Piece {
-            id: c.id,
-            from: (start.max(c_start) - c_start) as usize,
-            to: (end.min(c_end) - c_start) as usize,
-        });
-    }
-    out
-}
+use sen_content::range::{Piece, pieces};
 
 /// Read and verify one piece (blocking).
 pub fn read_piece(state: &StateDb, p: &Piece) -> Result<Vec<u8>, String> {
@@ -87,50 +59,6 @@ fn plain(code: StatusCode, msg: String) -> Response {
         format!("{msg}\n"),
     )
         .into_response()
-}
-
-/// Parse a single `bytes=` range against `size` (RFC 9110 §14):
-/// `Ok(None)` = no usable range (absent, several ranges, invalid syntax, an
-/// empty file: serve everything with 200), `Err(())` = syntactically valid
-/// but unsatisfiable (416).
-fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(v) = h.and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    let Some(spec) = v.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') || size == 0 {
-        // Several ranges: answer with the whole file (allowed by RFC 9110).
-        return Ok(None);
-    }
-    let Some((a, b)) = spec.split_once('-') else {
-        return Ok(None);
-    };
-    let (a, b) = (a.trim(), b.trim());
-    let range = if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else { return Ok(None) };
-        if n == 0 {
-            return Err(());
-        }
-        (size.saturating_sub(n), size)
-    } else {
-        let Ok(start) = a.parse::<u64>() else { return Ok(None) };
-        let end = if b.is_empty() {
-            size
-        } else {
-            let Ok(last) = b.parse::<u64>() else { return Ok(None) };
-            if last < start {
-                return Ok(None);
-            }
-            last.saturating_add(1).min(size)
-        };
-        (start, end)
-    };
-    if range.0 >= size {
-        return Err(());
-    }
-    Ok(Some(range))
 }
 
 /// Percent-encode a path for a `Location` header (keeps `/` and the
@@ -303,7 +231,7 @@ async fn lookup(node: &Node, site: &str, p: &str, with_data: bool) -> Result<Fou
         let data = match &rec {
             Some(r) if with_data && r.size <= INLINE_MAX => {
                 let mut out = Vec::with_capacity(r.size as usize);
-                for piece in ranges(&r.chunks, 0, r.size) {
+                for piece in pieces(&r.chunks, 0, r.size) {
                     out.extend_from_slice(&read_piece(&state, &piece)?);
                 }
                 Some(out)
@@ -424,13 +352,10 @@ fn serve_file(
     // A Range under an If-Range that is not this version's ETag is ignored:
     // resuming a download across a deployment gets the whole new file
     // instead of stitching two versions together.
-    let range = match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
-        Some(cond) if cond.trim() != etag => None,
-        _ => headers.get(header::RANGE),
-    };
-    let (status, start, end) = match parse_range(range, rec.size) {
-        Ok(None) => (StatusCode::OK, 0, rec.size),
-        Ok(Some((s, e))) => {
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let (status, start, end) = match range::select(text(header::RANGE), text(header::IF_RANGE), &etag, rec.size) {
+        range::Selection::Whole => (StatusCode::OK, 0, rec.size),
+        range::Selection::Part { start: s, end: e } => {
             set(
                 &mut h,
                 header::CONTENT_RANGE,
@@ -438,7 +363,7 @@ fn serve_file(
             );
             (StatusCode::PARTIAL_CONTENT, s, e)
         }
-        Err(()) => {
+        range::Selection::Unsatisfiable => {
             set(&mut h, header::CONTENT_RANGE, format!("bytes */{}", rec.size));
             return (StatusCode::RANGE_NOT_SATISFIABLE, h).into_response();
         }
@@ -461,7 +386,7 @@ fn serve_file(
         let body = Bytes::from(data).slice(start as usize..end as usize);
         return (status, h, Body::from(body)).into_response();
     }
-    let pieces = ranges(&rec.chunks, start, end);
+    let pieces = pieces(&rec.chunks, start, end);
     let state = node.state.clone();
     let stream = futures::stream::iter(pieces).then(move |piece| {
         let state = state.clone();
@@ -481,65 +406,6 @@ use futures::StreamExt;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn c(len: u32, n: u8) -> ChunkRef {
-        ChunkRef {
-            id: ChunkId([n; 32]),
-            len,
-        }
-    }
-
-    #[test]
-    fn ranges_cover_exactly_the_requested_bytes() {
-        let chunks = [c(10, 1), c(10, 2), c(5, 3)];
-        let r = ranges(&chunks, 0, 25);
-        assert_eq!(r.iter().map(|p| p.to - p.from).sum::<usize>(), 25);
-        let r = ranges(&chunks, 8, 12);
-        assert_eq!(
-            r,
-            vec![
-                Piece {
-                    id: ChunkId([1; 32]),
-                    from: 8,
-                    to: 10
-                },
-                Piece {
-                    id: ChunkId([2; 32]),
-                    from: 0,
-                    to: 2
-                }
-            ]
-        );
-        assert!(ranges(&chunks, 25, 25).is_empty());
-        assert_eq!(
-            ranges(&chunks, 24, 25),
-            vec![Piece {
-                id: ChunkId([3; 32]),
-                from: 4,
-                to: 5
-            }]
-        );
-    }
-
-    #[test]
-    fn range_headers() {
-        let v = |s: &str| HeaderValue::from_str(s).unwrap();
-        assert_eq!(parse_range(None, 100), Ok(None));
-        assert_eq!(parse_range(Some(&v("bytes=0-9")), 100), Ok(Some((0, 10))));
-        assert_eq!(parse_range(Some(&v("bytes=90-")), 100), Ok(Some((90, 100))));
-        assert_eq!(parse_range(Some(&v("bytes=-10")), 100), Ok(Some((90, 100))));
-        assert_eq!(parse_range(Some(&v("bytes=50-500")), 100), Ok(Some((50, 100))));
-        assert_eq!(parse_range(Some(&v("bytes=100-")), 100), Err(()));
-        // Invalid syntax is ignored (RFC 9110), not refused.
-        assert_eq!(parse_range(Some(&v("bytes=5-2")), 100), Ok(None));
-        assert_eq!(parse_range(Some(&v("bytes=x-")), 100), Ok(None));
-        assert_eq!(parse_range(Some(&v("bytes=-0")), 100), Err(()));
-        assert_eq!(parse_range(Some(&v("bytes=0-0")), 100), Ok(Some((0, 1))));
-        assert_eq!(parse_range(Some(&v("bytes=-500")), 100), Ok(Some((0, 100))));
-        assert_eq!(parse_range(Some(&v("bytes=0-")), 0), Ok(None));
-        assert_eq!(parse_range(Some(&v("bytes=0-1,5-6")), 100), Ok(None));
-        assert_eq!(parse_range(Some(&v("items=0-1")), 100), Ok(None));
-    }
 
     #[test]
     fn content_types() {

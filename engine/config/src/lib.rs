@@ -634,7 +634,7 @@ impl NodeConfig {
         if self.data_dir.as_os_str().is_empty() {
             return bad("data-dir is empty (set --data-dir DIR)".into());
         }
-        if axum::http::HeaderValue::from_str(&self.content.csp).is_err() {
+        if http::HeaderValue::from_str(&self.content.csp).is_err() {
             return bad("content.csp must be one line of visible ASCII (an HTTP header value)".into());
         }
         if self.log.repeat_window < Duration::from_millis(100) {
@@ -657,7 +657,7 @@ impl NodeConfig {
             ));
         }
         for repo in &self.backup.allowed_repos {
-            if let Err(e) = sen_backup_s3::Location::parse(repo) {
+            if let Err(e) = sen_backup::location::Location::parse(repo) {
                 return bad(format!("backup.allowed-repos: {e}"));
             }
         }
