@@ -28,15 +28,22 @@
 #                      service is not used (the benchmark starts its own
 #                      members)
 #
+# With --fuzz, also what `scripts/fuzz.sh` needs (not CI: the corpora are
+# replayed on stable by `cargo test`):
+#   a nightly toolchain  via rustup (libFuzzer needs -Zsanitizer)
+#   cargo-fuzz           from crates.io, into ~/.cargo/bin
+#
 # The Rust toolchain itself (cargo >= 1.88) must already be installed:
 # Debian's own rustc is too old, and rustup's servers may be unreachable.
 set -euo pipefail
 
 need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime ca-certificates python3-venv python3-pip)
+fuzz=0
 for arg in "$@"; do
   case "$arg" in
     --bench) need_pkgs+=(wrk nginx-light restic borgbackup etcd-server) ;;
-    *) echo "setup: unknown option $arg (only --bench)" >&2; exit 2 ;;
+    --fuzz) fuzz=1 ;;
+    *) echo "setup: unknown option $arg (--bench, --fuzz)" >&2; exit 2 ;;
   esac
 done
 
@@ -99,5 +106,20 @@ if [[ " $(weed_version) " != *" $SEAWEEDFS_VERSION "* ]]; then
   if [[ " $(weed_version) " != *" $SEAWEEDFS_VERSION "* ]]; then
     echo "setup: SeaweedFS was installed but '$weed_dir/bin/weed version' does not report $SEAWEEDFS_VERSION" >&2
     exit 1
+  fi
+fi
+
+if [ "$fuzz" = 1 ]; then
+  if ! cargo +nightly --version >/dev/null 2>&1; then
+    if ! command -v rustup >/dev/null 2>&1; then
+      echo "setup: --fuzz needs a nightly toolchain and rustup is not installed (https://rustup.rs)" >&2
+      exit 1
+    fi
+    echo "setup: installing the nightly toolchain (for cargo-fuzz)" >&2
+    rustup toolchain install nightly --profile minimal
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-fuzz" >&2
+    cargo install --locked cargo-fuzz
   fi
 fi

@@ -281,7 +281,9 @@ pub fn encode_object<T: Serialize>(keys: &Keys, kind: ObjectKind, value: &T) -> 
     Ok([header.as_slice(), &sealed].concat())
 }
 
-fn object_header(keys: &Keys, kind: ObjectKind) -> [u8; 8] {
+/// The 8-byte header of a repository object: magic, format version, kind,
+/// encryption flag.
+pub fn object_header(keys: &Keys, kind: ObjectKind) -> [u8; 8] {
     let mut h = [0u8; 8];
     h[..4].copy_from_slice(OBJECT_MAGIC);
     h[4] = FORMAT_VERSION as u8;

@@ -94,6 +94,18 @@ impl<'a> TableReader<'a> {
         }
     }
 
+    /// Records of a stream whose chunks come from `chunks` (for tests and
+    /// fuzzing: the bytes are split at arbitrary points).
+    pub fn from_chunks(name: &str, chunks: impl Iterator<Item = Result<Vec<u8>, RepoError>> + 'a) -> Self {
+        Self {
+            chunks: Box::new(chunks),
+            buf: Vec::new(),
+            pos: 0,
+            failed: false,
+            name: name.to_owned(),
+        }
+    }
+
     fn try_record(&mut self) -> Option<Result<Row, RepoError>> {
         let avail = &self.buf[self.pos..];
         // A field's length is checked before waiting for its bytes: a

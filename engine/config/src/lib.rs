@@ -543,19 +543,37 @@ impl NodeConfig {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
+        let text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?),
+            None => None,
+        };
+        let source = file.map(|p| p.display().to_string());
+        Self::from_text(
+            text.as_deref().map(|t| (source.as_deref().unwrap_or(""), t)),
+            env,
+            overrides,
+        )
+    }
+
+    /// [`NodeConfig::load`] from the text of a configuration file (and the
+    /// name it is reported under), without touching the file system.
+    pub fn from_text(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
         let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            Some((path, text)) => {
+                let t: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
                     path: path.to_owned(),
-                    source,
-                })?;
-                let t: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                    path: path.display().to_string(),
                     message: e.to_string(),
                 })?;
                 // Check the file alone first, so its errors name the file.
                 t.clone().try_into::<NodeConfig>().map_err(|e| ConfigError::Parse {
-                    path: path.display().to_string(),
+                    path: path.to_owned(),
                     message: e.to_string(),
                 })?;
                 t
