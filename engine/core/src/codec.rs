@@ -101,7 +101,7 @@ pub fn decode_versioned<T: DeserializeOwned>(
             match found {
                 Ok((found, _)) if found >= supported => Err(CodecError::UnknownVersion {
                     what,
-                    found: found + 1,
+                    found: found.saturating_add(1),
                     supported,
                 }),
                 _ => Err(err),

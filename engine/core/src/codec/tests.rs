@@ -104,3 +104,25 @@ proptest! {
         let _ = decode_versioned::<StoredRecord>("record", &bytes, 1);
     }
 }
+
+/// Found by fuzzing (engine/fuzz, targets index, pack and raft_command):
+/// a version index of u32::MAX overflowed `found + 1` (a panic in debug
+/// builds, "version 0" in release).
+#[test]
+fn the_largest_version_index_is_refused_without_overflow() {
+    let mut bytes = Vec::new();
+    bincode::encode_into_std_write(u32::MAX, &mut bytes, bincode::config::standard()).unwrap();
+    bytes.extend_from_slice(&[0; 8]);
+    let e = decode_v1::<u64>("thing", &bytes).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CodecError::UnknownVersion {
+                found: u32::MAX,
+                supported: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
