@@ -52,7 +52,7 @@ run_one() {
   mkdir -p "$corpus"
   started=$(date +%s)
   if cargo +nightly fuzz run --fuzz-dir "$fuzz_dir" --target-dir "$out/build" "$t" "$corpus" -- \
-      -runs="$runs" -max_total_time="$time" -max_len=65536 -rss_limit_mb=3072 \
+      -runs="$runs" -max_total_time="$time" -max_len=8192 -rss_limit_mb=3072 \
       -print_final_stats=1 >"$log" 2>&1; then
     result=ok
   else

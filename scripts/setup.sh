@@ -27,6 +27,7 @@
 #                      comparisons (sen-benches kv, failover); its Debian
 #                      service is not used (the benchmark starts its own
 #                      members)
+#   iptables           partitions for benches/scripts/log-volume.sh
 #
 # With --fuzz, also what `scripts/fuzz.sh` needs (not CI: the corpora are
 # replayed on stable by `cargo test`):
@@ -41,7 +42,7 @@ need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketi
 fuzz=0
 for arg in "$@"; do
   case "$arg" in
-    --bench) need_pkgs+=(wrk nginx-light restic borgbackup etcd-server) ;;
+    --bench) need_pkgs+=(wrk nginx-light restic borgbackup etcd-server iptables) ;;
     --fuzz) fuzz=1 ;;
     *) echo "setup: unknown option $arg (--bench, --fuzz)" >&2; exit 2 ;;
   esac

@@ -532,6 +532,22 @@ fn matrix() -> Vec<Row> {
             ListBackupRunsRequest::default(),
             &[Admin, Operator, Auditor],
         ),
+        // Quotas: set by administrators (removing the quota of a database
+        // that has none changes nothing), read by operators and auditors.
+        row(
+            "/sen.v1.Control/SetQuota",
+            SetQuotaRequest {
+                kind: "database".into(),
+                name: "portal-none".into(),
+                max_bytes: 0,
+            },
+            &[Admin],
+        ),
+        row(
+            "/sen.v1.Control/ListQuotas",
+            ListQuotasRequest::default(),
+            &[Admin, Operator, Auditor],
+        ),
         // Health: anyone who completes the TLS handshake.
         row(
             "/grpc.health.v1.Health/Check",

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub http_connections_refused: Counter,
     pub disk_free_bytes: Gauge,
     pub disk_low: Gauge,
+    /// Stored bytes of uploaded chunks no deployment uses.
+    pub undeployed_bytes: Gauge,
     /// Certificate reloads, by result.
     pub tls_reloads: Family<ResultLabel, Counter>,
     /// When this node's certificate expires (Unix seconds; 0 = no TLS).
@@ -126,6 +128,7 @@ impl Metrics {
             http_connections_refused: Counter::default(),
             disk_free_bytes: Gauge::default(),
             disk_low: Gauge::default(),
+            undeployed_bytes: Gauge::default(),
             tls_reloads: Family::default(),
             cert_not_after: Gauge::default(),
         };
@@ -230,6 +233,11 @@ impl Metrics {
             "disk_low",
             "1 while free space is below server.disk-reserve-bytes: client writes that add data are refused",
             m.disk_low.clone(),
+        );
+        registry.register(
+            "undeployed_bytes",
+            "Stored bytes of uploaded chunks no deployment uses (pushes in progress, garbage not yet collected); uploads beyond limits.max-undeployed-bytes are refused",
+            m.undeployed_bytes.clone(),
         );
         registry.register(
             "http_connections_refused",

@@ -520,7 +520,8 @@ async fn transfer_leadership(node: &Node, timeout: Duration) {
     }
 }
 
-/// Look at the disk every second until `stop`, logging each change once.
+/// Look at the disk (and the bytes of undeployed uploads) every second
+/// until `stop`, logging each change once.
 async fn watch_disk(node: Arc<Node>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -529,6 +530,9 @@ async fn watch_disk(node: Arc<Node>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if let Ok(b) = node.state.unreferenced_bytes() {
+            node.metrics.undeployed_bytes.set(i64::try_from(b).unwrap_or(i64::MAX));
         }
         match node.disk.refresh(&node.config.data_dir, &node.config.server) {
             Ok(changed) => {

@@ -333,6 +333,12 @@ mod golden {
                 more: false,
             },
             Outcome::RequestIdReused { revision: 7 },
+            Outcome::QuotaExceeded {
+                kind: QuotaKind::Site,
+                name: "portal".into(),
+                bytes: 10,
+                quota: 5,
+            },
         ];
         let got: Vec<String> = outcomes
             .into_iter()
@@ -352,7 +358,7 @@ mod golden {
         );
     }
 
-    const GOLDEN_OUTCOMES: [&str; 13] = [
+    const GOLDEN_OUTCOMES: [&str; 14] = [
         "2a0000",
         "2a000101",
         "2a000200",
@@ -366,5 +372,6 @@ mod golden {
         "2a000a056d6f766564",
         "2a000b04fc400d030000",
         "2a000c07",
+        "2a000d0106706f7274616c0a05",
     ];
 }
