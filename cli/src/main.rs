@@ -17,6 +17,7 @@ mod log_limit;
 mod output;
 mod quota_cmd;
 mod repo_args;
+mod report_cmd;
 mod restore_cmd;
 mod server_cmd;
 mod site_cmd;
@@ -119,6 +120,9 @@ enum Command {
     /// Quotas: the most a database or a site may hold.
     #[command(subcommand)]
     Quota(quota_cmd::QuotaCmd),
+    /// Reports for the Editorial Board: measured availability.
+    #[command(subcommand)]
+    Report(report_cmd::ReportCmd),
     /// Who the cluster takes you for, and your roles.
     Whoami,
 }
@@ -209,6 +213,7 @@ fn main() -> ExitCode {
         Command::Role(cmd) => client_runtime(|| access_cmd::run_role(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Quota(cmd) => client_runtime(|| quota_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Audit(cmd) => client_runtime(|| access_cmd::run_audit(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Report(cmd) => client_runtime(|| report_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Whoami => client_runtime(|| access_cmd::whoami(&cli.endpoints, cli.output, cli.timeout)),
     };
     match result {

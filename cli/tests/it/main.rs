@@ -14,4 +14,5 @@ mod guards;
 mod ha;
 mod membership;
 mod readme;
+mod reports;
 mod security;

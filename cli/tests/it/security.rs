@@ -548,6 +548,19 @@ fn matrix() -> Vec<Row> {
             ListQuotasRequest::default(),
             &[Admin, Operator, Auditor],
         ),
+        // Availability: nodes hand their probe results to the leader (a
+        // report naming no node speaks for the certificate's node);
+        // operators and auditors read them.
+        row(
+            "/sen.v1.Control/ReportProbe",
+            ReportProbeRequest::default(),
+            &[NodeCert],
+        ),
+        row(
+            "/sen.v1.Control/ListAvailability",
+            ListAvailabilityRequest::default(),
+            &[Admin, Operator, Auditor],
+        ),
         // Health: anyone who completes the TLS handshake.
         row(
             "/grpc.health.v1.Health/Check",

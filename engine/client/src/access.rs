@@ -264,4 +264,31 @@ impl Client {
             start_after = r.next;
         }
     }
+
+    /// The availability records (JSON) of the UTC days `from_day` to
+    /// `to_day` (`YYYY-MM-DD`, both included), all pages.
+    pub async fn list_availability(&self, from_day: &str, to_day: &str) -> Result<Vec<String>, ClientError> {
+        let mut out = Vec::new();
+        let mut start_after = String::new();
+        loop {
+            let r = call!(
+                self,
+                "list availability",
+                false,
+                ControlClient,
+                list_availability,
+                ListAvailabilityRequest {
+                    from_day: from_day.into(),
+                    to_day: to_day.into(),
+                    start_after: start_after.clone(),
+                    limit: 0,
+                }
+            )?;
+            out.extend(r.json);
+            if r.next.is_empty() {
+                return Ok(out);
+            }
+            start_after = r.next;
+        }
+    }
 }

@@ -40,6 +40,7 @@ pub struct NodeConfig {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub drills: DrillsConfig,
+    pub probe: ProbeConfig,
     /// Run without TLS and without authentication on any address: every
     /// caller can do everything (for trusted test networks only). Without
     /// it, a node without `[tls]` listens on loopback addresses only.
@@ -224,6 +225,40 @@ impl Default for DrillsConfig {
     }
 }
 
+/// The built-in black-box probe (docs/reports.md): every `interval` the node
+/// makes a small write and a linearizable read through the cluster and
+/// fetches each site's front page through its own HTTP listener; the
+/// results, one state per minute, are kept in the cluster as availability
+/// records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProbeConfig {
+    /// Probe at all (a node that does not probe counts as "unknown").
+    pub enabled: bool,
+    /// Time between two rounds of probes (1s to 1m).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long one probe may take before it counts as failed (at most
+    /// the interval).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Availability records older than this are deleted by the leader
+    /// (default 25 months, so last year's same month stays comparable).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            retention: Duration::from_secs(760 * 24 * 3600),
+        }
+    }
+}
+
 /// Scheduled backups (the schedule itself is kept in the cluster:
 /// `sen backup schedule set`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -330,6 +365,7 @@ impl Default for NodeConfig {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             drills: DrillsConfig::default(),
+            probe: ProbeConfig::default(),
             insecure: false,
         }
     }
@@ -684,6 +720,22 @@ impl NodeConfig {
                 "drills.max-fault-duration must be between 1ms and {:?}",
                 MAX_FAULT
             ));
+        }
+        let probe = &self.probe;
+        if probe.interval < Duration::from_secs(1) || probe.interval > Duration::from_secs(60) {
+            return bad(format!(
+                "probe.interval must be between 1s and 1m, not {:?}",
+                probe.interval
+            ));
+        }
+        if probe.timeout.is_zero() || probe.timeout > probe.interval {
+            return bad(format!(
+                "probe.timeout ({:?}) must be positive and at most probe.interval ({:?})",
+                probe.timeout, probe.interval
+            ));
+        }
+        if probe.retention < Duration::from_secs(24 * 3600) {
+            return bad("probe.retention must be at least 1 day".into());
         }
         let listen: SocketAddr = match self.listen.parse() {
             Ok(a) => a,

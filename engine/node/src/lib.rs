@@ -24,6 +24,8 @@
 //! - `forward`: requests that must run on the leader, from any node.
 //! - `recovery`: forced recovery after losing a majority.
 //! - [`roles`]: fenced role hooks, drain, incident detection.
+//! - `probe`: the built-in black-box probe that measures availability
+//!   (docs/reports.md).
 //! - `backup`: backups of this node's replica and the scheduler;
 //!   `audit_log`: committing and pruning the audit log; `tls`: the TLS
 //!   listeners and certificate reload.
@@ -49,6 +51,7 @@ mod metrics;
 mod network;
 mod node;
 mod peers;
+mod probe;
 mod recovery;
 mod role_state;
 pub mod roles;

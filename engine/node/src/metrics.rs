@@ -86,6 +86,16 @@ pub struct Metrics {
     pub tls_reloads: Family<ResultLabel, Counter>,
     /// When this node's certificate expires (Unix seconds; 0 = no TLS).
     pub cert_not_after: Gauge,
+    /// Built-in probes run, by target and result.
+    pub probes: Family<ProbeLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabel {
+    /// `write`, `read` or `site:<name>`.
+    pub target: String,
+    /// `ok` or `failed`.
+    pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,6 +141,7 @@ impl Metrics {
             undeployed_bytes: Gauge::default(),
             tls_reloads: Family::default(),
             cert_not_after: Gauge::default(),
+            probes: Family::default(),
         };
         registry.register("raft_term", "Current Raft term", m.term.clone());
         registry.register(
@@ -188,6 +199,11 @@ impl Metrics {
             "raft_leader_changes",
             "Times the known leader changed",
             m.leader_changes.clone(),
+        );
+        registry.register(
+            "probes",
+            "Built-in probes this node ran (a write and a linearizable read through the cluster, each site's front page through this node's HTTP listener), by target and result",
+            m.probes.clone(),
         );
         registry.register(
             "hook_runs",

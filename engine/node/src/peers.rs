@@ -277,6 +277,24 @@ impl Peers {
         ))
     }
 
+    /// The leader's control-plane service (a node hands it its probe
+    /// results).
+    pub fn control(
+        &self,
+        id: NodeId,
+        addr: &str,
+    ) -> Result<sen_proto::v1::control_client::ControlClient<InterceptedService<Channel, PeerMeta>>, Status> {
+        Ok(sen_proto::v1::control_client::ControlClient::with_interceptor(
+            self.channel(Some(id), addr, false)?,
+            self.meta(None),
+        ))
+    }
+
+    /// This node's certificates (`None` without TLS).
+    pub fn tls(&self) -> Option<Arc<sen_security::Reloader>> {
+        self.tls.clone()
+    }
+
     /// A public-API client for forwarding incident writes to the leader.
     pub fn incidents(
         &self,

@@ -235,6 +235,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let scheduler = tokio::spawn(crate::backup::run_scheduler(node.clone(), stop_watch.clone()));
     let roles = tokio::spawn(crate::roles::run(node.clone(), stop_watch.clone()));
     let auditor = tokio::spawn(crate::audit_log::run(node.clone(), auth.clone(), stop_watch.clone()));
+    let probe = tokio::spawn(crate::probe::run(node.clone(), stop_watch.clone()));
     let tls_watch = tls.clone().map(|t| {
         let peers = node.peers.clone();
         tokio::spawn(crate::tls::watch(
@@ -398,6 +399,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let _ = scheduler.await;
     let _ = roles.await;
     let _ = auditor.await;
+    let _ = probe.await;
     if let Some(t) = tls_watch {
         let _ = t.await;
     }

@@ -11,6 +11,8 @@
 //! - [`live`]: the live cluster as a restore target
 //!   (`sen_backup::restore::LiveCluster` over the client).
 //! - [`backup`]: which node takes a backup, and asking it to.
+//! - [`report`]: measured availability from the probes, with outages and
+//!   their incidents.
 //! - [`recover`]: the evidence for (and the act of) a forced recovery
 //!   after losing a majority.
 
@@ -18,6 +20,7 @@ pub mod backup;
 pub mod drill;
 pub mod live;
 pub mod recover;
+pub mod report;
 pub mod restore_drill;
 
 use sen_backup::RepoError;

@@ -139,6 +139,8 @@ pub static RULES: &[Rule] = &[
     r("/sen.v1.Control/ListBackupRuns", Cluster(Read), false, false),
     r("/sen.v1.Control/SetQuota", Cluster(Administer), false, true),
     r("/sen.v1.Control/ListQuotas", Cluster(Read), false, false),
+    r("/sen.v1.Control/ReportProbe", Peer, true, false),
+    r("/sen.v1.Control/ListAvailability", Cluster(Read), false, false),
     // Node to node.
     r("/sen.raft.v1.Raft/AppendEntries", Peer, true, false),
     r("/sen.raft.v1.Raft/Vote", Peer, true, false),

@@ -14,8 +14,9 @@ use sen_proto::v1::control_server::Control;
 use sen_proto::v1::*;
 use sen_raft::Op;
 use sen_raft::schema::system::{
-    self, ACTIVE_DRILL_KEY, AUDIT_PREFIX, ActiveDrill, AuditRecord, BACKUP_RUN_PREFIX, BACKUP_SCHEDULE_KEY,
-    DRILL_PREFIX, DrillReport, QuotaKind, QuotaRecord, RunRecord, SYSTEM_DB, Schedule, SystemRecord,
+    self, ACTIVE_DRILL_KEY, AUDIT_PREFIX, AVAILABILITY_PREFIX, ActiveDrill, AuditRecord, AvailabilityRecord,
+    BACKUP_RUN_PREFIX, BACKUP_SCHEDULE_KEY, DRILL_PREFIX, DrillReport, QuotaKind, QuotaRecord, RunRecord, SYSTEM_DB,
+    Schedule, SystemRecord,
 };
 use tonic::{Request, Response, Status};
 
@@ -626,6 +627,110 @@ impl Control for ControlApi {
                 next.clear();
             }
             Ok(ListQuotasResponse { quotas, next })
+        })
+        .await
+    }
+
+    async fn report_probe(&self, req: Request<ReportProbeRequest>) -> Result<Response<ReportProbeResponse>, Status> {
+        measured(&self.node, "Control/ReportProbe", async {
+            leader_only(&self.node)?;
+            // A node hands in its own results (insecure mode: the node
+            // the request names).
+            let sender = match auth::caller(&req)?.principal {
+                Principal::Node(id) => Some(id),
+                _ => None,
+            };
+            let r = req.into_inner();
+            let node = match (sender, r.node) {
+                (Some(s), 0) => s,
+                (Some(s), n) if n != s => {
+                    return Err(ApiError::PermissionDenied(format!(
+                        "node {s} hands in the probe results of node {n}: a node hands in its own"
+                    )));
+                }
+                (_, 0) => {
+                    return Err(ApiError::InvalidArgument(
+                        "a probe report names its node (node = 0 needs a node certificate)".into(),
+                    ));
+                }
+                (_, n) => n,
+            };
+            let records = r
+                .json
+                .iter()
+                .map(|j| parse::<AvailabilityRecord>(j))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::probe::commit(
+                self.node.as_ref(),
+                node,
+                records,
+                sen_core::now_ms(),
+                self.node.config.server.request_timeout,
+            )
+            .await?;
+            Ok(ReportProbeResponse {})
+        })
+        .await
+    }
+
+    async fn list_availability(
+        &self,
+        req: Request<ListAvailabilityRequest>,
+    ) -> Result<Response<ListAvailabilityResponse>, Status> {
+        measured(&self.node, "Control/ListAvailability", async {
+            let r = req.get_ref();
+            for (what, day) in [("from_day", &r.from_day), ("to_day", &r.to_day)] {
+                if sen_core::time::day_start_ms(day).is_none() {
+                    return Err(ApiError::InvalidArgument(format!(
+                        "{what} {day:?} is not a day (YYYY-MM-DD, UTC)"
+                    )));
+                }
+            }
+            if r.from_day > r.to_day {
+                return Err(ApiError::InvalidArgument(format!(
+                    "from_day {} is after to_day {}",
+                    r.from_day, r.to_day
+                )));
+            }
+            fresh(&self.node).await?;
+            let limit = match r.limit {
+                0 => 1000,
+                n => n.min(5000),
+            } as usize;
+            let first = system::availability::availability_day_prefix(&r.from_day);
+            let last = system::availability::availability_day_prefix(&r.to_day);
+            let after = if r.start_after.is_empty() {
+                None
+            } else {
+                Some(r.start_after.as_bytes().to_vec())
+            };
+            // Start at the first day: `after` sorts before every key of it.
+            let after = match after {
+                Some(a) if a >= first => a,
+                _ => first[..first.len() - 1].to_vec(),
+            };
+            let rows = self
+                .node
+                .as_ref()
+                .scan_rows(AVAILABILITY_PREFIX.as_bytes(), Some(&after), limit + 1)?;
+            let mut json = Vec::new();
+            let mut next = String::new();
+            let mut more = false;
+            for (key, value) in rows {
+                if key > last && !key.starts_with(&last) {
+                    break;
+                }
+                if json.len() == limit {
+                    more = true;
+                    break;
+                }
+                next = String::from_utf8_lossy(&key).into_owned();
+                json.push(String::from_utf8_lossy(&value).into_owned());
+            }
+            if !more {
+                next.clear();
+            }
+            Ok(ListAvailabilityResponse { json, next })
         })
         .await
     }

@@ -209,8 +209,15 @@ async fn serve(
     } else {
         "-"
     };
-    node.metrics
-        .observe_http(label, resp.status().as_u16(), started.elapsed());
+    // The node's own probes (crate::probe) are not readers.
+    let probe = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with(crate::probe::USER_AGENT_PREFIX));
+    if !probe {
+        node.metrics
+            .observe_http(label, resp.status().as_u16(), started.elapsed());
+    }
     resp
 }
 

@@ -635,5 +635,24 @@ impl SystemRecord for QuotaRecord {
     const VERSION: u32 = 1;
 }
 
+// ---------------------------------------------------------------------------
+// Availability measured by the probes.
+
+pub mod availability;
+pub use availability::{AVAILABILITY_PREFIX, AvailabilityRecord, Minute};
+
+/// The last write probe of a node that got through (`probe/beat/<node>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeBeat {
+    pub version: u32,
+    pub node: u64,
+    pub at_ms: u64,
+}
+
+impl SystemRecord for ProbeBeat {
+    const WHAT: &'static str = "a probe beat";
+    const VERSION: u32 = 1;
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,533 @@
+//! The built-in black-box probe: how available the cluster was, measured
+//! from every node (docs/reports.md).
+//!
+//! Every `probe.interval` each node, at once and each within
+//! `probe.timeout`:
+//! - **write**: commits its beat (`probe/beat/<node>`) through the leader.
+//!   The same call hands in this node's changed availability records, at
+//!   most every [`SEND_EVERY_PROBES`] probes; the leader joins them into what it stores
+//!   (`sen_raft::schema::system::availability`).
+//! - **read**: a linearizable read barrier (ReadIndex through the leader).
+//! - **site:NAME**: `GET /sites/NAME/` through this node's own HTTP
+//!   listener (over TLS when the listener uses it), the whole body read;
+//!   any answer below 500 is up (a private site's 401 is the server
+//!   working as configured). These requests carry the `sen-probe/` user
+//!   agent and are not counted as readers.
+//!
+//! Each outcome is joined into the current minute of that target's
+//! record. A node that is down probes nothing: its minutes stay unknown.
+//! What can be lost: the results of the last [`SEND_EVERY_PROBES`] probes before a node
+//! crashes, and those of a node that cannot reach a leader for the rest
+//! of the day after the one it kept (records of earlier days are kept
+//! until sent).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use sen_raft::schema::system::availability::{self, MINUTES_PER_DAY, target};
+use sen_raft::schema::system::{AVAILABILITY_PREFIX, AvailabilityRecord, Minute, ProbeBeat, SYSTEM_DB, SystemRecord};
+use sen_raft::{Op, Txn, TxnOp};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::node::Node;
+use crate::system::ControlPlane;
+
+/// The user agent of the site probes (`sen-probe/<version>`).
+pub const USER_AGENT_PREFIX: &str = "sen-probe/";
+
+/// A node hands its changed records to the leader every this many probes
+/// (30 s at the default 5 s interval).
+pub const SEND_EVERY_PROBES: u32 = 6;
+
+/// Records one report carries at most (the rest go with the next ones).
+const MAX_RECORDS_PER_REPORT: usize = 200;
+
+/// Sites probed at once.
+const SITE_CONCURRENCY: usize = 8;
+
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// What this node saw, per (day, target), and which records changed since
+/// the leader last took them.
+#[derive(Debug, Default)]
+pub struct Seen {
+    records: BTreeMap<(String, String), AvailabilityRecord>,
+    dirty: BTreeSet<(String, String)>,
+}
+
+impl Seen {
+    /// One probe of `target` at `at_ms` by node `node`.
+    pub fn observe(&mut self, node: u64, at_ms: u64, target: &str, ok: bool) {
+        let day = sen_core::time::utc_day(at_ms);
+        let start = sen_core::time::day_start_ms(&day).unwrap_or(at_ms);
+        let minute = (((at_ms - start) / 60_000) as usize).min(MINUTES_PER_DAY - 1);
+        let key = (day.clone(), target.to_owned());
+        let rec = self
+            .records
+            .entry(key.clone())
+            .or_insert_with(|| AvailabilityRecord::new(&day, target, node));
+        let before = rec.minutes.clone();
+        // The minute index is in range: this cannot fail.
+        let _ = rec.observe(minute, Minute::of(ok));
+        if rec.minutes != before {
+            self.dirty.insert(key);
+        }
+    }
+
+    /// The records the leader has not taken yet (oldest day first).
+    pub fn pending(&self, max: usize) -> Vec<AvailabilityRecord> {
+        self.dirty
+            .iter()
+            .take(max)
+            .filter_map(|k| self.records.get(k).cloned())
+            .collect()
+    }
+
+    /// The leader took `sent`: those not changed since are clean, and clean
+    /// records of days before `today` are forgotten.
+    pub fn sent(&mut self, sent: &[AvailabilityRecord], today: &str) {
+        for r in sent {
+            let key = (r.day.clone(), r.target.clone());
+            if self.records.get(&key).is_some_and(|now| now.minutes == r.minutes) {
+                self.dirty.remove(&key);
+            }
+        }
+        let dirty = &self.dirty;
+        self.records.retain(|k, _| k.0.as_str() >= today || dirty.contains(k));
+    }
+}
+
+/// On the leader: node `node`'s beat and its records, joined into the
+/// stored ones, in one entry.
+///
+/// Read-then-write without a compare: a node sends its reports one at a
+/// time and each carries everything it saw that day since it started, so
+/// a report overwritten by a concurrent one of the same node comes again
+/// with its next report; the join keeps whatever was stored before a
+/// restart.
+pub async fn commit(
+    plane: &impl ControlPlane,
+    node: u64,
+    records: Vec<AvailabilityRecord>,
+    now_ms: u64,
+    budget: Duration,
+) -> Result<(), ApiError> {
+    if records.len() > MAX_RECORDS_PER_REPORT {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} availability records in one report; at most {MAX_RECORDS_PER_REPORT}",
+            records.len()
+        )));
+    }
+    let beat = ProbeBeat {
+        version: ProbeBeat::VERSION,
+        node,
+        at_ms: now_ms,
+    };
+    let internal = |e: sen_raft::schema::system::SystemRecordError| ApiError::Internal(e.to_string());
+    let mut success = vec![TxnOp::Put {
+        key: availability::probe_beat_key(node),
+        value: beat.to_json().map_err(internal)?,
+    }];
+    for mut r in records {
+        r.check()
+            .map_err(|e| ApiError::InvalidArgument(format!("availability record: {e}")))?;
+        if r.node != node {
+            return Err(ApiError::PermissionDenied(format!(
+                "node {node} hands in the availability records of node {}: a node hands in its own",
+                r.node
+            )));
+        }
+        let key = r.key();
+        if let Some((stored, _)) = plane.get_raw(&key)? {
+            let stored = AvailabilityRecord::from_json(&stored).map_err(|e| {
+                ApiError::FailedPrecondition(format!(
+                    "{e} (key {}); this node cannot merge into it",
+                    String::from_utf8_lossy(&key)
+                ))
+            })?;
+            r.merge(&stored).map_err(ApiError::Internal)?;
+        }
+        r.version = AvailabilityRecord::VERSION;
+        r.updated_at_ms = now_ms;
+        success.push(TxnOp::Put {
+            key,
+            value: r.to_json().map_err(internal)?,
+        });
+    }
+    let t = Txn {
+        db: SYSTEM_DB.into(),
+        compares: vec![],
+        success,
+        failure: vec![],
+    };
+    plane.propose(Op::Txn(t), budget).await?;
+    Ok(())
+}
+
+/// Records deleted per Raft entry, and entries per pruning pass.
+const PRUNE_BATCH: usize = 1000;
+const PRUNE_BATCHES: usize = 100;
+
+/// On the leader: delete the availability records of days before
+/// `before_day` (`YYYY-MM-DD`).
+pub async fn prune(plane: &impl ControlPlane, before_day: &str) -> Result<usize, ApiError> {
+    let cut = availability::availability_day_prefix(before_day);
+    let mut deleted = 0;
+    for _ in 0..PRUNE_BATCHES {
+        let old: Vec<Vec<u8>> = plane
+            .scan_keys(AVAILABILITY_PREFIX.as_bytes(), None, PRUNE_BATCH)?
+            .into_iter()
+            .take_while(|k| *k < cut)
+            .collect();
+        if old.is_empty() {
+            break;
+        }
+        let n = old.len();
+        let t = Txn {
+            db: SYSTEM_DB.into(),
+            compares: vec![],
+            success: old.into_iter().map(|key| TxnOp::Delete { key }).collect(),
+            failure: vec![],
+        };
+        plane.propose(Op::Txn(t), Duration::from_secs(10)).await?;
+        deleted += n;
+        if n < PRUNE_BATCH {
+            break;
+        }
+    }
+    Ok(deleted)
+}
+
+/// The write probe: hand `records` to the leader (committing them here if
+/// this node leads).
+async fn report(node: &Arc<Node>, records: Vec<AvailabilityRecord>, budget: Duration) -> Result<(), ApiError> {
+    if node.is_leader() {
+        return commit(node.as_ref(), node.id, records, sen_core::now_ms(), budget).await;
+    }
+    let leader = node.leader().ok_or_else(|| ApiError::not_leader(node.id, None))?;
+    let json = records
+        .iter()
+        .map(|r| r.to_json().map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let none: crate::forward::Behalf = None;
+    forward_to_leader!(
+        node,
+        none,
+        node.peers.control(leader.id, &leader.addr),
+        leader.addr,
+        report_probe,
+        sen_proto::v1::ReportProbeRequest { node: node.id, json },
+        budget
+    )
+    .map(|_| ())
+}
+
+/// Where and how this node's own HTTP listener is reached.
+struct HttpTarget {
+    addr: SocketAddr,
+    tls: Option<Arc<sen_security::Reloader>>,
+    server_name: String,
+}
+
+impl HttpTarget {
+    fn of(node: &Node) -> Option<Self> {
+        let mut addr: SocketAddr = node.config.http.parse().ok()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let tls = node.peers.tls().filter(|_| node.config.tls.http);
+        Some(Self {
+            addr,
+            tls,
+            server_name: sen_security::identity::node_dns_name(node.id),
+        })
+    }
+
+    /// `GET path` and read the whole answer: its status.
+    async fn get(&self, path: &str) -> Result<u16, String> {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| format!("connect to {}: {e}", self.addr))?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => request(TokioIo::new(tcp), path).await,
+            Some(reloader) => {
+                // No ALPN: the listener answers HTTP/1.1.
+                let config = sen_security::tls::client_config(&reloader.current().ca_pem, None)
+                    .map_err(|e| format!("TLS client: {e}"))?;
+                let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.server_name.clone())
+                    .map_err(|e| format!("server name {}: {e}", self.server_name))?;
+                let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {}: {e}", self.addr))?;
+                request(TokioIo::new(stream), path).await
+            }
+        }
+    }
+}
+
+async fn request<I>(io: I, path: &str) -> Result<u16, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let driver = tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header(http::header::HOST, "localhost")
+        .header(
+            http::header::USER_AGENT,
+            format!("{USER_AGENT_PREFIX}{}", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::new())
+        .map_err(|e| format!("request {path}: {e}"))?;
+    let result = async {
+        let resp = sender.send_request(req).await.map_err(|e| format!("GET {path}: {e}"))?;
+        let status = resp.status().as_u16();
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("GET {path}: body: {e}"))?;
+        Ok(status)
+    }
+    .await;
+    driver.abort();
+    result
+}
+
+/// Probe every site through the HTTP listener: `(target, ok)` each.
+async fn probe_sites(node: &Arc<Node>, http: &HttpTarget, timeout: Duration) -> Vec<(String, bool)> {
+    let names: Vec<String> = match node.state.sites() {
+        Ok(sites) => sites.into_iter().map(|(name, _)| name).collect(),
+        Err(e) => {
+            tracing::debug!("probe: cannot list the sites: {e}");
+            return vec![];
+        }
+    };
+    futures::stream::iter(names)
+        .map(|name| async move {
+            let path = format!("/sites/{name}/");
+            let ok = match tokio::time::timeout(timeout, http.get(&path)).await {
+                Ok(Ok(status)) => status < 500,
+                Ok(Err(e)) => {
+                    tracing::debug!("probe of site {name}: {e}");
+                    false
+                }
+                Err(_) => false,
+            };
+            (target::site(&name), ok)
+        })
+        .buffer_unordered(SITE_CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// Probe until `stop`.
+pub async fn run(node: Arc<Node>, stop: CancellationToken) {
+    let cfg = node.config.probe.clone();
+    if !cfg.enabled {
+        tracing::info!("probe.enabled = false: this node's availability counts as unknown");
+        return;
+    }
+    let Some(http) = HttpTarget::of(&node) else {
+        tracing::warn!(
+            "probe: http = {:?} is not an address; sites are not probed",
+            node.config.http
+        );
+        return;
+    };
+    let mut seen = Seen::default();
+    let mut last_sent: Option<Instant> = None;
+    let mut last_prune = Instant::now();
+    let send_every = cfg.interval * SEND_EVERY_PROBES;
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // Nothing to measure before the node belongs to a cluster, and a
+        // stopping node's failures are its own shutdown.
+        if node.cluster_id().is_none() || node.is_stopping() {
+            continue;
+        }
+        let at = sen_core::now_ms();
+        let today = sen_core::time::utc_day(at);
+        let send = last_sent.is_none_or(|t| t.elapsed() >= send_every);
+        let records = if send {
+            seen.pending(MAX_RECORDS_PER_REPORT)
+        } else {
+            vec![]
+        };
+        let (write, read, sites) = tokio::join!(
+            tokio::time::timeout(cfg.timeout, report(&node, records.clone(), cfg.timeout)),
+            tokio::time::timeout(cfg.timeout, node.read_barrier(cfg.timeout)),
+            probe_sites(&node, &http, cfg.timeout),
+        );
+        let write_ok = matches!(write, Ok(Ok(())));
+        if let Ok(Err(e)) = &write {
+            tracing::debug!("write probe: {e}");
+        }
+        if write_ok && send {
+            seen.sent(&records, &today);
+            last_sent = Some(Instant::now());
+        }
+        let mut outcomes = vec![
+            (target::WRITE.to_owned(), write_ok),
+            (target::READ.to_owned(), matches!(read, Ok(Ok(())))),
+        ];
+        outcomes.extend(sites);
+        for (t, ok) in outcomes {
+            seen.observe(node.id, at, &t, ok);
+            node.metrics
+                .probes
+                .get_or_create(&crate::metrics::ProbeLabel {
+                    target: t,
+                    result: if ok { "ok" } else { "failed" }.into(),
+                })
+                .inc();
+        }
+        if node.is_leader() && last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            let keep_from = sen_core::time::utc_day(at.saturating_sub(cfg.retention.as_millis() as u64));
+            match prune(node.as_ref(), &keep_from).await {
+                Ok(n) if n > 0 => tracing::info!(records = n, "pruned availability records past probe.retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("pruning availability records: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::testing::MemControlPlane;
+
+    const DAY: u64 = 1_796_256_000_000; // 2026-12-03T00:00:00Z
+
+    fn stored(p: &MemControlPlane, day: &str, t: &str, node: u64) -> Vec<Minute> {
+        let (v, _) = p
+            .get_raw(&availability::availability_key(day, t, node))
+            .unwrap()
+            .unwrap();
+        AvailabilityRecord::from_json(&v).unwrap().states().unwrap()
+    }
+
+    #[test]
+    fn outcomes_fill_minutes_and_only_changes_are_pending() {
+        let mut s = Seen::default();
+        s.observe(1, DAY + 5_000, "write", true);
+        s.observe(1, DAY + 10_000, "write", false);
+        s.observe(1, DAY + 61_000, "write", true);
+        let p = s.pending(10);
+        assert_eq!(p.len(), 1);
+        let m = p[0].states().unwrap();
+        assert_eq!((m[0], m[1], m[2]), (Minute::Degraded, Minute::Up, Minute::Unknown));
+        s.sent(&p, "2026-12-03");
+        assert!(s.pending(10).is_empty());
+        // The same state again changes nothing; a new minute does.
+        s.observe(1, DAY + 62_000, "write", true);
+        assert!(s.pending(10).is_empty());
+        s.observe(1, DAY + 125_000, "write", true);
+        assert_eq!(s.pending(10).len(), 1);
+        // A report that the node changed since it was sent stays pending.
+        let p = s.pending(10);
+        s.observe(1, DAY + 185_000, "write", false);
+        s.sent(&p, "2026-12-03");
+        assert_eq!(s.pending(10).len(), 1);
+    }
+
+    #[test]
+    fn clean_records_of_past_days_are_forgotten_dirty_ones_kept() {
+        let mut s = Seen::default();
+        s.observe(1, DAY - 1_000, "read", true); // 2026-12-02 23:59:59
+        s.observe(1, DAY + 1_000, "read", true);
+        let p = s.pending(10);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].day, "2026-12-02", "oldest day first");
+        s.sent(&p[1..], "2026-12-03");
+        assert_eq!(s.records.len(), 2, "the unsent day is kept");
+        s.sent(&p[..1], "2026-12-03");
+        assert_eq!(s.records.len(), 1);
+        assert_eq!(s.records.keys().next().unwrap().0, "2026-12-03");
+    }
+
+    #[tokio::test]
+    async fn the_leader_joins_reports_and_a_restart_loses_nothing_stored() {
+        let p = MemControlPlane::default();
+        let b = Duration::from_secs(1);
+        let mut before = Seen::default();
+        before.observe(2, DAY + 30_000, "write", true);
+        before.observe(2, DAY + 90_000, "write", false);
+        commit(&p, 2, before.pending(10), DAY + 100_000, b).await.unwrap();
+        // The node restarted: it knows only the minutes since.
+        let mut after = Seen::default();
+        after.observe(2, DAY + 95_000, "write", true);
+        after.observe(2, DAY + 300_000, "write", true);
+        commit(&p, 2, after.pending(10), DAY + 301_000, b).await.unwrap();
+        // A late copy of the first report changes nothing.
+        commit(&p, 2, before.pending(10), DAY + 302_000, b).await.unwrap();
+        let m = stored(&p, "2026-12-03", "write", 2);
+        assert_eq!(
+            (m[0], m[1], m[2], m[5], m[6]),
+            (
+                Minute::Up,
+                Minute::Degraded,
+                Minute::Unknown,
+                Minute::Up,
+                Minute::Unknown
+            )
+        );
+        let (beat, _) = p.get_raw(&availability::probe_beat_key(2)).unwrap().unwrap();
+        assert_eq!(ProbeBeat::from_json(&beat).unwrap().at_ms, DAY + 302_000);
+    }
+
+    #[tokio::test]
+    async fn a_node_hands_in_its_own_wellformed_records_only() {
+        let p = MemControlPlane::default();
+        let b = Duration::from_secs(1);
+        let theirs = AvailabilityRecord::new("2026-12-03", "write", 3);
+        let e = commit(&p, 2, vec![theirs], DAY, b).await.unwrap_err();
+        assert!(matches!(e, ApiError::PermissionDenied(_)), "{e}");
+        let mut bad = AvailabilityRecord::new("2026-12-03", "write", 2);
+        bad.minutes = "1440u1x".into();
+        let e = commit(&p, 2, vec![bad], DAY, b).await.unwrap_err();
+        assert!(matches!(e, ApiError::InvalidArgument(_)), "{e}");
+        let many = vec![AvailabilityRecord::new("2026-12-03", "write", 2); MAX_RECORDS_PER_REPORT + 1];
+        assert!(commit(&p, 2, many, DAY, b).await.is_err());
+        assert!(
+            p.scan_raw(AVAILABILITY_PREFIX.as_bytes()).unwrap().is_empty(),
+            "nothing stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn records_past_the_retention_are_pruned() {
+        let p = MemControlPlane::default();
+        let b = Duration::from_secs(1);
+        for (day, at) in [("2026-12-01", DAY - 2 * 86_400_000), ("2026-12-03", DAY)] {
+            let mut r = AvailabilityRecord::new(day, "read", 1);
+            r.observe(0, Minute::Up).unwrap();
+            commit(&p, 1, vec![r], at, b).await.unwrap();
+        }
+        assert_eq!(prune(&p, "2026-12-02").await.unwrap(), 1);
+        let left = p.scan_raw(AVAILABILITY_PREFIX.as_bytes()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(left[0].0.starts_with(b"avail/2026-12-03/"));
+    }
+}

@@ -1,0 +1,756 @@
+//! Measured availability (`sen report availability`, docs/reports.md):
+//! the nodes' probe records joined into one verdict per minute per
+//! target, availability over a period, and every outage with the
+//! incidents open during it.
+//!
+//! How a minute is judged, per target (`write`, `read`, `site:NAME`):
+//! - the minute's state on each node comes from that node's record
+//!   ([`Minute`]); nodes that did not probe (down, stopped, not started)
+//!   say nothing;
+//! - **up** when every node that probed saw only successes, **down** when
+//!   every one saw only failures, **degraded** otherwise (some probes or
+//!   some nodes failed: a leader election, one node cut off);
+//! - **unmeasured** when no node probed. Those minutes are left out of the
+//!   availability, and gaps between measured minutes are listed: a
+//!   whole-cluster outage leaves no probe behind, so a gap is something to
+//!   explain, not a minute that counts as up.
+//!
+//! Availability = (measured − down) / measured. Degraded minutes count as
+//! available (most requests got through) and are listed with the outages.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use sen_client::Client;
+use sen_raft::schema::system::availability::MINUTES_PER_DAY;
+use sen_raft::schema::system::{AvailabilityRecord, Incident, Minute, SystemRecord};
+use serde::Serialize;
+
+use crate::OpsError;
+use crate::drill::Lang;
+
+const MINUTE_MS: u64 = 60_000;
+
+/// A fixed offset from UTC, for printing and for month boundaries
+/// (`+07:00` in Vietnam).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UtcOffset {
+    /// Minutes east of UTC.
+    pub minutes: i32,
+}
+
+impl UtcOffset {
+    pub const VIETNAM: UtcOffset = UtcOffset { minutes: 7 * 60 };
+    pub const UTC: UtcOffset = UtcOffset { minutes: 0 };
+
+    /// `+07:00`, `-05:30`, `+7`, `Z` or `UTC`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("UTC offset {s:?}: expected +HH:MM, -HH:MM, +H or Z (e.g. +07:00)");
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("z") || t.eq_ignore_ascii_case("utc") {
+            return Ok(Self::UTC);
+        }
+        let (sign, rest) = match t.as_bytes().first() {
+            Some(b'+') => (1, &t[1..]),
+            Some(b'-') => (-1, &t[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = match rest.split_once(':') {
+            Some((h, m)) => (h, m),
+            None => (rest, "0"),
+        };
+        let h: i32 = h.parse().map_err(|_| bad())?;
+        let m: i32 = m.parse().map_err(|_| bad())?;
+        if !(0..=14).contains(&h) || !(0..60).contains(&m) || (h == 14 && m > 0) {
+            return Err(bad());
+        }
+        Ok(Self {
+            minutes: sign * (h * 60 + m),
+        })
+    }
+
+    fn ms(self) -> i64 {
+        i64::from(self.minutes) * MINUTE_MS as i64
+    }
+
+    /// The instant `local_ms` (milliseconds since the epoch as read on a
+    /// clock at this offset) in UTC.
+    pub fn to_utc(self, local_ms: u64) -> u64 {
+        (local_ms as i64 - self.ms()).max(0) as u64
+    }
+}
+
+impl std::fmt::Display for UtcOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.minutes < 0 { '-' } else { '+' };
+        let m = self.minutes.abs();
+        write!(f, "{sign}{:02}:{:02}", m / 60, m % 60)
+    }
+}
+
+/// `[from_ms, to_ms)` for the calendar month `YYYY-MM` at `offset`.
+pub fn month_window(month: &str, offset: UtcOffset) -> Result<(u64, u64), String> {
+    let bad = || format!("month {month:?}: expected YYYY-MM (e.g. 2026-12)");
+    let (y, m) = month.trim().split_once('-').ok_or_else(bad)?;
+    let (y, m): (u32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) {
+        return Err(bad());
+    }
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let start = sen_core::time::day_start_ms(&format!("{y:04}-{m:02}-01")).ok_or_else(bad)?;
+    let end = sen_core::time::day_start_ms(&format!("{ny:04}-{nm:02}-01")).ok_or_else(bad)?;
+    Ok((offset.to_utc(start), offset.to_utc(end)))
+}
+
+/// The joined state of one minute of one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Unmeasured,
+    Up,
+    Degraded,
+    Down,
+}
+
+/// What the nodes saw of one minute.
+pub fn verdict(seen: impl IntoIterator<Item = Minute>) -> Verdict {
+    let (mut up, mut down, mut any) = (false, false, false);
+    for m in seen {
+        match m {
+            Minute::Unknown => {}
+            Minute::Up => (up, any) = (true, true),
+            Minute::Down => (down, any) = (true, true),
+            Minute::Degraded => (up, down, any) = (true, true, true),
+        }
+    }
+    match (any, up, down) {
+        (false, _, _) => Verdict::Unmeasured,
+        (_, true, false) => Verdict::Up,
+        (_, false, true) => Verdict::Down,
+        _ => Verdict::Degraded,
+    }
+}
+
+/// An incident open during an outage.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentRef {
+    pub id: u64,
+    pub kind: String,
+    pub severity: String,
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+    pub cause: String,
+    pub remedy: String,
+}
+
+/// A run of degraded or down minutes, or a gap with no measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub minutes: u64,
+    /// Of `minutes`, those in which every probe failed.
+    pub down_minutes: u64,
+    /// Incidents open at some time in the window.
+    pub incidents: Vec<IncidentRef>,
+}
+
+impl Window {
+    /// `down` when any minute of it was down, else `degraded`.
+    pub fn kind(&self) -> &'static str {
+        if self.down_minutes > 0 { "down" } else { "degraded" }
+    }
+}
+
+/// One target over the period.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub target: String,
+    pub measured_minutes: u64,
+    pub up_minutes: u64,
+    pub degraded_minutes: u64,
+    pub down_minutes: u64,
+    pub unmeasured_minutes: u64,
+    /// `None` when nothing was measured.
+    pub availability: Option<f64>,
+    /// Degraded or down runs, oldest first.
+    pub outages: Vec<Window>,
+    /// Unmeasured runs between measured minutes.
+    pub gaps: Vec<Window>,
+}
+
+/// Availability of every target over `[from_ms, to_ms)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AvailabilityReport {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub generated_at_ms: u64,
+    /// Nodes whose records were used.
+    pub nodes: Vec<u64>,
+    /// `write`, `read`, then the sites by name.
+    pub targets: Vec<TargetReport>,
+}
+
+fn target_order(t: &str) -> (u8, &str) {
+    match t {
+        "write" => (0, t),
+        "read" => (1, t),
+        _ => (2, t),
+    }
+}
+
+/// Join `records` over `[from_ms, to_ms)`; minutes from `now_ms` on are
+/// not judged (they have not happened). Records that do not decode are
+/// skipped and named in the error list.
+pub fn compute(
+    records: &[AvailabilityRecord],
+    incidents: &[Incident],
+    from_ms: u64,
+    to_ms: u64,
+    now_ms: u64,
+) -> (AvailabilityReport, Vec<String>) {
+    let mut skipped = Vec::new();
+    let from = from_ms / MINUTE_MS * MINUTE_MS;
+    // Whole minutes: the one `to_ms` falls in is part of the period.
+    let to = (to_ms.min(now_ms).div_ceil(MINUTE_MS) * MINUTE_MS).max(from);
+    let span = ((to - from) / MINUTE_MS) as usize;
+    // target → per minute of the period, the states the nodes saw.
+    let mut per_target: BTreeMap<String, Vec<Minute>> = BTreeMap::new();
+    let mut joined: BTreeMap<String, Vec<Verdict>> = BTreeMap::new();
+    let mut node_seen: BTreeMap<(String, u64), Vec<Minute>> = BTreeMap::new();
+    let mut nodes = std::collections::BTreeSet::new();
+    for r in records {
+        let Some(day_start) = sen_core::time::day_start_ms(&r.day) else {
+            skipped.push(format!("{}: day {:?} is not a date", r.target, r.day));
+            continue;
+        };
+        let states = match r.states() {
+            Ok(s) => s,
+            Err(e) => {
+                skipped.push(format!("{} {} node {}: {e}", r.day, r.target, r.node));
+                continue;
+            }
+        };
+        nodes.insert(r.node);
+        let slots = node_seen
+            .entry((r.target.clone(), r.node))
+            .or_insert_with(|| vec![Minute::Unknown; span]);
+        for (i, m) in states.iter().enumerate().take(MINUTES_PER_DAY) {
+            let at = day_start + i as u64 * MINUTE_MS;
+            if at < from || at >= to {
+                continue;
+            }
+            let k = ((at - from) / MINUTE_MS) as usize;
+            slots[k] = slots[k].join(*m);
+        }
+        per_target.entry(r.target.clone()).or_default();
+    }
+    for target in per_target.keys() {
+        let mut v = Vec::with_capacity(span);
+        for k in 0..span {
+            v.push(verdict(
+                node_seen
+                    .range((target.clone(), 0)..=(target.clone(), u64::MAX))
+                    .map(|(_, s)| s[k]),
+            ));
+        }
+        joined.insert(target.clone(), v);
+    }
+    let mut targets: Vec<TargetReport> = joined
+        .into_iter()
+        .map(|(target, v)| summarise(target, &v, from, incidents))
+        .collect();
+    targets.sort_by(|a, b| target_order(&a.target).cmp(&target_order(&b.target)));
+    (
+        AvailabilityReport {
+            from_ms,
+            to_ms,
+            generated_at_ms: now_ms,
+            nodes: nodes.into_iter().collect(),
+            targets,
+        },
+        skipped,
+    )
+}
+
+fn overlapping(incidents: &[Incident], start: u64, end: u64) -> Vec<IncidentRef> {
+    incidents
+        .iter()
+        .filter(|i| i.start_ms < end && i.end_ms.is_none_or(|e| e >= start))
+        .map(|i| IncidentRef {
+            id: i.id,
+            kind: i.kind.clone(),
+            severity: i.severity.clone(),
+            start_ms: i.start_ms,
+            end_ms: i.end_ms,
+            cause: if i.cause.is_empty() {
+                i.auto_cause.clone()
+            } else {
+                i.cause.clone()
+            },
+            remedy: i.remedy.clone(),
+        })
+        .collect()
+}
+
+fn summarise(target: String, v: &[Verdict], from: u64, incidents: &[Incident]) -> TargetReport {
+    let count = |x: Verdict| v.iter().filter(|m| **m == x).count() as u64;
+    let (up, degraded, down, unmeasured) = (
+        count(Verdict::Up),
+        count(Verdict::Degraded),
+        count(Verdict::Down),
+        count(Verdict::Unmeasured),
+    );
+    let measured = up + degraded + down;
+    let first_measured = v.iter().position(|m| *m != Verdict::Unmeasured);
+    let last_measured = v.iter().rposition(|m| *m != Verdict::Unmeasured);
+    let mut outages = Vec::new();
+    let mut gaps = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let bad = |m: Verdict| matches!(m, Verdict::Degraded | Verdict::Down);
+        let j = if bad(v[i]) {
+            let mut j = i;
+            while j < v.len() && bad(v[j]) {
+                j += 1;
+            }
+            j
+        } else {
+            let mut j = i;
+            while j < v.len() && v[j] == v[i] {
+                j += 1;
+            }
+            j
+        };
+        let start = from + i as u64 * MINUTE_MS;
+        let end = from + j as u64 * MINUTE_MS;
+        let window = || Window {
+            start_ms: start,
+            end_ms: end,
+            minutes: (j - i) as u64,
+            down_minutes: v[i..j].iter().filter(|m| **m == Verdict::Down).count() as u64,
+            incidents: overlapping(incidents, start, end),
+        };
+        if bad(v[i]) {
+            outages.push(window());
+        } else if v[i] == Verdict::Unmeasured
+            && first_measured.is_some_and(|f| f < i)
+            && last_measured.is_some_and(|l| l >= j)
+        {
+            gaps.push(window());
+        }
+        i = j;
+    }
+    TargetReport {
+        target,
+        measured_minutes: measured,
+        up_minutes: up,
+        degraded_minutes: degraded,
+        down_minutes: down,
+        unmeasured_minutes: unmeasured,
+        availability: (measured > 0).then(|| (measured - down) as f64 / measured as f64),
+        outages,
+        gaps,
+    }
+}
+
+/// Read the records and incidents of `[from_ms, to_ms)` from the cluster
+/// and compute the report. Returns it with the records that were skipped.
+pub async fn fetch(client: &Client, from_ms: u64, to_ms: u64) -> Result<(AvailabilityReport, Vec<String>), OpsError> {
+    if to_ms <= from_ms {
+        return Err(OpsError::Usage(format!(
+            "the period ends ({}) before it starts ({})",
+            sen_core::time::rfc3339(to_ms),
+            sen_core::time::rfc3339(from_ms)
+        )));
+    }
+    let from_day = sen_core::time::utc_day(from_ms);
+    let to_day = sen_core::time::utc_day(to_ms - 1);
+    let mut skipped = Vec::new();
+    let mut records = Vec::new();
+    for json in client.list_availability(&from_day, &to_day).await? {
+        match AvailabilityRecord::from_json(json.as_bytes()) {
+            Ok(r) => records.push(r),
+            Err(e) => skipped.push(format!("an availability record: {e}")),
+        }
+    }
+    let mut incidents = Vec::new();
+    for json in client.list_incidents(from_ms).await?.json {
+        match Incident::from_json(json.as_bytes()) {
+            Ok(i) if i.start_ms < to_ms => incidents.push(i),
+            Ok(_) => {}
+            Err(e) => skipped.push(format!("an incident: {e}")),
+        }
+    }
+    let (report, more) = compute(&records, &incidents, from_ms, to_ms, sen_core::now_ms());
+    skipped.extend(more);
+    Ok((report, skipped))
+}
+
+/// `YYYY-MM-DD HH:MM` (English) or `HH:MM DD/MM/YYYY` (Vietnamese) at
+/// `offset`.
+pub fn local_time(ms: u64, offset: UtcOffset, lang: Lang) -> String {
+    let local = (ms as i64 + offset.ms()).max(0) as u64;
+    let s =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(local)).to_string();
+    // 2026-12-03T14:02:00Z
+    let (date, time) = (&s[..10], &s[11..16]);
+    match lang {
+        Lang::En => format!("{date} {time}"),
+        Lang::Vi => format!("{time} {}/{}/{}", &date[8..10], &date[5..7], &date[..4]),
+    }
+}
+
+/// A percentage with three decimals (`99.954%`; `99,954%` in Vietnamese).
+pub fn percent(v: Option<f64>, lang: Lang) -> String {
+    match v {
+        None => match lang {
+            Lang::En => "not measured".into(),
+            Lang::Vi => "chưa đo".into(),
+        },
+        Some(v) => {
+            let s = format!("{:.3}%", v * 100.0);
+            match lang {
+                Lang::En => s,
+                Lang::Vi => s.replace('.', ","),
+            }
+        }
+    }
+}
+
+/// `1 h 05 min`, `12 min`.
+pub fn duration_minutes(m: u64, lang: Lang) -> String {
+    let unit = match lang {
+        Lang::En => ("h", "min"),
+        Lang::Vi => ("giờ", "phút"),
+    };
+    if m >= 60 {
+        format!("{} {} {:02} {}", m / 60, unit.0, m % 60, unit.1)
+    } else {
+        format!("{m} {}", unit.1)
+    }
+}
+
+/// The report as Markdown, in English or Vietnamese, times at `offset`.
+pub fn markdown(r: &AvailabilityReport, offset: UtcOffset, lang: Lang) -> String {
+    let vi = lang == Lang::Vi;
+    let t = |en: &'static str, vi_text: &'static str| if vi { vi_text } else { en };
+    let target_name = |x: &str| -> String {
+        match x {
+            "write" => t("write path (cluster)", "ghi dữ liệu (cụm)").into(),
+            "read" => t("read path (cluster)", "đọc dữ liệu (cụm)").into(),
+            s => match s.strip_prefix("site:") {
+                Some(n) => format!("{} `{n}`", t("site", "trang")),
+                None => s.into(),
+            },
+        }
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# {}\n\n{}: {} → {} (UTC{offset}) · {}: {}\n",
+        t("Measured availability", "Độ sẵn sàng đo được"),
+        t("Period", "Kỳ"),
+        local_time(r.from_ms, offset, lang),
+        local_time(r.to_ms, offset, lang),
+        t("probing nodes", "các nút đo"),
+        if r.nodes.is_empty() {
+            "—".to_string()
+        } else {
+            r.nodes.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        }
+    );
+    if r.targets.is_empty() {
+        let _ = writeln!(
+            s,
+            "{}\n",
+            t(
+                "No probe results in this period: the nodes were not running, or `[probe] enabled = false`.",
+                "Không có kết quả đo trong kỳ này: các nút không chạy, hoặc `[probe] enabled = false`."
+            )
+        );
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} | {} |\n|---|---|---|---|---|---|",
+        t("target", "đối tượng"),
+        t("availability", "độ sẵn sàng"),
+        t("down", "ngừng"),
+        t("degraded", "suy giảm"),
+        t("measured", "đã đo"),
+        t("not measured", "chưa đo"),
+    );
+    for x in &r.targets {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            target_name(&x.target),
+            percent(x.availability, lang),
+            duration_minutes(x.down_minutes, lang),
+            duration_minutes(x.degraded_minutes, lang),
+            duration_minutes(x.measured_minutes, lang),
+            duration_minutes(x.unmeasured_minutes, lang),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n{}\n",
+        t(
+            "A minute is down when every probe of every node failed, degraded when some failed. Availability = (measured − down) / measured.",
+            "Một phút là ngừng khi mọi lần đo của mọi nút đều lỗi, suy giảm khi chỉ một số lần lỗi. Độ sẵn sàng = (đã đo − ngừng) / đã đo."
+        )
+    );
+    let any_outage = r.targets.iter().any(|x| !x.outages.is_empty() || !x.gaps.is_empty());
+    let _ = writeln!(s, "## {}\n", t("Interruptions", "Các lần gián đoạn"));
+    if !any_outage {
+        let _ = writeln!(s, "{}\n", t("None.", "Không có."));
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} | {} |\n|---|---|---|---|---|---|",
+        t("target", "đối tượng"),
+        t("from", "từ"),
+        t("to", "đến"),
+        t("duration", "thời lượng"),
+        t("state", "tình trạng"),
+        t("incidents (cause → remedy)", "sự cố (nguyên nhân → khắc phục)"),
+    );
+    for x in &r.targets {
+        let rows = x
+            .outages
+            .iter()
+            .map(|w| (w, w.kind()))
+            .chain(x.gaps.iter().map(|w| (w, "unmeasured")));
+        let mut rows: Vec<_> = rows.collect();
+        rows.sort_by_key(|(w, _)| w.start_ms);
+        for (w, kind) in rows {
+            let state = match kind {
+                "down" => format!(
+                    "{} ({} {})",
+                    t("down", "ngừng"),
+                    duration_minutes(w.down_minutes, lang),
+                    t("fully down", "ngừng hẳn")
+                ),
+                "degraded" => t("degraded", "suy giảm").into(),
+                _ => t(
+                    "not measured: no node was probing (whole cluster down?)",
+                    "không đo được: không nút nào chạy đo (cả cụm ngừng?)",
+                )
+                .into(),
+            };
+            let incidents = if w.incidents.is_empty() {
+                t("none recorded", "chưa ghi nhận").to_string()
+            } else {
+                w.incidents
+                    .iter()
+                    .map(|i| {
+                        let remedy = if i.remedy.is_empty() {
+                            t("(no remedy noted)", "(chưa ghi cách khắc phục)").to_string()
+                        } else {
+                            i.remedy.clone()
+                        };
+                        format!(
+                            "#{} {}: {} → {}",
+                            i.id,
+                            i.kind,
+                            i.cause.replace('|', "/"),
+                            remedy.replace('|', "/")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                target_name(&x.target),
+                local_time(w.start_ms, offset, lang),
+                local_time(w.end_ms, offset, lang),
+                duration_minutes(w.minutes, lang),
+                state,
+                incidents
+            );
+        }
+    }
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sen_raft::schema::system::availability::encode_minutes;
+
+    const DAY: u64 = 1_796_256_000_000; // 2026-12-03T00:00:00Z
+
+    fn record(node: u64, target: &str, runs: &[(usize, Minute)]) -> AvailabilityRecord {
+        let mut m = Vec::new();
+        for (n, s) in runs {
+            m.extend(std::iter::repeat_n(*s, *n));
+        }
+        m.resize(MINUTES_PER_DAY, Minute::Unknown);
+        let mut r = AvailabilityRecord::new("2026-12-03", target, node);
+        r.minutes = encode_minutes(&m);
+        r
+    }
+
+    fn incident(id: u64, start_min: u64, end_min: Option<u64>) -> Incident {
+        let mut i: Incident = serde_json::from_value(serde_json::json!({
+            "version": 1, "id": id, "kind": "leader-lost", "severity": "serious",
+            "start_ms": DAY + start_min * MINUTE_MS, "auto_cause": "no leader",
+            "detected_by": 1
+        }))
+        .unwrap();
+        i.end_ms = end_min.map(|m| DAY + m * MINUTE_MS);
+        i
+    }
+
+    #[test]
+    fn verdicts_join_the_nodes_and_ignore_the_silent_ones() {
+        use Minute::*;
+        assert_eq!(verdict([Unknown, Unknown]), Verdict::Unmeasured);
+        assert_eq!(verdict([Up, Unknown, Up]), Verdict::Up);
+        assert_eq!(verdict([Down, Unknown]), Verdict::Down);
+        assert_eq!(verdict([Up, Down]), Verdict::Degraded);
+        assert_eq!(verdict([Degraded]), Verdict::Degraded);
+    }
+
+    #[test]
+    fn a_period_that_does_not_start_or_end_on_a_minute_covers_whole_minutes() {
+        // `--last 1h` asked at 10:00:30.5: from 09:00:30.5 to 10:00:30.5.
+        let now = DAY + 600 * MINUTE_MS + 30_500;
+        let recs = vec![record(1, "write", &[(599, Minute::Up), (2, Minute::Down)])];
+        let (r, skipped) = compute(&recs, &[], now - 3_600_000, now, now);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let w = &r.targets[0];
+        assert_eq!((r.from_ms, r.to_ms), (now - 3_600_000, now), "the period as asked");
+        assert_eq!((w.measured_minutes, w.up_minutes, w.down_minutes), (61, 59, 2));
+        assert_eq!(w.outages.len(), 1);
+        assert_eq!(w.outages[0].end_ms, DAY + 601 * MINUTE_MS);
+    }
+
+    #[test]
+    fn availability_outages_gaps_and_their_incidents() {
+        use Minute::*;
+        // Three nodes probe the write path for 600 minutes. Minutes
+        // 100–104 every node fails; 300–301 only node 3 does (degraded);
+        // 400–409 no node probes (a gap); the day ends at 600.
+        let mut recs = Vec::new();
+        for node in 1..=3u64 {
+            let mid = if node == 3 { Down } else { Up };
+            recs.push(record(
+                node,
+                "write",
+                &[
+                    (100, Up),
+                    (5, Down),
+                    (195, Up),
+                    (2, mid),
+                    (98, Up),
+                    (10, Unknown),
+                    (190, Up),
+                ],
+            ));
+        }
+        // Node 2 was down during the first outage: it says nothing then.
+        recs[1] = record(
+            2,
+            "write",
+            &[
+                (100, Up),
+                (5, Unknown),
+                (195, Up),
+                (2, Up),
+                (98, Up),
+                (10, Unknown),
+                (190, Up),
+            ],
+        );
+        let incidents = vec![
+            incident(7, 101, Some(104)),
+            incident(8, 500, None),
+            incident(9, 0, Some(50)),
+        ];
+        let (r, skipped) = compute(&recs, &incidents, DAY, DAY + 86_400_000, DAY + 600 * MINUTE_MS);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(r.nodes, vec![1, 2, 3]);
+        let w = &r.targets[0];
+        assert_eq!(w.target, "write");
+        assert_eq!((w.measured_minutes, w.down_minutes, w.degraded_minutes), (590, 5, 2));
+        assert_eq!(w.unmeasured_minutes, 10, "minutes after now are not part of the period");
+        let a = w.availability.unwrap();
+        assert!((a - 585.0 / 590.0).abs() < 1e-12, "{a}");
+        assert_eq!(w.outages.len(), 2);
+        let o = &w.outages[0];
+        assert_eq!(
+            (o.start_ms, o.end_ms, o.minutes, o.kind()),
+            (DAY + 100 * MINUTE_MS, DAY + 105 * MINUTE_MS, 5, "down")
+        );
+        assert_eq!(o.incidents.iter().map(|i| i.id).collect::<Vec<_>>(), vec![7]);
+        assert_eq!(w.outages[1].kind(), "degraded");
+        assert!(w.outages[1].incidents.is_empty());
+        assert_eq!(w.gaps.len(), 1);
+        assert_eq!((w.gaps[0].start_ms, w.gaps[0].minutes), (DAY + 400 * MINUTE_MS, 10));
+        let md = markdown(&r, UtcOffset::VIETNAM, Lang::Vi);
+        assert!(md.contains("99,153%"), "{md}");
+        assert!(md.contains("08:40 03/12/2026"), "{md}");
+        assert!(md.contains("#7 leader-lost: no leader"), "{md}");
+        let md = markdown(&r, UtcOffset::UTC, Lang::En);
+        assert!(
+            md.contains("| write path (cluster) | 99.153% | 5 min | 2 min | 9 h 50 min | 10 min |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn targets_are_ordered_and_a_silent_period_is_not_up() {
+        let recs = vec![
+            record(1, "site:b", &[(10, Minute::Up)]),
+            record(1, "site:a", &[(10, Minute::Up)]),
+            record(1, "read", &[(10, Minute::Up)]),
+            record(1, "write", &[(10, Minute::Up)]),
+        ];
+        let (r, _) = compute(&recs, &[], DAY, DAY + 86_400_000, DAY + 86_400_000);
+        let names: Vec<_> = r.targets.iter().map(|t| t.target.as_str()).collect();
+        assert_eq!(names, ["write", "read", "site:a", "site:b"]);
+        // Nothing measured after minute 10: no gap (nothing measured
+        // after it), unmeasured minutes counted, availability of what was.
+        assert!(r.targets[0].gaps.is_empty());
+        assert_eq!(r.targets[0].unmeasured_minutes, 1430);
+        assert_eq!(r.targets[0].availability, Some(1.0));
+        let (r, _) = compute(&[], &[], DAY, DAY + 86_400_000, DAY + 86_400_000);
+        assert!(r.targets.is_empty());
+        assert!(markdown(&r, UtcOffset::UTC, Lang::En).contains("No probe results"));
+    }
+
+    #[test]
+    fn a_damaged_record_is_skipped_and_named() {
+        let mut bad = record(1, "write", &[(10, Minute::Up)]);
+        bad.minutes = "9999u".into();
+        let (r, skipped) = compute(&[bad], &[], DAY, DAY + 86_400_000, DAY + 86_400_000);
+        assert!(r.targets.is_empty());
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+    }
+
+    #[test]
+    fn offsets_and_months() {
+        assert_eq!(UtcOffset::parse("+07:00").unwrap(), UtcOffset::VIETNAM);
+        assert_eq!(UtcOffset::parse("+7").unwrap(), UtcOffset::VIETNAM);
+        assert_eq!(UtcOffset::parse("-05:30").unwrap().minutes, -330);
+        assert_eq!(UtcOffset::parse("Z").unwrap(), UtcOffset::UTC);
+        for bad in ["07:00", "+15", "+07:60", "", "+x"] {
+            assert!(UtcOffset::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(UtcOffset::VIETNAM.to_string(), "+07:00");
+        // December 2026 in Vietnam starts 2026-11-30T17:00Z.
+        let (from, to) = month_window("2026-12", UtcOffset::VIETNAM).unwrap();
+        assert_eq!(from, DAY - 2 * 86_400_000 - 7 * 3_600_000);
+        assert_eq!(to - from, 31 * 86_400_000);
+        assert!(month_window("2026-13", UtcOffset::UTC).is_err());
+        assert_eq!(local_time(DAY, UtcOffset::VIETNAM, Lang::En), "2026-12-03 07:00");
+        assert_eq!(percent(Some(0.99954), Lang::Vi), "99,954%");
+        assert_eq!(duration_minutes(65, Lang::En), "1 h 05 min");
+    }
+}
