@@ -1,9 +1,12 @@
 //! `sen node drain|undrain` and `sen incident list|show|annotate`.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use sen_core::now_ms;
+use sen_ops::drill::Lang;
+use sen_ops::incident_text;
+use sen_ops::report::UtcOffset;
 use sen_proto::v1::AnnotateIncidentRequest;
 use sen_raft::schema::system::Incident;
 use serde_json::json;
@@ -20,6 +23,19 @@ pub enum NodeCmd {
     Undrain { id: u64 },
 }
 
+/// How incidents are printed as text (JSON is always UTC milliseconds and
+/// the stored English kinds).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Display {
+    /// Language of the text: kinds, severities and labels are translated;
+    /// the notes are shown as written.
+    #[arg(long, value_enum, default_value_t = Lang::En)]
+    lang: Lang,
+    /// Times are printed at this offset from UTC.
+    #[arg(long, default_value = "+07:00", value_parser = UtcOffset::parse, allow_hyphen_values = true)]
+    utc_offset: UtcOffset,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum IncidentCmd {
     /// Incidents, oldest first.
@@ -28,9 +44,15 @@ pub enum IncidentCmd {
         /// ago, e.g. `30d`, `24h`.
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<Duration>,
+        #[command(flatten)]
+        display: Display,
     },
     /// One incident in full.
-    Show { id: u64 },
+    Show {
+        id: u64,
+        #[command(flatten)]
+        display: Display,
+    },
     /// Add the cause and remedy (R11: the monthly report explains every
     /// interruption); `--resolve` also closes an open incident.
     Annotate {
@@ -45,18 +67,6 @@ pub enum IncidentCmd {
         #[arg(long)]
         resolve: bool,
     },
-}
-
-fn when(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-fn human(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
-    }
 }
 
 fn incident_json(i: &Incident, now: u64, limit_ms: u64) -> serde_json::Value {
@@ -100,7 +110,7 @@ pub async fn run_incident(
     let c = client(endpoints, timeout)?;
     let now = now_ms();
     match cmd {
-        IncidentCmd::List { since } => {
+        IncidentCmd::List { since, display } => {
             let since_ms = since.map_or(0, |d| now.saturating_sub(d.as_millis() as u64));
             let r = c.list_incidents(since_ms).await?;
             let list: Vec<Incident> = r
@@ -113,51 +123,17 @@ pub async fn run_incident(
                 output,
                 json!(list.iter().map(|i| incident_json(i, now, limit)).collect::<Vec<_>>()),
                 || {
-                    let rows: Vec<Vec<String>> = list
-                        .iter()
-                        .map(|i| {
-                            vec![
-                                i.id.to_string(),
-                                when(i.start_ms),
-                                if i.end_ms.is_some() {
-                                    human(i.duration_ms(now))
-                                } else {
-                                    format!("OPEN {}", human(i.duration_ms(now)))
-                                },
-                                if i.overdue(now, Duration::from_millis(limit)) {
-                                    format!("{} OVERDUE", i.severity)
-                                } else {
-                                    i.severity.clone()
-                                },
-                                i.kind.clone(),
-                                format!("{:?}", i.nodes),
-                                if i.cause.is_empty() {
-                                    "(no cause noted)".into()
-                                } else {
-                                    i.cause.chars().take(40).collect()
-                                },
-                            ]
-                        })
-                        .collect();
-                    let overdue = list
-                        .iter()
-                        .filter(|i| i.overdue(now, Duration::from_millis(limit)))
-                        .count();
-                    let mut t = table(
-                        &["ID", "START", "DURATION", "SEVERITY", "KIND", "NODES", "CAUSE"],
-                        &rows,
-                    );
-                    if overdue > 0 {
-                        t.push_str(&format!(
-                            "\n{overdue} serious incident(s) open longer than {} (R2): resolve them and note the remedy with `sen incident annotate ID --cause … --remedy … --resolve`\n",
-                            human(limit)
-                        ));
+                    let (headers, rows, footer) =
+                        incident_text::list_table(&list, now, limit, display.utc_offset, display.lang);
+                    let mut t = table(&headers, &rows);
+                    if let Some(f) = footer {
+                        t.push_str(&format!("\n{f}\n"));
                     }
                     t
                 },
             );
         }
-        IncidentCmd::Show { id } => {
+        IncidentCmd::Show { id, display } => {
             let r = c.list_incidents(0).await?;
             let inc: Incident = r
                 .json
@@ -167,44 +143,7 @@ pub async fn run_incident(
                 .ok_or_else(|| format!("no incident {id}; see `sen incident list`"))?;
             let limit = r.serious_limit_ms;
             emit(output, incident_json(&inc, now, limit), || {
-                format!(
-                    "incident {}: {} ({}{})\nstart:     {}\nend:       {}\nduration:  {}\nnodes:     {:?}\ndetected:  by node {} (term {})\nautomatic: {}\n{}cause:     {}\nremedy:    {}\n{}",
-                    inc.id,
-                    inc.kind,
-                    inc.severity,
-                    if inc.overdue(now, Duration::from_millis(limit)) {
-                        ", OVERDUE"
-                    } else {
-                        ""
-                    },
-                    when(inc.start_ms),
-                    inc.end_ms.map_or("(open)".into(), when),
-                    human(inc.duration_ms(now)),
-                    inc.nodes,
-                    inc.detected_by,
-                    inc.term,
-                    inc.auto_cause,
-                    if inc.reference.is_empty() {
-                        String::new()
-                    } else {
-                        format!("reference: {} (`sen drill show {}`)\n", inc.reference, inc.reference)
-                    },
-                    if inc.cause.is_empty() {
-                        "(not noted yet)"
-                    } else {
-                        &inc.cause
-                    },
-                    if inc.remedy.is_empty() {
-                        "(not noted yet)"
-                    } else {
-                        &inc.remedy
-                    },
-                    if inc.annotated_by.is_empty() {
-                        String::new()
-                    } else {
-                        format!("noted by:  {} at {}\n", inc.annotated_by, when(inc.annotated_at_ms))
-                    },
-                )
+                incident_text::show(&inc, now, limit, display.utc_offset, display.lang)
             });
         }
         IncidentCmd::Annotate {

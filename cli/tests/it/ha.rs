@@ -318,6 +318,14 @@ async fn drills_report_rto_and_lose_nothing() {
     );
     assert_eq!(a["cause"], "monthly drill");
     assert_eq!(a["remedy"], "none needed");
+    // The same, for the Vietnamese-speaking staff on duty.
+    let (code, out, err) = sen_env(&["incident", "show", &first, "--lang", "vi"], &env(&c));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("nguyên nhân:") && out.contains("monthly drill"), "{out}");
+    assert!(out.contains("biện pháp khắc phục: none needed"), "{out}");
+    let (code, out, err) = sen_env(&["incident", "list", "--lang", "vi"], &env(&c));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("NGUYÊN NHÂN") && out.contains("đổi nút lãnh đạo"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,11 +13,14 @@
 //! - [`backup`]: which node takes a backup, and asking it to.
 //! - [`report`]: measured availability from the probes, with outages and
 //!   their incidents.
+//! - [`incident_text`]: the incident log for people, in English or
+//!   Vietnamese.
 //! - [`recover`]: the evidence for (and the act of) a forced recovery
 //!   after losing a majority.
 
 pub mod backup;
 pub mod drill;
+pub mod incident_text;
 pub mod live;
 pub mod recover;
 pub mod report;

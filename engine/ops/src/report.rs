@@ -551,11 +551,16 @@ pub fn markdown(r: &AvailabilityReport, offset: UtcOffset, lang: Lang) -> String
                         } else {
                             i.remedy.clone()
                         };
+                        let cause = if i.cause.is_empty() {
+                            t("(no cause noted)", "(chưa ghi nguyên nhân)").to_string()
+                        } else {
+                            i.cause.clone()
+                        };
                         format!(
                             "#{} {}: {} → {}",
                             i.id,
-                            i.kind,
-                            i.cause.replace('|', "/"),
+                            crate::incident_text::kind_label(&i.kind, lang),
+                            cause.replace('|', "/"),
                             remedy.replace('|', "/")
                         )
                     })
