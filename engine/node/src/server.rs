@@ -236,6 +236,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let roles = tokio::spawn(crate::roles::run(node.clone(), stop_watch.clone()));
     let auditor = tokio::spawn(crate::audit_log::run(node.clone(), auth.clone(), stop_watch.clone()));
     let probe = tokio::spawn(crate::probe::run(node.clone(), stop_watch.clone()));
+    let gauges = tokio::spawn(crate::status_gauges::run(node.clone(), stop_watch.clone()));
     let tls_watch = tls.clone().map(|t| {
         let peers = node.peers.clone();
         tokio::spawn(crate::tls::watch(
@@ -400,6 +401,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     let _ = roles.await;
     let _ = auditor.await;
     let _ = probe.await;
+    let _ = gauges.await;
     if let Some(t) = tls_watch {
         let _ = t.await;
     }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
@@ -358,12 +358,26 @@ async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
     (code, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n"))
 }
 
-async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        node.metrics.render(),
-    )
+/// OpenMetrics for clients that ask for it (a Prometheus server does), the
+/// Prometheus text format otherwise (curl, `promtool check metrics`).
+async fn metrics(State(node): State<Arc<Node>>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            node.metrics.render(),
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            node.metrics.render_text(),
+        )
+    }
 }
