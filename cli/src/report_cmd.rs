@@ -1,9 +1,10 @@
 //! `sen report`: what the Editorial Board reads (docs/reports.md). The
 //! computation is `sen_ops::report`; this module parses, prints and exits.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use sen_ops::drill::Lang;
 use sen_ops::report::{self, UtcOffset};
 
@@ -30,10 +31,82 @@ pub enum ReportCmd {
         #[arg(long, value_enum, default_value_t = Lang::En)]
         lang: Lang,
     },
+    /// The monthly report on management and operation (R11): availability
+    /// against the objective, every interruption and incident with its
+    /// cause and remedy, drills, backups and who changed what. Needs the
+    /// auditor role (or cluster-admin) for the audit section.
+    Monthly {
+        /// The month (YYYY-MM) at --utc-offset; the previous month when not
+        /// given.
+        #[arg(long)]
+        month: Option<String>,
+        /// Language: Vietnamese by default.
+        #[arg(long, value_enum, default_value_t = Lang::Vi)]
+        lang: Lang,
+        /// md (Markdown) or json (every figure the text states).
+        #[arg(long, value_enum, default_value_t = Format::Md)]
+        format: Format,
+        /// Write the report to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Times are printed, and the month cut, at this offset from UTC.
+        #[arg(long, default_value = "+07:00", value_parser = UtcOffset::parse, allow_hyphen_values = true)]
+        utc_offset: UtcOffset,
+        /// The availability objective, in percent.
+        #[arg(long, default_value_t = 99.9)]
+        objective: f64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Md,
+    Json,
+}
+
+/// `YYYY-MM` of the month before the one `now` falls in, at `offset`.
+fn previous_month(now: u64, offset: UtcOffset) -> String {
+    let local = (now as i64 + i64::from(offset.minutes) * 60_000).max(0) as u64;
+    let day = sen_core::time::utc_day(local);
+    let (y, m): (i32, i32) = (day[..4].parse().unwrap_or(1970), day[5..7].parse().unwrap_or(1));
+    let (y, m) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+    format!("{y:04}-{m:02}")
 }
 
 pub async fn run(cmd: ReportCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     match cmd {
+        ReportCmd::Monthly {
+            month,
+            lang,
+            format,
+            out,
+            utc_offset,
+            objective,
+        } => {
+            if !(0.0..=100.0).contains(&objective) {
+                return Err(format!("--objective {objective}: give a percentage between 0 and 100, e.g. 99.9").into());
+            }
+            let month = month.unwrap_or_else(|| previous_month(sen_core::now_ms(), utc_offset));
+            let c = client(endpoints, timeout)?;
+            let (r, skipped) = sen_ops::monthly::fetch(&c, &month, utc_offset, objective / 100.0)
+                .await
+                .map_err(ops_fail)?;
+            for s in &skipped {
+                eprintln!("warning: skipped {s}");
+            }
+            let text = match (format, output) {
+                (Format::Json, _) | (_, Output::Json) => format!("{}\n", serde_json::to_string_pretty(&r)?),
+                (Format::Md, Output::Text) => sen_ops::monthly::markdown(&r, utc_offset, lang),
+            };
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
+                    eprintln!("report for {month} written to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+        }
         ReportCmd::Availability {
             month,
             last,

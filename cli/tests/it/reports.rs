@@ -106,6 +106,49 @@ async fn probes_measure_a_write_outage_and_the_report_shows_it() {
     assert!(out.contains("Độ sẵn sàng"), "{out}");
     assert!(out.contains("site:portal") || out.contains("portal"), "{out}");
 
+    // The monthly report of this month (at UTC+07:00) holds the same
+    // interruption, and the admin's changes from the audit log.
+    let local = sen_core::now_ms() + 7 * 3_600_000;
+    let month = &sen_core::time::utc_day(local)[..7];
+    let eps = c.endpoints().join(",");
+    let (code, out, err) = sen(&[
+        "--endpoints",
+        &eps,
+        "report",
+        "monthly",
+        "--month",
+        month,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let m: Value = serde_json::from_str(&out).unwrap();
+    assert!(m["summary"]["interruptions"].as_u64().unwrap() >= 1, "{m}");
+    assert_eq!(m["audit"]["available"], true, "{m}");
+    assert!(
+        m["audit"]["by_user"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["who"] == "admin" && u["changes"].as_u64() > Some(0)),
+        "{m}"
+    );
+    let file = site.path.join("report.md");
+    let (code, _, err) = sen(&[
+        "--endpoints",
+        &eps,
+        "report",
+        "monthly",
+        "--month",
+        month,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let md = std::fs::read_to_string(&file).unwrap();
+    assert!(md.starts_with("# Báo cáo quản lý, vận hành tháng"), "{md}");
+    assert!(md.contains("## 3. Sự cố, nguyên nhân và biện pháp khắc phục"), "{md}");
+
     // A malformed period is refused with what to write instead.
     let (code, _, err) = report(&c, &["--month", "2026-13"]);
     assert_ne!(code, 0);

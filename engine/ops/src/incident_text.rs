@@ -39,21 +39,29 @@ pub fn severity_label(s: &str, lang: Lang) -> String {
     }
 }
 
-/// A duration of milliseconds: `850ms`, `42s`, `4m 12s`, `3h 05m`,
-/// `1d 2h` (`1 ngày 2 giờ` in Vietnamese).
+/// A duration of milliseconds: `850ms`, `42s`, `4m 12s`, `3h 05m`, `30h`,
+/// `3d 4h` (`3 giờ 5 phút`, `30 giờ`, `3 ngày 4 giờ` in Vietnamese). Up to
+/// two days are told in hours, as the 24-hour rule (R2) is.
 pub fn human_ms(ms: u64, lang: Lang) -> String {
     if ms < 1000 {
         return format!("{ms}ms");
     }
     let s = ms / 1000;
     let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let hours = s / 3600;
     match lang {
-        Lang::En if d > 0 => format!("{d}d {h}h"),
-        Lang::En if h > 0 => format!("{h}h {m:02}m"),
+        Lang::En if d >= 2 && h == 0 => format!("{d}d"),
+        Lang::En if d >= 2 => format!("{d}d {h}h"),
+        Lang::En if hours > 0 && m == 0 => format!("{hours}h"),
+        Lang::En if hours > 0 => format!("{hours}h {m:02}m"),
+        Lang::En if m > 0 && sec == 0 => format!("{m}m"),
         Lang::En if m > 0 => format!("{m}m {sec:02}s"),
         Lang::En => format!("{sec}s"),
-        Lang::Vi if d > 0 => format!("{d} ngày {h} giờ"),
-        Lang::Vi if h > 0 => format!("{h} giờ {m} phút"),
+        Lang::Vi if d >= 2 && h == 0 => format!("{d} ngày"),
+        Lang::Vi if d >= 2 => format!("{d} ngày {h} giờ"),
+        Lang::Vi if hours > 0 && m == 0 => format!("{hours} giờ"),
+        Lang::Vi if hours > 0 => format!("{hours} giờ {m} phút"),
+        Lang::Vi if m > 0 && sec == 0 => format!("{m} phút"),
         Lang::Vi if m > 0 => format!("{m} phút {sec} giây"),
         Lang::Vi => format!("{sec} giây"),
     }
@@ -232,7 +240,10 @@ mod tests {
         assert_eq!(human_ms(850, Lang::En), "850ms");
         assert_eq!(human_ms(252_000, Lang::En), "4m 12s");
         assert_eq!(human_ms(3 * H + 5 * 60_000, Lang::En), "3h 05m");
-        assert_eq!(human_ms(26 * H, Lang::En), "1d 2h");
+        assert_eq!(human_ms(26 * H, Lang::En), "26h");
+        assert_eq!(human_ms(50 * H, Lang::En), "2d 2h");
+        assert_eq!(human_ms(48 * H, Lang::Vi), "2 ngày");
+        assert_eq!(human_ms(10 * 60_000, Lang::Vi), "10 phút");
         assert_eq!(human_ms(3 * H + 5 * 60_000, Lang::Vi), "3 giờ 5 phút");
         assert_eq!(human_ms(42_000, Lang::Vi), "42 giây");
     }
@@ -254,13 +265,13 @@ mod tests {
         assert_eq!(headers[0], "SỐ");
         // 02:00 UTC is 09:00 in Vietnam.
         assert_eq!(rows[0][1], "09:00 03/12/2026");
-        assert_eq!(rows[0][2], "ĐANG MỞ 1 ngày 1 giờ");
+        assert_eq!(rows[0][2], "ĐANG MỞ 25 giờ");
         assert_eq!(rows[0][3], "nghiêm trọng QUÁ HẠN");
         assert_eq!(rows[0][6], "(chưa ghi nguyên nhân)");
         assert!(
             footer
                 .unwrap()
-                .starts_with("1 sự cố nghiêm trọng đã mở quá 1 ngày 0 giờ (R2)")
+                .starts_with("1 sự cố nghiêm trọng đã mở quá 24 giờ (R2)")
         );
 
         let (_, rows, footer) = list_table(

@@ -13,6 +13,7 @@
 //! - [`backup`]: which node takes a backup, and asking it to.
 //! - [`report`]: measured availability from the probes, with outages and
 //!   their incidents.
+//! - [`monthly`]: the monthly report on management and operation (R11).
 //! - [`incident_text`]: the incident log for people, in English or
 //!   Vietnamese.
 //! - [`recover`]: the evidence for (and the act of) a forced recovery
@@ -22,6 +23,7 @@ pub mod backup;
 pub mod drill;
 pub mod incident_text;
 pub mod live;
+pub mod monthly;
 pub mod recover;
 pub mod report;
 pub mod restore_drill;

@@ -401,6 +401,22 @@ pub fn local_time(ms: u64, offset: UtcOffset, lang: Lang) -> String {
     }
 }
 
+/// `1.5 GiB`: a byte count for people.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
 /// A percentage with three decimals (`99.954%`; `99,954%` in Vietnamese).
 pub fn percent(v: Option<f64>, lang: Lang) -> String {
     match v {

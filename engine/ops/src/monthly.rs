@@ -1,0 +1,993 @@
+//! The monthly report on management and operation (R11; `sen report
+//! monthly`, docs/reports.md): availability against the objective, every
+//! interruption with its incidents, the incidents of the month with their
+//! cause and remedy and whether a serious one was fixed within the limit
+//! (R2: 24 h), the failover drills, the scheduled backups, and who changed
+//! what (the audit log). Built from what the cluster recorded; [`compute`]
+//! is pure, [`fetch`] reads the cluster, [`markdown`] writes it for people.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use sen_client::Client;
+use sen_proto::v1::ListAuditRequest;
+use sen_raft::schema::system::{AuditRecord, DrillReport, Incident, RunRecord, SERIOUS, SystemRecord, kind, run_state};
+use serde::Serialize;
+
+use crate::OpsError;
+use crate::drill::Lang;
+use crate::incident_text::{human_ms, kind_label, severity_label};
+use crate::report::{self, AvailabilityReport, UtcOffset, local_time, percent};
+
+/// Audit records read at most for one report (the summary says when the
+/// month had more).
+pub const MAX_AUDIT_RECORDS: usize = 200_000;
+
+/// Cluster-level changes listed one by one at most.
+const MAX_LISTED_CHANGES: usize = 200;
+
+/// What the report is built from.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub availability: Option<AvailabilityReport>,
+    pub incidents: Vec<Incident>,
+    pub drills: Vec<DrillReport>,
+    pub runs: Vec<RunRecord>,
+    /// `None`: the caller may not read the audit log.
+    pub audit: Option<Vec<AuditRecord>>,
+    /// The audit log had more records than were read.
+    pub audit_truncated: bool,
+    /// `incidents.serious-limit` (ms).
+    pub serious_limit_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetLine {
+    pub target: String,
+    pub availability: Option<f64>,
+    pub meets_objective: Option<bool>,
+    pub down_minutes: u64,
+    pub degraded_minutes: u64,
+    pub interruptions: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub targets: Vec<TargetLine>,
+    /// Degraded or down windows of every target.
+    pub interruptions: u64,
+    /// Down minutes of the write path (the cluster refused writes).
+    pub write_downtime_minutes: u64,
+    pub incidents: u64,
+    pub serious_incidents: u64,
+    /// Mean time to restore: the mean duration of the serious incidents
+    /// that ended in the month (ms).
+    pub mttr_ms: Option<u64>,
+    /// Serious incidents that took (or have taken) longer than the limit.
+    pub serious_beyond_limit: u64,
+    /// Incidents of the month without an operator's cause note.
+    pub unexplained: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentLine {
+    pub id: u64,
+    pub kind: String,
+    pub severity: String,
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+    pub duration_ms: u64,
+    pub auto_cause: String,
+    pub cause: String,
+    pub remedy: String,
+    pub reference: String,
+    /// Serious ones: fixed within the limit (an open one that is not yet
+    /// past it counts as `true`).
+    pub within_limit: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillLine {
+    pub id: String,
+    pub scenario: String,
+    pub started_at_ms: u64,
+    pub rto_ms: u64,
+    pub read_gap_ms: u64,
+    pub lost_writes: u64,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackupSection {
+    pub runs: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub bytes_new: u64,
+    pub last_success_ms: Option<u64>,
+    /// (slot start, error) of every failed run.
+    pub failures: Vec<(u64, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserChanges {
+    pub who: String,
+    pub changes: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub at_ms: u64,
+    pub who: String,
+    pub method: String,
+    pub resource: String,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditSection {
+    pub available: bool,
+    pub records: u64,
+    pub truncated: bool,
+    pub by_user: Vec<UserChanges>,
+    /// Changes to users, roles, tokens, nodes, schedules, quotas (not
+    /// content or data writes), oldest first.
+    pub cluster_changes: Vec<Change>,
+    pub cluster_changes_not_listed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MonthlyReport {
+    pub month: String,
+    pub utc_offset: String,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub generated_at_ms: u64,
+    /// Availability objective (a fraction, e.g. 0.999).
+    pub objective: f64,
+    pub serious_limit_ms: u64,
+    pub summary: Summary,
+    pub availability: Option<AvailabilityReport>,
+    pub incidents: Vec<IncidentLine>,
+    pub drills: Vec<DrillLine>,
+    pub backups: BackupSection,
+    pub audit: AuditSection,
+    /// Sections this version cannot fill yet, by name.
+    pub not_measured: Vec<String>,
+}
+
+/// Resources whose changes are listed one by one.
+fn is_cluster_change(r: &AuditRecord) -> bool {
+    !(r.resource.starts_with("db:") || r.resource.starts_with("site:"))
+}
+
+/// Build the report of `month` (`[from_ms, to_ms)`) from `inputs`.
+pub fn compute(
+    month: &str,
+    offset: UtcOffset,
+    from_ms: u64,
+    to_ms: u64,
+    now_ms: u64,
+    objective: f64,
+    inputs: Inputs,
+) -> MonthlyReport {
+    let limit = inputs.serious_limit_ms;
+    let in_month = |start: u64, end: Option<u64>| start < to_ms && end.is_none_or(|e| e >= from_ms);
+
+    // Incidents open at some time in the month, oldest first.
+    let mut incidents: Vec<&Incident> = inputs
+        .incidents
+        .iter()
+        .filter(|i| in_month(i.start_ms, i.end_ms))
+        .collect();
+    incidents.sort_by_key(|i| (i.start_ms, i.id));
+    let lines: Vec<IncidentLine> = incidents
+        .iter()
+        .map(|i| {
+            let duration = i.duration_ms(now_ms);
+            IncidentLine {
+                id: i.id,
+                kind: i.kind.clone(),
+                severity: i.severity.clone(),
+                start_ms: i.start_ms,
+                end_ms: i.end_ms,
+                duration_ms: duration,
+                auto_cause: i.auto_cause.clone(),
+                cause: i.cause.clone(),
+                remedy: i.remedy.clone(),
+                reference: i.reference.clone(),
+                within_limit: (i.severity == SERIOUS).then_some(duration <= limit),
+            }
+        })
+        .collect();
+    let serious: Vec<&IncidentLine> = lines.iter().filter(|l| l.severity == SERIOUS).collect();
+    let restored: Vec<u64> = serious
+        .iter()
+        .filter(|l| l.end_ms.is_some_and(|e| e >= from_ms && e < to_ms))
+        .map(|l| l.duration_ms)
+        .collect();
+    let mttr_ms = (!restored.is_empty()).then(|| restored.iter().sum::<u64>() / restored.len() as u64);
+
+    let targets: Vec<TargetLine> = inputs
+        .availability
+        .iter()
+        .flat_map(|a| &a.targets)
+        .map(|t| TargetLine {
+            target: t.target.clone(),
+            availability: t.availability,
+            meets_objective: t.availability.map(|a| a + 1e-12 >= objective),
+            down_minutes: t.down_minutes,
+            degraded_minutes: t.degraded_minutes,
+            interruptions: t.outages.len() as u64,
+        })
+        .collect();
+    let summary = Summary {
+        interruptions: targets.iter().map(|t| t.interruptions).sum(),
+        write_downtime_minutes: targets
+            .iter()
+            .find(|t| t.target == "write")
+            .map_or(0, |t| t.down_minutes),
+        incidents: lines.len() as u64,
+        serious_incidents: serious.len() as u64,
+        mttr_ms,
+        serious_beyond_limit: serious.iter().filter(|l| l.within_limit == Some(false)).count() as u64,
+        unexplained: lines
+            .iter()
+            .filter(|l| l.cause.trim().is_empty() && l.kind != kind::DRILL)
+            .count() as u64,
+        targets,
+    };
+
+    let mut drills: Vec<DrillLine> = inputs
+        .drills
+        .iter()
+        .filter(|d| d.started_at_ms >= from_ms && d.started_at_ms < to_ms)
+        .map(|d| DrillLine {
+            id: d.id.clone(),
+            scenario: d.scenario.clone(),
+            started_at_ms: d.started_at_ms,
+            rto_ms: d.rto_ms,
+            read_gap_ms: d.read_gap_ms,
+            lost_writes: d.lost_writes,
+            passed: d.passed,
+        })
+        .collect();
+    drills.sort_by_key(|d| d.started_at_ms);
+
+    let mut backups = BackupSection::default();
+    let mut runs: Vec<&RunRecord> = inputs
+        .runs
+        .iter()
+        .filter(|r| r.slot_start_ms >= from_ms && r.slot_start_ms < to_ms)
+        .collect();
+    runs.sort_by_key(|r| r.slot_start_ms);
+    for r in runs {
+        backups.runs += 1;
+        match r.state.as_str() {
+            run_state::SUCCEEDED => {
+                backups.succeeded += 1;
+                backups.bytes_new += r.bytes_new;
+                backups.last_success_ms = Some(backups.last_success_ms.unwrap_or(0).max(r.ended_ms));
+            }
+            run_state::FAILED => {
+                backups.failed += 1;
+                backups.failures.push((r.slot_start_ms, r.error.clone()));
+            }
+            _ => {}
+        }
+    }
+
+    let audit = match inputs.audit {
+        None => AuditSection {
+            available: false,
+            records: 0,
+            truncated: false,
+            by_user: vec![],
+            cluster_changes: vec![],
+            cluster_changes_not_listed: 0,
+        },
+        Some(records) => {
+            let mut by_user: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            let mut changes = Vec::new();
+            let mut not_listed = 0u64;
+            let mut n = 0u64;
+            for r in records.iter().filter(|r| r.at_ms >= from_ms && r.at_ms < to_ms) {
+                n += 1;
+                let e = by_user.entry(r.who.clone()).or_default();
+                if r.result == "ok" {
+                    e.0 += 1;
+                } else {
+                    e.1 += 1;
+                }
+                if r.result == "ok" && is_cluster_change(r) {
+                    if changes.len() < MAX_LISTED_CHANGES {
+                        changes.push(Change {
+                            at_ms: r.at_ms,
+                            who: r.who.clone(),
+                            method: r.method.clone(),
+                            resource: r.resource.clone(),
+                            result: r.result.clone(),
+                        });
+                    } else {
+                        not_listed += 1;
+                    }
+                }
+            }
+            AuditSection {
+                available: true,
+                records: n,
+                truncated: inputs.audit_truncated,
+                by_user: by_user
+                    .into_iter()
+                    .map(|(who, (changes, refused))| UserChanges { who, changes, refused })
+                    .collect(),
+                cluster_changes: changes,
+                cluster_changes_not_listed: not_listed,
+            }
+        }
+    };
+
+    MonthlyReport {
+        month: month.to_owned(),
+        utc_offset: offset.to_string(),
+        from_ms,
+        to_ms,
+        generated_at_ms: now_ms,
+        objective,
+        serious_limit_ms: limit,
+        summary,
+        availability: inputs.availability,
+        incidents: lines,
+        drills,
+        backups,
+        audit,
+        not_measured: vec!["readers (R4)".into(), "growth and capacity (R8)".into()],
+    }
+}
+
+/// Read everything the report of `month` needs from the cluster. The
+/// audit section needs the auditor role (or cluster-admin); without it the
+/// report says so instead of failing.
+pub async fn fetch(
+    client: &Client,
+    month: &str,
+    offset: UtcOffset,
+    objective: f64,
+) -> Result<(MonthlyReport, Vec<String>), OpsError> {
+    let (from_ms, to_ms) = report::month_window(month, offset).map_err(OpsError::Usage)?;
+    let now = sen_core::now_ms();
+    if from_ms >= now {
+        return Err(OpsError::Usage(format!(
+            "month {month} has not started yet; ask for this month or an earlier one"
+        )));
+    }
+    let mut skipped = Vec::new();
+    let (availability, more) = report::fetch(client, from_ms, to_ms).await?;
+    skipped.extend(more);
+
+    let listed = client.list_incidents(from_ms).await?;
+    let mut incidents = Vec::new();
+    for j in &listed.json {
+        match Incident::from_json(j.as_bytes()) {
+            Ok(i) => incidents.push(i),
+            Err(e) => skipped.push(format!("an incident: {e}")),
+        }
+    }
+    let mut drills = Vec::new();
+    for j in client.list_drill_reports().await? {
+        match DrillReport::from_json(j.as_bytes()) {
+            Ok(d) => drills.push(d),
+            Err(e) => skipped.push(format!("a drill report: {e}")),
+        }
+    }
+    let mut runs = Vec::new();
+    for j in client.list_backup_runs().await? {
+        match RunRecord::from_json(j.as_bytes()) {
+            Ok(r) => runs.push(r),
+            Err(e) => skipped.push(format!("a backup run: {e}")),
+        }
+    }
+    let (audit, audit_truncated) = match read_audit(client, from_ms, to_ms, &mut skipped).await {
+        Ok((a, t)) => (Some(a), t),
+        Err(e) if e.code() == Some(tonic::Code::PermissionDenied) => {
+            skipped.push("the audit log: this user may not read it (it needs the auditor role)".into());
+            (None, false)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let inputs = Inputs {
+        availability: Some(availability),
+        incidents,
+        drills,
+        runs,
+        audit,
+        audit_truncated,
+        serious_limit_ms: listed.serious_limit_ms,
+    };
+    Ok((compute(month, offset, from_ms, to_ms, now, objective, inputs), skipped))
+}
+
+async fn read_audit(
+    client: &Client,
+    from_ms: u64,
+    to_ms: u64,
+    skipped: &mut Vec<String>,
+) -> Result<(Vec<AuditRecord>, bool), sen_client::ClientError> {
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = client
+            .list_audit(ListAuditRequest {
+                since_ms: from_ms,
+                user: String::new(),
+                denied: false,
+                limit: 10_000,
+                after: after.clone(),
+            })
+            .await?;
+        let mut past_end = false;
+        for j in &page.json {
+            match AuditRecord::from_json(j.as_bytes()) {
+                Ok(r) if r.at_ms >= to_ms => past_end = true,
+                Ok(r) => out.push(r),
+                Err(e) => skipped.push(format!("an audit record: {e}")),
+            }
+        }
+        if past_end || page.next.is_empty() {
+            return Ok((out, false));
+        }
+        if out.len() >= MAX_AUDIT_RECORDS {
+            return Ok((out, true));
+        }
+        after = page.next;
+    }
+}
+
+/// A heading one level down (the availability report inside this one).
+fn demote(md: &str) -> String {
+    md.lines()
+        .map(|l| {
+            if l.starts_with('#') {
+                format!("#{l}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The report as Markdown, in Vietnamese or English, times at `offset`.
+pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
+    let t = |en: &'static str, vi: &'static str| match lang {
+        Lang::En => en,
+        Lang::Vi => vi,
+    };
+    let when = |ms: u64| local_time(ms, offset, lang);
+    let yes_no = |b: bool| if b { t("yes", "có") } else { t("no", "không") };
+    let cell = |s: &str| s.replace('|', "/").replace('\n', " ");
+    let (y, m) = r.month.split_once('-').unwrap_or((&r.month, ""));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# {} {}\n",
+        t("Operations report for", "Báo cáo quản lý, vận hành tháng"),
+        match lang {
+            Lang::En => r.month.clone(),
+            Lang::Vi => format!("{m}/{y}"),
+        }
+    );
+    let _ = writeln!(
+        s,
+        "{}: {} → {} (UTC{}) · {}: {}\n",
+        t("Period", "Kỳ báo cáo"),
+        when(r.from_ms),
+        when(r.to_ms),
+        r.utc_offset,
+        t("generated", "lập lúc"),
+        when(r.generated_at_ms)
+    );
+
+    // 1. Summary.
+    let _ = writeln!(s, "## 1. {}\n", t("Summary", "Tóm tắt"));
+    let objective = percent(Some(r.objective), lang);
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} ({objective}) | {} | {} |\n|---|---|---|---|---|",
+        t("target", "đối tượng"),
+        t("availability", "tính sẵn sàng"),
+        t("meets the objective", "đạt mục tiêu"),
+        t("down", "ngừng"),
+        t("interruptions", "số lần gián đoạn"),
+    );
+    for x in &r.summary.targets {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            x.target,
+            percent(x.availability, lang),
+            x.meets_objective.map_or("—", yes_no),
+            report::duration_minutes(x.down_minutes, lang),
+            x.interruptions
+        );
+    }
+    let sm = &r.summary;
+    let _ = writeln!(
+        s,
+        "\n- {}: {}\n- {}: {}\n- {}: {} ({}: {})\n- {}: {}\n- {} {}: {}\n- {}: {}\n",
+        t("Interruptions (all targets)", "Số lần gián đoạn (mọi đối tượng)"),
+        sm.interruptions,
+        t("Time the cluster refused writes", "Thời gian gián đoạn ghi dữ liệu"),
+        report::duration_minutes(sm.write_downtime_minutes, lang),
+        t("Incidents", "Sự cố"),
+        sm.incidents,
+        t("serious", "nghiêm trọng"),
+        sm.serious_incidents,
+        t(
+            "Mean time to restore (serious incidents)",
+            "Thời gian khắc phục trung bình (sự cố nghiêm trọng)"
+        ),
+        sm.mttr_ms.map_or("—".into(), |v| human_ms(v, lang)),
+        t(
+            "Serious incidents not fixed within",
+            "Sự cố nghiêm trọng không khắc phục trong"
+        ),
+        human_ms(r.serious_limit_ms, lang),
+        sm.serious_beyond_limit,
+        t("Incidents without a noted cause", "Sự cố chưa ghi nguyên nhân"),
+        sm.unexplained,
+    );
+
+    // 2. Availability and interruptions.
+    let _ = writeln!(
+        s,
+        "## 2. {}\n",
+        t("Availability and interruptions", "Tính sẵn sàng và các lần gián đoạn")
+    );
+    match &r.availability {
+        Some(a) => {
+            let _ = writeln!(s, "{}\n", demote(&report::markdown(a, offset, lang)));
+        }
+        None => {
+            let _ = writeln!(s, "{}\n", t("Not measured.", "Chưa đo."));
+        }
+    }
+
+    // 3. Incidents.
+    let _ = writeln!(
+        s,
+        "## 3. {}\n",
+        t(
+            "Incidents, causes and remedies",
+            "Sự cố, nguyên nhân và biện pháp khắc phục"
+        )
+    );
+    if r.incidents.is_empty() {
+        let _ = writeln!(s, "{}\n", t("No incident this month.", "Không có sự cố trong tháng."));
+    } else {
+        let _ = writeln!(
+            s,
+            "| # | {} | {} | {} | {} | {} | {} | {} |\n|---|---|---|---|---|---|---|---|",
+            t("kind", "loại"),
+            t("severity", "mức độ"),
+            t("start", "bắt đầu"),
+            t("duration", "thời gian gián đoạn"),
+            t("cause", "nguyên nhân"),
+            t("remedy", "biện pháp khắc phục"),
+            t("fixed within the limit", "khắc phục đúng hạn"),
+        );
+        for i in &r.incidents {
+            let cause = if i.cause.is_empty() {
+                format!("{} — {}", t("(not noted)", "(chưa ghi)"), cell(&i.auto_cause))
+            } else {
+                cell(&i.cause)
+            };
+            let remedy = if i.remedy.is_empty() {
+                t("(not noted)", "(chưa ghi)").to_owned()
+            } else {
+                cell(&i.remedy)
+            };
+            let duration = match i.end_ms {
+                Some(_) => human_ms(i.duration_ms, lang),
+                None => format!("{} {}", t("open", "đang mở"), human_ms(i.duration_ms, lang)),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                i.id,
+                kind_label(&i.kind, lang),
+                severity_label(&i.severity, lang),
+                when(i.start_ms),
+                duration,
+                cause,
+                remedy,
+                i.within_limit.map_or("—", yes_no)
+            );
+        }
+        s.push('\n');
+    }
+
+    // 4. Drills.
+    let _ = writeln!(s, "## 4. {}\n", t("Failover drills", "Diễn tập chuyển đổi dự phòng"));
+    if r.drills.is_empty() {
+        let _ = writeln!(
+            s,
+            "{}\n",
+            t("No drill this month.", "Không có cuộc diễn tập nào trong tháng.")
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | RTO | {} | RPO ({}) | {} |\n|---|---|---|---|---|---|---|",
+            t("drill", "mã"),
+            t("scenario", "kịch bản"),
+            t("when", "thời điểm"),
+            t("read gap", "gián đoạn đọc"),
+            t("acknowledged writes lost", "số bản ghi đã xác nhận bị mất"),
+            t("result", "kết quả"),
+        );
+        for d in &r.drills {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                d.id,
+                d.scenario,
+                when(d.started_at_ms),
+                human_ms(d.rto_ms, lang),
+                human_ms(d.read_gap_ms, lang),
+                d.lost_writes,
+                if d.passed {
+                    t("passed", "đạt")
+                } else {
+                    t("FAILED", "KHÔNG ĐẠT")
+                }
+            );
+        }
+        s.push('\n');
+    }
+
+    // 5. Backups.
+    let b = &r.backups;
+    let _ = writeln!(s, "## 5. {}\n", t("Backups", "Sao lưu"));
+    let _ = writeln!(
+        s,
+        "- {}: {} ({}: {}, {}: {})\n- {}: {}\n- {}: {}",
+        t("Scheduled runs", "Số lần sao lưu theo lịch"),
+        b.runs,
+        t("succeeded", "thành công"),
+        b.succeeded,
+        t("failed", "thất bại"),
+        b.failed,
+        t("New data stored", "Dữ liệu mới được lưu"),
+        match lang {
+            Lang::En => report::human_bytes(b.bytes_new),
+            Lang::Vi => report::human_bytes(b.bytes_new).replace('.', ","),
+        },
+        t("Last success", "Lần thành công gần nhất"),
+        b.last_success_ms.map_or("—".into(), when),
+    );
+    for (slot, err) in &b.failures {
+        let _ = writeln!(s, "- {} {}: {}", t("Failed", "Thất bại"), when(*slot), cell(err));
+    }
+    s.push('\n');
+
+    // 6. Audit.
+    let a = &r.audit;
+    let _ = writeln!(
+        s,
+        "## 6. {}\n",
+        t("Who changed what (audit log)", "Ai đã thay đổi gì (nhật ký kiểm toán)")
+    );
+    if !a.available {
+        let _ = writeln!(
+            s,
+            "{}\n",
+            t(
+                "Not available: the user who made this report may not read the audit log (it needs the auditor role).",
+                "Không có: người lập báo cáo không có quyền đọc nhật ký kiểm toán (cần vai trò auditor)."
+            )
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |\n|---|---|---|",
+            t("who", "người dùng"),
+            t("changes", "số thay đổi"),
+            t("refused", "bị từ chối")
+        );
+        for u in &a.by_user {
+            let _ = writeln!(s, "| {} | {} | {} |", cell(&u.who), u.changes, u.refused);
+        }
+        if a.truncated {
+            let _ = writeln!(
+                s,
+                "\n{}",
+                t(
+                    "The month has more audit records than one report reads; the counts cover the first ones.",
+                    "Tháng này có nhiều bản ghi kiểm toán hơn mức một báo cáo đọc; số liệu chỉ tính phần đầu."
+                )
+            );
+        }
+        if !a.cluster_changes.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n{}:\n",
+                t(
+                    "Changes to users, roles, tokens, nodes and settings",
+                    "Thay đổi về người dùng, vai trò, token, nút và cấu hình"
+                )
+            );
+            for c in &a.cluster_changes {
+                let _ = writeln!(
+                    s,
+                    "- {} {}: `{}` {}",
+                    when(c.at_ms),
+                    cell(&c.who),
+                    c.method,
+                    cell(&c.resource)
+                );
+            }
+            if a.cluster_changes_not_listed > 0 {
+                let _ = writeln!(s, "- … {} {}", a.cluster_changes_not_listed, t("more", "thay đổi khác"));
+            }
+        }
+        s.push('\n');
+    }
+
+    // 7. Not yet measured.
+    let _ = writeln!(s, "## 7. {}\n", t("Not measured yet", "Chưa đo"));
+    let _ = writeln!(
+        s,
+        "{}\n",
+        t(
+            "Readers and access speed per site (R4) and growth with a capacity forecast (R8) are not measured by this version of Sen; per-site request counts and latencies are in `/metrics`.",
+            "Lượng người đọc, tốc độ truy cập theo từng trang (R4) và mức tăng trưởng kèm dự báo dung lượng (R8) chưa được phiên bản Sen này đo; số yêu cầu và độ trễ theo trang có trong `/metrics`."
+        )
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sen_raft::schema::system::{
+        AvailabilityRecord, Minute, ORDINARY,
+        availability::{MINUTES_PER_DAY, encode_minutes},
+    };
+
+    const MIN: u64 = 60_000;
+    const H: u64 = 3_600_000;
+    const DAY_MS: u64 = 86_400_000;
+    /// 2026-11-01T00:00+07:00.
+    const NOV: u64 = 1_793_466_000_000;
+
+    fn day_record(day: &str, node: u64, target: &str, runs: &[(usize, Minute)]) -> AvailabilityRecord {
+        let mut m = Vec::with_capacity(MINUTES_PER_DAY);
+        for (n, x) in runs {
+            m.extend(std::iter::repeat_n(*x, *n));
+        }
+        m.resize(MINUTES_PER_DAY, Minute::Up);
+        AvailabilityRecord {
+            version: 1,
+            day: day.into(),
+            target: target.into(),
+            node,
+            minutes: encode_minutes(&m),
+            updated_at_ms: 0,
+        }
+    }
+
+    fn incident(id: u64, severity: &str, start: u64, end: Option<u64>, cause: &str, remedy: &str) -> Incident {
+        let mut i = Incident::new(kind::QUORUM_LOST, severity, start, "no leader".into(), vec![1], 1);
+        i.id = id;
+        i.end_ms = end;
+        i.cause = cause.into();
+        i.remedy = remedy.into();
+        i
+    }
+
+    /// November 2026 at UTC+07:00: every day of the month up for the write
+    /// path and the site on one node, except a 90-minute write outage on
+    /// 10/11 and 30 degraded minutes on the site on 20/11; a serious
+    /// incident that took 30 h, one that took 2 h, one ordinary without a
+    /// note; two drills (one in October); three backup runs (one failed).
+    fn november() -> MonthlyReport {
+        let mut records = Vec::new();
+        // UTC days 2026-10-31 (its last 7 h belong to November at +07:00)
+        // through 2026-11-30.
+        for d in 0..31u64 {
+            let day = sen_core::time::utc_day(NOV - 17 * H + d * DAY_MS);
+            let write = if day == "2026-11-10" {
+                vec![(600, Minute::Up), (90, Minute::Down)]
+            } else {
+                vec![]
+            };
+            let site = if day == "2026-11-20" {
+                vec![(100, Minute::Up), (30, Minute::Degraded)]
+            } else {
+                vec![]
+            };
+            records.push(day_record(&day, 1, "write", &write));
+            records.push(day_record(&day, 1, "site:portal", &site));
+        }
+        // 2026-11-30 UTC until 17:00 is November at +07:00.
+        let to = NOV + 30 * DAY_MS;
+        let now = to + 5 * DAY_MS;
+        let (avail, skipped) = report::compute(&records, &[], NOV, to, now);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let incidents = vec![
+            incident(
+                1,
+                SERIOUS,
+                NOV + 9 * DAY_MS,
+                Some(NOV + 9 * DAY_MS + 30 * H),
+                "power cut",
+                "UPS replaced",
+            ),
+            incident(
+                2,
+                SERIOUS,
+                NOV + 12 * DAY_MS,
+                Some(NOV + 12 * DAY_MS + 2 * H),
+                "disk full",
+                "disk added",
+            ),
+            incident(
+                3,
+                ORDINARY,
+                NOV + 15 * DAY_MS,
+                Some(NOV + 15 * DAY_MS + 10 * MIN),
+                "",
+                "",
+            ),
+            // October: not in the report.
+            incident(4, SERIOUS, NOV - 3 * DAY_MS, Some(NOV - 3 * DAY_MS + H), "x", "y"),
+        ];
+        let drill = |id: &str, at: u64, rto: u64| DrillReport {
+            version: 1,
+            id: id.into(),
+            scenario: "crash-leader".into(),
+            started_at_ms: at,
+            rto_ms: rto,
+            passed: true,
+            ..Default::default()
+        };
+        let audit = |at_ms: u64, who: &str, method: &str, resource: &str, result: &str| AuditRecord {
+            version: 1,
+            at_ms,
+            who: who.into(),
+            token: String::new(),
+            method: method.into(),
+            resource: resource.into(),
+            result: result.into(),
+            code: "0".into(),
+            message: String::new(),
+            from: "127.0.0.1".into(),
+            node: 1,
+        };
+        let run = |slot: u64, state: &str, bytes: u64, err: &str| RunRecord {
+            slot,
+            slot_start_ms: NOV + slot * DAY_MS,
+            state: state.into(),
+            ended_ms: NOV + slot * DAY_MS + 5 * MIN,
+            bytes_new: bytes,
+            error: err.into(),
+            ..Default::default()
+        };
+        let audit = vec![
+            audit(NOV + H, "admin", "/sen.v1.Access/GrantRole", "user:cong-bao", "ok"),
+            audit(NOV + 2 * H, "cong-bao", "/sen.v1.Kv/Put", "db:cong-bao", "ok"),
+            audit(NOV + 3 * H, "cong-bao", "/sen.v1.Kv/Put", "db:portal", "denied"),
+        ];
+        compute(
+            "2026-11",
+            UtcOffset::VIETNAM,
+            NOV,
+            to,
+            now,
+            0.999,
+            Inputs {
+                availability: Some(avail),
+                incidents,
+                drills: vec![drill("d-1", NOV + 5 * DAY_MS, 1_800), drill("d-0", NOV - DAY_MS, 900)],
+                runs: vec![
+                    run(1, run_state::SUCCEEDED, 1000, ""),
+                    run(2, run_state::FAILED, 0, "repository unreachable"),
+                    run(3, run_state::SUCCEEDED, 2000, ""),
+                ],
+                audit: Some(audit),
+                audit_truncated: false,
+                serious_limit_ms: 24 * H,
+            },
+        )
+    }
+
+    #[test]
+    fn every_figure_of_a_simulated_month() {
+        assert_eq!(
+            report::month_window("2026-11", UtcOffset::VIETNAM).unwrap(),
+            (NOV, NOV + 30 * DAY_MS)
+        );
+        let r = november();
+        let s = &r.summary;
+        let write = s.targets.iter().find(|t| t.target == "write").unwrap();
+        // 30 days = 43,200 minutes, 90 of them down.
+        assert_eq!((write.down_minutes, write.interruptions), (90, 1));
+        let a = write.availability.unwrap();
+        assert!((a - (43_200.0 - 90.0) / 43_200.0).abs() < 1e-9, "{a}");
+        assert_eq!(format!("{:.2}", a * 100.0), "99.79");
+        assert_eq!(write.meets_objective, Some(false));
+        let site = s.targets.iter().find(|t| t.target == "site:portal").unwrap();
+        assert_eq!(
+            (site.down_minutes, site.degraded_minutes, site.interruptions),
+            (0, 30, 1)
+        );
+        assert_eq!(site.availability, Some(1.0));
+        assert_eq!(site.meets_objective, Some(true));
+        assert_eq!(s.interruptions, 2);
+        assert_eq!(s.write_downtime_minutes, 90);
+        assert_eq!((s.incidents, s.serious_incidents), (3, 2));
+        assert_eq!(s.mttr_ms, Some(16 * H), "(30 h + 2 h) / 2");
+        assert_eq!(s.serious_beyond_limit, 1);
+        assert_eq!(s.unexplained, 1);
+        assert_eq!(
+            r.incidents.iter().map(|i| i.within_limit).collect::<Vec<_>>(),
+            vec![Some(false), Some(true), None]
+        );
+        assert_eq!(r.drills.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec!["d-1"]);
+        let b = &r.backups;
+        assert_eq!((b.runs, b.succeeded, b.failed, b.bytes_new), (3, 2, 1, 3000));
+        assert_eq!(b.last_success_ms, Some(NOV + 3 * DAY_MS + 5 * MIN));
+        assert_eq!(
+            b.failures,
+            vec![(NOV + 2 * DAY_MS, "repository unreachable".to_string())]
+        );
+        assert_eq!(r.audit.records, 3);
+        assert_eq!(
+            r.audit.cluster_changes.len(),
+            1,
+            "the data write is counted, not listed"
+        );
+        let cb = r.audit.by_user.iter().find(|u| u.who == "cong-bao").unwrap();
+        assert_eq!((cb.changes, cb.refused), (1, 1));
+
+        // The JSON carries every number the prose states.
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["summary"]["mttr_ms"], 16 * H);
+        assert_eq!(j["backups"]["failed"], 1);
+    }
+
+    #[test]
+    fn the_report_reads_in_both_languages() {
+        let r = november();
+        let vi = markdown(&r, UtcOffset::VIETNAM, Lang::Vi);
+        for want in [
+            "# Báo cáo quản lý, vận hành tháng 11/2026",
+            "| write | 99,792% | không | 1 giờ 30 phút | 1 |",
+            "Thời gian khắc phục trung bình (sự cố nghiêm trọng): 16 giờ\n",
+            "Sự cố nghiêm trọng không khắc phục trong 24 giờ: 1",
+            "| 1 | mất đa số (cụm ngừng ghi) | nghiêm trọng | 00:00 10/11/2026 | 30 giờ | power cut | UPS replaced | không |",
+            "(chưa ghi) — no leader",
+            "## 4. Diễn tập chuyển đổi dự phòng",
+            "| d-1 | crash-leader | 00:00 06/11/2026 | 1 giây | 0ms | 0 | đạt |",
+            "Số lần sao lưu theo lịch: 3 (thành công: 2, thất bại: 1)",
+            "Thất bại 00:00 03/11/2026: repository unreachable",
+            "| cong-bao | 1 | 1 |",
+            "`/sen.v1.Access/GrantRole` user:cong-bao",
+            "## 7. Chưa đo",
+            "### Các lần gián đoạn",
+            "Dữ liệu mới được lưu: 2,9 KiB",
+        ] {
+            assert!(vi.contains(want), "missing {want:?} in:\n{vi}");
+        }
+        let en = markdown(&r, UtcOffset::VIETNAM, Lang::En);
+        for want in [
+            "# Operations report for 2026-11",
+            "| write | 99.792% | no | 1 h 30 min | 1 |",
+            "Mean time to restore (serious incidents): 16h\n",
+            "| 2 | quorum lost | serious | 2026-11-13 00:00 | 2h | disk full | disk added | yes |",
+        ] {
+            assert!(en.contains(want), "missing {want:?} in:\n{en}");
+        }
+    }
+}
