@@ -43,7 +43,9 @@ pub enum ReportCmd {
         /// Language: Vietnamese by default.
         #[arg(long, value_enum, default_value_t = Lang::Vi)]
         lang: Lang,
-        /// md (Markdown) or json (every figure the text states).
+        /// md (Markdown), html (one self-contained page that prints well),
+        /// pdf (printed by headless Chromium; needs --out) or json (every
+        /// figure the text states).
         #[arg(long, value_enum, default_value_t = Format::Md)]
         format: Format,
         /// Write the report to this file instead of standard output.
@@ -61,7 +63,43 @@ pub enum ReportCmd {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
     Md,
+    Html,
+    Pdf,
     Json,
+}
+
+/// Print `html` to the PDF file `out` with headless Chromium.
+fn print_pdf(html: &str, out: &std::path::Path) -> Result<(), Failure> {
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .ok_or_else(|| {
+            "--format pdf needs Chromium: install it (Debian: apt-get install chromium), or write --format html and print it from a browser"
+                .to_string()
+        })?;
+    let dir = tempfile::tempdir().map_err(|e| format!("a temporary directory for the PDF: {e}"))?;
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, html).map_err(|e| format!("writing {}: {e}", page.display()))?;
+    let out_abs = std::path::absolute(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let status = std::process::Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer"])
+        .arg(format!("--print-to-pdf={}", out_abs.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("running {browser}: {e}"))?;
+    if !status.success() || !out_abs.exists() {
+        return Err(format!("{browser} could not print the report to {} ({status})", out.display()).into());
+    }
+    Ok(())
 }
 
 /// `YYYY-MM` of the month before the one `now` falls in, at `offset`.
@@ -97,14 +135,24 @@ pub async fn run(cmd: ReportCmd, endpoints: &[String], output: Output, timeout: 
             let text = match (format, output) {
                 (Format::Json, _) | (_, Output::Json) => format!("{}\n", serde_json::to_string_pretty(&r)?),
                 (Format::Md, Output::Text) => sen_ops::monthly::markdown(&r, utc_offset, lang),
+                (Format::Html | Format::Pdf, Output::Text) => {
+                    sen_ops::monthly::html(&r, utc_offset, lang).map_err(ops_fail)?
+                }
             };
-            match out {
-                Some(path) => {
+            match (out, format) {
+                (Some(path), Format::Pdf) if output == Output::Text => {
+                    print_pdf(&text, &path)?;
+                    eprintln!("report for {month} printed to {}", path.display());
+                }
+                (None, Format::Pdf) if output == Output::Text => {
+                    return Err("--format pdf needs --out FILE.pdf".to_string().into());
+                }
+                (Some(path), _) => {
                     std::fs::write(&path, text)
                         .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
                     eprintln!("report for {month} written to {}", path.display());
                 }
-                None => print!("{text}"),
+                (None, _) => print!("{text}"),
             }
         }
         ReportCmd::Availability {

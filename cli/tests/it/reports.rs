@@ -149,6 +149,35 @@ async fn probes_measure_a_write_outage_and_the_report_shows_it() {
     assert!(md.starts_with("# Báo cáo quản lý, vận hành tháng"), "{md}");
     assert!(md.contains("## 3. Sự cố, nguyên nhân và biện pháp khắc phục"), "{md}");
 
+    let page = site.path.join("report.html");
+    let (code, _, err) = sen(&[
+        "--endpoints",
+        &eps,
+        "report",
+        "monthly",
+        "--month",
+        month,
+        "--format",
+        "html",
+        "--out",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("<svg"), "{html}");
+    let (code, _, err) = sen(&[
+        "--endpoints",
+        &eps,
+        "report",
+        "monthly",
+        "--month",
+        month,
+        "--format",
+        "pdf",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--out"), "{err}");
+
     // A malformed period is refused with what to write instead.
     let (code, _, err) = report(&c, &["--month", "2026-13"]);
     assert_ne!(code, 0);

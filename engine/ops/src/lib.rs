@@ -21,6 +21,7 @@
 
 pub mod backup;
 pub mod drill;
+pub mod i18n;
 pub mod incident_text;
 pub mod live;
 pub mod monthly;

@@ -747,6 +747,217 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
     s
 }
 
+/// The template of the HTML report (self-contained: inline CSS and SVG,
+/// no scripts, prints on A4).
+const MONTHLY_HTML: &str = include_str!("../templates/monthly.html");
+
+/// Down (red) and degraded (amber) minutes per day of one target, as SVG
+/// bars: a value of the template.
+fn chart(name: String, daily: &[report::DayFigures], offset: UtcOffset, lang: Lang) -> serde_json::Value {
+    const BAR: u64 = 14;
+    const LEFT: u64 = 30;
+    const HEIGHT: f64 = 80.0;
+    let max = daily
+        .iter()
+        .map(|d| d.down_minutes + d.degraded_minutes)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut bars = Vec::new();
+    let mut labels = Vec::new();
+    for (i, d) in daily.iter().enumerate() {
+        let x = LEFT + i as u64 * BAR;
+        let day = local_time(d.start_ms, offset, lang);
+        let h_down = d.down_minutes as f64 / max as f64 * HEIGHT;
+        let h_deg = d.degraded_minutes as f64 / max as f64 * HEIGHT;
+        let title = format!(
+            "{day}: {} / {}",
+            report::duration_minutes(d.down_minutes, lang),
+            report::duration_minutes(d.degraded_minutes, lang)
+        );
+        if d.down_minutes > 0 {
+            bars.push(serde_json::json!({"x": x, "y": format!("{:.1}", 90.0 - h_down), "w": BAR - 2, "h": format!("{h_down:.1}"), "color": "#b00020", "title": title}));
+        }
+        if d.degraded_minutes > 0 {
+            bars.push(serde_json::json!({"x": x, "y": format!("{:.1}", 90.0 - h_down - h_deg), "w": BAR - 2, "h": format!("{h_deg:.1}"), "color": "#e69500", "title": title}));
+        }
+        if d.measured_minutes == 0 {
+            bars.push(serde_json::json!({"x": x, "y": "88", "w": BAR - 2, "h": "2", "color": "#bbb", "title": format!("{day}: —")}));
+        }
+        if i % 5 == 0 {
+            // The day of the month (dd).
+            let dd = match lang {
+                Lang::En => day[8..10].to_owned(),
+                Lang::Vi => day[6..8].to_owned(),
+            };
+            labels.push(serde_json::json!({"x": x, "text": dd}));
+        }
+    }
+    serde_json::json!({
+        "name": name,
+        "width": LEFT + daily.len() as u64 * BAR,
+        "max_label": report::duration_minutes(max, lang),
+        "bars": bars,
+        "labels": labels,
+    })
+}
+
+/// The report as one self-contained HTML page, in Vietnamese or English.
+pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, OpsError> {
+    use serde_json::json;
+    let t = crate::i18n::labels(lang);
+    let word = |k: &str| t.get(k).copied().unwrap_or_default().to_owned();
+    let when = |ms: u64| local_time(ms, offset, lang);
+    let yes_no = |b: bool| if b { word("yes") } else { word("no") };
+    let (y, m) = r.month.split_once('-').unwrap_or((&r.month, ""));
+    let title = match lang {
+        Lang::En => format!("{} {}", word("title"), r.month),
+        Lang::Vi => format!("{} {m}/{y}", word("title")),
+    };
+    let sm = &r.summary;
+    let write = sm.targets.iter().find(|x| x.target == "write");
+    let cards = vec![
+        json!({"label": word("card_write"), "value": percent(write.and_then(|w| w.availability), lang),
+               "class": if write.and_then(|w| w.meets_objective) == Some(false) { "bad" } else { "good" }}),
+        json!({"label": word("card_interruptions"), "value": sm.interruptions, "class": ""}),
+        json!({"label": word("card_incidents"), "value": format!("{} ({})", sm.incidents, sm.serious_incidents), "class": ""}),
+        json!({"label": word("card_mttr"), "value": sm.mttr_ms.map_or("—".into(), |v| human_ms(v, lang)), "class": ""}),
+        json!({"label": format!("{} ({})", word("card_beyond"), human_ms(r.serious_limit_ms, lang)), "value": sm.serious_beyond_limit,
+               "class": if sm.serious_beyond_limit > 0 { "bad" } else { "good" }}),
+        json!({"label": word("card_unexplained"), "value": sm.unexplained, "class": if sm.unexplained > 0 { "bad" } else { "good" }}),
+    ];
+    let targets: Vec<_> = sm
+        .targets
+        .iter()
+        .map(|x| {
+            json!({
+                "name": report::target_name(&x.target, lang),
+                "availability": percent(x.availability, lang),
+                "meets": x.meets_objective.map_or("—".into(), yes_no),
+                "class": match x.meets_objective { Some(false) => "bad", Some(true) => "good", None => "" },
+                "down": report::duration_minutes(x.down_minutes, lang),
+                "degraded": report::duration_minutes(x.degraded_minutes, lang),
+                "interruptions": x.interruptions,
+            })
+        })
+        .collect();
+    let mut charts = Vec::new();
+    let mut outages = Vec::new();
+    for x in r.availability.iter().flat_map(|a| &a.targets) {
+        let name = report::target_name(&x.target, lang);
+        charts.push(chart(name.clone(), &x.daily, offset, lang));
+        let mut rows: Vec<(&report::Window, &str)> = x
+            .outages
+            .iter()
+            .map(|w| (w, w.kind()))
+            .chain(x.gaps.iter().map(|w| (w, "unmeasured")))
+            .collect();
+        rows.sort_by_key(|(w, _)| w.start_ms);
+        for (w, kind) in rows {
+            let incidents = if w.incidents.is_empty() {
+                word("none_recorded")
+            } else {
+                w.incidents
+                    .iter()
+                    .map(|i| {
+                        let or_not = |s: &str| if s.is_empty() { word("not_noted") } else { s.to_owned() };
+                        format!(
+                            "#{} {}: {} → {}",
+                            i.id,
+                            kind_label(&i.kind, lang),
+                            or_not(&i.cause),
+                            or_not(&i.remedy)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            outages.push(json!({
+                "name": name,
+                "from": when(w.start_ms),
+                "to": when(w.end_ms),
+                "duration": report::duration_minutes(w.minutes, lang),
+                "state": word(&format!("state_{kind}")),
+                "class": if kind == "down" { "bad" } else { "" },
+                "incidents": incidents,
+            }));
+        }
+    }
+    let incidents: Vec<_> = r
+        .incidents
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "kind": kind_label(&i.kind, lang),
+                "severity": severity_label(&i.severity, lang),
+                "start": when(i.start_ms),
+                "duration": match i.end_ms {
+                    Some(_) => human_ms(i.duration_ms, lang),
+                    None => format!("{} {}", word("open"), human_ms(i.duration_ms, lang)),
+                },
+                "cause": if i.cause.is_empty() { format!("{} — {}", word("not_noted"), i.auto_cause) } else { i.cause.clone() },
+                "remedy": if i.remedy.is_empty() { word("not_noted") } else { i.remedy.clone() },
+                "within": i.within_limit.map_or("—".into(), yes_no),
+                "class": if i.within_limit == Some(false) { "bad" } else { "" },
+            })
+        })
+        .collect();
+    let drills: Vec<_> = r
+        .drills
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id, "scenario": d.scenario, "when": when(d.started_at_ms),
+                "rto": human_ms(d.rto_ms, lang), "read_gap": human_ms(d.read_gap_ms, lang), "lost": d.lost_writes,
+                "result": if d.passed { word("passed") } else { word("drill_failed") },
+                "class": if d.passed { "good" } else { "bad" },
+            })
+        })
+        .collect();
+    let b = &r.backups;
+    let bytes = match lang {
+        Lang::En => report::human_bytes(b.bytes_new),
+        Lang::Vi => report::human_bytes(b.bytes_new).replace('.', ","),
+    };
+    let backups = json!({
+        "runs": b.runs, "succeeded": b.succeeded, "failed": b.failed, "bytes": bytes,
+        "last": b.last_success_ms.map_or("—".into(), when),
+        "class": if b.failed > 0 { "bad" } else { "" },
+        "failures": b.failures.iter().map(|(slot, e)| json!({"when": when(*slot), "error": e})).collect::<Vec<_>>(),
+    });
+    let a = &r.audit;
+    let audit = json!({
+        "available": a.available,
+        "truncated": a.truncated,
+        "by_user": a.by_user,
+        "changes": a.cluster_changes.iter().map(|c| json!({"when": when(c.at_ms), "who": c.who, "method": c.method, "resource": c.resource})).collect::<Vec<_>>(),
+    });
+    let ctx = json!({
+        "lang": match lang { Lang::En => "en", Lang::Vi => "vi" },
+        "t": t,
+        "title": title,
+        "period": format!("{} → {}", when(r.from_ms), when(r.to_ms)),
+        "offset": r.utc_offset,
+        "generated": when(r.generated_at_ms),
+        "objective": percent(Some(r.objective), lang),
+        "cards": cards,
+        "targets": targets,
+        "charts": charts,
+        "outages": outages,
+        "incidents": incidents,
+        "drills": drills,
+        "backups": backups,
+        "audit": audit,
+    });
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    env.add_template("monthly.html", MONTHLY_HTML)
+        .and_then(|_| env.get_template("monthly.html"))
+        .and_then(|tpl| tpl.render(ctx))
+        .map_err(|e| OpsError::Io(format!("rendering the HTML report: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -955,6 +1166,44 @@ mod tests {
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["summary"]["mttr_ms"], 16 * H);
         assert_eq!(j["backups"]["failed"], 1);
+    }
+
+    #[test]
+    fn the_html_report_is_self_contained_and_escapes_what_people_wrote() {
+        let mut r = november();
+        r.incidents[0].cause = "<script>alert(1)</script> cáp quang".into();
+        let raw = html(&r, UtcOffset::VIETNAM, Lang::Vi).unwrap();
+        assert!(!raw.contains("<script>") && raw.contains("&lt;script&gt;alert(1)&lt;"));
+        // minijinja writes `/` as `&#x2f;` in text: the same to a browser.
+        let page = raw.replace("&#x2f;", "/");
+        assert!(page.starts_with("<!doctype html>"));
+        assert!(
+            page.contains("<title>Báo cáo quản lý, vận hành tháng 11/2026</title>"),
+            "{page}"
+        );
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; cáp quang"));
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "no external resource"
+        );
+        // A bar for the write outage of 10/11 (90 down minutes: the tallest).
+        assert!(
+            page.contains("<title>00:00 10/11/2026: 1 giờ 30 phút / 0 phút</title>"),
+            "{page}"
+        );
+        assert!(page.contains(r##"height="80.0" fill="#b00020""##), "{page}");
+        for want in [
+            "99,792%",
+            "30 giờ",
+            "repository unreachable",
+            "cong-bao",
+            "Chưa đo",
+            "tính sẵn sàng ghi dữ liệu",
+        ] {
+            assert!(page.contains(want), "missing {want:?}");
+        }
+        let en = html(&r, UtcOffset::VIETNAM, Lang::En).unwrap().replace("&#x2f;", "/");
+        assert!(en.contains("<title>Operations report for 2026-11</title>") && en.contains("write path (cluster)"));
     }
 
     #[test]

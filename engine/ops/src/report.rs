@@ -177,6 +177,18 @@ pub struct TargetReport {
     pub outages: Vec<Window>,
     /// Unmeasured runs between measured minutes.
     pub gaps: Vec<Window>,
+    /// The period in days from its start (a month's days at its offset):
+    /// measured and down minutes of each.
+    pub daily: Vec<DayFigures>,
+}
+
+/// One day of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DayFigures {
+    pub start_ms: u64,
+    pub measured_minutes: u64,
+    pub down_minutes: u64,
+    pub degraded_minutes: u64,
 }
 
 /// Availability of every target over `[from_ms, to_ms)`.
@@ -341,8 +353,19 @@ fn summarise(target: String, v: &[Verdict], from: u64, incidents: &[Incident]) -
         }
         i = j;
     }
+    let daily = v
+        .chunks(MINUTES_PER_DAY)
+        .enumerate()
+        .map(|(d, day)| DayFigures {
+            start_ms: from + (d * MINUTES_PER_DAY) as u64 * MINUTE_MS,
+            measured_minutes: day.iter().filter(|m| **m != Verdict::Unmeasured).count() as u64,
+            down_minutes: day.iter().filter(|m| **m == Verdict::Down).count() as u64,
+            degraded_minutes: day.iter().filter(|m| **m == Verdict::Degraded).count() as u64,
+        })
+        .collect();
     TargetReport {
         target,
+        daily,
         measured_minutes: measured,
         up_minutes: up,
         degraded_minutes: degraded,
@@ -447,18 +470,30 @@ pub fn duration_minutes(m: u64, lang: Lang) -> String {
     }
 }
 
+/// A target for people: `write path (cluster)`, `site portal`.
+pub fn target_name(target: &str, lang: Lang) -> String {
+    let vi = lang == Lang::Vi;
+    match target {
+        "write" if vi => "ghi dữ liệu (cụm)".into(),
+        "write" => "write path (cluster)".into(),
+        "read" if vi => "đọc dữ liệu (cụm)".into(),
+        "read" => "read path (cluster)".into(),
+        s => match s.strip_prefix("site:") {
+            Some(n) if vi => format!("trang {n}"),
+            Some(n) => format!("site {n}"),
+            None => s.into(),
+        },
+    }
+}
+
 /// The report as Markdown, in English or Vietnamese, times at `offset`.
 pub fn markdown(r: &AvailabilityReport, offset: UtcOffset, lang: Lang) -> String {
     let vi = lang == Lang::Vi;
     let t = |en: &'static str, vi_text: &'static str| if vi { vi_text } else { en };
     let target_name = |x: &str| -> String {
-        match x {
-            "write" => t("write path (cluster)", "ghi dữ liệu (cụm)").into(),
-            "read" => t("read path (cluster)", "đọc dữ liệu (cụm)").into(),
-            s => match s.strip_prefix("site:") {
-                Some(n) => format!("{} `{n}`", t("site", "trang")),
-                None => s.into(),
-            },
+        match x.strip_prefix("site:") {
+            Some(n) => format!("{} `{n}`", t("site", "trang")),
+            None => target_name(x, lang),
         }
     };
     let mut s = String::new();
