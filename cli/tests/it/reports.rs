@@ -183,3 +183,90 @@ async fn probes_measure_a_write_outage_and_the_report_shows_it() {
     assert_ne!(code, 0);
     assert!(err.contains("2026-13"), "{err}");
 }
+
+/// The dashboard: a sign-in form without credentials, 403 without a role
+/// that may read the cluster, the page for the Board's auditor (in
+/// Vietnamese unless asked otherwise), the reports to download, and a
+/// token pasted into the form kept as a cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_needs_an_auditor_and_offers_the_reports() {
+    let mut c = cluster("dashboard", FAST);
+    c.form(3).await.unwrap();
+    let admin = c.client().unwrap();
+    admin.add_user("ban-bien-tap").await.unwrap();
+    admin.grant("ban-bien-tap", "auditor", vec![]).await.unwrap();
+    let board = admin.create_token("ban-bien-tap", "browser", 0).await.unwrap().token;
+    admin.add_user("khach").await.unwrap();
+    let stranger = admin.create_token("khach", "", 0).await.unwrap().token;
+    let web = c.web(1).unwrap();
+    let visitor = web.anonymous();
+
+    let (code, body) = visitor.get_status("/dashboard").await.unwrap();
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("<form") && body.contains("/dashboard/login"), "{body}");
+    assert_eq!(
+        visitor.get_status("/dashboard/report?format=json").await.unwrap().0,
+        401
+    );
+    // The token must reach the node first (it may be a follower).
+    let as_board = web.with_token(&board);
+    let (code, body) = sen_chaos::wait_for("the auditor's token on node 1", T, || async {
+        let r = as_board.get_status("/dashboard").await?;
+        Ok((r.0 == 200).then_some(r))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("tình hình vận hành cổng thông tin"), "{body}");
+    for addr in c.endpoints() {
+        assert!(body.contains(&addr), "member {addr} missing: {body}");
+    }
+    assert_eq!(web.with_token(&stranger).get_status("/dashboard").await.unwrap().0, 403);
+    let (_, en) = as_board.get_status("/dashboard?lang=en").await.unwrap();
+    assert!(en.contains("Open incidents"), "{en}");
+
+    let r = as_board
+        .request("GET", "/dashboard/report?format=json", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-disposition").unwrap_or("").starts_with("attachment"));
+    let j: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(j["summary"]["targets"].is_array(), "{j}");
+    assert_eq!(j["audit"]["available"], true);
+    let (code, html) = as_board
+        .get_status("/dashboard/report?lang=en&format=html")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert!(html.contains("Operations report for"), "{html}");
+    assert_eq!(
+        as_board.get_status("/dashboard/report?month=2026-13").await.unwrap().0,
+        400
+    );
+
+    // Signing in through the form: a cookie the page then accepts.
+    let url = format!("https://{}/dashboard/login", c.http(1).unwrap());
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-i", "--cacert"])
+        .arg(shared_certs().join("ca.pem"))
+        .args(["--data-urlencode", &format!("token={board}"), &url])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        head.lines().next().is_some_and(|l| l.trim_end().ends_with(" 303")),
+        "{head}"
+    );
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no cookie: {head}"));
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    let r = visitor.request("GET", "/dashboard", &[("Cookie", pair)]).await.unwrap();
+    assert_eq!(r.status, 200);
+}

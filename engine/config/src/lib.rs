@@ -41,6 +41,7 @@ pub struct NodeConfig {
     pub auth: AuthConfig,
     pub drills: DrillsConfig,
     pub probe: ProbeConfig,
+    pub reports: ReportsConfig,
     /// Run without TLS and without authentication on any address: every
     /// caller can do everything (for trusted test networks only). Without
     /// it, a node without `[tls]` listens on loopback addresses only.
@@ -259,6 +260,27 @@ impl Default for ProbeConfig {
     }
 }
 
+/// The dashboard (`/dashboard`) and the reports it offers for download
+/// (docs/reports.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ReportsConfig {
+    /// Offset from UTC of the portal's time zone: times are shown, and
+    /// months cut, there (`+07:00`, Vietnam, which has no daylight saving).
+    pub utc_offset: String,
+    /// The availability objective, in percent (e.g. 99.9).
+    pub objective: f64,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            utc_offset: "+07:00".into(),
+            objective: 99.9,
+        }
+    }
+}
+
 /// Scheduled backups (the schedule itself is kept in the cluster:
 /// `sen backup schedule set`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,6 +388,7 @@ impl Default for NodeConfig {
             auth: AuthConfig::default(),
             drills: DrillsConfig::default(),
             probe: ProbeConfig::default(),
+            reports: ReportsConfig::default(),
             insecure: false,
         }
     }
@@ -736,6 +759,18 @@ impl NodeConfig {
         }
         if probe.retention < Duration::from_secs(24 * 3600) {
             return bad("probe.retention must be at least 1 day".into());
+        }
+        if !(0.0..=100.0).contains(&self.reports.objective) {
+            return bad(format!(
+                "reports.objective must be a percentage between 0 and 100 (e.g. 99.9), not {}",
+                self.reports.objective
+            ));
+        }
+        if sen_core::time::parse_utc_offset(&self.reports.utc_offset).is_none() {
+            return bad(format!(
+                "reports.utc-offset {:?} is not an offset from UTC: write it as +HH:MM (e.g. +07:00)",
+                self.reports.utc_offset
+            ));
         }
         let listen: SocketAddr = match self.listen.parse() {
             Ok(a) => a,

@@ -45,6 +45,25 @@ pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// Minutes east of UTC of `+HH:MM`, `-HH:MM`, `+H` or `Z`, within ±14 h.
+pub fn parse_utc_offset(s: &str) -> Option<i32> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("z") || t.eq_ignore_ascii_case("utc") {
+        return Some(0);
+    }
+    let (sign, rest) = match t.as_bytes().first()? {
+        b'+' => (1, &t[1..]),
+        b'-' => (-1, &t[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    if h.is_empty() || h.len() > 2 || m.len() > 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 14 && m < 60 && h * 60 + m <= 14 * 60).then_some(sign * (h * 60 + m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +95,16 @@ mod tests {
         let b = super::now_ms();
         assert!(a > 1_735_689_600_000, "{a} is before 2025-01-01");
         assert!(b >= a);
+    }
+
+    #[test]
+    fn utc_offsets_parse_within_fourteen_hours() {
+        assert_eq!(parse_utc_offset("+07:00"), Some(420));
+        assert_eq!(parse_utc_offset("-05:30"), Some(-330));
+        assert_eq!(parse_utc_offset("+7"), Some(420));
+        assert_eq!(parse_utc_offset("Z"), Some(0));
+        for bad in ["07:00", "+15:00", "+14:30", "+7:60", "+", "+07:0x", "", "+123"] {
+            assert_eq!(parse_utc_offset(bad), None, "{bad}");
+        }
     }
 }

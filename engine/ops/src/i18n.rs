@@ -1,4 +1,4 @@
-//! The words of the HTML report (and, later, the dashboard): one table per
+//! The words of the HTML report and the dashboard: one table per
 //! language, the same keys in each (a test checks it). Templates read them
 //! as `t.<key>`.
 
@@ -81,6 +81,38 @@ const EN: &[(&str, &str)] = &[
     ("state_down", "down"),
     ("state_degraded", "degraded"),
     ("state_unmeasured", "not measured (no node was probing)"),
+    ("dash_title", "Sen — how the portal runs"),
+    ("node", "node"),
+    ("cluster", "Cluster"),
+    ("address", "address"),
+    ("role", "role"),
+    ("lag", "lag (entries)"),
+    ("term", "term"),
+    ("applied", "applied index"),
+    ("disk_free", "free disk on this node"),
+    ("open_incidents", "Open incidents"),
+    ("age", "open for"),
+    ("no_open", "No open incident."),
+    ("availability_month", "Availability this month"),
+    ("reports", "Monthly reports"),
+    ("this_month", "this month"),
+    ("last_month", "last month"),
+    (
+        "not_measured_dash",
+        "Readers and access speed per site (R4) and growth (R8) are not measured yet. The page refreshes every 30 seconds; lags are known on the leader's page.",
+    ),
+    ("role_leader", "leader"),
+    ("role_follower", "follower"),
+    ("role_learner", "learner (not voting)"),
+    ("unknown", "unknown"),
+    ("card_leader", "leader"),
+    ("card_open_serious", "serious incidents open"),
+    ("login_title", "Sign in"),
+    (
+        "login_text",
+        "Paste a token of a user with the auditor role (or higher): `sen token create`.",
+    ),
+    ("login_button", "Sign in"),
 ];
 
 const VI: &[(&str, &str)] = &[
@@ -161,6 +193,38 @@ const VI: &[(&str, &str)] = &[
     ("state_down", "ngừng"),
     ("state_degraded", "suy giảm"),
     ("state_unmeasured", "không đo được (không nút nào chạy đo)"),
+    ("dash_title", "Sen — tình hình vận hành cổng thông tin"),
+    ("node", "nút"),
+    ("cluster", "Cụm máy chủ"),
+    ("address", "địa chỉ"),
+    ("role", "vai trò"),
+    ("lag", "độ trễ (bản ghi)"),
+    ("term", "nhiệm kỳ"),
+    ("applied", "chỉ số đã áp dụng"),
+    ("disk_free", "dung lượng đĩa trống của nút này"),
+    ("open_incidents", "Sự cố đang mở"),
+    ("age", "đã mở"),
+    ("no_open", "Không có sự cố đang mở."),
+    ("availability_month", "Tính sẵn sàng tháng này"),
+    ("reports", "Báo cáo tháng"),
+    ("this_month", "tháng này"),
+    ("last_month", "tháng trước"),
+    (
+        "not_measured_dash",
+        "Lượng người đọc, tốc độ truy cập theo trang (R4) và mức tăng trưởng (R8) chưa được đo. Trang tự làm mới mỗi 30 giây; độ trễ chỉ biết được trên trang của nút lãnh đạo.",
+    ),
+    ("role_leader", "lãnh đạo"),
+    ("role_follower", "theo sau"),
+    ("role_learner", "học việc (không bỏ phiếu)"),
+    ("unknown", "chưa rõ"),
+    ("card_leader", "nút lãnh đạo"),
+    ("card_open_serious", "sự cố nghiêm trọng đang mở"),
+    ("login_title", "Đăng nhập"),
+    (
+        "login_text",
+        "Dán token của người dùng có vai trò auditor (hoặc cao hơn): `sen token create`.",
+    ),
+    ("login_button", "Đăng nhập"),
 ];
 
 /// The table of `lang`.

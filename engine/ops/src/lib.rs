@@ -13,13 +13,15 @@
 //! - [`backup`]: which node takes a backup, and asking it to.
 //! - [`report`]: measured availability from the probes, with outages and
 //!   their incidents.
-//! - [`monthly`]: the monthly report on management and operation (R11).
+//! - [`monthly`]: the monthly report on management and operation (R11);
+//!   [`dashboard`]: the page every node serves from the same figures.
 //! - [`incident_text`]: the incident log for people, in English or
 //!   Vietnamese.
 //! - [`recover`]: the evidence for (and the act of) a forced recovery
 //!   after losing a majority.
 
 pub mod backup;
+pub mod dashboard;
 pub mod drill;
 pub mod i18n;
 pub mod incident_text;

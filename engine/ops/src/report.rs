@@ -46,27 +46,9 @@ impl UtcOffset {
     /// `+07:00`, `-05:30`, `+7`, `Z` or `UTC`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || format!("UTC offset {s:?}: expected +HH:MM, -HH:MM, +H or Z (e.g. +07:00)");
-        let t = s.trim();
-        if t.eq_ignore_ascii_case("z") || t.eq_ignore_ascii_case("utc") {
-            return Ok(Self::UTC);
-        }
-        let (sign, rest) = match t.as_bytes().first() {
-            Some(b'+') => (1, &t[1..]),
-            Some(b'-') => (-1, &t[1..]),
-            _ => return Err(bad()),
-        };
-        let (h, m) = match rest.split_once(':') {
-            Some((h, m)) => (h, m),
-            None => (rest, "0"),
-        };
-        let h: i32 = h.parse().map_err(|_| bad())?;
-        let m: i32 = m.parse().map_err(|_| bad())?;
-        if !(0..=14).contains(&h) || !(0..60).contains(&m) || (h == 14 && m > 0) {
-            return Err(bad());
-        }
-        Ok(Self {
-            minutes: sign * (h * 60 + m),
-        })
+        sen_core::time::parse_utc_offset(s)
+            .map(|minutes| Self { minutes })
+            .ok_or_else(bad)
     }
 
     fn ms(self) -> i64 {

@@ -34,6 +34,7 @@ use crate::auth::{Auth, Presented, Tally, denied_message, permits};
 use crate::node::Node;
 
 pub mod content;
+pub mod dashboard;
 pub mod serve;
 
 /// What the HTTP handlers need besides the node.
@@ -185,6 +186,20 @@ async fn guard(
     let path = req.uri().path().to_owned();
     let site = match content::vhost_site(&h.node, req.headers()) {
         Some(s) => Some(s),
+        // Signing in only stores a cookie; the next page checks it.
+        None if path == "/dashboard/login" => None,
+        None if path == "/dashboard" || path.starts_with("/dashboard/") => {
+            let browser_without_credentials =
+                token(req.headers()).is_none() && req.extensions().get::<crate::tls::PeerCertificate>().is_none();
+            if browser_without_credentials && path == "/dashboard" {
+                let lang = req.uri().query().and_then(|q| q.contains("lang=en").then_some("en"));
+                return dashboard::login(lang);
+            }
+            if let Err(r) = check_http(&h, &req, Action::ClusterRead) {
+                return *r;
+            }
+            None
+        }
         None if path == "/metrics" => {
             if let Err(r) = check_http(&h, &req, Action::ClusterRead) {
                 return *r;
@@ -260,7 +275,7 @@ async fn harden(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let path = req.uri().path();
-    let mut resp = if ADMIN_PATHS.contains(&path)
+    let mut resp = if (ADMIN_PATHS.contains(&path) || path == "/dashboard" || path.starts_with("/dashboard/"))
         && content::vhost_site(&node, req.headers()).is_none()
         && !is_admin_host(&node, request_host(&req).as_deref())
     {
@@ -292,6 +307,9 @@ fn router_inner(node: Arc<Node>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/report", get(dashboard::download))
+        .route("/dashboard/login", axum::routing::post(dashboard::login_post))
         .route("/sites/{site}", get(content::site_root_redirect))
         .route("/sites/{site}/", get(content::serve_root))
         .route("/sites/{site}/{*path}", get(content::serve_path))

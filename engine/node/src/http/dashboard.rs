@@ -1,0 +1,289 @@
+//! `/dashboard` (docs/reports.md): what the Editorial Board and the staff
+//! on duty read in a browser, and the monthly reports to download. Read
+//! from this node's replica and rendered by `sen_ops::dashboard` and
+//! `sen_ops::monthly`, the same code as `sen report monthly`. The guard in
+//! `http` lets only users who may read the cluster (auditor and up) in;
+//! a browser without credentials gets a sign-in form that stores a token
+//! in the `sen_token` cookie.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sen_ops::drill::Lang;
+use sen_ops::monthly::{self, Inputs, MonthlyReport};
+use sen_ops::report::{self, UtcOffset};
+use sen_raft::schema::system::{
+    AVAILABILITY_PREFIX, AuditRecord, AvailabilityRecord, BACKUP_RUN_PREFIX, DRILL_PREFIX, DrillReport,
+    INCIDENT_PREFIX, Incident, RunRecord, SystemRecord, audit_from, availability::availability_day_prefix,
+};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::node::Node;
+use crate::system::ControlPlane;
+
+/// The page's own policy: inline styles, nothing else, no framing.
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Rows read at most per prefix (a report reads its month).
+const MAX_ROWS: usize = 200_000;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    lang: Option<String>,
+    month: Option<String>,
+    format: Option<String>,
+}
+
+/// The portal's offset from UTC (`reports.utc-offset`, checked at start).
+fn offset(node: &Node) -> UtcOffset {
+    sen_core::time::parse_utc_offset(&node.config.reports.utc_offset)
+        .map_or(UtcOffset::VIETNAM, |minutes| UtcOffset { minutes })
+}
+
+fn lang_of(p: &Params) -> Lang {
+    match p.lang.as_deref() {
+        Some("en") => Lang::En,
+        _ => Lang::Vi,
+    }
+}
+
+/// Every row under `prefix` after `after` (at most [`MAX_ROWS`]).
+fn rows(node: &Node, prefix: &str, after: Option<Vec<u8>>) -> Result<(Vec<Vec<u8>>, bool), ApiError> {
+    let mut out = Vec::new();
+    let mut after = after;
+    loop {
+        let page = node.scan_rows(prefix.as_bytes(), after.as_deref(), 1000)?;
+        let n = page.len();
+        after = page.last().map(|(k, _)| k.clone());
+        out.extend(page.into_iter().map(|(_, v)| v));
+        if n < 1000 {
+            return Ok((out, false));
+        }
+        if out.len() >= MAX_ROWS {
+            return Ok((out, true));
+        }
+    }
+}
+
+fn decode<T: SystemRecord>(values: Vec<Vec<u8>>) -> Vec<T> {
+    values.iter().filter_map(|v| T::from_json(v).ok()).collect()
+}
+
+/// `YYYY-MM` that `now` falls in at `offset`.
+fn current_month(now: u64, offset: UtcOffset) -> String {
+    let local = (now as i64 + i64::from(offset.minutes) * 60_000).max(0) as u64;
+    sen_core::time::utc_day(local)[..7].to_owned()
+}
+
+/// The monthly report of `month` from this node's replica.
+fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -> Result<MonthlyReport, ApiError> {
+    let (from, to) = report::month_window(month, offset).map_err(ApiError::InvalidArgument)?;
+    let now = sen_core::now_ms();
+    let first_day = sen_core::time::utc_day(from);
+    let last_day = sen_core::time::utc_day(to.saturating_sub(1));
+    let start = availability_day_prefix(&first_day);
+    let (avail, _) = rows(node, AVAILABILITY_PREFIX, Some(start[..start.len() - 1].to_vec()))?;
+    let records: Vec<AvailabilityRecord> = decode::<AvailabilityRecord>(avail)
+        .into_iter()
+        .filter(|r| r.day >= first_day && r.day <= last_day)
+        .collect();
+    let incidents: Vec<Incident> = decode(rows(node, INCIDENT_PREFIX, None)?.0);
+    let drills: Vec<DrillReport> = decode(rows(node, DRILL_PREFIX, None)?.0);
+    let runs: Vec<RunRecord> = decode(rows(node, BACKUP_RUN_PREFIX, None)?.0);
+    let (audit, audit_truncated) = if with_audit {
+        let start = audit_from(from);
+        let (values, truncated) = rows(node, "audit/", Some(start[..start.len() - 1].to_vec()))?;
+        let records: Vec<AuditRecord> = decode::<AuditRecord>(values)
+            .into_iter()
+            .filter(|r| r.at_ms < to)
+            .collect();
+        (Some(records), truncated)
+    } else {
+        (None, false)
+    };
+    let (availability, _) = report::compute(&records, &incidents, from, to, now);
+    Ok(monthly::compute(
+        month,
+        offset,
+        from,
+        to,
+        now,
+        node.config.reports.objective / 100.0,
+        Inputs {
+            availability: Some(availability),
+            incidents,
+            drills,
+            runs,
+            audit,
+            audit_truncated,
+            serious_limit_ms: node.config.incidents.serious_limit.as_millis() as u64,
+        },
+    ))
+}
+
+fn live(node: &Node) -> sen_ops::dashboard::Live {
+    let m = node.raft_metrics();
+    let mem = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<u64> = mem.voter_ids().collect();
+    let last = m.last_log_index.unwrap_or(0);
+    let members = mem
+        .nodes()
+        .map(|(id, n)| sen_ops::dashboard::Member {
+            id: *id,
+            addr: n.addr.clone(),
+            voter: voters.contains(id),
+            lag: m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id))
+                .map(|l| last.saturating_sub(l.as_ref().map_or(0, |l| l.index))),
+        })
+        .collect();
+    sen_ops::dashboard::Live {
+        node_id: node.id,
+        term: m.current_term,
+        leader: m.current_leader,
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        members,
+        disk_free_bytes: u64::try_from(node.metrics.disk_free_bytes.get())
+            .ok()
+            .filter(|b| *b > 0),
+        disk_low: node.metrics.disk_low.get() != 0,
+    }
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut r = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{what}: {e}\n"),
+    )
+        .into_response()
+}
+
+/// The sign-in form (401: the browser has no credentials).
+pub fn login(lang: Option<&str>) -> Response {
+    let lang = if lang == Some("en") { Lang::En } else { Lang::Vi };
+    html(StatusCode::UNAUTHORIZED, sen_ops::dashboard::login_page(lang))
+}
+
+/// `GET /dashboard?lang=vi|en`.
+pub async fn page(State(node): State<Arc<Node>>, Query(p): Query<Params>) -> Response {
+    let lang = lang_of(&p);
+    let offset = offset(&node);
+    let n = node.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let now = sen_core::now_ms();
+        let month = month_report(&n, &current_month(now, offset), offset, false)?;
+        sen_ops::dashboard::render(&live(&n), &month, now, offset, lang).map_err(|e| ApiError::Internal(e.to_string()))
+    })
+    .await;
+    match built {
+        Ok(Ok(body)) => html(StatusCode::OK, body),
+        Ok(Err(e)) => failed("building the dashboard", e),
+        Err(e) => failed("building the dashboard", e),
+    }
+}
+
+/// `GET /dashboard/report?month=YYYY-MM&lang=vi|en&format=html|md|json`.
+pub async fn download(State(node): State<Arc<Node>>, Query(p): Query<Params>) -> Response {
+    let lang = lang_of(&p);
+    let offset = offset(&node);
+    let month = p
+        .month
+        .clone()
+        .unwrap_or_else(|| current_month(sen_core::now_ms(), offset));
+    if report::month_window(&month, offset).is_err() {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("month {month:?}: expected YYYY-MM (e.g. 2026-11)\n"),
+        )
+            .into_response();
+    }
+    let format = p.format.clone().unwrap_or_else(|| "html".into());
+    if !matches!(format.as_str(), "html" | "md" | "json") {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("format {format:?}: use html, md or json\n"),
+        )
+            .into_response();
+    }
+    let n = node.clone();
+    let m = month.clone();
+    let built = tokio::task::spawn_blocking(move || month_report(&n, &m, offset, true)).await;
+    let r = match built {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return failed("building the report", e),
+        Err(e) => return failed("building the report", e),
+    };
+    let file = format!(
+        "sen-report-{month}-{}.{format}",
+        if lang == Lang::En { "en" } else { "vi" }
+    );
+    let (body, ctype) = match format.as_str() {
+        "json" => match serde_json::to_string_pretty(&r) {
+            Ok(j) => (j, "application/json"),
+            Err(e) => return failed("building the report", e),
+        },
+        "md" => (monthly::markdown(&r, offset, lang), "text/markdown; charset=utf-8"),
+        _ => match monthly::html(&r, offset, lang) {
+            Ok(h) => {
+                let mut resp = html(StatusCode::OK, h);
+                if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{file}\"")) {
+                    resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+                }
+                return resp;
+            }
+            Err(e) => return failed("building the report", e),
+        },
+    };
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, ctype)], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+/// `POST /dashboard/login` (form `token=…`): keep the token in an
+/// HTTP-only, same-site cookie and go to the dashboard, which checks it.
+pub async fn login_post(State(node): State<Arc<Node>>, axum::Form(f): axum::Form<LoginForm>) -> Response {
+    let token = f.token.trim();
+    // A token is `sen_<id>_<secret>`-like printable ASCII; refuse anything
+    // that could break the header.
+    if token.is_empty() || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+        return login(None);
+    }
+    let secure = if node.peers.tls().is_some() && node.config.tls.http {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!("sen_token={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200{secure}");
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/dashboard")]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
