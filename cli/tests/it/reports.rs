@@ -270,3 +270,100 @@ async fn the_dashboard_needs_an_auditor_and_offers_the_reports() {
     let r = visitor.request("GET", "/dashboard", &[("Cookie", pair)]).await.unwrap();
     assert_eq!(r.status, 200);
 }
+
+/// Readers from 50 distinct loopback addresses to one site through all
+/// three nodes, and from 5 to another: the monthly report counts each
+/// site's readers (50 ± 2 and 5) and every request exactly, over nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_are_counted_per_site_across_nodes() {
+    let mut c = cluster(
+        "readers",
+        &format!("{FAST}[probe]\ninterval = \"1s\"\ntimeout = \"1s\"\n"),
+    );
+    c.form(3).await.unwrap();
+    let admin = c.client().unwrap();
+    let tree = c.root().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("index.html"), "Lịch công tác tuần").unwrap();
+    for site in ["portal", "gazette"] {
+        admin.create_site(site).await.unwrap();
+        admin.push(site, &tree, &Default::default(), None).await.unwrap();
+    }
+    let ca = shared_certs().join("ca.pem");
+    let get = |from: String, node: u64, site: &str| {
+        let url = format!("https://{}/sites/{site}/", c.http(node).unwrap());
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--interface",
+                &from,
+                "--cacert",
+            ])
+            .arg(&ca)
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "GET {url} from {from}");
+    };
+    // Every node must have applied the sites before serving them.
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let applied = c.local_status(leader, T).await.unwrap().applied_index;
+    for id in 1..=3 {
+        c.wait_applied(id, applied, T).await.unwrap();
+    }
+    for i in 0..50u64 {
+        for k in 0..2 {
+            get(format!("127.0.2.{}", i + 1), (i + k) % 3 + 1, "portal");
+        }
+    }
+    for i in 0..5u64 {
+        for node in 1..=3 {
+            get(format!("127.0.3.{}", i + 1), node, "gazette");
+        }
+    }
+
+    let local = sen_core::now_ms() + 7 * 3_600_000;
+    let month = sen_core::time::utc_day(local)[..7].to_owned();
+    let eps = c.endpoints().join(",");
+    let site = |r: &Value, name: &str| -> Option<Value> {
+        r["readers"]["sites"]
+            .as_array()?
+            .iter()
+            .find(|s| s["site"] == name)
+            .cloned()
+    };
+    let r = sen_chaos::wait_for("every node's counts in the cluster", T, || async {
+        let (code, out, err) = sen(&[
+            "--endpoints",
+            &eps,
+            "report",
+            "monthly",
+            "--month",
+            &month,
+            "--format",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        let done = site(&r, "portal").is_some_and(|p| p["requests"] == 100)
+            && site(&r, "gazette").is_some_and(|g| g["requests"] == 15);
+        Ok(done.then_some(r))
+    })
+    .await
+    .unwrap();
+    let portal = site(&r, "portal").unwrap();
+    let readers = portal["readers_per_day_max"].as_u64().unwrap();
+    assert!(
+        (48..=52).contains(&readers),
+        "50 readers estimated as {readers}: {portal}"
+    );
+    assert_eq!(portal["s2xx"], 100);
+    let gazette = site(&r, "gazette").unwrap();
+    assert_eq!(gazette["readers_per_day_max"], 5, "{gazette}");
+    // The nodes' own probes of the sites are not readers.
+    assert!(portal["p50_ms"].as_u64().is_some());
+}

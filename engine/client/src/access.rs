@@ -268,6 +268,12 @@ impl Client {
     /// The availability records (JSON) of the UTC days `from_day` to
     /// `to_day` (`YYYY-MM-DD`, both included), all pages.
     pub async fn list_availability(&self, from_day: &str, to_day: &str) -> Result<Vec<String>, ClientError> {
+        self.list_day_records("", from_day, to_day).await
+    }
+
+    /// Traffic records (`kind` "traffic") or readers sketches ("readers")
+    /// of the UTC days `from_day..=to_day` (JSON), all pages.
+    pub async fn list_day_records(&self, kind: &str, from_day: &str, to_day: &str) -> Result<Vec<String>, ClientError> {
         let mut out = Vec::new();
         let mut start_after = String::new();
         loop {
@@ -282,6 +288,7 @@ impl Client {
                     to_day: to_day.into(),
                     start_after: start_after.clone(),
                     limit: 0,
+                    kind: kind.into(),
                 }
             )?;
             out.extend(r.json);

@@ -328,6 +328,9 @@ pub struct ContentConfig {
     /// other origins, plugins and `<base>` rewriting, and leaves scripts,
     /// styles and images to the site.
     pub csp: String,
+    /// Reverse proxies (addresses or networks, `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the reader; from anyone else it is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The default `content.csp`.
@@ -341,6 +344,7 @@ impl Default for ContentConfig {
             gc_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(3600),
             csp: DEFAULT_CSP.to_owned(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -759,6 +763,13 @@ impl NodeConfig {
         }
         if probe.retention < Duration::from_secs(24 * 3600) {
             return bad("probe.retention must be at least 1 day".into());
+        }
+        for p in &self.content.trusted_proxies {
+            if p.parse::<ipnet::IpNet>().is_err() && p.parse::<std::net::IpAddr>().is_err() {
+                return bad(format!(
+                    "content.trusted-proxies: {p:?} is not an address or a network (e.g. 10.0.0.5 or 10.0.0.0/8)"
+                ));
+            }
         }
         if !(0.0..=100.0).contains(&self.reports.objective) {
             return bad(format!(

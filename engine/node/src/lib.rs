@@ -16,6 +16,8 @@
 //! - `peers`, `snapshot_transfer`, `network`: connections to other nodes,
 //!   streaming snapshots, openraft's network over gRPC.
 //! - `metrics`: Prometheus metrics, fed from openraft's metrics.
+//! - `traffic`: readers and speed per site, counted until the leader has
+//!   them.
 //! - `node`: [`Node`], the shared context every handler gets.
 //! - `system`: the control plane (`sen-system` records) on a node.
 //! - `auth`: who is calling and may they (principals, the rule table, the
@@ -61,6 +63,7 @@ mod snapshot_transfer;
 mod status_gauges;
 mod system;
 mod tls;
+mod traffic;
 mod types;
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub struct Node {
     pub started_at_ms: u64,
     /// Free space of the data directory: writes stop above the reserve.
     pub disk: crate::disk::DiskGuard,
+    /// Readers and speed per site, until the leader has them.
+    pub traffic: crate::traffic::Tally,
     stopping: AtomicBool,
 }
 
@@ -72,6 +74,7 @@ impl Node {
             faults,
             roles: RoleState::default(),
             recovery: tokio_util::sync::CancellationToken::new(),
+            traffic: Default::default(),
             started_at_ms: sen_core::now_ms(),
             disk: crate::disk::DiskGuard::default(),
             stopping: AtomicBool::new(false),

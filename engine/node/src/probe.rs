@@ -31,7 +31,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use sen_raft::schema::system::availability::{self, MINUTES_PER_DAY, target};
-use sen_raft::schema::system::{AVAILABILITY_PREFIX, AvailabilityRecord, Minute, ProbeBeat, SYSTEM_DB, SystemRecord};
+use sen_raft::schema::system::{
+    AVAILABILITY_PREFIX, AvailabilityRecord, Minute, ProbeBeat, ReadersRecord, SYSTEM_DB, SystemRecord, TrafficRecord,
+};
 use sen_raft::{Op, Txn, TxnOp};
 use tokio_util::sync::CancellationToken;
 
@@ -104,14 +106,8 @@ impl Seen {
     }
 }
 
-/// On the leader: node `node`'s beat and its records, joined into the
-/// stored ones, in one entry.
-///
-/// Read-then-write without a compare: a node sends its reports one at a
-/// time and each carries everything it saw that day since it started, so
-/// a report overwritten by a concurrent one of the same node comes again
-/// with its next report; the join keeps whatever was stored before a
-/// restart.
+/// [`commit_with_traffic`] of availability records only.
+#[cfg(test)]
 pub async fn commit(
     plane: &impl ControlPlane,
     node: u64,
@@ -119,6 +115,34 @@ pub async fn commit(
     now_ms: u64,
     budget: Duration,
 ) -> Result<(), ApiError> {
+    commit_with_traffic(plane, node, records, (vec![], vec![]), now_ms, budget).await
+}
+
+/// On the leader: node `node`'s beat, its availability records, and its
+/// traffic records and readers sketches (`crate::traffic`), each joined
+/// into the stored one, in one entry.
+///
+/// Read-then-write without a compare: a node sends its reports one at a
+/// time and each carries everything it saw that day since it started, so
+/// a report overwritten by a concurrent one of the same node comes again
+/// with its next report; the join keeps whatever was stored before a
+/// restart.
+pub async fn commit_with_traffic(
+    plane: &impl ControlPlane,
+    node: u64,
+    records: Vec<AvailabilityRecord>,
+    (traffic, readers): crate::traffic::Pending,
+    now_ms: u64,
+    budget: Duration,
+) -> Result<(), ApiError> {
+    let limit = crate::traffic::MAX_PER_REPORT;
+    if traffic.len() > limit || readers.len() > limit {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} traffic records and {} readers records in one report; at most {limit} of each",
+            traffic.len(),
+            readers.len()
+        )));
+    }
     if records.len() > MAX_RECORDS_PER_REPORT {
         return Err(ApiError::InvalidArgument(format!(
             "{} availability records in one report; at most {MAX_RECORDS_PER_REPORT}",
@@ -155,6 +179,48 @@ pub async fn commit(
             r.merge(&stored).map_err(ApiError::Internal)?;
         }
         r.version = AvailabilityRecord::VERSION;
+        r.updated_at_ms = now_ms;
+        success.push(TxnOp::Put {
+            key,
+            value: r.to_json().map_err(internal)?,
+        });
+    }
+    let stored_err = |e: sen_raft::schema::system::SystemRecordError, key: &[u8]| {
+        ApiError::FailedPrecondition(format!(
+            "{e} (key {}); this node cannot merge into it",
+            String::from_utf8_lossy(key)
+        ))
+    };
+    for mut t in traffic {
+        t.check()
+            .map_err(|e| ApiError::InvalidArgument(format!("traffic record: {e}")))?;
+        if t.node != node {
+            return Err(ApiError::PermissionDenied(format!(
+                "node {node} hands in the traffic of node {}: a node hands in its own",
+                t.node
+            )));
+        }
+        let key = t.key();
+        if let Some((stored, _)) = plane.get_raw(&key)? {
+            let stored = TrafficRecord::from_json(&stored).map_err(|e| stored_err(e, &key))?;
+            t.merge(&stored).map_err(ApiError::Internal)?;
+        }
+        t.version = TrafficRecord::VERSION;
+        t.updated_at_ms = now_ms;
+        success.push(TxnOp::Put {
+            key,
+            value: t.to_json().map_err(internal)?,
+        });
+    }
+    for mut r in readers {
+        r.check()
+            .map_err(|e| ApiError::InvalidArgument(format!("readers record: {e}")))?;
+        let key = r.key();
+        if let Some((stored, _)) = plane.get_raw(&key)? {
+            let stored = ReadersRecord::from_json(&stored).map_err(|e| stored_err(e, &key))?;
+            r.merge(&stored).map_err(ApiError::Internal)?;
+        }
+        r.version = ReadersRecord::VERSION;
         r.updated_at_ms = now_ms;
         success.push(TxnOp::Put {
             key,
@@ -207,10 +273,29 @@ pub async fn prune(plane: &impl ControlPlane, before_day: &str) -> Result<usize,
 
 /// The write probe: hand `records` to the leader (committing them here if
 /// this node leads).
-async fn report(node: &Arc<Node>, records: Vec<AvailabilityRecord>, budget: Duration) -> Result<(), ApiError> {
+async fn report(
+    node: &Arc<Node>,
+    records: Vec<AvailabilityRecord>,
+    traffic: crate::traffic::Pending,
+    budget: Duration,
+) -> Result<(), ApiError> {
     if node.is_leader() {
-        return commit(node.as_ref(), node.id, records, sen_core::now_ms(), budget).await;
+        return commit_with_traffic(node.as_ref(), node.id, records, traffic, sen_core::now_ms(), budget).await;
     }
+    let to_json = |b: Result<Vec<u8>, sen_raft::schema::system::SystemRecordError>| {
+        b.map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    };
+    let traffic_json = traffic
+        .0
+        .iter()
+        .map(|t| to_json(t.to_json()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let readers_json = traffic
+        .1
+        .iter()
+        .map(|r| to_json(r.to_json()))
+        .collect::<Result<Vec<_>, _>>()?;
     let leader = node.leader().ok_or_else(|| ApiError::not_leader(node.id, None))?;
     let json = records
         .iter()
@@ -224,7 +309,12 @@ async fn report(node: &Arc<Node>, records: Vec<AvailabilityRecord>, budget: Dura
         node.peers.control(leader.id, &leader.addr),
         leader.addr,
         report_probe,
-        sen_proto::v1::ReportProbeRequest { node: node.id, json },
+        sen_proto::v1::ReportProbeRequest {
+            node: node.id,
+            json,
+            traffic: traffic_json,
+            readers: readers_json,
+        },
         budget
     )
     .map(|_| ())
@@ -368,13 +458,16 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         let at = sen_core::now_ms();
         let today = sen_core::time::utc_day(at);
         let send = last_sent.is_none_or(|t| t.elapsed() >= send_every);
-        let records = if send {
-            seen.pending(MAX_RECORDS_PER_REPORT)
+        let (records, traffic) = if send {
+            (seen.pending(MAX_RECORDS_PER_REPORT), node.traffic.pending())
         } else {
-            vec![]
+            (vec![], (vec![], vec![]))
         };
         let (write, read, sites) = tokio::join!(
-            tokio::time::timeout(cfg.timeout, report(&node, records.clone(), cfg.timeout)),
+            tokio::time::timeout(
+                cfg.timeout,
+                report(&node, records.clone(), traffic.clone(), cfg.timeout)
+            ),
             tokio::time::timeout(cfg.timeout, node.read_barrier(cfg.timeout)),
             probe_sites(&node, &http, cfg.timeout),
         );
@@ -384,6 +477,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         }
         if write_ok && send {
             seen.sent(&records, &today);
+            node.traffic.sent(&traffic.0);
             last_sent = Some(Instant::now());
         }
         let mut outcomes = vec![

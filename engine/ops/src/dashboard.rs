@@ -171,6 +171,7 @@ pub fn render(
         "backups": backups,
         "drills": drills,
         "last_month": previous_month(&month.month),
+        "readers": crate::monthly::readers_rows(month.readers.as_ref(), lang),
     });
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);

@@ -13,6 +13,7 @@
 //! - [`backup`]: which node takes a backup, and asking it to.
 //! - [`report`]: measured availability from the probes, with outages and
 //!   their incidents.
+//! - [`readers`]: readers and access speed per site (R4).
 //! - [`monthly`]: the monthly report on management and operation (R11);
 //!   [`dashboard`]: the page every node serves from the same figures.
 //! - [`incident_text`]: the incident log for people, in English or
@@ -27,6 +28,7 @@ pub mod i18n;
 pub mod incident_text;
 pub mod live;
 pub mod monthly;
+pub mod readers;
 pub mod recover;
 pub mod report;
 pub mod restore_drill;

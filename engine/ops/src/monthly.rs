@@ -39,6 +39,8 @@ pub struct Inputs {
     pub audit_truncated: bool,
     /// `incidents.serious-limit` (ms).
     pub serious_limit_ms: u64,
+    /// Readers and speed per site; `None`: not read.
+    pub readers: Option<crate::readers::ReadersReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,6 +154,8 @@ pub struct MonthlyReport {
     pub drills: Vec<DrillLine>,
     pub backups: BackupSection,
     pub audit: AuditSection,
+    /// Readers and access speed per site (R4).
+    pub readers: Option<crate::readers::ReadersReport>,
     /// Sections this version cannot fill yet, by name.
     pub not_measured: Vec<String>,
 }
@@ -341,7 +345,8 @@ pub fn compute(
         drills,
         backups,
         audit,
-        not_measured: vec!["readers (R4)".into(), "growth and capacity (R8)".into()],
+        readers: inputs.readers,
+        not_measured: vec!["growth and capacity (R8)".into()],
     }
 }
 
@@ -395,7 +400,10 @@ pub async fn fetch(
         }
         Err(e) => return Err(e.into()),
     };
+    let (readers, more) = crate::readers::fetch(client, from_ms, to_ms).await?;
+    skipped.extend(more);
     let inputs = Inputs {
+        readers: Some(readers),
         availability: Some(availability),
         incidents,
         drills,
@@ -734,14 +742,76 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
         s.push('\n');
     }
 
-    // 7. Not yet measured.
-    let _ = writeln!(s, "## 7. {}\n", t("Not measured yet", "Chưa đo"));
+    // 7. Readers and speed.
+    let _ = writeln!(
+        s,
+        "## 7. {}\n",
+        t(
+            "Readers and access speed per site",
+            "Lượng người đọc và tốc độ truy cập theo trang"
+        )
+    );
+    match r.readers.as_ref().filter(|x| !x.sites.is_empty()) {
+        None => {
+            let _ = writeln!(
+                s,
+                "{}\n",
+                t("No answers served this month.", "Không có lượt truy cập trong tháng.")
+            );
+        }
+        Some(x) => {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | p50 | p95 | p99 | 4xx | 5xx |\n|---|---|---|---|---|---|---|---|---|---|",
+                t("site", "trang"),
+                t("requests", "lượt truy cập"),
+                t("data sent", "dữ liệu gửi đi"),
+                t("readers per day (mean)", "người đọc mỗi ngày (trung bình)"),
+                t("most in a day", "nhiều nhất một ngày"),
+            );
+            let ms = |v: Option<u64>| v.map_or("—".to_owned(), |v| format!("≤ {v} ms"));
+            for site in &x.sites {
+                let mean = format!("{:.1}", site.readers_per_day_mean);
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    site.site,
+                    site.requests,
+                    match lang {
+                        Lang::En => report::human_bytes(site.bytes),
+                        Lang::Vi => report::human_bytes(site.bytes).replace('.', ","),
+                    },
+                    match lang {
+                        Lang::En => mean,
+                        Lang::Vi => mean.replace('.', ","),
+                    },
+                    site.readers_per_day_max,
+                    ms(site.p50_ms),
+                    ms(site.p95_ms),
+                    ms(site.p99_ms),
+                    site.s4xx,
+                    site.s5xx
+                );
+            }
+            let _ = writeln!(
+                s,
+                "\n{}\n",
+                t(
+                    "Readers are distinct client addresses per UTC day, estimated (about ±3%); the nodes' own probes are not counted.",
+                    "Người đọc là số địa chỉ truy cập khác nhau trong một ngày (giờ UTC), ước lượng (sai số khoảng ±3%); các lần đo của chính các nút không được tính."
+                )
+            );
+        }
+    }
+
+    // 8. Not yet measured.
+    let _ = writeln!(s, "## 8. {}\n", t("Not measured yet", "Chưa đo"));
     let _ = writeln!(
         s,
         "{}\n",
         t(
-            "Readers and access speed per site (R4) and growth with a capacity forecast (R8) are not measured by this version of Sen; per-site request counts and latencies are in `/metrics`.",
-            "Lượng người đọc, tốc độ truy cập theo từng trang (R4) và mức tăng trưởng kèm dự báo dung lượng (R8) chưa được phiên bản Sen này đo; số yêu cầu và độ trễ theo trang có trong `/metrics`."
+            "Growth with a capacity forecast (R8) is not measured by this version of Sen.",
+            "Mức tăng trưởng kèm dự báo dung lượng (R8) chưa được phiên bản Sen này đo."
         )
     );
     s
@@ -800,6 +870,32 @@ fn chart(name: String, daily: &[report::DayFigures], offset: UtcOffset, lang: La
         "bars": bars,
         "labels": labels,
     })
+}
+
+/// The readers table of the HTML report and the dashboard.
+pub fn readers_rows(r: Option<&crate::readers::ReadersReport>, lang: Lang) -> Vec<serde_json::Value> {
+    let local = |s: String| match lang {
+        Lang::En => s,
+        Lang::Vi => s.replace('.', ","),
+    };
+    let ms = |v: Option<u64>| v.map_or("—".to_owned(), |v| format!("≤ {v} ms"));
+    r.map(|r| {
+        r.sites
+            .iter()
+            .map(|x| {
+                serde_json::json!({
+                    "site": x.site,
+                    "requests": x.requests,
+                    "bytes": local(report::human_bytes(x.bytes)),
+                    "mean": local(format!("{:.1}", x.readers_per_day_mean)),
+                    "max": x.readers_per_day_max,
+                    "p50": ms(x.p50_ms), "p95": ms(x.p95_ms), "p99": ms(x.p99_ms),
+                    "s4xx": x.s4xx, "s5xx": x.s5xx,
+                })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// The report as one self-contained HTML page, in Vietnamese or English.
@@ -933,9 +1029,11 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
         "by_user": a.by_user,
         "changes": a.cluster_changes.iter().map(|c| json!({"when": when(c.at_ms), "who": c.who, "method": c.method, "resource": c.resource})).collect::<Vec<_>>(),
     });
+    let readers = readers_rows(r.readers.as_ref(), lang);
     let ctx = json!({
         "lang": match lang { Lang::En => "en", Lang::Vi => "vi" },
         "t": t,
+        "readers": readers,
         "title": title,
         "period": format!("{} → {}", when(r.from_ms), when(r.to_ms)),
         "offset": r.utc_offset,
@@ -1109,6 +1207,7 @@ mod tests {
                 audit: Some(audit),
                 audit_truncated: false,
                 serious_limit_ms: 24 * H,
+                readers: None,
             },
         )
     }
@@ -1176,6 +1275,7 @@ mod tests {
         assert!(!raw.contains("<script>") && raw.contains("&lt;script&gt;alert(1)&lt;"));
         // minijinja writes `/` as `&#x2f;` in text: the same to a browser.
         let page = raw.replace("&#x2f;", "/");
+        assert!(page.contains("Lượng người đọc và tốc độ truy cập theo trang"), "{page}");
         assert!(page.starts_with("<!doctype html>"));
         assert!(
             page.contains("<title>Báo cáo quản lý, vận hành tháng 11/2026</title>"),
@@ -1223,7 +1323,7 @@ mod tests {
             "Thất bại 00:00 03/11/2026: repository unreachable",
             "| cong-bao | 1 | 1 |",
             "`/sen.v1.Access/GrantRole` user:cong-bao",
-            "## 7. Chưa đo",
+            "## 8. Chưa đo",
             "### Các lần gián đoạn",
             "Dữ liệu mới được lưu: 2,9 KiB",
         ] {

@@ -660,10 +660,21 @@ impl Control for ControlApi {
                 .iter()
                 .map(|j| parse::<AvailabilityRecord>(j))
                 .collect::<Result<Vec<_>, _>>()?;
-            crate::probe::commit(
+            let traffic = r
+                .traffic
+                .iter()
+                .map(|j| parse::<sen_raft::schema::system::TrafficRecord>(j))
+                .collect::<Result<Vec<_>, _>>()?;
+            let readers = r
+                .readers
+                .iter()
+                .map(|j| parse::<sen_raft::schema::system::ReadersRecord>(j))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::probe::commit_with_traffic(
                 self.node.as_ref(),
                 node,
                 records,
+                (traffic, readers),
                 sen_core::now_ms(),
                 self.node.config.server.request_timeout,
             )
@@ -697,8 +708,19 @@ impl Control for ControlApi {
                 0 => 1000,
                 n => n.min(5000),
             } as usize;
-            let first = system::availability::availability_day_prefix(&r.from_day);
-            let last = system::availability::availability_day_prefix(&r.to_day);
+            use sen_raft::schema::system::traffic;
+            let (prefix, day_prefix): (&str, fn(&str) -> Vec<u8>) = match r.kind.as_str() {
+                "" | "availability" => (AVAILABILITY_PREFIX, system::availability::availability_day_prefix),
+                "traffic" => (traffic::TRAFFIC_PREFIX, traffic::traffic_day_prefix),
+                "readers" => (traffic::READERS_PREFIX, traffic::readers_day_prefix),
+                other => {
+                    return Err(ApiError::InvalidArgument(format!(
+                        "kind {other:?}: use availability, traffic or readers"
+                    )));
+                }
+            };
+            let first = day_prefix(&r.from_day);
+            let last = day_prefix(&r.to_day);
             let after = if r.start_after.is_empty() {
                 None
             } else {
@@ -712,7 +734,7 @@ impl Control for ControlApi {
             let rows = self
                 .node
                 .as_ref()
-                .scan_rows(AVAILABILITY_PREFIX.as_bytes(), Some(&after), limit + 1)?;
+                .scan_rows(prefix.as_bytes(), Some(&after), limit + 1)?;
             let mut json = Vec::new();
             let mut next = String::new();
             let mut more = false;

@@ -26,13 +26,25 @@ impl Admin for AdminApi {
         let node = self.node.clone();
         measured(&node, "Digest", async {
             let state = node.state.clone();
-            let skip = req.get_ref().without_audit_log.then(|| {
-                sen_raft::schema::tables::kv_key(
-                    sen_raft::schema::system::SYSTEM_DB,
-                    sen_raft::schema::system::AUDIT_PREFIX.as_bytes(),
-                )
-            });
-            let (applied_index, digest) = tokio::task::spawn_blocking(move || state.digest_skipping(skip.as_deref()))
+            // The audit log grows with every request; the measurement
+            // records (availability, probe beats, traffic, readers) with
+            // time itself.
+            use sen_raft::schema::system::{self, traffic};
+            let skip: Vec<Vec<u8>> = if req.get_ref().without_audit_log {
+                [
+                    system::AUDIT_PREFIX,
+                    system::AVAILABILITY_PREFIX,
+                    "probe/",
+                    traffic::TRAFFIC_PREFIX,
+                    traffic::READERS_PREFIX,
+                ]
+                .iter()
+                .map(|p| sen_raft::schema::tables::kv_key(system::SYSTEM_DB, p.as_bytes()))
+                .collect()
+            } else {
+                vec![]
+            };
+            let (applied_index, digest) = tokio::task::spawn_blocking(move || state.digest_skipping(&skip))
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
             Ok(DigestResponse {

@@ -11,6 +11,7 @@
 //! `Range` gives 206. Bodies stream chunk by chunk: memory does not grow
 //! with file size.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -95,22 +96,31 @@ impl Mount {
     }
 }
 
+/// The address a request came from (set by the accept loop).
+fn peer_of(req: &axum::extract::Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 pub async fn serve_path(
     State(node): State<Arc<Node>>,
     Path((site, path)): Path<(String, String)>,
-    method: Method,
-    headers: HeaderMap,
+    req: axum::extract::Request,
 ) -> Response {
-    serve(node, site, path, method, headers, Mount::Prefix).await
+    let peer = peer_of(&req);
+    let (method, headers) = (req.method().clone(), req.headers().clone());
+    serve(node, site, path, method, headers, Mount::Prefix, peer).await
 }
 
 pub async fn serve_root(
     State(node): State<Arc<Node>>,
     Path(site): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    req: axum::extract::Request,
 ) -> Response {
-    serve(node, site, String::new(), method, headers, Mount::Prefix).await
+    let peer = peer_of(&req);
+    let (method, headers) = (req.method().clone(), req.headers().clone());
+    serve(node, site, String::new(), method, headers, Mount::Prefix, peer).await
 }
 
 /// Requests that match no route: a virtual host, or 404.
@@ -128,7 +138,8 @@ pub async fn virtual_hosts(
     let method = req.method().clone();
     let headers = req.headers().clone();
     let decoded = percent_decode(req.uri().path().trim_start_matches('/'));
-    serve(node, site, decoded, method, headers, Mount::VirtualHost).await
+    let peer = peer_of(&req);
+    serve(node, site, decoded, method, headers, Mount::VirtualHost, peer).await
 }
 
 /// `/sites/{site}` → `/sites/{site}/`, so relative links in its index work.
@@ -200,6 +211,7 @@ async fn serve(
     method: Method,
     headers: HeaderMap,
     mount: Mount,
+    peer: Option<IpAddr>,
 ) -> Response {
     let started = Instant::now();
     let resp = serve_inner(&node, &site, raw_path, &method, &headers, &mount).await;
@@ -215,10 +227,79 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ua| ua.starts_with(crate::probe::USER_AGENT_PREFIX));
     if !probe {
-        node.metrics
-            .observe_http(label, resp.status().as_u16(), started.elapsed());
+        let took = started.elapsed();
+        node.metrics.observe_http(label, resp.status().as_u16(), took);
+        if label != "-"
+            && let Some(peer) = peer
+        {
+            count_reader(&node, &site, &resp, &headers, peer, took);
+        }
     }
     resp
+}
+
+/// Count an answer of an existing site for the readers report
+/// (`crate::traffic`).
+fn count_reader(node: &Node, site: &str, resp: &Response, headers: &HeaderMap, peer: IpAddr, took: Duration) {
+    let trusted: Vec<ipnet::IpNet> = node
+        .config
+        .content
+        .trusted_proxies
+        .iter()
+        .filter_map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .ok()
+                .or_else(|| p.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+        })
+        .collect();
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let ip = crate::traffic::client_ip(peer, forwarded, &trusted);
+    let now = sen_core::now_ms();
+    let day = sen_core::time::utc_day(now);
+    let hour = ((now % sen_core::time::DAY_MS) / 3_600_000) as u8;
+    let bytes = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let secret = || {
+        // The cluster's secret token key; a cluster without one (insecure
+        // mode) uses its id, which only spreads the hashes.
+        let key =
+            crate::system::read::<sen_raft::schema::system::AuthKey>(node, sen_raft::schema::system::AUTH_KEY_KEY)
+                .ok()
+                .flatten()
+                .map(|(k, _)| k.key.into_bytes());
+        let secret = key.unwrap_or_else(|| {
+            node.cluster_id()
+                .map(|c| c.to_string())
+                .unwrap_or_default()
+                .into_bytes()
+        });
+        crate::traffic::day_key(&secret, &day)
+    };
+    let stored = || {
+        crate::system::read::<sen_raft::schema::system::TrafficRecord>(
+            node,
+            &sen_raft::schema::system::traffic::traffic_key(&day, site, node.id),
+        )
+        .ok()
+        .flatten()
+        .map(|(r, _)| r)
+    };
+    node.traffic.observe(
+        &day,
+        hour,
+        site,
+        node.id,
+        resp.status().as_u16(),
+        bytes,
+        took.as_millis() as u64,
+        ip,
+        secret,
+        stored,
+    );
 }
 
 /// Files up to this size are read in the same blocking call as their

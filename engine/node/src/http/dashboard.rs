@@ -106,6 +106,19 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -
         (None, false)
     };
     let (availability, _) = report::compute(&records, &incidents, from, to, now);
+    let (traffic, readers) = {
+        use sen_raft::schema::system::traffic::{
+            READERS_PREFIX, TRAFFIC_PREFIX, readers_day_prefix, traffic_day_prefix,
+        };
+        let t0 = traffic_day_prefix(&first_day);
+        let r0 = readers_day_prefix(&first_day);
+        let traffic: Vec<sen_raft::schema::system::TrafficRecord> =
+            decode(rows(node, TRAFFIC_PREFIX, Some(t0[..t0.len() - 1].to_vec()))?.0);
+        let readers: Vec<sen_raft::schema::system::ReadersRecord> =
+            decode(rows(node, READERS_PREFIX, Some(r0[..r0.len() - 1].to_vec()))?.0);
+        (traffic, readers)
+    };
+    let (readers, _) = sen_ops::readers::compute(&traffic, &readers, from, to);
     Ok(monthly::compute(
         month,
         offset,
@@ -114,6 +127,7 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -
         now,
         node.config.reports.objective / 100.0,
         Inputs {
+            readers: Some(readers),
             availability: Some(availability),
             incidents,
             drills,

@@ -640,6 +640,8 @@ impl SystemRecord for QuotaRecord {
 
 pub mod availability;
 pub use availability::{AVAILABILITY_PREFIX, AvailabilityRecord, Minute};
+pub mod traffic;
+pub use traffic::{READERS_PREFIX, Readers, ReadersRecord, TRAFFIC_PREFIX, TrafficRecord};
 
 /// The last write probe of a node that got through (`probe/beat/<node>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
