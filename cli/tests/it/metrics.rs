@@ -82,6 +82,23 @@ async fn metrics_pass_promtool_and_carry_the_control_plane_gauges() {
     let (ok, lint) = check_metrics(&body);
     assert!(ok, "promtool check metrics failed:\n{lint}\n{body}");
 
+    // What the Grafana dashboard and the alerts query exists on the nodes
+    // (the leader exports the replication lag, followers do not).
+    let mut families = std::collections::BTreeSet::new();
+    for id in 1..=3 {
+        // One answer of a site (here: none of that name), so the HTTP
+        // series exist.
+        let web = c.web(id).unwrap();
+        assert_eq!(web.get_status("/sites/nothing/").await.unwrap().0, 404);
+        let text = web.get("/metrics").await.unwrap();
+        families.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+                .map(str::to_owned),
+        );
+    }
+    the_shipped_queries_name_real_series(&families);
+
     // A Prometheus server asks for OpenMetrics and gets it.
     let r = web
         .request(
@@ -114,4 +131,43 @@ fn the_shipped_alert_rules_pass_their_unit_tests() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Every series the shipped Grafana dashboard and alert rules query is one
+/// the nodes export (a renamed metric would leave them silently empty).
+fn the_shipped_queries_name_real_series(families: &std::collections::BTreeSet<String>) {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy.join("grafana/sen.json")).unwrap()).unwrap();
+    let mut queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(queries.len() >= 10, "{queries:?}");
+    queries.push(std::fs::read_to_string(deploy.join("prometheus/alerts.yml")).unwrap());
+    let mut checked = 0;
+    for q in &queries {
+        for (i, _) in q.match_indices("sen_") {
+            if i > 0 && q.as_bytes()[i - 1].is_ascii_alphanumeric() {
+                continue;
+            }
+            let name: String = q[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| families.contains(*f)))
+                .unwrap_or(&name);
+            assert!(
+                families.contains(family),
+                "{name} is not exported by a node (query: {q})"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} series checked");
 }

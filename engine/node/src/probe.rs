@@ -241,16 +241,32 @@ pub async fn commit_with_traffic(
 const PRUNE_BATCH: usize = 1000;
 const PRUNE_BATCHES: usize = 100;
 
-/// On the leader: delete the availability records of days before
-/// `before_day` (`YYYY-MM-DD`).
+/// On the leader: delete the availability, traffic and readers records of
+/// days before `before_day` (`YYYY-MM-DD`).
 pub async fn prune(plane: &impl ControlPlane, before_day: &str) -> Result<usize, ApiError> {
-    let cut = availability::availability_day_prefix(before_day);
+    use sen_raft::schema::system::traffic;
+    let mut deleted = 0;
+    for (prefix, day_prefix) in [
+        (
+            AVAILABILITY_PREFIX,
+            availability::availability_day_prefix as fn(&str) -> Vec<u8>,
+        ),
+        (traffic::TRAFFIC_PREFIX, traffic::traffic_day_prefix),
+        (traffic::READERS_PREFIX, traffic::readers_day_prefix),
+    ] {
+        deleted += prune_prefix(plane, prefix, &day_prefix(before_day)).await?;
+    }
+    Ok(deleted)
+}
+
+/// Delete the keys under `prefix` that sort before `cut`.
+async fn prune_prefix(plane: &impl ControlPlane, prefix: &str, cut: &[u8]) -> Result<usize, ApiError> {
     let mut deleted = 0;
     for _ in 0..PRUNE_BATCHES {
         let old: Vec<Vec<u8>> = plane
-            .scan_keys(AVAILABILITY_PREFIX.as_bytes(), None, PRUNE_BATCH)?
+            .scan_keys(prefix.as_bytes(), None, PRUNE_BATCH)?
             .into_iter()
-            .take_while(|k| *k < cut)
+            .take_while(|k| k.as_slice() < cut)
             .collect();
         if old.is_empty() {
             break;
@@ -619,9 +635,19 @@ mod tests {
             r.observe(0, Minute::Up).unwrap();
             commit(&p, 1, vec![r], at, b).await.unwrap();
         }
-        assert_eq!(prune(&p, "2026-12-02").await.unwrap(), 1);
-        let left = p.scan_raw(AVAILABILITY_PREFIX.as_bytes()).unwrap();
-        assert_eq!(left.len(), 1);
-        assert!(left[0].0.starts_with(b"avail/2026-12-03/"));
+        for day in ["2026-12-01", "2026-12-03"] {
+            let mut t = TrafficRecord::new(day, "portal", 1);
+            t.hours.entry(3).or_default().observe(200, 10, 1);
+            let r = ReadersRecord::new(day, "portal", &sen_raft::schema::system::Readers::default());
+            commit_with_traffic(&p, 1, vec![], (vec![t], vec![r]), DAY, b)
+                .await
+                .unwrap();
+        }
+        assert_eq!(prune(&p, "2026-12-02").await.unwrap(), 3, "one record of each kind");
+        for prefix in ["avail/", "traffic/", "readers/"] {
+            let left = p.scan_raw(prefix.as_bytes()).unwrap();
+            assert_eq!(left.len(), 1, "{prefix}");
+            assert!(left[0].0.starts_with(format!("{prefix}2026-12-03/").as_bytes()));
+        }
     }
 }
