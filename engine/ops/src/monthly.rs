@@ -914,7 +914,7 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
     let write = sm.targets.iter().find(|x| x.target == "write");
     let cards = vec![
         json!({"label": word("card_write"), "value": percent(write.and_then(|w| w.availability), lang),
-               "class": if write.and_then(|w| w.meets_objective) == Some(false) { "bad" } else { "good" }}),
+               "class": match write.and_then(|w| w.meets_objective) { Some(false) => "bad", Some(true) => "good", None => "" }}),
         json!({"label": word("card_interruptions"), "value": sm.interruptions, "class": ""}),
         json!({"label": word("card_incidents"), "value": format!("{} ({})", sm.incidents, sm.serious_incidents), "class": ""}),
         json!({"label": word("card_mttr"), "value": sm.mttr_ms.map_or("—".into(), |v| human_ms(v, lang)), "class": ""}),
