@@ -347,7 +347,7 @@ async fn the_dashboard_needs_an_auditor_and_offers_the_reports() {
 async fn readers_are_counted_per_site_across_nodes() {
     let mut c = cluster(
         "readers",
-        &format!("{FAST}[probe]\ninterval = \"1s\"\ntimeout = \"1s\"\n"),
+        &format!("{FAST}[probe]\ninterval = \"1s\"\ntimeout = \"1s\"\ngrowth-interval = \"2s\"\n"),
     );
     c.form(3).await.unwrap();
     let admin = c.client().unwrap();
@@ -418,8 +418,14 @@ async fn readers_are_counted_per_site_across_nodes() {
         ]);
         assert_eq!(code, 0, "{err}");
         let r: Value = serde_json::from_str(&out).unwrap();
+        let grown = r["growth"]["sites"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|x| x["name"] == "portal" && x["end_bytes"].as_u64() > Some(0))
+        });
         let done = site(&r, "portal").is_some_and(|p| p["requests"] == 100)
-            && site(&r, "gazette").is_some_and(|g| g["requests"] == 15);
+            && site(&r, "gazette").is_some_and(|g| g["requests"] == 15)
+            && grown
+            && r["growth"]["nodes"].as_array().is_some_and(|n| n.len() == 3);
         Ok(done.then_some(r))
     })
     .await
@@ -435,4 +441,9 @@ async fn readers_are_counted_per_site_across_nodes() {
     assert_eq!(gazette["readers_per_day_max"], 5, "{gazette}");
     // The nodes' own probes of the sites are not readers.
     assert!(portal["p50_ms"].as_u64().is_some());
+    // Growth: every node sampled what it holds.
+    for n in r["growth"]["nodes"].as_array().unwrap() {
+        assert!(n["data_dir_end_bytes"].as_u64() > Some(0), "{n}");
+        assert!(n["disk_total_bytes"].as_u64() >= n["disk_free_bytes"].as_u64(), "{n}");
+    }
 }

@@ -247,6 +247,10 @@ pub struct ProbeConfig {
     /// (default 25 months, so last year's same month stays comparable).
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// How often the node samples what it holds for the growth report
+    /// (data directory, disk, sites, databases).
+    #[serde(with = "humantime_serde")]
+    pub growth_interval: Duration,
 }
 
 impl Default for ProbeConfig {
@@ -256,6 +260,7 @@ impl Default for ProbeConfig {
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
             retention: Duration::from_secs(760 * 24 * 3600),
+            growth_interval: Duration::from_secs(600),
         }
     }
 }
@@ -763,6 +768,12 @@ impl NodeConfig {
         }
         if probe.retention < Duration::from_secs(24 * 3600) {
             return bad("probe.retention must be at least 1 day".into());
+        }
+        if probe.growth_interval < Duration::from_secs(1) || probe.growth_interval > Duration::from_secs(24 * 3600) {
+            return bad(format!(
+                "probe.growth-interval must be between 1s and 1d, not {:?}",
+                probe.growth_interval
+            ));
         }
         for p in &self.content.trusted_proxies {
             if p.parse::<ipnet::IpNet>().is_err() && p.parse::<std::net::IpAddr>().is_err() {

@@ -26,6 +26,7 @@
 //! - `forward`: requests that must run on the leader, from any node.
 //! - `recovery`: forced recovery after losing a majority.
 //! - [`roles`]: fenced role hooks, drain, incident detection.
+//! - `growth`: samples of what this node holds (R8), taken by `probe`.
 //! - `probe`: the built-in black-box probe that measures availability
 //!   (docs/reports.md); `status_gauges`: backup and incident gauges read
 //!   from the control plane for Prometheus alerts.
@@ -37,6 +38,7 @@
 
 #[macro_use]
 mod forward;
+mod growth;
 
 mod access;
 mod audit_log;

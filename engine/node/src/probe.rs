@@ -31,6 +31,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use sen_raft::schema::system::availability::{self, MINUTES_PER_DAY, target};
+use sen_raft::schema::system::growth::GrowthRecord;
 use sen_raft::schema::system::{
     AVAILABILITY_PREFIX, AvailabilityRecord, Minute, ProbeBeat, ReadersRecord, SYSTEM_DB, SystemRecord, TrafficRecord,
 };
@@ -115,7 +116,7 @@ pub async fn commit(
     now_ms: u64,
     budget: Duration,
 ) -> Result<(), ApiError> {
-    commit_with_traffic(plane, node, records, (vec![], vec![]), now_ms, budget).await
+    commit_with_traffic(plane, node, records, (vec![], vec![]), None, now_ms, budget).await
 }
 
 /// On the leader: node `node`'s beat, its availability records, and its
@@ -132,6 +133,7 @@ pub async fn commit_with_traffic(
     node: u64,
     records: Vec<AvailabilityRecord>,
     (traffic, readers): crate::traffic::Pending,
+    growth: Option<GrowthRecord>,
     now_ms: u64,
     budget: Duration,
 ) -> Result<(), ApiError> {
@@ -212,6 +214,26 @@ pub async fn commit_with_traffic(
             value: t.to_json().map_err(internal)?,
         });
     }
+    if let Some(mut g) = growth {
+        g.check()
+            .map_err(|e| ApiError::InvalidArgument(format!("growth record: {e}")))?;
+        if g.node != node {
+            return Err(ApiError::PermissionDenied(format!(
+                "node {node} hands in the growth sample of node {}: a node hands in its own",
+                g.node
+            )));
+        }
+        let key = g.key();
+        if let Some((stored, _)) = plane.get_raw(&key)? {
+            let stored = GrowthRecord::from_json(&stored).map_err(|e| stored_err(e, &key))?;
+            g.merge(&stored).map_err(ApiError::Internal)?;
+        }
+        g.version = GrowthRecord::VERSION;
+        success.push(TxnOp::Put {
+            key,
+            value: g.to_json().map_err(internal)?,
+        });
+    }
     for mut r in readers {
         r.check()
             .map_err(|e| ApiError::InvalidArgument(format!("readers record: {e}")))?;
@@ -241,7 +263,7 @@ pub async fn commit_with_traffic(
 const PRUNE_BATCH: usize = 1000;
 const PRUNE_BATCHES: usize = 100;
 
-/// On the leader: delete the availability, traffic and readers records of
+/// On the leader: delete the availability, traffic, readers and growth records of
 /// days before `before_day` (`YYYY-MM-DD`).
 pub async fn prune(plane: &impl ControlPlane, before_day: &str) -> Result<usize, ApiError> {
     use sen_raft::schema::system::traffic;
@@ -253,6 +275,10 @@ pub async fn prune(plane: &impl ControlPlane, before_day: &str) -> Result<usize,
         ),
         (traffic::TRAFFIC_PREFIX, traffic::traffic_day_prefix),
         (traffic::READERS_PREFIX, traffic::readers_day_prefix),
+        (
+            sen_raft::schema::system::growth::GROWTH_PREFIX,
+            sen_raft::schema::system::growth::growth_day_prefix,
+        ),
     ] {
         deleted += prune_prefix(plane, prefix, &day_prefix(before_day)).await?;
     }
@@ -287,30 +313,42 @@ async fn prune_prefix(plane: &impl ControlPlane, prefix: &str, cut: &[u8]) -> Re
     Ok(deleted)
 }
 
+fn to_json_text(b: Result<Vec<u8>, sen_raft::schema::system::SystemRecordError>) -> Result<String, ApiError> {
+    b.map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
 /// The write probe: hand `records` to the leader (committing them here if
 /// this node leads).
 async fn report(
     node: &Arc<Node>,
     records: Vec<AvailabilityRecord>,
     traffic: crate::traffic::Pending,
+    growth: Option<GrowthRecord>,
     budget: Duration,
 ) -> Result<(), ApiError> {
     if node.is_leader() {
-        return commit_with_traffic(node.as_ref(), node.id, records, traffic, sen_core::now_ms(), budget).await;
+        return commit_with_traffic(
+            node.as_ref(),
+            node.id,
+            records,
+            traffic,
+            growth,
+            sen_core::now_ms(),
+            budget,
+        )
+        .await;
     }
-    let to_json = |b: Result<Vec<u8>, sen_raft::schema::system::SystemRecordError>| {
-        b.map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| ApiError::Internal(e.to_string()))
-    };
+    let growth_json = growth.as_ref().map(|g| to_json_text(g.to_json())).transpose()?;
     let traffic_json = traffic
         .0
         .iter()
-        .map(|t| to_json(t.to_json()))
+        .map(|t| to_json_text(t.to_json()))
         .collect::<Result<Vec<_>, _>>()?;
     let readers_json = traffic
         .1
         .iter()
-        .map(|r| to_json(r.to_json()))
+        .map(|r| to_json_text(r.to_json()))
         .collect::<Result<Vec<_>, _>>()?;
     let leader = node.leader().ok_or_else(|| ApiError::not_leader(node.id, None))?;
     let json = records
@@ -330,6 +368,7 @@ async fn report(
             json,
             traffic: traffic_json,
             readers: readers_json,
+            growth: growth_json.into_iter().collect(),
         },
         budget
     )
@@ -459,6 +498,9 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     let mut last_sent: Option<Instant> = None;
     let mut last_prune = Instant::now();
     let send_every = cfg.interval * SEND_EVERY_PROBES;
+    // The latest growth sample, until the leader has it.
+    let mut growth: Option<GrowthRecord> = None;
+    let mut last_sample: Option<Instant> = None;
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -474,6 +516,15 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         let at = sen_core::now_ms();
         let today = sen_core::time::utc_day(at);
         let send = last_sent.is_none_or(|t| t.elapsed() >= send_every);
+        if last_sample.is_none_or(|t| t.elapsed() >= cfg.growth_interval) {
+            last_sample = Some(Instant::now());
+            let n = node.clone();
+            match tokio::task::spawn_blocking(move || crate::growth::sample(&n)).await {
+                Ok(Ok(g)) => growth = Some(g),
+                Ok(Err(e)) => tracing::debug!("growth sample: {e}"),
+                Err(e) => tracing::debug!("growth sample: {e}"),
+            }
+        }
         let (records, traffic) = if send {
             (seen.pending(MAX_RECORDS_PER_REPORT), node.traffic.pending())
         } else {
@@ -482,7 +533,13 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         let (write, read, sites) = tokio::join!(
             tokio::time::timeout(
                 cfg.timeout,
-                report(&node, records.clone(), traffic.clone(), cfg.timeout)
+                report(
+                    &node,
+                    records.clone(),
+                    traffic.clone(),
+                    if send { growth.clone() } else { None },
+                    cfg.timeout
+                )
             ),
             tokio::time::timeout(cfg.timeout, node.read_barrier(cfg.timeout)),
             probe_sites(&node, &http, cfg.timeout),
@@ -494,6 +551,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         if write_ok && send {
             seen.sent(&records, &today);
             node.traffic.sent(&traffic.0);
+            growth = None;
             last_sent = Some(Instant::now());
         }
         let mut outcomes = vec![
@@ -639,7 +697,7 @@ mod tests {
             let mut t = TrafficRecord::new(day, "portal", 1);
             t.hours.entry(3).or_default().observe(200, 10, 1);
             let r = ReadersRecord::new(day, "portal", &sen_raft::schema::system::Readers::default());
-            commit_with_traffic(&p, 1, vec![], (vec![t], vec![r]), DAY, b)
+            commit_with_traffic(&p, 1, vec![], (vec![t], vec![r]), None, DAY, b)
                 .await
                 .unwrap();
         }

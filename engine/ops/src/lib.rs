@@ -13,7 +13,8 @@
 //! - [`backup`]: which node takes a backup, and asking it to.
 //! - [`report`]: measured availability from the probes, with outages and
 //!   their incidents.
-//! - [`readers`]: readers and access speed per site (R4).
+//! - [`readers`]: readers and access speed per site (R4); [`growth`]:
+//!   growth and the capacity forecast (R8).
 //! - [`monthly`]: the monthly report on management and operation (R11);
 //!   [`dashboard`]: the page every node serves from the same figures.
 //! - [`incident_text`]: the incident log for people, in English or
@@ -24,6 +25,7 @@
 pub mod backup;
 pub mod dashboard;
 pub mod drill;
+pub mod growth;
 pub mod i18n;
 pub mod incident_text;
 pub mod live;

@@ -41,6 +41,8 @@ pub struct Inputs {
     pub serious_limit_ms: u64,
     /// Readers and speed per site; `None`: not read.
     pub readers: Option<crate::readers::ReadersReport>,
+    /// Growth and capacity; `None`: not read.
+    pub growth: Option<crate::growth::GrowthReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -156,8 +158,8 @@ pub struct MonthlyReport {
     pub audit: AuditSection,
     /// Readers and access speed per site (R4).
     pub readers: Option<crate::readers::ReadersReport>,
-    /// Sections this version cannot fill yet, by name.
-    pub not_measured: Vec<String>,
+    /// Growth and the capacity forecast (R8).
+    pub growth: Option<crate::growth::GrowthReport>,
 }
 
 /// Resources whose changes are listed one by one.
@@ -346,7 +348,7 @@ pub fn compute(
         backups,
         audit,
         readers: inputs.readers,
-        not_measured: vec!["growth and capacity (R8)".into()],
+        growth: inputs.growth,
     }
 }
 
@@ -402,7 +404,10 @@ pub async fn fetch(
     };
     let (readers, more) = crate::readers::fetch(client, from_ms, to_ms).await?;
     skipped.extend(more);
+    let (growth, more) = crate::growth::fetch(client, from_ms, to_ms).await?;
+    skipped.extend(more);
     let inputs = Inputs {
+        growth: Some(growth),
         readers: Some(readers),
         availability: Some(availability),
         incidents,
@@ -804,16 +809,97 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
         }
     }
 
-    // 8. Not yet measured.
-    let _ = writeln!(s, "## 8. {}\n", t("Not measured yet", "Chưa đo"));
+    // 8. Growth and capacity.
     let _ = writeln!(
         s,
-        "{}\n",
-        t(
-            "Growth with a capacity forecast (R8) is not measured by this version of Sen.",
-            "Mức tăng trưởng kèm dự báo dung lượng (R8) chưa được phiên bản Sen này đo."
-        )
+        "## 8. {}\n",
+        t("Growth and capacity", "Tăng trưởng dữ liệu và dung lượng")
     );
+    let bytes = |b: u64| match lang {
+        Lang::En => report::human_bytes(b),
+        Lang::Vi => report::human_bytes(b).replace('.', ","),
+    };
+    match r.growth.as_ref().filter(|g| !g.nodes.is_empty()) {
+        None => {
+            let _ = writeln!(s, "{}\n", t("No samples this month.", "Không có số liệu trong tháng."));
+        }
+        Some(g) => {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |\n|---|---|---|---|---|",
+                t("node", "nút"),
+                t("data directory (start → end)", "thư mục dữ liệu (đầu → cuối kỳ)"),
+                t("free disk", "đĩa còn trống"),
+                t("growth per day", "tăng mỗi ngày"),
+                t("full in (at that pace)", "đầy sau (theo tốc độ đó)"),
+            );
+            for n in &g.nodes {
+                let per_day = n.used_bytes_per_day.map_or("—".to_owned(), |v| {
+                    if v >= 0.0 {
+                        bytes(v as u64)
+                    } else {
+                        format!("−{}", bytes((-v) as u64))
+                    }
+                });
+                let full = n.days_until_full.map_or(t("not filling", "không đầy").to_owned(), |d| {
+                    format!("{:.0} {}", d, t("days", "ngày"))
+                });
+                let _ = writeln!(
+                    s,
+                    "| {} | {} → {} | {} / {} | {} | {} |",
+                    n.node,
+                    bytes(n.data_dir_start_bytes),
+                    bytes(n.data_dir_end_bytes),
+                    bytes(n.disk_free_bytes),
+                    bytes(n.disk_total_bytes),
+                    per_day,
+                    full
+                );
+            }
+            let _ = writeln!(
+                s,
+                "\n{}: {} → {}\n",
+                t(
+                    "Stored site content (compressed, deduplicated)",
+                    "Nội dung các trang đã lưu (nén, loại trùng)"
+                ),
+                bytes(g.chunk_start_bytes),
+                bytes(g.chunk_end_bytes)
+            );
+            for (title, list) in [
+                (t("Sites", "Các trang"), &g.sites),
+                (t("Databases", "Cơ sở dữ liệu"), &g.dbs),
+            ] {
+                if list.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(
+                    s,
+                    "| {title} | {} | {} |\n|---|---|---|",
+                    t("start", "đầu kỳ"),
+                    t("end", "cuối kỳ")
+                );
+                for x in list.iter() {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} |",
+                        cell(&x.name),
+                        bytes(x.start_bytes),
+                        bytes(x.end_bytes)
+                    );
+                }
+                s.push('\n');
+            }
+            let _ = writeln!(
+                s,
+                "{}\n",
+                t(
+                    "One sample per node and day (the day's last); the forecast is a straight line through the month's samples of used disk.",
+                    "Mỗi nút một mẫu mỗi ngày (mẫu cuối ngày); dự báo là đường thẳng qua các mẫu dung lượng đĩa đã dùng trong tháng."
+                )
+            );
+        }
+    }
     s
 }
 
@@ -1030,10 +1116,37 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
         "changes": a.cluster_changes.iter().map(|c| json!({"when": when(c.at_ms), "who": c.who, "method": c.method, "resource": c.resource})).collect::<Vec<_>>(),
     });
     let readers = readers_rows(r.readers.as_ref(), lang);
+    let size = |b: u64| match lang {
+        Lang::En => report::human_bytes(b),
+        Lang::Vi => report::human_bytes(b).replace('.', ","),
+    };
+    let growth_nodes: Vec<_> = r
+        .growth
+        .iter()
+        .flat_map(|g| &g.nodes)
+        .map(|n| {
+            json!({
+                "node": n.node,
+                "data_dir": format!("{} → {}", size(n.data_dir_start_bytes), size(n.data_dir_end_bytes)),
+                "free": format!("{} / {}", size(n.disk_free_bytes), size(n.disk_total_bytes)),
+                "per_day": n.used_bytes_per_day.map_or("—".to_owned(), |v| if v >= 0.0 { size(v as u64) } else { format!("−{}", size((-v) as u64)) }),
+                "full": n.days_until_full.map_or(word("not_filling"), |d| format!("{d:.0} {}", word("days"))),
+                "class": if n.days_until_full.is_some_and(|d| d < 90.0) { "bad" } else { "" },
+            })
+        })
+        .collect();
+    let growth_sites: Vec<_> = r
+        .growth
+        .iter()
+        .flat_map(|g| g.sites.iter().chain(&g.dbs))
+        .map(|x| json!({"name": x.name, "start": size(x.start_bytes), "end": size(x.end_bytes)}))
+        .collect();
     let ctx = json!({
         "lang": match lang { Lang::En => "en", Lang::Vi => "vi" },
         "t": t,
         "readers": readers,
+        "growth_nodes": growth_nodes,
+        "growth_sites": growth_sites,
         "title": title,
         "period": format!("{} → {}", when(r.from_ms), when(r.to_ms)),
         "offset": r.utc_offset,
@@ -1208,6 +1321,7 @@ mod tests {
                 audit_truncated: false,
                 serious_limit_ms: 24 * H,
                 readers: None,
+                growth: None,
             },
         )
     }
@@ -1297,7 +1411,7 @@ mod tests {
             "30 giờ",
             "repository unreachable",
             "cong-bao",
-            "Chưa đo",
+            "Tăng trưởng dữ liệu và dung lượng",
             "tính sẵn sàng ghi dữ liệu",
         ] {
             assert!(page.contains(want), "missing {want:?}");
@@ -1323,7 +1437,7 @@ mod tests {
             "Thất bại 00:00 03/11/2026: repository unreachable",
             "| cong-bao | 1 | 1 |",
             "`/sen.v1.Access/GrantRole` user:cong-bao",
-            "## 8. Chưa đo",
+            "## 8. Tăng trưởng dữ liệu và dung lượng",
             "### Các lần gián đoạn",
             "Dữ liệu mới được lưu: 2,9 KiB",
         ] {

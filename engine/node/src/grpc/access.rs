@@ -670,11 +670,23 @@ impl Control for ControlApi {
                 .iter()
                 .map(|j| parse::<sen_raft::schema::system::ReadersRecord>(j))
                 .collect::<Result<Vec<_>, _>>()?;
+            if r.growth.len() > 1 {
+                return Err(ApiError::InvalidArgument(format!(
+                    "{} growth samples in one report; a node hands in its latest",
+                    r.growth.len()
+                )));
+            }
+            let growth = r
+                .growth
+                .first()
+                .map(|j| parse::<sen_raft::schema::system::growth::GrowthRecord>(j))
+                .transpose()?;
             crate::probe::commit_with_traffic(
                 self.node.as_ref(),
                 node,
                 records,
                 (traffic, readers),
+                growth,
                 sen_core::now_ms(),
                 self.node.config.server.request_timeout,
             )
@@ -713,9 +725,13 @@ impl Control for ControlApi {
                 "" | "availability" => (AVAILABILITY_PREFIX, system::availability::availability_day_prefix),
                 "traffic" => (traffic::TRAFFIC_PREFIX, traffic::traffic_day_prefix),
                 "readers" => (traffic::READERS_PREFIX, traffic::readers_day_prefix),
+                "growth" => (
+                    sen_raft::schema::system::growth::GROWTH_PREFIX,
+                    sen_raft::schema::system::growth::growth_day_prefix,
+                ),
                 other => {
                     return Err(ApiError::InvalidArgument(format!(
-                        "kind {other:?}: use availability, traffic or readers"
+                        "kind {other:?}: use availability, traffic, readers or growth"
                     )));
                 }
             };

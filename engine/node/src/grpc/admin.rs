@@ -37,6 +37,7 @@ impl Admin for AdminApi {
                     "probe/",
                     traffic::TRAFFIC_PREFIX,
                     traffic::READERS_PREFIX,
+                    system::growth::GROWTH_PREFIX,
                 ]
                 .iter()
                 .map(|p| sen_raft::schema::tables::kv_key(system::SYSTEM_DB, p.as_bytes()))

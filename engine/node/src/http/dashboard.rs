@@ -119,6 +119,12 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -
         (traffic, readers)
     };
     let (readers, _) = sen_ops::readers::compute(&traffic, &readers, from, to);
+    let growth = {
+        use sen_raft::schema::system::growth::{GROWTH_PREFIX, GrowthRecord, growth_day_prefix};
+        let g0 = growth_day_prefix(&first_day);
+        let records: Vec<GrowthRecord> = decode(rows(node, GROWTH_PREFIX, Some(g0[..g0.len() - 1].to_vec()))?.0);
+        sen_ops::growth::compute(&records, from, to)
+    };
     Ok(monthly::compute(
         month,
         offset,
@@ -127,6 +133,7 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -
         now,
         node.config.reports.objective / 100.0,
         Inputs {
+            growth: Some(growth),
             readers: Some(readers),
             availability: Some(availability),
             incidents,

@@ -640,6 +640,7 @@ impl SystemRecord for QuotaRecord {
 
 pub mod availability;
 pub use availability::{AVAILABILITY_PREFIX, AvailabilityRecord, Minute};
+pub mod growth;
 pub mod traffic;
 pub use traffic::{READERS_PREFIX, Readers, ReadersRecord, TRAFFIC_PREFIX, TrafficRecord};
 

@@ -1,0 +1,227 @@
+//! Growth and capacity over a period (R8; docs/reports.md), from the nodes'
+//! daily samples (`sen_raft::schema::system::growth`): how much each node
+//! holds and how fast it grows, a straight-line forecast of when its disk
+//! fills, and the size of every site and database at the start and end.
+
+use std::collections::BTreeMap;
+
+use sen_client::Client;
+use sen_raft::schema::system::SystemRecord;
+use sen_raft::schema::system::growth::GrowthRecord;
+use serde::Serialize;
+
+use crate::OpsError;
+
+const DAY_MS: f64 = 86_400_000.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeGrowth {
+    pub node: u64,
+    /// Samples used (one per day at most).
+    pub samples: u64,
+    pub data_dir_start_bytes: u64,
+    pub data_dir_end_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub disk_free_bytes: u64,
+    /// Growth of the used disk, bytes per day (least squares over the
+    /// samples); `None` with fewer than two samples.
+    pub used_bytes_per_day: Option<f64>,
+    /// Days until the disk is full at that pace, from the last sample;
+    /// `None` when it does not grow.
+    pub days_until_full: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NamedGrowth {
+    pub name: String,
+    pub start_bytes: u64,
+    pub end_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct GrowthReport {
+    pub nodes: Vec<NodeGrowth>,
+    /// Stored (compressed, deduplicated) site content at the start and end.
+    pub chunk_start_bytes: u64,
+    pub chunk_end_bytes: u64,
+    pub sites: Vec<NamedGrowth>,
+    pub dbs: Vec<NamedGrowth>,
+}
+
+/// Least-squares slope of `y` over `x`; `None` without two distinct `x`.
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let (mx, my) = (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    Some(sxy / sxx)
+}
+
+/// Sizes at the first and the last day: per day the largest any node saw
+/// (sites and databases are replicated; a node that lags sees less).
+fn named(
+    days: &BTreeMap<&str, Vec<&GrowthRecord>>,
+    pick: impl Fn(&GrowthRecord) -> &BTreeMap<String, u64>,
+) -> Vec<NamedGrowth> {
+    let at = |recs: &[&GrowthRecord]| -> BTreeMap<String, u64> {
+        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+        for r in recs {
+            for (k, v) in pick(r) {
+                let e = m.entry(k.clone()).or_default();
+                *e = (*e).max(*v);
+            }
+        }
+        m
+    };
+    let (Some(first), Some(last)) = (days.values().next(), days.values().next_back()) else {
+        return vec![];
+    };
+    let (start, end) = (at(first), at(last));
+    let mut names: Vec<&String> = start.keys().chain(end.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|n| NamedGrowth {
+            name: n.clone(),
+            start_bytes: start.get(n).copied().unwrap_or(0),
+            end_bytes: end.get(n).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// The report of the samples of `[from_ms, to_ms)`.
+pub fn compute(records: &[GrowthRecord], from_ms: u64, to_ms: u64) -> GrowthReport {
+    let records: Vec<&GrowthRecord> = records
+        .iter()
+        .filter(|r| r.at_ms >= from_ms && r.at_ms < to_ms)
+        .collect();
+    let mut by_node: BTreeMap<u64, Vec<&GrowthRecord>> = BTreeMap::new();
+    let mut by_day: BTreeMap<&str, Vec<&GrowthRecord>> = BTreeMap::new();
+    for r in &records {
+        by_node.entry(r.node).or_default().push(r);
+        by_day.entry(r.day.as_str()).or_default().push(r);
+    }
+    let nodes = by_node
+        .into_iter()
+        .map(|(node, mut recs)| {
+            recs.sort_by_key(|r| r.at_ms);
+            let (first, last) = (recs[0], recs[recs.len() - 1]);
+            let points: Vec<(f64, f64)> = recs
+                .iter()
+                .map(|r| {
+                    (
+                        r.at_ms as f64 / DAY_MS,
+                        r.disk_total_bytes.saturating_sub(r.disk_free_bytes) as f64,
+                    )
+                })
+                .collect();
+            let per_day = slope(&points);
+            NodeGrowth {
+                node,
+                samples: recs.len() as u64,
+                data_dir_start_bytes: first.data_dir_bytes,
+                data_dir_end_bytes: last.data_dir_bytes,
+                disk_total_bytes: last.disk_total_bytes,
+                disk_free_bytes: last.disk_free_bytes,
+                used_bytes_per_day: per_day,
+                days_until_full: per_day.filter(|s| *s > 0.0).map(|s| last.disk_free_bytes as f64 / s),
+            }
+        })
+        .collect();
+    let chunk =
+        |recs: Option<&Vec<&GrowthRecord>>| recs.map_or(0, |v| v.iter().map(|r| r.chunk_bytes).max().unwrap_or(0));
+    GrowthReport {
+        nodes,
+        chunk_start_bytes: chunk(by_day.values().next()),
+        chunk_end_bytes: chunk(by_day.values().next_back()),
+        sites: named(&by_day, |r| &r.sites),
+        dbs: named(&by_day, |r| &r.dbs),
+    }
+}
+
+/// Read the samples of `[from_ms, to_ms)` from the cluster.
+pub async fn fetch(client: &Client, from_ms: u64, to_ms: u64) -> Result<(GrowthReport, Vec<String>), OpsError> {
+    let from_day = sen_core::time::utc_day(from_ms);
+    let to_day = sen_core::time::utc_day(to_ms.saturating_sub(1));
+    let mut skipped = Vec::new();
+    let mut records = Vec::new();
+    for j in client.list_day_records("growth", &from_day, &to_day).await? {
+        match GrowthRecord::from_json(j.as_bytes()) {
+            Ok(r) => records.push(r),
+            Err(e) => skipped.push(format!("a growth record: {e}")),
+        }
+    }
+    Ok((compute(&records, from_ms, to_ms), skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 1_796_256_000_000; // 2026-12-03T00:00Z
+    const GB: u64 = 1 << 30;
+
+    fn sample(node: u64, d: u64, used: u64, site: u64) -> GrowthRecord {
+        GrowthRecord {
+            version: 1,
+            day: sen_core::time::utc_day(DAY + d * 86_400_000),
+            node,
+            at_ms: DAY + d * 86_400_000 + 3_600_000,
+            data_dir_bytes: used / 2,
+            disk_total_bytes: 100 * GB,
+            disk_free_bytes: 100 * GB - used,
+            chunk_bytes: site / 2,
+            sites: [("portal".to_string(), site)].into(),
+            dbs: [("cong-bao".to_string(), 1000 + d)].into(),
+        }
+    }
+
+    #[test]
+    fn a_steady_growth_is_forecast_and_sizes_are_read_at_both_ends() {
+        // Node 1 uses 40 GiB and grows 1 GiB a day for 10 days; node 2
+        // does not grow; node 2 lags a little on the site's size.
+        let mut recs = Vec::new();
+        for d in 0..10 {
+            recs.push(sample(1, d, 40 * GB + d * GB, 1000 * (d + 1)));
+            recs.push(sample(2, d, 10 * GB, 1000 * d));
+        }
+        let r = compute(&recs, DAY, DAY + 10 * 86_400_000);
+        let n1 = &r.nodes[0];
+        assert_eq!((n1.node, n1.samples), (1, 10));
+        assert!((n1.used_bytes_per_day.unwrap() - GB as f64).abs() < 1.0);
+        // 51 GiB free after the last sample, at 1 GiB a day.
+        assert!(
+            (n1.days_until_full.unwrap() - 51.0).abs() < 1e-6,
+            "{:?}",
+            n1.days_until_full
+        );
+        assert_eq!(
+            r.nodes[1].days_until_full, None,
+            "a disk that does not grow never fills"
+        );
+        assert_eq!(
+            r.sites,
+            vec![NamedGrowth {
+                name: "portal".into(),
+                start_bytes: 1000,
+                end_bytes: 10_000
+            }]
+        );
+        assert_eq!((r.dbs[0].start_bytes, r.dbs[0].end_bytes), (1000, 1009));
+        assert_eq!((r.chunk_start_bytes, r.chunk_end_bytes), (500, 5000));
+        // One sample: no trend.
+        let r = compute(&recs[..1], DAY, DAY + 86_400_000);
+        assert_eq!(r.nodes[0].used_bytes_per_day, None);
+        assert_eq!(compute(&[], DAY, DAY + 1), GrowthReport::default());
+    }
+}
