@@ -441,6 +441,12 @@ async fn readers_are_counted_per_site_across_nodes() {
     assert_eq!(gazette["readers_per_day_max"], 5, "{gazette}");
     // The nodes' own probes of the sites are not readers.
     assert!(portal["p50_ms"].as_u64().is_some());
+    // The dashboard shows the same counts for the last 24 hours, and every
+    // node's free disk from its latest sample.
+    let page = c.web(1).unwrap().get("/dashboard?lang=en").await.unwrap();
+    assert!(page.contains(r#"<td>portal</td><td class="num">100</td>"#), "{page}");
+    assert!(page.contains(r#"<td>gazette</td><td class="num">15</td><td class="num">5</td>"#), "{page}");
+    assert!(!page.contains(r#"<td class="num ">—</td></tr>"#), "a node without a disk sample: {page}");
     // Growth: every node sampled what it holds.
     for n in r["growth"]["nodes"].as_array().unwrap() {
         assert!(n["data_dir_end_bytes"].as_u64() > Some(0), "{n}");

@@ -12,6 +12,7 @@ use crate::OpsError;
 use crate::drill::Lang;
 use crate::incident_text::{human_ms, kind_label, severity_label};
 use crate::monthly::MonthlyReport;
+use crate::readers::ReadersReport;
 use crate::report::{self, UtcOffset, local_time, percent};
 
 const DASHBOARD_HTML: &str = include_str!("../templates/dashboard.html");
@@ -24,6 +25,9 @@ pub struct Member {
     pub voter: bool,
     /// Entries behind the leader (known on the leader only).
     pub lag: Option<u64>,
+    /// Free and total disk bytes, and when the node last sampled them
+    /// (its latest growth sample).
+    pub disk: Option<(u64, u64, u64)>,
 }
 
 /// What this node knows now.
@@ -50,6 +54,7 @@ pub fn previous_month(month: &str) -> String {
 pub fn render(
     live: &Live,
     month: &MonthlyReport,
+    (day, days30): (&ReadersReport, &ReadersReport),
     now_ms: u64,
     offset: UtcOffset,
     lang: Lang,
@@ -69,6 +74,18 @@ pub fn render(
             } else {
                 (word("role_learner"), "")
             };
+            let size = |b: u64| match lang {
+                Lang::En => report::human_bytes(b),
+                Lang::Vi => report::human_bytes(b).replace('.', ","),
+            };
+            // Red below a tenth of the disk free.
+            let (disk, disk_class) = match m.disk {
+                Some((free, total, _)) => (
+                    format!("{} / {}", size(free), size(total)),
+                    if free.saturating_mul(10) < total { "bad" } else { "" },
+                ),
+                None => ("—".to_owned(), ""),
+            };
             json!({
                 "id": m.id,
                 "addr": m.addr,
@@ -76,6 +93,8 @@ pub fn render(
                 "role": role,
                 "class": class,
                 "lag": m.lag.map_or("—".to_owned(), |l| l.to_string()),
+                "disk": disk,
+                "disk_class": disk_class,
             })
         })
         .collect();
@@ -171,7 +190,7 @@ pub fn render(
         "backups": backups,
         "drills": drills,
         "last_month": previous_month(&month.month),
-        "readers": crate::monthly::readers_rows(month.readers.as_ref(), lang),
+        "readers": recent_rows(day, days30, lang),
     });
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
@@ -179,6 +198,36 @@ pub fn render(
         .and_then(|_| env.get_template("dashboard.html"))
         .and_then(|tpl| tpl.render(ctx))
         .map_err(|e| OpsError::Io(format!("rendering the dashboard: {e}")))
+}
+
+/// Per site: the last 24 hours and the last 30 days side by side.
+fn recent_rows(day: &ReadersReport, days30: &ReadersReport, lang: Lang) -> Vec<serde_json::Value> {
+    let ms = |v: Option<u64>| v.map_or("—".to_owned(), |v| format!("≤ {v} ms"));
+    let local = |s: String| match lang {
+        Lang::En => s,
+        Lang::Vi => s.replace('.', ","),
+    };
+    let mut sites: Vec<&str> = day.sites.iter().chain(&days30.sites).map(|s| s.site.as_str()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    sites
+        .into_iter()
+        .map(|name| {
+            let d = day.sites.iter().find(|s| s.site == name);
+            let m = days30.sites.iter().find(|s| s.site == name);
+            json!({
+                "site": name,
+                "requests_24h": d.map_or(0, |x| x.requests),
+                "readers_24h": d.map_or(0, |x| x.readers_per_day_max),
+                "p95_24h": ms(d.and_then(|x| x.p95_ms)),
+                "s5xx_24h": d.map_or(0, |x| x.s5xx),
+                "requests_30d": m.map_or(0, |x| x.requests),
+                "mean_30d": local(format!("{:.1}", m.map_or(0.0, |x| x.readers_per_day_mean))),
+                "max_30d": m.map_or(0, |x| x.readers_per_day_max),
+                "p95_30d": ms(m.and_then(|x| x.p95_ms)),
+            })
+        })
+        .collect()
 }
 
 /// The sign-in page shown to a browser without credentials.
@@ -219,18 +268,21 @@ mod tests {
                     addr: "10.0.0.1:7101".into(),
                     voter: true,
                     lag: None,
+                    disk: Some((5 << 30, 100 << 30, 0)),
                 },
                 Member {
                     id: 2,
                     addr: "10.0.0.2:7101".into(),
                     voter: true,
                     lag: None,
+                    disk: None,
                 },
                 Member {
                     id: 4,
                     addr: "10.0.0.4:7101".into(),
                     voter: false,
                     lag: None,
+                    disk: None,
                 },
             ],
             disk_free_bytes: Some(3 << 30),
@@ -267,7 +319,12 @@ mod tests {
                 ..Default::default()
             },
         );
-        let page = render(&live(), &month, now, UtcOffset::VIETNAM, Lang::Vi)
+        let empty = ReadersReport {
+            from_ms: 0,
+            to_ms: 0,
+            sites: vec![],
+        };
+        let page = render(&live(), &month, (&empty, &empty), now, UtcOffset::VIETNAM, Lang::Vi)
             .unwrap()
             .replace("&#x2f;", "/");
         let pos = |s: &str| page.find(s).unwrap_or_else(|| panic!("{s:?} missing:\n{page}"));
@@ -283,7 +340,11 @@ mod tests {
         assert!(page.contains(r#"<meta http-equiv="refresh" content="30">"#));
         assert!(page.contains("month=2026-10&amp;lang=vi"), "last month's report");
         assert!(!page.contains("<script"));
-        let en = render(&live(), &month, now, UtcOffset::VIETNAM, Lang::En).unwrap();
+        assert!(
+            page.contains(r#"<td class="num bad">5,0 GiB / 100,0 GiB</td>"#),
+            "a nearly full disk is red"
+        );
+        let en = render(&live(), &month, (&empty, &empty), now, UtcOffset::VIETNAM, Lang::En).unwrap();
         assert!(en.contains("Open incidents") && en.contains("learner (not voting)"));
     }
 

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use sen_ops::drill::Lang;
 use sen_ops::monthly::{self, Inputs, MonthlyReport};
 use sen_ops::report::{self, UtcOffset};
+use sen_raft::schema::system::growth::{GROWTH_PREFIX, GrowthRecord, growth_day_prefix};
 use sen_raft::schema::system::{
     AVAILABILITY_PREFIX, AuditRecord, AvailabilityRecord, BACKUP_RUN_PREFIX, DRILL_PREFIX, DrillReport,
     INCIDENT_PREFIX, Incident, RunRecord, SystemRecord, audit_from, availability::availability_day_prefix,
@@ -106,21 +107,8 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -
         (None, false)
     };
     let (availability, _) = report::compute(&records, &incidents, from, to, now);
-    let (traffic, readers) = {
-        use sen_raft::schema::system::traffic::{
-            READERS_PREFIX, TRAFFIC_PREFIX, readers_day_prefix, traffic_day_prefix,
-        };
-        let t0 = traffic_day_prefix(&first_day);
-        let r0 = readers_day_prefix(&first_day);
-        let traffic: Vec<sen_raft::schema::system::TrafficRecord> =
-            decode(rows(node, TRAFFIC_PREFIX, Some(t0[..t0.len() - 1].to_vec()))?.0);
-        let readers: Vec<sen_raft::schema::system::ReadersRecord> =
-            decode(rows(node, READERS_PREFIX, Some(r0[..r0.len() - 1].to_vec()))?.0);
-        (traffic, readers)
-    };
-    let (readers, _) = sen_ops::readers::compute(&traffic, &readers, from, to);
+    let readers = readers_between(node, from, to)?;
     let growth = {
-        use sen_raft::schema::system::growth::{GROWTH_PREFIX, GrowthRecord, growth_day_prefix};
         let g0 = growth_day_prefix(&first_day);
         let records: Vec<GrowthRecord> = decode(rows(node, GROWTH_PREFIX, Some(g0[..g0.len() - 1].to_vec()))?.0);
         sen_ops::growth::compute(&records, from, to)
@@ -146,17 +134,46 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -
     ))
 }
 
+/// Readers and speed of `[from, to)` from this replica.
+fn readers_between(node: &Node, from: u64, to: u64) -> Result<sen_ops::readers::ReadersReport, ApiError> {
+    use sen_raft::schema::system::traffic::{READERS_PREFIX, TRAFFIC_PREFIX, readers_day_prefix, traffic_day_prefix};
+    let first_day = sen_core::time::utc_day(from);
+    let t0 = traffic_day_prefix(&first_day);
+    let r0 = readers_day_prefix(&first_day);
+    let traffic: Vec<sen_raft::schema::system::TrafficRecord> =
+        decode(rows(node, TRAFFIC_PREFIX, Some(t0[..t0.len() - 1].to_vec()))?.0);
+    let readers: Vec<sen_raft::schema::system::ReadersRecord> =
+        decode(rows(node, READERS_PREFIX, Some(r0[..r0.len() - 1].to_vec()))?.0);
+    Ok(sen_ops::readers::compute(&traffic, &readers, from, to).0)
+}
+
+/// The latest growth sample of every node (today's or yesterday's).
+fn latest_samples(node: &Node, now: u64) -> Result<std::collections::BTreeMap<u64, GrowthRecord>, ApiError> {
+    let start = growth_day_prefix(&sen_core::time::utc_day(now.saturating_sub(sen_core::time::DAY_MS)));
+    let mut latest: std::collections::BTreeMap<u64, GrowthRecord> = std::collections::BTreeMap::new();
+    for g in decode::<GrowthRecord>(rows(node, GROWTH_PREFIX, Some(start[..start.len() - 1].to_vec()))?.0) {
+        if latest.get(&g.node).is_none_or(|l| l.at_ms < g.at_ms) {
+            latest.insert(g.node, g);
+        }
+    }
+    Ok(latest)
+}
+
 fn live(node: &Node) -> sen_ops::dashboard::Live {
     let m = node.raft_metrics();
     let mem = m.membership_config.membership();
     let voters: std::collections::BTreeSet<u64> = mem.voter_ids().collect();
     let last = m.last_log_index.unwrap_or(0);
+    let samples = latest_samples(node, sen_core::now_ms()).unwrap_or_default();
     let members = mem
         .nodes()
         .map(|(id, n)| sen_ops::dashboard::Member {
             id: *id,
             addr: n.addr.clone(),
             voter: voters.contains(id),
+            disk: samples
+                .get(id)
+                .map(|g| (g.disk_free_bytes, g.disk_total_bytes, g.at_ms)),
             lag: m
                 .replication
                 .as_ref()
@@ -209,7 +226,10 @@ pub async fn page(State(node): State<Arc<Node>>, Query(p): Query<Params>) -> Res
     let built = tokio::task::spawn_blocking(move || {
         let now = sen_core::now_ms();
         let month = month_report(&n, &current_month(now, offset), offset, false)?;
-        sen_ops::dashboard::render(&live(&n), &month, now, offset, lang).map_err(|e| ApiError::Internal(e.to_string()))
+        let day = readers_between(&n, now.saturating_sub(sen_core::time::DAY_MS), now)?;
+        let days30 = readers_between(&n, now.saturating_sub(30 * sen_core::time::DAY_MS), now)?;
+        sen_ops::dashboard::render(&live(&n), &month, (&day, &days30), now, offset, lang)
+            .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await;
     match built {
