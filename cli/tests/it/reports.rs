@@ -445,8 +445,14 @@ async fn readers_are_counted_per_site_across_nodes() {
     // node's free disk from its latest sample.
     let page = c.web(1).unwrap().get("/dashboard?lang=en").await.unwrap();
     assert!(page.contains(r#"<td>portal</td><td class="num">100</td>"#), "{page}");
-    assert!(page.contains(r#"<td>gazette</td><td class="num">15</td><td class="num">5</td>"#), "{page}");
-    assert!(!page.contains(r#"<td class="num ">—</td></tr>"#), "a node without a disk sample: {page}");
+    assert!(
+        page.contains(r#"<td>gazette</td><td class="num">15</td><td class="num">5</td>"#),
+        "{page}"
+    );
+    assert!(
+        !page.contains(r#"<td class="num ">—</td></tr>"#),
+        "a node without a disk sample: {page}"
+    );
     // Growth: every node sampled what it holds.
     for n in r["growth"]["nodes"].as_array().unwrap() {
         assert!(n["data_dir_end_bytes"].as_u64() > Some(0), "{n}");
