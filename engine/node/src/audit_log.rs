@@ -46,39 +46,11 @@ pub async fn commit(plane: &impl ControlPlane, records: Vec<Keyed>) -> Result<()
     Ok(())
 }
 
-/// Records deleted per Raft entry, and entries per pruning pass.
-const PRUNE_BATCH: usize = 1000;
-const PRUNE_BATCHES: usize = 100;
-
-/// On the leader: delete the records older than `before_ms`, a thousand
-/// per entry, up to a hundred thousand per pass (the next pass, an hour
-/// later, continues). Reads keys only, a page at a time.
+/// On the leader: delete the records older than `before_ms`
+/// (`system::delete_before`: a thousand per entry, up to a hundred thousand
+/// per pass; the next pass, an hour later, continues).
 pub async fn prune(plane: &impl ControlPlane, before_ms: u64) -> Result<usize, ApiError> {
-    let cut = system::audit_from(before_ms);
-    let mut deleted = 0;
-    for _ in 0..PRUNE_BATCHES {
-        let old: Vec<Vec<u8>> = plane
-            .scan_keys(AUDIT_PREFIX.as_bytes(), None, PRUNE_BATCH)?
-            .into_iter()
-            .take_while(|k| *k < cut)
-            .collect();
-        if old.is_empty() {
-            break;
-        }
-        let n = old.len();
-        let t = Txn {
-            db: SYSTEM_DB.into(),
-            compares: vec![],
-            success: old.into_iter().map(|key| TxnOp::Delete { key }).collect(),
-            failure: vec![],
-        };
-        plane.propose(Op::Txn(t), Duration::from_secs(10)).await?;
-        deleted += n;
-        if n < PRUNE_BATCH {
-            break;
-        }
-    }
-    Ok(deleted)
+    crate::system::delete_before(plane, AUDIT_PREFIX.as_bytes(), &system::audit_from(before_ms)).await
 }
 
 /// Hand the queued records to the leader until `stop` (then once more).

@@ -259,10 +259,6 @@ pub async fn commit_with_traffic(
     Ok(())
 }
 
-/// Records deleted per Raft entry, and entries per pruning pass.
-const PRUNE_BATCH: usize = 1000;
-const PRUNE_BATCHES: usize = 100;
-
 /// On the leader: delete the availability, traffic, readers and growth records of
 /// days before `before_day` (`YYYY-MM-DD`).
 pub async fn prune(plane: &impl ControlPlane, before_day: &str) -> Result<usize, ApiError> {
@@ -280,35 +276,7 @@ pub async fn prune(plane: &impl ControlPlane, before_day: &str) -> Result<usize,
             sen_raft::schema::system::growth::growth_day_prefix,
         ),
     ] {
-        deleted += prune_prefix(plane, prefix, &day_prefix(before_day)).await?;
-    }
-    Ok(deleted)
-}
-
-/// Delete the keys under `prefix` that sort before `cut`.
-async fn prune_prefix(plane: &impl ControlPlane, prefix: &str, cut: &[u8]) -> Result<usize, ApiError> {
-    let mut deleted = 0;
-    for _ in 0..PRUNE_BATCHES {
-        let old: Vec<Vec<u8>> = plane
-            .scan_keys(prefix.as_bytes(), None, PRUNE_BATCH)?
-            .into_iter()
-            .take_while(|k| k.as_slice() < cut)
-            .collect();
-        if old.is_empty() {
-            break;
-        }
-        let n = old.len();
-        let t = Txn {
-            db: SYSTEM_DB.into(),
-            compares: vec![],
-            success: old.into_iter().map(|key| TxnOp::Delete { key }).collect(),
-            failure: vec![],
-        };
-        plane.propose(Op::Txn(t), Duration::from_secs(10)).await?;
-        deleted += n;
-        if n < PRUNE_BATCH {
-            break;
-        }
+        deleted += crate::system::delete_before(plane, prefix.as_bytes(), &day_prefix(before_day)).await?;
     }
     Ok(deleted)
 }

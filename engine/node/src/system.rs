@@ -103,6 +103,40 @@ pub fn is_drained(cp: &impl ControlPlane, id: u64) -> bool {
     matches!(cp.get_raw(&system::drained_key(id)), Ok(Some(_)))
 }
 
+/// Records deleted per Raft entry, and entries per pruning pass.
+const PRUNE_BATCH: usize = 1000;
+const PRUNE_BATCHES: usize = 100;
+
+/// On the leader: delete the records under `prefix` whose keys sort before
+/// `cut`, a thousand per entry, up to a hundred thousand per call (the next
+/// pass continues). Reads keys only, a page at a time.
+pub async fn delete_before(plane: &impl ControlPlane, prefix: &[u8], cut: &[u8]) -> Result<usize, ApiError> {
+    let mut deleted = 0;
+    for _ in 0..PRUNE_BATCHES {
+        let old: Vec<Vec<u8>> = plane
+            .scan_keys(prefix, None, PRUNE_BATCH)?
+            .into_iter()
+            .take_while(|k| k.as_slice() < cut)
+            .collect();
+        if old.is_empty() {
+            break;
+        }
+        let n = old.len();
+        let t = sen_raft::Txn {
+            db: SYSTEM_DB.into(),
+            compares: vec![],
+            success: old.into_iter().map(|key| sen_raft::TxnOp::Delete { key }).collect(),
+            failure: vec![],
+        };
+        plane.propose(Op::Txn(t), Duration::from_secs(10)).await?;
+        deleted += n;
+        if n < PRUNE_BATCH {
+            break;
+        }
+    }
+    Ok(deleted)
+}
+
 /// An in-memory control plane: the real apply logic (`sen_raft::Applier`)
 /// over `sen_raft::mem::MemState`, one log index per proposal.
 #[cfg(test)]
