@@ -63,9 +63,15 @@ run_one() {
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
   eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n1)
   cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n1 || true)
-  # Keep only the inputs that add coverage.
+  # Keep only the inputs that add coverage, and always the hand-written
+  # seeds and the inputs that once crashed (seed-*, regression-*).
   if [ "$result" = ok ]; then
+    local keep
+    keep=$(mktemp -d)
+    find "$corpus" -maxdepth 1 -type f \( -name 'seed-*' -o -name 'regression-*' \) -exec cp {} "$keep"/ \;
     cargo +nightly fuzz cmin --fuzz-dir "$fuzz_dir" --target-dir "$out/build" "$t" "$corpus" >>"$log" 2>&1 || true
+    cp "$keep"/* "$corpus"/ 2>/dev/null || true
+    rm -rf "$keep"
   fi
   local files
   files=$(find "$corpus" -type f | wc -l)
