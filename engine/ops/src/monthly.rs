@@ -517,7 +517,7 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} |",
-            x.target,
+            report::target_name(&x.target, lang),
             percent(x.availability, lang),
             x.meets_objective.map_or("—", yes_no),
             report::duration_minutes(x.down_minutes, lang),
@@ -1426,7 +1426,7 @@ mod tests {
         let vi = markdown(&r, UtcOffset::VIETNAM, Lang::Vi);
         for want in [
             "# Báo cáo quản lý, vận hành tháng 11/2026",
-            "| write | 99,792% | không | 1 giờ 30 phút | 1 |",
+            "| ghi dữ liệu (cụm) | 99,792% | không | 1 giờ 30 phút | 1 |",
             "Thời gian khắc phục trung bình (sự cố nghiêm trọng): 16 giờ\n",
             "Sự cố nghiêm trọng không khắc phục trong 24 giờ: 1",
             "| 1 | mất đa số (cụm ngừng ghi) | nghiêm trọng | 00:00 10/11/2026 | 30 giờ | power cut | UPS replaced | không |",
@@ -1446,7 +1446,7 @@ mod tests {
         let en = markdown(&r, UtcOffset::VIETNAM, Lang::En);
         for want in [
             "# Operations report for 2026-11",
-            "| write | 99.792% | no | 1 h 30 min | 1 |",
+            "| write path (cluster) | 99.792% | no | 1 h 30 min | 1 |",
             "Mean time to restore (serious incidents): 16h\n",
             "| 2 | quorum lost | serious | 2026-11-13 00:00 | 2h | disk full | disk added | yes |",
         ] {
