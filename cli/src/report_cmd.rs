@@ -102,15 +102,6 @@ fn print_pdf(html: &str, out: &std::path::Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `YYYY-MM` of the month before the one `now` falls in, at `offset`.
-fn previous_month(now: u64, offset: UtcOffset) -> String {
-    let local = (now as i64 + i64::from(offset.minutes) * 60_000).max(0) as u64;
-    let day = sen_core::time::utc_day(local);
-    let (y, m): (i32, i32) = (day[..4].parse().unwrap_or(1970), day[5..7].parse().unwrap_or(1));
-    let (y, m) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
-    format!("{y:04}-{m:02}")
-}
-
 pub async fn run(cmd: ReportCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     match cmd {
         ReportCmd::Monthly {
@@ -124,7 +115,8 @@ pub async fn run(cmd: ReportCmd, endpoints: &[String], output: Output, timeout: 
             if !(0.0..=100.0).contains(&objective) {
                 return Err(format!("--objective {objective}: give a percentage between 0 and 100, e.g. 99.9").into());
             }
-            let month = month.unwrap_or_else(|| previous_month(sen_core::now_ms(), utc_offset));
+            let month =
+                month.unwrap_or_else(|| report::previous_month(&report::current_month(sen_core::now_ms(), utc_offset)));
             let c = client(endpoints, timeout)?;
             let (r, skipped) = sen_ops::monthly::fetch(&c, &month, utc_offset, objective / 100.0)
                 .await
@@ -165,11 +157,7 @@ pub async fn run(cmd: ReportCmd, endpoints: &[String], output: Output, timeout: 
             let (from, to) = match (month, last) {
                 (Some(m), _) => report::month_window(&m, utc_offset)?,
                 (None, Some(d)) => (now.saturating_sub(d.as_millis() as u64), now),
-                (None, None) => {
-                    let local = now as i64 + i64::from(utc_offset.minutes) * 60_000;
-                    let month = &sen_core::time::utc_day(local.max(0) as u64)[..7];
-                    report::month_window(month, utc_offset)?
-                }
+                (None, None) => report::month_window(&report::current_month(now, utc_offset), utc_offset)?,
             };
             let c = client(endpoints, timeout)?;
             let (r, skipped) = report::fetch(&c, from, to).await.map_err(ops_fail)?;

@@ -62,6 +62,7 @@ impl Node {
         cluster_id: Arc<RwLock<Option<ClusterId>>>,
         faults: Arc<crate::faults::Faults>,
     ) -> Self {
+        let traffic = crate::traffic::Tally::new(&config.content.trusted_proxies);
         Self {
             id: config.id,
             config,
@@ -74,7 +75,7 @@ impl Node {
             faults,
             roles: RoleState::default(),
             recovery: tokio_util::sync::CancellationToken::new(),
-            traffic: Default::default(),
+            traffic,
             started_at_ms: sen_core::now_ms(),
             disk: crate::disk::DiskGuard::default(),
             stopping: AtomicBool::new(false),

@@ -321,9 +321,8 @@ async fn report(
     let leader = node.leader().ok_or_else(|| ApiError::not_leader(node.id, None))?;
     let json = records
         .iter()
-        .map(|r| r.to_json().map(|b| String::from_utf8_lossy(&b).into_owned()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map(|r| to_json_text(r.to_json()))
+        .collect::<Result<Vec<_>, _>>()?;
     let none: crate::forward::Behalf = None;
     forward_to_leader!(
         node,

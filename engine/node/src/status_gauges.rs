@@ -22,8 +22,6 @@ use crate::system::{self, ControlPlane};
 /// How often the gauges are refreshed.
 pub const EVERY: Duration = Duration::from_secs(15);
 
-const PAGE: usize = 512;
-
 /// What the gauges show.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -39,21 +37,6 @@ pub struct Status {
     pub oldest_open_serious_ms: u64,
 }
 
-/// Every row under `prefix`, a page at a time.
-fn each_row(cp: &impl ControlPlane, prefix: &[u8], mut f: impl FnMut(&[u8])) -> Result<(), ApiError> {
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = cp.scan_rows(prefix, after.as_deref(), PAGE)?;
-        for (_, v) in &page {
-            f(v);
-        }
-        if page.len() < PAGE {
-            return Ok(());
-        }
-        after = page.last().map(|(k, _)| k.clone());
-    }
-}
-
 /// Read the status from `cp` at `now` (records that do not decode are
 /// left out).
 pub fn read(cp: &impl ControlPlane, now: u64) -> Result<Status, ApiError> {
@@ -62,7 +45,7 @@ pub fn read(cp: &impl ControlPlane, now: u64) -> Result<Status, ApiError> {
         s.backup_every_ms = sched.every_ms;
     }
     // Runs are keyed by slot, oldest first: the last finished one wins.
-    each_row(cp, BACKUP_RUN_PREFIX.as_bytes(), |v| {
+    system::each_value(cp, BACKUP_RUN_PREFIX.as_bytes(), None, usize::MAX, |v| {
         let Ok(r) = RunRecord::from_json(v) else { return };
         match r.state.as_str() {
             run_state::SUCCEEDED => {
@@ -73,7 +56,7 @@ pub fn read(cp: &impl ControlPlane, now: u64) -> Result<Status, ApiError> {
             _ => {}
         }
     })?;
-    each_row(cp, INCIDENT_PREFIX.as_bytes(), |v| {
+    system::each_value(cp, INCIDENT_PREFIX.as_bytes(), None, usize::MAX, |v| {
         let Ok(i) = Incident::from_json(v) else { return };
         if i.end_ms.is_some() {
             return;

@@ -103,6 +103,37 @@ pub fn is_drained(cp: &impl ControlPlane, id: u64) -> bool {
     matches!(cp.get_raw(&system::drained_key(id)), Ok(Some(_)))
 }
 
+/// Rows read per page by [`each_value`].
+const PAGE: usize = 1000;
+
+/// Call `f` with the value of every row under `prefix` after `after`, a
+/// page at a time, until `max` rows; returns whether rows were left
+/// unread.
+pub fn each_value(
+    cp: &impl ControlPlane,
+    prefix: &[u8],
+    after: Option<Vec<u8>>,
+    max: usize,
+    mut f: impl FnMut(&[u8]),
+) -> Result<bool, ApiError> {
+    let mut after = after;
+    let mut seen = 0;
+    loop {
+        let page = cp.scan_rows(prefix, after.as_deref(), PAGE)?;
+        for (_, v) in &page {
+            f(v);
+        }
+        seen += page.len();
+        if page.len() < PAGE {
+            return Ok(false);
+        }
+        if seen >= max {
+            return Ok(true);
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+}
+
 /// Records deleted per Raft entry, and entries per pruning pass.
 const PRUNE_BATCH: usize = 1000;
 const PRUNE_BATCHES: usize = 100;

@@ -38,6 +38,8 @@ struct Site {
 #[derive(Debug, Default)]
 pub struct Tally {
     days: Mutex<BTreeMap<String, Day>>,
+    /// `content.trusted-proxies`, parsed once.
+    trusted: Vec<ipnet::IpNet>,
 }
 
 /// What a node hands in: its traffic records and its readers sketches.
@@ -88,6 +90,30 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[ipnet::Ip
 }
 
 impl Tally {
+    /// Counts that believe `X-Forwarded-For` from `trusted_proxies`
+    /// (addresses or networks; entries that do not parse, which the
+    /// configuration check refuses, are left out).
+    pub fn new(trusted_proxies: &[String]) -> Self {
+        let trusted = trusted_proxies
+            .iter()
+            .filter_map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .ok()
+                    .or_else(|| p.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+            })
+            .collect();
+        Self {
+            days: Mutex::default(),
+            trusted,
+        }
+    }
+
+    /// The reader of a request from `peer` ([`client_ip`] with the trusted
+    /// proxies).
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        client_ip(peer, forwarded_for, &self.trusted)
+    }
+
     /// Count one answer of `site` on `day` at `hour`. `key` gives the
     /// day's key the first time the day is seen; `stored` this node's
     /// record of the day as kept in the cluster (to continue from it after
@@ -173,6 +199,15 @@ mod tests {
 
     fn nets(s: &[&str]) -> Vec<ipnet::IpNet> {
         s.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_tally_parses_its_trusted_proxies_once() {
+        let t = Tally::new(&["10.0.0.0/8".into(), "192.0.2.7".into()]);
+        let via = |peer: &str| t.client_ip(peer.parse().unwrap(), Some("198.51.100.7"));
+        assert_eq!(via("10.1.2.3"), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(via("192.0.2.7"), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(via("192.0.2.8"), "192.0.2.8".parse::<IpAddr>().unwrap());
     }
 
     #[test]

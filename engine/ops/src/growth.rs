@@ -48,6 +48,29 @@ pub struct GrowthReport {
     pub dbs: Vec<NamedGrowth>,
 }
 
+/// Growth per day for people (`1.0 GiB`, `−200.0 MiB`, `—`).
+pub fn per_day_text(v: Option<f64>, lang: crate::drill::Lang) -> String {
+    let bytes = |b: f64| crate::report::bytes_in(b as u64, lang);
+    v.map_or("—".to_owned(), |v| {
+        if v >= 0.0 {
+            bytes(v)
+        } else {
+            format!("−{}", bytes(-v))
+        }
+    })
+}
+
+/// Days until full for people (`51 days`, `51 ngày`, `not filling`).
+pub fn full_in_text(days: Option<f64>, lang: crate::drill::Lang) -> String {
+    use crate::drill::Lang;
+    match (days, lang) {
+        (Some(d), Lang::En) => format!("{d:.0} days"),
+        (Some(d), Lang::Vi) => format!("{d:.0} ngày"),
+        (None, Lang::En) => "not filling".into(),
+        (None, Lang::Vi) => "không đầy".into(),
+    }
+}
+
 /// Least-squares slope of `y` over `x`; `None` without two distinct `x`.
 fn slope(points: &[(f64, f64)]) -> Option<f64> {
     let n = points.len() as f64;

@@ -81,8 +81,6 @@ const EN: &[(&str, &str)] = &[
     ("per_day", "growth per day"),
     ("full_in", "full in (at that pace)"),
     ("end_col", "end"),
-    ("not_filling", "not filling"),
-    ("days", "days"),
     (
         "growth_note",
         "One sample per node and day (the day's last); the forecast is a straight line through the month's samples of used disk. Sites and databases: logical size at the start and end of the month.",
@@ -216,8 +214,6 @@ const VI: &[(&str, &str)] = &[
     ("per_day", "tăng mỗi ngày"),
     ("full_in", "đầy sau (theo tốc độ đó)"),
     ("end_col", "cuối kỳ"),
-    ("not_filling", "không đầy"),
-    ("days", "ngày"),
     (
         "growth_note",
         "Mỗi nút một mẫu mỗi ngày (mẫu cuối ngày); dự báo là đường thẳng qua các mẫu dung lượng đĩa đã dùng trong tháng. Trang và cơ sở dữ liệu: kích thước đầu và cuối tháng.",

@@ -369,9 +369,7 @@ pub async fn fetch(
         )));
     }
     let mut skipped = Vec::new();
-    let (availability, more) = report::fetch(client, from_ms, to_ms).await?;
-    skipped.extend(more);
-
+    let records = report::fetch_records(client, from_ms, to_ms, &mut skipped).await?;
     let listed = client.list_incidents(from_ms).await?;
     let mut incidents = Vec::new();
     for j in &listed.json {
@@ -380,6 +378,8 @@ pub async fn fetch(
             Err(e) => skipped.push(format!("an incident: {e}")),
         }
     }
+    let (availability, more) = report::compute(&records, &incidents, from_ms, to_ms, now);
+    skipped.extend(more);
     let mut drills = Vec::new();
     for j in client.list_drill_reports().await? {
         match DrillReport::from_json(j.as_bytes()) {
@@ -672,10 +672,7 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
         t("failed", "thất bại"),
         b.failed,
         t("New data stored", "Dữ liệu mới được lưu"),
-        match lang {
-            Lang::En => report::human_bytes(b.bytes_new),
-            Lang::Vi => report::human_bytes(b.bytes_new).replace('.', ","),
-        },
+        report::bytes_in(b.bytes_new, lang),
         t("Last success", "Lần thành công gần nhất"),
         b.last_success_ms.map_or("—".into(), when),
     );
@@ -774,22 +771,15 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
                 t("readers per day (mean)", "người đọc mỗi ngày (trung bình)"),
                 t("most in a day", "nhiều nhất một ngày"),
             );
-            let ms = |v: Option<u64>| v.map_or("—".to_owned(), |v| format!("≤ {v} ms"));
+            let ms = crate::readers::bound_ms;
             for site in &x.sites {
-                let mean = format!("{:.1}", site.readers_per_day_mean);
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     site.site,
                     site.requests,
-                    match lang {
-                        Lang::En => report::human_bytes(site.bytes),
-                        Lang::Vi => report::human_bytes(site.bytes).replace('.', ","),
-                    },
-                    match lang {
-                        Lang::En => mean,
-                        Lang::Vi => mean.replace('.', ","),
-                    },
+                    report::bytes_in(site.bytes, lang),
+                    report::decimal(format!("{:.1}", site.readers_per_day_mean), lang),
                     site.readers_per_day_max,
                     ms(site.p50_ms),
                     ms(site.p95_ms),
@@ -815,10 +805,7 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
         "## 8. {}\n",
         t("Growth and capacity", "Tăng trưởng dữ liệu và dung lượng")
     );
-    let bytes = |b: u64| match lang {
-        Lang::En => report::human_bytes(b),
-        Lang::Vi => report::human_bytes(b).replace('.', ","),
-    };
+    let bytes = |b: u64| report::bytes_in(b, lang);
     match r.growth.as_ref().filter(|g| !g.nodes.is_empty()) {
         None => {
             let _ = writeln!(s, "{}\n", t("No samples this month.", "Không có số liệu trong tháng."));
@@ -834,16 +821,6 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
                 t("full in (at that pace)", "đầy sau (theo tốc độ đó)"),
             );
             for n in &g.nodes {
-                let per_day = n.used_bytes_per_day.map_or("—".to_owned(), |v| {
-                    if v >= 0.0 {
-                        bytes(v as u64)
-                    } else {
-                        format!("−{}", bytes((-v) as u64))
-                    }
-                });
-                let full = n.days_until_full.map_or(t("not filling", "không đầy").to_owned(), |d| {
-                    format!("{:.0} {}", d, t("days", "ngày"))
-                });
                 let _ = writeln!(
                     s,
                     "| {} | {} → {} | {} / {} | {} | {} |",
@@ -852,8 +829,8 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
                     bytes(n.data_dir_end_bytes),
                     bytes(n.disk_free_bytes),
                     bytes(n.disk_total_bytes),
-                    per_day,
-                    full
+                    crate::growth::per_day_text(n.used_bytes_per_day, lang),
+                    crate::growth::full_in_text(n.days_until_full, lang)
                 );
             }
             let _ = writeln!(
@@ -960,11 +937,7 @@ fn chart(name: String, daily: &[report::DayFigures], offset: UtcOffset, lang: La
 
 /// The readers table of the HTML report and the dashboard.
 pub fn readers_rows(r: Option<&crate::readers::ReadersReport>, lang: Lang) -> Vec<serde_json::Value> {
-    let local = |s: String| match lang {
-        Lang::En => s,
-        Lang::Vi => s.replace('.', ","),
-    };
-    let ms = |v: Option<u64>| v.map_or("—".to_owned(), |v| format!("≤ {v} ms"));
+    let ms = crate::readers::bound_ms;
     r.map(|r| {
         r.sites
             .iter()
@@ -972,8 +945,8 @@ pub fn readers_rows(r: Option<&crate::readers::ReadersReport>, lang: Lang) -> Ve
                 serde_json::json!({
                     "site": x.site,
                     "requests": x.requests,
-                    "bytes": local(report::human_bytes(x.bytes)),
-                    "mean": local(format!("{:.1}", x.readers_per_day_mean)),
+                    "bytes": report::bytes_in(x.bytes, lang),
+                    "mean": report::decimal(format!("{:.1}", x.readers_per_day_mean), lang),
                     "max": x.readers_per_day_max,
                     "p50": ms(x.p50_ms), "p95": ms(x.p95_ms), "p99": ms(x.p99_ms),
                     "s4xx": x.s4xx, "s5xx": x.s5xx,
@@ -1000,7 +973,7 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
     let write = sm.targets.iter().find(|x| x.target == "write");
     let cards = vec![
         json!({"label": word("card_write"), "value": percent(write.and_then(|w| w.availability), lang),
-               "class": match write.and_then(|w| w.meets_objective) { Some(false) => "bad", Some(true) => "good", None => "" }}),
+               "class": report::objective_class(write.and_then(|w| w.meets_objective))}),
         json!({"label": word("card_interruptions"), "value": sm.interruptions, "class": ""}),
         json!({"label": word("card_incidents"), "value": format!("{} ({})", sm.incidents, sm.serious_incidents), "class": ""}),
         json!({"label": word("card_mttr"), "value": sm.mttr_ms.map_or("—".into(), |v| human_ms(v, lang)), "class": ""}),
@@ -1016,7 +989,7 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
                 "name": report::target_name(&x.target, lang),
                 "availability": percent(x.availability, lang),
                 "meets": x.meets_objective.map_or("—".into(), yes_no),
-                "class": match x.meets_objective { Some(false) => "bad", Some(true) => "good", None => "" },
+                "class": report::objective_class(x.meets_objective),
                 "down": report::duration_minutes(x.down_minutes, lang),
                 "degraded": report::duration_minutes(x.degraded_minutes, lang),
                 "interruptions": x.interruptions,
@@ -1098,12 +1071,8 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
         })
         .collect();
     let b = &r.backups;
-    let bytes = match lang {
-        Lang::En => report::human_bytes(b.bytes_new),
-        Lang::Vi => report::human_bytes(b.bytes_new).replace('.', ","),
-    };
     let backups = json!({
-        "runs": b.runs, "succeeded": b.succeeded, "failed": b.failed, "bytes": bytes,
+        "runs": b.runs, "succeeded": b.succeeded, "failed": b.failed, "bytes": report::bytes_in(b.bytes_new, lang),
         "last": b.last_success_ms.map_or("—".into(), when),
         "class": if b.failed > 0 { "bad" } else { "" },
         "failures": b.failures.iter().map(|(slot, e)| json!({"when": when(*slot), "error": e})).collect::<Vec<_>>(),
@@ -1116,10 +1085,7 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
         "changes": a.cluster_changes.iter().map(|c| json!({"when": when(c.at_ms), "who": c.who, "method": c.method, "resource": c.resource})).collect::<Vec<_>>(),
     });
     let readers = readers_rows(r.readers.as_ref(), lang);
-    let size = |b: u64| match lang {
-        Lang::En => report::human_bytes(b),
-        Lang::Vi => report::human_bytes(b).replace('.', ","),
-    };
+    let size = |b: u64| report::bytes_in(b, lang);
     let growth_nodes: Vec<_> = r
         .growth
         .iter()
@@ -1129,8 +1095,8 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
                 "node": n.node,
                 "data_dir": format!("{} → {}", size(n.data_dir_start_bytes), size(n.data_dir_end_bytes)),
                 "free": format!("{} / {}", size(n.disk_free_bytes), size(n.disk_total_bytes)),
-                "per_day": n.used_bytes_per_day.map_or("—".to_owned(), |v| if v >= 0.0 { size(v as u64) } else { format!("−{}", size((-v) as u64)) }),
-                "full": n.days_until_full.map_or(word("not_filling"), |d| format!("{d:.0} {}", word("days"))),
+                "per_day": crate::growth::per_day_text(n.used_bytes_per_day, lang),
+                "full": crate::growth::full_in_text(n.days_until_full, lang),
                 "class": if n.days_until_full.is_some_and(|d| d < 90.0) { "bad" } else { "" },
             })
         })

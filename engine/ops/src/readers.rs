@@ -51,6 +51,11 @@ pub struct ReadersReport {
     pub sites: Vec<SiteReaders>,
 }
 
+/// A latency quantile for people: `≤ 50 ms`, or `—` without one.
+pub fn bound_ms(v: Option<u64>) -> String {
+    v.map_or("—".to_owned(), |v| format!("≤ {v} ms"))
+}
+
 fn bounded(q: Option<u64>) -> Option<u64> {
     q.filter(|v| *v != u64::MAX)
 }

@@ -70,6 +70,20 @@ impl std::fmt::Display for UtcOffset {
     }
 }
 
+/// `YYYY-MM` of the month `now_ms` falls in at `offset`.
+pub fn current_month(now_ms: u64, offset: UtcOffset) -> String {
+    let local = (now_ms as i64 + i64::from(offset.minutes) * 60_000).max(0) as u64;
+    sen_core::time::utc_day(local)[..7].to_owned()
+}
+
+/// `YYYY-MM` of the month before `month`.
+pub fn previous_month(month: &str) -> String {
+    let (y, m) = month.split_once('-').unwrap_or(("1970", "01"));
+    let (y, m): (i32, i32) = (y.parse().unwrap_or(1970), m.parse().unwrap_or(1));
+    let (y, m) = if m <= 1 { (y - 1, 12) } else { (y, m - 1) };
+    format!("{y:04}-{m:02}")
+}
+
 /// `[from_ms, to_ms)` for the calendar month `YYYY-MM` at `offset`.
 pub fn month_window(month: &str, offset: UtcOffset) -> Result<(u64, u64), String> {
     let bad = || format!("month {month:?}: expected YYYY-MM (e.g. 2026-12)");
@@ -369,16 +383,8 @@ pub async fn fetch(client: &Client, from_ms: u64, to_ms: u64) -> Result<(Availab
             sen_core::time::rfc3339(from_ms)
         )));
     }
-    let from_day = sen_core::time::utc_day(from_ms);
-    let to_day = sen_core::time::utc_day(to_ms - 1);
     let mut skipped = Vec::new();
-    let mut records = Vec::new();
-    for json in client.list_availability(&from_day, &to_day).await? {
-        match AvailabilityRecord::from_json(json.as_bytes()) {
-            Ok(r) => records.push(r),
-            Err(e) => skipped.push(format!("an availability record: {e}")),
-        }
-    }
+    let records = fetch_records(client, from_ms, to_ms, &mut skipped).await?;
     let mut incidents = Vec::new();
     for json in client.list_incidents(from_ms).await?.json {
         match Incident::from_json(json.as_bytes()) {
@@ -390,6 +396,26 @@ pub async fn fetch(client: &Client, from_ms: u64, to_ms: u64) -> Result<(Availab
     let (report, more) = compute(&records, &incidents, from_ms, to_ms, sen_core::now_ms());
     skipped.extend(more);
     Ok((report, skipped))
+}
+
+/// The availability records of the UTC days `[from_ms, to_ms)` touches;
+/// those that do not decode are named in `skipped`.
+pub async fn fetch_records(
+    client: &Client,
+    from_ms: u64,
+    to_ms: u64,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<AvailabilityRecord>, OpsError> {
+    let from_day = sen_core::time::utc_day(from_ms);
+    let to_day = sen_core::time::utc_day(to_ms.saturating_sub(1));
+    let mut records = Vec::new();
+    for json in client.list_availability(&from_day, &to_day).await? {
+        match AvailabilityRecord::from_json(json.as_bytes()) {
+            Ok(r) => records.push(r),
+            Err(e) => skipped.push(format!("an availability record: {e}")),
+        }
+    }
+    Ok(records)
 }
 
 /// `YYYY-MM-DD HH:MM` (English) or `HH:MM DD/MM/YYYY` (Vietnamese) at
@@ -422,6 +448,29 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// A number as written in `lang`: a decimal comma in Vietnamese.
+pub fn decimal(s: String, lang: Lang) -> String {
+    match lang {
+        Lang::En => s,
+        Lang::Vi => s.replace('.', ","),
+    }
+}
+
+/// [`human_bytes`] as written in `lang` (`1.5 GiB`, `1,5 GiB`).
+pub fn bytes_in(bytes: u64, lang: Lang) -> String {
+    decimal(human_bytes(bytes), lang)
+}
+
+/// The style of a figure judged against the objective: `bad` when it
+/// misses it, `good` when it meets it, none when nothing was measured.
+pub fn objective_class(meets: Option<bool>) -> &'static str {
+    match meets {
+        Some(false) => "bad",
+        Some(true) => "good",
+        None => "",
+    }
+}
+
 /// A percentage with three decimals (`99.954%`; `99,954%` in Vietnamese).
 pub fn percent(v: Option<f64>, lang: Lang) -> String {
     match v {
@@ -429,13 +478,7 @@ pub fn percent(v: Option<f64>, lang: Lang) -> String {
             Lang::En => "not measured".into(),
             Lang::Vi => "chưa đo".into(),
         },
-        Some(v) => {
-            let s = format!("{:.3}%", v * 100.0);
-            match lang {
-                Lang::En => s,
-                Lang::Vi => s.replace('.', ","),
-            }
-        }
+        Some(v) => decimal(format!("{:.3}%", v * 100.0), lang),
     }
 }
 
@@ -770,6 +813,12 @@ mod tests {
         let (r, skipped) = compute(&[bad], &[], DAY, DAY + 86_400_000, DAY + 86_400_000);
         assert!(r.targets.is_empty());
         assert_eq!(skipped.len(), 1, "{skipped:?}");
+    }
+
+    #[test]
+    fn months_roll_back_over_new_year() {
+        assert_eq!(previous_month("2027-01"), "2026-12");
+        assert_eq!(previous_month("2026-11"), "2026-10");
     }
 
     #[test]

@@ -241,19 +241,8 @@ async fn serve(
 /// Count an answer of an existing site for the readers report
 /// (`crate::traffic`).
 fn count_reader(node: &Node, site: &str, resp: &Response, headers: &HeaderMap, peer: IpAddr, took: Duration) {
-    let trusted: Vec<ipnet::IpNet> = node
-        .config
-        .content
-        .trusted_proxies
-        .iter()
-        .filter_map(|p| {
-            p.parse::<ipnet::IpNet>()
-                .ok()
-                .or_else(|| p.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
-        })
-        .collect();
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let ip = crate::traffic::client_ip(peer, forwarded, &trusted);
+    let ip = node.traffic.client_ip(peer, forwarded);
     let now = sen_core::now_ms();
     let day = sen_core::time::utc_day(now);
     let hour = ((now % sen_core::time::DAY_MS) / 3_600_000) as u8;

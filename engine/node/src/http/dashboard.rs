@@ -16,14 +16,13 @@ use sen_ops::monthly::{self, Inputs, MonthlyReport};
 use sen_ops::report::{self, UtcOffset};
 use sen_raft::schema::system::growth::{GROWTH_PREFIX, GrowthRecord, growth_day_prefix};
 use sen_raft::schema::system::{
-    AVAILABILITY_PREFIX, AuditRecord, AvailabilityRecord, BACKUP_RUN_PREFIX, DRILL_PREFIX, DrillReport,
+    AUDIT_PREFIX, AVAILABILITY_PREFIX, AuditRecord, AvailabilityRecord, BACKUP_RUN_PREFIX, DRILL_PREFIX, DrillReport,
     INCIDENT_PREFIX, Incident, RunRecord, SystemRecord, audit_from, availability::availability_day_prefix,
 };
 use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::node::Node;
-use crate::system::ControlPlane;
 
 /// The page's own policy: inline styles, nothing else, no framing.
 const CSP: &str =
@@ -55,64 +54,49 @@ fn lang_of(p: &Params) -> Lang {
 /// Every row under `prefix` after `after` (at most [`MAX_ROWS`]).
 fn rows(node: &Node, prefix: &str, after: Option<Vec<u8>>) -> Result<(Vec<Vec<u8>>, bool), ApiError> {
     let mut out = Vec::new();
-    let mut after = after;
-    loop {
-        let page = node.scan_rows(prefix.as_bytes(), after.as_deref(), 1000)?;
-        let n = page.len();
-        after = page.last().map(|(k, _)| k.clone());
-        out.extend(page.into_iter().map(|(_, v)| v));
-        if n < 1000 {
-            return Ok((out, false));
-        }
-        if out.len() >= MAX_ROWS {
-            return Ok((out, true));
-        }
-    }
+    let truncated = crate::system::each_value(node, prefix.as_bytes(), after, MAX_ROWS, |v| out.push(v.to_vec()))?;
+    Ok((out, truncated))
 }
 
 fn decode<T: SystemRecord>(values: Vec<Vec<u8>>) -> Vec<T> {
     values.iter().filter_map(|v| T::from_json(v).ok()).collect()
 }
 
-/// `YYYY-MM` that `now` falls in at `offset`.
-fn current_month(now: u64, offset: UtcOffset) -> String {
-    let local = (now as i64 + i64::from(offset.minutes) * 60_000).max(0) as u64;
-    sen_core::time::utc_day(local)[..7].to_owned()
+/// The records under `prefix` whose keys start at `first` or after
+/// (decoded; those that do not decode are left out), and whether the
+/// row cap cut them short.
+fn records_from<T: SystemRecord>(node: &Node, prefix: &str, first: &[u8]) -> Result<(Vec<T>, bool), ApiError> {
+    // Every key beginning with `first` sorts after `first` less its last byte.
+    let (values, truncated) = rows(node, prefix, Some(first[..first.len().saturating_sub(1)].to_vec()))?;
+    Ok((decode(values), truncated))
 }
 
-/// The monthly report of `month` from this node's replica.
-fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -> Result<MonthlyReport, ApiError> {
+/// The monthly report of `month` from this node's replica; `full` adds
+/// what only the downloaded report shows (audit log, readers, growth).
+fn month_report(node: &Node, month: &str, offset: UtcOffset, full: bool) -> Result<MonthlyReport, ApiError> {
     let (from, to) = report::month_window(month, offset).map_err(ApiError::InvalidArgument)?;
     let now = sen_core::now_ms();
     let first_day = sen_core::time::utc_day(from);
     let last_day = sen_core::time::utc_day(to.saturating_sub(1));
-    let start = availability_day_prefix(&first_day);
-    let (avail, _) = rows(node, AVAILABILITY_PREFIX, Some(start[..start.len() - 1].to_vec()))?;
-    let records: Vec<AvailabilityRecord> = decode::<AvailabilityRecord>(avail)
-        .into_iter()
-        .filter(|r| r.day >= first_day && r.day <= last_day)
-        .collect();
+    let records: Vec<AvailabilityRecord> =
+        records_from::<AvailabilityRecord>(node, AVAILABILITY_PREFIX, &availability_day_prefix(&first_day))?
+            .0
+            .into_iter()
+            .filter(|r| r.day >= first_day && r.day <= last_day)
+            .collect();
     let incidents: Vec<Incident> = decode(rows(node, INCIDENT_PREFIX, None)?.0);
     let drills: Vec<DrillReport> = decode(rows(node, DRILL_PREFIX, None)?.0);
     let runs: Vec<RunRecord> = decode(rows(node, BACKUP_RUN_PREFIX, None)?.0);
-    let (audit, audit_truncated) = if with_audit {
-        let start = audit_from(from);
-        let (values, truncated) = rows(node, "audit/", Some(start[..start.len() - 1].to_vec()))?;
-        let records: Vec<AuditRecord> = decode::<AuditRecord>(values)
-            .into_iter()
-            .filter(|r| r.at_ms < to)
-            .collect();
-        (Some(records), truncated)
-    } else {
-        (None, false)
-    };
     let (availability, _) = report::compute(&records, &incidents, from, to, now);
-    let readers = readers_between(node, from, to)?;
-    let growth = {
-        let g0 = growth_day_prefix(&first_day);
-        let records: Vec<GrowthRecord> = decode(rows(node, GROWTH_PREFIX, Some(g0[..g0.len() - 1].to_vec()))?.0);
-        sen_ops::growth::compute(&records, from, to)
-    };
+    let (mut audit, mut audit_truncated, mut readers, mut growth) = (None, false, None, None);
+    if full {
+        let (records, truncated) = records_from::<AuditRecord>(node, AUDIT_PREFIX, &audit_from(from))?;
+        audit = Some(records.into_iter().filter(|r| r.at_ms < to).collect());
+        audit_truncated = truncated;
+        readers = Some(readers_between(node, from, to)?);
+        let (samples, _) = records_from::<GrowthRecord>(node, GROWTH_PREFIX, &growth_day_prefix(&first_day))?;
+        growth = Some(sen_ops::growth::compute(&samples, from, to));
+    }
     Ok(monthly::compute(
         month,
         offset,
@@ -121,8 +105,8 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -
         now,
         node.config.reports.objective / 100.0,
         Inputs {
-            growth: Some(growth),
-            readers: Some(readers),
+            growth,
+            readers,
             availability: Some(availability),
             incidents,
             drills,
@@ -138,20 +122,18 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, with_audit: bool) -
 fn readers_between(node: &Node, from: u64, to: u64) -> Result<sen_ops::readers::ReadersReport, ApiError> {
     use sen_raft::schema::system::traffic::{READERS_PREFIX, TRAFFIC_PREFIX, readers_day_prefix, traffic_day_prefix};
     let first_day = sen_core::time::utc_day(from);
-    let t0 = traffic_day_prefix(&first_day);
-    let r0 = readers_day_prefix(&first_day);
-    let traffic: Vec<sen_raft::schema::system::TrafficRecord> =
-        decode(rows(node, TRAFFIC_PREFIX, Some(t0[..t0.len() - 1].to_vec()))?.0);
-    let readers: Vec<sen_raft::schema::system::ReadersRecord> =
-        decode(rows(node, READERS_PREFIX, Some(r0[..r0.len() - 1].to_vec()))?.0);
+    let (traffic, _) =
+        records_from::<sen_raft::schema::system::TrafficRecord>(node, TRAFFIC_PREFIX, &traffic_day_prefix(&first_day))?;
+    let (readers, _) =
+        records_from::<sen_raft::schema::system::ReadersRecord>(node, READERS_PREFIX, &readers_day_prefix(&first_day))?;
     Ok(sen_ops::readers::compute(&traffic, &readers, from, to).0)
 }
 
 /// The latest growth sample of every node (today's or yesterday's).
 fn latest_samples(node: &Node, now: u64) -> Result<std::collections::BTreeMap<u64, GrowthRecord>, ApiError> {
-    let start = growth_day_prefix(&sen_core::time::utc_day(now.saturating_sub(sen_core::time::DAY_MS)));
+    let yesterday = sen_core::time::utc_day(now.saturating_sub(sen_core::time::DAY_MS));
     let mut latest: std::collections::BTreeMap<u64, GrowthRecord> = std::collections::BTreeMap::new();
-    for g in decode::<GrowthRecord>(rows(node, GROWTH_PREFIX, Some(start[..start.len() - 1].to_vec()))?.0) {
+    for g in records_from::<GrowthRecord>(node, GROWTH_PREFIX, &growth_day_prefix(&yesterday))?.0 {
         if latest.get(&g.node).is_none_or(|l| l.at_ms < g.at_ms) {
             latest.insert(g.node, g);
         }
@@ -225,7 +207,7 @@ pub async fn page(State(node): State<Arc<Node>>, Query(p): Query<Params>) -> Res
     let n = node.clone();
     let built = tokio::task::spawn_blocking(move || {
         let now = sen_core::now_ms();
-        let month = month_report(&n, &current_month(now, offset), offset, false)?;
+        let month = month_report(&n, &report::current_month(now, offset), offset, false)?;
         let day = readers_between(&n, now.saturating_sub(sen_core::time::DAY_MS), now)?;
         let days30 = readers_between(&n, now.saturating_sub(30 * sen_core::time::DAY_MS), now)?;
         sen_ops::dashboard::render(&live(&n), &month, (&day, &days30), now, offset, lang)
@@ -246,7 +228,7 @@ pub async fn download(State(node): State<Arc<Node>>, Query(p): Query<Params>) ->
     let month = p
         .month
         .clone()
-        .unwrap_or_else(|| current_month(sen_core::now_ms(), offset));
+        .unwrap_or_else(|| report::current_month(sen_core::now_ms(), offset));
     if report::month_window(&month, offset).is_err() {
         return (
             StatusCode::BAD_REQUEST,
