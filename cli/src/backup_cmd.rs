@@ -18,7 +18,7 @@ use sen_raft::schema::system::{RunRecord, Schedule, SystemRecord};
 use serde_json::json;
 
 use crate::output::{emit, table};
-use crate::repo_args::{KeepArgs, RepoArgs, fail, mb, open, ops_fail, runtime, store, when};
+use crate::repo_args::{KeepArgs, RepoArgs, fail, mb, open, ops_fail, record_verification, runtime, store, when};
 use crate::{Failure, Output};
 
 #[derive(Subcommand, Debug)]
@@ -78,6 +78,10 @@ pub enum BackupCmd {
         /// Read and verify data: all of it, or PERCENT of the packs.
         #[arg(long, num_args = 0..=1, default_missing_value = "100", value_name = "PERCENT")]
         read_data: Option<String>,
+        /// Do not record the result in the cluster (by default it is kept
+        /// for the monthly report when the cluster can be reached).
+        #[arg(long)]
+        no_record: bool,
     },
     /// Forget snapshots the rules do not keep, and delete data only they used.
     Prune {
@@ -348,7 +352,11 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
             );
             Ok(())
         }
-        BackupCmd::Check { repo, read_data } => {
+        BackupCmd::Check {
+            repo,
+            read_data,
+            no_record,
+        } => {
             let percent = match read_data.as_deref() {
                 None => 0,
                 Some(p) => {
@@ -360,9 +368,14 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
                 }
             };
             let r = open(&rt, &repo)?;
+            let started = std::time::Instant::now();
             let report = check::check(&r, percent).map_err(fail)?;
             let mut j = serde_json::to_value(&report).unwrap_or_default();
             j["encrypted"] = json!(r.keys.is_encrypted());
+            if !no_record {
+                let v = sen_ops::verification::of_check(&r, &report, percent, started.elapsed());
+                record_verification(&rt, endpoints, timeout, &v, &mut j);
+            }
             emit(output, j, || {
                 let mut t = format!(
                     "{}\n{} snapshots, {} index objects, {} packs ({} unindexed), {} blobs; data read: {} packs, {}",
@@ -542,6 +555,7 @@ async fn list_runs(endpoints: &[String], output: Output, timeout: Duration) -> R
                 },
                 mb(r.bytes_total),
                 mb(r.bytes_new),
+                if r.repo_bytes > 0 { mb(r.repo_bytes) } else { "-".into() },
                 r.chunks_new.to_string(),
                 format!("{:.1}", r.ended_ms.saturating_sub(r.started_ms) as f64 / 1000.0),
                 if r.error.is_empty() {
@@ -565,6 +579,7 @@ async fn list_runs(endpoints: &[String], output: Output, timeout: Duration) -> R
                     "SNAPSHOT",
                     "TOTAL",
                     "NEW",
+                    "REPOSITORY",
                     "CHUNKS NEW",
                     "SECONDS",
                     "NOTE",

@@ -15,7 +15,7 @@ use sen_store::backup::DataDirSink;
 use serde_json::json;
 
 use crate::output::{emit, table};
-use crate::repo_args::{RepoArgs, bar, open_snapshot, ops_fail, runtime, when};
+use crate::repo_args::{RepoArgs, bar, open_snapshot, ops_fail, record_verification, runtime, when};
 use crate::{Failure, Output, client};
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +59,10 @@ pub enum DrillCmd {
         /// Keep the scratch copy (a startable data directory) afterwards.
         #[arg(long)]
         keep: bool,
+        /// Do not record the result in the cluster (by default it is kept
+        /// for the monthly report).
+        #[arg(long)]
+        no_record: bool,
     },
 }
 
@@ -99,9 +103,16 @@ pub fn run(cmd: DrillCmd, endpoints: &[String], output: Output, timeout: Duratio
         fresh,
         scratch,
         keep,
+        no_record,
     } = cmd
     {
-        return restore(endpoints, output, timeout, &repo, &snapshot, fresh, scratch, keep);
+        let opts = RestoreOpts {
+            fresh,
+            scratch,
+            keep,
+            record: !no_record,
+        };
+        return restore(endpoints, output, timeout, &repo, &snapshot, opts);
     }
     crate::client_runtime(|| failover(cmd, endpoints, output, timeout))
 }
@@ -184,17 +195,28 @@ fn list_text(reports: &[DrillReport]) -> String {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How `drill restore` runs (its flags).
+struct RestoreOpts {
+    fresh: bool,
+    scratch: Option<PathBuf>,
+    keep: bool,
+    record: bool,
+}
+
 fn restore(
     endpoints: &[String],
     output: Output,
     timeout: Duration,
     repo: &RepoArgs,
     snapshot: &str,
-    fresh: bool,
-    scratch: Option<PathBuf>,
-    keep: bool,
+    opts: RestoreOpts,
 ) -> Result<(), Failure> {
+    let RestoreOpts {
+        fresh,
+        scratch,
+        keep,
+        record,
+    } = opts;
     let rt = runtime()?;
     let c = client(endpoints, timeout)?;
     let mut fresh_id = None;
@@ -227,9 +249,7 @@ fn restore(
         &|n| pb.inc(n),
     );
     pb.finish_and_clear();
-    emit(
-        output,
-        json!({
+    let mut j = json!({
             "snapshot_id": hex_id(&e.id),
             "raft_index": d.raft_index,
             "snapshot_time": when(e.snapshot.time_ms),
@@ -244,9 +264,12 @@ fn restore(
             "scratch": d.scratch,
             "error": d.error,
             "passed": d.passed,
-        }),
-        || restore_text(&e, &d),
-    );
+    });
+    if record {
+        let v = sen_ops::verification::of_restore_drill(&r, &e, &d);
+        record_verification(&rt, endpoints, timeout, &v, &mut j);
+    }
+    emit(output, j, || restore_text(&e, &d));
     if d.passed {
         Ok(())
     } else {

@@ -149,3 +149,37 @@ pub fn bar(output: Output, total: u64) -> indicatif::ProgressBar {
     }
     pb
 }
+
+/// Keep the result of a check or a restore drill in the cluster, for the
+/// monthly report and the dashboard. Never fails the command: a check
+/// needs no running cluster, so an unreachable one is said on stderr and
+/// in the JSON (`recorded`, `not_recorded_because`).
+pub fn record_verification(
+    rt: &tokio::runtime::Runtime,
+    endpoints: &[String],
+    timeout: Duration,
+    v: &sen_raft::schema::system::Verification,
+    json: &mut serde_json::Value,
+) {
+    let _in_runtime = rt.enter();
+    let outcome = crate::client(endpoints, timeout.min(Duration::from_secs(10)))
+        .map_err(|f| f.message)
+        .and_then(|c| {
+            rt.block_on(sen_ops::verification::record(&c, v))
+                .map_err(|e| e.to_string())
+        });
+    match outcome {
+        Ok(revision) => {
+            json["recorded"] = serde_json::json!(true);
+            json["record_revision"] = serde_json::json!(revision);
+        }
+        Err(why) => {
+            eprintln!(
+                "note: the result was not recorded in the cluster, so the monthly report will not show it: {why} \
+                 (give --endpoints of the cluster and credentials with the operator role, or --no-record)"
+            );
+            json["recorded"] = serde_json::json!(false);
+            json["not_recorded_because"] = serde_json::json!(why);
+        }
+    }
+}

@@ -490,6 +490,36 @@ async fn scheduled_backups_run_once_per_slot_across_a_failover() {
     }
     let check = json(&["backup", "check", "--repo", &repo_url]);
     assert_eq!(check["ok"], true, "{check}");
+
+    // Each run records the repository's size afterwards: it never shrinks
+    // (nothing is pruned here), and the last one is what the repository's
+    // directory holds, give or take the few-KB index and snapshot objects
+    // of earlier runs it does not count.
+    let mut ok: Vec<&serde_json::Value> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "succeeded")
+        .collect();
+    ok.sort_by_key(|r| r["ended_ms"].as_u64());
+    let sizes: Vec<u64> = ok.iter().map(|r| r["repo_bytes"].as_u64().unwrap()).collect();
+    assert!(sizes.windows(2).all(|w| w[0] <= w[1]) && sizes[0] > 0, "{sizes:?}");
+    fn du(p: &std::path::Path) -> u64 {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.metadata().unwrap();
+                if m.is_dir() { du(&e.path()) } else { m.len() }
+            })
+            .sum()
+    }
+    let on_disk = du(&root.join("repo"));
+    let last = *sizes.last().unwrap();
+    assert!(
+        last <= on_disk && on_disk - last < 64 * 1024 * ok.len() as u64,
+        "recorded {last}, on disk {on_disk}"
+    );
 }
 
 /// The same round trip against a real S3 server (SeaweedFS, started here):
@@ -779,6 +809,83 @@ async fn undo_deletions_into_the_live_cluster_and_drill_a_restore() {
     // direct comparison with live nodes is part of the report.
     let again = json(&[&["drill", "restore"][..], &r].concat());
     assert_eq!(again["passed"], true, "{again}");
+
+    // Both drills and a check are recorded in the cluster, and the monthly
+    // report says the backups were proven restorable.
+    assert_eq!(
+        (drill["recorded"].clone(), again["recorded"].clone()),
+        (true.into(), true.into())
+    );
+    let check = json(&[&["backup", "check", "--read-data=50"][..], &r].concat());
+    assert_eq!(check["recorded"], true, "{check}");
+    let quiet = json(&[&["backup", "check", "--no-record"][..], &r].concat());
+    assert!(quiet.get("recorded").is_none(), "{quiet}");
+    // No cluster at that address: the check still passes and says the
+    // result was not recorded.
+    let (code, out, err) = sen(&[
+        "--endpoints",
+        "127.0.0.1:9",
+        "--timeout",
+        "3s",
+        "--output",
+        "json",
+        "backup",
+        "check",
+        "--repo",
+        &repo_url,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not recorded in the cluster"), "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["recorded"],
+        false
+    );
+    let month = &sen_core::time::utc_day(sen_core::now_ms() + 7 * 3_600_000)[..7];
+    let (code, out, err) = sen(&[
+        "--endpoints",
+        &eps,
+        "report",
+        "monthly",
+        "--month",
+        month,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let b = &m["backups"];
+    assert_eq!(
+        (b["restore_drills"].as_u64(), b["restore_drills_passed"].as_u64()),
+        (Some(2), Some(2)),
+        "{b}"
+    );
+    assert_eq!(
+        (b["checks"].as_u64(), b["checks_passed"].as_u64()),
+        (Some(1), Some(1)),
+        "{b}"
+    );
+    assert!(b["last_restore_passed_ms"].as_u64().is_some(), "{b}");
+    let v = &b["verifications"].as_array().unwrap()[2];
+    assert_eq!(
+        (v["kind"].as_str(), v["read_data_percent"].as_u64()),
+        (Some("check"), Some(50)),
+        "{b}"
+    );
+    let (code, md, err) = sen(&[
+        "--endpoints",
+        &eps,
+        "report",
+        "monthly",
+        "--month",
+        month,
+        "--lang",
+        "en",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        md.contains("- Restore drills (`sen drill restore`): 2 (passed: 2)"),
+        "{md}"
+    );
 }
 
 /// kill -9 the node taking a backup, and the CLI running a prune, at

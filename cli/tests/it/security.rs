@@ -532,6 +532,11 @@ fn matrix() -> Vec<Row> {
             ListBackupRunsRequest::default(),
             &[Admin, Operator, Auditor],
         ),
+        row(
+            "/sen.v1.Control/StoreVerification",
+            StoreVerificationRequest { json: "{".into() },
+            &[Admin, Operator],
+        ),
         // Quotas: set by administrators (removing the quota of a database
         // that has none changes nothing), read by operators and auditors.
         row(

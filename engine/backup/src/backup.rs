@@ -77,6 +77,11 @@ pub struct BackupOptions {
 pub struct BackupOutcome {
     pub snapshot_id: [u8; 32],
     pub snapshot: Snapshot,
+    /// What the repository holds afterwards: every indexed pack plus the
+    /// objects this backup wrote (older index and snapshot objects, a few
+    /// KB each, are not counted). Growth of this figure over time is what
+    /// the repository's storage must provide (R8).
+    pub repo_bytes: u64,
 }
 
 /// Progress callback: (bytes processed so far, phase name).
@@ -93,6 +98,7 @@ pub fn create(
     let pos = source.position();
     let mut index = repo.load_index()?;
     adopt_orphan_packs(repo, &mut index)?;
+    let packs_before: u64 = index.packs.iter().map(|(_, size)| size).sum();
 
     let mut cx = Ctx {
         repo,
@@ -204,7 +210,12 @@ pub fn create(
     let (snapshot_id, len) = repo.put_object(ObjectKind::Snapshot, &snapshot)?;
     let mut snapshot = snapshot;
     snapshot.stats.bytes_new += len;
-    Ok(BackupOutcome { snapshot_id, snapshot })
+    let repo_bytes = packs_before + snapshot.stats.bytes_new;
+    Ok(BackupOutcome {
+        snapshot_id,
+        snapshot,
+        repo_bytes,
+    })
 }
 
 struct Ctx<'a> {

@@ -162,6 +162,25 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Record a backup verification (a Verification's JSON); its revision.
+    pub async fn store_verification(&self, json: String) -> Result<u64, ClientError> {
+        call!(
+            self,
+            "store backup verification",
+            true,
+            ControlClient,
+            store_verification,
+            StoreVerificationRequest { json }
+        )
+        .map(|r| r.revision)
+    }
+
+    /// Backup verifications that finished on the UTC days
+    /// `from_day..=to_day` (JSON), oldest first.
+    pub async fn list_verifications(&self, from_day: &str, to_day: &str) -> Result<Vec<String>, ClientError> {
+        self.list_day_records("verifications", from_day, to_day).await
+    }
+
     pub async fn list_drill_reports(&self) -> Result<Vec<String>, ClientError> {
         call!(
             self,

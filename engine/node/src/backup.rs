@@ -99,6 +99,7 @@ pub fn backup_response(o: &BackupOutcome) -> sen_proto::v1::CreateBackupResponse
         content_chunks: s.stats.content_chunks,
         content_chunks_new: s.stats.content_chunks_new,
         duration_ms: s.stats.duration_ms,
+        repo_bytes: o.repo_bytes,
     }
 }
 
@@ -189,6 +190,7 @@ async fn scheduler_tick(node: &Arc<Node>) -> Result<(), ApiError> {
             record.bytes_total = r.bytes_total;
             record.bytes_new = r.bytes_new;
             record.chunks_new = r.content_chunks_new;
+            record.repo_bytes = r.repo_bytes;
             record.prune = prune;
         }
         Err(e) => {

@@ -259,8 +259,8 @@ pub async fn commit_with_traffic(
     Ok(())
 }
 
-/// On the leader: delete the availability, traffic, readers and growth records of
-/// days before `before_day` (`YYYY-MM-DD`).
+/// On the leader: delete the availability, traffic, readers, growth and
+/// backup-verification records of days before `before_day` (`YYYY-MM-DD`).
 pub async fn prune(plane: &impl ControlPlane, before_day: &str) -> Result<usize, ApiError> {
     use sen_raft::schema::system::traffic;
     let mut deleted = 0;
@@ -274,6 +274,10 @@ pub async fn prune(plane: &impl ControlPlane, before_day: &str) -> Result<usize,
         (
             sen_raft::schema::system::growth::GROWTH_PREFIX,
             sen_raft::schema::system::growth::growth_day_prefix,
+        ),
+        (
+            sen_raft::schema::system::VERIFY_PREFIX,
+            sen_raft::schema::system::verification::verify_day_prefix,
         ),
     ] {
         deleted += crate::system::delete_before(plane, prefix.as_bytes(), &day_prefix(before_day)).await?;

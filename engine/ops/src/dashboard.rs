@@ -148,6 +148,8 @@ pub fn render(
         "runs": b.runs, "succeeded": b.succeeded, "failed": b.failed,
         "class": if b.failed > 0 { "bad" } else { "good" },
         "last": b.last_success_ms.map_or("—".into(), when),
+        "last_restore": b.last_restore_passed_ms.map_or_else(|| word("no_restore_proven"), when),
+        "restore_class": if b.last_restore_passed_ms.is_some() { "good" } else { "bad" },
     });
     let drills: Vec<_> = month
         .drills

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use sen_client::Client;
-use sen_raft::schema::system::SystemRecord;
 use sen_raft::schema::system::growth::GrowthRecord;
+use sen_raft::schema::system::{RunRecord, SystemRecord, run_state};
 use serde::Serialize;
 
 use crate::OpsError;
@@ -46,6 +46,55 @@ pub struct GrowthReport {
     pub chunk_end_bytes: u64,
     pub sites: Vec<NamedGrowth>,
     pub dbs: Vec<NamedGrowth>,
+    /// The backup repository, from the scheduled runs; `None` when no run
+    /// reported its size.
+    pub repository: Option<RepoGrowth>,
+}
+
+/// The backup repository's size over the period, from what each scheduled
+/// run found it held afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepoGrowth {
+    /// Runs of the period that reported the size.
+    pub runs: u64,
+    pub start_bytes: u64,
+    pub end_bytes: u64,
+    /// Least squares over those runs; `None` with fewer than two.
+    pub bytes_per_day: Option<f64>,
+    /// The last successful backup up to the period's end (of any period),
+    /// and how old it was at `age_at_ms` (the period's end, or now if
+    /// earlier).
+    pub last_backup_ms: Option<u64>,
+    pub last_backup_age_ms: Option<u64>,
+}
+
+/// The repository's growth in `[from_ms, to_ms)` from the scheduled runs
+/// (runs before the size was measured report 0 and are left out).
+pub fn repository(runs: &[RunRecord], from_ms: u64, to_ms: u64, now_ms: u64) -> Option<RepoGrowth> {
+    let mut ok: Vec<&RunRecord> = runs
+        .iter()
+        .filter(|r| r.state == run_state::SUCCEEDED && r.ended_ms < to_ms)
+        .collect();
+    ok.sort_by_key(|r| r.ended_ms);
+    let last_backup_ms = ok.last().map(|r| r.ended_ms);
+    let measured: Vec<&&RunRecord> = ok
+        .iter()
+        .filter(|r| r.ended_ms >= from_ms && r.repo_bytes > 0)
+        .collect();
+    let (first, last) = (measured.first()?, measured.last()?);
+    let points: Vec<(f64, f64)> = measured
+        .iter()
+        .map(|r| (r.ended_ms as f64 / DAY_MS, r.repo_bytes as f64))
+        .collect();
+    let age_at = to_ms.min(now_ms);
+    Some(RepoGrowth {
+        runs: measured.len() as u64,
+        start_bytes: first.repo_bytes,
+        end_bytes: last.repo_bytes,
+        bytes_per_day: slope(&points),
+        last_backup_ms,
+        last_backup_age_ms: last_backup_ms.map(|l| age_at.saturating_sub(l)),
+    })
 }
 
 /// Growth per day for people (`1.0 GiB`, `−200.0 MiB`, `—`).
@@ -169,6 +218,7 @@ pub fn compute(records: &[GrowthRecord], from_ms: u64, to_ms: u64) -> GrowthRepo
         chunk_end_bytes: chunk(by_day.values().next_back()),
         sites: named(&by_day, |r| &r.sites),
         dbs: named(&by_day, |r| &r.dbs),
+        repository: None,
     }
 }
 
@@ -246,5 +296,31 @@ mod tests {
         let r = compute(&recs[..1], DAY, DAY + 86_400_000);
         assert_eq!(r.nodes[0].used_bytes_per_day, None);
         assert_eq!(compute(&[], DAY, DAY + 1), GrowthReport::default());
+    }
+
+    #[test]
+    fn the_repository_grows_with_the_runs_and_the_last_backup_has_an_age() {
+        let run = |d: u64, state: &str, repo_bytes: u64| RunRecord {
+            state: state.into(),
+            ended_ms: DAY + d * 86_400_000,
+            repo_bytes,
+            ..Default::default()
+        };
+        let runs = vec![
+            run(0, run_state::SUCCEEDED, 0), // before the size was measured
+            run(1, run_state::SUCCEEDED, 10 * GB),
+            run(2, run_state::FAILED, 0),
+            run(3, run_state::SUCCEEDED, 12 * GB),
+            run(5, run_state::SUCCEEDED, 16 * GB),
+            run(40, run_state::SUCCEEDED, 99 * GB), // after the period
+        ];
+        let to = DAY + 30 * 86_400_000;
+        let r = repository(&runs, DAY, to, to + 1).unwrap();
+        assert_eq!((r.runs, r.start_bytes, r.end_bytes), (3, 10 * GB, 16 * GB));
+        assert!((r.bytes_per_day.unwrap() - 1.5 * GB as f64).abs() < 1.0, "{r:?}");
+        assert_eq!(r.last_backup_ms, Some(DAY + 5 * 86_400_000));
+        assert_eq!(r.last_backup_age_ms, Some(25 * 86_400_000));
+        // Nothing measured in the period: no repository line.
+        assert_eq!(repository(&runs[..1], DAY, to, to), None);
     }
 }

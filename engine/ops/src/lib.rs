@@ -10,7 +10,9 @@
 //!   and prove it equals the live cluster's state at that Raft index.
 //! - [`live`]: the live cluster as a restore target
 //!   (`sen_backup::restore::LiveCluster` over the client).
-//! - [`backup`]: which node takes a backup, and asking it to.
+//! - [`backup`]: which node takes a backup, and asking it to;
+//!   [`verification`]: the results of checks and restore drills, kept in
+//!   the cluster for the reports.
 //! - [`report`]: measured availability from the probes, with outages and
 //!   their incidents.
 //! - [`readers`]: readers and access speed per site (R4); [`growth`]:
@@ -34,6 +36,7 @@ pub mod readers;
 pub mod recover;
 pub mod report;
 pub mod restore_drill;
+pub mod verification;
 
 use sen_backup::RepoError;
 use sen_client::ClientError;

@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 
 use sen_client::Client;
 use sen_proto::v1::ListAuditRequest;
-use sen_raft::schema::system::{AuditRecord, DrillReport, Incident, RunRecord, SERIOUS, SystemRecord, kind, run_state};
+use sen_raft::schema::system::{
+    AuditRecord, DrillReport, Incident, RunRecord, SERIOUS, SystemRecord, Verification, kind, run_state, verify_kind,
+};
 use serde::Serialize;
 
 use crate::OpsError;
@@ -33,6 +35,8 @@ pub struct Inputs {
     pub incidents: Vec<Incident>,
     pub drills: Vec<DrillReport>,
     pub runs: Vec<RunRecord>,
+    /// Checks and restore drills of the backups.
+    pub verifications: Vec<Verification>,
     /// `None`: the caller may not read the audit log.
     pub audit: Option<Vec<AuditRecord>>,
     /// The audit log had more records than were read.
@@ -110,6 +114,37 @@ pub struct BackupSection {
     pub last_success_ms: Option<u64>,
     /// (slot start, error) of every failed run.
     pub failures: Vec<(u64, String)>,
+    /// `sen backup check` runs recorded, and those that found no problem.
+    pub checks: u64,
+    pub checks_passed: u64,
+    /// `sen drill restore` runs recorded, and those that passed.
+    pub restore_drills: u64,
+    pub restore_drills_passed: u64,
+    /// The last restore drill that passed, up to the report's end (it may
+    /// be older than the month: the report says how old).
+    pub last_restore_passed_ms: Option<u64>,
+    /// Every check and restore drill of the month, oldest first.
+    pub verifications: Vec<VerificationLine>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerificationLine {
+    /// `check` or `restore-drill`.
+    pub kind: String,
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    pub repo: String,
+    /// A restore drill: the snapshot (first 8 hex digits) and its index.
+    pub snapshot: String,
+    pub raft_index: u64,
+    /// A check: the share of pack data read.
+    pub read_data_percent: u32,
+    pub bytes: u64,
+    pub passed: bool,
+    /// The first problem, if any, and how many there were.
+    pub first_error: String,
+    pub errors: u64,
+    pub by: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +195,50 @@ pub struct MonthlyReport {
     pub readers: Option<crate::readers::ReadersReport>,
     /// Growth and the capacity forecast (R8).
     pub growth: Option<crate::growth::GrowthReport>,
+}
+
+/// The backup repository's line of the growth section.
+pub fn repository_text(g: &crate::growth::RepoGrowth, lang: Lang) -> String {
+    let bytes = |b: u64| report::bytes_in(b, lang);
+    let age = g.last_backup_age_ms.map_or("—".into(), |a| human_ms(a, lang));
+    match lang {
+        Lang::En => format!(
+            "Backup repository: {} → {} over {} measured runs ({} per day); the last backup was {} old at the end of the period.",
+            bytes(g.start_bytes),
+            bytes(g.end_bytes),
+            g.runs,
+            crate::growth::per_day_text(g.bytes_per_day, lang),
+            age
+        ),
+        Lang::Vi => format!(
+            "Kho sao lưu: {} → {} qua {} lần sao lưu có đo ({} mỗi ngày); bản sao lưu thành công gần nhất cách cuối kỳ {}.",
+            bytes(g.start_bytes),
+            bytes(g.end_bytes),
+            g.runs,
+            crate::growth::per_day_text(g.bytes_per_day, lang),
+            age
+        ),
+    }
+}
+
+/// "repository check" or "restore drill", in `lang`.
+pub fn verification_what(v: &VerificationLine, lang: Lang) -> &'static str {
+    match (v.kind.as_str(), lang) {
+        (verify_kind::CHECK, Lang::En) => "repository check",
+        (verify_kind::CHECK, Lang::Vi) => "kiểm tra kho sao lưu",
+        (_, Lang::En) => "restore drill",
+        (_, Lang::Vi) => "diễn tập khôi phục",
+    }
+}
+
+/// The snapshot a restore drill restored, or the share of data a check read.
+pub fn verification_scope(v: &VerificationLine, lang: Lang) -> String {
+    match (v.kind.as_str(), lang) {
+        (verify_kind::CHECK, Lang::En) => format!("{}% of the data", v.read_data_percent),
+        (verify_kind::CHECK, Lang::Vi) => format!("{}% dữ liệu", v.read_data_percent),
+        (_, Lang::En) => format!("{} (index {})", v.snapshot, v.raft_index),
+        (_, Lang::Vi) => format!("{} (chỉ số {})", v.snapshot, v.raft_index),
+    }
 }
 
 /// Resources whose changes are listed one by one.
@@ -283,6 +362,36 @@ pub fn compute(
         }
     }
 
+    for v in &inputs.verifications {
+        if v.at_ms < to_ms && v.passed && v.kind == verify_kind::RESTORE_DRILL {
+            backups.last_restore_passed_ms = backups.last_restore_passed_ms.max(Some(v.at_ms));
+        }
+        if v.at_ms < from_ms || v.at_ms >= to_ms {
+            continue;
+        }
+        let (n, ok) = match v.kind.as_str() {
+            verify_kind::CHECK => (&mut backups.checks, &mut backups.checks_passed),
+            _ => (&mut backups.restore_drills, &mut backups.restore_drills_passed),
+        };
+        *n += 1;
+        *ok += v.passed as u64;
+        backups.verifications.push(VerificationLine {
+            kind: v.kind.clone(),
+            at_ms: v.at_ms,
+            duration_ms: v.duration_ms,
+            repo: v.repo.clone(),
+            snapshot: v.snapshot_id.chars().take(8).collect(),
+            raft_index: v.raft_index,
+            read_data_percent: v.read_data_percent,
+            bytes: v.bytes,
+            passed: v.passed,
+            first_error: v.errors.first().cloned().unwrap_or_default(),
+            errors: v.errors.len() as u64,
+            by: v.by.clone(),
+        });
+    }
+    backups.verifications.sort_by_key(|v| v.at_ms);
+
     let audit = match inputs.audit {
         None => AuditSection {
             available: false,
@@ -348,7 +457,10 @@ pub fn compute(
         backups,
         audit,
         readers: inputs.readers,
-        growth: inputs.growth,
+        growth: inputs.growth.map(|mut g| {
+            g.repository = crate::growth::repository(&inputs.runs, from_ms, to_ms, now_ms);
+            g
+        }),
     }
 }
 
@@ -394,6 +506,11 @@ pub async fn fetch(
             Err(e) => skipped.push(format!("a backup run: {e}")),
         }
     }
+    // Restore drills of the last year: the newest that passed is named
+    // even when it is older than the month.
+    let (verifications, more) =
+        crate::verification::fetch(client, from_ms.saturating_sub(366 * 86_400_000), to_ms).await?;
+    skipped.extend(more);
     let (audit, audit_truncated) = match read_audit(client, from_ms, to_ms, &mut skipped).await {
         Ok((a, t)) => (Some(a), t),
         Err(e) if e.code() == Some(tonic::Code::PermissionDenied) => {
@@ -413,6 +530,7 @@ pub async fn fetch(
         incidents,
         drills,
         runs,
+        verifications,
         audit,
         audit_truncated,
         serious_limit_ms: listed.serious_limit_ms,
@@ -680,6 +798,68 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
         let _ = writeln!(s, "- {} {}: {}", t("Failed", "Thất bại"), when(*slot), cell(err));
     }
     s.push('\n');
+    let _ = writeln!(
+        s,
+        "### {}\n\n- {}: {} ({}: {})\n- {}: {} ({}: {})\n- {}: {}\n",
+        t(
+            "Were the backups proven restorable?",
+            "Bản sao lưu có khôi phục được không?"
+        ),
+        t(
+            "Repository checks (`sen backup check`)",
+            "Kiểm tra kho sao lưu (`sen backup check`)"
+        ),
+        b.checks,
+        t("no problem found", "không phát hiện lỗi"),
+        b.checks_passed,
+        t(
+            "Restore drills (`sen drill restore`)",
+            "Diễn tập khôi phục (`sen drill restore`)"
+        ),
+        b.restore_drills,
+        t("passed", "đạt"),
+        b.restore_drills_passed,
+        t("Last restore drill that passed", "Lần diễn tập khôi phục đạt gần nhất"),
+        match b.last_restore_passed_ms {
+            Some(ms) => when(ms),
+            None => t(
+                "none in the last year: no backup has been proven restorable",
+                "không có trong một năm qua: chưa bản sao lưu nào được chứng minh là khôi phục được"
+            )
+            .into(),
+        },
+    );
+    if !b.verifications.is_empty() {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |\n|---|---|---|---|---|---|---|",
+            t("when", "thời điểm"),
+            t("what", "nội dung"),
+            t("snapshot / data read", "bản chụp / dữ liệu đã đọc"),
+            t("data", "dữ liệu"),
+            t("took", "thời gian thực hiện"),
+            t("result", "kết quả"),
+            t("by", "người thực hiện"),
+        );
+        for v in &b.verifications {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                when(v.at_ms),
+                verification_what(v, lang),
+                verification_scope(v, lang),
+                report::bytes_in(v.bytes, lang),
+                human_ms(v.duration_ms, lang),
+                if v.passed {
+                    t("passed", "đạt").to_owned()
+                } else {
+                    format!("{}: {}", t("FAILED", "KHÔNG ĐẠT"), cell(&v.first_error))
+                },
+                cell(&v.by),
+            );
+        }
+        s.push('\n');
+    }
 
     // 6. Audit.
     let a = &r.audit;
@@ -806,6 +986,9 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
         t("Growth and capacity", "Tăng trưởng dữ liệu và dung lượng")
     );
     let bytes = |b: u64| report::bytes_in(b, lang);
+    if let Some(repo) = r.growth.as_ref().and_then(|g| g.repository.as_ref()) {
+        let _ = writeln!(s, "{}\n", repository_text(repo, lang));
+    }
     match r.growth.as_ref().filter(|g| !g.nodes.is_empty()) {
         None => {
             let _ = writeln!(s, "{}\n", t("No samples this month.", "Không có số liệu trong tháng."));
@@ -980,6 +1163,8 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
         json!({"label": format!("{} ({})", word("card_beyond"), human_ms(r.serious_limit_ms, lang)), "value": sm.serious_beyond_limit,
                "class": if sm.serious_beyond_limit > 0 { "bad" } else { "good" }}),
         json!({"label": word("card_unexplained"), "value": sm.unexplained, "class": if sm.unexplained > 0 { "bad" } else { "good" }}),
+        json!({"label": word("verify_last"), "value": r.backups.last_restore_passed_ms.map_or_else(|| word("none_recorded"), when),
+               "class": if r.backups.last_restore_passed_ms.is_some() { "good" } else { "bad" }}),
     ];
     let targets: Vec<_> = sm
         .targets
@@ -1076,6 +1261,16 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
         "last": b.last_success_ms.map_or("—".into(), when),
         "class": if b.failed > 0 { "bad" } else { "" },
         "failures": b.failures.iter().map(|(slot, e)| json!({"when": when(*slot), "error": e})).collect::<Vec<_>>(),
+        "checks": format!("{} ({} {})", b.checks, b.checks_passed, word("passed")),
+        "restore_drills": format!("{} ({} {})", b.restore_drills, b.restore_drills_passed, word("passed")),
+        "last_restore": b.last_restore_passed_ms.map_or_else(|| word("no_restore_proven"), when),
+        "restore_class": if b.last_restore_passed_ms.is_some() { "good" } else { "bad" },
+        "verifications": b.verifications.iter().map(|v| json!({
+            "when": when(v.at_ms), "what": verification_what(v, lang), "scope": verification_scope(v, lang),
+            "bytes": report::bytes_in(v.bytes, lang), "duration": human_ms(v.duration_ms, lang),
+            "result": if v.passed { word("passed") } else { format!("{}: {}", word("drill_failed"), v.first_error) },
+            "class": if v.passed { "good" } else { "bad" }, "by": v.by,
+        })).collect::<Vec<_>>(),
     });
     let a = &r.audit;
     let audit = json!({
@@ -1113,6 +1308,7 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
         "readers": readers,
         "growth_nodes": growth_nodes,
         "growth_sites": growth_sites,
+        "growth_repo": r.growth.as_ref().and_then(|g| g.repository.as_ref()).map(|g| repository_text(g, lang)),
         "title": title,
         "period": format!("{} → {}", when(r.from_ms), when(r.to_ms)),
         "offset": r.utc_offset,
@@ -1260,8 +1456,37 @@ mod tests {
             ended_ms: NOV + slot * DAY_MS + 5 * MIN,
             bytes_new: bytes,
             error: err.into(),
+            repo_bytes: if err.is_empty() { slot << 20 } else { 0 },
             ..Default::default()
         };
+        let verification = |kind: &str, at_ms: u64, errors: Vec<String>| Verification {
+            version: 1,
+            id: format!("v-{at_ms}"),
+            kind: kind.into(),
+            at_ms,
+            duration_ms: 65_000,
+            repo: "file:///srv/backup".into(),
+            snapshot_id: "9f86d081884c7d65aa".into(),
+            raft_index: 4211,
+            read_data_percent: 5,
+            bytes: 3 * 1024 * 1024,
+            digest_equal: errors.is_empty(),
+            passed: errors.is_empty(),
+            errors,
+            by: "hanh".into(),
+            ..Default::default()
+        };
+        let verifications = vec![
+            verification(verify_kind::RESTORE_DRILL, NOV - 20 * DAY_MS, vec![]),
+            verification(
+                verify_kind::CHECK,
+                NOV + 4 * DAY_MS,
+                vec!["pack 3f2a: hash mismatch".into()],
+            ),
+            verification(verify_kind::RESTORE_DRILL, NOV + 6 * DAY_MS, vec![]),
+            // December: not in the report, and not "the last that passed".
+            verification(verify_kind::RESTORE_DRILL, NOV + 31 * DAY_MS, vec![]),
+        ];
         let audit = vec![
             audit(NOV + H, "admin", "/sen.v1.Access/GrantRole", "user:cong-bao", "ok"),
             audit(NOV + 2 * H, "cong-bao", "/sen.v1.Kv/Put", "db:cong-bao", "ok"),
@@ -1283,11 +1508,12 @@ mod tests {
                     run(2, run_state::FAILED, 0, "repository unreachable"),
                     run(3, run_state::SUCCEEDED, 2000, ""),
                 ],
+                verifications,
                 audit: Some(audit),
                 audit_truncated: false,
                 serious_limit_ms: 24 * H,
                 readers: None,
-                growth: None,
+                growth: Some(crate::growth::GrowthReport::default()),
             },
         )
     }
@@ -1331,6 +1557,24 @@ mod tests {
         assert_eq!(
             b.failures,
             vec![(NOV + 2 * DAY_MS, "repository unreachable".to_string())]
+        );
+        assert_eq!(
+            (b.checks, b.checks_passed, b.restore_drills, b.restore_drills_passed),
+            (1, 0, 1, 1)
+        );
+        assert_eq!(b.last_restore_passed_ms, Some(NOV + 6 * DAY_MS));
+        assert_eq!(
+            b.verifications.iter().map(|v| (v.at_ms, v.passed)).collect::<Vec<_>>(),
+            vec![(NOV + 4 * DAY_MS, false), (NOV + 6 * DAY_MS, true)]
+        );
+        assert_eq!(b.verifications[0].first_error, "pack 3f2a: hash mismatch");
+        assert_eq!(b.verifications[1].snapshot, "9f86d081");
+        let repo = r.growth.as_ref().unwrap().repository.as_ref().unwrap();
+        assert_eq!((repo.runs, repo.start_bytes, repo.end_bytes), (2, 1 << 20, 3 << 20));
+        assert_eq!(repo.last_backup_ms, Some(NOV + 3 * DAY_MS + 5 * MIN));
+        assert_eq!(
+            repo.last_backup_age_ms,
+            Some(NOV + 30 * DAY_MS - (NOV + 3 * DAY_MS + 5 * MIN))
         );
         assert_eq!(r.audit.records, 3);
         assert_eq!(
@@ -1379,6 +1623,9 @@ mod tests {
             "cong-bao",
             "Tăng trưởng dữ liệu và dung lượng",
             "tính sẵn sàng ghi dữ liệu",
+            "Bản sao lưu có khôi phục được không?",
+            "KHÔNG ĐẠT: pack 3f2a: hash mismatch",
+            "lần diễn tập khôi phục đạt gần nhất",
         ] {
             assert!(page.contains(want), "missing {want:?}");
         }
@@ -1406,6 +1653,12 @@ mod tests {
             "## 8. Tăng trưởng dữ liệu và dung lượng",
             "### Các lần gián đoạn",
             "Dữ liệu mới được lưu: 2,9 KiB",
+            "### Bản sao lưu có khôi phục được không?",
+            "- Kiểm tra kho sao lưu (`sen backup check`): 1 (không phát hiện lỗi: 0)",
+            "- Lần diễn tập khôi phục đạt gần nhất: 00:00 07/11/2026",
+            "| 00:00 05/11/2026 | kiểm tra kho sao lưu | 5% dữ liệu | 3,0 MiB | 1 phút 5 giây | KHÔNG ĐẠT: pack 3f2a: hash mismatch | hanh |",
+            "| 00:00 07/11/2026 | diễn tập khôi phục | 9f86d081 (chỉ số 4211) |",
+            "Kho sao lưu: 1,0 MiB → 3,0 MiB qua 2 lần sao lưu có đo (1,0 MiB mỗi ngày); bản sao lưu thành công gần nhất cách cuối kỳ 26 ngày 23 giờ.",
         ] {
             assert!(vi.contains(want), "missing {want:?} in:\n{vi}");
         }
@@ -1415,6 +1668,9 @@ mod tests {
             "| write path (cluster) | 99.792% | no | 1 h 30 min | 1 |",
             "Mean time to restore (serious incidents): 16h\n",
             "| 2 | quorum lost | serious | 2026-11-13 00:00 | 2h | disk full | disk added | yes |",
+            "- Restore drills (`sen drill restore`): 1 (passed: 1)",
+            "Backup repository: 1.0 MiB → 3.0 MiB over 2 measured runs (1.0 MiB per day); the last backup was 26d 23h old",
+            "| 2026-11-07 00:00 | restore drill | 9f86d081 (index 4211) |",
         ] {
             assert!(en.contains(want), "missing {want:?} in:\n{en}");
         }

@@ -137,6 +137,7 @@ pub static RULES: &[Rule] = &[
     r("/sen.v1.Control/GetBackupSchedule", Cluster(Read), false, false),
     r("/sen.v1.Control/ClearBackupSchedule", Cluster(Operate), false, true),
     r("/sen.v1.Control/ListBackupRuns", Cluster(Read), false, false),
+    r("/sen.v1.Control/StoreVerification", Cluster(Operate), false, true),
     r("/sen.v1.Control/SetQuota", Cluster(Administer), false, true),
     r("/sen.v1.Control/ListQuotas", Cluster(Read), false, false),
     r("/sen.v1.Control/ReportProbe", Peer, true, false),

@@ -16,7 +16,7 @@ use sen_raft::Op;
 use sen_raft::schema::system::{
     self, ACTIVE_DRILL_KEY, AUDIT_PREFIX, AVAILABILITY_PREFIX, ActiveDrill, AuditRecord, AvailabilityRecord,
     BACKUP_RUN_PREFIX, BACKUP_SCHEDULE_KEY, DRILL_PREFIX, DrillReport, QuotaKind, QuotaRecord, RunRecord, SYSTEM_DB,
-    Schedule, SystemRecord,
+    Schedule, SystemRecord, Verification,
 };
 use tonic::{Request, Response, Status};
 
@@ -517,6 +517,30 @@ impl Control for ControlApi {
         .await
     }
 
+    async fn store_verification(
+        &self,
+        req: Request<StoreVerificationRequest>,
+    ) -> Result<Response<StoreVerificationResponse>, Status> {
+        measured(&self.node, "Control/StoreVerification", async {
+            let mut v: Verification = parse(&req.get_ref().json)?;
+            crate::auth::note(&req, format!("verification:{}:{}", v.kind, v.id));
+            v.check()
+                .map_err(|e| ApiError::InvalidArgument(format!("a backup verification: {e}")))?;
+            let now = sen_core::now_ms();
+            // A record from the future would sort past every report; one
+            // older than the retention would be pruned at once.
+            if v.at_ms > now + 5 * 60_000 {
+                return Err(ApiError::InvalidArgument(
+                    "the verification finished in the future: check the clock of the machine that ran it".into(),
+                ));
+            }
+            v.by = by(&auth::caller(&req)?);
+            let revision = self.put(v.key(), &v).await?;
+            Ok(StoreVerificationResponse { revision })
+        })
+        .await
+    }
+
     async fn list_backup_runs(
         &self,
         _req: Request<ListBackupRunsRequest>,
@@ -729,9 +753,10 @@ impl Control for ControlApi {
                     sen_raft::schema::system::growth::GROWTH_PREFIX,
                     sen_raft::schema::system::growth::growth_day_prefix,
                 ),
+                "verifications" => (system::VERIFY_PREFIX, system::verification::verify_day_prefix),
                 other => {
                     return Err(ApiError::InvalidArgument(format!(
-                        "kind {other:?}: use availability, traffic, readers or growth"
+                        "kind {other:?}: use availability, traffic, readers, growth or verifications"
                     )));
                 }
             };

@@ -15,6 +15,7 @@ use sen_ops::drill::Lang;
 use sen_ops::monthly::{self, Inputs, MonthlyReport};
 use sen_ops::report::{self, UtcOffset};
 use sen_raft::schema::system::growth::{GROWTH_PREFIX, GrowthRecord, growth_day_prefix};
+use sen_raft::schema::system::verification::{VERIFY_PREFIX, Verification, verify_day_prefix};
 use sen_raft::schema::system::{
     AUDIT_PREFIX, AVAILABILITY_PREFIX, AuditRecord, AvailabilityRecord, BACKUP_RUN_PREFIX, DRILL_PREFIX, DrillReport,
     INCIDENT_PREFIX, Incident, RunRecord, SystemRecord, audit_from, availability::availability_day_prefix,
@@ -87,6 +88,15 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, full: bool) -> Resu
     let incidents: Vec<Incident> = decode(rows(node, INCIDENT_PREFIX, None)?.0);
     let drills: Vec<DrillReport> = decode(rows(node, DRILL_PREFIX, None)?.0);
     let runs: Vec<RunRecord> = decode(rows(node, BACKUP_RUN_PREFIX, None)?.0);
+    // The last year of checks and restore drills: the newest restore that
+    // passed is named even when it is older than the month.
+    let year_before = sen_core::time::utc_day(from.saturating_sub(366 * sen_core::time::DAY_MS));
+    let verifications: Vec<Verification> =
+        records_from::<Verification>(node, VERIFY_PREFIX, &verify_day_prefix(&year_before))?
+            .0
+            .into_iter()
+            .filter(|v| v.at_ms < to)
+            .collect();
     let (availability, _) = report::compute(&records, &incidents, from, to, now);
     let (mut audit, mut audit_truncated, mut readers, mut growth) = (None, false, None, None);
     if full {
@@ -111,6 +121,7 @@ fn month_report(node: &Node, month: &str, offset: UtcOffset, full: bool) -> Resu
             incidents,
             drills,
             runs,
+            verifications,
             audit,
             audit_truncated,
             serious_limit_ms: node.config.incidents.serious_limit.as_millis() as u64,

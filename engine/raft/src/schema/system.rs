@@ -408,6 +408,10 @@ pub struct RunRecord {
     pub error: String,
     /// What the retention step did (`kept N, forgot M, …`), if any.
     pub prune: String,
+    /// The repository's size after the run (0 from runs before it was
+    /// measured).
+    #[serde(default)]
+    pub repo_bytes: u64,
 }
 
 impl Default for RunRecord {
@@ -430,6 +434,7 @@ impl Default for RunRecord {
             chunks_new: 0,
             error: String::new(),
             prune: String::new(),
+            repo_bytes: 0,
         }
     }
 }
@@ -642,7 +647,9 @@ pub mod availability;
 pub use availability::{AVAILABILITY_PREFIX, AvailabilityRecord, Minute};
 pub mod growth;
 pub mod traffic;
+pub mod verification;
 pub use traffic::{READERS_PREFIX, Readers, ReadersRecord, TRAFFIC_PREFIX, TrafficRecord};
+pub use verification::{VERIFY_PREFIX, Verification, verify_kind};
 
 /// The last write probe of a node that got through (`probe/beat/<node>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
