@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use sen_core::now_ms;
 use sen_ops::drill::Lang;
 use sen_ops::incident_text;
-use sen_ops::report::UtcOffset;
+use sen_ops::report::TimeZone;
 use sen_proto::v1::AnnotateIncidentRequest;
 use sen_raft::schema::system::Incident;
 use serde_json::json;
@@ -31,9 +31,10 @@ pub struct Display {
     /// the notes are shown as written.
     #[arg(long, value_enum, default_value_t = Lang::En)]
     lang: Lang,
-    /// Times are printed at this offset from UTC.
-    #[arg(long, default_value = "+07:00", value_parser = UtcOffset::parse, allow_hyphen_values = true)]
-    utc_offset: UtcOffset,
+    /// Times are printed in this time zone (an IANA name, or an offset
+    /// such as +07:00).
+    #[arg(long, visible_alias = "utc-offset", default_value = "Asia/Ho_Chi_Minh", value_parser = TimeZone::parse, allow_hyphen_values = true)]
+    time_zone: TimeZone,
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,7 +125,7 @@ pub async fn run_incident(
                 json!(list.iter().map(|i| incident_json(i, now, limit)).collect::<Vec<_>>()),
                 || {
                     let (headers, rows, footer) =
-                        incident_text::list_table(&list, now, limit, display.utc_offset, display.lang);
+                        incident_text::list_table(&list, now, limit, display.time_zone, display.lang);
                     let mut t = table(&headers, &rows);
                     if let Some(f) = footer {
                         t.push_str(&format!("\n{f}\n"));
@@ -143,7 +144,7 @@ pub async fn run_incident(
                 .ok_or_else(|| format!("no incident {id}; see `sen incident list`"))?;
             let limit = r.serious_limit_ms;
             emit(output, incident_json(&inc, now, limit), || {
-                incident_text::show(&inc, now, limit, display.utc_offset, display.lang)
+                incident_text::show(&inc, now, limit, display.time_zone, display.lang)
             });
         }
         IncidentCmd::Annotate {

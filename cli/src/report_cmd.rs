@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use sen_ops::drill::Lang;
-use sen_ops::report::{self, UtcOffset};
+use sen_ops::report::{self, TimeZone};
 
 use crate::repo_args::ops_fail;
 use crate::{Failure, Output, client};
@@ -17,16 +17,17 @@ pub enum ReportCmd {
     /// the nodes' built-in probes measured it, with every interruption and
     /// the incidents open during it.
     Availability {
-        /// A calendar month at --utc-offset (YYYY-MM); the current month
+        /// A calendar month in --time-zone (YYYY-MM); the current month
         /// when neither --month nor --last is given.
         #[arg(long, conflicts_with = "last")]
         month: Option<String>,
         /// The period up to now instead: `24h`, `7d`, `30d`.
         #[arg(long, value_parser = humantime::parse_duration)]
         last: Option<Duration>,
-        /// Times are printed, and months cut, at this offset from UTC.
-        #[arg(long, default_value = "+07:00", value_parser = UtcOffset::parse, allow_hyphen_values = true)]
-        utc_offset: UtcOffset,
+        /// Times are printed, and months cut, in this time zone (an IANA
+        /// name, or an offset such as +07:00).
+        #[arg(long, visible_alias = "utc-offset", default_value = "Asia/Ho_Chi_Minh", value_parser = TimeZone::parse, allow_hyphen_values = true)]
+        time_zone: TimeZone,
         /// Language of the text report.
         #[arg(long, value_enum, default_value_t = Lang::En)]
         lang: Lang,
@@ -36,7 +37,7 @@ pub enum ReportCmd {
     /// cause and remedy, drills, backups and who changed what. Needs the
     /// auditor role (or cluster-admin) for the audit section.
     Monthly {
-        /// The month (YYYY-MM) at --utc-offset; the previous month when not
+        /// The month (YYYY-MM) in --time-zone; the previous month when not
         /// given.
         #[arg(long)]
         month: Option<String>,
@@ -51,9 +52,10 @@ pub enum ReportCmd {
         /// Write the report to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Times are printed, and the month cut, at this offset from UTC.
-        #[arg(long, default_value = "+07:00", value_parser = UtcOffset::parse, allow_hyphen_values = true)]
-        utc_offset: UtcOffset,
+        /// Times are printed, and the month cut, in this time zone (an IANA
+        /// name, or an offset such as +07:00).
+        #[arg(long, visible_alias = "utc-offset", default_value = "Asia/Ho_Chi_Minh", value_parser = TimeZone::parse, allow_hyphen_values = true)]
+        time_zone: TimeZone,
         /// The availability objective, in percent.
         #[arg(long, default_value_t = 99.9)]
         objective: f64,
@@ -109,16 +111,16 @@ pub async fn run(cmd: ReportCmd, endpoints: &[String], output: Output, timeout: 
             lang,
             format,
             out,
-            utc_offset,
+            time_zone,
             objective,
         } => {
             if !(0.0..=100.0).contains(&objective) {
                 return Err(format!("--objective {objective}: give a percentage between 0 and 100, e.g. 99.9").into());
             }
             let month =
-                month.unwrap_or_else(|| report::previous_month(&report::current_month(sen_core::now_ms(), utc_offset)));
+                month.unwrap_or_else(|| report::previous_month(&report::current_month(sen_core::now_ms(), time_zone)));
             let c = client(endpoints, timeout)?;
-            let (r, skipped) = sen_ops::monthly::fetch(&c, &month, utc_offset, objective / 100.0)
+            let (r, skipped) = sen_ops::monthly::fetch(&c, &month, time_zone, objective / 100.0)
                 .await
                 .map_err(ops_fail)?;
             for s in &skipped {
@@ -126,9 +128,9 @@ pub async fn run(cmd: ReportCmd, endpoints: &[String], output: Output, timeout: 
             }
             let text = match (format, output) {
                 (Format::Json, _) | (_, Output::Json) => format!("{}\n", serde_json::to_string_pretty(&r)?),
-                (Format::Md, Output::Text) => sen_ops::monthly::markdown(&r, utc_offset, lang),
+                (Format::Md, Output::Text) => sen_ops::monthly::markdown(&r, time_zone, lang),
                 (Format::Html | Format::Pdf, Output::Text) => {
-                    sen_ops::monthly::html(&r, utc_offset, lang).map_err(ops_fail)?
+                    sen_ops::monthly::html(&r, time_zone, lang).map_err(ops_fail)?
                 }
             };
             match (out, format) {
@@ -150,14 +152,14 @@ pub async fn run(cmd: ReportCmd, endpoints: &[String], output: Output, timeout: 
         ReportCmd::Availability {
             month,
             last,
-            utc_offset,
+            time_zone,
             lang,
         } => {
             let now = sen_core::now_ms();
             let (from, to) = match (month, last) {
-                (Some(m), _) => report::month_window(&m, utc_offset)?,
+                (Some(m), _) => report::month_window(&m, time_zone)?,
                 (None, Some(d)) => (now.saturating_sub(d.as_millis() as u64), now),
-                (None, None) => report::month_window(&report::current_month(now, utc_offset), utc_offset)?,
+                (None, None) => report::month_window(&report::current_month(now, time_zone), time_zone)?,
             };
             let c = client(endpoints, timeout)?;
             let (r, skipped) = report::fetch(&c, from, to).await.map_err(ops_fail)?;
@@ -166,7 +168,7 @@ pub async fn run(cmd: ReportCmd, endpoints: &[String], output: Output, timeout: 
             }
             match output {
                 Output::Json => println!("{}", serde_json::to_string(&r)?),
-                Output::Text => print!("{}", report::markdown(&r, utc_offset, lang)),
+                Output::Text => print!("{}", report::markdown(&r, time_zone, lang)),
             }
         }
     }

@@ -270,9 +270,11 @@ impl Default for ProbeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ReportsConfig {
-    /// Offset from UTC of the portal's time zone: times are shown, and
-    /// months cut, there (`+07:00`, Vietnam, which has no daylight saving).
-    pub utc_offset: String,
+    /// The portal's time zone: times are shown, and months cut, there. An
+    /// IANA name (`Asia/Ho_Chi_Minh`) or a fixed offset (`+07:00`);
+    /// `utc-offset`, its earlier name, is still read.
+    #[serde(alias = "utc-offset")]
+    pub time_zone: String,
     /// The availability objective, in percent (e.g. 99.9).
     pub objective: f64,
 }
@@ -280,7 +282,7 @@ pub struct ReportsConfig {
 impl Default for ReportsConfig {
     fn default() -> Self {
         Self {
-            utc_offset: "+07:00".into(),
+            time_zone: "Asia/Ho_Chi_Minh".into(),
             objective: 99.9,
         }
     }
@@ -788,11 +790,8 @@ impl NodeConfig {
                 self.reports.objective
             ));
         }
-        if sen_core::time::parse_utc_offset(&self.reports.utc_offset).is_none() {
-            return bad(format!(
-                "reports.utc-offset {:?} is not an offset from UTC: write it as +HH:MM (e.g. +07:00)",
-                self.reports.utc_offset
-            ));
+        if let Err(e) = sen_core::time::Zone::parse(&self.reports.time_zone) {
+            return bad(format!("reports.time-zone: {e}"));
         }
         let listen: SocketAddr = match self.listen.parse() {
             Ok(a) => a,

@@ -64,9 +64,144 @@ pub fn parse_utc_offset(s: &str) -> Option<i32> {
     (h <= 14 && m < 60 && h * 60 + m <= 14 * 60).then_some(sign * (h * 60 + m))
 }
 
+/// The zone reports and dashboards read times in: an IANA name
+/// (`Asia/Ho_Chi_Minh`, from the system's tz database, else the copy built
+/// into Sen) or a fixed offset (`+07:00`). Cheap to copy: each distinct
+/// zone is loaded once per process and kept (there are a few hundred).
+#[derive(Clone, Copy)]
+pub struct Zone {
+    name: &'static str,
+    tz: &'static jiff::tz::TimeZone,
+}
+
+impl Zone {
+    /// The portal's zone, and the default of every report.
+    pub const DEFAULT_NAME: &'static str = "Asia/Ho_Chi_Minh";
+
+    /// An IANA name, or `+HH:MM`, `-HH:MM`, `+H`, `Z`, `UTC`.
+    pub fn parse(s: &str) -> Result<Zone, String> {
+        let s = s.trim();
+        let (name, tz) = match parse_utc_offset(s) {
+            Some(minutes) => {
+                let offset = jiff::tz::Offset::from_seconds(minutes * 60).map_err(|e| e.to_string())?;
+                let sign = if minutes < 0 { '-' } else { '+' };
+                let m = minutes.abs();
+                (
+                    format!("{sign}{:02}:{:02}", m / 60, m % 60),
+                    jiff::tz::TimeZone::fixed(offset),
+                )
+            }
+            None if s.starts_with(['+', '-']) || s.is_empty() => {
+                return Err(format!(
+                    "time zone {s:?}: expected a name such as Asia/Ho_Chi_Minh or an offset such as +07:00 (at most ±14:00)"
+                ));
+            }
+            None => {
+                let tz = jiff::tz::TimeZone::get(s).map_err(|_| {
+                    format!("time zone {s:?} is not in the tz database: use a name such as Asia/Ho_Chi_Minh, or an offset such as +07:00")
+                })?;
+                (tz.iana_name().unwrap_or(s).to_owned(), tz)
+            }
+        };
+        Ok(intern(name, tz))
+    }
+
+    /// `Asia/Ho_Chi_Minh` or `+07:00`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Minutes east of UTC at the instant `utc_ms`.
+    pub fn offset_minutes_at(&self, utc_ms: u64) -> i32 {
+        match jiff::Timestamp::from_millisecond(utc_ms.min(i64::MAX as u64) as i64) {
+            Ok(t) => self.tz.to_offset(t).seconds() / 60,
+            Err(_) => 0,
+        }
+    }
+
+    /// The instant (ms since the epoch) at which this zone's clocks read
+    /// midnight starting `year-month-day` (the earlier one if the clocks
+    /// went back; the first instant after a gap if they jumped over it).
+    pub fn midnight_utc_ms(&self, year: i16, month: i8, day: i8) -> Option<u64> {
+        let dt = jiff::civil::DateTime::new(year, month, day, 0, 0, 0, 0).ok()?;
+        let t = self.tz.to_ambiguous_timestamp(dt).compatible().ok()?;
+        u64::try_from(t.as_millisecond()).ok()
+    }
+}
+
+/// One `Zone` per distinct canonical name for the life of the process.
+fn intern(name: String, tz: jiff::tz::TimeZone) -> Zone {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static ZONES: OnceLock<Mutex<HashMap<String, Zone>>> = OnceLock::new();
+    let mut zones = ZONES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(z) = zones.get(&name) {
+        return *z;
+    }
+    let z = Zone {
+        name: Box::leak(name.clone().into_boxed_str()),
+        tz: Box::leak(Box::new(tz)),
+    };
+    zones.insert(name, z);
+    z
+}
+
+impl PartialEq for Zone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Zone {}
+
+impl std::fmt::Debug for Zone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Zone({})", self.name)
+    }
+}
+
+impl std::fmt::Display for Zone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zones_by_name_and_by_offset() {
+        let hcm = Zone::parse("Asia/Ho_Chi_Minh").unwrap();
+        assert_eq!(hcm.name(), "Asia/Ho_Chi_Minh");
+        assert_eq!(hcm, Zone::parse(" Asia/Ho_Chi_Minh ").unwrap());
+        // 2026-12-03T00:00Z is 07:00 in Vietnam; December starts at 17:00 UTC on 30 November.
+        assert_eq!(hcm.offset_minutes_at(1_796_256_000_000), 420);
+        assert_eq!(
+            hcm.midnight_utc_ms(2026, 12, 1),
+            Some(1_796_256_000_000 - 2 * DAY_MS - 7 * 3_600_000)
+        );
+        let fixed = Zone::parse("+07:00").unwrap();
+        assert_eq!((fixed.name(), fixed.offset_minutes_at(0)), ("+07:00", 420));
+        assert_eq!(Zone::parse("+7").unwrap(), fixed);
+        assert_eq!(Zone::parse("Z").unwrap().name(), "+00:00");
+        // Daylight saving: Berlin is +01:00 in January and +02:00 in July,
+        // and a month there starts at its own midnight.
+        let berlin = Zone::parse("Europe/Berlin").unwrap();
+        assert_eq!(berlin.offset_minutes_at(1_767_225_600_000), 60); // 2026-01-01
+        assert_eq!(berlin.offset_minutes_at(1_782_864_000_000), 120); // 2026-07-01
+        assert_eq!(
+            berlin.midnight_utc_ms(2026, 7, 1),
+            Some(1_782_864_000_000 - 2 * 3_600_000)
+        );
+        for bad in ["Mars/Olympus", "+15:00", "", "-"] {
+            let e = Zone::parse(bad).unwrap_err();
+            assert!(e.contains("Asia/Ho_Chi_Minh"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn days_round_trip_and_bad_dates_are_refused() {

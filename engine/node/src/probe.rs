@@ -35,7 +35,7 @@ use sen_raft::schema::system::growth::GrowthRecord;
 use sen_raft::schema::system::{
     AVAILABILITY_PREFIX, AvailabilityRecord, Minute, ProbeBeat, ReadersRecord, SYSTEM_DB, SystemRecord, TrafficRecord,
 };
-use sen_raft::{Op, Txn, TxnOp};
+use sen_raft::{Compare, CompareOp, CompareTarget, Op, Txn, TxnOp};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
@@ -123,11 +123,15 @@ pub async fn commit(
 /// traffic records and readers sketches (`crate::traffic`), each joined
 /// into the stored one, in one entry.
 ///
-/// Read-then-write without a compare: a node sends its reports one at a
-/// time and each carries everything it saw that day since it started, so
-/// a report overwritten by a concurrent one of the same node comes again
-/// with its next report; the join keeps whatever was stored before a
-/// restart.
+/// A node's own records (availability, traffic, growth) are read and
+/// rewritten without a compare: a node sends its reports one at a time and
+/// each carries everything it saw that day since it started, so a report
+/// overwritten by a concurrent one of the same node comes again with its
+/// next report; the join keeps whatever was stored before a restart. The
+/// readers sketch of a site is shared by every node, so it is written only
+/// if it did not change since it was read (compare on its revision), and
+/// the whole report is merged again when another node's report got there
+/// first.
 pub async fn commit_with_traffic(
     plane: &impl ControlPlane,
     node: u64,
@@ -137,6 +141,35 @@ pub async fn commit_with_traffic(
     now_ms: u64,
     budget: Duration,
 ) -> Result<(), ApiError> {
+    const ATTEMPTS: usize = 8;
+    for _ in 0..ATTEMPTS {
+        let txn = report_txn(
+            plane,
+            node,
+            records.clone(),
+            (traffic.clone(), readers.clone()),
+            growth.clone(),
+            now_ms,
+        )?;
+        let r = plane.propose(Op::Txn(txn), budget).await?;
+        if matches!(r.outcome, sen_raft::Outcome::Txn { succeeded: true }) {
+            return Ok(());
+        }
+    }
+    Err(ApiError::Unavailable(format!(
+        "node {node}'s probe report met {ATTEMPTS} concurrent reports of other nodes in a row; it is sent again with the next"
+    )))
+}
+
+/// The transaction that joins one report into what is stored.
+fn report_txn(
+    plane: &impl ControlPlane,
+    node: u64,
+    records: Vec<AvailabilityRecord>,
+    (traffic, readers): crate::traffic::Pending,
+    growth: Option<GrowthRecord>,
+    now_ms: u64,
+) -> Result<Txn, ApiError> {
     let limit = crate::traffic::MAX_PER_REPORT;
     if traffic.len() > limit || readers.len() > limit {
         return Err(ApiError::InvalidArgument(format!(
@@ -234,14 +267,24 @@ pub async fn commit_with_traffic(
             value: g.to_json().map_err(internal)?,
         });
     }
+    let mut compares = Vec::new();
     for mut r in readers {
         r.check()
             .map_err(|e| ApiError::InvalidArgument(format!("readers record: {e}")))?;
         let key = r.key();
-        if let Some((stored, _)) = plane.get_raw(&key)? {
-            let stored = ReadersRecord::from_json(&stored).map_err(|e| stored_err(e, &key))?;
-            r.merge(&stored).map_err(ApiError::Internal)?;
-        }
+        let target = match plane.get_raw(&key)? {
+            Some((stored, revision)) => {
+                let stored = ReadersRecord::from_json(&stored).map_err(|e| stored_err(e, &key))?;
+                r.merge(&stored).map_err(ApiError::Internal)?;
+                CompareTarget::ModRevision(revision)
+            }
+            None => CompareTarget::Exists(false),
+        };
+        compares.push(Compare {
+            key: key.clone(),
+            op: CompareOp::Equal,
+            target,
+        });
         r.version = ReadersRecord::VERSION;
         r.updated_at_ms = now_ms;
         success.push(TxnOp::Put {
@@ -249,14 +292,12 @@ pub async fn commit_with_traffic(
             value: r.to_json().map_err(internal)?,
         });
     }
-    let t = Txn {
+    Ok(Txn {
         db: SYSTEM_DB.into(),
-        compares: vec![],
+        compares,
         success,
         failure: vec![],
-    };
-    plane.propose(Op::Txn(t), budget).await?;
-    Ok(())
+    })
 }
 
 /// On the leader: delete the availability, traffic, readers, growth and
@@ -653,6 +694,44 @@ mod tests {
             p.scan_raw(AVAILABILITY_PREFIX.as_bytes()).unwrap().is_empty(),
             "nothing stored"
         );
+    }
+
+    /// Two nodes' reports read the shared readers sketch of a site at the
+    /// same time: the second write must not undo the first.
+    #[tokio::test]
+    async fn concurrent_reports_of_two_nodes_both_count_their_readers() {
+        use sen_raft::schema::system::Readers;
+        let p = MemControlPlane::default();
+        let b = Duration::from_secs(1);
+        let sketch = |from: u64| {
+            let mut r = Readers::default();
+            for i in from..from + 20 {
+                r.insert(
+                    blake3::hash(&i.to_le_bytes()).as_bytes()[..8]
+                        .iter()
+                        .fold(0u64, |h, b| h << 8 | u64::from(*b)),
+                );
+            }
+            ReadersRecord::new("2026-12-03", "portal", &r)
+        };
+        // Node 2's report is built from what is stored now; node 1's lands
+        // first; node 2's transaction then fails its compare.
+        let stale = report_txn(&p, 2, vec![], (vec![], vec![sketch(100)]), None, DAY).unwrap();
+        commit_with_traffic(&p, 1, vec![], (vec![], vec![sketch(0)]), None, DAY, b)
+            .await
+            .unwrap();
+        let r = p.propose(Op::Txn(stale), b).await.unwrap();
+        assert!(
+            matches!(r.outcome, sen_raft::Outcome::Txn { succeeded: false }),
+            "{r:?}"
+        );
+        // Sent through commit_with_traffic, it is merged again and kept.
+        commit_with_traffic(&p, 2, vec![], (vec![], vec![sketch(100)]), None, DAY, b)
+            .await
+            .unwrap();
+        let (stored, _) = p.get_raw(&sketch(0).key()).unwrap().unwrap();
+        let n = ReadersRecord::from_json(&stored).unwrap().readers().unwrap().estimate();
+        assert!((38.0..=42.0).contains(&n), "40 readers estimated as {n}");
     }
 
     #[tokio::test]

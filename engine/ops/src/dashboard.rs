@@ -13,7 +13,7 @@ use crate::drill::Lang;
 use crate::incident_text::{human_ms, kind_label, severity_label};
 use crate::monthly::MonthlyReport;
 use crate::readers::ReadersReport;
-use crate::report::{self, UtcOffset, local_time, percent};
+use crate::report::{self, TimeZone, local_time, percent};
 
 const DASHBOARD_HTML: &str = include_str!("../templates/dashboard.html");
 
@@ -48,7 +48,7 @@ pub fn render(
     month: &MonthlyReport,
     (day, days30): (&ReadersReport, &ReadersReport),
     now_ms: u64,
-    offset: UtcOffset,
+    offset: TimeZone,
     lang: Lang,
 ) -> Result<String, OpsError> {
     let t = crate::i18n::labels(lang);
@@ -168,7 +168,7 @@ pub fn render(
         "lang": match lang { Lang::En => "en", Lang::Vi => "vi" },
         "t": t,
         "now": when(now_ms),
-        "offset": month.utc_offset,
+        "offset": month.time_zone,
         "live": {
             "node_id": live.node_id, "term": live.term, "applied": live.applied_index, "nodes": members,
             "disk_free": disk_free, "disk_class": if live.disk_low { "bad" } else { "" },
@@ -293,7 +293,7 @@ mod tests {
         ordinary.id = 3;
         let month = compute(
             "2026-11",
-            UtcOffset::VIETNAM,
+            report::vietnam(),
             NOV,
             NOV + 30 * 24 * H,
             now,
@@ -309,7 +309,7 @@ mod tests {
             to_ms: 0,
             sites: vec![],
         };
-        let page = render(&live(), &month, (&empty, &empty), now, UtcOffset::VIETNAM, Lang::Vi)
+        let page = render(&live(), &month, (&empty, &empty), now, report::vietnam(), Lang::Vi)
             .unwrap()
             .replace("&#x2f;", "/");
         let pos = |s: &str| page.find(s).unwrap_or_else(|| panic!("{s:?} missing:\n{page}"));
@@ -329,7 +329,7 @@ mod tests {
             page.contains(r#"<td class="num bad">5,0 GiB / 100,0 GiB</td>"#),
             "a nearly full disk is red"
         );
-        let en = render(&live(), &month, (&empty, &empty), now, UtcOffset::VIETNAM, Lang::En).unwrap();
+        let en = render(&live(), &month, (&empty, &empty), now, report::vietnam(), Lang::En).unwrap();
         assert!(en.contains("Open incidents") && en.contains("learner (not voting)"));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sen_raft::schema::system::{Incident, ORDINARY, SERIOUS, kind};
 
 use crate::drill::Lang;
-use crate::report::{UtcOffset, local_time};
+use crate::report::{TimeZone, local_time};
 
 /// What an incident kind means, for people.
 pub fn kind_label(k: &str, lang: Lang) -> String {
@@ -80,7 +80,7 @@ pub fn list_table(
     list: &[Incident],
     now: u64,
     limit_ms: u64,
-    offset: UtcOffset,
+    offset: TimeZone,
     lang: Lang,
 ) -> (Vec<&'static str>, Vec<Vec<String>>, Option<String>) {
     let limit = Duration::from_millis(limit_ms);
@@ -133,7 +133,7 @@ pub fn list_table(
 }
 
 /// `sen incident show ID` as text.
-pub fn show(inc: &Incident, now: u64, limit_ms: u64, offset: UtcOffset, lang: Lang) -> String {
+pub fn show(inc: &Incident, now: u64, limit_ms: u64, offset: TimeZone, lang: Lang) -> String {
     let tt = |en, vi| t(lang, en, vi);
     let none = tt("(not noted yet)", "(chưa ghi)");
     let mut rows: Vec<(&str, String)> = vec![
@@ -197,7 +197,7 @@ pub fn show(inc: &Incident, now: u64, limit_ms: u64, offset: UtcOffset, lang: La
     }
     let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0) + 1;
     let mut s = format!(
-        "{} {}: {} ({}{}) · UTC{offset}\n",
+        "{} {}: {} ({}{}) · {offset}\n",
         tt("incident", "sự cố"),
         inc.id,
         kind_label(&inc.kind, lang),
@@ -218,6 +218,7 @@ pub fn show(inc: &Incident, now: u64, limit_ms: u64, offset: UtcOffset, lang: La
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report;
 
     const H: u64 = 3_600_000;
     const DAY: u64 = 1_796_256_000_000; // 2026-12-03T00:00:00Z
@@ -261,7 +262,7 @@ mod tests {
     fn an_open_serious_incident_past_the_limit_is_flagged_in_both_languages() {
         let inc = serious_open();
         let now = DAY + 27 * H;
-        let (headers, rows, footer) = list_table(std::slice::from_ref(&inc), now, 24 * H, UtcOffset::VIETNAM, Lang::Vi);
+        let (headers, rows, footer) = list_table(std::slice::from_ref(&inc), now, 24 * H, report::vietnam(), Lang::Vi);
         assert_eq!(headers[0], "SỐ");
         // 02:00 UTC is 09:00 in Vietnam.
         assert_eq!(rows[0][1], "09:00 03/12/2026");
@@ -278,19 +279,19 @@ mod tests {
             std::slice::from_ref(&inc),
             DAY + 3 * H,
             24 * H,
-            UtcOffset::VIETNAM,
+            report::vietnam(),
             Lang::En,
         );
         assert_eq!(rows[0][3], "serious");
         assert!(footer.is_none());
 
-        let text = show(&inc, now, 24 * H, UtcOffset::VIETNAM, Lang::Vi);
+        let text = show(&inc, now, 24 * H, report::vietnam(), Lang::Vi);
         assert!(
-            text.starts_with("sự cố 4: mất đa số (cụm ngừng ghi) (nghiêm trọng, QUÁ HẠN) · UTC+07:00\n"),
+            text.starts_with("sự cố 4: mất đa số (cụm ngừng ghi) (nghiêm trọng, QUÁ HẠN) · Asia/Ho_Chi_Minh\n"),
             "{text}"
         );
         assert!(text.contains("biện pháp khắc phục: (chưa ghi)\n"), "{text}");
-        let text = show(&inc, now, 24 * H, UtcOffset::VIETNAM, Lang::En);
+        let text = show(&inc, now, 24 * H, report::vietnam(), Lang::En);
         assert!(text.contains("\nremedy:    (not noted yet)\n"), "{text}");
     }
 }

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::OpsError;
 use crate::drill::Lang;
 use crate::incident_text::{human_ms, kind_label, severity_label};
-use crate::report::{self, AvailabilityReport, UtcOffset, local_time, percent};
+use crate::report::{self, AvailabilityReport, TimeZone, local_time, percent};
 
 /// Audit records read at most for one report (the summary says when the
 /// month had more).
@@ -178,7 +178,7 @@ pub struct AuditSection {
 #[derive(Debug, Clone, Serialize)]
 pub struct MonthlyReport {
     pub month: String,
-    pub utc_offset: String,
+    pub time_zone: String,
     pub from_ms: u64,
     pub to_ms: u64,
     pub generated_at_ms: u64,
@@ -249,7 +249,7 @@ fn is_cluster_change(r: &AuditRecord) -> bool {
 /// Build the report of `month` (`[from_ms, to_ms)`) from `inputs`.
 pub fn compute(
     month: &str,
-    offset: UtcOffset,
+    offset: TimeZone,
     from_ms: u64,
     to_ms: u64,
     now_ms: u64,
@@ -444,7 +444,7 @@ pub fn compute(
 
     MonthlyReport {
         month: month.to_owned(),
-        utc_offset: offset.to_string(),
+        time_zone: offset.to_string(),
         from_ms,
         to_ms,
         generated_at_ms: now_ms,
@@ -470,7 +470,7 @@ pub fn compute(
 pub async fn fetch(
     client: &Client,
     month: &str,
-    offset: UtcOffset,
+    offset: TimeZone,
     objective: f64,
 ) -> Result<(MonthlyReport, Vec<String>), OpsError> {
     let (from_ms, to_ms) = report::month_window(month, offset).map_err(OpsError::Usage)?;
@@ -589,7 +589,7 @@ fn demote(md: &str) -> String {
 }
 
 /// The report as Markdown, in Vietnamese or English, times at `offset`.
-pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
+pub fn markdown(r: &MonthlyReport, offset: TimeZone, lang: Lang) -> String {
     let t = |en: &'static str, vi: &'static str| match lang {
         Lang::En => en,
         Lang::Vi => vi,
@@ -610,11 +610,11 @@ pub fn markdown(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> String {
     );
     let _ = writeln!(
         s,
-        "{}: {} → {} (UTC{}) · {}: {}\n",
+        "{}: {} → {} ({}) · {}: {}\n",
         t("Period", "Kỳ báo cáo"),
         when(r.from_ms),
         when(r.to_ms),
-        r.utc_offset,
+        r.time_zone,
         t("generated", "lập lúc"),
         when(r.generated_at_ms)
     );
@@ -1069,7 +1069,7 @@ const MONTHLY_HTML: &str = include_str!("../templates/monthly.html");
 
 /// Down (red) and degraded (amber) minutes per day of one target, as SVG
 /// bars: a value of the template.
-fn chart(name: String, daily: &[report::DayFigures], offset: UtcOffset, lang: Lang) -> serde_json::Value {
+fn chart(name: String, daily: &[report::DayFigures], offset: TimeZone, lang: Lang) -> serde_json::Value {
     const BAR: u64 = 14;
     const LEFT: u64 = 30;
     const HEIGHT: f64 = 80.0;
@@ -1141,7 +1141,7 @@ pub fn readers_rows(r: Option<&crate::readers::ReadersReport>, lang: Lang) -> Ve
 }
 
 /// The report as one self-contained HTML page, in Vietnamese or English.
-pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, OpsError> {
+pub fn html(r: &MonthlyReport, offset: TimeZone, lang: Lang) -> Result<String, OpsError> {
     use serde_json::json;
     let t = crate::i18n::labels(lang);
     let word = |k: &str| t.get(k).copied().unwrap_or_default().to_owned();
@@ -1311,7 +1311,7 @@ pub fn html(r: &MonthlyReport, offset: UtcOffset, lang: Lang) -> Result<String, 
         "growth_repo": r.growth.as_ref().and_then(|g| g.repository.as_ref()).map(|g| repository_text(g, lang)),
         "title": title,
         "period": format!("{} → {}", when(r.from_ms), when(r.to_ms)),
-        "offset": r.utc_offset,
+        "offset": r.time_zone,
         "generated": when(r.generated_at_ms),
         "objective": percent(Some(r.objective), lang),
         "cards": cards,
@@ -1494,7 +1494,7 @@ mod tests {
         ];
         compute(
             "2026-11",
-            UtcOffset::VIETNAM,
+            report::vietnam(),
             NOV,
             to,
             now,
@@ -1521,7 +1521,7 @@ mod tests {
     #[test]
     fn every_figure_of_a_simulated_month() {
         assert_eq!(
-            report::month_window("2026-11", UtcOffset::VIETNAM).unwrap(),
+            report::month_window("2026-11", report::vietnam()).unwrap(),
             (NOV, NOV + 30 * DAY_MS)
         );
         let r = november();
@@ -1595,7 +1595,7 @@ mod tests {
     fn the_html_report_is_self_contained_and_escapes_what_people_wrote() {
         let mut r = november();
         r.incidents[0].cause = "<script>alert(1)</script> cáp quang".into();
-        let raw = html(&r, UtcOffset::VIETNAM, Lang::Vi).unwrap();
+        let raw = html(&r, report::vietnam(), Lang::Vi).unwrap();
         assert!(!raw.contains("<script>") && raw.contains("&lt;script&gt;alert(1)&lt;"));
         // minijinja writes `/` as `&#x2f;` in text: the same to a browser.
         let page = raw.replace("&#x2f;", "/");
@@ -1629,14 +1629,14 @@ mod tests {
         ] {
             assert!(page.contains(want), "missing {want:?}");
         }
-        let en = html(&r, UtcOffset::VIETNAM, Lang::En).unwrap().replace("&#x2f;", "/");
+        let en = html(&r, report::vietnam(), Lang::En).unwrap().replace("&#x2f;", "/");
         assert!(en.contains("<title>Operations report for 2026-11</title>") && en.contains("write path (cluster)"));
     }
 
     #[test]
     fn the_report_reads_in_both_languages() {
         let r = november();
-        let vi = markdown(&r, UtcOffset::VIETNAM, Lang::Vi);
+        let vi = markdown(&r, report::vietnam(), Lang::Vi);
         for want in [
             "# Báo cáo quản lý, vận hành tháng 11/2026",
             "| ghi dữ liệu (cụm) | 99,792% | không | 1 giờ 30 phút | 1 |",
@@ -1662,7 +1662,7 @@ mod tests {
         ] {
             assert!(vi.contains(want), "missing {want:?} in:\n{vi}");
         }
-        let en = markdown(&r, UtcOffset::VIETNAM, Lang::En);
+        let en = markdown(&r, report::vietnam(), Lang::En);
         for want in [
             "# Operations report for 2026-11",
             "| write path (cluster) | 99.792% | no | 1 h 30 min | 1 |",

@@ -31,48 +31,23 @@ use crate::drill::Lang;
 
 const MINUTE_MS: u64 = 60_000;
 
-/// A fixed offset from UTC, for printing and for month boundaries
-/// (`+07:00` in Vietnam).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct UtcOffset {
-    /// Minutes east of UTC.
-    pub minutes: i32,
+/// The zone of a report's times and month boundaries: an IANA name
+/// (`Asia/Ho_Chi_Minh`, the default) or a fixed offset (`+07:00`).
+pub type TimeZone = sen_core::time::Zone;
+
+/// The portal's zone, `Asia/Ho_Chi_Minh`.
+pub fn vietnam() -> TimeZone {
+    TimeZone::parse(TimeZone::DEFAULT_NAME).unwrap_or_else(|_| utc())
 }
 
-impl UtcOffset {
-    pub const VIETNAM: UtcOffset = UtcOffset { minutes: 7 * 60 };
-    pub const UTC: UtcOffset = UtcOffset { minutes: 0 };
-
-    /// `+07:00`, `-05:30`, `+7`, `Z` or `UTC`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("UTC offset {s:?}: expected +HH:MM, -HH:MM, +H or Z (e.g. +07:00)");
-        sen_core::time::parse_utc_offset(s)
-            .map(|minutes| Self { minutes })
-            .ok_or_else(bad)
-    }
-
-    fn ms(self) -> i64 {
-        i64::from(self.minutes) * MINUTE_MS as i64
-    }
-
-    /// The instant `local_ms` (milliseconds since the epoch as read on a
-    /// clock at this offset) in UTC.
-    pub fn to_utc(self, local_ms: u64) -> u64 {
-        (local_ms as i64 - self.ms()).max(0) as u64
-    }
+/// UTC.
+pub fn utc() -> TimeZone {
+    TimeZone::parse("Z").expect("UTC is always a zone")
 }
 
-impl std::fmt::Display for UtcOffset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sign = if self.minutes < 0 { '-' } else { '+' };
-        let m = self.minutes.abs();
-        write!(f, "{sign}{:02}:{:02}", m / 60, m % 60)
-    }
-}
-
-/// `YYYY-MM` of the month `now_ms` falls in at `offset`.
-pub fn current_month(now_ms: u64, offset: UtcOffset) -> String {
-    let local = (now_ms as i64 + i64::from(offset.minutes) * 60_000).max(0) as u64;
+/// `YYYY-MM` of the month `now_ms` falls in, in `zone`.
+pub fn current_month(now_ms: u64, zone: TimeZone) -> String {
+    let local = (now_ms as i64 + i64::from(zone.offset_minutes_at(now_ms)) * 60_000).max(0) as u64;
     sen_core::time::utc_day(local)[..7].to_owned()
 }
 
@@ -84,8 +59,9 @@ pub fn previous_month(month: &str) -> String {
     format!("{y:04}-{m:02}")
 }
 
-/// `[from_ms, to_ms)` for the calendar month `YYYY-MM` at `offset`.
-pub fn month_window(month: &str, offset: UtcOffset) -> Result<(u64, u64), String> {
+/// `[from_ms, to_ms)` for the calendar month `YYYY-MM` in `zone`: from its
+/// first midnight there to the next month's.
+pub fn month_window(month: &str, zone: TimeZone) -> Result<(u64, u64), String> {
     let bad = || format!("month {month:?}: expected YYYY-MM (e.g. 2026-12)");
     let (y, m) = month.trim().split_once('-').ok_or_else(bad)?;
     let (y, m): (u32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
@@ -93,9 +69,9 @@ pub fn month_window(month: &str, offset: UtcOffset) -> Result<(u64, u64), String
         return Err(bad());
     }
     let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    let start = sen_core::time::day_start_ms(&format!("{y:04}-{m:02}-01")).ok_or_else(bad)?;
-    let end = sen_core::time::day_start_ms(&format!("{ny:04}-{nm:02}-01")).ok_or_else(bad)?;
-    Ok((offset.to_utc(start), offset.to_utc(end)))
+    let start = zone.midnight_utc_ms(y as i16, m as i8, 1).ok_or_else(bad)?;
+    let end = zone.midnight_utc_ms(ny as i16, nm as i8, 1).ok_or_else(bad)?;
+    Ok((start, end))
 }
 
 /// The joined state of one minute of one target.
@@ -420,8 +396,8 @@ pub async fn fetch_records(
 
 /// `YYYY-MM-DD HH:MM` (English) or `HH:MM DD/MM/YYYY` (Vietnamese) at
 /// `offset`.
-pub fn local_time(ms: u64, offset: UtcOffset, lang: Lang) -> String {
-    let local = (ms as i64 + offset.ms()).max(0) as u64;
+pub fn local_time(ms: u64, zone: TimeZone, lang: Lang) -> String {
+    let local = (ms as i64 + i64::from(zone.offset_minutes_at(ms)) * MINUTE_MS as i64).max(0) as u64;
     let s =
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(local)).to_string();
     // 2026-12-03T14:02:00Z
@@ -512,7 +488,7 @@ pub fn target_name(target: &str, lang: Lang) -> String {
 }
 
 /// The report as Markdown, in English or Vietnamese, times at `offset`.
-pub fn markdown(r: &AvailabilityReport, offset: UtcOffset, lang: Lang) -> String {
+pub fn markdown(r: &AvailabilityReport, offset: TimeZone, lang: Lang) -> String {
     let vi = lang == Lang::Vi;
     let t = |en: &'static str, vi_text: &'static str| if vi { vi_text } else { en };
     let target_name = |x: &str| -> String {
@@ -524,7 +500,7 @@ pub fn markdown(r: &AvailabilityReport, offset: UtcOffset, lang: Lang) -> String
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "# {}\n\n{}: {} → {} (UTC{offset}) · {}: {}\n",
+        "# {}\n\n{}: {} → {} ({offset}) · {}: {}\n",
         t("Measured availability", "Độ sẵn sàng đo được"),
         t("Period", "Kỳ"),
         local_time(r.from_ms, offset, lang),
@@ -774,11 +750,11 @@ mod tests {
         assert!(w.outages[1].incidents.is_empty());
         assert_eq!(w.gaps.len(), 1);
         assert_eq!((w.gaps[0].start_ms, w.gaps[0].minutes), (DAY + 400 * MINUTE_MS, 10));
-        let md = markdown(&r, UtcOffset::VIETNAM, Lang::Vi);
+        let md = markdown(&r, vietnam(), Lang::Vi);
         assert!(md.contains("99,153%"), "{md}");
         assert!(md.contains("08:40 03/12/2026"), "{md}");
         assert!(md.contains("#7 leader-lost: no leader"), "{md}");
-        let md = markdown(&r, UtcOffset::UTC, Lang::En);
+        let md = markdown(&r, utc(), Lang::En);
         assert!(
             md.contains("| write path (cluster) | 99.153% | 5 min | 2 min | 9 h 50 min | 10 min |"),
             "{md}"
@@ -803,7 +779,7 @@ mod tests {
         assert_eq!(r.targets[0].availability, Some(1.0));
         let (r, _) = compute(&[], &[], DAY, DAY + 86_400_000, DAY + 86_400_000);
         assert!(r.targets.is_empty());
-        assert!(markdown(&r, UtcOffset::UTC, Lang::En).contains("No probe results"));
+        assert!(markdown(&r, utc(), Lang::En).contains("No probe results"));
     }
 
     #[test]
@@ -822,21 +798,30 @@ mod tests {
     }
 
     #[test]
-    fn offsets_and_months() {
-        assert_eq!(UtcOffset::parse("+07:00").unwrap(), UtcOffset::VIETNAM);
-        assert_eq!(UtcOffset::parse("+7").unwrap(), UtcOffset::VIETNAM);
-        assert_eq!(UtcOffset::parse("-05:30").unwrap().minutes, -330);
-        assert_eq!(UtcOffset::parse("Z").unwrap(), UtcOffset::UTC);
-        for bad in ["07:00", "+15", "+07:60", "", "+x"] {
-            assert!(UtcOffset::parse(bad).is_err(), "{bad}");
+    fn zones_and_months() {
+        assert_eq!(vietnam().to_string(), "Asia/Ho_Chi_Minh");
+        assert_eq!(TimeZone::parse("-05:30").unwrap().offset_minutes_at(DAY), -330);
+        for bad in ["07:00", "+15", "+07:60", "", "+x", "Asia/Nowhere"] {
+            assert!(TimeZone::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(UtcOffset::VIETNAM.to_string(), "+07:00");
-        // December 2026 in Vietnam starts 2026-11-30T17:00Z.
-        let (from, to) = month_window("2026-12", UtcOffset::VIETNAM).unwrap();
-        assert_eq!(from, DAY - 2 * 86_400_000 - 7 * 3_600_000);
-        assert_eq!(to - from, 31 * 86_400_000);
-        assert!(month_window("2026-13", UtcOffset::UTC).is_err());
-        assert_eq!(local_time(DAY, UtcOffset::VIETNAM, Lang::En), "2026-12-03 07:00");
+        // December 2026 in Vietnam starts 2026-11-30T17:00Z, whether the
+        // zone is named or given as its offset.
+        for zone in [vietnam(), TimeZone::parse("+07:00").unwrap()] {
+            let (from, to) = month_window("2026-12", zone).unwrap();
+            assert_eq!(from, DAY - 2 * 86_400_000 - 7 * 3_600_000);
+            assert_eq!(to - from, 31 * 86_400_000);
+            assert_eq!(local_time(DAY, zone, Lang::En), "2026-12-03 07:00");
+        }
+        assert!(month_window("2026-13", utc()).is_err());
+        // Where clocks change, a month is cut at its own midnights: March
+        // 2026 in Berlin is 31 days less the hour skipped on the 29th, and
+        // times before and after the change read in their own offset.
+        let berlin = TimeZone::parse("Europe/Berlin").unwrap();
+        let (from, to) = month_window("2026-03", berlin).unwrap();
+        assert_eq!(to - from, 31 * 86_400_000 - 3_600_000);
+        assert_eq!(local_time(from, berlin, Lang::En), "2026-03-01 00:00");
+        assert_eq!(local_time(to, berlin, Lang::En), "2026-04-01 00:00");
+        assert_eq!(current_month(to - 1, berlin), "2026-03");
         assert_eq!(percent(Some(0.99954), Lang::Vi), "99,954%");
         assert_eq!(duration_minutes(65, Lang::En), "1 h 05 min");
     }

@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sen_ops::drill::Lang;
 use sen_ops::monthly::{self, Inputs, MonthlyReport};
-use sen_ops::report::{self, UtcOffset};
+use sen_ops::report::{self, TimeZone};
 use sen_raft::schema::system::growth::{GROWTH_PREFIX, GrowthRecord, growth_day_prefix};
 use sen_raft::schema::system::verification::{VERIFY_PREFIX, Verification, verify_day_prefix};
 use sen_raft::schema::system::{
@@ -39,10 +39,9 @@ pub struct Params {
     format: Option<String>,
 }
 
-/// The portal's offset from UTC (`reports.utc-offset`, checked at start).
-fn offset(node: &Node) -> UtcOffset {
-    sen_core::time::parse_utc_offset(&node.config.reports.utc_offset)
-        .map_or(UtcOffset::VIETNAM, |minutes| UtcOffset { minutes })
+/// The portal's time zone (`reports.time-zone`, checked at start).
+fn offset(node: &Node) -> TimeZone {
+    TimeZone::parse(&node.config.reports.time_zone).unwrap_or_else(|_| report::vietnam())
 }
 
 fn lang_of(p: &Params) -> Lang {
@@ -74,7 +73,7 @@ fn records_from<T: SystemRecord>(node: &Node, prefix: &str, first: &[u8]) -> Res
 
 /// The monthly report of `month` from this node's replica; `full` adds
 /// what only the downloaded report shows (audit log, readers, growth).
-fn month_report(node: &Node, month: &str, offset: UtcOffset, full: bool) -> Result<MonthlyReport, ApiError> {
+fn month_report(node: &Node, month: &str, offset: TimeZone, full: bool) -> Result<MonthlyReport, ApiError> {
     let (from, to) = report::month_window(month, offset).map_err(ApiError::InvalidArgument)?;
     let now = sen_core::now_ms();
     let first_day = sen_core::time::utc_day(from);
