@@ -217,3 +217,66 @@ fn quota_records_and_keys_are_pinned() {
     assert_eq!(quota_key(QuotaKind::Database, "cong-bao"), b"quota/database/cong-bao");
     assert_eq!(quota_key(QuotaKind::Site, "portal"), b"quota/site/portal");
 }
+
+/// What a day of measurements costs in the control plane (docs/reports.md
+/// quotes these sizes): one node's availability record of a target, one
+/// node's traffic of a site, a site's readers sketch, one node's growth
+/// sample — each as full as a day can make it.
+#[test]
+fn a_day_of_measurements_is_a_few_kb_per_site_and_node() {
+    use super::growth::GrowthRecord;
+    // A steady day, and the worst case: the state changes every minute.
+    let mut steady = AvailabilityRecord::new("2026-12-03", "site:portal", 1);
+    let mut flapping = steady.clone();
+    for m in 0..1440 {
+        steady.observe(m, Minute::Up).unwrap();
+        flapping
+            .observe(m, [Minute::Up, Minute::Degraded, Minute::Down][m % 3])
+            .unwrap();
+    }
+    let mut traffic = TrafficRecord::new("2026-12-03", "portal", 1);
+    for hour in 0..24u8 {
+        let h = traffic.hours.entry(hour).or_default();
+        for (i, ms) in [1u64, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 9000]
+            .iter()
+            .enumerate()
+        {
+            for _ in 0..(i + 1) * 1000 {
+                h.observe([200, 304, 404, 503][i % 4], 123_456, *ms);
+            }
+        }
+    }
+    let mut sketch = Readers::default();
+    for i in 0..1_000_000u64 {
+        sketch.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+    let readers = ReadersRecord::new("2026-12-03", "portal", &sketch);
+    let growth = GrowthRecord {
+        version: 1,
+        day: "2026-12-03".into(),
+        node: 1,
+        at_ms: 1_796_288_400_000,
+        data_dir_bytes: 123_456_789_012,
+        disk_total_bytes: 999_999_999_999,
+        disk_free_bytes: 555_555_555_555,
+        chunk_bytes: 99_999_999_999,
+        sites: (0..30).map(|i| (format!("site-{i:02}"), 1_234_567_890)).collect(),
+        dbs: (0..10).map(|i| (format!("db-{i:02}"), 1_234_567_890)).collect(),
+    };
+    let size = |b: Vec<u8>| b.len();
+    let sizes = [
+        ("availability, steady", size(steady.to_json().unwrap())),
+        ("availability, flapping every minute", size(flapping.to_json().unwrap())),
+        ("traffic, every hour and bucket", size(traffic.to_json().unwrap())),
+        ("readers sketch", size(readers.to_json().unwrap())),
+        ("growth, 30 sites and 10 databases", size(growth.to_json().unwrap())),
+    ];
+    for (what, n) in sizes {
+        eprintln!("{what}: {n} bytes");
+    }
+    assert!(sizes[0].1 < 200 && sizes[1].1 < 8_000, "{sizes:?}");
+    assert!(
+        sizes[2].1 < 6_000 && sizes[3].1 < 1_200 && sizes[4].1 < 2_000,
+        "{sizes:?}"
+    );
+}
