@@ -8,6 +8,7 @@
 //! index/<id>             which blob is in which pack, at which offset
 //! snapshots/<id>         snapshot manifests: the commit point of a backup
 //! trash/<id>             packs marked for deletion by prune (phase 1)
+//! archive/<first index>  segments of the continuous log archive (`archive`)
 //! ```
 //! Every id is the blake3 of the object's bytes (lower-case hex), so every
 //! object can be verified without the key, and writes are idempotent.
@@ -250,6 +251,8 @@ pub enum ObjectKind {
     Snapshot = 2,
     Trash = 3,
     PackHeader = 4,
+    /// A segment of the continuous archive (`archive/<first index>`).
+    Segment = 5,
 }
 
 impl ObjectKind {
@@ -259,6 +262,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => SNAPSHOT_DIR,
             ObjectKind::Trash => TRASH_DIR,
             ObjectKind::PackHeader => DATA_DIR,
+            ObjectKind::Segment => crate::archive::ARCHIVE_DIR,
         }
     }
     fn what(self) -> &'static str {
@@ -267,6 +271,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Trash => "trash list",
             ObjectKind::PackHeader => "pack header",
+            ObjectKind::Segment => "archive segment",
         }
     }
 }

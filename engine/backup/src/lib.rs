@@ -12,7 +12,10 @@
 //! - [`restore`]: a whole cluster state, a site or a database back into a
 //!   cluster (fresh or live), and the difference between two snapshots.
 //! - [`check`], [`prune`]: verification and retention.
+//! - [`archive`]: segments of the continuously shipped Raft log, and the
+//!   chain a point-in-time restore replays.
 
+pub mod archive;
 pub mod backup;
 pub mod check;
 pub mod crypto;

@@ -1,0 +1,324 @@
+//! The continuous archive of the replicated log (docs/backup-format.md,
+//! "Archive segments"): committed Raft entries shipped to the repository
+//! as they commit, so a restore can replay them after the newest snapshot
+//! up to any index or second.
+//!
+//! ```text
+//! archive/<first index, 20 digits>   one segment: entries first..=last
+//! ```
+//!
+//! A segment is a repository object (`SENO` header, kind 5, sealed zstd
+//! like every metadata object) holding the entries in the log's own
+//! serialized form, each with the commit time the state machine saw.
+//! Segments are keyed by their first index and created only if absent, so
+//! two shippers can never both write the segment that follows the same
+//! entry: the loser reads the winner's and continues after it (no gap, no
+//! overlap). Only committed entries are shipped, and a committed entry is
+//! the same on every node, so a deposed shipper can at worst write what its
+//! successor would have. Each segment names the hash of the one before it:
+//! [`chain`] proves the archive continuous from a snapshot to its end.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RepoError;
+use crate::format::{ObjectKind, decode_object, encode_object};
+use crate::repo::Repo;
+
+pub const ARCHIVE_DIR: &str = "archive";
+
+/// Entries (bytes of their serialized form) one segment holds at most;
+/// a shipper with more to send writes several.
+pub const SEGMENT_TARGET_BYTES: usize = 16 << 20;
+
+/// One archived log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedEntry {
+    pub index: u64,
+    pub term: u64,
+    /// Commit time (ms since the epoch) as the state machine's replicated
+    /// clock read it: never earlier than the entry before.
+    pub at_ms: u64,
+    /// The entry in the Raft log's own encoding (`sen_store::format`).
+    #[serde(with = "serde_bytes")]
+    pub entry: Vec<u8>,
+}
+
+/// One archive segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The cluster the entries belong to (hex).
+    pub cluster_id: String,
+    pub first: u64,
+    pub last: u64,
+    /// Hash of the segment ending at `first - 1`; `None` where a chain
+    /// starts (the archive was enabled, or restarted after a gap).
+    pub prev: Option<[u8; 32]>,
+    /// The node that shipped it, and its term then.
+    pub shipper: u64,
+    pub term: u64,
+    pub shipped_at_ms: u64,
+    pub entries: Vec<ArchivedEntry>,
+}
+
+impl Segment {
+    /// Entries contiguous from `first` to `last`, terms and times never
+    /// going back.
+    pub fn check(&self, name: &str) -> Result<(), RepoError> {
+        let bad = |why: String| Err(RepoError::Corrupt(format!("{name}: {why}")));
+        if self.entries.is_empty() || self.first > self.last {
+            return bad("an empty segment".into());
+        }
+        if self.entries.len() as u64 != self.last - self.first + 1 {
+            return bad(format!(
+                "{} entries for indexes {}..={}",
+                self.entries.len(),
+                self.first,
+                self.last
+            ));
+        }
+        for (i, pair) in self.entries.windows(2).enumerate() {
+            if pair[1].index != pair[0].index + 1 || pair[1].term < pair[0].term || pair[1].at_ms < pair[0].at_ms {
+                return bad(format!(
+                    "entry {} does not follow the one before it",
+                    self.first + i as u64 + 1
+                ));
+            }
+        }
+        if self.entries[0].index != self.first {
+            return bad(format!("starts at {} instead of {}", self.entries[0].index, self.first));
+        }
+        Ok(())
+    }
+
+    /// Commit time of the last entry.
+    pub fn last_at_ms(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.at_ms)
+    }
+}
+
+/// `archive/<first, 20 digits>`.
+pub fn segment_key(first: u64) -> String {
+    format!("{ARCHIVE_DIR}/{first:020}")
+}
+
+/// One listed segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub first: u64,
+    pub size: u64,
+}
+
+/// Every segment in the repository, in index order.
+pub fn list_segments(repo: &Repo) -> Result<Vec<SegmentInfo>, RepoError> {
+    let mut out = Vec::new();
+    for o in repo.block_on(repo.store.list(&format!("{ARCHIVE_DIR}/")))? {
+        let name = o.key.rsplit('/').next().unwrap_or_default();
+        match name.parse::<u64>() {
+            Ok(first) if name.len() == 20 => out.push(SegmentInfo { first, size: o.size }),
+            _ => tracing::warn!(key = %o.key, "ignoring an object with a foreign name in the archive"),
+        }
+    }
+    out.sort_by_key(|s| s.first);
+    Ok(out)
+}
+
+/// Read and check the segment starting at `first`; with the hash of its
+/// stored bytes (what the next segment names as `prev`).
+pub fn read_segment(repo: &Repo, first: u64) -> Result<(Segment, [u8; 32]), RepoError> {
+    let key = segment_key(first);
+    let bytes = repo.block_on(repo.store.get(&key))?;
+    let hash = *blake3::hash(&bytes).as_bytes();
+    let seg: Segment = decode_object(&repo.keys, ObjectKind::Segment, &bytes, &key)?;
+    seg.check(&key)?;
+    if seg.first != first {
+        return Err(RepoError::Corrupt(format!(
+            "{key}: holds the segment of index {}",
+            seg.first
+        )));
+    }
+    Ok((seg, hash))
+}
+
+/// What [`write_segment`] did.
+#[derive(Debug)]
+pub enum Written {
+    /// Ours is stored: its hash and size.
+    Stored { hash: [u8; 32], bytes: u64 },
+    /// Another shipper stored the segment of the same first index first:
+    /// continue after it.
+    Taken { segment: Segment, hash: [u8; 32] },
+}
+
+/// Store `seg` unless a segment with the same first index exists.
+pub fn write_segment(repo: &Repo, seg: &Segment) -> Result<Written, RepoError> {
+    let key = segment_key(seg.first);
+    seg.check(&key)?;
+    let bytes = encode_object(&repo.keys, ObjectKind::Segment, seg)?;
+    let hash = *blake3::hash(&bytes).as_bytes();
+    let len = bytes.len() as u64;
+    if repo.block_on(repo.store.put_if_absent(&key, bytes))? {
+        return Ok(Written::Stored { hash, bytes: len });
+    }
+    let (segment, hash) = read_segment(repo, seg.first)?;
+    Ok(Written::Taken { segment, hash })
+}
+
+/// The last segment, if any, with its hash.
+pub fn last_segment(repo: &Repo) -> Result<Option<(Segment, [u8; 32])>, RepoError> {
+    match list_segments(repo)?.last() {
+        Some(s) => read_segment(repo, s.first).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The segments that carry the archive from `after + 1` up to `upto`
+/// (inclusive; `u64::MAX`: to the end), read and proven continuous: each
+/// starts where the one before ended and names its hash. Fails when the
+/// archive does not reach back to `after + 1`, or has a gap or a break
+/// in between.
+pub fn chain(repo: &Repo, after: u64, upto: u64) -> Result<Vec<Segment>, RepoError> {
+    let listed = list_segments(repo)?;
+    // The segment holding `after + 1`: the last one starting at or before it.
+    let start = listed.iter().rposition(|s| s.first <= after + 1).ok_or_else(|| {
+        RepoError::Usage(format!(
+            "the archive starts after index {}: no segment holds it; restore a snapshot taken after the archive began",
+            after + 1
+        ))
+    })?;
+    let mut out: Vec<Segment> = Vec::new();
+    let mut prev_hash: Option<[u8; 32]> = None;
+    for info in &listed[start..] {
+        if info.first > upto {
+            break;
+        }
+        let (seg, hash) = read_segment(repo, info.first)?;
+        if let Some(p) = out.last() {
+            if seg.first != p.last + 1 {
+                return Err(RepoError::Corrupt(format!(
+                    "the archive has a gap: {} ends at index {}, the next segment starts at {}",
+                    segment_key(p.first),
+                    p.last,
+                    seg.first
+                )));
+            }
+            if seg.prev != prev_hash {
+                return Err(RepoError::Corrupt(format!(
+                    "{} does not follow {} (its hash of the segment before differs): the archive was restarted or damaged here",
+                    segment_key(seg.first),
+                    segment_key(p.first)
+                )));
+            }
+        } else if seg.last < after + 1 {
+            return Err(RepoError::Usage(format!(
+                "the archive ends at index {} (before {}): nothing to replay after the snapshot",
+                seg.last,
+                after + 1
+            )));
+        }
+        prev_hash = Some(hash);
+        out.push(seg);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{InitOptions, LocalStore};
+
+    fn repo(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Repo {
+        let store = Arc::new(LocalStore::new(dir).unwrap());
+        Repo::init(store, rt.handle().clone(), Some(b"mat-khau"), &InitOptions::default()).unwrap()
+    }
+
+    fn seg(first: u64, last: u64, prev: Option<[u8; 32]>) -> Segment {
+        Segment {
+            cluster_id: "c0ffee".into(),
+            first,
+            last,
+            prev,
+            shipper: 1,
+            term: 2,
+            shipped_at_ms: 1_796_288_400_000,
+            entries: (first..=last)
+                .map(|i| ArchivedEntry {
+                    index: i,
+                    term: 2,
+                    at_ms: 1_796_288_400_000 + i,
+                    entry: format!("entry {i}").into_bytes(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_plaintext_of_a_segment_is_pinned() {
+        let bytes = sen_core::codec::encode_v1("archive segment", &seg(7, 7, Some([1; 32]))).unwrap();
+        assert_eq!(
+            hex::encode(&bytes),
+            "000663306666656507070101010101010101010101010101010101010101010101010101010101010101010102fd80ca213ba2010000010702fd87ca213ba201000007656e7472792037"
+        );
+    }
+
+    #[test]
+    fn segments_chain_and_a_second_shipper_continues_after_the_first() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let r = repo(dir.path(), &rt);
+        let Written::Stored { hash: h1, .. } = write_segment(&r, &seg(10, 19, None)).unwrap() else {
+            panic!("the first segment is stored")
+        };
+        // A second shipper with its own cut of the same entries loses and
+        // learns where to continue.
+        match write_segment(&r, &seg(10, 14, None)).unwrap() {
+            Written::Taken { segment, hash } => assert_eq!((segment.last, hash), (19, h1)),
+            w => panic!("{w:?}"),
+        }
+        write_segment(&r, &seg(20, 25, Some(h1))).unwrap();
+        let c = chain(&r, 12, u64::MAX).unwrap();
+        assert_eq!(
+            c.iter().map(|s| (s.first, s.last)).collect::<Vec<_>>(),
+            [(10, 19), (20, 25)]
+        );
+        assert_eq!(chain(&r, 9, 19).unwrap().len(), 1);
+        // Before the archive began, and past a break in the chain.
+        assert!(matches!(chain(&r, 5, u64::MAX), Err(RepoError::Usage(_))));
+        write_segment(&r, &seg(26, 30, Some([9; 32]))).unwrap();
+        let e = chain(&r, 12, u64::MAX).unwrap_err().to_string();
+        assert!(e.contains("does not follow"), "{e}");
+        // A gap.
+        write_segment(&r, &seg(40, 41, None)).unwrap();
+        assert_eq!(chain(&r, 12, 25).unwrap().len(), 2, "up to 25 the chain holds");
+        // The wrong password reads nothing.
+        let store = Arc::new(LocalStore::new(dir.path()).unwrap());
+        assert!(Repo::open(store, rt.handle().clone(), Some(b"sai")).is_err());
+    }
+
+    #[test]
+    fn damaged_segments_are_named() {
+        let mut s = seg(5, 9, None);
+        s.entries.remove(2);
+        assert!(s.check("archive/x").unwrap_err().to_string().contains("archive/x"));
+        let mut s = seg(5, 6, None);
+        s.entries[1].at_ms = 0;
+        assert!(s.check("archive/x").is_err());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let r = repo(dir.path(), &rt);
+        write_segment(&r, &seg(1, 3, None)).unwrap();
+        let path = dir.path().join("archive").join(format!("{:020}", 1));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 3] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(read_segment(&r, 1), Err(RepoError::Corrupt(_))));
+    }
+}
