@@ -6,6 +6,7 @@
 //! failure.
 
 mod access_cmd;
+mod archive_cmd;
 mod backup_cmd;
 mod certs_cmd;
 mod cluster_cmd;
@@ -92,6 +93,9 @@ enum Command {
     /// Restore from a backup: a whole cluster, a site, a database.
     #[command(subcommand)]
     Restore(restore_cmd::RestoreCmd),
+    /// The continuous archive of the log: point-in-time restores.
+    #[command(subcommand)]
+    Archive(archive_cmd::ArchiveCmd),
     /// Drills that prove recovery works: failover drills on the live
     /// cluster (`run`, `list`, `show`) and restore drills (`restore`).
     #[command(subcommand)]
@@ -202,6 +206,7 @@ fn main() -> ExitCode {
         Command::Site(cmd) => client_runtime(|| site_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Backup(cmd) => backup_cmd::run_backup(cmd, &cli.endpoints, cli.output, cli.timeout),
         Command::Restore(cmd) => restore_cmd::run_restore(cmd, &cli.endpoints, cli.output, cli.timeout),
+        Command::Archive(cmd) => client_runtime(|| archive_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Drill(cmd) => drill_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout),
         Command::Node(cmd) => client_runtime(|| incident_cmd::run_node(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Incident(cmd) => {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use sen_backup::RepoError;
+use sen_backup::archive;
 use sen_backup::format::hex_id;
 use sen_backup::read::{self, SnapshotEntry};
 use sen_backup::restore::{self, DbChange, SiteRestore};
@@ -17,7 +18,7 @@ use sen_store::backup::DataDirSink;
 use serde_json::json;
 
 use crate::output::emit;
-use crate::repo_args::{RepoArgs, bar, fail, mb, open_snapshot, runtime};
+use crate::repo_args::{RepoArgs, bar, fail, mb, open, open_snapshot, runtime, when};
 use crate::{Failure, Output};
 
 #[derive(Subcommand, Debug)]
@@ -30,6 +31,15 @@ pub enum RestoreCmd {
         /// `latest` or a snapshot id prefix.
         #[arg(long, default_value = "latest")]
         snapshot: String,
+        /// Point in time: `latest` (everything archived) or a time
+        /// (`2026-12-03T14:02:00+07:00`): the newest snapshot before it,
+        /// then the archived log replayed up to the last entry committed
+        /// at or before it (`sen archive enable`).
+        #[arg(long, conflicts_with_all = ["snapshot", "index"])]
+        at: Option<String>,
+        /// Point in time: replay the archived log up to this Raft index.
+        #[arg(long, conflicts_with_all = ["snapshot", "at"])]
+        index: Option<u64>,
         /// New, empty data directory.
         #[arg(long)]
         data_dir: PathBuf,
@@ -212,19 +222,42 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
         RestoreCmd::Cluster {
             repo,
             snapshot,
+            at,
+            index: to_index,
             data_dir,
             id,
             listen,
             advertise,
         } => {
-            let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
+            let target = match (&at, to_index) {
+                (_, Some(i)) => Some(archive::Target::Index(i)),
+                (Some(a), None) if a == "latest" => Some(archive::Target::Latest),
+                (Some(a), None) => Some(archive::Target::Time(parse_time(a)?)),
+                (None, None) => None,
+            };
+            let (r, e, index, replay) = match target {
+                None => {
+                    let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
+                    (r, e, index, Vec::new())
+                }
+                Some(t) => {
+                    let r = open(&rt, &repo)?;
+                    let plan = archive::plan(&r, t).map_err(fail)?;
+                    let index = r.load_index().map_err(fail)?;
+                    let replay: Vec<Vec<u8>> = plan.entries.into_iter().map(|e| e.entry).collect();
+                    (r, plan.snapshot, index, replay)
+                }
+            };
+            let replaying = !replay.is_empty() || target.is_some();
             let addr = advertise.unwrap_or_else(|| listen.clone());
             // An existing, non-empty directory is refused here, before
             // anything is written (and never removed below).
             let mut sink = DataDirSink::create(&data_dir, id, &addr)
-                .map_err(|e| Failure::from(format!("restore into {}: {e}", data_dir.display())))?;
+                .map_err(|e| Failure::from(format!("restore into {}: {e}", data_dir.display())))?
+                .with_replay(replay);
             let pb = bar(output, e.snapshot.stats.bytes_total);
             let result = restore::cluster(&r, &index, &e.snapshot, &mut sink, &|n| pb.inc(n));
+            let replayed = sink.replayed().cloned();
             drop(sink);
             pb.finish_and_clear();
             let (cluster_id, digest, bytes) = match result {
@@ -236,6 +269,43 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
                 }
             };
             let secs = started.elapsed().as_secs_f64();
+            if replaying {
+                let (stop_index, stop_term, final_digest, replayed_entries) = match &replayed {
+                    Some(p) => (p.index, p.term, p.digest.clone(), p.entries),
+                    None => (e.snapshot.raft_index, e.snapshot.raft_term, digest.clone(), 0),
+                };
+                let stop_at_ms = archive_time_of(&r, stop_index).unwrap_or(e.snapshot.time_ms);
+                emit(
+                    output,
+                    json!({
+                        "snapshot_id": hex_id(&e.id),
+                        "snapshot_raft_index": e.snapshot.raft_index,
+                        "cluster_id": cluster_id,
+                        "raft_index": stop_index,
+                        "raft_term": stop_term,
+                        "committed_at_ms": stop_at_ms,
+                        "replayed_entries": replayed_entries,
+                        "state_digest": final_digest,
+                        "data_dir": data_dir,
+                        "node_id": id,
+                        "duration_ms": (secs * 1000.0) as u64,
+                    }),
+                    || {
+                        format!(
+                            "restored snapshot {} (raft index {}) and replayed {replayed_entries} archived entries: stopped at index {stop_index}, term {stop_term}, committed {}
+into {} in {secs:.1} s
+start it with: sen server --id {id} --data-dir {} --listen {listen}{}",
+                            e.short_id(),
+                            e.snapshot.raft_index,
+                            when(stop_at_ms),
+                            data_dir.display(),
+                            data_dir.display(),
+                            if addr != listen { format!(" --advertise {addr}") } else { String::new() }
+                        )
+                    },
+                );
+                return Ok(());
+            }
             emit(
                 output,
                 json!({
@@ -332,4 +402,22 @@ fn print_db_restore(
             t
         },
     );
+}
+
+/// `2026-12-03T14:02:00+07:00` (or `…Z`) as ms since the epoch.
+fn parse_time(s: &str) -> Result<u64, Failure> {
+    let t: jiff::Timestamp = s.parse().map_err(|e| {
+        Failure::from(format!(
+            "--at {s:?}: give `latest` or a time with its offset, e.g. 2026-12-03T14:02:00+07:00 ({e})"
+        ))
+    })?;
+    u64::try_from(t.as_millisecond()).map_err(|_| Failure::from(format!("--at {s:?} is before 1970")))
+}
+
+/// The commit time of archived entry `index`, if the archive holds it.
+fn archive_time_of(r: &sen_backup::Repo, index: u64) -> Option<u64> {
+    let listed = archive::list_segments(r).ok()?;
+    let seg = listed.iter().rev().find(|s| s.first <= index)?;
+    let (seg, _) = archive::read_segment(r, seg.first).ok()?;
+    seg.entries.iter().find(|e| e.index == index).map(|e| e.at_ms)
 }

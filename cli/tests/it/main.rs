@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod archive;
 mod backup;
 mod cli;
 mod cluster;

@@ -537,6 +537,16 @@ fn matrix() -> Vec<Row> {
             StoreVerificationRequest { json: "{".into() },
             &[Admin, Operator],
         ),
+        row(
+            "/sen.v1.Control/SetArchive",
+            SetArchiveRequest { json: "{".into() },
+            &[Admin, Operator],
+        ),
+        row(
+            "/sen.v1.Control/ArchiveStatus",
+            ArchiveStatusRequest::default(),
+            &[Admin, Operator, Auditor],
+        ),
         // Quotas: set by administrators (removing the quota of a database
         // that has none changes nothing), read by operators and auditors.
         row(

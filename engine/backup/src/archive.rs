@@ -221,6 +221,111 @@ pub fn chain(repo: &Repo, after: u64, upto: u64) -> Result<Vec<Segment>, RepoErr
     Ok(out)
 }
 
+/// Where a point-in-time restore stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Everything archived.
+    Latest,
+    /// The last entry committed at or before this time (ms since the epoch).
+    Time(u64),
+    /// This index.
+    Index(u64),
+}
+
+/// What a point-in-time restore does: restore `snapshot`, then replay
+/// `entries` (every archived entry after it up to the target).
+#[derive(Debug)]
+pub struct Plan {
+    pub snapshot: crate::read::SnapshotEntry,
+    pub entries: Vec<ArchivedEntry>,
+}
+
+impl Plan {
+    /// The index, term and commit time the restore stops at.
+    pub fn stops_at(&self) -> (u64, u64, u64) {
+        match self.entries.last() {
+            Some(e) => (e.index, e.term, e.at_ms),
+            None => (
+                self.snapshot.snapshot.raft_index,
+                self.snapshot.snapshot.raft_term,
+                self.snapshot.snapshot.time_ms,
+            ),
+        }
+    }
+}
+
+/// Choose the newest snapshot at or before `target` that the archive
+/// continues from, and the archived entries up to the target.
+pub fn plan(repo: &Repo, target: Target) -> Result<Plan, RepoError> {
+    let snaps = crate::read::list_snapshots(repo)?;
+    if snaps.is_empty() {
+        return Err(RepoError::Usage(
+            "the repository holds no snapshot: a point-in-time restore replays the archive after a snapshot; take one with `sen backup create`".into(),
+        ));
+    }
+    let listed = list_segments(repo)?;
+    let Some(first_archived) = listed.first().map(|s| s.first) else {
+        return Err(RepoError::Usage(
+            "the repository holds no archive: turn it on with `sen archive enable` (restore a snapshot with --snapshot meanwhile)".into(),
+        ));
+    };
+    let mut candidates: Vec<&crate::read::SnapshotEntry> = snaps
+        .iter()
+        .filter(|s| match target {
+            Target::Latest => true,
+            Target::Time(t) => s.snapshot.time_ms <= t,
+            Target::Index(i) => s.snapshot.raft_index <= i,
+        })
+        .filter(|s| s.snapshot.raft_index + 1 >= first_archived)
+        .collect();
+    candidates.sort_by_key(|s| s.snapshot.raft_index);
+    let Some(snap) = candidates.last() else {
+        return Err(RepoError::Usage(format!(
+            "no snapshot is both before the target and covered by the archive (which starts at index {first_archived}):              restore the newest snapshot before it with --snapshot, or choose a later target"
+        )));
+    };
+    let after = snap.snapshot.raft_index;
+    let upto = match target {
+        Target::Index(i) => i,
+        _ => u64::MAX,
+    };
+    let mut entries = Vec::new();
+    let archive_end = match listed.last() {
+        Some(l) => read_segment(repo, l.first)?.0.last,
+        None => 0,
+    };
+    if archive_end > after {
+        for seg in chain(repo, after, upto)? {
+            for e in seg.entries {
+                if e.index <= after {
+                    continue;
+                }
+                let keep = match target {
+                    Target::Latest => true,
+                    Target::Time(t) => e.at_ms <= t,
+                    Target::Index(i) => e.index <= i,
+                };
+                if !keep {
+                    break;
+                }
+                entries.push(e);
+            }
+        }
+    }
+    if let Target::Index(i) = target {
+        let reached = entries.last().map_or(after, |e| e.index);
+        if reached < i {
+            return Err(RepoError::Usage(format!(
+                "the archive ends at index {reached}, before {i}: choose an index it holds (`sen archive status`)"
+            )));
+        }
+    }
+    Ok(Plan {
+        snapshot: (*snap).clone(),
+        entries,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

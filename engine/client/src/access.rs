@@ -181,6 +181,34 @@ impl Client {
         self.list_day_records("verifications", from_day, to_day).await
     }
 
+    /// Turn the continuous archive on (an ArchiveConfig's JSON) or off
+    /// (`None`); the revision of the write.
+    pub async fn set_archive(&self, json: Option<String>) -> Result<u64, ClientError> {
+        call!(
+            self,
+            "set archive",
+            true,
+            ControlClient,
+            set_archive,
+            SetArchiveRequest {
+                json: json.unwrap_or_default()
+            }
+        )
+        .map(|r| r.revision)
+    }
+
+    /// The archive's configuration, progress and the leader's shipper.
+    pub async fn archive_status(&self) -> Result<ArchiveStatusResponse, ClientError> {
+        call!(
+            self,
+            "archive status",
+            true,
+            ControlClient,
+            archive_status,
+            ArchiveStatusRequest {}
+        )
+    }
+
     pub async fn list_drill_reports(&self) -> Result<Vec<String>, ClientError> {
         call!(
             self,

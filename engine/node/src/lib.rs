@@ -41,6 +41,7 @@ mod forward;
 mod growth;
 
 mod access;
+mod archive;
 mod audit_log;
 mod auth;
 pub mod backup;

@@ -97,6 +97,10 @@ pub struct Metrics {
     /// Open incidents by severity, and the age of the oldest serious one.
     pub incidents_open: Family<SeverityLabel, Gauge>,
     pub oldest_open_serious: Gauge,
+    /// The continuous archive on the shipping node: segments stored, and
+    /// how far behind the applied log it is (seconds).
+    pub archive_segments: Counter,
+    pub archive_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,6 +166,8 @@ impl Metrics {
             backup_every: Gauge::default(),
             incidents_open: Family::default(),
             oldest_open_serious: Gauge::default(),
+            archive_segments: Counter::default(),
+            archive_lag_seconds: Gauge::default(),
         };
         registry.register("raft_term", "Current Raft term", m.term.clone());
         registry.register(
@@ -219,6 +225,16 @@ impl Metrics {
             "raft_leader_changes",
             "Times the known leader changed",
             m.leader_changes.clone(),
+        );
+        registry.register(
+            "archive_segments",
+            "Archive segments this node stored in the repository",
+            m.archive_segments.clone(),
+        );
+        registry.register(
+            "archive_lag_seconds",
+            "How long the oldest applied entry not yet archived has waited (0 when the archive is current; only on the shipping node)",
+            m.archive_lag_seconds.clone(),
         );
         registry.register(
             "probes",

@@ -47,6 +47,8 @@ pub struct Node {
     pub disk: crate::disk::DiskGuard,
     /// Readers and speed per site, until the leader has them.
     pub traffic: crate::traffic::Tally,
+    /// What this node's archive shipper is doing.
+    pub archive: std::sync::Mutex<crate::archive::Status>,
     stopping: AtomicBool,
 }
 
@@ -76,6 +78,7 @@ impl Node {
             roles: RoleState::default(),
             recovery: tokio_util::sync::CancellationToken::new(),
             traffic,
+            archive: crate::archive::new_status(),
             started_at_ms: sen_core::now_ms(),
             disk: crate::disk::DiskGuard::default(),
             stopping: AtomicBool::new(false),

@@ -18,7 +18,7 @@ use rocksdb::{DB, IteratorMode, ReadOptions, SnapshotWithThreadMode, WriteBatch}
 use sen_content::{ChunkId, StoredChunk};
 use sen_core::{ClusterId, NodeId};
 use sen_raft::schema::{DbStats, Record, SiteRecord, tables};
-use sen_raft::{LogId, Membership, NodeInfo, StoredMembership, Vote};
+use sen_raft::{Entry, LogId, Membership, NodeInfo, StoredMembership, Vote};
 
 use crate::format::*;
 use crate::rocks::cf;
@@ -256,6 +256,23 @@ impl DataDirBuilder {
             .map_err(|e| StoreError::rocks("write restored records", e))
     }
 
+    /// The digest of what is written so far (the restored snapshot, before
+    /// any replay).
+    pub fn digest(&mut self) -> Result<String, StoreError> {
+        self.write_batch()?;
+        Ok(self.state.digest()?.1)
+    }
+
+    /// Apply archived log entries on top of the restored records (a
+    /// point-in-time restore): exactly what the state machine did.
+    pub fn replay(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
+        self.write_batch()?;
+        for batch in entries.chunks(256) {
+            self.state.apply_entries(batch)?;
+        }
+        Ok(())
+    }
+
     /// Make the state applied at (`term`, `index`) with this node as the
     /// only voter at `addr`, seed the Raft log to start after it, flush
     /// everything and build a first snapshot (for nodes that join later).
@@ -406,6 +423,18 @@ impl StateSource for ViewSource<'_, '_> {
 pub struct DataDirSink {
     builder: Option<DataDirBuilder>,
     addr: String,
+    /// Archived entries (their log encoding) to apply after the snapshot.
+    replay: Vec<Vec<u8>>,
+    replayed: Option<Replayed>,
+}
+
+/// Where a replay of archived entries left the restored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    pub index: u64,
+    pub term: u64,
+    pub entries: u64,
+    pub digest: String,
 }
 
 impl DataDirSink {
@@ -414,7 +443,21 @@ impl DataDirSink {
         Ok(Self {
             builder: Some(DataDirBuilder::create(dir, id)?),
             addr: addr.to_owned(),
+            replay: Vec::new(),
+            replayed: None,
         })
+    }
+
+    /// After the snapshot, apply these archived entries (each in the
+    /// log's encoding, in index order).
+    pub fn with_replay(mut self, entries: Vec<Vec<u8>>) -> Self {
+        self.replay = entries;
+        self
+    }
+
+    /// What the replay did (after `finish`).
+    pub fn replayed(&self) -> Option<&Replayed> {
+        self.replayed.as_ref()
     }
 
     fn builder(&mut self) -> Result<&mut DataDirBuilder, RepoError> {
@@ -442,9 +485,42 @@ impl sen_backup::restore::StateSink for DataDirSink {
             .builder
             .take()
             .ok_or_else(|| RepoError::Target("the restored data directory is already finished".into()))?;
+        let mut b = b;
+        if self.replay.is_empty() {
+            let (cluster_id, digest) = b
+                .finish(snapshot.raft_term, snapshot.raft_index, &self.addr)
+                .map_err(target_err)?;
+            return Ok((cluster_id.to_string(), digest));
+        }
+        // The snapshot is verified before anything is replayed on it.
+        let at_snapshot = b.digest().map_err(target_err)?;
+        let entries = std::mem::take(&mut self.replay)
+            .iter()
+            .map(|bytes| crate::format::dec_entry(bytes))
+            .collect::<Result<Vec<Entry>, _>>()
+            .map_err(|e| RepoError::Corrupt(format!("an archived log entry: {e}")))?;
+        if entries
+            .first()
+            .is_some_and(|e| e.log_id.index != snapshot.raft_index + 1)
+            || entries.windows(2).any(|w| w[1].log_id.index != w[0].log_id.index + 1)
+        {
+            return Err(RepoError::Corrupt(
+                "the archived entries do not follow the snapshot one by one".into(),
+            ));
+        }
+        b.replay(&entries).map_err(target_err)?;
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Err(RepoError::Corrupt("no archived entry to replay".into()));
+        };
         let (cluster_id, digest) = b
-            .finish(snapshot.raft_term, snapshot.raft_index, &self.addr)
+            .finish(last.leader_id.term, last.index, &self.addr)
             .map_err(target_err)?;
-        Ok((cluster_id.to_string(), digest))
+        self.replayed = Some(Replayed {
+            index: last.index,
+            term: last.leader_id.term,
+            entries: entries.len() as u64,
+            digest,
+        });
+        Ok((cluster_id.to_string(), at_snapshot))
     }
 }

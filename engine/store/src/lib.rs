@@ -39,6 +39,8 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use format::NodeIdentity;
+/// A Raft log entry's stored encoding (what the continuous archive ships).
+pub use format::{dec_entry as decode_entry, enc_entry as encode_entry};
 pub use log_store::LogStore;
 pub use snapshot::{IncomingSnapshot, SnapshotFile, SnapshotHandle};
 pub use state::{DbInfo, FileListing, NamePage, ScanPage, StateDb};

@@ -17,6 +17,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
@@ -42,6 +43,9 @@ struct Inner {
     flusher: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
     flusher_thread: Option<thread::JoinHandle<()>>,
     max_append_bytes: usize,
+    /// Entries after this index are kept through purges (the continuous
+    /// archive has not shipped them yet); `u64::MAX`: no archive.
+    keep_after: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -86,12 +90,59 @@ impl LogStore {
                 flusher: Some(tx),
                 flusher_thread: Some(thread),
                 max_append_bytes: opts.max_append_bytes,
+                keep_after: AtomicU64::new(u64::MAX),
             }),
         })
     }
 
     fn db(&self) -> &DB {
         &self.inner.db
+    }
+
+    /// Keep the entries after `index` through purges (the archive has not
+    /// shipped them); `u64::MAX` lets purges go as far as Raft asks.
+    /// Raft still believes them purged: they are read only by the archive.
+    pub fn keep_after(&self, index: u64) {
+        self.inner.keep_after.store(index, Ordering::Relaxed);
+    }
+
+    /// The first entry this log holds (`None`: empty).
+    pub fn first_index(&self) -> Option<u64> {
+        let log = cf(self.db(), CF_LOG).ok()?;
+        let (k, _) = self.db().iterator_cf(log, IteratorMode::Start).next()?.ok()?;
+        log_index(&k).ok()
+    }
+
+    /// Committed entries in `[start, end)` for the archive, at most about
+    /// `max_bytes` (at least one), each with its stored encoding. Fails
+    /// when `start` is no longer in this log (purged, or this node
+    /// installed a snapshot past it).
+    pub fn archive_entries(&self, start: u64, end: u64, max_bytes: usize) -> io::Result<Vec<(Entry, Vec<u8>)>> {
+        let entries = self.read_range(start, end, max_bytes)?;
+        if let Some(first) = entries.first()
+            && first.log_id.index != start
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "entries {start}..{} are no longer in this node's log",
+                    first.log_id.index
+                ),
+            ));
+        }
+        if entries.is_empty() && start < end {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("entry {start} is not in this node's log"),
+            ));
+        }
+        entries
+            .into_iter()
+            .map(|e| {
+                let bytes = enc_entry(&e).map_err(to_io)?;
+                Ok((e, bytes))
+            })
+            .collect()
     }
 
     /// The node identity stored in this data directory, if any.
@@ -441,7 +492,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Record the purge point first in the same atomic batch, so there is
         // never a moment with entries gone and the purge point unknown.
         batch.put_cf(meta, K_PURGED, enc_log_id(&log_id).map_err(to_io)?);
-        batch.delete_range_cf(log, log_key(0), log_key(log_id.index.saturating_add(1)));
+        let upto = log_id.index.min(self.inner.keep_after.load(Ordering::Relaxed));
+        batch.delete_range_cf(log, log_key(0), log_key(upto.saturating_add(1)));
         self.db().write(batch).map_err(|e| rocks_io("purge the raft log", e))
     }
 }

@@ -422,3 +422,34 @@ async fn the_unreferenced_bytes_counter_follows_uploads_and_collection() {
         .unwrap();
     assert_eq!(a.state.unreferenced_bytes().unwrap(), 0);
 }
+
+/// The archive's floor: a purge keeps what the archive has not shipped,
+/// Raft still sees the purge it asked for, and the archive reads the kept
+/// entries in their stored encoding; a purge past the floor once it moves
+/// frees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_keep_what_the_archive_has_not_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let entries: Vec<Entry> = (1..=20).map(|i| put_entry(3, i, &format!("k{i}"), "v")).collect();
+    append_and_wait(&mut store.log, entries.clone()).await;
+    store.log.keep_after(6);
+    store.log.purge(log_id(3, 15)).await.unwrap();
+    let st = store.log.get_log_state().await.unwrap();
+    assert_eq!(st.last_purged_log_id, Some(log_id(3, 15)));
+    let kept = store.log.archive_entries(7, 21, usize::MAX).unwrap();
+    assert_eq!(kept.len(), 14);
+    assert_eq!(kept[0].0, entries[6]);
+    assert_eq!(kept[0].1, crate::format::enc_entry(&entries[6]).unwrap());
+    let gone = store.log.archive_entries(6, 21, usize::MAX).unwrap_err();
+    assert_eq!(gone.kind(), std::io::ErrorKind::NotFound, "{gone}");
+    // The archive moves on: the next purge frees what it shipped.
+    store.log.keep_after(12);
+    store.log.purge(log_id(3, 16)).await.unwrap();
+    assert!(store.log.archive_entries(12, 21, usize::MAX).is_err());
+    assert_eq!(
+        store.log.archive_entries(13, 21, 1).unwrap().len(),
+        1,
+        "at least one entry"
+    );
+}

@@ -138,6 +138,8 @@ pub static RULES: &[Rule] = &[
     r("/sen.v1.Control/ClearBackupSchedule", Cluster(Operate), false, true),
     r("/sen.v1.Control/ListBackupRuns", Cluster(Read), false, false),
     r("/sen.v1.Control/StoreVerification", Cluster(Operate), false, true),
+    r("/sen.v1.Control/SetArchive", Cluster(Operate), false, true),
+    r("/sen.v1.Control/ArchiveStatus", Cluster(Read), false, false),
     r("/sen.v1.Control/SetQuota", Cluster(Administer), false, true),
     r("/sen.v1.Control/ListQuotas", Cluster(Read), false, false),
     r("/sen.v1.Control/ReportProbe", Peer, true, false),

@@ -541,6 +541,66 @@ impl Control for ControlApi {
         .await
     }
 
+    async fn set_archive(&self, req: Request<SetArchiveRequest>) -> Result<Response<SetArchiveResponse>, Status> {
+        measured(&self.node, "Control/SetArchive", async {
+            use sen_raft::schema::system::archive::{ARCHIVE_CONFIG_KEY, ArchiveConfig};
+            let json = &req.get_ref().json;
+            if json.is_empty() {
+                crate::auth::note(&req, "archive:off".to_string());
+                self.delete(ARCHIVE_CONFIG_KEY).await?;
+                return Ok(SetArchiveResponse {
+                    revision: self.node.state.applied_index(),
+                });
+            }
+            let mut c: ArchiveConfig = parse(json)?;
+            crate::auth::note(&req, format!("archive:{}", c.repo));
+            if !(100..=60_000).contains(&c.interval_ms) {
+                return Err(ApiError::InvalidArgument(
+                    "the archive interval must be between 100 ms and 1 minute".into(),
+                ));
+            }
+            if c.max_lag_entries < 1000 {
+                return Err(ApiError::InvalidArgument(
+                    "archive max-lag must be at least 1000 entries".into(),
+                ));
+            }
+            sen_backup_s3::check_allowed(&c.repo, &self.node.config.backup.allowed_repos, self.node.id)
+                .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+            c.enabled_by = by(&auth::caller(&req)?);
+            c.enabled_at_ms = sen_core::now_ms();
+            let revision = self.put(ARCHIVE_CONFIG_KEY.to_vec(), &c).await?;
+            Ok(SetArchiveResponse { revision })
+        })
+        .await
+    }
+
+    async fn archive_status(
+        &self,
+        _req: Request<ArchiveStatusRequest>,
+    ) -> Result<Response<ArchiveStatusResponse>, Status> {
+        measured(&self.node, "Control/ArchiveStatus", async {
+            use sen_raft::schema::system::archive::{ARCHIVE_CONFIG_KEY, ARCHIVE_PROGRESS_KEY};
+            fresh(&self.node).await?;
+            let raw = |key: &[u8]| -> Result<String, ApiError> {
+                Ok(self
+                    .node
+                    .as_ref()
+                    .get_raw(key)?
+                    .map(|(v, _)| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default())
+            };
+            let shipper = self.node.archive.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            Ok(ArchiveStatusResponse {
+                config: raw(ARCHIVE_CONFIG_KEY)?,
+                progress: raw(ARCHIVE_PROGRESS_KEY)?,
+                shipper: serde_json::to_string(&shipper).map_err(|e| ApiError::Internal(e.to_string()))?,
+                node: self.node.id,
+                applied_index: self.node.state.applied_index(),
+            })
+        })
+        .await
+    }
+
     async fn list_backup_runs(
         &self,
         _req: Request<ListBackupRunsRequest>,

@@ -645,6 +645,7 @@ impl SystemRecord for QuotaRecord {
 
 pub mod availability;
 pub use availability::{AVAILABILITY_PREFIX, AvailabilityRecord, Minute};
+pub mod archive;
 pub mod growth;
 pub mod traffic;
 pub mod verification;

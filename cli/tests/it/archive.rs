@@ -1,0 +1,140 @@
+//! The continuous archive of the log and point-in-time restores, against
+//! real `sen` processes and a local-directory repository.
+
+use std::time::{Duration, Instant};
+
+use sen_store::StateDb;
+
+use crate::common::*;
+
+/// Run `sen … --output json`, parse the last line of stdout.
+fn json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = sen(&all);
+    assert_eq!(code, 0, "sen {args:?} failed: {err}");
+    serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn value_in(dir: &std::path::Path, db: &str, key: &str) -> Option<Vec<u8>> {
+    let state = StateDb::open(dir, &Default::default()).unwrap();
+    state.get(db, key.as_bytes()).unwrap().0.map(|r| r.value)
+}
+
+/// Writes acknowledged up to the moment every node is killed are in the
+/// cluster restored from the archive (all but the last second's at most);
+/// a restore to a chosen index has exactly the live cluster's digest there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_lost_the_archive_brings_back_what_was_acknowledged() {
+    let mut c = cluster("archive-rpo", FAST);
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let root = c.root().to_owned();
+    let repo = format!("file://{}", root.join("repo").display());
+    let r = ["--endpoints", eps.as_str(), "--repo", repo.as_str()];
+    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
+    json(&[
+        "--endpoints",
+        &eps,
+        "archive",
+        "enable",
+        "--repo",
+        &repo,
+        "--interval",
+        "200ms",
+    ]);
+    json(&[&["backup", "create"][..], &r].concat());
+    let client = c.client().unwrap();
+    for i in 0..50u32 {
+        client
+            .put("lichtuan", format!("a{i:03}").as_bytes(), b"truoc")
+            .await
+            .unwrap();
+    }
+
+    // A chosen index: the restored state equals the live one there.
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let d = client
+        .digest_of(&c.grpc(leader).unwrap(), T, Default::default())
+        .await
+        .unwrap();
+    sen_chaos::wait_for("the archive to pass the digest's index", T, || async {
+        let s = json(&["--endpoints", &eps, "archive", "status"]);
+        Ok((s["shipper"]["archived_index"].as_u64() >= Some(d.applied_index)).then_some(()))
+    })
+    .await
+    .unwrap();
+    let at_index = root.join("at-index");
+    let out = json(
+        &[
+            &[
+                "restore",
+                "cluster",
+                "--index",
+                &d.applied_index.to_string(),
+                "--data-dir",
+                at_index.to_str().unwrap(),
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:7991",
+            ][..],
+            &r,
+        ]
+        .concat(),
+    );
+    assert_eq!(out["raft_index"], d.applied_index, "{out}");
+    assert_eq!(out["state_digest"], d.digest, "replayed to {}: {out}", d.applied_index);
+
+    // Writes until every node dies at once.
+    let mut acked: Vec<(String, Instant)> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let k = format!("b{:05}", acked.len());
+        client.put("lichtuan", k.as_bytes(), b"sau").await.unwrap();
+        acked.push((k, Instant::now()));
+    }
+    let killed = Instant::now();
+    for id in 1..=3 {
+        c.kill9(id).unwrap();
+    }
+    let latest = root.join("latest");
+    let out = json(
+        &[
+            &[
+                "restore",
+                "cluster",
+                "--at",
+                "latest",
+                "--data-dir",
+                latest.to_str().unwrap(),
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:7992",
+            ][..],
+            &r,
+        ]
+        .concat(),
+    );
+    assert!(out["replayed_entries"].as_u64() > Some(0), "{out}");
+    let mut lost = Vec::new();
+    for (k, at) in &acked {
+        if value_in(&latest, "lichtuan", k).is_none() {
+            lost.push((k.clone(), killed.duration_since(*at)));
+        }
+    }
+    let worst = lost.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    eprintln!(
+        "{} of {} acknowledged writes were archived; the missing ones were acknowledged at most {worst:?} before the kill",
+        acked.len() - lost.len(),
+        acked.len()
+    );
+    assert!(
+        lost.iter().all(|(_, d)| *d <= Duration::from_secs(1)),
+        "writes acknowledged more than 1 s before the kill are missing: {lost:?}"
+    );
+    // Nothing was invented, and what was written before is there.
+    assert_eq!(value_in(&latest, "lichtuan", "a049").as_deref(), Some(&b"truoc"[..]));
+    assert!(value_in(&latest, "lichtuan", &format!("b{:05}", acked.len() + 1)).is_none());
+}
