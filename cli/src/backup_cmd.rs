@@ -388,6 +388,15 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
                     report.packs_read,
                     mb(report.bytes_read)
                 );
+                if report.archive_segments > 0 {
+                    t.push_str(&format!(
+                        "\narchive: {} segments, indexes {}..={}",
+                        report.archive_segments, report.archive_first, report.archive_last
+                    ));
+                }
+                for n in &report.archive_notes {
+                    t.push_str(&format!("\nnote: {n}"));
+                }
                 if report.ok {
                     t.push_str("\nno errors found");
                 } else {
@@ -420,7 +429,7 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
             let report = prune::prune(&r, &policy, grace, dry_run).map_err(fail)?;
             emit(output, serde_json::to_value(&report).unwrap_or_default(), || {
                 format!(
-                    "{}kept {} snapshot(s), forgot {}: {}\nmarked {} unused pack(s) ({}); deleted {} pack(s) marked earlier ({}); {} put back; {} partly used",
+                    "{}kept {} snapshot(s), forgot {}: {}\nmarked {} unused pack(s) ({}); deleted {} pack(s) marked earlier ({}); {} put back; {} partly used\ndeleted {} archive segment(s) ({}) no kept snapshot needs",
                     if dry_run { "dry run: " } else { "" },
                     report.kept.len(),
                     report.forgotten.len(),
@@ -434,7 +443,9 @@ pub fn run_backup(cmd: BackupCmd, endpoints: &[String], output: Output, timeout:
                     report.packs_deleted,
                     mb(report.bytes_deleted),
                     report.packs_restored,
-                    report.packs_partly_used
+                    report.packs_partly_used,
+                    report.segments_deleted,
+                    mb(report.segment_bytes_deleted)
                 )
             });
             Ok(())

@@ -399,6 +399,18 @@ mod tests {
         // A gap.
         write_segment(&r, &seg(40, 41, None)).unwrap();
         assert_eq!(chain(&r, 12, 25).unwrap().len(), 2, "up to 25 the chain holds");
+        // `backup check` names both breaks (no snapshot bridges them).
+        let report = crate::check::check(&r, 0).unwrap();
+        assert_eq!(
+            (report.archive_segments, report.archive_first, report.archive_last),
+            (4, 10, 41)
+        );
+        let text = report.errors.join("\n");
+        assert!(
+            text.contains("does not name the hash") && text.contains("leaves a gap after index 30"),
+            "{text}"
+        );
+        assert!(!report.ok);
         // The wrong password reads nothing.
         let store = Arc::new(LocalStore::new(dir.path()).unwrap());
         assert!(Repo::open(store, rt.handle().clone(), Some(b"sai")).is_err());

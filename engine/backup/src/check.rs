@@ -21,6 +21,12 @@ pub struct CheckReport {
     /// Packs no index names (an interrupted backup; adopted by the next
     /// backup or removed by prune). Not an error.
     pub unindexed_packs: u64,
+    /// The continuous archive: segments, the indexes they span, and
+    /// restarts of the chain a later snapshot bridges (not errors).
+    pub archive_segments: u64,
+    pub archive_first: u64,
+    pub archive_last: u64,
+    pub archive_notes: Vec<String>,
     /// Every problem, one line each, naming the object.
     pub errors: Vec<String>,
     pub ok: bool,
@@ -113,7 +119,13 @@ pub fn check(repo: &Repo, read_data_percent: u32) -> Result<CheckReport, RepoErr
         }
     }
 
-    // 4. Data: whole packs read, hashed against their names, every blob
+    // 4. The archive: every segment decrypts and matches its name's index
+    //    and the hash the next one names; from every snapshot it covers,
+    //    the chain reaches the newest segment, or a later snapshot bridges
+    //    the break.
+    check_archive(repo, &snapshots, &mut report)?;
+
+    // 5. Data: whole packs read, hashed against their names, every blob
     //    opened (authenticated, decompressed, hashed).
     if read_data_percent > 0 {
         let selected: Vec<(usize, [u8; 32], u64)> = to_read
@@ -132,6 +144,65 @@ pub fn check(repo: &Repo, read_data_percent: u32) -> Result<CheckReport, RepoErr
         }
     }
     finish(report)
+}
+
+fn check_archive(repo: &Repo, snapshots: &[SnapshotEntry], report: &mut CheckReport) -> Result<(), RepoError> {
+    use crate::archive::{list_segments, read_segment, segment_key};
+    let listed = list_segments(repo)?;
+    report.archive_segments = listed.len() as u64;
+    // (first, last, prev, hash) of every readable segment, in order.
+    let mut read = Vec::new();
+    for s in &listed {
+        match read_segment(repo, s.first) {
+            Ok((seg, hash)) => read.push((seg.first, seg.last, seg.prev, hash)),
+            Err(RepoError::Corrupt(e)) | Err(RepoError::Format(e)) => report.errors.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    let (Some(first), Some(last)) = (read.first(), read.last()) else {
+        return Ok(());
+    };
+    report.archive_first = first.0;
+    report.archive_last = last.1;
+    // Where the chain does not continue: (index it restarts at, why).
+    let mut breaks: Vec<(u64, String)> = Vec::new();
+    for w in read.windows(2) {
+        let ((_, p_last, _, p_hash), (n_first, _, n_prev, _)) = (&w[0], &w[1]);
+        if *n_first != p_last + 1 {
+            let what = if *n_first <= *p_last {
+                "overlaps"
+            } else {
+                "leaves a gap after"
+            };
+            breaks.push((*n_first, format!("{} {what} index {p_last}", segment_key(*n_first))));
+        } else if *n_prev != Some(*p_hash) {
+            breaks.push((
+                *n_first,
+                format!(
+                    "{} does not name the hash of the segment before it (a restart or damage)",
+                    segment_key(*n_first)
+                ),
+            ));
+        }
+    }
+    for (at, why) in breaks {
+        // Restores to times after the break start from a snapshot at or
+        // after it; earlier snapshots reach up to it.
+        let bridged = snapshots
+            .iter()
+            .any(|s| s.snapshot.raft_index + 1 >= at && s.snapshot.raft_index < report.archive_last);
+        let msg = format!("archive: {why}: point-in-time restores cannot replay across index {at}");
+        if bridged {
+            report
+                .archive_notes
+                .push(format!("{msg} (a later snapshot starts after it)"));
+        } else {
+            report.errors.push(format!(
+                "{msg}; take a backup (sen backup create) to start from after it"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn finish(mut report: CheckReport) -> Result<CheckReport, RepoError> {

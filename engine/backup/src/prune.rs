@@ -94,6 +94,40 @@ pub struct PruneReport {
     pub bytes_repacked: u64,
     /// Packs kept although partly unused (below the repack threshold).
     pub packs_partly_used: u64,
+    /// Archive segments that end at or before the oldest kept snapshot
+    /// (no restore replays them any more): deleted.
+    pub segments_deleted: u64,
+    pub segment_bytes_deleted: u64,
+}
+
+/// Delete the archive segments every entry of which is at or before the
+/// oldest kept snapshot: a point-in-time restore starts from a snapshot
+/// and replays only what follows it. A segment's end is read off the next
+/// segment's start, so only segments followed by another are candidates
+/// (the newest is always kept). With no snapshot kept, nothing is deleted.
+fn prune_archive(
+    repo: &Repo,
+    kept: &[SnapshotEntry],
+    dry_run: bool,
+    report: &mut PruneReport,
+) -> Result<(), RepoError> {
+    let Some(oldest) = kept.iter().map(|s| s.snapshot.raft_index).min() else {
+        return Ok(());
+    };
+    let listed = crate::archive::list_segments(repo)?;
+    for w in listed.windows(2) {
+        let (seg, next) = (&w[0], &w[1]);
+        // Contiguous segments: this one ends at `next.first - 1`.
+        if next.first > oldest + 1 {
+            break;
+        }
+        report.segments_deleted += 1;
+        report.segment_bytes_deleted += seg.size;
+        if !dry_run {
+            repo.block_on(repo.store.delete(&crate::archive::segment_key(seg.first)))?;
+        }
+    }
+    Ok(())
 }
 
 /// A pack with at least this share of unused bytes is repacked.
@@ -124,6 +158,8 @@ pub fn prune(repo: &Repo, policy: &KeepPolicy, grace: Duration, dry_run: bool) -
             kept.push(s);
         }
     }
+
+    prune_archive(repo, &kept, dry_run, &mut report)?;
 
     let mut index = repo.load_index()?;
     crate::backup::adopt_orphan_packs_unless(repo, &mut index, dry_run)?;
