@@ -63,6 +63,12 @@ pub enum RestoreCmd {
         path: String,
         #[arg(long, default_value = "latest")]
         snapshot: String,
+        /// Point in time instead of a snapshot: `latest` or a time
+        /// (`2026-12-03T14:02:00+07:00`); the cluster's state then is
+        /// rebuilt from the newest snapshot and the archived log in a
+        /// scratch directory, and the site taken from it.
+        #[arg(long, conflicts_with = "snapshot")]
+        at: Option<String>,
         /// Local directory to write into.
         #[arg(long, required_unless_present = "into_cluster", conflicts_with = "into_cluster")]
         to: Option<PathBuf>,
@@ -84,6 +90,10 @@ pub enum RestoreCmd {
         prefix: String,
         #[arg(long, default_value = "latest")]
         snapshot: String,
+        /// Point in time instead of a snapshot: `latest` or a time
+        /// (`2026-12-03T14:02:00+07:00`), rebuilt from the archived log.
+        #[arg(long, conflicts_with = "snapshot")]
+        at: Option<String>,
         /// File to write (`-`: standard output).
         #[arg(long, required_unless_present = "into_cluster", conflicts_with = "into_cluster")]
         to: Option<PathBuf>,
@@ -101,6 +111,9 @@ pub enum RestoreCmd {
 pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let rt = runtime()?;
     let started = Instant::now();
+    if let Some(done) = point_in_time(&rt, &cmd, endpoints, output, timeout)? {
+        return Ok(done);
+    }
     match cmd {
         RestoreCmd::Site {
             repo,
@@ -118,7 +131,7 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
                 rt: rt.handle().clone(),
             };
             let done = restore::site_into_cluster(&r, &index, &e, &site, &path, &mut live, dry_run).map_err(fail)?;
-            print_site_restore(output, &e, &site, &path, dry_run, &done);
+            print_site_restore(output, &source_of(&e), &site, &path, dry_run, &done);
             Ok(())
         }
         RestoreCmd::Db {
@@ -138,7 +151,7 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
             };
             let changes = restore::db_into_cluster(&r, &index, &e.snapshot, &db, prefix.as_bytes(), &mut live, dry_run)
                 .map_err(fail)?;
-            print_db_restore(output, &e, &db, &prefix, dry_run, &changes);
+            print_db_restore(output, &source_of(&e), &db, &prefix, dry_run, &changes);
             Ok(())
         }
         RestoreCmd::Site {
@@ -340,31 +353,52 @@ start it with: sen server --id {id} --data-dir {} --listen {listen}{}",
     }
 }
 
-fn print_site_restore(output: Output, e: &SnapshotEntry, site: &str, path: &str, dry_run: bool, done: &SiteRestore) {
+/// What a site or database restore came from: its JSON fields and how
+/// the text names it.
+struct Source {
+    json: serde_json::Value,
+    name: String,
+}
+
+fn source_of(e: &SnapshotEntry) -> Source {
+    Source {
+        json: json!({"snapshot_id": hex_id(&e.id)}),
+        name: format!("snapshot {}", e.short_id()),
+    }
+}
+
+fn with_source(src: &Source, mut j: serde_json::Value) -> serde_json::Value {
+    if let (Some(o), Some(extra)) = (j.as_object_mut(), src.json.as_object()) {
+        for (k, v) in extra {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    j
+}
+
+fn print_site_restore(output: Output, src: &Source, site: &str, path: &str, dry_run: bool, done: &SiteRestore) {
     let changes = &done.changes;
     emit(
         output,
-        json!({"snapshot_id": hex_id(&e.id), "site": site, "path": path, "dry_run": dry_run, "deployment": done.deployment,
+        with_source(
+            src,
+            json!({"site": site, "path": path, "dry_run": dry_run, "deployment": done.deployment,
                "changes": changes.iter().map(|(k, p)| json!({"change": k, "path": p})).collect::<Vec<_>>()}),
+        ),
         || {
             let mut t = String::new();
             for (k, p) in changes {
                 t.push_str(&format!("{:<8} {p}\n", format!("{k:?}").to_lowercase()));
             }
             t.push_str(&match done.deployment {
-                _ if changes.is_empty() => format!(
-                    "site {site} already matches snapshot {} under {path:?}: nothing to do",
-                    e.short_id()
-                ),
-                None => format!(
-                    "dry run: {} change(s) to site {site} from snapshot {}",
-                    changes.len(),
-                    e.short_id()
-                ),
+                _ if changes.is_empty() => {
+                    format!("site {site} already matches {} under {path:?}: nothing to do", src.name)
+                }
+                None => format!("dry run: {} change(s) to site {site} from {}", changes.len(), src.name),
                 Some(d) => format!(
-                    "restored {} change(s) to site {site} from snapshot {} as deployment {d}",
+                    "restored {} change(s) to site {site} from {} as deployment {d}",
                     changes.len(),
-                    e.short_id()
+                    src.name
                 ),
             });
             t
@@ -374,7 +408,7 @@ fn print_site_restore(output: Output, e: &SnapshotEntry, site: &str, path: &str,
 
 fn print_db_restore(
     output: Output,
-    e: &SnapshotEntry,
+    src: &Source,
     db: &str,
     prefix: &str,
     dry_run: bool,
@@ -382,8 +416,11 @@ fn print_db_restore(
 ) {
     emit(
         output,
-        json!({"snapshot_id": hex_id(&e.id), "db": db, "prefix": prefix, "dry_run": dry_run,
+        with_source(
+            src,
+            json!({"db": db, "prefix": prefix, "dry_run": dry_run,
                "changes": changes.iter().map(|(c, k)| json!({"change": c, "key": crate::output::json_bytes(k)})).collect::<Vec<_>>()}),
+        ),
         || {
             let mut t = String::new();
             for (c, k) in changes {
@@ -394,10 +431,10 @@ fn print_db_restore(
                 ));
             }
             t.push_str(&format!(
-                "{} {} change(s) to database {db} from snapshot {}",
+                "{} {} change(s) to database {db} from {}",
                 if dry_run { "dry run:" } else { "applied" },
                 changes.len(),
-                e.short_id()
+                src.name
             ));
             t
         },
@@ -420,4 +457,242 @@ fn archive_time_of(r: &sen_backup::Repo, index: u64) -> Option<u64> {
     let seg = listed.iter().rev().find(|s| s.first <= index)?;
     let (seg, _) = archive::read_segment(r, seg.first).ok()?;
     seg.entries.iter().find(|e| e.index == index).map(|e| e.at_ms)
+}
+
+/// One record of a replicated table, as a backup's readers take it.
+type RawRecord = Result<(Vec<u8>, Vec<u8>), RepoError>;
+
+/// The cluster's state at a point in time, rebuilt in a scratch data
+/// directory (removed when this is dropped).
+struct PastState {
+    dir: PathBuf,
+    state: Option<sen_store::StateDb>,
+    source: Source,
+}
+
+impl Drop for PastState {
+    fn drop(&mut self) {
+        self.state.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl PastState {
+    fn state(&self) -> &sen_store::StateDb {
+        self.state.as_ref().expect("open until dropped")
+    }
+
+    /// Raw records of one replicated table.
+    fn table(&self, name: &str) -> Result<Vec<RawRecord>, Failure> {
+        let mut out = Vec::new();
+        self.state()
+            .with_read_view(|v| {
+                v.scan::<sen_store::StoreError>(name, &mut |k, val| {
+                    out.push(Ok((k.to_vec(), val.to_vec())));
+                    Ok(())
+                })
+            })
+            .map_err(|e| format!("reading the rebuilt state: {e}"))?;
+        Ok(out)
+    }
+}
+
+/// Rebuild the state at `at` from the repository's snapshot and archive.
+fn rebuild(rt: &tokio::runtime::Runtime, repo: &RepoArgs, at: &str) -> Result<PastState, Failure> {
+    let target = if at == "latest" {
+        archive::Target::Latest
+    } else {
+        archive::Target::Time(parse_time(at)?)
+    };
+    let r = open(rt, repo)?;
+    let plan = archive::plan(&r, target).map_err(fail)?;
+    let index = r.load_index().map_err(fail)?;
+    let (stop_index, _, stop_at) = plan.stops_at();
+    let dir = std::env::temp_dir().join(format!("sen-pitr-{}-{}", std::process::id(), sen_core::now_ms()));
+    let replay: Vec<Vec<u8>> = plan.entries.into_iter().map(|e| e.entry).collect();
+    let mut sink = DataDirSink::create(&dir, 1, "127.0.0.1:1")
+        .map_err(|e| Failure::from(format!("scratch directory {}: {e}", dir.display())))?
+        .with_replay(replay);
+    let mut past = PastState {
+        dir: dir.clone(),
+        state: None,
+        source: Source {
+            json: json!({"snapshot_id": hex_id(&plan.snapshot.id), "raft_index": stop_index, "committed_at_ms": stop_at}),
+            name: format!("the state at index {stop_index} (committed {})", when(stop_at)),
+        },
+    };
+    restore::cluster(&r, &index, &plan.snapshot.snapshot, &mut sink, &|_| {}).map_err(fail)?;
+    drop(sink);
+    past.state = Some(
+        sen_store::StateDb::open(&dir, &Default::default())
+            .map_err(|e| format!("opening the rebuilt state in {}: {e}", dir.display()))?,
+    );
+    Ok(past)
+}
+
+/// `restore site|db … --at`: from the state rebuilt to that point.
+/// `None` when the command is not a point-in-time one.
+fn point_in_time(
+    rt: &tokio::runtime::Runtime,
+    cmd: &RestoreCmd,
+    endpoints: &[String],
+    output: Output,
+    timeout: Duration,
+) -> Result<Option<()>, Failure> {
+    match cmd {
+        RestoreCmd::Site {
+            repo,
+            site,
+            path,
+            at: Some(at),
+            to,
+            into_cluster,
+            dry_run,
+            ..
+        } => {
+            let past = rebuild(rt, repo, at)?;
+            let files = read::site_files_in(past.table(sen_raft::schema::tables::FILES)?, site, path).map_err(fail)?;
+            let mut chunks = |ids: Vec<[u8; 32]>| -> Result<Vec<sen_content::StoredChunk>, RepoError> {
+                past.state().with_read_view(|v| {
+                    ids.iter()
+                        .map(|id| {
+                            v.chunk(id)
+                                .map_err(|e| RepoError::Source(e.to_string()))?
+                                .ok_or_else(|| {
+                                    RepoError::Corrupt(format!(
+                                        "chunk {} is missing from the rebuilt state",
+                                        hex_id(id)
+                                    ))
+                                })
+                        })
+                        .collect()
+                })
+            };
+            if *into_cluster {
+                let client = crate::client(endpoints, timeout)?;
+                let mut live = ClientCluster {
+                    client: &client,
+                    rt: rt.handle().clone(),
+                };
+                let message = format!("restore {path:?} from {}", past.source.name);
+                let done =
+                    restore::site_into_cluster_from(files, &mut chunks, site, path, &mut live, *dry_run, &message)
+                        .map_err(fail)?;
+                print_site_restore(output, &past.source, site, path, *dry_run, &done);
+                return Ok(Some(()));
+            }
+            let to = to
+                .as_ref()
+                .ok_or_else(|| Failure::from("give --to DIR or --into-cluster"))?;
+            if files.is_empty() {
+                return Err(format!("{} has nothing at {site}/{path}", past.source.name).into());
+            }
+            let (mut n, mut bytes) = (0u64, 0u64);
+            for f in &files {
+                let target = to.join(&f.path);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+                }
+                let ids: Vec<[u8; 32]> = f.record.chunks.iter().map(|c| c.id.0).collect();
+                let mut data = Vec::with_capacity(f.record.size as usize);
+                for c in chunks(ids).map_err(fail)? {
+                    data.extend(c.decode().map_err(|e| format!("chunk of {}: {e}", f.path))?);
+                }
+                if blake3::hash(&data).as_bytes() != &f.record.blake3 {
+                    return Err(format!("{}: the rebuilt file does not match its recorded hash", f.path).into());
+                }
+                let tmp = target.with_extension("sen-restore-tmp");
+                std::fs::write(&tmp, &data).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+                std::fs::rename(&tmp, &target).map_err(|e| format!("rename into {}: {e}", target.display()))?;
+                n += 1;
+                bytes += data.len() as u64;
+            }
+            emit(
+                output,
+                with_source(
+                    &past.source,
+                    json!({"site": site, "path": path, "to": to, "files": n, "bytes": bytes}),
+                ),
+                || {
+                    format!(
+                        "restored {n} file(s), {} of site {site} from {} into {}",
+                        mb(bytes),
+                        past.source.name,
+                        to.display()
+                    )
+                },
+            );
+            Ok(Some(()))
+        }
+        RestoreCmd::Db {
+            repo,
+            db,
+            prefix,
+            at: Some(at),
+            to,
+            into_cluster,
+            dry_run,
+            ..
+        } => {
+            let past = rebuild(rt, repo, at)?;
+            let mut wanted = std::collections::BTreeMap::new();
+            let mut lines = Vec::new();
+            read::db_records_in(
+                past.table(sen_raft::schema::tables::KV)?,
+                db,
+                prefix.as_bytes(),
+                &mut |k, rec| {
+                    lines.push(
+                        serde_json::to_string(&read::DbRecord::new(db, k, &rec))
+                            .map_err(|e| RepoError::Usage(e.to_string()))?,
+                    );
+                    wanted.insert(k.to_vec(), rec.value);
+                    Ok(())
+                },
+            )
+            .map_err(fail)?;
+            if *into_cluster {
+                let client = crate::client(endpoints, timeout)?;
+                let mut live = ClientCluster {
+                    client: &client,
+                    rt: rt.handle().clone(),
+                };
+                let changes =
+                    restore::db_into_cluster_from(wanted, db, prefix.as_bytes(), &mut live, *dry_run).map_err(fail)?;
+                print_db_restore(output, &past.source, db, prefix, *dry_run, &changes);
+                return Ok(Some(()));
+            }
+            let to = to
+                .as_ref()
+                .ok_or_else(|| Failure::from("give --to FILE or --into-cluster"))?;
+            let mut text = lines.join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            if to.as_os_str() == "-" {
+                print!("{text}");
+            } else {
+                let tmp = to.with_extension("sen-restore-tmp");
+                std::fs::write(&tmp, text).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+                std::fs::rename(&tmp, to).map_err(|e| format!("rename into {}: {e}", to.display()))?;
+                emit(
+                    output,
+                    with_source(
+                        &past.source,
+                        json!({"db": db, "prefix": prefix, "to": to, "records": lines.len()}),
+                    ),
+                    || {
+                        format!(
+                            "restored {} record(s) of database {db} from {} into {}",
+                            lines.len(),
+                            past.source.name,
+                            to.display()
+                        )
+                    },
+                );
+            }
+            Ok(Some(()))
+        }
+        _ => Ok(None),
+    }
 }

@@ -279,3 +279,170 @@ async fn the_archive_survives_its_shipper_being_killed() {
     );
     assert!(out["raft_index"].as_u64() >= Some(d.applied_index), "{out}");
 }
+
+/// Undo mistakes to the second: a site deleted and 100 keys overwritten
+/// at a recorded time come back from the state just before it, a dry run
+/// lists exactly those changes, and nothing written elsewhere since is
+/// touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_a_deleted_site_and_overwritten_keys_to_the_second() {
+    let mut c = cluster("archive-undo", FAST);
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let root = c.root().to_owned();
+    let repo = format!("file://{}", root.join("repo").display());
+    let r = ["--endpoints", eps.as_str(), "--repo", repo.as_str()];
+    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
+    json(&[
+        "--endpoints",
+        &eps,
+        "archive",
+        "enable",
+        "--repo",
+        &repo,
+        "--interval",
+        "200ms",
+    ]);
+    json(&[&["backup", "create"][..], &r].concat());
+
+    let tree = root.join("tree");
+    std::fs::create_dir_all(tree.join("Văn bản chỉ đạo")).unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            tree.join(format!("Văn bản chỉ đạo/so-{i}.html")),
+            format!("<p>Chỉ thị số {i}</p>"),
+        )
+        .unwrap();
+    }
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "vanban"]).0, 0);
+    let (code, _, err) = sen(&["--endpoints", &eps, "site", "push", "vanban", tree.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let client = c.client().unwrap();
+    for i in 0..100u32 {
+        client
+            .put("lichtuan", format!("k{i:03}").as_bytes(), b"dung")
+            .await
+            .unwrap();
+    }
+    // The moment to go back to, with the archive past it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = sen_core::now_ms();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The mistakes, then a write that must survive the undo.
+    let (code, _, err) = sen(&["--endpoints", &eps, "site", "delete", "vanban", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    for i in 0..100u32 {
+        client
+            .put("lichtuan", format!("k{i:03}").as_bytes(), b"sai")
+            .await
+            .unwrap();
+    }
+    client.put("lichtuan", b"k100", b"moi").await.unwrap();
+    client.put("congbao", b"so-7", b"giu nguyen").await.unwrap();
+    let at = jiff::Timestamp::from_millisecond(t as i64).unwrap().to_string();
+    sen_chaos::wait_for("the archive to pass the mistakes", T, || async {
+        let s = json(&["--endpoints", &eps, "archive", "status"]);
+        let lag = s["shipper"]["lag_entries"].as_u64().unwrap_or(u64::MAX);
+        Ok((s["shipper"]["archived_at_ms"].as_u64() > Some(t) && lag < 5).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // The database: a dry run lists the 100 resets (and the added key
+    // under the same prefix), then the undo.
+    let dry = json(
+        &[
+            &[
+                "restore",
+                "db",
+                "lichtuan",
+                "--prefix",
+                "k",
+                "--at",
+                &at,
+                "--into-cluster",
+                "--dry-run",
+            ][..],
+            &r,
+        ]
+        .concat(),
+    );
+    let changes: Vec<String> = dry["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c["change"].as_str().unwrap(), c["key"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changes.len(), 101, "{dry}");
+    assert_eq!(changes[0], "delete k100");
+    assert!(changes[1..].iter().all(|c| c.starts_with("reset k")), "{changes:?}");
+    json(
+        &[
+            &[
+                "restore",
+                "db",
+                "lichtuan",
+                "--prefix",
+                "k",
+                "--at",
+                &at,
+                "--into-cluster",
+            ][..],
+            &r,
+        ]
+        .concat(),
+    );
+    for i in [0u32, 42, 99] {
+        let got = client
+            .get(
+                "lichtuan",
+                format!("k{i:03}").as_bytes(),
+                sen_client::Consistency::Linearizable,
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.kv.unwrap().value, b"dung");
+    }
+
+    // The site: created again empty, then its files come back as they
+    // were at T.
+    assert_eq!(sen(&["--endpoints", &eps, "site", "create", "vanban"]).0, 0);
+    let dry = json(
+        &[
+            &["restore", "site", "vanban", "--at", &at, "--into-cluster", "--dry-run"][..],
+            &r,
+        ]
+        .concat(),
+    );
+    assert_eq!(dry["changes"].as_array().unwrap().len(), 5, "{dry}");
+    let done = json(&[&["restore", "site", "vanban", "--at", &at, "--into-cluster"][..], &r].concat());
+    assert!(done["deployment"].as_u64().is_some(), "{done}");
+    let pulled = root.join("pulled");
+    let (code, _, err) = sen(&["--endpoints", &eps, "site", "pull", "vanban", pulled.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for i in 0..5 {
+        let p = format!("Văn bản chỉ đạo/so-{i}.html");
+        assert_eq!(
+            std::fs::read(pulled.join(&p)).unwrap(),
+            std::fs::read(tree.join(&p)).unwrap(),
+            "{p}"
+        );
+    }
+    // The same point, written to local files instead.
+    let out = root.join("lichtuan.jsonl");
+    json(
+        &[
+            &["restore", "db", "lichtuan", "--at", &at, "--to", out.to_str().unwrap()][..],
+            &r,
+        ]
+        .concat(),
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 100);
+    // Untouched by the undo.
+    let kept = client
+        .get("congbao", b"so-7", sen_client::Consistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(kept.kv.unwrap().value, b"giu nguyen");
+}

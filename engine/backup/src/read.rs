@@ -222,8 +222,18 @@ pub fn site_files(
             }
         )));
     }
+    site_files_in(table(repo, index, snap, tables::FILES)?, site, sel)
+}
+
+/// The files of `site` selected by `sel` among raw records of the files
+/// table (from a snapshot, or from a state rebuilt to a point in time).
+pub fn site_files_in(
+    records: impl IntoIterator<Item = Result<(Vec<u8>, Vec<u8>), RepoError>>,
+    site: &str,
+    sel: &str,
+) -> Result<Vec<SnapFile>, RepoError> {
     let mut out = Vec::new();
-    for r in table(repo, index, snap, tables::FILES)? {
+    for r in records {
         let (k, v) = r?;
         let Some((s, p)) = tables::split_scoped_key(&k) else {
             return Err(RepoError::Corrupt("files table: key without a site separator".into()));
@@ -421,8 +431,19 @@ pub fn db_records(
             }
         )));
     }
+    db_records_in(table(repo, index, snap, tables::KV)?, db, prefix, f)
+}
+
+/// Call `f` for every record of `db` whose key starts with `prefix` among
+/// raw records of the kv table.
+pub fn db_records_in(
+    records: impl IntoIterator<Item = Result<(Vec<u8>, Vec<u8>), RepoError>>,
+    db: &str,
+    prefix: &[u8],
+    f: &mut KvVisitor<'_>,
+) -> Result<u64, RepoError> {
     let mut n = 0;
-    for r in table(repo, index, snap, tables::KV)? {
+    for r in records {
         let (k, v) = r?;
         let Some((d, key)) = tables::split_scoped_key(&k) else {
             return Err(RepoError::Corrupt("kv table: key without a database separator".into()));

@@ -220,6 +220,27 @@ pub fn site_into_cluster(
     dry_run: bool,
 ) -> Result<SiteRestore, RepoError> {
     let files = read::site_files(repo, index, &e.snapshot, site, path)?;
+    let message = format!("restore {path:?} from snapshot {}", e.short_id());
+    let mut fetch = |ids: Vec<[u8; 32]>| -> Result<Vec<StoredChunk>, RepoError> {
+        repo.fetch_blobs(index, ids).map(|b| cluster_chunk(b?)).collect()
+    };
+    site_into_cluster_from(files, &mut fetch, site, path, live, dry_run, &message)
+}
+
+/// Where a site's chunks come from: the stored chunks of these ids.
+pub type ChunkSource<'a> = dyn FnMut(Vec<[u8; 32]>) -> Result<Vec<StoredChunk>, RepoError> + 'a;
+
+/// [`site_into_cluster`] from any source of files and chunks (a snapshot,
+/// or a state rebuilt to a point in time).
+pub fn site_into_cluster_from(
+    files: Vec<read::SnapFile>,
+    chunks: &mut ChunkSource<'_>,
+    site: &str,
+    path: &str,
+    live: &mut dyn LiveCluster,
+    dry_run: bool,
+    message: &str,
+) -> Result<SiteRestore, RepoError> {
     let (current, base) = live.site_files(site)?;
     let plan = plan_site(current, files, path);
     if dry_run || plan.changes.is_empty() {
@@ -241,22 +262,22 @@ pub fn site_into_cluster(
         let m = live.missing_chunks(part)?;
         missing.extend(part.iter().filter(|id| m.contains(id)).map(|id| id.0));
     }
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0usize;
-    for blob in repo.fetch_blobs(index, missing) {
-        let chunk = cluster_chunk(blob?)?;
-        batch_bytes += chunk.data.len();
-        batch.push(chunk);
-        if batch.len() >= 256 || batch_bytes >= 16 << 20 {
-            live.put_chunks(std::mem::take(&mut batch))?;
-            batch_bytes = 0;
+    for part in missing.chunks(256) {
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0usize;
+        for chunk in chunks(part.to_vec())? {
+            batch_bytes += chunk.data.len();
+            batch.push(chunk);
+            if batch_bytes >= 16 << 20 {
+                live.put_chunks(std::mem::take(&mut batch))?;
+                batch_bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            live.put_chunks(batch)?;
         }
     }
-    if !batch.is_empty() {
-        live.put_chunks(batch)?;
-    }
-    let message = format!("restore {path:?} from snapshot {}", e.short_id());
-    let d = live.deploy(site, plan.files, base, &message)?;
+    let d = live.deploy(site, plan.files, base, message)?;
     Ok(SiteRestore {
         changes: plan.changes,
         deployment: Some(d),
@@ -307,6 +328,17 @@ pub fn db_into_cluster(
         wanted.insert(k.to_vec(), rec.value);
         Ok(())
     })?;
+    db_into_cluster_from(wanted, db, prefix, live, dry_run)
+}
+
+/// [`db_into_cluster`] to any wanted content of the prefix.
+pub fn db_into_cluster_from(
+    wanted: BTreeMap<Vec<u8>, Vec<u8>>,
+    db: &str,
+    prefix: &[u8],
+    live: &mut dyn LiveCluster,
+    dry_run: bool,
+) -> Result<Vec<(DbChange, Vec<u8>)>, RepoError> {
     let current = live.db_records(db, prefix)?;
     let changes = plan_db(&current, &wanted);
     if !dry_run {
