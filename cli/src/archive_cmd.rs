@@ -10,7 +10,7 @@ use sen_raft::schema::system::archive::{ArchiveConfig, ArchiveProgress};
 use serde_json::{Value, json};
 
 use crate::output::emit;
-use crate::repo_args::when;
+use crate::repo_args::{RepoArgs, fail, open, runtime, when};
 use crate::{Failure, Output, client};
 
 #[derive(Subcommand, Debug)]
@@ -40,11 +40,221 @@ pub enum ArchiveCmd {
     Disable,
     /// Where the archive goes, how far it got and how far behind it is.
     Status,
+    /// What happened in a time range, read from the archive: writes,
+    /// deletes, transactions, deploys, sites created and deleted, and who
+    /// made the changes (the audit records archived with them) — to find
+    /// the moment to restore to.
+    Log {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// From this time (`2026-12-03T14:00:00+07:00`).
+        #[arg(long)]
+        since: String,
+        /// Up to this time (default: the end of the archive).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this database.
+        #[arg(long, conflicts_with = "site")]
+        db: Option<String>,
+        /// Only this site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Stop after this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+/// One thing that happened, as `archive log` shows it.
+#[derive(Debug, serde::Serialize)]
+struct Event {
+    at_ms: u64,
+    index: u64,
+    /// `put`, `delete`, `txn`, `deploy`, `create-site`, `delete-site`,
+    /// `membership`, `audit`.
+    kind: &'static str,
+    /// `db:NAME` or `site:NAME` (or the audited resource).
+    target: String,
+    detail: String,
+}
+
+/// The events of one archived entry that pass the filters.
+fn events(e: &sen_backup::archive::ArchivedEntry, db: Option<&str>, site: Option<&str>) -> Result<Vec<Event>, String> {
+    use openraft::EntryPayload;
+    use sen_raft::Op;
+    let entry = sen_store::decode_entry(&e.entry).map_err(|err| format!("archived entry {}: {err}", e.index))?;
+    let ev = |kind, target: String, detail: String| Event {
+        at_ms: e.at_ms,
+        index: e.index,
+        kind,
+        target,
+        detail,
+    };
+    let want_db = |d: &str| site.is_none() && db.is_none_or(|w| w == d);
+    let want_site = |s: &str| db.is_none() && site.is_none_or(|w| w == s);
+    let mut out = Vec::new();
+    match &entry.payload {
+        EntryPayload::Normal(req) => match &req.op {
+            Op::Put { db: d, key, value } if d == sen_raft::schema::system::SYSTEM_DB => {
+                // Who changed what: the audit records archived with the changes.
+                if key.starts_with(sen_raft::schema::system::AUDIT_PREFIX.as_bytes())
+                    && let Ok(a) = sen_raft::schema::system::AuditRecord::from_json(value)
+                    && a.method != "GET"
+                    && (db.is_none() && site.is_none()
+                        || db.is_some_and(|w| a.resource == format!("db:{w}"))
+                        || site.is_some_and(|w| a.resource == format!("site:{w}")))
+                {
+                    out.push(ev(
+                        "audit",
+                        a.resource.clone(),
+                        format!("{} {} {} {}", a.who, a.method, a.result, a.message)
+                            .trim_end()
+                            .to_owned(),
+                    ));
+                }
+            }
+            Op::Put { db: d, key, value } if want_db(d) => {
+                out.push(ev(
+                    "put",
+                    format!("db:{d}"),
+                    format!("{} ({} bytes)", show(key), value.len()),
+                ));
+            }
+            Op::Delete { db: d, key } if want_db(d) => out.push(ev("delete", format!("db:{d}"), show(key))),
+            Op::Txn(t) if want_db(&t.db) && t.db != sen_raft::schema::system::SYSTEM_DB => out.push(ev(
+                "txn",
+                format!("db:{}", t.db),
+                format!(
+                    "{} comparisons, {} writes on success, {} on failure",
+                    t.compares.len(),
+                    t.success.len(),
+                    t.failure.len()
+                ),
+            )),
+            Op::CreateSite { site: s } if want_site(s) => {
+                out.push(ev("create-site", format!("site:{s}"), String::new()))
+            }
+            Op::DeleteSite { site: s } if want_site(s) => {
+                out.push(ev("delete-site", format!("site:{s}"), String::new()))
+            }
+            Op::Deploy(d) if want_site(&d.site) => out.push(ev(
+                "deploy",
+                format!("site:{}", d.site),
+                format!("by {}: {}", d.author, d.message)
+                    .trim_end_matches([':', ' '])
+                    .to_owned(),
+            )),
+            _ => {}
+        },
+        EntryPayload::Membership(m) if db.is_none() && site.is_none() => out.push(ev(
+            "membership",
+            "cluster".into(),
+            format!("voters {:?}", m.voter_ids().collect::<Vec<_>>()),
+        )),
+        _ => {}
+    }
+    Ok(out)
+}
+
+fn show(b: &[u8]) -> String {
+    crate::output::show(b)
+}
+
+/// `sen archive log`.
+fn log(
+    repo: &RepoArgs,
+    since: &str,
+    until: Option<&str>,
+    db: Option<&str>,
+    site: Option<&str>,
+    limit: usize,
+    output: Output,
+) -> Result<(), Failure> {
+    use sen_backup::archive::{list_segments, read_segment};
+    let since = crate::restore_cmd::parse_time(since)?;
+    let until = until
+        .map(crate::restore_cmd::parse_time)
+        .transpose()?
+        .unwrap_or(u64::MAX);
+    let rt = runtime()?;
+    let r = open(&rt, repo)?;
+    let listed = list_segments(&r).map_err(fail)?;
+    // Commit times grow with the index: find the last segment that starts
+    // before `since` by bisection, and read forward from it.
+    let (mut lo, mut hi) = (0usize, listed.len());
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        let (seg, _) = read_segment(&r, listed[mid].first).map_err(fail)?;
+        if seg.entries.first().is_some_and(|e| e.at_ms < since) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut found = Vec::new();
+    'segments: for info in listed.iter().skip(lo) {
+        let (seg, _) = read_segment(&r, info.first).map_err(fail)?;
+        for e in &seg.entries {
+            if e.at_ms < since {
+                continue;
+            }
+            if e.at_ms > until || found.len() >= limit {
+                break 'segments;
+            }
+            found.extend(events(e, db, site)?);
+        }
+    }
+    found.truncate(limit);
+    emit(output, json!({"events": found}), || {
+        if found.is_empty() {
+            return "nothing archived in that range matches".into();
+        }
+        found
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}  #{:<8} {:<11} {:<20} {}",
+                    when(e.at_ms),
+                    e.index,
+                    e.kind,
+                    e.target,
+                    e.detail
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+/// `sen archive log` reads the repository only (no cluster needed).
+pub fn run_log(cmd: ArchiveCmd, output: Output) -> Result<Option<ArchiveCmd>, Failure> {
+    match cmd {
+        ArchiveCmd::Log {
+            repo,
+            since,
+            until,
+            db,
+            site,
+            limit,
+        } => log(
+            &repo,
+            &since,
+            until.as_deref(),
+            db.as_deref(),
+            site.as_deref(),
+            limit,
+            output,
+        )
+        .map(|()| None),
+        other => Ok(Some(other)),
+    }
 }
 
 pub async fn run(cmd: ArchiveCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let c = client(endpoints, timeout)?;
     match cmd {
+        ArchiveCmd::Log { .. } => return Err("sen archive log runs without the cluster".into()),
         ArchiveCmd::Enable {
             repo,
             password_file,

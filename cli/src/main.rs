@@ -206,7 +206,11 @@ fn main() -> ExitCode {
         Command::Site(cmd) => client_runtime(|| site_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Backup(cmd) => backup_cmd::run_backup(cmd, &cli.endpoints, cli.output, cli.timeout),
         Command::Restore(cmd) => restore_cmd::run_restore(cmd, &cli.endpoints, cli.output, cli.timeout),
-        Command::Archive(cmd) => client_runtime(|| archive_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
+        Command::Archive(cmd) => match archive_cmd::run_log(cmd, cli.output) {
+            Ok(None) => Ok(()),
+            Ok(Some(cmd)) => client_runtime(|| archive_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout)),
+            Err(e) => Err(e),
+        },
         Command::Drill(cmd) => drill_cmd::run(cmd, &cli.endpoints, cli.output, cli.timeout),
         Command::Node(cmd) => client_runtime(|| incident_cmd::run_node(cmd, &cli.endpoints, cli.output, cli.timeout)),
         Command::Incident(cmd) => {

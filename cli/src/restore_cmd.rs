@@ -442,7 +442,7 @@ fn print_db_restore(
 }
 
 /// `2026-12-03T14:02:00+07:00` (or `…Z`) as ms since the epoch.
-fn parse_time(s: &str) -> Result<u64, Failure> {
+pub fn parse_time(s: &str) -> Result<u64, Failure> {
     let t: jiff::Timestamp = s.parse().map_err(|e| {
         Failure::from(format!(
             "--at {s:?}: give `latest` or a time with its offset, e.g. 2026-12-03T14:02:00+07:00 ({e})"

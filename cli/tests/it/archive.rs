@@ -341,13 +341,28 @@ async fn undo_a_deleted_site_and_overwritten_keys_to_the_second() {
     client.put("lichtuan", b"k100", b"moi").await.unwrap();
     client.put("congbao", b"so-7", b"giu nguyen").await.unwrap();
     let at = jiff::Timestamp::from_millisecond(t as i64).unwrap().to_string();
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let written = c.local_status(leader, T).await.unwrap().applied_index;
     sen_chaos::wait_for("the archive to pass the mistakes", T, || async {
         let s = json(&["--endpoints", &eps, "archive", "status"]);
-        let lag = s["shipper"]["lag_entries"].as_u64().unwrap_or(u64::MAX);
-        Ok((s["shipper"]["archived_at_ms"].as_u64() > Some(t) && lag < 5).then_some(()))
+        Ok((s["shipper"]["archived_index"].as_u64() >= Some(written)).then_some(()))
     })
     .await
     .unwrap();
+
+    // What happened since T, from the archive alone: the site deleted,
+    // then 101 writes to the database.
+    let log = json(&[&["archive", "log", "--since", &at, "--db", "lichtuan"][..], &r].concat());
+    let puts: Vec<&serde_json::Value> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "put")
+        .collect();
+    assert_eq!(puts.len(), 101, "{log}");
+    assert!(puts[0]["detail"].as_str().unwrap().starts_with("k000"), "{log}");
+    let log = json(&[&["archive", "log", "--since", &at, "--site", "vanban"][..], &r].concat());
+    assert_eq!(log["events"][0]["kind"], "delete-site", "{log}");
 
     // The database: a dry run lists the 100 resets (and the added key
     // under the same prefix), then the undo.
