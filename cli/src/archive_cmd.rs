@@ -16,9 +16,9 @@ use crate::{Failure, Output, client};
 #[derive(Subcommand, Debug)]
 pub enum ArchiveCmd {
     /// Ship every committed log entry to a repository from now on (the
-    /// leader ships; a follower takes over after a failover). Take a
-    /// backup afterwards: a point-in-time restore replays the archive
-    /// after a snapshot.
+    /// leader ships; a follower takes over after a failover). Once the
+    /// first segment is stored, a backup is taken (a point-in-time restore
+    /// replays the archive after a snapshot the archive covers).
     Enable {
         /// Repository URL (file:///… or s3://…), under every node's
         /// `[backup] allowed-repos`, initialised with `sen backup init`.
@@ -35,6 +35,10 @@ pub enum ArchiveCmd {
         /// before nodes purge their logs anyway.
         #[arg(long, default_value_t = 1_000_000)]
         max_lag: u64,
+        /// Do not take the first backup (take one yourself once
+        /// `sen archive status` shows `shipping`).
+        #[arg(long)]
+        no_backup: bool,
     },
     /// Stop shipping (what was archived stays in the repository).
     Disable,
@@ -251,6 +255,30 @@ pub fn run_log(cmd: ArchiveCmd, output: Output) -> Result<Option<ArchiveCmd>, Fa
     }
 }
 
+/// Wait until the leader has stored the archive's first segment.
+async fn wait_for_first_segment(c: &sen_client::Client, timeout: Duration) -> Result<(), Failure> {
+    let deadline = std::time::Instant::now() + timeout.max(Duration::from_secs(10));
+    loop {
+        let s = c.archive_status().await?;
+        let shipper: Value = serde_json::from_str(&s.shipper).unwrap_or(Value::Null);
+        if shipper["archived_index"].as_u64() > Some(0) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "the archive is on but nothing was shipped within {}: {}; see `sen archive status`",
+                humantime::format_duration(timeout),
+                shipper["error"]
+                    .as_str()
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or("the leader has not shipped yet")
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn run(cmd: ArchiveCmd, endpoints: &[String], output: Output, timeout: Duration) -> Result<(), Failure> {
     let c = client(endpoints, timeout)?;
     match cmd {
@@ -260,6 +288,7 @@ pub async fn run(cmd: ArchiveCmd, endpoints: &[String], output: Output, timeout:
             password_file,
             interval,
             max_lag,
+            no_backup,
         } => {
             let config = ArchiveConfig {
                 version: ArchiveConfig::VERSION,
@@ -272,14 +301,48 @@ pub async fn run(cmd: ArchiveCmd, endpoints: &[String], output: Output, timeout:
             };
             let json = String::from_utf8_lossy(&config.to_json().map_err(|e| e.to_string())?).into_owned();
             let revision = c.set_archive(Some(json)).await?;
+            let mut snapshot = None;
+            if !no_backup {
+                // The first backup must come after the archive's start: wait
+                // for the first segment, then back up a caught-up replica.
+                wait_for_first_segment(&c, timeout).await?;
+                let password = match &config.password_file {
+                    None => None,
+                    Some(p) => {
+                        let text = std::fs::read(p).map_err(|e| {
+                            format!(
+                                "the archive is on, but the first backup needs the password file {p} here too ({e}): \
+                                 take it with `sen backup create --repo {repo} --password-file …`"
+                            )
+                        })?;
+                        let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
+                        Some(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+                    }
+                };
+                let r = sen_ops::backup::create(&c, None, &repo, password, vec!["archive-start".into()], timeout)
+                    .await
+                    .map_err(crate::repo_args::ops_fail)?;
+                snapshot = Some((r.snapshot_id, r.raft_index));
+            }
             emit(
                 output,
-                json!({"enabled": true, "repo": repo, "revision": revision}),
+                json!({"enabled": true, "repo": repo, "revision": revision,
+                       "snapshot_id": snapshot.as_ref().map(|s| &s.0), "snapshot_raft_index": snapshot.as_ref().map(|s| s.1)}),
                 || {
-                    format!(
-                        "archive on: committed entries go to {repo} at least every {}\ntake a backup now (sen backup create) so that point-in-time restores have a snapshot to start from",
+                    let mut t = format!(
+                        "archive on: committed entries go to {repo} at least every {}",
                         humantime::format_duration(interval)
-                    )
+                    );
+                    match &snapshot {
+                        Some((id, index)) => t.push_str(&format!(
+                            "\nfirst backup: snapshot {} at index {index}; point-in-time restores work from here on",
+                            &id[..8.min(id.len())]
+                        )),
+                        None => t.push_str(
+                            "\ntake a backup once `sen archive status` shows shipping, so that point-in-time restores have a snapshot to start from",
+                        ),
+                    }
+                    t
                 },
             );
         }

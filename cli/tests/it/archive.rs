@@ -461,3 +461,134 @@ async fn undo_a_deleted_site_and_overwritten_keys_to_the_second() {
         .unwrap();
     assert_eq!(kept.kv.unwrap().value, b"giu nguyen");
 }
+
+/// Over S3 (SeaweedFS): the repository stops answering for 30 s while
+/// clients write and Raft snapshots would purge the logs; the archive
+/// falls behind, the logs keep what it has not shipped, it catches up, and
+/// after every node is lost the restore has every acknowledged write
+/// (bar the last second's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_s3_the_archive_waits_out_an_unreachable_repository() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let s3 = sen_backup_s3::testing::SeaweedFs::start().await;
+    s3.store("s3://sen-backups").await;
+    let env: Vec<(String, String)> = vec![
+        ("AWS_ENDPOINT_URL".into(), s3.endpoint().to_owned()),
+        ("AWS_ACCESS_KEY_ID".into(), sen_backup_s3::testing::ACCESS_KEY_ID.into()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            sen_backup_s3::testing::SECRET_ACCESS_KEY.into(),
+        ),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ];
+    let js = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = sen_env(&all, &env);
+        assert_eq!(code, 0, "sen {args:?} failed: {err}");
+        serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    // Snapshots (and so log purges) every 100 entries.
+    let config = format!("{FAST}snapshot-after-entries = 100\nkeep-entries-after-snapshot = 10\n");
+    let mut c = cluster("archive-s3", &config);
+    for id in 1..=3 {
+        c.add(id).unwrap();
+        c.set_env(id, env.clone()).unwrap();
+    }
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let root = c.root().to_owned();
+    let repo = "s3://sen-backups/pitr";
+    let r = ["--endpoints", eps.as_str(), "--repo", repo];
+    js(&[&["backup", "init", "--no-encryption"][..], &r].concat());
+    js(&[
+        "--endpoints",
+        &eps,
+        "archive",
+        "enable",
+        "--repo",
+        repo,
+        "--interval",
+        "300ms",
+    ]);
+    js(&[&["backup", "create"][..], &r].concat());
+
+    let client = c.client().unwrap();
+    let writer = tokio::spawn(async move {
+        let mut acked: Vec<(String, Instant)> = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(40) {
+            let k = format!("w{:05}", acked.len());
+            if client.put("lichtuan", k.as_bytes(), b"ghi").await.is_ok() {
+                acked.push((k, Instant::now()));
+            }
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let weed = Pid::from_raw(s3.pid() as i32);
+    kill(weed, Signal::SIGSTOP).unwrap();
+    let lagging = sen_chaos::wait_for("the archive to fall behind", T, || async {
+        let s = json_status(&eps);
+        Ok((s["shipper"]["lag_ms"].as_u64() > Some(10_000)).then_some(s))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    kill(weed, Signal::SIGCONT).unwrap();
+    let lagging = lagging.unwrap();
+    assert!(lagging["shipper"]["lag_entries"].as_u64() > Some(100), "{lagging}");
+    let acked = writer.await.unwrap();
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let written = c.local_status(leader, T).await.unwrap().applied_index;
+    sen_chaos::wait_for("the archive to catch up", T, || async {
+        let s = json_status(&eps);
+        Ok((s["shipper"]["archived_index"].as_u64() >= Some(written)).then_some(()))
+    })
+    .await
+    .unwrap();
+    let killed = Instant::now();
+    for id in 1..=3 {
+        c.kill9(id).unwrap();
+    }
+    let check = js(&[&["backup", "check"][..], &r].concat());
+    assert_eq!(check["ok"], true, "{check}");
+    assert!(
+        check["archive_notes"].as_array().unwrap().is_empty(),
+        "a restart of the chain: {check}"
+    );
+    let dir = root.join("restored");
+    let out = js(&[
+        &[
+            "restore",
+            "cluster",
+            "--at",
+            "latest",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:7995",
+        ][..],
+        &r,
+    ]
+    .concat());
+    assert!(out["raft_index"].as_u64() >= Some(written), "{out}");
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|(_, at)| killed.duration_since(*at) > Duration::from_secs(1))
+        .map(|(k, _)| k)
+        .filter(|k| value_in(&dir, "lichtuan", k).is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} writes missing: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+}
+
+fn json_status(eps: &str) -> serde_json::Value {
+    json(&["--endpoints", eps, "archive", "status"])
+}

@@ -281,7 +281,7 @@ pub fn plan(repo: &Repo, target: Target) -> Result<Plan, RepoError> {
     candidates.sort_by_key(|s| s.snapshot.raft_index);
     let Some(snap) = candidates.last() else {
         return Err(RepoError::Usage(format!(
-            "no snapshot is both before the target and covered by the archive (which starts at index {first_archived}):              restore the newest snapshot before it with --snapshot, or choose a later target"
+            "no snapshot is both before the target and covered by the archive (which starts at index {first_archived}): restore the newest snapshot before it with --snapshot, or choose a later target"
         )));
     };
     let after = snap.snapshot.raft_index;

@@ -51,7 +51,9 @@ pub struct Status {
     pub shipped_at_ms: u64,
     pub segments: u64,
     pub bytes: u64,
-    /// Applied entries not yet archived, and how old the oldest is.
+    /// Applied entries not yet archived, and at most how old the oldest is
+    /// (now less the last archived entry's commit time); see
+    /// [`live_status`].
     pub lag_entries: u64,
     pub lag_ms: u64,
     /// The last error, if the shipper is failing.
@@ -266,25 +268,14 @@ async fn ship(node: &Arc<Node>, config: &ArchiveConfig, cursor: &mut Option<Curs
             s.error.clear();
         });
     }
-    // Lag: what is applied but not archived, and how long ago the first of
-    // it was proposed (as far as this node's clock tells).
-    let applied = node.state.applied_index();
-    let lag_entries = (applied + 1).saturating_sub(c.next);
-    let lag_ms = if lag_entries == 0 {
-        0
-    } else {
-        sen_core::now_ms().saturating_sub(c.prev_at_ms.max(1))
-    };
-    node.metrics.archive_lag_seconds.set(lag_ms as f64 / 1000.0);
     set_status(node, |s| {
         s.state = "shipping".into();
         s.archived_index = c.next - 1;
         s.archived_at_ms = c.prev_at_ms;
         s.archived_term = c.prev_term;
         s.archived_hash = c.prev.map(hex::encode).unwrap_or_default();
-        s.lag_entries = lag_entries;
-        s.lag_ms = lag_ms;
     });
+    live_status(node);
     Ok(shipped)
 }
 
@@ -352,6 +343,29 @@ async fn save_progress(node: &Arc<Node>) -> Result<(), ApiError> {
     )
     .await?;
     Ok(())
+}
+
+/// This node's shipper as of now: the lag is computed from the applied
+/// index and the last archived entry's commit time, so it grows while a
+/// segment write hangs on an unreachable repository. Also sets
+/// `sen_archive_lag_seconds` (only the shipping node reports a lag).
+pub fn live_status(node: &Node) -> Status {
+    let mut s = node.archive.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if s.state == "shipping" || s.state == "failing" {
+        let applied = node.state.applied_index();
+        s.lag_entries = applied.saturating_sub(s.archived_index);
+        s.lag_ms = if s.lag_entries == 0 {
+            0
+        } else {
+            sen_core::now_ms().saturating_sub(s.archived_at_ms.max(1))
+        };
+        node.metrics.archive_lag_seconds.set(s.lag_ms as f64 / 1000.0);
+    } else {
+        s.lag_entries = 0;
+        s.lag_ms = 0;
+        node.metrics.archive_lag_seconds.set(0.0);
+    }
+    s
 }
 
 /// The shared status slot of a node.

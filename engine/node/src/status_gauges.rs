@@ -97,6 +97,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         if node.cluster_id().is_none() {
             continue;
         }
+        crate::archive::live_status(&node);
         let n = node.clone();
         match tokio::task::spawn_blocking(move || read(n.as_ref(), sen_core::now_ms())).await {
             Ok(Ok(s)) => publish(&node.metrics, &s),

@@ -589,7 +589,7 @@ impl Control for ControlApi {
                     .map(|(v, _)| String::from_utf8_lossy(&v).into_owned())
                     .unwrap_or_default())
             };
-            let shipper = self.node.archive.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let shipper = crate::archive::live_status(&self.node);
             Ok(ArchiveStatusResponse {
                 config: raw(ARCHIVE_CONFIG_KEY)?,
                 progress: raw(ARCHIVE_PROGRESS_KEY)?,
