@@ -7,6 +7,7 @@
 //! target/release/sen-benches limits --out bench-out      # fsyncs/s, disk MB/s, blake3/zstd/FastCDC MB/s
 //! target/release/sen-benches content --out bench-out     # push MB/s, dedup, HTTP vs nginx (needs wrk, nginx)
 //! target/release/sen-benches backup --out bench-out     # vs restic and borg (needs restic, borgbackup)
+//! target/release/sen-benches pitr --out bench-out       # total loss → restore --at latest: loss window, 20 runs
 //! target/release/sen-benches all --out bench-out
 //! cargo bench -p sen-benches --features micro            # criterion micro-benchmarks
 //! ```
@@ -26,6 +27,7 @@ mod failover;
 mod http;
 mod kv;
 mod limits;
+mod pitr;
 mod report;
 
 use std::path::PathBuf;
@@ -70,6 +72,10 @@ enum Bench {
     /// HTTP requests/s of one site from a plaintext cluster and from a
     /// cluster with TLS, side by side (wrk).
     Http(http::Args),
+    /// Point-in-time recovery after every node is lost: acknowledged
+    /// writes restored from the continuous archive, the loss window, the
+    /// restore time (20 runs).
+    Pitr(pitr::Args),
     /// Everything above with default settings.
     All,
 }
@@ -112,6 +118,10 @@ async fn main() -> Result<()> {
         Bench::Backup(a) => {
             let sen = sen_binary(cli.sen)?;
             backup::run(&sen, &data, &cli.out, &machine, a).await?;
+        }
+        Bench::Pitr(a) => {
+            let sen = sen_binary(cli.sen)?;
+            pitr::run(&sen, &data, &cli.out, &machine, a).await?;
         }
         Bench::Http(a) => {
             let sen = sen_binary(cli.sen)?;

@@ -17,7 +17,7 @@
 //!   (a bound on the disk an unreachable repository can cost) and the next
 //!   segment starts a new chain, which the shipper reports.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sen_backup::Repo;
@@ -26,6 +26,7 @@ use sen_raft::schema::system::SystemRecord;
 use sen_raft::schema::system::archive::{ARCHIVE_CONFIG_KEY, ARCHIVE_PROGRESS_KEY, ArchiveConfig, ArchiveProgress};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::archive_status::Status;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::system as cp;
@@ -35,30 +36,6 @@ use crate::system as cp;
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Segments one tick stores at most before it looks at the clock again.
 const SEGMENTS_PER_TICK: usize = 16;
-
-/// What this node's shipper is doing, for `sen archive status`.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Status {
-    /// `off` (no archive), `standby` (not the leader), `shipping`,
-    /// `failing`.
-    pub state: String,
-    /// The last index this node knows archived, its commit time, and when
-    /// this node stored it (0 if another node did).
-    pub archived_index: u64,
-    pub archived_term: u64,
-    pub archived_at_ms: u64,
-    pub archived_hash: String,
-    pub shipped_at_ms: u64,
-    pub segments: u64,
-    pub bytes: u64,
-    /// Applied entries not yet archived, and at most how old the oldest is
-    /// (now less the last archived entry's commit time); see
-    /// [`live_status`].
-    pub lag_entries: u64,
-    pub lag_ms: u64,
-    /// The last error, if the shipper is failing.
-    pub error: String,
-}
 
 /// Where the shipper continues.
 struct Cursor {
@@ -366,12 +343,4 @@ pub fn live_status(node: &Node) -> Status {
         node.metrics.archive_lag_seconds.set(0.0);
     }
     s
-}
-
-/// The shared status slot of a node.
-pub fn new_status() -> Mutex<Status> {
-    Mutex::new(Status {
-        state: "off".into(),
-        ..Default::default()
-    })
 }

@@ -42,6 +42,7 @@ mod growth;
 
 mod access;
 mod archive;
+mod archive_status;
 mod audit_log;
 mod auth;
 pub mod backup;

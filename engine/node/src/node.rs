@@ -48,7 +48,7 @@ pub struct Node {
     /// Readers and speed per site, until the leader has them.
     pub traffic: crate::traffic::Tally,
     /// What this node's archive shipper is doing.
-    pub archive: std::sync::Mutex<crate::archive::Status>,
+    pub archive: std::sync::Mutex<crate::archive_status::Status>,
     stopping: AtomicBool,
 }
 
@@ -78,7 +78,7 @@ impl Node {
             roles: RoleState::default(),
             recovery: tokio_util::sync::CancellationToken::new(),
             traffic,
-            archive: crate::archive::new_status(),
+            archive: crate::archive_status::new_status(),
             started_at_ms: sen_core::now_ms(),
             disk: crate::disk::DiskGuard::default(),
             stopping: AtomicBool::new(false),
