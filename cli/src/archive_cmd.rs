@@ -315,8 +315,7 @@ pub async fn run(cmd: ArchiveCmd, endpoints: &[String], output: Output, timeout:
                                  take it with `sen backup create --repo {repo} --password-file …`"
                             )
                         })?;
-                        let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
-                        Some(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+                        Some(sen_backup::crypto::password_line(&text).to_vec())
                     }
                 };
                 let r = sen_ops::backup::create(&c, None, &repo, password, vec!["archive-start".into()], timeout)

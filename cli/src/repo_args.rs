@@ -38,8 +38,7 @@ impl RepoArgs {
             return Ok(None);
         };
         let text = std::fs::read(path).map_err(|e| format!("cannot read the password file {}: {e}", path.display()))?;
-        let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = sen_backup::crypto::password_line(&text);
         if line.is_empty() {
             return Err(format!("the password file {} is empty", path.display()).into());
         }

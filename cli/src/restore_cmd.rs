@@ -244,8 +244,7 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
         } => {
             let target = match (&at, to_index) {
                 (_, Some(i)) => Some(archive::Target::Index(i)),
-                (Some(a), None) if a == "latest" => Some(archive::Target::Latest),
-                (Some(a), None) => Some(archive::Target::Time(parse_time(a)?)),
+                (Some(a), None) => Some(at_target(a)?),
                 (None, None) => None,
             };
             let (r, e, index, replay) = match target {
@@ -451,6 +450,15 @@ pub fn parse_time(s: &str) -> Result<u64, Failure> {
     u64::try_from(t.as_millisecond()).map_err(|_| Failure::from(format!("--at {s:?} is before 1970")))
 }
 
+/// `--at latest` or `--at TIME`.
+fn at_target(at: &str) -> Result<archive::Target, Failure> {
+    Ok(if at == "latest" {
+        archive::Target::Latest
+    } else {
+        archive::Target::Time(parse_time(at)?)
+    })
+}
+
 /// The commit time of archived entry `index`, if the archive holds it.
 fn archive_time_of(r: &sen_backup::Repo, index: u64) -> Option<u64> {
     let listed = archive::list_segments(r).ok()?;
@@ -499,13 +507,8 @@ impl PastState {
 
 /// Rebuild the state at `at` from the repository's snapshot and archive.
 fn rebuild(rt: &tokio::runtime::Runtime, repo: &RepoArgs, at: &str) -> Result<PastState, Failure> {
-    let target = if at == "latest" {
-        archive::Target::Latest
-    } else {
-        archive::Target::Time(parse_time(at)?)
-    };
     let r = open(rt, repo)?;
-    let plan = archive::plan(&r, target).map_err(fail)?;
+    let plan = archive::plan(&r, at_target(at)?).map_err(fail)?;
     let index = r.load_index().map_err(fail)?;
     let (stop_index, _, stop_at) = plan.stops_at();
     let dir = std::env::temp_dir().join(format!("sen-pitr-{}-{}", std::process::id(), sen_core::now_ms()));

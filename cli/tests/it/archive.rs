@@ -7,15 +7,6 @@ use sen_store::StateDb;
 
 use crate::common::*;
 
-/// Run `sen … --output json`, parse the last line of stdout.
-fn json(args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    let (code, out, err) = sen(&all);
-    assert_eq!(code, 0, "sen {args:?} failed: {err}");
-    serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 fn value_in(dir: &std::path::Path, db: &str, key: &str) -> Option<Vec<u8>> {
     let state = StateDb::open(dir, &Default::default()).unwrap();
     state.get(db, key.as_bytes()).unwrap().0.map(|r| r.value)
@@ -473,22 +464,8 @@ async fn over_s3_the_archive_waits_out_an_unreachable_repository() {
     use nix::unistd::Pid;
     let s3 = sen_backup_s3::testing::SeaweedFs::start().await;
     s3.store("s3://sen-backups").await;
-    let env: Vec<(String, String)> = vec![
-        ("AWS_ENDPOINT_URL".into(), s3.endpoint().to_owned()),
-        ("AWS_ACCESS_KEY_ID".into(), sen_backup_s3::testing::ACCESS_KEY_ID.into()),
-        (
-            "AWS_SECRET_ACCESS_KEY".into(),
-            sen_backup_s3::testing::SECRET_ACCESS_KEY.into(),
-        ),
-        ("AWS_REGION".into(), "us-east-1".into()),
-    ];
-    let js = |args: &[&str]| -> serde_json::Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let (code, out, err) = sen_env(&all, &env);
-        assert_eq!(code, 0, "sen {args:?} failed: {err}");
-        serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
-    };
+    let env = s3_env(&s3);
+    let js = |args: &[&str]| json_env(args, &env);
     // Snapshots (and so log purges) every 100 entries.
     let config = format!("{FAST}snapshot-after-entries = 100\nkeep-entries-after-snapshot = 10\n");
     let mut c = cluster("archive-s3", &config);

@@ -63,15 +63,6 @@ fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Run `sen … --output json` and parse stdout; panics with stderr on failure.
-fn json(args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    let (code, out, err) = sen(&all);
-    assert_eq!(code, 0, "sen {args:?} failed: {err}");
-    serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_destroy_everything_restore_the_cluster() {
     let mut c = cluster("backup", FAST);
@@ -529,22 +520,8 @@ async fn scheduled_backups_run_once_per_slot_across_a_failover() {
 async fn backup_to_s3_and_restore_the_cluster_from_it() {
     let s3 = sen_backup_s3::testing::SeaweedFs::start().await;
     s3.store("s3://sen-backups").await; // creates the bucket
-    let env: Vec<(String, String)> = vec![
-        ("AWS_ENDPOINT_URL".into(), s3.endpoint().to_owned()),
-        ("AWS_ACCESS_KEY_ID".into(), sen_backup_s3::testing::ACCESS_KEY_ID.into()),
-        (
-            "AWS_SECRET_ACCESS_KEY".into(),
-            sen_backup_s3::testing::SECRET_ACCESS_KEY.into(),
-        ),
-        ("AWS_REGION".into(), "us-east-1".into()),
-    ];
-    let js = |args: &[&str]| -> serde_json::Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let (code, out, err) = sen_env(&all, &env);
-        assert_eq!(code, 0, "sen {args:?} failed: {err}");
-        serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
-    };
+    let env = s3_env(&s3);
+    let js = |args: &[&str]| json_env(args, &env);
 
     let mut c = cluster("backup-s3", FAST);
     for id in 1..=3 {

@@ -149,3 +149,31 @@ pub fn sen_env(args: &[&str], env: &[(String, String)]) -> (i32, String, String)
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Run `sen … --output json` and parse the last line of stdout; panics
+/// with stderr on failure.
+pub fn json(args: &[&str]) -> serde_json::Value {
+    json_env(args, &[])
+}
+
+/// [`json`] with extra environment variables.
+pub fn json_env(args: &[&str], env: &[(String, String)]) -> serde_json::Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = sen_env(&all, env);
+    assert_eq!(code, 0, "sen {args:?} failed: {err}");
+    serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The standard AWS variables that point nodes and the CLI at `s3`.
+pub fn s3_env(s3: &sen_backup_s3::testing::SeaweedFs) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL".into(), s3.endpoint().to_owned()),
+        ("AWS_ACCESS_KEY_ID".into(), sen_backup_s3::testing::ACCESS_KEY_ID.into()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            sen_backup_s3::testing::SECRET_ACCESS_KEY.into(),
+        ),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ]
+}

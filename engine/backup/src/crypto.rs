@@ -41,6 +41,13 @@ pub struct KdfParams {
     pub salt: String,
 }
 
+/// The password held in a password file: its first line, without the
+/// line ending (`\n` or `\r\n`).
+pub fn password_line(text: &[u8]) -> &[u8] {
+    let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 impl KdfParams {
     /// OWASP's first Argon2id recommendation (19 MiB, 2 passes) is the floor;
     /// we use 64 MiB and 3 passes (≈0.3–0.5 s on a 2-core VM).

@@ -260,13 +260,7 @@ async fn ship(node: &Arc<Node>, config: &ArchiveConfig, cursor: &mut Option<Curs
 async fn open_cursor(node: &Arc<Node>, config: &ArchiveConfig, repo_key: String) -> Result<Cursor, ApiError> {
     let password = match &config.password_file {
         None => None,
-        Some(p) => {
-            let text = tokio::fs::read(p).await.map_err(|e| {
-                ApiError::FailedPrecondition(format!("archive password file {p} on node {}: {e}", node.id))
-            })?;
-            let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
-            Some(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
-        }
+        Some(p) => Some(crate::backup::read_password_file(node, p, "archive password file").await?),
     };
     let store = crate::backup::open_allowed(node, &config.repo).await?;
     let rt = tokio::runtime::Handle::current();

@@ -203,6 +203,14 @@ async fn scheduler_tick(node: &Arc<Node>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The password in file `path` on this node (`what` names it in errors).
+pub async fn read_password_file(node: &Node, path: &str, what: &str) -> Result<Vec<u8>, ApiError> {
+    let text = tokio::fs::read(path)
+        .await
+        .map_err(|e| ApiError::FailedPrecondition(format!("{what} {path} on node {}: {e}", node.id)))?;
+    Ok(sen_backup::crypto::password_line(&text).to_vec())
+}
+
 /// Take the backup on a caught-up follower (else here), then prune.
 async fn scheduled_backup(
     node: &Arc<Node>,
@@ -211,13 +219,7 @@ async fn scheduled_backup(
 ) -> Result<(u64, sen_proto::v1::CreateBackupResponse, String), ApiError> {
     let password = match &schedule.password_file {
         None => None,
-        Some(p) => {
-            let text = tokio::fs::read(p)
-                .await
-                .map_err(|e| ApiError::FailedPrecondition(format!("password file {p} on node {}: {e}", node.id)))?;
-            let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
-            Some(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
-        }
+        Some(p) => Some(read_password_file(node, p, "password file").await?),
     };
     let m = node.raft_metrics();
     let mut followers: Vec<(u64, String)> = Vec::new();
