@@ -52,6 +52,11 @@ macro_rules! leader_only {
                 other => return Err(ApiError::not_leader(node.id, other)),
             }
         }
+        // A leader elected a moment ago may not have applied every entry
+        // committed before its term, and these handlers check preconditions
+        // against replicated state (who is drained, who is a member): wait
+        // until its state machine has caught up (ReadIndex) first.
+        node.read_barrier($budget).await?;
     }};
 }
 
