@@ -362,12 +362,14 @@ pub async fn run(cmd: ArchiveCmd, endpoints: &[String], output: Output, timeout:
                 .transpose()
                 .map_err(|e| e.to_string())?;
             let shipper: Value = serde_json::from_str(&s.shipper).unwrap_or(Value::Null);
+            let nodes = per_node(&c, s.node, &shipper).await;
             let j = json!({
                 "config": config,
                 "progress": progress,
                 "shipper_node": s.node,
                 "shipper": shipper,
                 "applied_index": s.applied_index,
+                "nodes": nodes,
             });
             emit(output, j, || match &config {
                 None => "archive off (sen archive enable --repo URL)".into(),
@@ -403,10 +405,62 @@ pub async fn run(cmd: ArchiveCmd, endpoints: &[String], output: Output, timeout:
                             when(p.shipped_at_ms)
                         ));
                     }
+                    for n in &nodes {
+                        t.push_str(&format!(
+                            "\n  node {}: {}{}",
+                            n["node"],
+                            n["state"].as_str().unwrap_or("?"),
+                            match n["error"].as_str().filter(|e| !e.is_empty()) {
+                                Some(e) => format!(" ({e})"),
+                                None => format!(
+                                    ", knows index {} archived, applied {}",
+                                    n["archived_index"], n["applied_index"]
+                                ),
+                            }
+                        ));
+                    }
                     t
                 }
             });
         }
     }
     Ok(())
+}
+
+/// Every member's shipper state (`standby` on followers, `shipping` or
+/// `failing` on the one that ships), asked of each node directly; a node
+/// that does not answer is listed with the error.
+async fn per_node(c: &sen_client::Client, answered: u64, shipper: &Value) -> Vec<Value> {
+    let members = match c.status().await {
+        Ok(s) => s.members,
+        Err(e) => return vec![json!({"node": answered, "state": "?", "error": format!("cluster status: {e}")})],
+    };
+    let mut out = Vec::new();
+    for m in members {
+        let row = if m.id == answered {
+            json!({
+                "node": m.id,
+                "state": shipper["state"],
+                "archived_index": shipper["archived_index"],
+                "applied_index": m.applied_index,
+                "error": shipper["error"],
+            })
+        } else {
+            match c.archive_status_of(&m.addr, Duration::from_secs(3)).await {
+                Ok(r) => {
+                    let sh: Value = serde_json::from_str(&r.shipper).unwrap_or(Value::Null);
+                    json!({
+                        "node": m.id,
+                        "state": sh["state"],
+                        "archived_index": sh["archived_index"],
+                        "applied_index": r.applied_index,
+                        "error": sh["error"],
+                    })
+                }
+                Err(e) => json!({"node": m.id, "state": "unreachable", "error": e.to_string()}),
+            }
+        };
+        out.push(row);
+    }
+    out
 }

@@ -569,3 +569,115 @@ async fn over_s3_the_archive_waits_out_an_unreachable_repository() {
 fn json_status(eps: &str) -> serde_json::Value {
     json(&["--endpoints", eps, "archive", "status"])
 }
+
+/// The archive falls more than `--max-lag` entries behind (its directory
+/// cannot be written): every node purges its log anyway, the leader opens
+/// one serious incident, the shipper backs off instead of hammering the
+/// repository, and once the repository is back the archive restarts after
+/// a gap that `backup check` names, and the incident is closed. `archive
+/// status` shows each node's shipper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falling_past_max_lag_opens_a_serious_incident_and_closes_it() {
+    let config = format!("{FAST}snapshot-after-entries = 100\nkeep-entries-after-snapshot = 10\n");
+    let mut c = cluster("archive-max-lag", &config);
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let root = c.root().to_owned();
+    let dir = root.join("repo");
+    let repo = format!("file://{}", dir.display());
+    let r = ["--endpoints", eps.as_str(), "--repo", repo.as_str()];
+    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
+    json(&[
+        "--endpoints",
+        &eps,
+        "archive",
+        "enable",
+        "--repo",
+        &repo,
+        "--interval",
+        "200ms",
+        "--max-lag",
+        "1000",
+    ]);
+    let s = json_status(&eps);
+    let states: Vec<&str> = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 3, "{s}");
+    assert_eq!(states.iter().filter(|s| **s == "shipping").count(), 1, "{s}");
+    assert_eq!(states.iter().filter(|s| **s == "standby").count(), 2, "{s}");
+
+    // The archive directory becomes a file: no segment can be stored.
+    std::fs::rename(dir.join("archive"), dir.join("archive.away")).unwrap();
+    std::fs::write(dir.join("archive"), b"in the way").unwrap();
+    let client = c.client().unwrap();
+    for i in 0..1300u32 {
+        client
+            .put("lichtuan", format!("k{i:05}").as_bytes(), b"v")
+            .await
+            .unwrap();
+    }
+    let open = |incidents: &serde_json::Value| -> Vec<serde_json::Value> {
+        incidents
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == "archive-behind")
+            .cloned()
+            .collect()
+    };
+    let behind = sen_chaos::wait_for("a serious archive-behind incident", T, || async {
+        let all = json(&["--endpoints", &eps, "incident", "list"]);
+        let found = open(&all);
+        Ok((!found.is_empty()).then_some(found))
+    })
+    .await
+    .unwrap();
+    assert_eq!(behind.len(), 1, "{behind:?}");
+    assert_eq!(behind[0]["severity"], "serious", "{behind:?}");
+    assert!(behind[0]["end_ms"].is_null(), "{behind:?}");
+    let s = json_status(&eps);
+    assert_eq!(s["shipper"]["state"], "failing", "{s}");
+    assert!(s["shipper"]["lag_entries"].as_u64() > Some(1000), "{s}");
+
+    // The repository is back: the archive restarts after the gap and the
+    // incident closes.
+    std::fs::remove_file(dir.join("archive")).unwrap();
+    std::fs::rename(dir.join("archive.away"), dir.join("archive")).unwrap();
+    let written = client
+        .status()
+        .await
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| m.applied_index)
+        .max()
+        .unwrap();
+    let closed = sen_chaos::wait_for("the incident to close", Duration::from_secs(60), || async {
+        let all = json(&["--endpoints", &eps, "incident", "list"]);
+        let found = open(&all);
+        Ok(found.iter().all(|i| !i["end_ms"].is_null()).then_some(found))
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed.len(), 1, "one episode, one incident: {closed:?}");
+    let s = json_status(&eps);
+    assert!(s["shipper"]["archived_index"].as_u64() >= Some(written), "{s}");
+    // `backup check` names the gap until a backup starts after it.
+    let (code, out, err) = sen_env(&[&["backup", "check"][..], &r].concat(), &[]);
+    assert_ne!(code, 0, "a gap with no snapshot after it passed the check: {out}");
+    assert!(
+        format!("{out}{err}").contains("cannot replay across index"),
+        "{out}{err}"
+    );
+    json(&[&["backup", "create"][..], &r].concat());
+    let check = json(&[&["backup", "check"][..], &r].concat());
+    assert_eq!(check["ok"], true, "{check}");
+    assert!(
+        !check["archive_notes"].as_array().unwrap().is_empty(),
+        "the gap is not named: {check}"
+    );
+}

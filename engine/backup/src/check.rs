@@ -187,10 +187,9 @@ fn check_archive(repo: &Repo, snapshots: &[SnapshotEntry], report: &mut CheckRep
     }
     for (at, why) in breaks {
         // Restores to times after the break start from a snapshot at or
-        // after it; earlier snapshots reach up to it.
-        let bridged = snapshots
-            .iter()
-            .any(|s| s.snapshot.raft_index + 1 >= at && s.snapshot.raft_index < report.archive_last);
+        // after it (even one newer than the archive's end, taken a moment
+        // ago); earlier snapshots reach up to it.
+        let bridged = snapshots.iter().any(|s| s.snapshot.raft_index + 1 >= at);
         let msg = format!("archive: {why}: point-in-time restores cannot replay across index {at}");
         if bridged {
             report

@@ -36,6 +36,10 @@ use crate::system as cp;
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Segments one tick stores at most before it looks at the clock again.
 const SEGMENTS_PER_TICK: usize = 16;
+/// How often the shipping node looks for newly applied entries.
+const WATCH: Duration = Duration::from_millis(50);
+/// The longest wait between attempts while the repository fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Where the shipper continues.
 struct Cursor {
@@ -47,27 +51,95 @@ struct Cursor {
     prev_term: u64,
 }
 
+/// When the shipping node stores the next segment.
+///
+/// The promise is about the oldest acknowledged entry not yet archived: it
+/// must be in the repository within `interval`. So the clock starts when
+/// the shipper first sees such an entry (within [`WATCH`] of its commit),
+/// and the segment is written early enough for the write itself to finish
+/// in time: `interval` less the smoothed time of recent writes. Idle, the
+/// shipper writes nothing; under steady writes it stores about one segment
+/// per interval.
+#[derive(Default)]
+struct Pacer {
+    /// When entries past the archive were first seen.
+    pending_since: Option<Instant>,
+    /// Smoothed duration of a segment write.
+    write: Duration,
+    /// Failed attempts in a row, and when the next one may start.
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+impl Pacer {
+    /// Whether to ship now, given whether anything is pending.
+    fn due(&mut self, pending: bool, interval: Duration, now: Instant) -> bool {
+        if self.retry_at.is_some_and(|t| now < t) {
+            return false;
+        }
+        if !pending {
+            self.pending_since = None;
+            return false;
+        }
+        let since = *self.pending_since.get_or_insert(now);
+        let head_start = self.write.min(interval / 2) + WATCH;
+        now.duration_since(since) >= interval.saturating_sub(head_start)
+    }
+
+    /// A ship attempt that started at `started` ended; `left` is whether
+    /// entries applied meanwhile are still pending (their clock started at
+    /// the latest when the attempt did).
+    fn shipped(&mut self, started: Instant, wrote: bool, left: bool) {
+        if wrote {
+            self.write = (self.write * 3 + started.elapsed()) / 4;
+        }
+        self.failures = 0;
+        self.retry_at = None;
+        self.pending_since = left.then_some(started);
+    }
+
+    /// A ship attempt failed: wait `interval`, doubling up to
+    /// [`MAX_BACKOFF`], before the next. Returns whether this is the first
+    /// failure in a row (worth a warning).
+    fn failed(&mut self, interval: Duration, now: Instant) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        let wait = interval
+            .saturating_mul(1 << self.failures.min(8).saturating_sub(1))
+            .min(MAX_BACKOFF.max(interval));
+        self.retry_at = Some(now + wait);
+        self.failures == 1
+    }
+}
+
 /// The loop every node runs: keep the log for the archive; ship on the
 /// leader.
 pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     let mut cursor: Option<Cursor> = None;
+    let mut pacer = Pacer::default();
     let mut progress_written = Instant::now() - PROGRESS_EVERY;
     let mut unsaved = false;
+    let mut behind = Behind::default();
     loop {
         let config = cp::read::<ArchiveConfig>(node.as_ref(), ARCHIVE_CONFIG_KEY)
             .ok()
             .flatten()
             .map(|(c, _)| c);
-        let every = config.as_ref().map_or(Duration::from_secs(2), |c| {
+        let interval = config.as_ref().map_or(Duration::from_secs(2), |c| {
             Duration::from_millis(c.interval_ms.clamp(100, 60_000))
         });
+        let tick = if config.is_some() && node.is_leader() {
+            WATCH.min(interval / 4)
+        } else {
+            interval
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(tick) => {}
         }
         let Some(config) = config else {
             node.log.keep_after(u64::MAX);
             cursor = None;
+            pacer = Pacer::default();
             set_status(&node, |s| {
                 *s = Status {
                     state: "off".into(),
@@ -81,9 +153,11 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             .flatten()
             .map(|(p, _)| p)
             .unwrap_or_default();
-        keep_log(&node, &config, &progress);
+        let over = keep_log(&node, &config, &progress);
+        behind.observe(&node, &config, &progress, over).await;
         if !node.is_leader() || node.is_stopping() {
             cursor = None;
+            pacer = Pacer::default();
             set_status(&node, |s| {
                 s.state = "standby".into();
                 s.archived_index = progress.index;
@@ -92,16 +166,31 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             });
             continue;
         }
-        match ship(&node, &config, &mut cursor).await {
-            Ok(shipped) => unsaved |= shipped,
-            Err(e) => {
-                tracing::warn!("archive: {e}");
-                cursor = None;
-                set_status(&node, |s| {
-                    s.state = "failing".into();
-                    s.error = e.to_string();
-                });
+        let applied = node.state.applied_index();
+        let pending = cursor.as_ref().is_none_or(|c| c.next <= applied);
+        let now = Instant::now();
+        if pacer.due(pending, interval, now) {
+            match ship(&node, &config, &mut cursor).await {
+                Ok(shipped) => {
+                    unsaved |= shipped;
+                    let left = cursor.as_ref().is_some_and(|c| c.next <= node.state.applied_index());
+                    pacer.shipped(now, shipped, left);
+                }
+                Err(e) => {
+                    if pacer.failed(interval, Instant::now()) {
+                        tracing::warn!("archive: {e}; retrying, with growing pauses up to {MAX_BACKOFF:?}");
+                    } else {
+                        tracing::debug!("archive: {e}");
+                    }
+                    cursor = None;
+                    set_status(&node, |s| {
+                        s.state = "failing".into();
+                        s.error = e.to_string();
+                    });
+                }
             }
+        } else {
+            live_status(&node);
         }
         if unsaved && progress_written.elapsed() >= PROGRESS_EVERY {
             match save_progress(&node).await {
@@ -120,20 +209,105 @@ fn set_status(node: &Node, f: impl FnOnce(&mut Status)) {
 }
 
 /// Keep the log after the archived index, within `max_lag_entries`.
-fn keep_log(node: &Node, config: &ArchiveConfig, progress: &ArchiveProgress) {
+/// Returns whether the archive is further behind than that (the log is
+/// then purged past it).
+fn keep_log(node: &Node, config: &ArchiveConfig, progress: &ArchiveProgress) -> bool {
     let applied = node.state.applied_index();
     let floor = progress
         .index
         .max(applied.saturating_sub(config.max_lag_entries.max(1)));
-    if floor > progress.index && applied > config.max_lag_entries {
-        tracing::error!(
-            archived = progress.index,
-            applied,
-            max_lag = config.max_lag_entries,
-            "the archive is more than archive max-lag entries behind: the Raft log is purged past it, and the archive will restart with a gap"
-        );
-    }
     node.log.keep_after(floor);
+    floor > progress.index && applied > config.max_lag_entries
+}
+
+/// One episode of the archive falling more than `max-lag` entries behind:
+/// said once when it starts (an error in every node's log) and, on the
+/// leader, a serious incident opened then and closed when the archive has
+/// caught up again. A new leader adopts an incident its predecessor left
+/// open instead of opening a second one.
+#[derive(Default)]
+struct Behind {
+    /// This node has said that the archive is behind.
+    said: bool,
+    /// The open incident, once this node (as leader) has looked for it.
+    incident: Option<Option<u64>>,
+}
+
+impl Behind {
+    async fn observe(&mut self, node: &Node, config: &ArchiveConfig, progress: &ArchiveProgress, over: bool) {
+        use sen_raft::schema::system::{Incident, SERIOUS, kind};
+        if over && !self.said {
+            tracing::error!(
+                archived = progress.index,
+                applied = node.state.applied_index(),
+                max_lag = config.max_lag_entries,
+                "the archive is more than archive max-lag entries behind: the Raft log is purged past it, and the archive will restart with a gap; make the repository reachable, then take a backup"
+            );
+        }
+        self.said = over;
+        if !node.is_leader() {
+            self.incident = None;
+            return;
+        }
+        let budget = node.config.server.request_timeout;
+        let open = match self.incident {
+            Some(open) => open,
+            None => {
+                let Ok(all) = crate::incidents::list(node) else {
+                    return;
+                };
+                let open = all
+                    .iter()
+                    .rev()
+                    .find(|i| i.kind == kind::ARCHIVE_BEHIND && i.end_ms.is_none())
+                    .map(|i| i.id);
+                self.incident = Some(open);
+                open
+            }
+        };
+        match (over, open) {
+            (true, None) => {
+                let inc = Incident {
+                    term: node.raft_metrics().current_term,
+                    ..Incident::new(
+                        kind::ARCHIVE_BEHIND,
+                        SERIOUS,
+                        sen_core::now_ms(),
+                        format!(
+                            "the continuous archive ({}) is more than {} entries behind (archived up to index {}, applied {}): \
+                             nodes purge their logs past it, so the archive restarts with a gap and point-in-time \
+                             restores cannot cross it",
+                            config.repo,
+                            config.max_lag_entries,
+                            progress.index,
+                            node.state.applied_index()
+                        ),
+                        vec![],
+                        node.id,
+                    )
+                };
+                match crate::incidents::record(node, inc, budget).await {
+                    Ok(id) => self.incident = Some(Some(id)),
+                    Err(e) => tracing::warn!("cannot record that the archive fell behind: {e}"),
+                }
+            }
+            (false, Some(id)) => {
+                if let Ok(mut inc) = crate::incidents::get(node, id) {
+                    inc.end_ms = Some(sen_core::now_ms());
+                    inc.auto_cause.push_str(&format!(
+                        "; the archive caught up (index {}): take a backup so that restores start after the gap",
+                        progress.index
+                    ));
+                    if crate::incidents::update(node, &inc, budget).await.is_ok() {
+                        self.incident = Some(None);
+                    }
+                } else {
+                    self.incident = Some(None);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// One tick on the leader: store what was applied since the last segment.
@@ -337,4 +511,69 @@ pub fn live_status(node: &Node) -> Status {
         node.metrics.archive_lag_seconds.set(0.0);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_pacer_ships_early_enough_for_the_write_to_finish_within_the_interval() {
+        let t0 = Instant::now();
+        let mut p = Pacer::default();
+        // Nothing pending: nothing to do, however long.
+        assert!(!p.due(false, S, t0 + 10 * S));
+        // Entries appear at t0: not yet, then due one WATCH early (no write
+        // measured yet).
+        assert!(!p.due(true, S, t0));
+        assert!(!p.due(true, S, t0 + Duration::from_millis(900)));
+        assert!(p.due(true, S, t0 + Duration::from_millis(950)));
+        // A write that took 200 ms (smoothed: 50 ms) brings the next one
+        // earlier; entries applied meanwhile count from the attempt's start.
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(200));
+        p.shipped(started, true, true);
+        assert!(p.write >= Duration::from_millis(50), "{:?}", p.write);
+        assert_eq!(p.pending_since, Some(started));
+        let early = S - p.write - WATCH;
+        assert!(!p.due(true, S, started + early - Duration::from_millis(10)));
+        assert!(p.due(true, S, started + early));
+        // All shipped: the clock stops.
+        p.shipped(started, true, false);
+        assert_eq!(p.pending_since, None);
+    }
+
+    #[test]
+    fn the_head_start_never_exceeds_half_the_interval() {
+        let t0 = Instant::now();
+        let mut p = Pacer {
+            write: Duration::from_secs(5),
+            ..Default::default()
+        };
+        assert!(!p.due(true, S, t0));
+        assert!(!p.due(true, S, t0 + Duration::from_millis(440)));
+        assert!(p.due(true, S, t0 + Duration::from_millis(450)));
+    }
+
+    #[test]
+    fn failures_back_off_up_to_a_bound_and_a_success_resets() {
+        let t0 = Instant::now();
+        let mut p = Pacer::default();
+        assert!(p.failed(S, t0), "the first failure is said");
+        assert!(!p.due(true, S, t0 + Duration::from_millis(999)));
+        assert!(!p.failed(S, t0), "later ones are not");
+        assert_eq!(p.retry_at, Some(t0 + 2 * S));
+        for _ in 0..20 {
+            p.failed(S, t0);
+        }
+        assert_eq!(p.retry_at, Some(t0 + MAX_BACKOFF));
+        // A long interval is never cut short by the bound.
+        let mut q = Pacer::default();
+        q.failed(Duration::from_secs(60), t0);
+        assert_eq!(q.retry_at, Some(t0 + Duration::from_secs(60)));
+        p.shipped(t0, true, false);
+        assert_eq!((p.failures, p.retry_at), (0, None));
+    }
 }

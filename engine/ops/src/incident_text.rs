@@ -21,6 +21,10 @@ pub fn kind_label(k: &str, lang: Lang) -> String {
         kind::HOOK_FAILED => ("role hook failed", "lệnh chuyển vai trò thất bại"),
         kind::DRILL => ("failover drill", "diễn tập chuyển đổi dự phòng"),
         kind::RECOVERY => ("forced recovery", "khôi phục cưỡng bức"),
+        kind::ARCHIVE_BEHIND => (
+            "continuous archive fell behind",
+            "lưu trữ nhật ký liên tục bị tụt quá giới hạn",
+        ),
         other => return other.to_owned(),
     };
     match lang {

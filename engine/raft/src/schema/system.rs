@@ -235,6 +235,9 @@ pub mod kind {
     pub const HOOK_FAILED: &str = "hook-failed";
     pub const DRILL: &str = "drill";
     pub const RECOVERY: &str = "recovery";
+    /// The continuous archive fell more than `archive.max-lag` entries
+    /// behind, so logs are purged past it (a gap in the archive).
+    pub const ARCHIVE_BEHIND: &str = "archive-behind";
 }
 
 /// One incident.
