@@ -221,7 +221,7 @@ async fn sen_run(sen: &Path, work: &Path, master: &Path, a: &Args, round: usize,
     cluster.form(1).await?;
     let eps = cluster.grpc(1)?;
     let pid = cluster.nodes[&1].pid().ok_or_else(|| anyhow!("node not running"))?;
-    let repo = format!("file://{}", dir.join("repo").display());
+    let repo = format!("file://{}", std::path::absolute(dir.join("repo"))?.display());
     let pwf = pw.to_str().unwrap_or_default();
     sen_cli(sen, &eps, &["backup", "init", "--repo", &repo, "--password-file", pwf])?;
     sen_cli(sen, &eps, &["site", "create", "portal"])?;

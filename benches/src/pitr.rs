@@ -78,7 +78,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
             .insecure();
         cluster.form(3).await?;
         let eps = cluster.endpoints().join(",");
-        let repo = format!("file://{}", dir.join("repo").display());
+        let repo = format!("file://{}", std::path::absolute(dir.join("repo"))?.display());
         sen_cli(sen, &eps, &["backup", "init", "--repo", &repo, "--no-encryption"])?;
         sen_cli(
             sen,

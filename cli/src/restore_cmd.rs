@@ -247,17 +247,19 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
                 (Some(a), None) => Some(at_target(a)?),
                 (None, None) => None,
             };
-            let (r, e, index, replay) = match target {
+            let (r, e, index, replay, stop_at_ms) = match target {
                 None => {
                     let (r, e, index) = open_snapshot(&rt, &repo, &snapshot)?;
-                    (r, e, index, Vec::new())
+                    let at = e.snapshot.time_ms;
+                    (r, e, index, Vec::new(), at)
                 }
                 Some(t) => {
                     let r = open(&rt, &repo)?;
                     let plan = archive::plan(&r, t).map_err(fail)?;
                     let index = r.load_index().map_err(fail)?;
-                    let replay: Vec<Vec<u8>> = plan.entries.into_iter().map(|e| e.entry).collect();
-                    (r, plan.snapshot, index, replay)
+                    let (_, _, at) = plan.stops_at();
+                    let replay = replay_entries(&r, &index, plan.entries)?;
+                    (r, plan.snapshot, index, replay, at)
                 }
             };
             let replaying = !replay.is_empty() || target.is_some();
@@ -286,7 +288,6 @@ pub fn run_restore(cmd: RestoreCmd, endpoints: &[String], output: Output, timeou
                     Some(p) => (p.index, p.term, p.digest.clone(), p.entries),
                     None => (e.snapshot.raft_index, e.snapshot.raft_term, digest.clone(), 0),
                 };
-                let stop_at_ms = archive_time_of(&r, stop_index).unwrap_or(e.snapshot.time_ms);
                 emit(
                     output,
                     json!({
@@ -460,11 +461,18 @@ fn at_target(at: &str) -> Result<archive::Target, Failure> {
 }
 
 /// The commit time of archived entry `index`, if the archive holds it.
-fn archive_time_of(r: &sen_backup::Repo, index: u64) -> Option<u64> {
-    let listed = archive::list_segments(r).ok()?;
-    let seg = listed.iter().rev().find(|s| s.first <= index)?;
-    let (seg, _) = archive::read_segment(r, seg.first).ok()?;
-    seg.entries.iter().find(|e| e.index == index).map(|e| e.at_ms)
+/// The archived entries of a plan, in the log's encoding, with the data
+/// of the content chunks they hold by reference fetched from the
+/// repository.
+fn replay_entries(
+    r: &sen_backup::Repo,
+    index: &sen_backup::repo::Index,
+    entries: Vec<archive::ArchivedEntry>,
+) -> Result<Vec<Vec<u8>>, Failure> {
+    let mut fetch = |ids: Vec<[u8; 32]>| -> Result<Vec<sen_content::StoredChunk>, RepoError> {
+        r.fetch_blobs(index, ids).map(|b| restore::cluster_chunk(b?)).collect()
+    };
+    sen_store::archive::fill_chunks(entries.into_iter().map(|e| e.entry).collect(), &mut fetch).map_err(fail)
 }
 
 /// One record of a replicated table, as a backup's readers take it.
@@ -512,7 +520,7 @@ fn rebuild(rt: &tokio::runtime::Runtime, repo: &RepoArgs, at: &str) -> Result<Pa
     let index = r.load_index().map_err(fail)?;
     let (stop_index, _, stop_at) = plan.stops_at();
     let dir = std::env::temp_dir().join(format!("sen-pitr-{}-{}", std::process::id(), sen_core::now_ms()));
-    let replay: Vec<Vec<u8>> = plan.entries.into_iter().map(|e| e.entry).collect();
+    let replay = replay_entries(&r, &index, plan.entries)?;
     let mut sink = DataDirSink::create(&dir, 1, "127.0.0.1:1")
         .map_err(|e| Failure::from(format!("scratch directory {}: {e}", dir.display())))?
         .with_replay(replay);

@@ -319,6 +319,15 @@ async fn undo_a_deleted_site_and_overwritten_keys_to_the_second() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t = sen_core::now_ms();
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The pushed chunks went into the repository as blobs, listed by
+    // reference, not copied into the segments.
+    let lists = std::fs::read_dir(root.join("repo").join("archive-chunks"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        lists > 0,
+        "no archive-chunks list: the pushed chunks were not stored by reference"
+    );
 
     // The mistakes, then a write that must survive the undo.
     let (code, _, err) = sen(&["--endpoints", &eps, "site", "delete", "vanban", "--yes"]);

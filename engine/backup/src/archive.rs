@@ -17,14 +17,28 @@
 //! the same on every node, so a deposed shipper can at worst write what its
 //! successor would have. Each segment names the hash of the one before it:
 //! [`chain`] proves the archive continuous from a snapshot to its end.
+//!
+//! Content chunks are not copied into segments. A segment (object version
+//! 2) keeps the entries that store chunks with the chunks' data left out;
+//! the data is a blob in the repository's packs, like a backup's, written
+//! by [`store_chunks`] before the segment unless the repository already
+//! holds it, and the next backup finds it there instead of storing it
+//! again. `archive-chunks/<first>-<last>` lists the chunks a segment holds
+//! by reference, so `prune` keeps them and `check` finds them without
+//! reading every segment.
+//!
+//! ```text
+//! archive-chunks/<first>-<last>      chunk ids segment <first> refers to
+//! ```
 
 use serde::{Deserialize, Serialize};
 
 use crate::RepoError;
-use crate::format::{ObjectKind, decode_object, encode_object};
-use crate::repo::Repo;
+use crate::format::{BlobEncoding, BlobKind, IndexFile, ObjectKind, decode_object, encode_object};
+use crate::repo::{Index, PackWriter, Repo};
 
 pub const ARCHIVE_DIR: &str = "archive";
+pub const CHUNKS_DIR: &str = "archive-chunks";
 
 /// Entries (bytes of their serialized form) one segment holds at most;
 /// a shipper with more to send writes several.
@@ -217,6 +231,137 @@ pub fn chain(repo: &Repo, after: u64, upto: u64) -> Result<Vec<Segment>, RepoErr
         }
         prev_hash = Some(hash);
         out.push(seg);
+    }
+    Ok(out)
+}
+
+/// The content chunks the entries of segment `first..=last` hold by
+/// reference (plaintext chunk ids).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentChunks {
+    pub first: u64,
+    pub last: u64,
+    pub chunks: Vec<[u8; 32]>,
+}
+
+/// `archive-chunks/<first, 20 digits>-<last, 20 digits>`.
+pub fn chunks_key(first: u64, last: u64) -> String {
+    format!("{CHUNKS_DIR}/{first:020}-{last:020}")
+}
+
+/// What [`store_chunks`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChunksStored {
+    /// Chunks written as new blobs, and the pack bytes uploaded.
+    pub new: u64,
+    pub bytes: u64,
+    /// Chunks the repository already held (referenced only).
+    pub referenced: u64,
+}
+
+/// Before the segment `first..=last` is written: make sure every chunk
+/// its entries store is a blob in the repository (new ones are packed in
+/// their stored form, so a restore gets the exact bytes back; `index` is
+/// the shipper's view, updated here), then record the list of them. Both
+/// are written before the segment, so a stored segment never refers to a
+/// missing chunk; a list whose segment another shipper won is harmless
+/// (it only keeps blobs alive until prune passes it).
+pub fn store_chunks(
+    repo: &Repo,
+    index: &mut Index,
+    first: u64,
+    last: u64,
+    chunks: Vec<sen_content::StoredChunk>,
+) -> Result<ChunksStored, RepoError> {
+    use sen_content::chunk::Encoding;
+    let mut done = ChunksStored::default();
+    if chunks.is_empty() {
+        return Ok(done);
+    }
+    let mut ids = Vec::with_capacity(chunks.len());
+    let mut seen = std::collections::HashSet::new();
+    let mut w = PackWriter::new(repo);
+    for c in chunks {
+        let id = c.id.0;
+        if !seen.insert(id) {
+            continue;
+        }
+        ids.push(id);
+        if index.get(&repo.keys.blob_id(&id)).is_some() {
+            done.referenced += 1;
+            continue;
+        }
+        let encoding = match c.encoding {
+            Encoding::Raw => BlobEncoding::Raw,
+            Encoding::Zstd => BlobEncoding::Zstd,
+        };
+        w.add(&id, BlobKind::Content, encoding, c.len, c.data)?;
+        done.new += 1;
+    }
+    w.finish()?;
+    done.bytes = w.bytes_uploaded;
+    if !w.written.is_empty() {
+        let packs = std::mem::take(&mut w.written);
+        repo.put_object(
+            ObjectKind::Index,
+            &IndexFile {
+                packs: packs.clone(),
+                supersedes: vec![],
+            },
+        )?;
+        for p in &packs {
+            index.add_pack(p);
+        }
+    }
+    let list = SegmentChunks {
+        first,
+        last,
+        chunks: ids,
+    };
+    let bytes = encode_object(&repo.keys, ObjectKind::SegmentChunks, &list)?;
+    repo.block_on(repo.store.put_if_absent(&chunks_key(first, last), bytes))?;
+    Ok(done)
+}
+
+/// Every chunk list, as `(first, last)`, in index order.
+pub fn list_chunk_lists(repo: &Repo) -> Result<Vec<(u64, u64)>, RepoError> {
+    let mut out = Vec::new();
+    for o in repo.block_on(repo.store.list(&format!("{CHUNKS_DIR}/")))? {
+        let name = o.key.rsplit('/').next().unwrap_or_default();
+        let parsed = name
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        match parsed {
+            Some(range) if name.len() == 41 => out.push(range),
+            _ => tracing::warn!(key = %o.key, "ignoring an object with a foreign name in the archive's chunk lists"),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Read one chunk list.
+pub fn read_chunk_list(repo: &Repo, first: u64, last: u64) -> Result<SegmentChunks, RepoError> {
+    let key = chunks_key(first, last);
+    let bytes = repo.block_on(repo.store.get(&key))?;
+    let list: SegmentChunks = decode_object(&repo.keys, ObjectKind::SegmentChunks, &bytes, &key)?;
+    if (list.first, list.last) != (first, last) {
+        return Err(RepoError::Corrupt(format!(
+            "{key}: holds the list of segment {}-{}",
+            list.first, list.last
+        )));
+    }
+    Ok(list)
+}
+
+/// Chunk ids the segments from `from` on hold by reference (what prune
+/// must keep and check must find).
+pub fn referenced_chunks(repo: &Repo, from: u64) -> Result<Vec<[u8; 32]>, RepoError> {
+    let mut out = Vec::new();
+    for (first, last) in list_chunk_lists(repo)? {
+        if last >= from {
+            out.extend(read_chunk_list(repo, first, last)?.chunks);
+        }
     }
     Ok(out)
 }
@@ -414,6 +559,93 @@ mod tests {
         // The wrong password reads nothing.
         let store = Arc::new(LocalStore::new(dir.path()).unwrap());
         assert!(Repo::open(store, rt.handle().clone(), Some(b"sai")).is_err());
+    }
+
+    #[test]
+    fn the_plaintext_of_a_chunk_list_is_pinned_and_segments_are_version_2() {
+        let list = SegmentChunks {
+            first: 7,
+            last: 9,
+            chunks: vec![[3; 32]],
+        };
+        let bytes = sen_core::codec::encode_v1("archive chunk list", &list).unwrap();
+        assert_eq!(
+            hex::encode(&bytes),
+            "000709010303030303030303030303030303030303030303030303030303030303030303"
+        );
+        let obj = encode_object(&crate::crypto::Keys::None, ObjectKind::Segment, &seg(1, 1, None)).unwrap();
+        assert_eq!(&obj[..8], b"SENO\x02\x05\x00\x00");
+        // A version this build does not know is refused, not misread.
+        let mut newer = obj.clone();
+        newer[4] = 3;
+        let e = decode_object::<Segment>(&crate::crypto::Keys::None, ObjectKind::Segment, &newer, "archive/x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upgrade Sen"), "{e}");
+    }
+
+    #[test]
+    fn chunks_by_reference_are_stored_once_kept_by_prune_and_checked() {
+        use sen_content::StoredChunk;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let r = repo(dir.path(), &rt);
+        let a = StoredChunk::encode(&[1u8; 9000], 3).unwrap();
+        let noise: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let b = StoredChunk::encode(&noise, 3).unwrap();
+        let c = StoredChunk::encode(b"chi thi", 3).unwrap();
+        let mut index = r.load_index().unwrap();
+        let done = store_chunks(&r, &mut index, 10, 19, vec![a.clone(), b.clone(), a.clone()]).unwrap();
+        assert_eq!((done.new, done.referenced), (2, 0));
+        assert!(done.bytes > 0);
+        let Written::Stored { hash, .. } = write_segment(&r, &seg(10, 19, None)).unwrap() else {
+            panic!("stored")
+        };
+        // Later segments refer to what the repository holds, even with a
+        // freshly read index.
+        let mut fresh = r.load_index().unwrap();
+        let done = store_chunks(&r, &mut fresh, 20, 25, vec![b.clone()]).unwrap();
+        assert_eq!((done.new, done.referenced, done.bytes), (0, 1, 0));
+        write_segment(&r, &seg(20, 25, Some(hash))).unwrap();
+        // A list whose segment was never stored (a shipper that lost the
+        // race, or died) keeps nothing alive once it is gone.
+        store_chunks(&r, &mut fresh, 30, 31, vec![c.clone()]).unwrap();
+        assert_eq!(list_chunk_lists(&r).unwrap(), [(10, 19), (20, 25), (30, 31)]);
+        r.block_on(r.store.delete(&chunks_key(30, 31))).unwrap();
+        // The exact stored form comes back (same bytes the cluster held).
+        let index = r.load_index().unwrap();
+        let back: Vec<StoredChunk> = r
+            .fetch_blobs(&index, vec![a.id.0, b.id.0])
+            .map(|x| crate::restore::cluster_chunk(x.unwrap()).unwrap())
+            .collect();
+        assert_eq!(back, vec![a.clone(), b.clone()]);
+        // check finds every referenced chunk.
+        let report = crate::check::check(&r, 100).unwrap();
+        assert!(report.ok, "{:?}", report.errors);
+        assert_eq!(report.archive_chunks, 3);
+        // prune keeps the referenced chunks' pack and marks the other.
+        let policy = sen_raft::schema::system::KeepPolicy {
+            last: 1,
+            ..Default::default()
+        };
+        let p = crate::prune::prune(&r, &policy, std::time::Duration::ZERO, false).unwrap();
+        assert_eq!(p.packs_marked, 1, "{p:?}");
+        let index = r.load_index().unwrap();
+        assert!(index.get(&r.keys.blob_id(&a.id.0)).is_some());
+        assert!(index.get(&r.keys.blob_id(&c.id.0)).is_none());
+        assert!(crate::check::check(&r, 100).unwrap().ok);
+        // A lost pack is named by check.
+        let loc = index.get(&r.keys.blob_id(&a.id.0)).unwrap();
+        r.block_on(r.store.delete(&crate::format::pack_key(&index.pack_id(&loc))))
+            .unwrap();
+        let report = crate::check::check(&r, 0).unwrap();
+        let text = report.errors.join("\n");
+        assert!(text.contains(&hex::encode(a.id.0)), "{text}");
     }
 
     #[test]

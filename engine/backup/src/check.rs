@@ -27,6 +27,9 @@ pub struct CheckReport {
     pub archive_first: u64,
     pub archive_last: u64,
     pub archive_notes: Vec<String>,
+    /// Content chunks the archive holds by reference, found stored.
+    #[serde(default)]
+    pub archive_chunks: u64,
     /// Every problem, one line each, naming the object.
     pub errors: Vec<String>,
     pub ok: bool,
@@ -124,6 +127,23 @@ pub fn check(repo: &Repo, read_data_percent: u32) -> Result<CheckReport, RepoErr
     //    the chain reaches the newest segment, or a later snapshot bridges
     //    the break.
     check_archive(repo, &snapshots, &mut report)?;
+    // The content chunks the archive holds by reference are stored.
+    if report.archive_segments > 0 {
+        for id in crate::archive::referenced_chunks(repo, report.archive_first)? {
+            let blob = repo.keys.blob_id(&id);
+            match index.get(&blob) {
+                None => report.errors.push(format!(
+                    "archive: content chunk {} that a segment refers to is not in the index: point-in-time restores through it fail",
+                    hex::encode(id)
+                )),
+                Some(loc) if missing_packs.contains(&index.pack_id(&loc)) => report.errors.push(format!(
+                    "archive: content chunk {} that a segment refers to is in a missing pack",
+                    hex::encode(id)
+                )),
+                Some(_) => report.archive_chunks += 1,
+            }
+        }
+    }
 
     // 5. Data: whole packs read, hashed against their names, every blob
     //    opened (authenticated, decompressed, hashed).

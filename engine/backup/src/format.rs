@@ -253,6 +253,9 @@ pub enum ObjectKind {
     PackHeader = 4,
     /// A segment of the continuous archive (`archive/<first index>`).
     Segment = 5,
+    /// The content chunks an archive segment's entries hold by reference
+    /// (`archive-chunks/<first>-<last>`).
+    SegmentChunks = 6,
 }
 
 impl ObjectKind {
@@ -263,6 +266,18 @@ impl ObjectKind {
             ObjectKind::Trash => TRASH_DIR,
             ObjectKind::PackHeader => DATA_DIR,
             ObjectKind::Segment => crate::archive::ARCHIVE_DIR,
+            ObjectKind::SegmentChunks => crate::archive::CHUNKS_DIR,
+        }
+    }
+    /// The object format version written for this kind, and the newest one
+    /// this build reads. Version 2 of a segment: the data of the content
+    /// chunks its entries store is in the repository's packs (named by an
+    /// `archive-chunks/` list), not in the entries; a build that reads only
+    /// version 1 refuses such a segment instead of replaying empty chunks.
+    pub fn version(self) -> u32 {
+        match self {
+            ObjectKind::Segment | ObjectKind::SegmentChunks => 2,
+            _ => FORMAT_VERSION,
         }
     }
     fn what(self) -> &'static str {
@@ -272,6 +287,7 @@ impl ObjectKind {
             ObjectKind::Trash => "trash list",
             ObjectKind::PackHeader => "pack header",
             ObjectKind::Segment => "archive segment",
+            ObjectKind::SegmentChunks => "archive chunk list",
         }
     }
 }
@@ -291,7 +307,7 @@ pub fn encode_object<T: Serialize>(keys: &Keys, kind: ObjectKind, value: &T) -> 
 pub fn object_header(keys: &Keys, kind: ObjectKind) -> [u8; 8] {
     let mut h = [0u8; 8];
     h[..4].copy_from_slice(OBJECT_MAGIC);
-    h[4] = FORMAT_VERSION as u8;
+    h[4] = kind.version() as u8;
     h[5] = kind as u8;
     h[6] = u8::from(keys.is_encrypted());
     h
@@ -309,10 +325,11 @@ pub fn decode_object<T: serde::de::DeserializeOwned>(
             "{name}: not a Sen repository object (bad magic)"
         )));
     }
-    if u32::from(bytes[4]) > FORMAT_VERSION {
+    if u32::from(bytes[4]) > kind.version() {
         return Err(RepoError::Format(format!(
-            "{name} was written in format version {}, newer than this build reads ({FORMAT_VERSION}): upgrade Sen",
-            bytes[4]
+            "{name} was written in format version {}, newer than this build reads ({}): upgrade Sen",
+            bytes[4],
+            kind.version()
         )));
     }
     if bytes[5] != kind as u8 {
@@ -427,7 +444,10 @@ mod golden {
         );
         // And the object round-trips through the header, zstd and sealing.
         let obj = encode_object(&Keys::None, kind, value).unwrap();
-        assert_eq!(&obj[..8], &[b'S', b'E', b'N', b'O', 1, kind as u8, 0, 0]);
+        assert_eq!(
+            &obj[..8],
+            &[b'S', b'E', b'N', b'O', kind.version() as u8, kind as u8, 0, 0]
+        );
         let back: T = decode_object(&Keys::None, kind, &obj, "test").unwrap();
         assert_eq!(&back, value);
     }

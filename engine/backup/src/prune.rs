@@ -105,16 +105,19 @@ pub struct PruneReport {
 /// and replays only what follows it. A segment's end is read off the next
 /// segment's start, so only segments followed by another are candidates
 /// (the newest is always kept). With no snapshot kept, nothing is deleted.
+/// The chunk lists of deleted segments go with them. Returns the first
+/// index of the archive that remains (0 with no archive).
 fn prune_archive(
     repo: &Repo,
     kept: &[SnapshotEntry],
     dry_run: bool,
     report: &mut PruneReport,
-) -> Result<(), RepoError> {
-    let Some(oldest) = kept.iter().map(|s| s.snapshot.raft_index).min() else {
-        return Ok(());
-    };
+) -> Result<u64, RepoError> {
     let listed = crate::archive::list_segments(repo)?;
+    let Some(oldest) = kept.iter().map(|s| s.snapshot.raft_index).min() else {
+        return Ok(listed.first().map_or(0, |s| s.first));
+    };
+    let mut remains = listed.first().map_or(0, |s| s.first);
     for w in listed.windows(2) {
         let (seg, next) = (&w[0], &w[1]);
         // Contiguous segments: this one ends at `next.first - 1`.
@@ -123,11 +126,19 @@ fn prune_archive(
         }
         report.segments_deleted += 1;
         report.segment_bytes_deleted += seg.size;
+        remains = next.first;
         if !dry_run {
             repo.block_on(repo.store.delete(&crate::archive::segment_key(seg.first)))?;
         }
     }
-    Ok(())
+    if !dry_run {
+        for (first, last) in crate::archive::list_chunk_lists(repo)? {
+            if last < remains {
+                repo.block_on(repo.store.delete(&crate::archive::chunks_key(first, last)))?;
+            }
+        }
+    }
+    Ok(remains)
 }
 
 /// A pack with at least this share of unused bytes is repacked.
@@ -159,11 +170,15 @@ pub fn prune(repo: &Repo, policy: &KeepPolicy, grace: Duration, dry_run: bool) -
         }
     }
 
-    prune_archive(repo, &kept, dry_run, &mut report)?;
+    let archive_from = prune_archive(repo, &kept, dry_run, &mut report)?;
 
     let mut index = repo.load_index()?;
     crate::backup::adopt_orphan_packs_unless(repo, &mut index, dry_run)?;
-    let used = used_blobs(repo, &index, &kept)?;
+    let mut used = used_blobs(repo, &index, &kept)?;
+    // The content chunks the remaining archive holds by reference.
+    for id in crate::archive::referenced_chunks(repo, archive_from)? {
+        used.insert(repo.keys.blob_id(&id));
+    }
 
     // Phase 2 (decide): trashed packs whose grace period is over are
     // deleted, unless a snapshot written meanwhile uses them.

@@ -49,6 +49,8 @@ struct Cursor {
     prev: Option<[u8; 32]>,
     prev_at_ms: u64,
     prev_term: u64,
+    /// The repository's index (which blobs it holds) and when it was read.
+    index: Option<(sen_backup::repo::Index, Instant)>,
 }
 
 /// When the shipping node stores the next segment.
@@ -119,6 +121,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     let mut progress_written = Instant::now() - PROGRESS_EVERY;
     let mut unsaved = false;
     let mut behind = Behind::default();
+    let mut saving: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let config = cp::read::<ArchiveConfig>(node.as_ref(), ARCHIVE_CONFIG_KEY)
             .ok()
@@ -192,14 +195,17 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         } else {
             live_status(&node);
         }
-        if unsaved && progress_written.elapsed() >= PROGRESS_EVERY {
-            match save_progress(&node).await {
-                Ok(()) => {
-                    unsaved = false;
-                    progress_written = Instant::now();
+        // The progress record is a Raft write of its own: in the
+        // background, so that a slow commit never delays a segment.
+        if unsaved && progress_written.elapsed() >= PROGRESS_EVERY && saving.as_ref().is_none_or(|h| h.is_finished()) {
+            unsaved = false;
+            progress_written = Instant::now();
+            let node = node.clone();
+            saving = Some(tokio::spawn(async move {
+                if let Err(e) = save_progress(&node).await {
+                    tracing::debug!("archive progress not saved: {e}");
                 }
-                Err(e) => tracing::debug!("archive progress not saved: {e}"),
-            }
+            }));
         }
     }
 }
@@ -353,23 +359,35 @@ async fn ship(node: &Arc<Node>, config: &ArchiveConfig, cursor: &mut Option<Curs
             Err(e) => return Err(ApiError::Internal(format!("reading the log for the archive: {e}"))),
         };
         let mut at = c.prev_at_ms;
-        let archived: Vec<ArchivedEntry> = entries
-            .into_iter()
-            .map(|(e, bytes)| {
-                if let openraft::EntryPayload::Normal(req) = &e.payload {
-                    at = at.max(req.proposed_at_ms);
+        let mut chunks = Vec::new();
+        let mut archived: Vec<ArchivedEntry> = Vec::with_capacity(entries.len());
+        for (e, bytes) in entries {
+            if let openraft::EntryPayload::Normal(req) = &e.payload {
+                at = at.max(req.proposed_at_ms);
+            }
+            // Content chunks go by reference (repository blobs).
+            let entry = match sen_store::archive::strip_chunks(&e)
+                .map_err(|err| ApiError::Internal(format!("archiving entry {}: {err}", e.log_id.index)))?
+            {
+                Some((stripped, data)) => {
+                    chunks.extend(data);
+                    stripped
                 }
-                ArchivedEntry {
-                    index: e.log_id.index,
-                    term: e.log_id.leader_id.term,
-                    at_ms: at,
-                    entry: bytes,
-                }
-            })
-            .collect();
+                None => bytes,
+            };
+            archived.push(ArchivedEntry {
+                index: e.log_id.index,
+                term: e.log_id.leader_id.term,
+                at_ms: at,
+                entry,
+            });
+        }
         let Some(last) = archived.last().map(|e| (e.index, e.at_ms, e.term)) else {
             break;
         };
+        if !chunks.is_empty() {
+            store_chunks(node, c, last.0, chunks).await?;
+        }
         let seg = Segment {
             cluster_id: cluster_id.clone(),
             first: c.next,
@@ -418,6 +436,13 @@ async fn ship(node: &Arc<Node>, config: &ArchiveConfig, cursor: &mut Option<Curs
             s.archived_at_ms = c.prev_at_ms;
             s.error.clear();
         });
+        // Caught up with what was applied when the entries were read: what
+        // applied since waits for its own deadline (one segment per
+        // interval, not one per write). Only a backlog larger than one
+        // segment is shipped segment after segment.
+        if c.next > applied {
+            break;
+        }
     }
     set_status(node, |s| {
         s.state = "shipping".into();
@@ -428,6 +453,45 @@ async fn ship(node: &Arc<Node>, config: &ArchiveConfig, cursor: &mut Option<Curs
     });
     live_status(node);
     Ok(shipped)
+}
+
+/// How long the shipper trusts its copy of the repository's index (what
+/// blobs exist) before reading it again.
+const INDEX_FRESH_FOR: Duration = Duration::from_secs(60);
+
+/// Store the content chunks of the entries `c.next..=last` as blobs (unless
+/// the repository holds them) and their list, before the segment.
+async fn store_chunks(
+    node: &Node,
+    c: &mut Cursor,
+    last: u64,
+    chunks: Vec<sen_content::StoredChunk>,
+) -> Result<(), ApiError> {
+    let repo = c.repo.clone();
+    let cached = c.index.take().filter(|(_, at)| at.elapsed() < INDEX_FRESH_FOR);
+    let first = c.next;
+    let (index, done) = tokio::task::spawn_blocking(move || {
+        let (mut index, loaded) = match cached {
+            Some(x) => x,
+            None => (repo.load_index()?, Instant::now()),
+        };
+        let done = archive::store_chunks(&repo, &mut index, first, last, chunks)?;
+        Ok::<_, sen_backup::RepoError>(((index, loaded), done))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("storing content chunks for the archive: {e}")))?
+    .map_err(crate::backup::repo_err)?;
+    c.index = Some(index);
+    tracing::debug!(
+        first,
+        last,
+        new = done.new,
+        referenced = done.referenced,
+        bytes = done.bytes,
+        "archive: content chunks stored by reference"
+    );
+    set_status(node, |s| s.bytes += done.bytes);
+    Ok(())
 }
 
 /// Open the repository and find where the archive ends.
@@ -464,6 +528,7 @@ async fn open_cursor(node: &Arc<Node>, config: &ArchiveConfig, repo_key: String)
         prev,
         prev_at_ms,
         prev_term,
+        index: None,
     })
 }
 

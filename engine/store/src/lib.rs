@@ -25,6 +25,7 @@
 //! generations and read API), [`state_machine`] (RaftStateMachine),
 //! [`snapshot`] (checkpoint-based snapshots and their transfer format).
 
+pub mod archive;
 pub mod backup;
 mod error;
 mod format;
