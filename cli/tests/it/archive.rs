@@ -12,29 +12,58 @@ fn value_in(dir: &std::path::Path, db: &str, key: &str) -> Option<Vec<u8>> {
     state.get(db, key.as_bytes()).unwrap().0.map(|r| r.value)
 }
 
+/// A formed 3-node cluster archiving to the local repository `repo` (under
+/// the test's directory) every 200 ms, with the first backup taken (by
+/// `archive enable`).
+struct Archived {
+    c: Cluster,
+    eps: String,
+    root: std::path::PathBuf,
+    repo: String,
+}
+
+impl Archived {
+    async fn start(name: &str, config: &str, extra: &[&str]) -> Self {
+        let mut c = cluster(name, config);
+        c.form(3).await.unwrap();
+        let eps = c.endpoints().join(",");
+        let root = c.root().to_owned();
+        let repo = format!("file://{}", root.join("repo").display());
+        json(&[
+            "--endpoints",
+            &eps,
+            "backup",
+            "init",
+            "--no-encryption",
+            "--repo",
+            &repo,
+        ]);
+        let enable = [
+            &[
+                "--endpoints",
+                &eps,
+                "archive",
+                "enable",
+                "--repo",
+                &repo,
+                "--interval",
+                "200ms",
+            ][..],
+            extra,
+        ]
+        .concat();
+        json(&enable);
+        Self { c, eps, root, repo }
+    }
+}
+
 /// Writes acknowledged up to the moment every node is killed are in the
 /// cluster restored from the archive (all but the last second's at most);
 /// a restore to a chosen index has exactly the live cluster's digest there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_lost_the_archive_brings_back_what_was_acknowledged() {
-    let mut c = cluster("archive-rpo", FAST);
-    c.form(3).await.unwrap();
-    let eps = c.endpoints().join(",");
-    let root = c.root().to_owned();
-    let repo = format!("file://{}", root.join("repo").display());
+    let Archived { mut c, eps, root, repo } = Archived::start("archive-rpo", FAST, &[]).await;
     let r = ["--endpoints", eps.as_str(), "--repo", repo.as_str()];
-    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
-    json(&[
-        "--endpoints",
-        &eps,
-        "archive",
-        "enable",
-        "--repo",
-        &repo,
-        "--interval",
-        "200ms",
-    ]);
-    json(&[&["backup", "create"][..], &r].concat());
     let client = c.client().unwrap();
     for i in 0..50u32 {
         client
@@ -135,24 +164,8 @@ async fn every_node_lost_the_archive_brings_back_what_was_acknowledged() {
 /// it gives the live cluster's exact state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_archive_survives_its_shipper_being_killed() {
-    let mut c = cluster("archive-failover", FAST);
-    c.form(3).await.unwrap();
-    let eps = c.endpoints().join(",");
-    let root = c.root().to_owned();
-    let repo = format!("file://{}", root.join("repo").display());
+    let Archived { mut c, eps, root, repo } = Archived::start("archive-failover", FAST, &[]).await;
     let r = ["--endpoints", eps.as_str(), "--repo", repo.as_str()];
-    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
-    json(&[
-        "--endpoints",
-        &eps,
-        "archive",
-        "enable",
-        "--repo",
-        &repo,
-        "--interval",
-        "200ms",
-    ]);
-    json(&[&["backup", "create"][..], &r].concat());
 
     let writer = {
         let client = c.client().unwrap();
@@ -277,24 +290,8 @@ async fn the_archive_survives_its_shipper_being_killed() {
 /// touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_a_deleted_site_and_overwritten_keys_to_the_second() {
-    let mut c = cluster("archive-undo", FAST);
-    c.form(3).await.unwrap();
-    let eps = c.endpoints().join(",");
-    let root = c.root().to_owned();
-    let repo = format!("file://{}", root.join("repo").display());
+    let Archived { c, eps, root, repo } = Archived::start("archive-undo", FAST, &[]).await;
     let r = ["--endpoints", eps.as_str(), "--repo", repo.as_str()];
-    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
-    json(&[
-        "--endpoints",
-        &eps,
-        "archive",
-        "enable",
-        "--repo",
-        &repo,
-        "--interval",
-        "200ms",
-    ]);
-    json(&[&["backup", "create"][..], &r].concat());
 
     let tree = root.join("tree");
     std::fs::create_dir_all(tree.join("Văn bản chỉ đạo")).unwrap();
@@ -588,26 +585,9 @@ fn json_status(eps: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn falling_past_max_lag_opens_a_serious_incident_and_closes_it() {
     let config = format!("{FAST}snapshot-after-entries = 100\nkeep-entries-after-snapshot = 10\n");
-    let mut c = cluster("archive-max-lag", &config);
-    c.form(3).await.unwrap();
-    let eps = c.endpoints().join(",");
-    let root = c.root().to_owned();
+    let Archived { c, eps, root, repo } = Archived::start("archive-max-lag", &config, &["--max-lag", "1000"]).await;
     let dir = root.join("repo");
-    let repo = format!("file://{}", dir.display());
     let r = ["--endpoints", eps.as_str(), "--repo", repo.as_str()];
-    json(&[&["backup", "init", "--no-encryption"][..], &r].concat());
-    json(&[
-        "--endpoints",
-        &eps,
-        "archive",
-        "enable",
-        "--repo",
-        &repo,
-        "--interval",
-        "200ms",
-        "--max-lag",
-        "1000",
-    ]);
     let s = json_status(&eps);
     let states: Vec<&str> = s["nodes"]
         .as_array()

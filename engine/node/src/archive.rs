@@ -58,15 +58,19 @@ struct Cursor {
 /// The promise is about the oldest acknowledged entry not yet archived: it
 /// must be in the repository within `interval`. So the clock starts when
 /// the shipper first sees such an entry (within [`WATCH`] of its commit),
-/// and the segment is written early enough for the write itself to finish
-/// in time: `interval` less the smoothed time of recent writes. Idle, the
-/// shipper writes nothing; under steady writes it stores about one segment
-/// per interval.
+/// and the segment is started early enough for the write itself to finish
+/// in time: `interval` less a head start of twice the slowest recent
+/// write (a peak that decays by an eighth per write) and two [`WATCH`]
+/// periods (one for seeing the entry, one for the tick that starts the
+/// write), at most half the interval. Writes vary (a loaded disk,
+/// a far repository), so the head start follows their peaks, not their
+/// mean. Idle, the shipper writes nothing; under steady writes it stores
+/// a little more than one segment per interval.
 #[derive(Default)]
 struct Pacer {
     /// When entries past the archive were first seen.
     pending_since: Option<Instant>,
-    /// Smoothed duration of a segment write.
+    /// Recent peak duration of a segment write.
     write: Duration,
     /// Failed attempts in a row, and when the next one may start.
     failures: u32,
@@ -84,7 +88,7 @@ impl Pacer {
             return false;
         }
         let since = *self.pending_since.get_or_insert(now);
-        let head_start = self.write.min(interval / 2) + WATCH;
+        let head_start = (self.write * 2 + WATCH * 2).min(interval / 2);
         now.duration_since(since) >= interval.saturating_sub(head_start)
     }
 
@@ -93,7 +97,7 @@ impl Pacer {
     /// the latest when the attempt did).
     fn shipped(&mut self, started: Instant, wrote: bool, left: bool) {
         if wrote {
-            self.write = (self.write * 3 + started.elapsed()) / 4;
+            self.write = started.elapsed().max(self.write - self.write / 8);
         }
         self.failures = 0;
         self.retry_at = None;
@@ -590,23 +594,31 @@ mod tests {
         let mut p = Pacer::default();
         // Nothing pending: nothing to do, however long.
         assert!(!p.due(false, S, t0 + 10 * S));
-        // Entries appear at t0: not yet, then due one WATCH early (no write
-        // measured yet).
+        // Entries appear at t0: not yet, then due two WATCH periods early
+        // (no write measured yet).
         assert!(!p.due(true, S, t0));
-        assert!(!p.due(true, S, t0 + Duration::from_millis(900)));
-        assert!(p.due(true, S, t0 + Duration::from_millis(950)));
-        // A write that took 200 ms (smoothed: 50 ms) brings the next one
-        // earlier; entries applied meanwhile count from the attempt's start.
+        assert!(!p.due(true, S, t0 + Duration::from_millis(890)));
+        assert!(p.due(true, S, t0 + Duration::from_millis(900)));
+        // A write that took 200 ms brings the next one earlier by twice
+        // that (plus two WATCH periods, capped at half the interval);
+        // entries applied meanwhile count from the attempt's start.
         let started = Instant::now();
         std::thread::sleep(Duration::from_millis(200));
         p.shipped(started, true, true);
-        assert!(p.write >= Duration::from_millis(50), "{:?}", p.write);
+        assert!(p.write >= Duration::from_millis(200), "{:?}", p.write);
         assert_eq!(p.pending_since, Some(started));
-        let early = S - p.write - WATCH;
+        let early = S - (p.write * 2 + WATCH * 2).min(S / 2);
         assert!(!p.due(true, S, started + early - Duration::from_millis(10)));
         assert!(p.due(true, S, started + early));
+        // The peak decays by an eighth per quick write.
+        let peak = p.write;
+        p.shipped(Instant::now(), true, false);
+        assert!(
+            p.write < peak && p.write >= peak * 7 / 8 - Duration::from_millis(1),
+            "{:?}",
+            p.write
+        );
         // All shipped: the clock stops.
-        p.shipped(started, true, false);
         assert_eq!(p.pending_since, None);
     }
 
@@ -618,8 +630,8 @@ mod tests {
             ..Default::default()
         };
         assert!(!p.due(true, S, t0));
-        assert!(!p.due(true, S, t0 + Duration::from_millis(440)));
-        assert!(p.due(true, S, t0 + Duration::from_millis(450)));
+        assert!(!p.due(true, S, t0 + Duration::from_millis(490)));
+        assert!(p.due(true, S, t0 + Duration::from_millis(500)));
     }
 
     #[test]
