@@ -364,6 +364,7 @@ pub async fn run(cmd: ArchiveCmd, endpoints: &[String], output: Output, timeout:
             let shipper: Value = serde_json::from_str(&s.shipper).unwrap_or(Value::Null);
             let nodes = per_node(&c, s.node, &shipper).await;
             let j = json!({
+                "enabled": config.as_ref().is_some_and(|c| !c.repo.is_empty()),
                 "config": config,
                 "progress": progress,
                 "shipper_node": s.node,
@@ -373,6 +374,11 @@ pub async fn run(cmd: ArchiveCmd, endpoints: &[String], output: Output, timeout:
             });
             emit(output, j, || match &config {
                 None => "archive off (sen archive enable --repo URL)".into(),
+                Some(c) if c.repo.is_empty() => format!(
+                    "archive off since {} (by {}); what was archived stays in the repository (sen archive enable --repo URL)",
+                    when(c.enabled_at_ms),
+                    c.enabled_by
+                ),
                 Some(c) => {
                     let n = |k: &str| shipper[k].as_u64().unwrap_or(0);
                     let mut t = format!(

@@ -670,3 +670,52 @@ async fn falling_past_max_lag_opens_a_serious_incident_and_closes_it() {
         "the gap is not named: {check}"
     );
 }
+
+/// `[archive]` in the nodes' configuration (here through `SEN_ARCHIVE__*`
+/// variables) turns the archive on in a new cluster; `sen archive
+/// disable` is a setting of its own, so restarting every node with the
+/// same configuration leaves it off, and `status` says who turned it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_declared_in_the_configuration_starts_and_disable_wins() {
+    let mut c = cluster("archive-declared", FAST);
+    let root = c.root().to_owned();
+    let repo = format!("file://{}", root.join("repo").display());
+    json(&["backup", "init", "--no-encryption", "--repo", &repo]);
+    let env = vec![
+        ("SEN_ARCHIVE__REPO".to_string(), repo.clone()),
+        ("SEN_ARCHIVE__INTERVAL".to_string(), "200ms".to_string()),
+    ];
+    for id in 1..=3 {
+        c.add(id).unwrap();
+        c.set_env(id, env.clone()).unwrap();
+    }
+    c.form(3).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let s = sen_chaos::wait_for("the declared archive to ship", T, || async {
+        let s = json_status(&eps);
+        Ok((s["shipper"]["archived_index"].as_u64() > Some(0)).then_some(s))
+    })
+    .await
+    .unwrap();
+    assert_eq!(s["enabled"], true, "{s}");
+    assert_eq!(s["config"]["interval_ms"], 200, "{s}");
+    assert!(
+        s["config"]["enabled_by"].as_str().unwrap().contains("configuration"),
+        "{s}"
+    );
+
+    json(&["--endpoints", &eps, "archive", "disable"]);
+    for id in 1..=3 {
+        c.kill9(id).unwrap();
+    }
+    for id in 1..=3 {
+        c.start(id).unwrap();
+    }
+    c.wait_leader(None, T).await.unwrap();
+    // Several turns of every node's archive loop (every 2 s while off).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = json_status(&eps);
+    assert_eq!(s["enabled"], false, "{s}");
+    assert_eq!(s["shipper"]["state"], "off", "{s}");
+    assert!(s["config"]["enabled_by"].as_str().unwrap().contains("admin"), "{s}");
+}

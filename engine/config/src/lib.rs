@@ -35,6 +35,7 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     pub content: ContentConfig,
     pub backup: BackupConfig,
+    pub archive: ArchiveConfig,
     pub hooks: HooksConfig,
     pub incidents: IncidentsConfig,
     pub tls: TlsConfig,
@@ -312,6 +313,40 @@ impl Default for BackupConfig {
     }
 }
 
+/// The continuous archive declared in this file (docs/backup.md section
+/// 10). The archive is one setting of the whole cluster, kept in the
+/// cluster: `sen archive enable|disable` set it. A `repo` here turns it on
+/// when the cluster has never had an archive setting (a new cluster whose
+/// nodes all get the same file, as with configuration management); after
+/// that the cluster's setting wins, and a difference is logged. Empty
+/// `repo`: nothing is declared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ArchiveConfig {
+    /// The repository to archive to (under `backup.allowed-repos`).
+    pub repo: String,
+    /// Its password file, on every node (empty: an unencrypted repository).
+    pub password_file: PathBuf,
+    /// The oldest acknowledged entry not yet archived is stored within
+    /// this (100ms to 1m).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Entries the archive may fall behind before nodes purge their logs
+    /// anyway (at least 1000).
+    pub max_lag: u64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            repo: String::new(),
+            password_file: PathBuf::new(),
+            interval: Duration::from_secs(1),
+            max_lag: 1_000_000,
+        }
+    }
+}
+
 /// Site content: serving, replication and garbage collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -393,6 +428,7 @@ impl Default for NodeConfig {
             network: NetworkConfig::default(),
             content: ContentConfig::default(),
             backup: BackupConfig::default(),
+            archive: ArchiveConfig::default(),
             hooks: HooksConfig::default(),
             incidents: IncidentsConfig::default(),
             tls: TlsConfig::default(),
@@ -747,6 +783,21 @@ impl NodeConfig {
         for repo in &self.backup.allowed_repos {
             if let Err(e) = sen_backup::location::Location::parse(repo) {
                 return bad(format!("backup.allowed-repos: {e}"));
+            }
+        }
+        let archive = &self.archive;
+        if !archive.repo.is_empty() {
+            if let Err(e) = sen_backup::location::Location::parse(&archive.repo) {
+                return bad(format!("archive.repo: {e}"));
+            }
+            if archive.interval < Duration::from_millis(100) || archive.interval > Duration::from_secs(60) {
+                return bad(format!(
+                    "archive.interval must be between 100ms and 1m, not {:?}",
+                    archive.interval
+                ));
+            }
+            if archive.max_lag < 1000 {
+                return bad("archive.max-lag must be at least 1000 entries".into());
             }
         }
         if self.drills.max_fault_duration.is_zero() || self.drills.max_fault_duration > MAX_FAULT {
@@ -1264,5 +1315,19 @@ snapshot-after-entries = 10
         let mut c = NodeConfig::default();
         c.limits.max_value_bytes = 10 * 1024 * 1024;
         assert!(c.validate().unwrap_err().to_string().contains("max-request-bytes"));
+
+        // [archive]: checked only when a repository is declared.
+        let mut c = NodeConfig::default();
+        c.archive.interval = Duration::ZERO;
+        c.validate().unwrap();
+        c.archive.repo = "file:///srv/sen-repo".into();
+        assert!(c.validate().unwrap_err().to_string().contains("archive.interval"));
+        c.archive.interval = Duration::from_millis(500);
+        c.archive.max_lag = 10;
+        assert!(c.validate().unwrap_err().to_string().contains("archive.max-lag"));
+        c.archive.max_lag = 1000;
+        c.validate().unwrap();
+        c.archive.repo = "ftp://x".into();
+        assert!(c.validate().unwrap_err().to_string().contains("archive.repo"));
     }
 }

@@ -126,11 +126,15 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     let mut unsaved = false;
     let mut behind = Behind::default();
     let mut saving: Option<tokio::task::JoinHandle<()>> = None;
+    let mut declared_said = false;
     loop {
-        let config = cp::read::<ArchiveConfig>(node.as_ref(), ARCHIVE_CONFIG_KEY)
+        let record = cp::read::<ArchiveConfig>(node.as_ref(), ARCHIVE_CONFIG_KEY)
             .ok()
             .flatten()
             .map(|(c, _)| c);
+        declare(&node, record.as_ref(), &mut declared_said).await;
+        // A record with no repository: turned off (`sen archive disable`).
+        let config = record.filter(|c| !c.repo.is_empty());
         let interval = config.as_ref().map_or(Duration::from_secs(2), |c| {
             Duration::from_millis(c.interval_ms.clamp(100, 60_000))
         });
@@ -211,6 +215,79 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
                 }
             }));
         }
+    }
+}
+
+/// `[archive]` in this node's file: on the leader, turn the archive on
+/// with it when the cluster has never had an archive setting (created only
+/// if absent, so an operator's `enable`/`disable` at the same moment
+/// wins); otherwise say once if the cluster's setting differs.
+async fn declare(node: &Node, record: Option<&ArchiveConfig>, said: &mut bool) {
+    use sen_raft::{Compare, CompareOp, CompareTarget, Op, Txn, TxnOp};
+    let d = &node.config.archive;
+    if d.repo.is_empty() || *said {
+        return;
+    }
+    let password_file = (!d.password_file.as_os_str().is_empty()).then(|| d.password_file.display().to_string());
+    match record {
+        Some(c) => {
+            if c.repo != d.repo || c.password_file != password_file {
+                tracing::warn!(
+                    declared = %d.repo,
+                    cluster = %if c.repo.is_empty() { "off" } else { c.repo.as_str() },
+                    by = %c.enabled_by,
+                    "[archive] in this node's file differs from the cluster's archive setting, which wins (set it with `sen archive enable|disable`)"
+                );
+            }
+            *said = true;
+        }
+        None if node.is_leader() && !node.is_stopping() => {
+            if let Err(e) = sen_backup_s3::check_allowed(&d.repo, &node.config.backup.allowed_repos, node.id) {
+                tracing::error!("[archive] in this node's file is not used: {e}");
+                *said = true;
+                return;
+            }
+            let c = ArchiveConfig {
+                version: ArchiveConfig::VERSION,
+                repo: d.repo.clone(),
+                password_file,
+                interval_ms: d.interval.as_millis() as u64,
+                max_lag_entries: d.max_lag,
+                enabled_at_ms: sen_core::now_ms(),
+                enabled_by: format!("[archive] in node {}'s configuration", node.id),
+            };
+            let value = match c.to_json() {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!("[archive] in this node's file: {e}");
+                    *said = true;
+                    return;
+                }
+            };
+            let txn = Txn {
+                db: sen_raft::schema::system::SYSTEM_DB.into(),
+                compares: vec![Compare {
+                    key: ARCHIVE_CONFIG_KEY.to_vec(),
+                    op: CompareOp::Equal,
+                    target: CompareTarget::Exists(false),
+                }],
+                success: vec![TxnOp::Put {
+                    key: ARCHIVE_CONFIG_KEY.to_vec(),
+                    value,
+                }],
+                failure: vec![],
+            };
+            match node
+                .propose(None, Op::Txn(txn), node.config.server.request_timeout)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(repo = %d.repo, "archive turned on from [archive] in this node's configuration")
+                }
+                Err(e) => tracing::debug!("[archive] from the configuration not recorded yet: {e}"),
+            }
+        }
+        None => {}
     }
 }
 

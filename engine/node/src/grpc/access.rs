@@ -546,11 +546,21 @@ impl Control for ControlApi {
             use sen_raft::schema::system::archive::{ARCHIVE_CONFIG_KEY, ArchiveConfig};
             let json = &req.get_ref().json;
             if json.is_empty() {
+                // Off is a record of its own (no repository), not an
+                // absent one: `[archive]` in a node's file never turns
+                // back on what an operator turned off.
                 crate::auth::note(&req, "archive:off".to_string());
-                self.delete(ARCHIVE_CONFIG_KEY).await?;
-                return Ok(SetArchiveResponse {
-                    revision: self.node.state.applied_index(),
-                });
+                let off = ArchiveConfig {
+                    version: ArchiveConfig::VERSION,
+                    repo: String::new(),
+                    password_file: None,
+                    interval_ms: 1000,
+                    max_lag_entries: 1_000_000,
+                    enabled_at_ms: sen_core::now_ms(),
+                    enabled_by: by(&auth::caller(&req)?),
+                };
+                let revision = self.put(ARCHIVE_CONFIG_KEY.to_vec(), &off).await?;
+                return Ok(SetArchiveResponse { revision });
             }
             let mut c: ArchiveConfig = parse(json)?;
             crate::auth::note(&req, format!("archive:{}", c.repo));
