@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use openraft::Instant as _;
 use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
 use sen_raft::RaftMetrics;
 use sen_raft::schema::system::{
     Incident, ORDINARY, PLANNED_TRANSFER_KEY, PlannedTransfer, SERIOUS, SystemRecord, kind,
@@ -39,7 +40,12 @@ use crate::role_state::HookRun;
 use crate::system::{self, ControlPlane};
 use sen_core::now_ms;
 
+/// The role loop runs at most this often (a burst of Raft metrics changes
+/// under load is looked at once per tick)...
 const TICK: Duration = Duration::from_millis(10);
+/// ...and at least this often when nothing changes (drain and incident
+/// checks); a leader also wakes exactly when its fencing lease would lapse.
+const IDLE_WAKE: Duration = Duration::from_millis(100);
 const DRAIN_CHECK: Duration = Duration::from_millis(100);
 const INCIDENT_CHECK: Duration = Duration::from_millis(250);
 
@@ -62,6 +68,19 @@ fn holds_lease(me: u64, m: &RaftMetrics, lease: Duration) -> bool {
         return true;
     }
     m.last_quorum_acked.as_ref().is_some_and(|t| t.elapsed() < lease)
+}
+
+/// How long the role loop may sleep when nothing changes: [`IDLE_WAKE`],
+/// or less for a leader, whose lease lapses `lease` after a quorum last
+/// acknowledged it (it must step down at that moment, not later).
+fn next_wake(m: &RaftMetrics, leased: bool, lease: Duration) -> Duration {
+    match (&m.last_quorum_acked, leased) {
+        (Some(t), true) => lease
+            .saturating_sub(t.elapsed())
+            .saturating_add(Duration::from_millis(1))
+            .min(IDLE_WAKE),
+        _ => IDLE_WAKE,
+    }
 }
 
 /// Whether a node may campaign: always unless drained; a drained node too
@@ -104,13 +123,33 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     // Whether openraft's election timer is on (it is at start).
     let mut elect_on = true;
     let mut last_incident_check = Instant::now();
+    // Woken by a change of the Raft metrics (at most once per TICK), at the
+    // moment the lease would lapse, or after IDLE_WAKE: an idle node does
+    // not spin (it used to poll every TICK: 100 wake-ups a second).
+    let mut metrics = node.raft.metrics();
+    let mut wait = Duration::ZERO;
+    let mut last_pass = Instant::now();
+    let mut raft_gone = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(wait) => {}
+            changed = metrics.changed(), if !raft_gone => {
+                // Raft has stopped: nothing will change any more.
+                raft_gone = changed.is_err();
+                let since = last_pass.elapsed();
+                if since < TICK {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(TICK - since) => {}
+                    }
+                }
+            }
         }
-        let m = node.raft_metrics();
+        last_pass = Instant::now();
+        let m = metrics.borrow_and_update().clone();
         let leased = holds_lease(node.id, &m, lease);
+        wait = next_wake(&m, leased, lease);
         let was = node.roles.set_active_leader(leased);
         // From the metrics in hand (no second clone), only when an event needs it.
         let leader_addr = || {
