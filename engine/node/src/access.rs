@@ -160,9 +160,27 @@ fn admins(users: &[UserRecord]) -> Vec<&str> {
         .collect()
 }
 
-fn last_admin(plane: &impl ControlPlane, name: &str) -> Result<bool, ApiError> {
+/// Refuse to take cluster-admin away from `name` if it is the last one;
+/// otherwise the compares that keep it so: every other admin unchanged
+/// until the change applies. Two removals racing (or a leader elected a
+/// moment ago that has not applied the other yet) then cannot both pass:
+/// the second one's compare fails and its retry sees the truth.
+fn others_stay_admin(plane: &impl ControlPlane, name: &str) -> Result<Vec<Compare>, ApiError> {
     let users = list_users(plane)?;
-    Ok(admins(&users) == [name])
+    let admins = admins(&users);
+    if admins == [name] {
+        return Err(ApiError::FailedPrecondition(format!(
+            "{name} is the last cluster-admin: grant cluster-admin to another user first"
+        )));
+    }
+    admins
+        .into_iter()
+        .filter(|a| *a != name)
+        .map(|a| {
+            let (_, rev) = get_user(plane, a)?;
+            Ok(cmp(&system::user_key(a), CompareTarget::ModRevision(rev)))
+        })
+        .collect()
 }
 
 /// Remove a user and revoke their tokens. The last cluster-admin cannot be
@@ -173,11 +191,10 @@ pub async fn remove_user(
     now_ms: u64,
     budget: Duration,
 ) -> Result<u32, ApiError> {
-    let (_, rev) = get_user(plane, name)?;
-    if last_admin(plane, name)? {
-        return Err(ApiError::FailedPrecondition(format!(
-            "{name} is the last cluster-admin: grant cluster-admin to another user first"
-        )));
+    let (u, rev) = get_user(plane, name)?;
+    let mut compares = vec![cmp(&system::user_key(name), CompareTarget::ModRevision(rev))];
+    if u.grants.iter().any(|g| g.role == Role::ClusterAdmin) {
+        compares.extend(others_stay_admin(plane, name)?);
     }
     let mut ops = vec![TxnOp::Delete {
         key: system::user_key(name),
@@ -190,15 +207,10 @@ pub async fn remove_user(
             revoked += 1;
         }
     }
-    if !txn(
-        plane,
-        vec![cmp(&system::user_key(name), CompareTarget::ModRevision(rev))],
-        ops,
-        budget,
-    )
-    .await?
-    {
-        return Err(ApiError::Unavailable(format!("user {name} changed meanwhile; retry")));
+    if !txn(plane, compares, ops, budget).await? {
+        return Err(ApiError::Unavailable(format!(
+            "user {name} (or another cluster-admin) changed meanwhile; retry"
+        )));
     }
     Ok(revoked)
 }
@@ -226,6 +238,7 @@ async fn update_user(
     name: &str,
     now_ms: u64,
     budget: Duration,
+    guard: impl Fn() -> Result<Vec<Compare>, ApiError>,
     change: impl Fn(&mut UserRecord) -> Result<(), ApiError>,
 ) -> Result<UserRecord, ApiError> {
     for _ in 0..5 {
@@ -233,14 +246,9 @@ async fn update_user(
         change(&mut u)?;
         u.updated_at_ms = now_ms;
         let key = system::user_key(name);
-        if txn(
-            plane,
-            vec![cmp(&key, CompareTarget::ModRevision(rev))],
-            vec![put(key.clone(), json(&u)?)],
-            budget,
-        )
-        .await?
-        {
+        let mut compares = vec![cmp(&key, CompareTarget::ModRevision(rev))];
+        compares.extend(guard()?);
+        if txn(plane, compares, vec![put(key.clone(), json(&u)?)], budget).await? {
             return Ok(u);
         }
     }
@@ -255,21 +263,28 @@ pub async fn grant(
     now_ms: u64,
     budget: Duration,
 ) -> Result<UserRecord, ApiError> {
-    update_user(plane, name, now_ms, budget, |u| {
-        match u.grants.iter_mut().find(|g| g.role == grant.role) {
-            Some(g) => {
-                for s in &grant.scopes {
-                    if !g.scopes.contains(s) {
-                        g.scopes.push(s.clone());
+    update_user(
+        plane,
+        name,
+        now_ms,
+        budget,
+        || Ok(Vec::new()),
+        |u| {
+            match u.grants.iter_mut().find(|g| g.role == grant.role) {
+                Some(g) => {
+                    for s in &grant.scopes {
+                        if !g.scopes.contains(s) {
+                            g.scopes.push(s.clone());
+                        }
                     }
+                    g.scopes.sort();
                 }
-                g.scopes.sort();
+                None => u.grants.push(grant.clone()),
             }
-            None => u.grants.push(grant.clone()),
-        }
-        u.grants.sort_by_key(|g| g.role);
-        Ok(())
-    })
+            u.grants.sort_by_key(|g| g.role);
+            Ok(())
+        },
+    )
     .await
 }
 
@@ -282,12 +297,15 @@ pub async fn revoke(
     now_ms: u64,
     budget: Duration,
 ) -> Result<UserRecord, ApiError> {
-    if role == Role::ClusterAdmin && last_admin(plane, name)? {
-        return Err(ApiError::FailedPrecondition(format!(
-            "{name} is the last cluster-admin: grant cluster-admin to another user first"
-        )));
-    }
-    update_user(plane, name, now_ms, budget, |u| {
+    let guard = || {
+        if role == Role::ClusterAdmin {
+            others_stay_admin(plane, name)
+        } else {
+            Ok(Vec::new())
+        }
+    };
+    guard()?;
+    update_user(plane, name, now_ms, budget, guard, |u| {
         let before = u.grants.clone();
         if scopes.is_empty() {
             u.grants.retain(|g| g.role != role);

@@ -143,6 +143,39 @@ async fn the_last_cluster_admin_stays() {
     revoke(&p, "admin", Role::ClusterAdmin, vec![], 1, B).await.unwrap();
 }
 
+/// Two admins removing each other at once (each checked before the other
+/// applied, as on a leader elected a moment ago): the compare on the
+/// other admin's revision makes the second change fail instead of
+/// leaving the cluster without an admin.
+#[tokio::test]
+async fn two_admins_cannot_remove_each_other_at_once() {
+    let (p, _) = with_admin().await;
+    add_user(&p, "second", "admin", 1, B).await.unwrap();
+    grant(&p, "second", make_grant("cluster-admin", &[]).unwrap(), 1, B)
+        .await
+        .unwrap();
+    // The check for removing "admin" passes while "second" is an admin...
+    let (_, rev) = get_user(&p, "admin").unwrap();
+    let mut compares = vec![cmp(&system::user_key("admin"), CompareTarget::ModRevision(rev))];
+    compares.extend(others_stay_admin(&p, "admin").unwrap());
+    // ...then "second" is removed first...
+    remove_user(&p, "second", 2, B).await.unwrap();
+    // ...so the removal of "admin" decided on the old view does not apply.
+    let applied = txn(
+        &p,
+        compares,
+        vec![TxnOp::Delete {
+            key: system::user_key("admin"),
+        }],
+        B,
+    )
+    .await
+    .unwrap();
+    assert!(!applied, "the last cluster-admin was removed");
+    assert!(get_user(&p, "admin").is_ok());
+    assert!(remove_user(&p, "admin", 3, B).await.is_err());
+}
+
 #[test]
 fn grants_are_shaped_by_their_role() {
     assert!(make_grant("site-admin", &[]).is_err());
