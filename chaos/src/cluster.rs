@@ -635,6 +635,19 @@ impl ProcessCluster {
         Ok(self.client()?.status().await?)
     }
 
+    /// The highest index any member has applied, as the cluster status
+    /// reports it.
+    pub async fn highest_applied(&self) -> Result<u64> {
+        Ok(self
+            .status()
+            .await?
+            .members
+            .iter()
+            .map(|m| m.applied_index)
+            .max()
+            .unwrap_or(0))
+    }
+
     /// Wait until a leader other than `not` is known and accepts writes;
     /// returns its id.
     pub async fn wait_leader(&self, not: Option<u64>, timeout: Duration) -> Result<u64> {

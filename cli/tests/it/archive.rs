@@ -588,16 +588,26 @@ async fn falling_past_max_lag_opens_a_serious_incident_and_closes_it() {
     let Archived { c, eps, root, repo } = Archived::start("archive-max-lag", &config, &["--max-lag", "1000"]).await;
     let dir = root.join("repo");
     let r = ["--endpoints", eps.as_str(), "--repo", repo.as_str()];
-    let s = json_status(&eps);
-    let states: Vec<&str> = s["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["state"].as_str().unwrap())
-        .collect();
+    // Every node's shipper, once each has looked at the new setting (a
+    // node looks every 2 s while the archive is off).
+    let states = |s: &serde_json::Value| -> Vec<String> {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["state"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let s = sen_chaos::wait_for("every node to see the archive on", T, || async {
+        let s = json_status(&eps);
+        Ok((!states(&s).iter().any(|st| st == "off")).then_some(s))
+    })
+    .await
+    .unwrap();
+    let states = states(&s);
     assert_eq!(states.len(), 3, "{s}");
-    assert_eq!(states.iter().filter(|s| **s == "shipping").count(), 1, "{s}");
-    assert_eq!(states.iter().filter(|s| **s == "standby").count(), 2, "{s}");
+    assert_eq!(states.iter().filter(|s| *s == "shipping").count(), 1, "{s}");
+    assert_eq!(states.iter().filter(|s| *s == "standby").count(), 2, "{s}");
 
     // The archive directory becomes a file: no segment can be stored.
     std::fs::rename(dir.join("archive"), dir.join("archive.away")).unwrap();
@@ -636,15 +646,7 @@ async fn falling_past_max_lag_opens_a_serious_incident_and_closes_it() {
     // incident closes.
     std::fs::remove_file(dir.join("archive")).unwrap();
     std::fs::rename(dir.join("archive.away"), dir.join("archive")).unwrap();
-    let written = client
-        .status()
-        .await
-        .unwrap()
-        .members
-        .iter()
-        .map(|m| m.applied_index)
-        .max()
-        .unwrap();
+    let written = c.highest_applied().await.unwrap();
     let closed = sen_chaos::wait_for("the incident to close", Duration::from_secs(60), || async {
         let all = json(&["--endpoints", &eps, "incident", "list"]);
         let found = open(&all);

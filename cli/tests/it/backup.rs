@@ -282,15 +282,7 @@ async fn backup_destroy_everything_restore_the_cluster() {
     let addr2 = c2.grpc(2).unwrap();
     c2.wait_serving(2, T).await.unwrap();
     client2.add_node(2, &addr2, false).await.unwrap();
-    let applied = c2
-        .status()
-        .await
-        .unwrap()
-        .members
-        .iter()
-        .map(|m| m.applied_index)
-        .max()
-        .unwrap();
+    let applied = c2.highest_applied().await.unwrap();
     c2.wait_applied(2, applied, T).await.unwrap();
     let http2 = c2.web(2).unwrap();
     for (p, data) in &files {
@@ -897,15 +889,7 @@ async fn kill_9_during_backup_and_during_prune() {
             sen(&["--endpoints", &eps, "site", "push", "s", tree.to_str().unwrap()]).0,
             0
         );
-        let applied = c
-            .status()
-            .await
-            .unwrap()
-            .members
-            .iter()
-            .map(|m| m.applied_index)
-            .max()
-            .unwrap();
+        let applied = c.highest_applied().await.unwrap();
         c.wait_applied(2, applied, T).await.unwrap();
         let mut child = std::process::Command::new(SEN)
             .args([

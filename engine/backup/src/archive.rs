@@ -354,13 +354,24 @@ pub fn read_chunk_list(repo: &Repo, first: u64, last: u64) -> Result<SegmentChun
     Ok(list)
 }
 
-/// Chunk ids the segments from `from` on hold by reference (what prune
-/// must keep and check must find).
-pub fn referenced_chunks(repo: &Repo, from: u64) -> Result<Vec<[u8; 32]>, RepoError> {
-    let mut out = Vec::new();
+/// What the chunk lists say about the archive from index `from` on.
+#[derive(Debug, Default)]
+pub struct Referenced {
+    /// Chunk ids its segments hold by reference (what prune must keep and
+    /// check must find).
+    pub chunks: Vec<[u8; 32]>,
+    /// Lists that end before it: their segments are gone.
+    pub stale: Vec<(u64, u64)>,
+}
+
+/// Read the chunk lists of the archive from index `from` on (one listing).
+pub fn referenced_chunks(repo: &Repo, from: u64) -> Result<Referenced, RepoError> {
+    let mut out = Referenced::default();
     for (first, last) in list_chunk_lists(repo)? {
         if last >= from {
-            out.extend(read_chunk_list(repo, first, last)?.chunks);
+            out.chunks.extend(read_chunk_list(repo, first, last)?.chunks);
+        } else {
+            out.stale.push((first, last));
         }
     }
     Ok(out)
@@ -478,9 +489,18 @@ mod tests {
     use super::*;
     use crate::{InitOptions, LocalStore};
 
-    fn repo(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Repo {
-        let store = Arc::new(LocalStore::new(dir).unwrap());
-        Repo::init(store, rt.handle().clone(), Some(b"mat-khau"), &InitOptions::default()).unwrap()
+    /// A new encrypted repository in a scratch directory, with the runtime
+    /// it runs on (the repository is declared last, so it is dropped
+    /// first).
+    fn scratch() -> (tokio::runtime::Runtime, tempfile::TempDir, Repo) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let r = Repo::init(store, rt.handle().clone(), Some(b"mat-khau"), &InitOptions::default()).unwrap();
+        (rt, dir, r)
     }
 
     fn seg(first: u64, last: u64, prev: Option<[u8; 32]>) -> Segment {
@@ -514,12 +534,7 @@ mod tests {
 
     #[test]
     fn segments_chain_and_a_second_shipper_continues_after_the_first() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let r = repo(dir.path(), &rt);
+        let (rt, dir, r) = scratch();
         let Written::Stored { hash: h1, .. } = write_segment(&r, &seg(10, 19, None)).unwrap() else {
             panic!("the first segment is stored")
         };
@@ -587,12 +602,7 @@ mod tests {
     #[test]
     fn chunks_by_reference_are_stored_once_kept_by_prune_and_checked() {
         use sen_content::StoredChunk;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let r = repo(dir.path(), &rt);
+        let (_rt, _dir, r) = scratch();
         let a = StoredChunk::encode(&[1u8; 9000], 3).unwrap();
         let noise: Vec<u8> = (0..5000u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -656,12 +666,7 @@ mod tests {
         let mut s = seg(5, 6, None);
         s.entries[1].at_ms = 0;
         assert!(s.check("archive/x").is_err());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let r = repo(dir.path(), &rt);
+        let (_rt, dir, r) = scratch();
         write_segment(&r, &seg(1, 3, None)).unwrap();
         let path = dir.path().join("archive").join(format!("{:020}", 1));
         let mut bytes = std::fs::read(&path).unwrap();

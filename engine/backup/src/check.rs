@@ -129,7 +129,7 @@ pub fn check(repo: &Repo, read_data_percent: u32) -> Result<CheckReport, RepoErr
     check_archive(repo, &snapshots, &mut report)?;
     // The content chunks the archive holds by reference are stored.
     if report.archive_segments > 0 {
-        for id in crate::archive::referenced_chunks(repo, report.archive_first)? {
+        for id in crate::archive::referenced_chunks(repo, report.archive_first)?.chunks {
             let blob = repo.keys.blob_id(&id);
             match index.get(&blob) {
                 None => report.errors.push(format!(

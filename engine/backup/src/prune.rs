@@ -105,8 +105,8 @@ pub struct PruneReport {
 /// and replays only what follows it. A segment's end is read off the next
 /// segment's start, so only segments followed by another are candidates
 /// (the newest is always kept). With no snapshot kept, nothing is deleted.
-/// The chunk lists of deleted segments go with them. Returns the first
-/// index of the archive that remains (0 with no archive).
+/// Returns the first index of the archive that remains (0 with no
+/// archive).
 fn prune_archive(
     repo: &Repo,
     kept: &[SnapshotEntry],
@@ -129,13 +129,6 @@ fn prune_archive(
         remains = next.first;
         if !dry_run {
             repo.block_on(repo.store.delete(&crate::archive::segment_key(seg.first)))?;
-        }
-    }
-    if !dry_run {
-        for (first, last) in crate::archive::list_chunk_lists(repo)? {
-            if last < remains {
-                repo.block_on(repo.store.delete(&crate::archive::chunks_key(first, last)))?;
-            }
         }
     }
     Ok(remains)
@@ -175,9 +168,14 @@ pub fn prune(repo: &Repo, policy: &KeepPolicy, grace: Duration, dry_run: bool) -
     let mut index = repo.load_index()?;
     crate::backup::adopt_orphan_packs_unless(repo, &mut index, dry_run)?;
     let mut used = used_blobs(repo, &index, &kept)?;
-    // The content chunks the remaining archive holds by reference.
-    for id in crate::archive::referenced_chunks(repo, archive_from)? {
-        used.insert(repo.keys.blob_id(&id));
+    // The content chunks the remaining archive holds by reference are
+    // used; the lists of deleted segments go with them.
+    let referenced = crate::archive::referenced_chunks(repo, archive_from)?;
+    used.extend(referenced.chunks.iter().map(|id| repo.keys.blob_id(id)));
+    if !dry_run {
+        for (first, last) in referenced.stale {
+            repo.block_on(repo.store.delete(&crate::archive::chunks_key(first, last)))?;
+        }
     }
 
     // Phase 2 (decide): trashed packs whose grace period is over are

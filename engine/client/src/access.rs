@@ -216,23 +216,12 @@ impl Client {
         addr: &str,
         timeout: std::time::Duration,
     ) -> Result<ArchiveStatusResponse, ClientError> {
-        let ch = self.channel(addr)?;
-        match tokio::time::timeout(
-            timeout,
-            ControlClient::new(ch).archive_status(Self::request(ArchiveStatusRequest {}, timeout)),
-        )
+        self.call_at(addr, timeout, |ch, d| async move {
+            ControlClient::new(ch)
+                .archive_status(Self::request(ArchiveStatusRequest {}, d))
+                .await
+        })
         .await
-        {
-            Err(_) => Err(ClientError::Status {
-                code: tonic::Code::DeadlineExceeded,
-                message: format!("no answer from {addr} within {timeout:?}"),
-            }),
-            Ok(Err(s)) => Err(ClientError::Status {
-                code: s.code(),
-                message: format!("{addr}: {}", s.message()),
-            }),
-            Ok(Ok(r)) => Ok(r.into_inner()),
-        }
     }
 
     pub async fn list_drill_reports(&self) -> Result<Vec<String>, ClientError> {

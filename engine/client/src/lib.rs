@@ -663,13 +663,22 @@ impl Client {
 
     /// Status as seen by one specific endpoint, without retries elsewhere.
     pub async fn status_of(&self, addr: &str, timeout: Duration) -> Result<StatusResponse, ClientError> {
-        let ch = self.channel(addr)?;
-        match tokio::time::timeout(
-            timeout,
-            ClusterClient::new(ch).status(Self::request(StatusRequest {}, timeout)),
-        )
+        self.call_at(addr, timeout, |ch, d| async move {
+            ClusterClient::new(ch).status(Self::request(StatusRequest {}, d)).await
+        })
         .await
-        {
+    }
+
+    /// One call to the node at `addr` (no retry elsewhere, no leader
+    /// tracking), bounded by `timeout`; `call` gets the channel and the
+    /// deadline to put on its request.
+    pub(crate) async fn call_at<T, F, Fut>(&self, addr: &str, timeout: Duration, call: F) -> Result<T, ClientError>
+    where
+        F: FnOnce(Ch, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let ch = self.channel(addr)?;
+        match tokio::time::timeout(timeout, call(ch, timeout)).await {
             Err(_) => Err(ClientError::Status {
                 code: Code::DeadlineExceeded,
                 message: format!("no answer from {addr} within {timeout:?}"),

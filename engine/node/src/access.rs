@@ -10,11 +10,11 @@ use sen_core::auth::{Grant, Role, Scope};
 use sen_raft::schema::system::{
     self, AUTH_KEY_KEY, AuthKey, SYSTEM_DB, SystemRecord, TOKEN_PREFIX, TokenRecord, USER_PREFIX, UserRecord,
 };
-use sen_raft::{Compare, CompareOp, CompareTarget, Op, Outcome, Txn, TxnOp};
+use sen_raft::{Compare, CompareTarget, Op, TxnOp};
 use sen_security::TokenSecret;
 
 use crate::error::ApiError;
-use crate::system::{self as cp, ControlPlane};
+use crate::system::{self as cp, ControlPlane, cmp, txn};
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
@@ -26,32 +26,6 @@ fn json<T: SystemRecord>(r: &T) -> Result<Vec<u8>, ApiError> {
 
 fn put(key: Vec<u8>, value: Vec<u8>) -> TxnOp {
     TxnOp::Put { key, value }
-}
-
-fn cmp(key: &[u8], target: CompareTarget) -> Compare {
-    Compare {
-        key: key.to_vec(),
-        op: CompareOp::Equal,
-        target,
-    }
-}
-
-/// Run `success` if every compare holds; `Ok(false)` if one did not (a
-/// concurrent change: read again and retry).
-async fn txn(
-    plane: &impl ControlPlane,
-    compares: Vec<Compare>,
-    success: Vec<TxnOp>,
-    budget: Duration,
-) -> Result<bool, ApiError> {
-    let t = Txn {
-        db: SYSTEM_DB.into(),
-        compares,
-        success,
-        failure: vec![],
-    };
-    let r = plane.propose(Op::Txn(t), budget).await?;
-    Ok(matches!(r.outcome, Outcome::Txn { succeeded: true }))
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {

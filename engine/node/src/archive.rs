@@ -1,7 +1,8 @@
 //! The continuous archive (docs/backup.md, "Continuous archive and
 //! point-in-time restore"): the leader ships every applied (so committed)
 //! log entry to the repository named by `archive/config`, in segments
-//! (`sen_backup::archive`), at least every `interval_ms`.
+//! (`sen_backup::archive`): the oldest entry not yet archived is stored
+//! within `interval_ms` ([`Pacer`]).
 //!
 //! Invariants (docs/ARCHITECTURE.md):
 //! - **No gap, no overlap.** A shipper continues from the last segment in
@@ -223,7 +224,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
 /// if absent, so an operator's `enable`/`disable` at the same moment
 /// wins); otherwise say once if the cluster's setting differs.
 async fn declare(node: &Node, record: Option<&ArchiveConfig>, said: &mut bool) {
-    use sen_raft::{Compare, CompareOp, CompareTarget, Op, Txn, TxnOp};
+    use sen_raft::{CompareTarget, TxnOp};
     let d = &node.config.archive;
     if d.repo.is_empty() || *said {
         return;
@@ -264,26 +265,22 @@ async fn declare(node: &Node, record: Option<&ArchiveConfig>, said: &mut bool) {
                     return;
                 }
             };
-            let txn = Txn {
-                db: sen_raft::schema::system::SYSTEM_DB.into(),
-                compares: vec![Compare {
-                    key: ARCHIVE_CONFIG_KEY.to_vec(),
-                    op: CompareOp::Equal,
-                    target: CompareTarget::Exists(false),
-                }],
-                success: vec![TxnOp::Put {
+            let created = cp::txn(
+                node,
+                vec![cp::cmp(ARCHIVE_CONFIG_KEY, CompareTarget::Exists(false))],
+                vec![TxnOp::Put {
                     key: ARCHIVE_CONFIG_KEY.to_vec(),
                     value,
                 }],
-                failure: vec![],
-            };
-            match node
-                .propose(None, Op::Txn(txn), node.config.server.request_timeout)
-                .await
-            {
-                Ok(_) => {
+                node.config.server.request_timeout,
+            )
+            .await;
+            match created {
+                Ok(true) => {
                     tracing::info!(repo = %d.repo, "archive turned on from [archive] in this node's configuration")
                 }
+                // An operator's setting got there first: it wins.
+                Ok(false) => {}
                 Err(e) => tracing::debug!("[archive] from the configuration not recorded yet: {e}"),
             }
         }

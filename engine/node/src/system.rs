@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use sen_raft::schema::system::{self, SYSTEM_DB, SystemRecord};
-use sen_raft::{Op, Response};
+use sen_raft::{Compare, CompareOp, CompareTarget, Op, Outcome, Response, Txn, TxnOp};
 
 use crate::error::ApiError;
 use crate::node::Node;
@@ -96,6 +96,33 @@ pub fn put_op<T: SystemRecord>(key: Vec<u8>, record: &T) -> Result<Op, ApiError>
         key,
         value: record.to_json().map_err(|e| ApiError::Internal(e.to_string()))?,
     })
+}
+
+/// A compare of `key` (equal to `target`) for [`txn`].
+pub fn cmp(key: &[u8], target: CompareTarget) -> Compare {
+    Compare {
+        key: key.to_vec(),
+        op: CompareOp::Equal,
+        target,
+    }
+}
+
+/// Run `success` on the control plane if every compare holds; `Ok(false)`
+/// if one did not (a concurrent change: read again and retry).
+pub async fn txn(
+    plane: &impl ControlPlane,
+    compares: Vec<Compare>,
+    success: Vec<TxnOp>,
+    budget: Duration,
+) -> Result<bool, ApiError> {
+    let t = Txn {
+        db: SYSTEM_DB.into(),
+        compares,
+        success,
+        failure: vec![],
+    };
+    let r = plane.propose(Op::Txn(t), budget).await?;
+    Ok(matches!(r.outcome, Outcome::Txn { succeeded: true }))
 }
 
 /// Whether node `id` is drained, in this replica.
