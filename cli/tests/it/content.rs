@@ -238,7 +238,8 @@ async fn http_semantics_and_virtual_hosts() {
     std::fs::write(dir.join("văn-bản/index.html"), "<h1>Văn bản</h1>").unwrap();
     let body = pseudo_random(100_000, 5);
     std::fs::write(dir.join("van-ban/201.pdf"), &body).unwrap();
-    // Larger than one chunk and than the inline-read limit: streamed.
+    // Larger than one chunk and than the inline-read limit: read whole
+    // into the served-file cache, then answered from it.
     let large = pseudo_random(1_500_000, 6);
     std::fs::write(dir.join("van-ban/large.bin"), &large).unwrap();
     assert_eq!(sen(&["--endpoints", &eps, "site", "create", "congbao"]).0, 0);
@@ -738,4 +739,89 @@ async fn an_interrupted_push_changes_nothing_and_resumes() {
         get(&http, "s", "tai-lieu-39.bin").await.body,
         pseudo_random(1_000_000, 7039)
     );
+}
+
+/// The served-file cache (`content.cache-bytes`): a follower answers warm
+/// files from memory, yet never serves a file of an older deployment once
+/// it applied a newer one, ranges come out of cached bodies right, files
+/// over `cache-max-file` still stream, and a site made private is refused
+/// even while its pages are cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_cache_serves_only_the_current_deployment() {
+    let extra = format!("{FAST}[content]\ncache-max-file = 1048576\n");
+    let mut c = cluster("file-cache", &extra);
+    c.form(3).await.unwrap();
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    let admin = c.client().unwrap();
+    admin.create_site("s").await.unwrap();
+    let dir = c.root().join("t");
+    std::fs::create_dir_all(&dir).unwrap();
+    // doc.bin: above the inline-read size, cached; big.bin: above
+    // cache-max-file, streamed.
+    let doc = |v: u64| pseudo_random(600_000, 10 + v);
+    let big = pseudo_random(1_500_000, 9);
+    std::fs::write(dir.join("big.bin"), &big).unwrap();
+    let web = c.web(follower).unwrap().anonymous();
+    let hits = |m: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with("sen_content_cache_hits_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    for round in 1..=4u64 {
+        // Deployments 1 and 3 hold v1, 2 and 4 hold v2.
+        let v = 2 - round % 2;
+        std::fs::write(dir.join("index.html"), format!("<p>phiên bản {v}</p>")).unwrap();
+        std::fs::write(dir.join("doc.bin"), doc(v)).unwrap();
+        admin.push("s", &dir, &Default::default(), None).await.unwrap();
+        let index = c.highest_applied().await.unwrap();
+        c.wait_applied(follower, index, T).await.unwrap();
+        let metrics = c.web(follower).unwrap();
+        let before = hits(&metrics.get("/metrics").await.unwrap());
+        for _ in 0..3 {
+            let r = web.request("GET", "/sites/s/", &[]).await.unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, format!("<p>phiên bản {v}</p>").as_bytes(), "round {round}");
+            let r = web.request("GET", "/sites/s/doc.bin", &[]).await.unwrap();
+            assert_eq!(r.body, doc(v), "round {round}: doc.bin of another deployment");
+            let etag = r.header("etag").unwrap().to_owned();
+            assert_eq!(etag, format!("\"{}\"", blake3::hash(&doc(v)).to_hex()));
+            let r = web
+                .request("GET", "/sites/s/doc.bin", &[("Range", "bytes=300000-300099")])
+                .await
+                .unwrap();
+            assert_eq!(r.status, 206);
+            assert_eq!(r.body, doc(v)[300000..300100]);
+            let r = web
+                .request("GET", "/sites/s/doc.bin", &[("If-None-Match", &etag)])
+                .await
+                .unwrap();
+            assert_eq!(r.status, 304);
+            let r = web
+                .request("GET", "/sites/s/big.bin", &[("Range", "bytes=200000-1299999")])
+                .await
+                .unwrap();
+            assert_eq!(r.body, big[200000..1300000]);
+        }
+        let after = hits(&metrics.get("/metrics").await.unwrap());
+        // index.html and doc.bin (4 requests) are read once, then hit;
+        // big.bin never is.
+        assert!(after - before >= 2 * 4, "round {round}: {before} → {after} hits");
+    }
+    // Private while its pages are cached: refused.
+    admin.set_site_access("s", true).await.unwrap();
+    wait_for("the site to be private on the follower", T, || async {
+        Ok((web.get_status("/sites/s/").await?.0 == 401).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(web.get_status("/sites/s/doc.bin").await.unwrap().0, 401);
+    // Deleted: gone from the cache too.
+    admin.set_site_access("s", false).await.unwrap();
+    admin.delete_site("s").await.unwrap();
+    let index = c.highest_applied().await.unwrap();
+    c.wait_applied(follower, index, T).await.unwrap();
+    assert_eq!(web.get_status("/sites/s/doc.bin").await.unwrap().0, 404);
 }

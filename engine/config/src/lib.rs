@@ -373,6 +373,13 @@ pub struct ContentConfig {
     /// Reverse proxies (addresses or networks, `10.0.0.0/8`) whose
     /// `X-Forwarded-For` names the reader; from anyone else it is ignored.
     pub trusted_proxies: Vec<String>,
+    /// Memory for files kept ready to serve (bytes; 0 turns the cache
+    /// off). Bodies, keys and headers all count; the least recently served
+    /// go first.
+    pub cache_bytes: u64,
+    /// Files larger than this are never cached: they stream from the
+    /// store on every request. At most an eighth of `cache-bytes` counts.
+    pub cache_max_file: u64,
 }
 
 /// The default `content.csp`.
@@ -387,6 +394,8 @@ impl Default for ContentConfig {
             gc_grace: Duration::from_secs(3600),
             csp: DEFAULT_CSP.to_owned(),
             trusted_proxies: Vec::new(),
+            cache_bytes: 64 * 1024 * 1024,
+            cache_max_file: 4 * 1024 * 1024,
         }
     }
 }

@@ -51,6 +51,7 @@ mod deadline;
 mod disk;
 mod error;
 pub mod faults;
+mod file_cache;
 mod grpc;
 mod http;
 mod incidents;

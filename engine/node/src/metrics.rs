@@ -101,6 +101,8 @@ pub struct Metrics {
     /// how far behind the applied log it is (seconds).
     pub archive_segments: Counter,
     pub archive_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The served-file cache (`crate::file_cache`).
+    pub content_cache: crate::file_cache::CacheMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -168,6 +170,7 @@ impl Metrics {
             oldest_open_serious: Gauge::default(),
             archive_segments: Counter::default(),
             archive_lag_seconds: Gauge::default(),
+            content_cache: Default::default(),
         };
         registry.register("raft_term", "Current Raft term", m.term.clone());
         registry.register(
@@ -330,6 +333,21 @@ impl Metrics {
             "incident_oldest_open_serious_seconds",
             "Age of the oldest serious incident still open (0 = none); R2 asks for a fix within 24 h",
             m.oldest_open_serious.clone(),
+        );
+        registry.register(
+            "content_cache_hits",
+            "Site files answered from the served-file cache",
+            m.content_cache.hits.clone(),
+        );
+        registry.register(
+            "content_cache_misses",
+            "Site files looked up in the served-file cache and read from the store",
+            m.content_cache.misses.clone(),
+        );
+        registry.register(
+            "content_cache_bytes",
+            "Memory held by the served-file cache (bounded by content.cache-bytes)",
+            m.content_cache.bytes.clone(),
         );
         Self { registry, ..m }
     }

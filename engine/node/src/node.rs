@@ -49,6 +49,8 @@ pub struct Node {
     pub traffic: crate::traffic::Tally,
     /// What this node's archive shipper is doing.
     pub archive: std::sync::Mutex<crate::archive_status::Status>,
+    /// Site files kept ready to serve (`content.cache-bytes`).
+    pub files: crate::file_cache::FileCache,
     stopping: AtomicBool,
 }
 
@@ -65,7 +67,13 @@ impl Node {
         faults: Arc<crate::faults::Faults>,
     ) -> Self {
         let traffic = crate::traffic::Tally::new(&config.content.trusted_proxies);
+        let files = crate::file_cache::FileCache::new(
+            config.content.cache_bytes,
+            config.content.cache_max_file,
+            metrics.content_cache.clone(),
+        );
         Self {
+            files,
             id: config.id,
             config,
             raft,

@@ -306,10 +306,10 @@ impl DataDirBuilder {
         }
         self.write_batch()?;
         self.state.flush()?;
-        *self.state.applied.write().unwrap_or_else(|p| p.into_inner()) = Applied {
+        self.state.set_applied(Applied {
             log_id: Some(log_id),
             membership: stored,
-        };
+        });
         self.log.seed_after_restore(log_id, Vote::new(term, self.node_id))?;
         self.log.set_cluster_id(self.node_id, cluster_id, false)?;
         self.state.build_snapshot()?;

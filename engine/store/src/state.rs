@@ -193,13 +193,20 @@ pub struct StateDb {
     /// Held while a batch is written, a snapshot checkpoint is taken, or a
     /// snapshot is installed, so those see whole batches only.
     gate: Mutex<()>,
-    pub(crate) applied: RwLock<Applied>,
+    applied: RwLock<Applied>,
     pub(crate) current_snapshot: Mutex<Option<SnapshotHandle>>,
     /// Bumped after every applied batch that changes an access-control
     /// record (`sen-system` keys under `auth/` and `site/`) and after a snapshot is
     /// installed: caches of users, grants and tokens are valid while it
     /// stays the same.
     auth_epoch: std::sync::atomic::AtomicU64,
+    /// Bumped after every applied batch that changes a site's files
+    /// (`PutSite`, `DeleteSite`, `ReplaceFiles`, `DeleteFiles`) and after a
+    /// snapshot is installed: a cache of served files is valid while it
+    /// stays the same (`sen_node::http::cache`).
+    content_epoch: std::sync::atomic::AtomicU64,
+    /// The applied log index, readable without a lock.
+    applied_index: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -272,6 +279,7 @@ impl StateDb {
             "state DB",
         )?;
         let applied = read_applied(&db)?;
+        let applied_index = applied.log_id.map_or(0, |l| l.index);
         let me = Self {
             data_dir: data_dir.to_owned(),
             opts: opts.clone(),
@@ -283,6 +291,8 @@ impl StateDb {
             gate: Mutex::new(()),
             applied: RwLock::new(applied),
             auth_epoch: std::sync::atomic::AtomicU64::new(0),
+            content_epoch: std::sync::atomic::AtomicU64::new(0),
+            applied_index: std::sync::atomic::AtomicU64::new(applied_index),
             current_snapshot: Mutex::new(None),
         };
         me.load_latest_snapshot()?;
@@ -303,7 +313,7 @@ impl StateDb {
 
     /// The applied log index (0 before anything was applied).
     pub fn applied_index(&self) -> u64 {
-        self.applied().log_id.map_or(0, |l| l.index)
+        self.applied_index.load(Ordering::Acquire)
     }
 
     /// Replace the live generation (under the gate).
@@ -313,13 +323,32 @@ impl StateDb {
             Arc::new(new),
         );
         old.retire();
+        let index = applied.log_id.map_or(0, |l| l.index);
         *self.applied.write().unwrap_or_else(|p| p.into_inner()) = applied;
+        self.applied_index.store(index, Ordering::Release);
         self.bump_auth_epoch();
+        self.content_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// See the field `auth_epoch`.
     pub fn auth_epoch(&self) -> u64 {
         self.auth_epoch.load(Ordering::Acquire)
+    }
+
+    /// Replace what the state says it applied (a restore wrote the state
+    /// directly): every cache of it is stale.
+    pub(crate) fn set_applied(&self, applied: Applied) {
+        let index = applied.log_id.map_or(0, |l| l.index);
+        *self.applied.write().unwrap_or_else(|p| p.into_inner()) = applied;
+        self.applied_index.store(index, Ordering::Release);
+        self.bump_auth_epoch();
+        self.content_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// See the field `content_epoch`. Read it before reading files: an
+    /// answer built from reads made after a change has a newer epoch.
+    pub fn content_epoch(&self) -> u64 {
+        self.content_epoch.load(Ordering::Acquire)
     }
 
     fn bump_auth_epoch(&self) {
@@ -376,6 +405,15 @@ impl StateDb {
             }
             _ => false,
         });
+        let content_changed = mutations.iter().any(|m| {
+            matches!(
+                m,
+                Mutation::PutSite { .. }
+                    | Mutation::DeleteSite { .. }
+                    | Mutation::ReplaceFiles { .. }
+                    | Mutation::DeleteFiles { .. }
+            )
+        });
 
         let mut batch = WriteBatch::default();
         write_mutations(db, &mut batch, mutations)?;
@@ -389,9 +427,13 @@ impl StateDb {
         if auth_changed {
             self.bump_auth_epoch();
         }
+        if content_changed {
+            self.content_epoch.fetch_add(1, Ordering::AcqRel);
+        }
 
         let mut applied = self.applied.write().unwrap_or_else(|p| p.into_inner());
         applied.log_id = Some(last.log_id);
+        self.applied_index.store(last.log_id.index, Ordering::Release);
         if let Some(m) = membership {
             applied.membership = m;
         }

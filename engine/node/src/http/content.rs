@@ -8,8 +8,9 @@
 //! carry `Content-Type` (by extension), `ETag` (the file's blake3),
 //! `Last-Modified`, `Accept-Ranges`, and `X-Sen-Node` / `X-Sen-Revision`
 //! (the deployment served); `If-None-Match` gives 304 and a single
-//! `Range` gives 206. Bodies stream chunk by chunk: memory does not grow
-//! with file size.
+//! `Range` gives 206. Files the served-file cache takes
+//! (`crate::file_cache`) are answered from memory after their first read;
+//! larger ones stream chunk by chunk: memory does not grow with file size.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use sen_content::{path, range};
 use sen_raft::apply::FileRecord;
 use sen_store::StateDb;
 
+use crate::file_cache::{CachedFile, FileHead, SMALL};
 use crate::node::Node;
 
 use sen_content::range::{Piece, pieces};
@@ -291,34 +293,73 @@ fn count_reader(node: &Node, site: &str, resp: &Response, headers: &HeaderMap, p
     );
 }
 
-/// Files up to this size are read in the same blocking call as their
-/// record (one hop to the blocking pool per request); larger ones stream
-/// chunk by chunk.
-const INLINE_MAX: u64 = 256 * 1024;
-
-/// A file's record, the applied index it was read at, and — for a small
-/// file when `with_data` — its whole content.
+/// A file's record, the applied index it was read at, and its whole
+/// content when the caller asked for it (`want_data` said yes for its size).
 type Found = (Option<FileRecord>, u64, Option<Vec<u8>>);
 
-async fn lookup(node: &Node, site: &str, p: &str, with_data: bool) -> Result<Found, String> {
+/// Read the record of `p` and, if `want_data(size)`, its content, in one
+/// hop to the blocking pool.
+async fn lookup(
+    node: &Node,
+    site: &str,
+    p: &str,
+    want_data: impl Fn(u64) -> bool + Send + 'static,
+) -> Result<Found, String> {
     let state = node.state.clone();
     let (site, p) = (site.to_owned(), p.to_owned());
     tokio::task::spawn_blocking(move || {
         let (rec, applied) = state.file(&site, &p).map_err(|e| e.to_string())?;
         let data = match &rec {
-            Some(r) if with_data && r.size <= INLINE_MAX => {
-                let mut out = Vec::with_capacity(r.size as usize);
-                for piece in pieces(&r.chunks, 0, r.size) {
-                    out.extend_from_slice(&read_piece(&state, &piece)?);
-                }
-                Some(out)
-            }
+            Some(r) if want_data(r.size) => Some(read_whole(&state, r)?),
             _ => None,
         };
         Ok((rec, applied, data))
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// The whole content of a file, each chunk checked against its hash.
+fn read_whole(state: &StateDb, r: &FileRecord) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(r.size as usize);
+    for piece in pieces(&r.chunks, 0, r.size) {
+        out.extend_from_slice(&read_piece(state, &piece)?);
+    }
+    Ok(out)
+}
+
+impl FileHead {
+    fn of(p: &str, rec: &FileRecord) -> Self {
+        let etag = format!("\"{}\"", blake3::Hash::from(rec.blake3).to_hex());
+        let ct = content_type(p);
+        let value = |s: String| HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""));
+        FileHead {
+            size: rec.size,
+            etag: value(etag),
+            html: ct.starts_with("text/html"),
+            content_type: value(ct),
+            last_modified: value(httpdate::fmt_http_date(
+                UNIX_EPOCH + Duration::from_millis(rec.mtime_ms),
+            )),
+            revision: HeaderValue::from(rec.deployment),
+        }
+    }
+}
+
+/// A cache entry for a file read under `epoch`, if its content is whole.
+fn cached(epoch: u64, p: &str, rec: &FileRecord, data: Vec<u8>) -> Result<Arc<CachedFile>, String> {
+    if data.len() as u64 != rec.size {
+        return Err(format!(
+            "{p}: its chunks hold {} bytes, its record says {}",
+            data.len(),
+            rec.size
+        ));
+    }
+    Ok(Arc::new(CachedFile {
+        epoch,
+        head: FileHead::of(p, rec),
+        body: Bytes::from(data),
+    }))
 }
 
 async fn serve_inner(
@@ -339,24 +380,41 @@ async fn serve_inner(
     let full = if wants_dir {
         format!("{raw_path}index.html")
     } else {
-        raw_path.clone()
+        raw_path
     };
     let p = match path::normalize(&full) {
         Ok(p) => p,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let (rec, applied, inline) = match lookup(node, site, &p, method == Method::GET).await {
+    let known = |mut r: Response| {
+        r.extensions_mut().insert(KnownSite);
+        r
+    };
+    // Read before the state is: see crate::file_cache.
+    let epoch = node.state.content_epoch();
+    if let Some(f) = node.files.get(site, &p, epoch) {
+        let applied = node.state.applied_index();
+        return known(serve_file(
+            node,
+            &f.head,
+            applied,
+            Source::Whole(f.body.clone()),
+            method,
+            headers,
+        ));
+    }
+    let get = method == Method::GET;
+    // Small files come with their record (one hop); larger ones below.
+    let (rec, applied, data) = match lookup(node, site, &p, move |size| get && size <= SMALL).await {
         Ok(r) => r,
         Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let Some(rec) = rec else {
         // `dir` → `dir/` when dir/index.html exists.
-        if !wants_dir && let Ok((Some(_), _, _)) = lookup(node, site, &format!("{p}/index.html"), false).await {
+        if !wants_dir && let Ok((Some(_), _, _)) = lookup(node, site, &format!("{p}/index.html"), |_| false).await {
             // Built from the normalised path, encoded: never `//host`.
             let loc = mount.url(site, &format!("{}/", encode_path(&p)));
-            let mut r = (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, loc)]).into_response();
-            r.extensions_mut().insert(KnownSite);
-            return r;
+            return known((StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, loc)]).into_response());
         }
         let state = node.state.clone();
         let s = site.to_owned();
@@ -368,56 +426,96 @@ async fn serve_inner(
         if !exists {
             return plain(StatusCode::NOT_FOUND, format!("no site {site:?}"));
         }
-        let mut r = plain(StatusCode::NOT_FOUND, format!("not found: {p}"));
-        r.extensions_mut().insert(KnownSite);
-        return r;
+        return known(plain(StatusCode::NOT_FOUND, format!("not found: {p}")));
     };
-    let mut r = serve_file(node, &p, rec, applied, inline, method, headers);
-    r.extensions_mut().insert(KnownSite);
-    r
+    let file = match data {
+        Some(data) => match cached(epoch, &p, &rec, data) {
+            Ok(f) => f,
+            Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
+        // A large file the cache takes: read it once for everyone asking
+        // now, then serve it from memory.
+        None if get && node.files.admits(rec.size) => {
+            let _slot = node.files.fill_slot(site, &p).await;
+            match node.files.get(site, &p, epoch) {
+                Some(f) => f,
+                None => {
+                    let state = node.state.clone();
+                    let r = rec.clone();
+                    let read = tokio::task::spawn_blocking(move || read_whole(&state, &r))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r)
+                        .and_then(|data| cached(epoch, &p, &rec, data));
+                    match read {
+                        Ok(f) => {
+                            node.files.insert(site, &p, f.clone(), node.state.content_epoch());
+                            f
+                        }
+                        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e),
+                    }
+                }
+            }
+        }
+        // HEAD, or too large to cache: headers from the record, the body
+        // streamed chunk by chunk.
+        None => {
+            let head = FileHead::of(&p, &rec);
+            return known(serve_file(
+                node,
+                &head,
+                applied,
+                Source::Chunks(rec.chunks),
+                method,
+                headers,
+            ));
+        }
+    };
+    node.files.insert(site, &p, file.clone(), node.state.content_epoch());
+    known(serve_file(
+        node,
+        &file.head,
+        applied,
+        Source::Whole(file.body.clone()),
+        method,
+        headers,
+    ))
+}
+
+/// Where a response's body comes from.
+enum Source {
+    /// The whole file, verified.
+    Whole(Bytes),
+    /// The file's chunks, read and verified as they are sent.
+    Chunks(Vec<sen_content::ChunkRef>),
 }
 
 /// The response for a file that exists.
 fn serve_file(
     node: &Arc<Node>,
-    p: &str,
-    rec: FileRecord,
+    head: &FileHead,
     applied: u64,
-    inline: Option<Vec<u8>>,
+    body: Source,
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    let etag = format!("\"{}\"", blake3::Hash::from(rec.blake3).to_hex());
-    let mut h = HeaderMap::new();
-    let set = |h: &mut HeaderMap, k: header::HeaderName, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(k, v);
-        }
-    };
-    set(&mut h, header::ETAG, etag.clone());
-    set(&mut h, header::CONTENT_TYPE, content_type(p));
-    set(
-        &mut h,
-        header::LAST_MODIFIED,
-        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(rec.mtime_ms)),
-    );
-    set(&mut h, header::ACCEPT_RANGES, "bytes".into());
-    set(&mut h, header::CACHE_CONTROL, "no-cache".into());
-    set(
-        &mut h,
+    let mut h = HeaderMap::with_capacity(12);
+    h.insert(header::ETAG, head.etag.clone());
+    h.insert(header::CONTENT_TYPE, head.content_type.clone());
+    h.insert(header::LAST_MODIFIED, head.last_modified.clone());
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
         header::HeaderName::from_static("x-sen-node"),
-        node.id.to_string(),
+        HeaderValue::from(node.id),
     );
-    set(
-        &mut h,
-        header::HeaderName::from_static("x-sen-revision"),
-        rec.deployment.to_string(),
-    );
-    set(
-        &mut h,
+    h.insert(header::HeaderName::from_static("x-sen-revision"), head.revision.clone());
+    h.insert(
         header::HeaderName::from_static("x-sen-applied"),
-        applied.to_string(),
+        HeaderValue::from(applied),
     );
+    let etag = head.etag.to_str().unwrap_or_default();
+    let size = head.size;
 
     if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
         && inm
@@ -430,40 +528,33 @@ fn serve_file(
     // resuming a download across a deployment gets the whole new file
     // instead of stitching two versions together.
     let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-    let (status, start, end) = match range::select(text(header::RANGE), text(header::IF_RANGE), &etag, rec.size) {
-        range::Selection::Whole => (StatusCode::OK, 0, rec.size),
+    let set = |h: &mut HeaderMap, k: header::HeaderName, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    let (status, start, end) = match range::select(text(header::RANGE), text(header::IF_RANGE), etag, size) {
+        range::Selection::Whole => (StatusCode::OK, 0, size),
         range::Selection::Part { start: s, end: e } => {
-            set(
-                &mut h,
-                header::CONTENT_RANGE,
-                format!("bytes {s}-{}/{}", e - 1, rec.size),
-            );
+            set(&mut h, header::CONTENT_RANGE, format!("bytes {s}-{}/{size}", e - 1));
             (StatusCode::PARTIAL_CONTENT, s, e)
         }
         range::Selection::Unsatisfiable => {
-            set(&mut h, header::CONTENT_RANGE, format!("bytes */{}", rec.size));
+            set(&mut h, header::CONTENT_RANGE, format!("bytes */{size}"));
             return (StatusCode::RANGE_NOT_SATISFIABLE, h).into_response();
         }
     };
-    set(&mut h, header::CONTENT_LENGTH, (end - start).to_string());
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     if *method == Method::HEAD {
         return (status, h).into_response();
     }
-    if let Some(data) = inline {
-        if data.len() as u64 != rec.size {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "{p}: its chunks hold {} bytes, its record says {}",
-                    data.len(),
-                    rec.size
-                ),
-            );
+    let chunks = match body {
+        Source::Whole(bytes) => {
+            return (status, h, Body::from(bytes.slice(start as usize..end as usize))).into_response();
         }
-        let body = Bytes::from(data).slice(start as usize..end as usize);
-        return (status, h, Body::from(body)).into_response();
-    }
-    let pieces = pieces(&rec.chunks, start, end);
+        Source::Chunks(chunks) => chunks,
+    };
+    let pieces = pieces(&chunks, start, end);
     let state = node.state.clone();
     let stream = futures::stream::iter(pieces).then(move |piece| {
         let state = state.clone();
