@@ -328,12 +328,12 @@ pub(crate) fn wrk(wrk: &Path, url: &str, a: &Args, server: &str, file: &str) -> 
 }
 
 /// nginx serving `root` on 127.0.0.1:`port` (as the benchmark's user).
-struct Nginx {
+pub(crate) struct Nginx {
     child: std::process::Child,
 }
 
 impl Nginx {
-    fn start(bin: &Path, dir: &Path, root: &Path, port: u16) -> Result<Self> {
+    pub(crate) fn start(bin: &Path, dir: &Path, root: &Path, port: u16) -> Result<Self> {
         std::fs::create_dir_all(dir.join("logs"))?;
         let user = if nix_is_root() { "user root;\n" } else { "" };
         let conf = format!(
@@ -375,7 +375,7 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

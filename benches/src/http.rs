@@ -1,6 +1,8 @@
-//! HTTP serving with and without TLS: the same site on a plaintext
-//! cluster and on a cluster with TLS everywhere, measured with wrk,
-//! rounds interleaved.
+//! HTTP serving side by side: the same files from a follower of a
+//! plaintext cluster, from a follower of a cluster with TLS everywhere, and
+//! from nginx reading them from disk (sendfile on), measured with wrk,
+//! rounds interleaved. Files: 4 KiB and 4 MiB of incompressible bytes, and
+//! a 946 KB HTML page (compressible, like a portal's document list).
 //!
 //! ```text
 //! target/release/sen-benches http --out bench-out
@@ -47,6 +49,7 @@ async fn cluster(sen: &Path, root: &Path, tls: bool, tree: &Path) -> Result<(Pro
 
 pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args) -> Result<()> {
     let wrk_bin = content::need("wrk")?;
+    let nginx_bin = content::need("nginx")?;
     let dir = data.join("http");
     let _ = std::fs::remove_dir_all(&dir);
     let www = dir.join("www");
@@ -54,22 +57,40 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     let files = [
         ("small.bin", Noise::bytes(4, 4096)),
         ("large.bin", Noise::bytes(5, 4 << 20)),
+        ("page.html", html_page(946_000)),
     ];
     for (name, body) in &files {
         std::fs::write(www.join(name), body)?;
     }
     let (plain, pf) = cluster(sen, &dir.join("plain"), false, &www).await?;
     let (tls, tf) = cluster(sen, &dir.join("tls"), true, &www).await?;
+    let port = content::free_port()?;
+    let _nginx = content::Nginx::start(&nginx_bin, &dir.join("nginx"), &www, port)?;
+    let nginx_addr = format!("127.0.0.1:{port}");
     let targets = [
-        ("plaintext", format!("http://{}", plain.http(pf)?), plain.web(pf)?),
-        ("tls", format!("https://{}", tls.http(tf)?), tls.web(tf)?.anonymous()),
+        (
+            "plaintext",
+            format!("http://{}/sites/www", plain.http(pf)?),
+            plain.web(pf)?,
+        ),
+        (
+            "tls",
+            format!("https://{}/sites/www", tls.http(tf)?),
+            tls.web(tf)?.anonymous(),
+        ),
+        (
+            "nginx",
+            format!("http://{nginx_addr}"),
+            sen_chaos::cluster::Web::plain(&nginx_addr),
+        ),
     ];
     // Both serve the same bytes (to an anonymous visitor) before timing.
     for (mode, _, web) in &targets {
         for (name, body) in &files {
             let mut ok = false;
             for _ in 0..50 {
-                if let Ok(r) = web.request("GET", &format!("/sites/www/{name}"), &[]).await
+                let prefix = if *mode == "nginx" { "" } else { "/sites/www" };
+                if let Ok(r) = web.request("GET", &format!("{prefix}/{name}"), &[]).await
                     && r.status == 200
                     && r.body == *body
                 {
@@ -79,7 +100,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             if !ok {
-                bail!("the {mode} cluster does not serve /sites/www/{name}");
+                bail!("{mode} does not serve {name}");
             }
         }
     }
@@ -88,25 +109,37 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         connections: a.connections,
         ..Default::default()
     };
+    // Every round of every server, and the median round of each.
+    let mut rounds: Vec<WrkRow> = Vec::new();
     let mut rows: Vec<WrkRow> = Vec::new();
     for (name, _) in &files {
         let mut by_mode: Vec<(&str, Vec<WrkRow>)> = targets.iter().map(|(m, _, _)| (*m, Vec::new())).collect();
         for _ in 0..a.rounds.max(1) {
             for (i, (mode, base, _)) in targets.iter().enumerate() {
-                let url = format!("{base}/sites/www/{name}");
+                let url = format!("{base}/{name}");
                 by_mode[i].1.push(content::wrk(&wrk_bin, &url, &wrk_args, mode, name)?);
             }
         }
         for (_, mut rs) in by_mode {
+            rounds.extend(rs.iter().cloned());
             rs.sort_by(|x, y| x.requests_per_s.total_cmp(&y.requests_per_s));
             rows.push(rs[rs.len() / 2].clone());
         }
     }
     drop(plain);
     drop(tls);
+    let spread = |file: &str, server: &str| {
+        let mut v: Vec<f64> = rounds
+            .iter()
+            .filter(|r| r.file == file && r.server == server)
+            .map(|r| r.requests_per_s)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" / ")
+    };
 
     let mut md = format!(
-        "## HTTP: plaintext vs TLS\n\n{}\nCommand: `target/release/sen-benches http --out {} --wrk-duration {:?} --rounds {}` (wrk -t2 -c{}, keep-alive; one follower of each 3-node cluster serves a public site; median of {} interleaved rounds)\n\n| file | plaintext req/s | TLS req/s | TLS / plaintext | plaintext MB/s | TLS MB/s | plaintext p50 / p99 ms | TLS p50 / p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|\n",
+        "## HTTP: Sen (plaintext, TLS) vs nginx\n\n{}\nCommand: `target/release/sen-benches http --out {} --wrk-duration {:?} --rounds {}` (wrk -t2 -c{}, keep-alive, no `Accept-Encoding`; one follower of each 3-node cluster serves a public site; nginx serves the same files from disk with sendfile on; median of {} interleaved rounds; client, servers and the other nodes share the machine)\n\n| file | plaintext req/s | TLS req/s | nginx req/s | **plaintext / nginx** | TLS / plaintext | plaintext MB/s | nginx MB/s | p50 / p99 ms (plaintext, TLS, nginx) | errors |\n|---|---|---|---|---|---|---|---|---|---|\n",
         machine.markdown(),
         out.display(),
         a.wrk_duration,
@@ -115,29 +148,78 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         a.rounds
     );
     for (name, _) in &files {
-        let p = rows.iter().find(|r| r.file == *name && r.server == "plaintext");
-        let t = rows.iter().find(|r| r.file == *name && r.server == "tls");
-        if let (Some(p), Some(t)) = (p, t) {
+        let find = |server: &str| rows.iter().find(|r| r.file == *name && r.server == server);
+        if let (Some(p), Some(t), Some(n)) = (find("plaintext"), find("tls"), find("nginx")) {
             md.push_str(&format!(
-                "| {name} | {:.0} | {:.0} | **{:.2}×** | {:.1} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {}/{} |\n",
+                "| {name} | {:.0} | {:.0} | {:.0} | **{:.2}×** | {:.2}× | {:.1} | {:.1} | {:.2}/{:.2}, {:.2}/{:.2}, {:.2}/{:.2} | {}/{}/{} |\n",
                 p.requests_per_s,
                 t.requests_per_s,
+                n.requests_per_s,
+                p.requests_per_s / n.requests_per_s.max(1e-9),
                 t.requests_per_s / p.requests_per_s.max(1e-9),
                 p.mb_per_s,
-                t.mb_per_s,
+                n.mb_per_s,
                 p.p50_ms,
                 p.p99_ms,
                 t.p50_ms,
                 t.p99_ms,
+                n.p50_ms,
+                n.p99_ms,
                 p.errors,
-                t.errors
+                t.errors,
+                n.errors
             ));
         }
+    }
+    md.push_str(
+        "\nEvery round, req/s from lowest to highest:\n\n| file | plaintext | TLS | nginx |\n|---|---|---|---|\n",
+    );
+    for (name, _) in &files {
+        md.push_str(&format!(
+            "| {name} | {} | {} | {} |\n",
+            spread(name, "plaintext"),
+            spread(name, "tls"),
+            spread(name, "nginx")
+        ));
     }
     report::write(
         out,
         "http",
-        &json!({"machine": machine, "args": format!("{a:?}"), "rows": rows}),
+        &json!({"machine": machine, "args": format!("{a:?}"), "rows": rows, "rounds": rounds}),
         &md,
     )
+}
+
+/// A compressible HTML page of about `len` bytes: a long list of documents
+/// as a portal's document index would show them (the text varies, the
+/// markup repeats), reproducible.
+pub(crate) fn html_page(len: usize) -> Vec<u8> {
+    let kinds = ["Quyết định", "Công văn", "Chỉ thị", "Thông báo", "Kế hoạch", "Báo cáo"];
+    let units = ["UBND tỉnh", "Sở Nội vụ", "Sở Tài chính", "Văn phòng UBND", "Sở Y tế"];
+    let mut out = String::from(
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>Văn bản chỉ đạo điều hành</title></head><body><table class=\"van-ban\">\n",
+    );
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut i = 0u64;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        i += 1;
+        out.push_str(&format!(
+            "<tr><td>{i}</td><td><a href=\"/van-ban/{}/{}.pdf\">{} số {}/{}-{}</a></td><td>{}</td><td>{:02}/{:02}/2026</td><td>Về việc triển khai nhiệm vụ số {} năm 2026</td></tr>\n",
+            2020 + x % 7,
+            x % 100_000,
+            kinds[(x % 6) as usize],
+            x % 9_999,
+            2026,
+            units[((x >> 8) % 5) as usize],
+            units[((x >> 16) % 5) as usize],
+            1 + (x >> 24) % 28,
+            1 + (x >> 32) % 12,
+            (x >> 40) % 1_000
+        ));
+    }
+    out.push_str("</table></body></html>\n");
+    out.into_bytes()
 }

@@ -332,6 +332,43 @@ async fn drills_report_rto_and_lose_nothing() {
     assert!(out.contains("NGUYÊN NHÂN") && out.contains("đổi nút lãnh đạo"), "{out}");
 }
 
+/// A leader cut off from the majority stops taking writes once no quorum
+/// has answered it within `hooks.lease`: it refuses at once and says why,
+/// instead of holding clients until their deadline (then they retry where
+/// a new leader can commit). Checked by what the client is told, not by
+/// timing: without the fence the attempt runs into its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_majority_refuses_writes_at_once() {
+    let mut c = cluster("fence", FAST);
+    c.form(3).await.unwrap();
+    let old = c.wait_leader(None, T).await.unwrap();
+    c.client().unwrap().put("d", b"before", b"1").await.unwrap();
+    isolate(&c, old, 8_000, "fence-test").await;
+    let new = c.wait_leader(Some(old), T).await.unwrap();
+    assert_ne!(new, old);
+    // The old leader still believes it leads (it cannot hear the new term).
+    let opts = sen_client::ClientOptions {
+        timeout: Duration::from_millis(1_500),
+        attempt_timeout: Duration::from_millis(1_500),
+        ..c.client_options().unwrap()
+    };
+    let to_old = sen_client::Client::new(&[c.grpc(old).unwrap()], opts).unwrap();
+    let err = to_old.put("d", b"during", b"1").await.unwrap_err().to_string();
+    assert!(
+        err.contains("no majority has answered it"),
+        "the cut-off leader must refuse, not time out: {err}"
+    );
+    // The majority side takes writes meanwhile.
+    c.client().unwrap().put("d", b"majority", b"1").await.unwrap();
+    // Healed, the old leader follows and forwards again.
+    let via_old = c.client_for(old).unwrap();
+    sen_chaos::wait_for("a write through the old leader after healing", T, || async {
+        Ok(via_old.put("d", b"after", b"1").await.ok().map(|_| ()))
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_step_down_before_the_new_leader_starts() {
     let dir = TestDir::new("hooks-log");

@@ -18,26 +18,67 @@ use crate::node::Node;
 /// Send `msg` to the leader with `client.method`, under `budget` (capped by
 /// `server.forward-timeout`; the `uncapped` form keeps the whole budget, for
 /// membership changes that wait for a node to catch up), mapping the answer
-/// back to an `ApiError`.
+/// back to an `ApiError`. The capped form gives up at once when this node
+/// starts following another leader (or none), with a retryable "not
+/// leader" whose outcome is unknown: the client retries with the same
+/// request id where the write can commit.
 macro_rules! forward_to_leader {
     ($node:expr, $behalf:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
         let node: &std::sync::Arc<crate::node::Node> = $node;
         let b: std::time::Duration = $budget.min(node.config.server.forward_timeout);
-        forward_to_leader!(uncapped node, $behalf, $client, $addr, $method, $msg, b)
+        forward_to_leader!(@call true, node, $behalf, $client, $addr, $method, $msg, b)
     }};
     (uncapped $node:expr, $behalf:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
         let node: &std::sync::Arc<crate::node::Node> = $node;
+        forward_to_leader!(@call false, node, $behalf, $client, $addr, $method, $msg, $budget)
+    }};
+    // `abandon`: give up as soon as this node follows another leader (see
+    // `leader_moved`). Not for the uncapped calls: those are cluster
+    // operations (transfer, drain) that move the leadership themselves.
+    (@call $abandon:expr, $node:expr, $behalf:expr, $client:expr, $addr:expr, $method:ident, $msg:expr, $budget:expr) => {{
+        let node: &std::sync::Arc<crate::node::Node> = $node;
         let b: std::time::Duration = $budget;
+        let abandon: bool = $abandon;
         let addr: &str = &$addr;
         let mut client = $client.map_err(|s| crate::error::ApiError::from_peer(addr, &s))?;
-        match tokio::time::timeout(b, client.$method(crate::forward::forwarded(node, $behalf.as_ref(), $msg, b))).await {
+        let call = async {
+            tokio::select! {
+                r = client.$method(crate::forward::forwarded(node, $behalf.as_ref(), $msg, b)) => Some(r),
+                () = crate::forward::leader_moved(node, addr), if abandon => None,
+            }
+        };
+        match tokio::time::timeout(b, call).await {
             Err(_) => Err(crate::error::ApiError::Timeout(format!(
                 "the leader at {addr} did not answer within {b:?}; for a write the outcome is unknown: retry with the same request id"
             ))),
-            Ok(Err(s)) => Err(crate::error::ApiError::from_peer(addr, &s)),
-            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(None) => Err(crate::error::ApiError::NotLeader {
+                message: format!(
+                    "node {} stopped following the leader at {addr} before it answered; for a write the outcome is unknown: retry with the same request id",
+                    node.id
+                ),
+                leader: node.leader().filter(|l| l.addr != addr && !l.addr.is_empty()),
+                outcome_unknown: true,
+            }),
+            Ok(Some(Err(s))) => Err(crate::error::ApiError::from_peer(addr, &s)),
+            Ok(Some(Ok(r))) => Ok(r.into_inner()),
         }
     }};
+}
+
+/// Resolves when this node no longer sees the node at `addr` as the leader
+/// (another leader, or none during an election): a request forwarded there
+/// is then abandoned, so its client retries where a write can commit
+/// instead of waiting out the deadline on a leader that was cut off.
+pub async fn leader_moved(node: &Node, addr: &str) {
+    loop {
+        let moved = node.roles.moved();
+        tokio::pin!(moved);
+        moved.as_mut().enable();
+        if node.leader().is_none_or(|l| l.addr != addr) {
+            return;
+        }
+        moved.await;
+    }
 }
 
 /// Whether another node forwarded this request to us (we are believed to

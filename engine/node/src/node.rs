@@ -126,7 +126,8 @@ impl Node {
 
     /// The leader as far as this node knows.
     pub fn leader(&self) -> Option<LeaderHint> {
-        let m = self.raft_metrics();
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         let id = m.current_leader?;
         let addr = m
             .membership_config
@@ -138,8 +139,32 @@ impl Node {
     }
 
     pub fn is_leader(&self) -> bool {
-        let m = self.raft_metrics();
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// `Some(silence)` when this node leads but no quorum has acknowledged
+    /// it for longer than `hooks.lease` (it is cut off from the majority,
+    /// or the others are down): it must not take writes that cannot commit.
+    fn quorum_lost(&self) -> Option<Duration> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
+        crate::role_state::quorum_silence(self.id, &m).filter(|s| *s > self.config.hooks.lease)
+    }
+
+    /// Resolves when this node stops leading or loses its quorum (see
+    /// [`Node::quorum_lost`]); never while it keeps both.
+    async fn leadership_lost(&self) {
+        loop {
+            let moved = self.roles.moved();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if !self.is_leader() || self.quorum_lost().is_some() {
+                return;
+            }
+            moved.await;
+        }
     }
 
     /// Refuse client requests while stopping or before joining a cluster.
@@ -177,18 +202,48 @@ impl Node {
             self.disk.check(self.id)?;
             self.check_room_for(&op)?;
         }
+        // Fencing: a leader cut off from the majority answers at once, so
+        // clients move on to the side that can elect a new leader instead
+        // of waiting out their deadline here.
+        if let Some(silence) = self.quorum_lost() {
+            return Err(ApiError::NotLeader {
+                message: format!(
+                    "node {} leads but no majority has answered it for {} ms (more than hooks.lease): it is cut off \
+                     or the other voters are down; nothing was written: retry on another node",
+                    self.id,
+                    silence.as_millis()
+                ),
+                leader: None,
+                outcome_unknown: false,
+            });
+        }
         let req = Request {
             id,
             proposed_at_ms: sen_core::now_ms(),
             op,
         };
         let started = Instant::now();
-        let res = tokio::time::timeout(budget, self.raft.client_write(req)).await;
+        let write = async {
+            tokio::select! {
+                r = self.raft.client_write(req) => Some(r),
+                () = self.leadership_lost() => None,
+            }
+        };
+        let res = tokio::time::timeout(budget, write).await;
         let out = match res {
             Err(_) => Err(ApiError::Timeout(format!(
                 "the write was not committed within {budget:?}; its outcome is unknown: retry with the same request id (the CLI does this)"
             ))),
-            Ok(Ok(r)) => match r.data.outcome {
+            Ok(None) => Err(ApiError::NotLeader {
+                message: format!(
+                    "node {} lost its majority (or its leadership) before the write was committed; its outcome is \
+                     unknown: retry with the same request id on another node",
+                    self.id
+                ),
+                leader: self.leader().filter(|l| l.id != self.id),
+                outcome_unknown: true,
+            }),
+            Ok(Some(Ok(r))) => match r.data.outcome {
                 sen_raft::Outcome::QuotaExceeded {
                     kind,
                     name,
@@ -204,10 +259,10 @@ impl Node {
                 ))),
                 _ => Ok(r.data),
             },
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Ok(Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))))) => {
                 Err(ApiError::not_leader(self.id, crate::error::hint(f)))
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)))) => Err(ApiError::NotLeader {
+            Ok(Some(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))))) => Err(ApiError::NotLeader {
                 message: format!(
                     "leadership changed before the write on node {} was committed; its outcome is unknown: retry with the same request id",
                     self.id
@@ -215,8 +270,8 @@ impl Node {
                 leader: crate::error::hint(f),
                 outcome_unknown: true,
             }),
-            Ok(Err(RaftError::APIError(e))) => Err(ApiError::FailedPrecondition(e.to_string())),
-            Ok(Err(RaftError::Fatal(f))) => Err(ApiError::Unavailable(format!(
+            Ok(Some(Err(RaftError::APIError(e)))) => Err(ApiError::FailedPrecondition(e.to_string())),
+            Ok(Some(Err(RaftError::Fatal(f)))) => Err(ApiError::Unavailable(format!(
                 "raft on node {} has stopped: {f}",
                 self.id
             ))),

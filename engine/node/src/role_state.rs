@@ -33,6 +33,11 @@ pub struct RoleState {
     last_heard_leader_ms: AtomicU64,
     drained: AtomicBool,
     runs: Mutex<VecDeque<HookRun>>,
+    /// The leader this node last saw (0: none).
+    leader: AtomicU64,
+    /// Woken when this node loses its lease or sees another leader (or
+    /// none): writes waiting on the old leader give up at once.
+    moved: tokio::sync::Notify,
 }
 
 impl RoleState {
@@ -42,7 +47,26 @@ impl RoleState {
 
     /// Record whether this node holds the lease now; returns the previous value.
     pub fn set_active_leader(&self, active: bool) -> bool {
-        self.active.swap(active, Ordering::SeqCst)
+        let was = self.active.swap(active, Ordering::SeqCst);
+        if was && !active {
+            self.moved.notify_waiters();
+        }
+        was
+    }
+
+    /// Record the leader this node sees (`None`: no leader known).
+    pub fn observe_leader(&self, leader: Option<u64>) {
+        let id = leader.unwrap_or(0);
+        if self.leader.swap(id, Ordering::SeqCst) != id {
+            self.moved.notify_waiters();
+        }
+    }
+
+    /// Resolves at the next lease loss or leader change (see `moved`).
+    /// Enable it (`Notified::enable`) before checking the condition it
+    /// waits for, or a change in between is missed.
+    pub fn moved(&self) -> tokio::sync::futures::Notified<'_> {
+        self.moved.notified()
     }
 
     /// Called for every AppendEntries this node accepts.
@@ -81,6 +105,21 @@ impl RoleState {
             .cloned()
             .collect()
     }
+}
+
+/// How long a leader `me` with other voters has gone without a quorum
+/// acknowledging it; `None` when it does not lead, is the only voter, or
+/// has not been acknowledged yet in this term (just elected).
+pub fn quorum_silence(me: u64, m: &sen_raft::RaftMetrics) -> Option<std::time::Duration> {
+    if m.state != openraft::ServerState::Leader || m.current_leader != Some(me) {
+        return None;
+    }
+    let mut voters = m.membership_config.membership().voter_ids();
+    if voters.next() == Some(me) && voters.next().is_none() {
+        return None;
+    }
+    use openraft::Instant as _;
+    m.last_quorum_acked.as_ref().map(|t| t.elapsed())
 }
 
 #[cfg(test)]

@@ -151,6 +151,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         let leased = holds_lease(node.id, &m, lease);
         wait = next_wake(&m, leased, lease);
         let was = node.roles.set_active_leader(leased);
+        node.roles.observe_leader(m.current_leader);
         // From the metrics in hand (no second clone), only when an event needs it.
         let leader_addr = || {
             m.current_leader
