@@ -163,7 +163,7 @@ impl Default for HooksConfig {
             on_step_down: String::new(),
             on_follower: String::new(),
             timeout: Duration::from_secs(10),
-            lease: Duration::from_millis(250),
+            lease: Duration::from_millis(150),
         }
     }
 }
@@ -492,9 +492,9 @@ pub struct RaftConfig {
 impl Default for RaftConfig {
     fn default() -> Self {
         Self {
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(250),
-            election_timeout_max: Duration::from_millis(400),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(250),
             rpc_timeout: Duration::from_secs(2),
             snapshot_after_entries: 20_000,
             keep_entries_after_snapshot: 5_000,

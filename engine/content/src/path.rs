@@ -28,7 +28,12 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
         path: path.chars().take(120).collect(),
         why,
     };
-    let p: String = path.nfc().collect();
+    // ASCII is NFC already (the common case, read on every request).
+    let p: std::borrow::Cow<str> = if path.is_ascii() {
+        path.into()
+    } else {
+        path.nfc().collect::<String>().into()
+    };
     let p = p.strip_prefix('/').unwrap_or(&p);
     if p.is_empty() {
         return Err(err("it is empty"));

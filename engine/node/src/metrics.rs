@@ -103,6 +103,15 @@ pub struct Metrics {
     pub archive_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// The served-file cache (`crate::file_cache`).
     pub content_cache: crate::file_cache::CacheMetrics,
+    /// Handles of `http_requests` / `http_seconds` by site, so counting a
+    /// request allocates no label strings.
+    http_handles: std::sync::RwLock<std::collections::HashMap<String, SiteHandles>>,
+}
+
+/// One site's series of the HTTP metrics (clones share the counts).
+struct SiteHandles {
+    seconds: Histogram,
+    codes: Vec<(u16, Counter)>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -171,6 +180,7 @@ impl Metrics {
             archive_segments: Counter::default(),
             archive_lag_seconds: Gauge::default(),
             content_cache: Default::default(),
+            http_handles: Default::default(),
         };
         registry.register("raft_term", "Current Raft term", m.term.clone());
         registry.register(
@@ -359,15 +369,37 @@ impl Metrics {
         } else {
             "-"
         };
-        self.http_requests
+        {
+            let handles = self.http_handles.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = handles.get(site)
+                && let Some((_, c)) = h.codes.iter().find(|(k, _)| *k == code)
+            {
+                c.inc();
+                h.seconds.observe(took.as_secs_f64());
+                return;
+            }
+        }
+        let counter = self
+            .http_requests
             .get_or_create(&SiteCodeLabel {
                 site: site.into(),
                 code: code.to_string(),
             })
-            .inc();
-        self.http_seconds
+            .clone();
+        let seconds = self
+            .http_seconds
             .get_or_create(&SiteLabel { site: site.into() })
-            .observe(took.as_secs_f64());
+            .clone();
+        counter.inc();
+        seconds.observe(took.as_secs_f64());
+        let mut handles = self.http_handles.write().unwrap_or_else(|p| p.into_inner());
+        let h = handles.entry(site.to_owned()).or_insert_with(|| SiteHandles {
+            seconds,
+            codes: Vec::new(),
+        });
+        if !h.codes.iter().any(|(k, _)| *k == code) {
+            h.codes.push((code, counter));
+        }
     }
 
     pub fn observe_hook(&self, role: &str, ok: bool) {

@@ -25,6 +25,9 @@ const DAYS_KEPT: usize = 3;
 struct Day {
     key: [u8; 32],
     sites: BTreeMap<String, Site>,
+    /// The last reader hashed and its hash (a reader's requests come in
+    /// runs: a page and its images).
+    last: Option<(IpAddr, u64)>,
 }
 
 #[derive(Debug)]
@@ -139,6 +142,7 @@ impl Tally {
                 Day {
                     key: key(),
                     sites: BTreeMap::new(),
+                    last: None,
                 },
             );
             while days.len() > DAYS_KEPT {
@@ -146,14 +150,27 @@ impl Tally {
             }
         }
         let Some(d) = days.get_mut(day) else { return };
-        let hash = reader_hash(&d.key, ip);
-        let s = d.sites.entry(site.to_owned()).or_insert_with(|| Site {
-            traffic: stored()
-                .filter(|r| r.day == day && r.site == site && r.node == node)
-                .unwrap_or_else(|| TrafficRecord::new(day, site, node)),
-            readers: Readers::default(),
-            dirty: false,
-        });
+        let hash = match d.last {
+            Some((last, h)) if last == ip => h,
+            _ => {
+                let h = reader_hash(&d.key, ip);
+                d.last = Some((ip, h));
+                h
+            }
+        };
+        if !d.sites.contains_key(site) {
+            d.sites.insert(
+                site.to_owned(),
+                Site {
+                    traffic: stored()
+                        .filter(|r| r.day == day && r.site == site && r.node == node)
+                        .unwrap_or_else(|| TrafficRecord::new(day, site, node)),
+                    readers: Readers::default(),
+                    dirty: false,
+                },
+            );
+        }
+        let Some(s) = d.sites.get_mut(site) else { return };
         s.traffic
             .hours
             .entry(hour)

@@ -111,8 +111,8 @@ pub async fn serve_path(
     req: axum::extract::Request,
 ) -> Response {
     let peer = peer_of(&req);
-    let (method, headers) = (req.method().clone(), req.headers().clone());
-    serve(node, site, path, method, headers, Mount::Prefix, peer).await
+    let (parts, _) = req.into_parts();
+    serve(node, site, path, parts.method, parts.headers, Mount::Prefix, peer).await
 }
 
 pub async fn serve_root(
@@ -121,8 +121,17 @@ pub async fn serve_root(
     req: axum::extract::Request,
 ) -> Response {
     let peer = peer_of(&req);
-    let (method, headers) = (req.method().clone(), req.headers().clone());
-    serve(node, site, String::new(), method, headers, Mount::Prefix, peer).await
+    let (parts, _) = req.into_parts();
+    serve(
+        node,
+        site,
+        String::new(),
+        parts.method,
+        parts.headers,
+        Mount::Prefix,
+        peer,
+    )
+    .await
 }
 
 /// Requests that match no route: a virtual host, or 404.
@@ -137,11 +146,19 @@ pub async fn virtual_hosts(
     let Some(site) = vhost_site(&node, req.headers()) else {
         return next.run(req).await;
     };
-    let method = req.method().clone();
-    let headers = req.headers().clone();
     let decoded = percent_decode(req.uri().path().trim_start_matches('/'));
     let peer = peer_of(&req);
-    serve(node, site, decoded, method, headers, Mount::VirtualHost, peer).await
+    let (parts, _) = req.into_parts();
+    serve(
+        node,
+        site,
+        decoded,
+        parts.method,
+        parts.headers,
+        Mount::VirtualHost,
+        peer,
+    )
+    .await
 }
 
 /// `/sites/{site}` → `/sites/{site}/`, so relative links in its index work.
@@ -240,13 +257,28 @@ async fn serve(
     resp
 }
 
+/// The UTC day of `now` (`YYYY-MM-DD`), formatted once a day per thread.
+fn today(now: u64) -> Arc<str> {
+    thread_local! {
+        static DAY: std::cell::RefCell<(u64, Arc<str>)> = std::cell::RefCell::new((u64::MAX, Arc::from("")));
+    }
+    let n = now / sen_core::time::DAY_MS;
+    DAY.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != n {
+            *d = (n, Arc::from(sen_core::time::utc_day(now)));
+        }
+        d.1.clone()
+    })
+}
+
 /// Count an answer of an existing site for the readers report
 /// (`crate::traffic`).
 fn count_reader(node: &Node, site: &str, resp: &Response, headers: &HeaderMap, peer: IpAddr, took: Duration) {
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let ip = node.traffic.client_ip(peer, forwarded);
     let now = sen_core::now_ms();
-    let day = sen_core::time::utc_day(now);
+    let day = today(now);
     let hour = ((now % sen_core::time::DAY_MS) / 3_600_000) as u8;
     let bytes = resp
         .headers()
