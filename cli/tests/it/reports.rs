@@ -432,8 +432,12 @@ async fn readers_are_counted_per_site_across_nodes() {
     .unwrap();
     let portal = site(&r, "portal").unwrap();
     let readers = portal["readers_per_day_max"].as_u64().unwrap();
+    // 50 readers in 1,024 registers: the estimate (linear counting) only
+    // loses readers that share a register, about 1.2 pairs on average, and
+    // the daily key is random per cluster. 4 shared pairs (an estimate of
+    // 47) happen in ~4 % of clusters, 7 (44) in ~0.03 %: allow up to 6.
     assert!(
-        (48..=52).contains(&readers),
+        (45..=52).contains(&readers),
         "50 readers estimated as {readers}: {portal}"
     );
     assert_eq!(portal["s2xx"], 100);
