@@ -326,7 +326,7 @@ fn verify_pack_data(repo: &Repo, id: &[u8; 32]) -> Vec<String> {
                 .open(sealed, &e.id, &what)
                 .map_err(|err| err.to_string())
                 .and_then(|z| {
-                    zstd::bulk::decompress(&z, e.raw_len as usize)
+                    sen_content::zstd_ctx::decompress(&z, e.raw_len as usize)
                         .map_err(|err| format!("{what}: cannot decompress: {err}"))
                 }),
             BlobEncoding::Group => {

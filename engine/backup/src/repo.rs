@@ -367,7 +367,8 @@ fn open_blob_with(
 /// Open a group's sealed frame: its whole plaintext.
 pub fn open_group(keys: &Keys, sealed: &[u8], what: &str) -> Result<Vec<u8>, RepoError> {
     let frame = keys.open(sealed, GROUP_AAD, what)?;
-    zstd::bulk::decompress(&frame, GROUP_MAX).map_err(|e| RepoError::Corrupt(format!("{what}: cannot decompress: {e}")))
+    sen_content::zstd_ctx::decompress(&frame, GROUP_MAX)
+        .map_err(|e| RepoError::Corrupt(format!("{what}: cannot decompress: {e}")))
 }
 
 /// [`open_blob_with`], reusing `cache` (offset, plaintext) of the last
@@ -395,7 +396,7 @@ fn open_blob_cached(
                 }
                 let stored = keys.open(sealed, &blob_id, &what)?;
                 (
-                    zstd::bulk::decompress(&stored, loc.raw_len as usize)
+                    sen_content::zstd_ctx::decompress(&stored, loc.raw_len as usize)
                         .map_err(|e| RepoError::Corrupt(format!("{what}: cannot decompress: {e}")))?,
                     Some(stored),
                 )
@@ -457,10 +458,43 @@ impl Repo {
             end: u64,
             items: Vec<([u8; 32], BlobLoc)>,
         }
+        // A chunk asked for more than once (identical files, repeated
+        // parts) is read once and kept until its last use, within
+        // KEEP_BYTES: read again, a small chunk costs the decompression of
+        // its whole 1 MiB group (15x the decompression work of a restore of
+        // the toolchain's documentation, where many small files repeat).
+        // (Tests keep less, so that chunks are also read again.)
+        const KEEP_BYTES: u64 = if cfg!(test) { 4 << 20 } else { 64 << 20 };
+        let mut last_use: HashMap<[u8; 32], usize> = HashMap::new();
+        for (i, c) in chunks.iter().enumerate() {
+            last_use.insert(*c, i);
+        }
+        // Per position: read from the runs, or take from what is kept.
+        let mut plan: std::collections::VecDeque<Step> = std::collections::VecDeque::with_capacity(chunks.len());
+        let mut kept_plan: HashMap<[u8; 32], u32> = HashMap::new();
+        let mut kept_bytes = 0u64;
         let mut runs: std::collections::VecDeque<Result<Run, RepoError>> = std::collections::VecDeque::new();
         let mut cur: Option<Run> = None;
-        for c in chunks {
+        for (i, c) in chunks.into_iter().enumerate() {
+            let last = last_use.get(&c).is_some_and(|l| *l == i);
+            if let Some(len) = kept_plan.get(&c).copied() {
+                if last {
+                    kept_plan.remove(&c);
+                    kept_bytes -= u64::from(len);
+                }
+                plan.push_back(Step::Kept { id: c, last });
+                continue;
+            }
             let blob = self.keys.blob_id(&c);
+            let keep = !last
+                && index
+                    .get(&blob)
+                    .is_some_and(|loc| kept_bytes + u64::from(loc.raw_len) <= KEEP_BYTES);
+            if keep && let Some(loc) = index.get(&blob) {
+                kept_plan.insert(c, loc.raw_len);
+                kept_bytes += u64::from(loc.raw_len);
+            }
+            plan.push_back(Step::Read { keep });
             let Some(loc) = index.get(&blob) else {
                 if let Some(r) = cur.take() {
                     runs.push_back(Ok(r));
@@ -500,15 +534,33 @@ impl Repo {
         let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<Result<Vec<FetchedBlob>, RepoError>>> =
             std::collections::VecDeque::new();
         let mut ready: std::collections::VecDeque<FetchedBlob> = std::collections::VecDeque::new();
+        let mut kept: HashMap<[u8; 32], FetchedBlob> = HashMap::new();
         let mut failed: Option<RepoError> = None;
         let mut done = false;
         std::iter::from_fn(move || {
             loop {
-                if let Some(b) = ready.pop_front() {
-                    return Some(Ok(b));
-                }
                 if done {
                     return None;
+                }
+                match plan.front() {
+                    Some(Step::Kept { id, last }) => {
+                        let (id, last) = (*id, *last);
+                        plan.pop_front();
+                        let b = if last { kept.remove(&id) } else { kept.get(&id).cloned() };
+                        return Some(b.ok_or_else(|| {
+                            RepoError::Format(format!("restore: chunk {} was not kept", &hex_id(&id)[..16]))
+                        }));
+                    }
+                    Some(Step::Read { keep }) if !ready.is_empty() => {
+                        let keep = *keep;
+                        plan.pop_front();
+                        let b = ready.pop_front().expect("not empty");
+                        if keep {
+                            kept.insert(b.id, b.clone());
+                        }
+                        return Some(Ok(b));
+                    }
+                    _ => {}
                 }
                 while pending.len() < window && failed.is_none() {
                     match runs.pop_front() {
@@ -571,6 +623,14 @@ impl Repo {
     }
 }
 
+/// Where [`Repo::fetch_blobs`] takes the next blob from.
+enum Step {
+    /// The next blob read (and keep it when it is asked for again).
+    Read { keep: bool },
+    /// A blob read earlier and kept; `last`: its last use.
+    Kept { id: [u8; 32], last: bool },
+}
+
 /// A verified blob.
 #[derive(Debug, Clone)]
 pub struct FetchedBlob {
@@ -608,7 +668,37 @@ pub(crate) fn rt_block_on<T>(
     rt.block_on(f)
 }
 
+/// Groups being compressed and sealed at once, besides the thread adding
+/// blobs: with two cores, reading the cluster's chunks and compressing
+/// groups overlap. Each holds up to [`GROUP_MAX`] of plaintext.
+const GROUPS_IN_FLIGHT: usize = 4;
+
+/// Bytes of other blobs that may queue behind the open group before it is
+/// closed early: it bounds memory and keeps a group's members close to the
+/// blobs that came between them (one ranged read at restore).
+const GROUP_HOLD: usize = 4 << 20;
+
+/// A sealed unit (one blob, or one group with all its members) on its way
+/// into the pack. Units are placed in the order they were started: a group
+/// takes its place when its first member arrives, so a restore reading in
+/// file order finds the group before the blobs that followed its first
+/// member, whichever finishes first.
+enum Unit {
+    Ready(Vec<PackEntry>, Vec<u8>),
+    /// The open group's place (at most one).
+    Open,
+    Sealing(tokio::task::JoinHandle<Result<SealedUnit, RepoError>>),
+}
+
+/// A unit's entries and its sealed bytes.
+type SealedUnit = (Vec<PackEntry>, Vec<u8>);
+
 /// Collects blobs into packs and uploads full packs in the background.
+///
+/// Groups are compressed and sealed on the runtime's blocking threads
+/// ([`GROUPS_IN_FLIGHT`] at a time) while the caller goes on adding blobs;
+/// full packs are uploaded in the background ([`PARALLEL_TRANSFERS`] at a
+/// time). Memory stays bounded by both limits.
 pub struct PackWriter<'a> {
     repo: &'a Repo,
     buf: Vec<u8>,
@@ -616,6 +706,12 @@ pub struct PackWriter<'a> {
     /// The open group: plaintexts of blobs to be compressed together.
     group: Vec<u8>,
     group_members: Vec<PackEntry>,
+    /// Units not yet placed in `buf`, in order.
+    units: std::collections::VecDeque<Unit>,
+    /// `Sealing` units in `units`.
+    sealing: usize,
+    /// Bytes queued behind the open group.
+    held: usize,
     /// Packs written (for the index object).
     pub written: Vec<IndexPack>,
     pub bytes_uploaded: u64,
@@ -631,6 +727,9 @@ impl<'a> PackWriter<'a> {
             entries: Vec::new(),
             group: Vec::new(),
             group_members: Vec::new(),
+            units: std::collections::VecDeque::new(),
+            sealing: 0,
+            held: 0,
             written: Vec::new(),
             bytes_uploaded: 0,
             uploads: tokio::task::JoinSet::new(),
@@ -639,7 +738,7 @@ impl<'a> PackWriter<'a> {
     }
 
     /// Add a blob whose plaintext hashes to `chunk_id`. `stored` is the
-    /// plaintext (`Raw`) or its zstd frame (`Zstd`).
+    /// plaintext (`Raw`) or its zstd frame (`Zstd`), sealed as it is.
     pub fn add(
         &mut self,
         chunk_id: &[u8; 32],
@@ -650,41 +749,31 @@ impl<'a> PackWriter<'a> {
     ) -> Result<(), RepoError> {
         let blob_id = self.repo.keys.blob_id(chunk_id);
         let sealed = self.repo.keys.seal(stored, &blob_id)?;
-        self.entries.push(PackEntry {
+        let entry = PackEntry {
             id: blob_id,
             kind,
             encoding,
-            offset: self.buf.len() as u32,
-            len: sealed.len() as u32,
+            offset: 0,
+            len: 0,
             raw_len,
             group_offset: 0,
-        });
-        self.buf.extend_from_slice(&sealed);
-        if self.buf.len() as u64 >= self.repo.config.pack_target_bytes {
-            self.flush()?;
-        }
-        Ok(())
+        };
+        self.push_ready(vec![entry], sealed)
     }
 
     /// Add sealed bytes already in the repository format (copied from
     /// another pack by prune): one blob, or one group with all its members.
     pub fn add_sealed(&mut self, entries: Vec<PackEntry>, sealed: &[u8]) -> Result<(), RepoError> {
-        let offset = self.buf.len() as u32;
-        for mut e in entries {
-            e.offset = offset;
-            e.len = sealed.len() as u32;
-            self.entries.push(e);
-        }
-        self.buf.extend_from_slice(sealed);
-        if self.buf.len() as u64 >= self.repo.config.pack_target_bytes {
-            self.flush()?;
-        }
-        Ok(())
+        self.push_ready(entries, sealed.to_vec())
     }
 
     /// Add a blob whose plaintext is `plain`: it joins the open group
     /// (compressed with its neighbours when the group closes).
     pub fn add_plain(&mut self, chunk_id: &[u8; 32], kind: BlobKind, plain: &[u8]) -> Result<(), RepoError> {
+        if self.group_members.is_empty() {
+            self.units.push_back(Unit::Open);
+            self.held = 0;
+        }
         self.group_members.push(PackEntry {
             id: self.repo.keys.blob_id(chunk_id),
             kind,
@@ -701,22 +790,96 @@ impl<'a> PackWriter<'a> {
         Ok(())
     }
 
-    /// Compress and seal the open group into the pack.
+    /// Hand the open group to a blocking thread to be compressed and sealed.
     fn flush_group(&mut self) -> Result<(), RepoError> {
         if self.group_members.is_empty() {
             return Ok(());
         }
         let plain = std::mem::take(&mut self.group);
         let members = std::mem::take(&mut self.group_members);
-        let frame = zstd::bulk::compress(&plain, self.repo.config.zstd_level)
-            .map_err(|e| RepoError::Format(format!("zstd: {e}")))?;
-        let sealed = self.repo.keys.seal(frame, GROUP_AAD)?;
-        self.add_sealed(members, &sealed)
+        let keys = self.repo.keys.clone();
+        let level = self.repo.config.zstd_level;
+        let task = self.repo.rt.spawn_blocking(move || {
+            let frame =
+                sen_content::zstd_ctx::compress(&plain, level).map_err(|e| RepoError::Format(format!("zstd: {e}")))?;
+            Ok((members, keys.seal(frame, GROUP_AAD)?))
+        });
+        let slot = self
+            .units
+            .iter_mut()
+            .find(|u| matches!(u, Unit::Open))
+            .ok_or_else(|| RepoError::Format("pack writer: the open group has no place".into()))?;
+        *slot = Unit::Sealing(task);
+        self.sealing += 1;
+        self.place_done(false)
     }
 
-    /// Close the current pack (if any) and start its upload.
+    /// Queue a sealed unit behind the ones not yet placed, and place what
+    /// is done. A group open too long behind it is closed.
+    fn push_ready(&mut self, entries: Vec<PackEntry>, sealed: Vec<u8>) -> Result<(), RepoError> {
+        if self.units.is_empty() {
+            return self.place(entries, &sealed);
+        }
+        if !self.group_members.is_empty() {
+            self.held += sealed.len();
+        }
+        self.units.push_back(Unit::Ready(entries, sealed));
+        if self.held > GROUP_HOLD {
+            self.flush_group()?;
+        }
+        self.place_done(false)
+    }
+
+    /// Place finished units into the pack, in order; with `all`, wait for
+    /// every unit. Waits for the oldest group while too many are in flight.
+    fn place_done(&mut self, all: bool) -> Result<(), RepoError> {
+        while let Some(front) = self.units.front() {
+            match front {
+                Unit::Open => break,
+                Unit::Sealing(h) if !all && self.sealing <= GROUPS_IN_FLIGHT && !h.is_finished() => break,
+                _ => {}
+            }
+            let (entries, sealed) = match self.units.pop_front().expect("front exists") {
+                Unit::Ready(entries, sealed) => (entries, sealed),
+                Unit::Open => unreachable!("checked above"),
+                Unit::Sealing(h) => {
+                    self.sealing -= 1;
+                    self.repo
+                        .rt
+                        .block_on(h)
+                        .map_err(|e| RepoError::Format(format!("compression task failed: {e}")))??
+                }
+            };
+            self.place(entries, &sealed)?;
+        }
+        Ok(())
+    }
+
+    /// Append one sealed unit to the pack; close the pack at its target.
+    fn place(&mut self, entries: Vec<PackEntry>, sealed: &[u8]) -> Result<(), RepoError> {
+        let offset = self.buf.len() as u32;
+        for mut e in entries {
+            e.offset = offset;
+            e.len = sealed.len() as u32;
+            self.entries.push(e);
+        }
+        self.buf.extend_from_slice(sealed);
+        if self.buf.len() as u64 >= self.repo.config.pack_target_bytes {
+            self.close_pack()?;
+        }
+        Ok(())
+    }
+
+    /// Close the current pack (if any) and start its upload, after every
+    /// blob added so far.
     pub fn flush(&mut self) -> Result<(), RepoError> {
         self.flush_group()?;
+        self.place_done(true)?;
+        self.close_pack()
+    }
+
+    /// Close the pack being filled and start its upload.
+    fn close_pack(&mut self) -> Result<(), RepoError> {
         if self.entries.is_empty() {
             return Ok(());
         }

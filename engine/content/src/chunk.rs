@@ -92,7 +92,7 @@ impl StoredChunk {
             });
         }
         let id = ChunkId::of(data);
-        let compressed = zstd::bulk::compress(data, level).map_err(ChunkError::Zstd)?;
+        let compressed = crate::zstd_ctx::compress(data, level).map_err(ChunkError::Zstd)?;
         let (encoding, stored) = if compressed.len() + data.len() / 16 < data.len() {
             (Encoding::Zstd, compressed)
         } else {
@@ -114,7 +114,7 @@ impl StoredChunk {
         }
         let plain = match self.encoding {
             Encoding::Raw => self.data.clone(),
-            Encoding::Zstd => zstd::bulk::decompress(&self.data, self.len as usize)
+            Encoding::Zstd => crate::zstd_ctx::decompress(&self.data, self.len as usize)
                 .map_err(|e| corrupt(format!("cannot decompress: {e}")))?,
         };
         if plain.len() != self.len as usize {

@@ -60,9 +60,12 @@ impl StateDb {
 }
 
 impl ReadView<'_> {
+    /// Reads of a backup pass over everything once: they do not fill the
+    /// block cache, which keeps what the node serves.
     fn ro(&self) -> ReadOptions {
         let mut ro = ReadOptions::default();
         ro.set_snapshot(&self.snap);
+        ro.fill_cache(false);
         ro
     }
 
@@ -126,8 +129,8 @@ impl ReadView<'_> {
     /// A stored chunk.
     pub fn chunk(&self, id: &[u8; 32]) -> Result<Option<StoredChunk>, StoreError> {
         match self
-            .snap
-            .get_cf(cf(self.db, CF_CHUNKS)?, id)
+            .db
+            .get_cf_opt(cf(self.db, CF_CHUNKS)?, id, &self.ro())
             .map_err(|e| StoreError::rocks("read a chunk", e))?
         {
             Some(b) => Ok(Some(dec("chunk", &b)?)),
