@@ -207,6 +207,13 @@ pub struct StateDb {
     content_epoch: std::sync::atomic::AtomicU64,
     /// The applied log index, readable without a lock.
     applied_index: std::sync::atomic::AtomicU64,
+    /// Every request-id time-index key older than this (ms) was deleted by
+    /// an applied batch: the next collection starts its scan here instead
+    /// of at the front of `CF_DEDUP_TIME`, where the tombstones of earlier
+    /// collections lie until a compaction (after a day of traffic, millions
+    /// of them, skipped by every applied batch). 0 after opening or
+    /// installing a state: one scan from the front.
+    dedup_gc_from: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -293,6 +300,7 @@ impl StateDb {
             auth_epoch: std::sync::atomic::AtomicU64::new(0),
             content_epoch: std::sync::atomic::AtomicU64::new(0),
             applied_index: std::sync::atomic::AtomicU64::new(applied_index),
+            dedup_gc_from: std::sync::atomic::AtomicU64::new(0),
             current_snapshot: Mutex::new(None),
         };
         me.load_latest_snapshot()?;
@@ -326,6 +334,7 @@ impl StateDb {
         let index = applied.log_id.map_or(0, |l| l.index);
         *self.applied.write().unwrap_or_else(|p| p.into_inner()) = applied;
         self.applied_index.store(index, Ordering::Release);
+        self.dedup_gc_from.store(0, Ordering::Release);
         self.bump_auth_epoch();
         self.content_epoch.fetch_add(1, Ordering::AcqRel);
     }
@@ -341,6 +350,7 @@ impl StateDb {
         let index = applied.log_id.map_or(0, |l| l.index);
         *self.applied.write().unwrap_or_else(|p| p.into_inner()) = applied;
         self.applied_index.store(index, Ordering::Release);
+        self.dedup_gc_from.store(0, Ordering::Release);
         self.bump_auth_epoch();
         self.content_epoch.fetch_add(1, Ordering::AcqRel);
     }
@@ -381,7 +391,10 @@ impl StateDb {
         let _gate = self.gate();
         let generation = self.live();
         let db = generation.db();
-        let view = RocksView { db };
+        let view = RocksView {
+            dedup_from: self.dedup_gc_from.load(Ordering::Acquire),
+            ..RocksView::new(db)
+        };
         let mut applier = Applier::new(&view);
         let mut responses = Vec::with_capacity(entries.len());
         let mut membership = None;
@@ -424,6 +437,7 @@ impl StateDb {
         }
         db.write(batch)
             .map_err(|e| StoreError::rocks("write applied entries to the state DB", e))?;
+        self.dedup_gc_from.fetch_max(view.dedup_until.get(), Ordering::AcqRel);
         if auth_changed {
             self.bump_auth_epoch();
         }
@@ -609,7 +623,7 @@ impl StateDb {
     /// The cluster id recorded in the replicated state, if any.
     pub fn cluster_id(&self) -> Result<Option<ClusterId>, StoreError> {
         let generation = self.live();
-        RocksView { db: generation.db() }
+        RocksView::new(generation.db())
             .cluster_id()
             .map_err(|e| StoreError::Invalid(e.to_string()))
     }
@@ -892,6 +906,21 @@ fn unreferenced_bytes(db: &DB) -> Result<u64, StoreError> {
 /// [`StateView`] over the live state DB.
 struct RocksView<'a> {
     db: &'a DB,
+    /// Where [`StateView::dedup_expired`] starts (see `StateDb::dedup_gc_from`).
+    dedup_from: u64,
+    /// The newest time it returned (to advance `dedup_gc_from` once the
+    /// batch that deletes them is written).
+    dedup_until: std::cell::Cell<u64>,
+}
+
+impl<'a> RocksView<'a> {
+    fn new(db: &'a DB) -> Self {
+        Self {
+            db,
+            dedup_from: 0,
+            dedup_until: std::cell::Cell::new(0),
+        }
+    }
 }
 
 fn view_err(e: StoreError) -> StateError {
@@ -926,7 +955,10 @@ impl StateView for RocksView<'_> {
     fn dedup_expired(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, RequestId)>, StateError> {
         let handle = cf(self.db, CF_DEDUP_TIME).map_err(view_err)?;
         let mut out = Vec::new();
-        for r in self.db.iterator_cf(handle, IteratorMode::Start) {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(self.dedup_from.to_be_bytes().to_vec());
+        ro.set_iterate_upper_bound(before_ms.to_be_bytes().to_vec());
+        for r in self.db.iterator_cf_opt(handle, ro, IteratorMode::Start) {
             if out.len() == limit {
                 break;
             }
@@ -942,6 +974,7 @@ impl StateView for RocksView<'_> {
             }
             let id = RequestId::from_slice(&k[8..]).ok_or_else(|| StateError::Corrupt("bad request id".into()))?;
             out.push((at, id));
+            self.dedup_until.set(self.dedup_until.get().max(at));
         }
         Ok(out)
     }
@@ -1122,7 +1155,7 @@ impl StateDb {
     /// A stored chunk (not yet decoded).
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<StoredChunk>, StoreError> {
         let generation = self.live();
-        RocksView { db: generation.db() }
+        RocksView::new(generation.db())
             .chunk(id)
             .map_err(|e| StoreError::Invalid(e.to_string()))
     }

@@ -453,3 +453,72 @@ async fn purges_keep_what_the_archive_has_not_shipped() {
         "at least one entry"
     );
 }
+
+/// Request ids expire after the window and are collected a few hundred per
+/// applied batch; each collection starts where the last one stopped (not at
+/// the front, among its tombstones), and still finds every expired id —
+/// including one applied again later, whose newer record stays. (The
+/// scan from the front after opening is how every batch starts here.)
+#[tokio::test]
+async fn expired_request_ids_are_all_collected_batch_after_batch() {
+    use crate::format::{CF_DEDUP, CF_DEDUP_TIME};
+    use sen_raft::DEDUP_WINDOW_MS;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let count = |name: &str| {
+        let g = a.state.live();
+        let db = g.db();
+        db.iterator_cf(crate::rocks::cf(db, name).unwrap(), rocksdb::IteratorMode::Start)
+            .count()
+    };
+    let req = |index: u64, id: Option<RequestId>, at: u64| Entry {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Normal(Request {
+            id,
+            proposed_at_ms: at,
+            op: Op::Put {
+                db: "portal".into(),
+                key: format!("k{index}").into_bytes(),
+                value: "v".into(),
+            },
+        }),
+    };
+    // 2,000 ids over 2 seconds of replicated time, in batches of 100.
+    let mut index = 0;
+    let mut ids = Vec::new();
+    for batch in 0..20u64 {
+        let entries: Vec<Entry> = (0..100u64)
+            .map(|i| {
+                index += 1;
+                let id = RequestId::generate();
+                ids.push(id);
+                req(index, Some(id), 10_000 + batch * 100 + i)
+            })
+            .collect();
+        a.state.apply_entries(&entries).unwrap();
+    }
+    assert_eq!(count(CF_DEDUP), 2_000);
+    assert_eq!(count(CF_DEDUP_TIME), 2_000);
+    // One id comes back after its window (a new binding, a new record).
+    let again = ids[5];
+    index += 1;
+    a.state
+        .apply_entries(&[req(index, Some(again), 10_000 + DEDUP_WINDOW_MS + 10)])
+        .unwrap();
+    // Later batches, past everyone's window, collect 256 per batch.
+    for _ in 0..12 {
+        index += 1;
+        a.state
+            .apply_entries(&[req(index, None, 20_000 + DEDUP_WINDOW_MS)])
+            .unwrap();
+    }
+    assert_eq!(count(CF_DEDUP), 1, "only the id applied again is remembered");
+    assert_eq!(count(CF_DEDUP_TIME), 1);
+    // Later still, the id applied again expires too.
+    index += 1;
+    a.state
+        .apply_entries(&[req(index, None, 20_000 + 2 * DEDUP_WINDOW_MS)])
+        .unwrap();
+    let left = count(CF_DEDUP);
+    assert_eq!(left, 0, "the last id expired too");
+}
