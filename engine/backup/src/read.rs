@@ -289,18 +289,23 @@ pub fn restore_files(
     // writers shared a queue; docs/benchmarks.md).
     let mut chunks = repo.fetch_chunks(index, ids);
     type Job<'f> = (&'f SnapFile, PathBuf, Vec<Vec<u8>>);
+    // Files handed over but not yet written hold at most QUEUED_BYTES.
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..WRITERS)
-        .map(|_| std::sync::mpsc::sync_channel::<Job<'_>>(32))
+        .map(|_| std::sync::mpsc::sync_channel::<Job<'_>>(64))
         .unzip();
+    let queued = ByteBudget::new(QUEUED_BYTES);
     let first_error: std::sync::Mutex<Option<RepoError>> = std::sync::Mutex::new(None);
     std::thread::scope(|scope| -> Result<(), RepoError> {
         for rx in rxs {
             let first_error = &first_error;
+            let queued = &queued;
             scope.spawn(move || {
                 for (f, target, data) in rx {
+                    let size = data.iter().map(Vec::len).sum::<usize>();
                     if let Err(e) = write_file_owned(f, &target, data.into_iter()) {
                         first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                     }
+                    queued.release(size);
                 }
             });
         }
@@ -334,6 +339,7 @@ pub fn restore_files(
                         target.parent().hash(&mut h);
                         h.finish() as usize % WRITERS
                     };
+                    queued.acquire(data.iter().map(Vec::len).sum());
                     if txs[dir_of].send((f, target, data)).is_err() {
                         break;
                     }
@@ -376,6 +382,40 @@ pub fn restore_files(
 /// Files up to this size are written by the writer threads.
 const SMALL_FILE: u64 = 4 << 20;
 const WRITERS: usize = 2;
+/// Bytes of files waiting for a writer thread.
+const QUEUED_BYTES: usize = 32 << 20;
+
+/// A count of bytes in flight, bounded: `acquire` waits while taking
+/// `n` more would pass the limit (a single larger amount passes alone).
+struct ByteBudget {
+    limit: usize,
+    used: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl ByteBudget {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn acquire(&self, n: usize) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used > 0 && *used + n > self.limit {
+            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += n;
+    }
+
+    fn release(&self, n: usize) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used = used.saturating_sub(n);
+        self.freed.notify_all();
+    }
+}
 
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> RepoError {
     move |e| RepoError::Usage(format!("{what}: {e}"))

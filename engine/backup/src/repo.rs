@@ -441,8 +441,8 @@ impl Repo {
     /// zstd frame or plaintext, as the cluster stores it).
     ///
     /// Blobs that lie close together in one pack are read with one ranged
-    /// read (up to 8 MiB); reads, decryption, decompression and hashing run
-    /// on the runtime's blocking threads, [`PARALLEL_TRANSFERS`] × 2 reads
+    /// read (up to 4 MiB); reads, decryption, decompression and hashing run
+    /// on the runtime's blocking threads, [`PARALLEL_TRANSFERS`] reads
     /// ahead, and results come back in order. Memory stays bounded by the
     /// read-ahead window.
     pub fn fetch_blobs<'a>(
@@ -450,7 +450,7 @@ impl Repo {
         index: &'a Index,
         chunks: Vec<[u8; 32]>,
     ) -> impl Iterator<Item = Result<FetchedBlob, RepoError>> + 'a {
-        const MAX_RUN: u64 = 8 << 20;
+        const MAX_RUN: u64 = 4 << 20;
         const MAX_GAP: u64 = 256 << 10;
         struct Run {
             pack: u32,
@@ -464,7 +464,7 @@ impl Repo {
         // its whole 1 MiB group (15x the decompression work of a restore of
         // the toolchain's documentation, where many small files repeat).
         // (Tests keep less, so that chunks are also read again.)
-        const KEEP_BYTES: u64 = if cfg!(test) { 4 << 20 } else { 64 << 20 };
+        const KEEP_BYTES: u64 = if cfg!(test) { 4 << 20 } else { 32 << 20 };
         let mut last_use: HashMap<[u8; 32], usize> = HashMap::new();
         for (i, c) in chunks.iter().enumerate() {
             last_use.insert(*c, i);
@@ -530,7 +530,7 @@ impl Repo {
         if let Some(r) = cur.take() {
             runs.push_back(Ok(r));
         }
-        let window = PARALLEL_TRANSFERS * 2;
+        let window = PARALLEL_TRANSFERS;
         let mut pending: std::collections::VecDeque<tokio::task::JoinHandle<Result<Vec<FetchedBlob>, RepoError>>> =
             std::collections::VecDeque::new();
         let mut ready: std::collections::VecDeque<FetchedBlob> = std::collections::VecDeque::new();
