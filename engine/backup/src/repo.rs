@@ -678,6 +678,11 @@ const GROUPS_IN_FLIGHT: usize = 4;
 /// blobs that came between them (one ranged read at restore).
 const GROUP_HOLD: usize = 4 << 20;
 
+/// Sealed bytes that may wait behind groups still being compressed before
+/// the writer waits for the oldest group (a bound on memory when the
+/// compressing threads fall behind).
+const QUEUED_MAX: usize = 16 << 20;
+
 /// A sealed unit (one blob, or one group with all its members) on its way
 /// into the pack. Units are placed in the order they were started: a group
 /// takes its place when its first member arrives, so a restore reading in
@@ -696,7 +701,8 @@ type SealedUnit = (Vec<PackEntry>, Vec<u8>);
 /// Collects blobs into packs and uploads full packs in the background.
 ///
 /// Groups are compressed and sealed on the runtime's blocking threads
-/// ([`GROUPS_IN_FLIGHT`] at a time) while the caller goes on adding blobs;
+/// ([`GROUPS_IN_FLIGHT`] at a time, with at most [`QUEUED_MAX`] of other
+/// blobs waiting behind them) while the caller goes on adding blobs;
 /// full packs are uploaded in the background ([`PARALLEL_TRANSFERS`] at a
 /// time). Memory stays bounded by both limits.
 pub struct PackWriter<'a> {
@@ -710,6 +716,8 @@ pub struct PackWriter<'a> {
     units: std::collections::VecDeque<Unit>,
     /// `Sealing` units in `units`.
     sealing: usize,
+    /// Bytes of `Ready` units in `units`.
+    queued: usize,
     /// Bytes queued behind the open group.
     held: usize,
     /// Packs written (for the index object).
@@ -729,6 +737,7 @@ impl<'a> PackWriter<'a> {
             group_members: Vec::new(),
             units: std::collections::VecDeque::new(),
             sealing: 0,
+            queued: 0,
             held: 0,
             written: Vec::new(),
             bytes_uploaded: 0,
@@ -823,6 +832,7 @@ impl<'a> PackWriter<'a> {
         if !self.group_members.is_empty() {
             self.held += sealed.len();
         }
+        self.queued += sealed.len();
         self.units.push_back(Unit::Ready(entries, sealed));
         if self.held > GROUP_HOLD {
             self.flush_group()?;
@@ -836,11 +846,18 @@ impl<'a> PackWriter<'a> {
         while let Some(front) = self.units.front() {
             match front {
                 Unit::Open => break,
-                Unit::Sealing(h) if !all && self.sealing <= GROUPS_IN_FLIGHT && !h.is_finished() => break,
+                Unit::Sealing(h)
+                    if !all && self.sealing <= GROUPS_IN_FLIGHT && self.queued <= QUEUED_MAX && !h.is_finished() =>
+                {
+                    break;
+                }
                 _ => {}
             }
             let (entries, sealed) = match self.units.pop_front().expect("front exists") {
-                Unit::Ready(entries, sealed) => (entries, sealed),
+                Unit::Ready(entries, sealed) => {
+                    self.queued -= sealed.len();
+                    (entries, sealed)
+                }
                 Unit::Open => unreachable!("checked above"),
                 Unit::Sealing(h) => {
                     self.sealing -= 1;
