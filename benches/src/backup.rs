@@ -8,7 +8,8 @@
 //!   cluster, fsync on; the peers: one `backup`/`create` of the directory);
 //! - nine more versions, each with 1% of the files edited (every 100th
 //!   file from a shifting offset: a line inserted in the middle);
-//! - restore of the last version into an empty directory (verified);
+//! - restore of the last version into an empty directory (verified), the
+//!   page cache dropped first (every restore reads its repository cold);
 //! - repository size after the ten versions; peak memory.
 //!
 //! Tools run alternately (Sen, restic, borg, Sen, …) for `--rounds` rounds;
@@ -250,6 +251,7 @@ async fn sen_run(sen: &Path, work: &Path, master: &Path, a: &Args, round: usize,
     }
     run.repo_bytes = du(&dir.join("repo"));
     let out = dir.join("restored");
+    cold_cache();
     let t = Instant::now();
     let (_, _, peak) = sen_cli(
         sen,
@@ -310,6 +312,7 @@ fn restic_run(work: &Path, master: &Path, a: &Args, round: usize, password: &str
     }
     run.repo_bytes = du(&repo);
     let out = dir.join("restored");
+    cold_cache();
     let (s, peak) = timed(
         cmd().args(["restore", "latest", "--target"]).arg(&out),
         "restic restore",
@@ -361,6 +364,7 @@ fn borg_run(work: &Path, master: &Path, a: &Args, round: usize, password: &str) 
     run.repo_bytes = du(&repo);
     let out = dir.join("restored");
     std::fs::create_dir_all(&out)?;
+    cold_cache();
     let (s, peak) = timed(
         cmd()
             .current_dir(&out)
@@ -372,6 +376,18 @@ fn borg_run(work: &Path, master: &Path, a: &Args, round: usize, password: &str) 
     run.restore_peak_mib = peak;
     verify(&tree, &out)?;
     Ok(run)
+}
+
+/// Before each tool's restore: write everything out and drop the page
+/// cache (root only; returns whether it was dropped). Every restore then
+/// reads its repository from disk, and none pays for inodes another run
+/// freed: ext4 without a journal skips free inodes whose inode-table block
+/// is still cached and that were freed less than 300 s ago (360 s while
+/// the block is dirty) — 40% of a restore's samples right after a large
+/// deletion, more than the round's settle pause covers.
+fn cold_cache() -> bool {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
 }
 
 /// Delete the previous round's files, flush, and let ext4's recently
@@ -435,7 +451,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, mut a: 
     };
     let sen_row = row("sen");
     let mut md = format!(
-        "## Backup and restore: Sen vs restic 0.14 vs borg 1.2\n\n{}\nCommand: `target/release/sen-benches backup --out {}` ({} round(s), tools alternating).\n\nTree: {} files, {:.0} MB copied from {}. {} versions: the first, then 1% of the files edited per version. All repositories local, on the same disk, encrypted (Sen: XChaCha20-Poly1305 + Argon2id; restic: repository v2, compression auto; borg: repokey-blake2, zstd,3). Sen runs one node (fsync on); its first backup is `site push` + `backup create`, its incremental ones the same after the edits; the peers back up the directory. Restore: the last version into an empty directory (Sen: `restore site`), verified. Each round starts after deleting the previous round's files and waiting {:?} (ext4 avoids recently deleted inodes: file creation right after a large deletion is several times slower).\n\n| | first backup s | MB/s | incremental s (median) | restore s | restore MB/s | repo after {} versions MB | backup peak MiB | restore peak MiB |\n|---|---|---|---|---|---|---|---|---|\n",
+        "## Backup and restore: Sen vs restic 0.14 vs borg 1.2\n\n{}\nCommand: `target/release/sen-benches backup --out {}` ({} round(s), tools alternating).\n\nTree: {} files, {:.0} MB copied from {}. {} versions: the first, then 1% of the files edited per version. All repositories local, on the same disk, encrypted (Sen: XChaCha20-Poly1305 + Argon2id; restic: repository v2, compression auto; borg: repokey-blake2, zstd,3). Sen runs one node (fsync on); its first backup is `site push` + `backup create`, its incremental ones the same after the edits; the peers back up the directory. Restore: the last version into an empty directory (Sen: `restore site`), verified. Each round starts after deleting the previous round's files and waiting {:?} (ext4 avoids recently deleted inodes: file creation right after a large deletion is several times slower). Before each restore: {}.\n\n| | first backup s | MB/s | incremental s (median) | restore s | restore MB/s | repo after {} versions MB | backup peak MiB | restore peak MiB |\n|---|---|---|---|---|---|---|---|---|\n",
         machine.markdown(),
         out.display(),
         a.rounds,
@@ -448,6 +464,11 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, mut a: 
             .join(", "),
         a.versions,
         a.settle,
+        if cold_cache() {
+            "`sync` and the page cache dropped (every restore reads its repository from disk; no tool meets inodes freed by another)"
+        } else {
+            "the page cache could not be dropped (not root): restores read warm repositories and may meet recently freed inodes"
+        },
         a.versions,
     );
     let mut table = Vec::new();
