@@ -69,6 +69,11 @@ pub struct Row {
     pub ops_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    pub mean_ms: f64,
+    /// Sen writes to the leader: the leader's mean time from proposing a
+    /// write to applying it (`sen_raft_proposal_duration_seconds`), over
+    /// the same round.
+    pub raft_mean_ms: Option<f64>,
     pub errors: u64,
 }
 
@@ -146,8 +151,17 @@ async fn measure(
         ops_per_sec: all.len() as f64 / secs,
         p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
+        mean_ms: all.mean() / 1000.0,
+        raft_mean_ms: None,
         errors,
     })
+}
+
+/// The sum and count of node `id`'s proposal-duration histogram.
+async fn proposals(c: &ProcessCluster, id: u64) -> Option<(f64, f64)> {
+    let sum = c.metric(id, "sen_raft_proposal_duration_seconds_sum").await.ok()?;
+    let count = c.metric(id, "sen_raft_proposal_duration_seconds_count").await.ok()?;
+    Some((sum, count))
 }
 
 /// Elections started, summed over the nodes.
@@ -262,7 +276,16 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         let mut etcd_rounds = Vec::new();
         for _ in 0..a.rounds {
             let t = if via_follower { &sen_follower } else { &sen_leader };
-            sen_rounds.push(measure(t.clone(), op, clients, a.duration, value.clone(), keyspace).await?);
+            let raft_before = proposals(&cluster, leader).await;
+            let mut row = measure(t.clone(), op, clients, a.duration, value.clone(), keyspace).await?;
+            if matches!(op, Op::Put)
+                && !via_follower
+                && let (Some((s0, n0)), Some((s1, n1))) = (raft_before, proposals(&cluster, leader).await)
+                && n1 > n0
+            {
+                row.raft_mean_ms = Some((s1 - s0) / (n1 - n0) * 1000.0);
+            }
+            sen_rounds.push(row);
             if let Some((_, l, f)) = &tls_cluster {
                 let t = if via_follower { f } else { l };
                 tls_rounds.push(measure(t.clone(), op, clients, a.duration, value.clone(), keyspace).await?);
@@ -319,6 +342,25 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
                 "| {} | {} | {:.0} | {:.2} | {:.2} | — | — | — | — | {} |\n",
                 r.op, r.clients, r.ops_per_sec, r.p50_ms, r.p99_ms, r.errors
             )),
+        }
+    }
+    let split: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.system == "sen" && r.raft_mean_ms.is_some())
+        .collect();
+    if !split.is_empty() {
+        md.push_str(
+            "\nWhere a Sen write's time goes (writes to the leader, means over the median round): *in Raft* is the leader's time from proposing the write to applying it (`sen_raft_proposal_duration_seconds`: its append and fsync, the followers' append and fsync and the round trip to them, commit, apply); the rest is the client's RPC to the leader and the request's handling around the proposal.\n\n| clients | client-observed mean ms | in Raft ms | rest ms |\n|---|---|---|---|\n",
+        );
+        for r in split {
+            let raft = r.raft_mean_ms.unwrap_or(0.0);
+            md.push_str(&format!(
+                "| {} | {:.3} | {:.3} | {:.3} |\n",
+                r.clients,
+                r.mean_ms,
+                raft,
+                r.mean_ms - raft
+            ));
         }
     }
     if rows.iter().any(|r| r.system == "sen-tls") {

@@ -8,6 +8,7 @@
 //! target/release/sen-benches content --out bench-out     # push MB/s, dedup, HTTP vs nginx (needs wrk, nginx)
 //! target/release/sen-benches backup --out bench-out     # vs restic and borg (needs restic, borgbackup)
 //! target/release/sen-benches pitr --out bench-out       # total loss → restore --at latest: loss window, 20 runs
+//! target/release/sen-benches idle --out bench-out       # CPU of an idle 3-node cluster, per node
 //! target/release/sen-benches all --out bench-out
 //! cargo bench -p sen-benches --features micro            # criterion micro-benchmarks
 //! ```
@@ -25,6 +26,7 @@ mod content;
 mod etcd;
 mod failover;
 mod http;
+mod idle;
 mod kv;
 mod limits;
 mod pitr;
@@ -76,6 +78,9 @@ enum Bench {
     /// writes restored from the continuous archive, the loss window, the
     /// restore time (20 runs).
     Pitr(pitr::Args),
+    /// CPU and context switches of an idle 3-node cluster (TLS,
+    /// defaults, no client traffic), per node.
+    Idle(idle::Args),
     /// Everything above with default settings.
     All,
 }
@@ -122,6 +127,10 @@ async fn main() -> Result<()> {
         Bench::Pitr(a) => {
             let sen = sen_binary(cli.sen)?;
             pitr::run(&sen, &data, &cli.out, &machine, a).await?;
+        }
+        Bench::Idle(a) => {
+            let sen = sen_binary(cli.sen)?;
+            idle::run(&sen, &data, &cli.out, &machine, a).await?;
         }
         Bench::Http(a) => {
             let sen = sen_binary(cli.sen)?;

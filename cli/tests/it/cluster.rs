@@ -110,10 +110,12 @@ async fn lagging_follower_catches_up_by_snapshot() {
 
     c.start(3).unwrap();
     c.wait_applied(3, last, T).await.unwrap();
-    assert!(
-        c.metric(3, "sen_raft_snapshot_index").await.unwrap() > 0.0,
-        "node 3 has a snapshot"
-    );
+    // The index gauges follow the log once a second.
+    wait_for("node 3 to show its snapshot", T, || async {
+        Ok((c.metric(3, "sen_raft_snapshot_index").await? > 0.0).then_some(()))
+    })
+    .await
+    .unwrap();
     assert!(
         c.log(3).contains("installed snapshot"),
         "node 3 caught up by installing a snapshot"

@@ -21,7 +21,12 @@ use crate::error::ApiError;
 use crate::node::Node;
 use crate::system::ControlPlane;
 
+/// Records queued within this time after the first go to the leader
+/// together (and a batch the leader did not take is retried after it).
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How often the refusal counters are trimmed and the retention checked
+/// when nothing is queued (an idle node is not woken five times a second).
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
 const BATCH: usize = 500;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -56,10 +61,18 @@ pub async fn prune(plane: &impl ControlPlane, before_ms: u64) -> Result<usize, A
 /// Hand the queued records to the leader until `stop` (then once more).
 pub async fn run(node: Arc<Node>, auth: Arc<Auth>, stop: CancellationToken) {
     let mut last_prune = Instant::now();
+    let mut retry = false;
     loop {
+        // Records waiting (put back after a failed commit): try again soon.
+        // Otherwise sleep until one is queued, then let more gather.
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
-            _ = tokio::time::sleep(FLUSH_EVERY) => false,
+            _ = tokio::time::sleep(FLUSH_EVERY), if retry => false,
+            _ = async {
+                auth.audit.wait_queued().await;
+                tokio::time::sleep(FLUSH_EVERY).await;
+            }, if !retry => false,
+            _ = tokio::time::sleep(HOUSEKEEPING) => false,
         };
         while !auth.audit.is_empty() {
             let batch = auth.audit.take(BATCH);
@@ -98,6 +111,7 @@ pub async fn run(node: Arc<Node>, auth: Arc<Auth>, stop: CancellationToken) {
             }
         }
         auth.forget_old_failures();
+        retry = !auth.audit.is_empty();
         if stopping {
             return;
         }

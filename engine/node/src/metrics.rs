@@ -499,35 +499,49 @@ fn idx(l: Option<&sen_raft::LogId>) -> i64 {
     l.map_or(0, |l| l.index as i64)
 }
 
-/// Keep the Raft gauges in step with openraft's metrics until `stop`.
+/// How often the Raft gauges follow the log (indexes, replication lag)
+/// when no role, leader or membership changes: a scrape every few seconds
+/// needs no more, and an idle node is not woken by every heartbeat.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+
+/// Keep the Raft gauges in step with openraft's metrics until `stop`: at
+/// once when the role, the leader, the vote or the membership changes (the
+/// leader-change and election counters see each such change), and every
+/// [`GAUGES_EVERY`] for the indexes.
 pub async fn watch_raft(raft: Raft, me: NodeId, metrics: std::sync::Arc<Metrics>, stop: CancellationToken) {
-    let mut rx = raft.metrics();
+    let rx = raft.metrics();
+    let mut server = raft.server_metrics();
+    let mut tick = tokio::time::interval(GAUGES_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_leader: Option<NodeId> = None;
     let mut last_self_vote_term = 0u64;
     let mut followers: BTreeSet<NodeId> = BTreeSet::new();
     loop {
         {
+            // Role, leader and vote from the server metrics (sent before the
+            // whole metrics, which may not show the change yet).
+            let s = server.borrow_watched().clone();
             let m = rx.borrow_watched().clone();
-            metrics.term.set(m.current_term as i64);
-            metrics.leader_id.set(m.current_leader.unwrap_or(0) as i64);
-            metrics.is_leader.set(i64::from(m.state == ServerState::Leader));
+            metrics.term.set(m.current_term.max(s.vote.leader_id.term) as i64);
+            metrics.leader_id.set(s.current_leader.unwrap_or(0) as i64);
+            metrics.is_leader.set(i64::from(s.state == ServerState::Leader));
             metrics.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
             metrics.commit_index.set(idx(m.local_committed.as_ref()));
             metrics.applied_index.set(idx(m.last_applied.as_ref()));
             metrics.snapshot_index.set(idx(m.snapshot.as_ref()));
             metrics.purged_index.set(idx(m.purged.as_ref()));
-            if m.current_leader != last_leader {
-                if last_leader.is_some() || m.current_leader.is_some() {
+            if s.current_leader != last_leader {
+                if last_leader.is_some() || s.current_leader.is_some() {
                     metrics.leader_changes.inc();
                 }
-                last_leader = m.current_leader;
+                last_leader = s.current_leader;
             }
             // A vote for ourselves in a new term means we started an election.
-            if m.vote.leader_id.voted_for == me && m.vote.leader_id.term > last_self_vote_term {
-                if last_self_vote_term != 0 || m.state == ServerState::Candidate {
+            if s.vote.leader_id.voted_for == me && s.vote.leader_id.term > last_self_vote_term {
+                if last_self_vote_term != 0 || s.state == ServerState::Candidate {
                     metrics.elections_started.inc();
                 }
-                last_self_vote_term = m.vote.leader_id.term;
+                last_self_vote_term = s.vote.leader_id.term;
             }
             let mut now = BTreeSet::new();
             if let Some(repl) = &m.replication {
@@ -555,7 +569,8 @@ pub async fn watch_raft(raft: Raft, me: NodeId, metrics: std::sync::Arc<Metrics>
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            changed = rx.changed() => if changed.is_err() { return },
+            changed = server.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
         }
     }
 }

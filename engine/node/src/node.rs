@@ -120,7 +120,8 @@ impl Node {
 
     /// The address of member `id`, from the replicated membership.
     pub fn member_addr(&self, id: NodeId) -> Option<String> {
-        let m = self.raft_metrics();
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
     }
 
@@ -186,7 +187,9 @@ impl Node {
 
     /// The header of every response.
     pub fn response_header(&self) -> ResponseHeader {
-        let m = self.raft_metrics();
+        // Borrowed, not cloned: this runs for every answer.
+        let rx = self.raft.metrics();
+        let m = rx.borrow_watched();
         ResponseHeader {
             node_id: self.id,
             applied_index: m.last_applied.map_or(0, |l| l.index),

@@ -123,26 +123,33 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     // Whether openraft's election timer is on (it is at start).
     let mut elect_on = true;
     let mut last_incident_check = Instant::now();
-    // Woken by a change of the Raft metrics (at most once per TICK), at the
-    // moment the lease would lapse, or after IDLE_WAKE: an idle node does
-    // not spin (it used to poll every TICK: 100 wake-ups a second).
+    // Woken by a change of role, leader, vote or membership (openraft's
+    // server metrics), at the moment the lease would lapse, or after
+    // IDLE_WAKE; by any change of the Raft metrics (at most once per TICK)
+    // only while that matters: a leader waiting for its first quorum, a
+    // candidate, or a moment when the two channels disagree. A heartbeat
+    // changes the whole metrics: an idle node is not woken by each one.
     let mut metrics = node.raft.metrics();
+    let mut server = node.raft.server_metrics();
+    let mut every_change = true;
     let mut wait = Duration::ZERO;
     let mut last_pass = Instant::now();
     let mut raft_gone = false;
     loop {
-        tokio::select! {
+        let changed = tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(wait) => {}
-            changed = metrics.changed(), if !raft_gone => {
-                // Raft has stopped: nothing will change any more.
-                raft_gone = changed.is_err();
-                let since = last_pass.elapsed();
-                if since < TICK {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(TICK - since) => {}
-                    }
+            _ = tokio::time::sleep(wait) => None,
+            changed = server.changed(), if !raft_gone => Some(changed),
+            changed = metrics.changed(), if !raft_gone && every_change => Some(changed),
+        };
+        if let Some(changed) = changed {
+            // Raft has stopped: nothing will change any more.
+            raft_gone = changed.is_err();
+            let since = last_pass.elapsed();
+            if since < TICK {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(TICK - since) => {}
                 }
             }
         }
@@ -150,6 +157,11 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         let m = metrics.borrow_and_update().clone();
         let leased = holds_lease(node.id, &m, lease);
         wait = next_wake(&m, leased, lease);
+        every_change = {
+            let s = server.borrow_and_update();
+            let agree = s.state == m.state && s.current_leader == m.current_leader && s.vote == m.vote;
+            !agree || m.state == ServerState::Candidate || (m.state == ServerState::Leader && !leased)
+        };
         let was = node.roles.set_active_leader(leased);
         node.roles.observe_leader(m.current_leader);
         // From the metrics in hand (no second clone), only when an event needs it.

@@ -488,15 +488,23 @@ async fn collect_garbage(node: Arc<Node>, stop: CancellationToken) {
 }
 
 /// Completes when openraft stops with an error.
+///
+/// Watches the server metrics, which change only with a role, a leader or
+/// a membership (not with every heartbeat, as the whole metrics do): the
+/// channel closes when openraft's core task ends, and the whole metrics
+/// then carry the reason.
 async fn raft_stopped(raft: Raft) -> String {
     use openraft::async_runtime::watch::WatchReceiver;
-    let mut rx = raft.metrics();
+    let mut server = raft.server_metrics();
     loop {
-        if let Err(e) = &rx.borrow_watched().running_state {
+        if let Err(e) = &raft.metrics().borrow_watched().running_state {
             return e.to_string();
         }
-        if rx.changed().await.is_err() {
-            return "raft metrics channel closed".into();
+        if server.changed().await.is_err() {
+            return match &raft.metrics().borrow_watched().running_state {
+                Err(e) => e.to_string(),
+                Ok(()) => "raft's core task ended".into(),
+            };
         }
     }
 }

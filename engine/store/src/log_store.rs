@@ -7,18 +7,25 @@
 //! callback before issuing the next append, so the log keeps filling while
 //! a sync is in progress.
 //!
+//! The newest entries are also kept in memory (`Tail`, up to
+//! [`TAIL_BYTES`]): replication and apply read what was just appended, and
+//! serving them from memory spares a RocksDB iterator and a decode per
+//! read. The tail mirrors the log exactly: it changes only after the
+//! RocksDB write it mirrors succeeded, and a read it cannot answer whole
+//! goes to RocksDB.
+//!
 //! The vote and truncations are written with `sync = true`; purges and the
 //! committed log id are not (losing them is harmless: purged entries
 //! reappear, and the committed id is re-learned from the leader), and they
 //! become durable with the next fsync of the shared WAL anyway.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use openraft::OptionalSend;
@@ -46,6 +53,95 @@ struct Inner {
     /// Entries after this index are kept through purges (the continuous
     /// archive has not shipped them yet); `u64::MAX`: no archive.
     keep_after: AtomicU64,
+    /// The newest entries, as written.
+    tail: Mutex<Tail>,
+}
+
+/// Encoded bytes of entries the in-memory tail holds at most.
+pub const TAIL_BYTES: usize = 8 << 20;
+/// Entries the in-memory tail holds at most.
+const TAIL_ENTRIES: usize = 16_384;
+
+/// The last entries of the log, contiguous, each with its encoded size.
+/// Invariant: when not empty, its last entry is the log's last entry and
+/// every entry it holds is the one RocksDB holds at that index.
+#[derive(Default)]
+pub(crate) struct Tail {
+    entries: VecDeque<(Entry, usize)>,
+    pub(crate) bytes: usize,
+}
+
+impl Tail {
+    pub(crate) fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Entries just written after the current last one (or, when they do
+    /// not follow it, after a truncation or a purge: they start a new tail).
+    fn extend(&mut self, written: Vec<(Entry, usize)>) {
+        let follows = match (self.entries.back(), written.first()) {
+            (Some((last, _)), Some((first, _))) => first.log_id.index == last.log_id.index + 1,
+            _ => true,
+        };
+        if !follows {
+            self.clear();
+        }
+        for (e, n) in written {
+            self.bytes += n;
+            self.entries.push_back((e, n));
+        }
+        while self.bytes > TAIL_BYTES || self.entries.len() > TAIL_ENTRIES {
+            match self.entries.pop_front() {
+                Some((_, n)) => self.bytes -= n,
+                None => break,
+            }
+        }
+    }
+
+    /// Drop the entries from `from` on (a truncation).
+    fn truncate_from(&mut self, from: u64) {
+        while self.entries.back().is_some_and(|(e, _)| e.log_id.index >= from) {
+            if let Some((_, n)) = self.entries.pop_back() {
+                self.bytes -= n;
+            }
+        }
+    }
+
+    /// Drop the entries up to `upto` (a purge).
+    fn purge_upto(&mut self, upto: u64) {
+        while self.entries.front().is_some_and(|(e, _)| e.log_id.index <= upto) {
+            if let Some((_, n)) = self.entries.pop_front() {
+                self.bytes -= n;
+            }
+        }
+    }
+
+    /// Entries in `[start, end)` as [`LogStore::read_range`] returns them,
+    /// if the tail holds all the log has there (`None`: ask RocksDB).
+    fn read(&self, start: u64, end: u64, max_bytes: usize) -> Option<Vec<Entry>> {
+        let first = self.first_index()?;
+        if start < first {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (e, n) in self.entries.iter().skip((start - first) as usize) {
+            if e.log_id.index >= end {
+                break;
+            }
+            bytes += n;
+            out.push(e.clone());
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Some(out)
+    }
 }
 
 impl Drop for Inner {
@@ -91,8 +187,13 @@ impl LogStore {
                 flusher_thread: Some(thread),
                 max_append_bytes: opts.max_append_bytes,
                 keep_after: AtomicU64::new(u64::MAX),
+                tail: Mutex::new(Tail::default()),
             }),
         })
+    }
+
+    pub(crate) fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.inner.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn db(&self) -> &DB {
@@ -320,7 +421,18 @@ impl LogStore {
 
     /// Read entries in `[start, end)`, stopping after `max_bytes` (but always
     /// returning at least one entry when the range is not empty).
-    fn read_range(&self, start: u64, end: u64, max_bytes: usize) -> io::Result<Vec<Entry>> {
+    pub(crate) fn read_range(&self, start: u64, end: u64, max_bytes: usize) -> io::Result<Vec<Entry>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        if let Some(entries) = self.tail().read(start, end, max_bytes) {
+            return Ok(entries);
+        }
+        self.read_range_stored(start, end, max_bytes)
+    }
+
+    /// [`LogStore::read_range`] from RocksDB, never from the tail.
+    pub(crate) fn read_range_stored(&self, start: u64, end: u64, max_bytes: usize) -> io::Result<Vec<Entry>> {
         let mut out = Vec::new();
         if start >= end {
             return Ok(out);
@@ -458,13 +570,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let log = cf(self.db(), CF_LOG).map_err(to_io)?;
         let mut batch = WriteBatch::default();
+        let mut written = Vec::new();
         for e in entries {
-            batch.put_cf(log, log_key(e.log_id.index), enc_entry(&e).map_err(to_io)?);
+            let bytes = enc_entry(&e).map_err(to_io)?;
+            batch.put_cf(log, log_key(e.log_id.index), &bytes);
+            written.push((e, bytes.len()));
         }
         // Not synced here: the flusher thread fsyncs for many appends at once.
-        self.db()
-            .write(batch)
-            .map_err(|e| rocks_io("append to the raft log", e))?;
+        let res = self.db().write(batch);
+        let mut tail = self.tail();
+        match res {
+            Ok(()) => tail.extend(written),
+            Err(e) => {
+                // What RocksDB holds now is not known: forget the tail.
+                tail.clear();
+                return Err(rocks_io("append to the raft log", e));
+            }
+        }
+        drop(tail);
         self.inner
             .flusher
             .as_ref()
@@ -480,9 +603,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(log, log_key(from), log_key(u64::MAX));
         batch.delete_cf(log, log_key(u64::MAX));
-        self.db()
-            .write_opt(batch, &sync_opts())
-            .map_err(|e| rocks_io("truncate the raft log", e))
+        let res = self.db().write_opt(batch, &sync_opts());
+        let mut tail = self.tail();
+        match res {
+            Ok(()) => tail.truncate_from(from),
+            Err(_) => tail.clear(),
+        }
+        res.map_err(|e| rocks_io("truncate the raft log", e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
@@ -494,6 +621,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.put_cf(meta, K_PURGED, enc_log_id(&log_id).map_err(to_io)?);
         let upto = log_id.index.min(self.inner.keep_after.load(Ordering::Relaxed));
         batch.delete_range_cf(log, log_key(0), log_key(upto.saturating_add(1)));
-        self.db().write(batch).map_err(|e| rocks_io("purge the raft log", e))
+        let res = self.db().write(batch);
+        let mut tail = self.tail();
+        match res {
+            // The tail follows Raft's view (up to the purge point gone);
+            // entries kept for the archive are read from RocksDB.
+            Ok(()) => tail.purge_upto(log_id.index),
+            Err(_) => tail.clear(),
+        }
+        res.map_err(|e| rocks_io("purge the raft log", e))
     }
 }

@@ -396,6 +396,13 @@ impl StateDb {
             ..RocksView::new(db)
         };
         let mut applier = Applier::new(&view);
+        // One MultiGet for the keys and request ids the batch reads first.
+        applier
+            .prefetch(entries.iter().filter_map(|e| match &e.payload {
+                openraft::EntryPayload::Normal(req) => Some(req),
+                _ => None,
+            }))
+            .map_err(state_err)?;
         let mut responses = Vec::with_capacity(entries.len());
         let mut membership = None;
         for entry in entries {
@@ -937,6 +944,26 @@ impl RocksView<'_> {
             .get_cf(handle, key)
             .map_err(|e| StateError::Storage(format!("RocksDB read failed: {e}")))
     }
+
+    /// Many point reads of one column family in one RocksDB MultiGet,
+    /// each value decoded by `decode`.
+    fn get_many<K: AsRef<[u8]>, T>(
+        &self,
+        cf_name: &str,
+        keys: &[K],
+        decode: impl Fn(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<Option<T>>, StateError> {
+        let handle = cf(self.db, cf_name).map_err(view_err)?;
+        self.db
+            .batched_multi_get_cf(handle, keys, false)
+            .into_iter()
+            .map(|r| match r {
+                Ok(Some(v)) => decode(&v).map(Some).map_err(view_err),
+                Ok(None) => Ok(None),
+                Err(e) => Err(StateError::Storage(format!("RocksDB read failed: {e}"))),
+            })
+            .collect()
+    }
 }
 
 impl StateView for RocksView<'_> {
@@ -950,6 +977,16 @@ impl StateView for RocksView<'_> {
         self.get(CF_DEDUP, &id.0)?
             .map(|b| dec_dedup(&b).map_err(view_err))
             .transpose()
+    }
+
+    fn kv_many(&self, keys: &[(&str, &[u8])]) -> Result<Vec<Option<KvRecord>>, StateError> {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|(db, key)| kv_key(db, key)).collect();
+        self.get_many(CF_KV, &keys, dec_kv)
+    }
+
+    fn dedup_many(&self, ids: &[RequestId]) -> Result<Vec<Option<DedupRecord>>, StateError> {
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.0.as_slice()).collect();
+        self.get_many(CF_DEDUP, &keys, dec_dedup)
     }
 
     fn dedup_expired(&self, before_ms: u64, limit: usize) -> Result<Vec<(u64, RequestId)>, StateError> {

@@ -522,3 +522,67 @@ async fn expired_request_ids_are_all_collected_batch_after_batch() {
     let left = count(CF_DEDUP);
     assert_eq!(left, 0, "the last id expired too");
 }
+
+/// The in-memory tail of the log answers every read exactly as RocksDB
+/// does, through appends, a truncation and a new term, purges, evictions
+/// past its byte budget, and a reopen (empty tail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_tail_answers_every_read_as_rocksdb_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let same = |log: &LogStore, upto: u64| {
+        for start in 0..=upto + 2 {
+            for end in start..=upto + 2 {
+                for max in [1, 200, usize::MAX] {
+                    let tail = log.read_range(start, end, max).unwrap();
+                    let stored = log.read_range_stored(start, end, max).unwrap();
+                    assert_eq!(tail, stored, "[{start}, {end}) max {max} bytes");
+                }
+            }
+        }
+    };
+    let entries: Vec<Entry> = (1..=30).map(|i| put_entry(1, i, &format!("k{i}"), "v")).collect();
+    append_and_wait(&mut store.log, entries[..10].to_vec()).await;
+    append_and_wait(&mut store.log, entries[10..].to_vec()).await;
+    same(&store.log, 30);
+    // A new leader overwrites 21.. in term 2.
+    store.log.truncate_after(Some(log_id(1, 20))).await.unwrap();
+    same(&store.log, 30);
+    let newer: Vec<Entry> = (21..=25).map(|i| put_entry(2, i, &format!("n{i}"), "w")).collect();
+    append_and_wait(&mut store.log, newer).await;
+    same(&store.log, 30);
+    assert_eq!(
+        store.log.read_range(25, 26, usize::MAX).unwrap()[0].log_id,
+        log_id(2, 25)
+    );
+    store.log.purge(log_id(1, 12)).await.unwrap();
+    same(&store.log, 30);
+    // Past the byte budget the oldest leave the tail; reads before it go
+    // to RocksDB.
+    let big = "x".repeat(300_000);
+    let bigs: Vec<Entry> = (26..=60).map(|i| put_entry(2, i, &format!("b{i}"), &big)).collect();
+    for b in bigs.chunks(5) {
+        append_and_wait(&mut store.log, b.to_vec()).await;
+    }
+    let first_in_tail = store.log.tail().first_index().unwrap();
+    assert!(first_in_tail > 26, "the tail kept {first_in_tail}..");
+    assert!(store.log.tail().bytes <= crate::log_store::TAIL_BYTES);
+    for (start, end) in [
+        (13, 61),
+        (first_in_tail - 1, 61),
+        (first_in_tail, 61),
+        (59, 61),
+        (61, 70),
+    ] {
+        assert_eq!(
+            store.log.read_range(start, end, usize::MAX).unwrap(),
+            store.log.read_range_stored(start, end, usize::MAX).unwrap(),
+            "[{start}, {end})"
+        );
+    }
+    // Reopened: nothing in memory, everything from RocksDB.
+    drop(store);
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert!(store.log.tail().first_index().is_none());
+    assert_eq!(store.log.read_range(13, 61, usize::MAX).unwrap().len(), 48);
+}

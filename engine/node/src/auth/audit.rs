@@ -20,6 +20,8 @@ pub type Keyed = (Vec<u8>, AuditRecord);
 pub struct AuditQueue {
     capacity: usize,
     records: Mutex<VecDeque<Keyed>>,
+    /// Signalled when a record is queued (the sender sleeps otherwise).
+    queued: tokio::sync::Notify,
     dropped: AtomicU64,
     /// Sequence numbers for unique audit keys: a random high half per
     /// process, so a restarted node (or two leaders) never reuse one.
@@ -31,6 +33,7 @@ impl AuditQueue {
         Self {
             capacity: capacity.max(1),
             records: Mutex::new(VecDeque::new()),
+            queued: tokio::sync::Notify::new(),
             dropped: AtomicU64::new(0),
             seq: AtomicU64::new(u64::from(rand::random::<u32>()) << 32),
         }
@@ -45,6 +48,14 @@ impl AuditQueue {
             return;
         }
         q.push_back((key, r));
+        drop(q);
+        self.queued.notify_one();
+    }
+
+    /// Resolves once a record was queued since the last call returned (at
+    /// once if one was queued meanwhile).
+    pub async fn wait_queued(&self) {
+        self.queued.notified().await;
     }
 
     /// Up to `n` records, oldest first, with their keys.
