@@ -61,10 +61,10 @@ pub async fn prune(plane: &impl ControlPlane, before_ms: u64) -> Result<usize, A
 /// Hand the queued records to the leader until `stop` (then once more).
 pub async fn run(node: Arc<Node>, auth: Arc<Auth>, stop: CancellationToken) {
     let mut last_prune = Instant::now();
-    let mut retry = false;
     loop {
         // Records waiting (put back after a failed commit): try again soon.
         // Otherwise sleep until one is queued, then let more gather.
+        let retry = !auth.audit.is_empty();
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
             _ = tokio::time::sleep(FLUSH_EVERY), if retry => false,
@@ -111,7 +111,6 @@ pub async fn run(node: Arc<Node>, auth: Arc<Auth>, stop: CancellationToken) {
             }
         }
         auth.forget_old_failures();
-        retry = !auth.audit.is_empty();
         if stopping {
             return;
         }
