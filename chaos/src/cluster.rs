@@ -1,6 +1,6 @@
 //! [`ProcessCluster`]: a set of `sen server` processes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -165,11 +165,28 @@ impl Security {
     }
 }
 
-/// A free TCP port on `ip` (bound then released; each node has its own
-/// loopback address, which makes collisions unlikely).
-fn free_port(ip: &str) -> Result<u16> {
-    let l = TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}:0"))?;
-    Ok(l.local_addr()?.port())
+/// Two free TCP ports on `ip` (gRPC and HTTP), never handed out before by
+/// this process. Both are held while the second is chosen (a port bound
+/// and released at once may come back for the next bind: a node once got
+/// the same port for both), and a port is never given twice, since the
+/// tests of one process share the loopback addresses.
+fn free_ports(ip: &str) -> Result<(u16, u16)> {
+    static GIVEN: std::sync::Mutex<BTreeSet<(String, u16)>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < 2 {
+        if held.len() > 64 {
+            bail!("no free port on {ip} after {} tries", held.len());
+        }
+        let l = TcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}:0"))?;
+        let port = l.local_addr()?.port();
+        if given.insert((ip.to_owned(), port)) {
+            ports.push(port);
+        }
+        held.push(l);
+    }
+    Ok((ports[0], ports[1]))
 }
 
 /// Poll `f` every 20–200 ms until it returns `Some`, or fail after
@@ -284,8 +301,9 @@ impl ProcessCluster {
             bail!("node ids 1..=200 only");
         }
         let ip = format!("127.0.0.{}", 10 + id);
-        let grpc = format!("{ip}:{}", free_port(&ip)?);
-        let http = format!("{ip}:{}", free_port(&ip)?);
+        let (grpc_port, http_port) = free_ports(&ip)?;
+        let grpc = format!("{ip}:{grpc_port}");
+        let http = format!("{ip}:{http_port}");
         let dir = self.root.join(format!("node{id}"));
         let data_dir = dir.join("data");
         fs::create_dir_all(&dir)?;

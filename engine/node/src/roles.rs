@@ -251,7 +251,11 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
                         .is_some_and(|l| l.index >= last)
                 {
                     tracing::info!(to, "this node is drained: handing leadership over");
-                    let _ = plan_transfer(&node, to, "drain").await;
+                    if let Err(e) = plan_transfer(&node, to, "drain", Duration::from_secs(1)).await {
+                        tracing::warn!(
+                            "handing over without the planned-transfer marker (it will read as an election): {e}"
+                        );
+                    }
                     if let Err(e) = node.raft.trigger().transfer_leader(to).await {
                         tracing::warn!("drained leader cannot transfer to node {to}: {e}");
                     }
@@ -334,7 +338,7 @@ pub fn successor(node: &Node, m: &RaftMetrics, only: Option<u64>) -> Option<u64>
 
 /// Record that leadership is about to move to `to` on purpose (best
 /// effort: the transfer goes ahead even if this write fails).
-pub async fn plan_transfer(node: &Node, to: u64, reason: &str) -> Result<(), ApiError> {
+pub async fn plan_transfer(node: &Node, to: u64, reason: &str, within: Duration) -> Result<(), ApiError> {
     let p = PlannedTransfer {
         version: PlannedTransfer::VERSION,
         from: node.id,
@@ -343,7 +347,22 @@ pub async fn plan_transfer(node: &Node, to: u64, reason: &str) -> Result<(), Api
         reason: reason.into(),
     };
     let op = system::put_op(PLANNED_TRANSFER_KEY.to_vec(), &p)?;
-    node.propose(None, op, Duration::from_secs(1)).await.map(|_| ())
+    // Retried until `within`: under load one attempt may time out, and a
+    // transfer without its marker is reported as an unplanned election.
+    // The marker is a plain put, so a retry of a write whose outcome was
+    // unknown only writes it again.
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match node.propose(None, op.clone(), left.min(Duration::from_secs(1))).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() + Duration::from_millis(50) >= deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!("planned-transfer marker not written yet ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// Run hooks one at a time, in the order the events happened.

@@ -517,7 +517,9 @@ async fn transfer_leadership(node: &Node, timeout: Duration) {
         tracing::info!("no other voter (that is not drained) to hand leadership to");
         return;
     };
-    let _ = crate::roles::plan_transfer(node, to, "shutdown").await;
+    if let Err(e) = crate::roles::plan_transfer(node, to, "shutdown", Duration::from_secs(1)).await {
+        tracing::warn!("handing over without the planned-transfer marker (it will read as an election): {e}");
+    }
     if let Err(e) = node.raft.trigger().transfer_leader(to).await {
         tracing::warn!("cannot transfer leadership to node {to}: {e}");
         return;

@@ -552,7 +552,11 @@ impl Cluster for ClusterApi {
             // Mark the change as planned first, so the target has the
             // marker when it takes over; only a caught-up node can win the
             // election the transfer starts.
-            let _ = crate::roles::plan_transfer(&node, target, "transfer-leader").await;
+            if let Err(e) = crate::roles::plan_transfer(&node, target, "transfer-leader", budget / 2).await {
+                tracing::warn!(
+                    "transferring to node {target} without the planned-transfer marker (it will read as an election): {e}"
+                );
+            }
             let last = node.raft_metrics().last_log_index.unwrap_or(0);
             node.raft
                 .wait(Some(budget.min(std::time::Duration::from_secs(5))))
