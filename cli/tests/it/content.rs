@@ -378,6 +378,25 @@ async fn http_semantics_and_virtual_hosts() {
         .unwrap();
     assert_eq!(r.status, 308);
     assert_eq!(r.header("location"), Some("/v%C4%83n-b%E1%BA%A3n/"));
+    // A directory under an encoded Vietnamese name, by prefix and by
+    // virtual host: the second read of each is answered from the
+    // served-file cache (crate::http::front) and must match the first.
+    let host = [("Host", "congbao.dongthap.gov.vn")];
+    for (path, headers) in [
+        ("/sites/congbao/v%C4%83n-b%E1%BA%A3n/", &[][..]),
+        ("/v%C4%83n-b%E1%BA%A3n/", &host[..]),
+    ] {
+        for _ in 0..2 {
+            let r = http.request("GET", path, headers).await.unwrap();
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.body, "<h1>Văn bản</h1>".as_bytes(), "{path}");
+        }
+    }
+    // Not UTF-8 once decoded: refused, never served.
+    for _ in 0..2 {
+        let r = http.request("GET", "/sites/congbao/%FF", &[]).await.unwrap();
+        assert!(r.status == 400 || r.status == 404, "{}", r.status);
+    }
     // Per-site metrics.
     let m = http.get("/metrics").await.unwrap();
     assert!(
@@ -763,6 +782,12 @@ async fn the_file_cache_serves_only_the_current_deployment() {
     let big = pseudo_random(1_500_000, 9);
     std::fs::write(dir.join("big.bin"), &big).unwrap();
     let web = c.web(follower).unwrap().anonymous();
+    let requests = |m: &str| -> u64 {
+        m.lines()
+            .filter(|l| l.starts_with("sen_http_requests_total{") && l.contains("site=\"s\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
     let hits = |m: &str| -> u64 {
         m.lines()
             .find(|l| l.starts_with("sen_content_cache_hits_total"))
@@ -779,11 +804,35 @@ async fn the_file_cache_serves_only_the_current_deployment() {
         let index = c.highest_applied().await.unwrap();
         c.wait_applied(follower, index, T).await.unwrap();
         let metrics = c.web(follower).unwrap();
-        let before = hits(&metrics.get("/metrics").await.unwrap());
+        let m = metrics.get("/metrics").await.unwrap();
+        let (before, requests_before) = (hits(&m), requests(&m));
+        let mut first: Option<Vec<(String, String)>> = None;
         for _ in 0..3 {
             let r = web.request("GET", "/sites/s/", &[]).await.unwrap();
             assert_eq!(r.status, 200);
             assert_eq!(r.body, format!("<p>phiên bản {v}</p>").as_bytes(), "round {round}");
+            // The first read fills the cache through the router; the
+            // next ones are answered before it (crate::http::front) and
+            // must carry the same headers (CSP and nosniff included).
+            let headers: Vec<_> = r
+                .headers
+                .iter()
+                .filter(|(k, _)| k != "date" && k != "x-sen-applied")
+                .cloned()
+                .collect();
+            assert!(
+                headers.iter().any(|(k, _)| k == "content-security-policy"),
+                "{headers:?}"
+            );
+            assert!(
+                headers
+                    .iter()
+                    .any(|(k, v)| k == "x-content-type-options" && v == "nosniff")
+            );
+            match &first {
+                None => first = Some(headers),
+                Some(f) => assert_eq!(&headers, f, "round {round}: a cached answer differs"),
+            }
             let r = web.request("GET", "/sites/s/doc.bin", &[]).await.unwrap();
             assert_eq!(r.body, doc(v), "round {round}: doc.bin of another deployment");
             let etag = r.header("etag").unwrap().to_owned();
@@ -805,10 +854,13 @@ async fn the_file_cache_serves_only_the_current_deployment() {
                 .unwrap();
             assert_eq!(r.body, big[200000..1300000]);
         }
-        let after = hits(&metrics.get("/metrics").await.unwrap());
+        let m = metrics.get("/metrics").await.unwrap();
+        let after = hits(&m);
         // index.html and doc.bin (4 requests) are read once, then hit;
         // big.bin never is.
         assert!(after - before >= 2 * 4, "round {round}: {before} → {after} hits");
+        // Every answer is counted once, cached or not.
+        assert_eq!(requests(&m) - requests_before, 3 * 5, "round {round}");
     }
     // Private while its pages are cached: refused.
     admin.set_site_access("s", true).await.unwrap();

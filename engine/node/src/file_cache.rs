@@ -150,22 +150,33 @@ impl FileCache {
     /// (the current content epoch).
     pub fn get(&self, site: &str, path: &str, epoch: u64) -> Option<std::sync::Arc<CachedFile>> {
         if self.shard_bytes == 0 {
+            // Turned off: nothing to count.
+            return None;
+        }
+        let found = self.find(site, path, epoch);
+        match found {
+            Some(_) => self.hits.inc(),
+            None => self.misses.inc(),
+        };
+        found
+    }
+
+    /// Like [`get`](Self::get), but a miss is not counted: for a caller
+    /// that asks `get` next when this misses (the HTTP front, see
+    /// `crate::http::front`), so each request counts once.
+    pub fn get_hit(&self, site: &str, path: &str, epoch: u64) -> Option<std::sync::Arc<CachedFile>> {
+        let found = self.find(site, path, epoch)?;
+        self.hits.inc();
+        Some(found)
+    }
+
+    fn find(&self, site: &str, path: &str, epoch: u64) -> Option<std::sync::Arc<CachedFile>> {
+        if self.shard_bytes == 0 {
             return None;
         }
         let k = key(site, path);
         let mut s = self.shard(&k);
-        let found = if s.epoch == epoch { s.lru.get(&k).cloned() } else { None };
-        drop(s);
-        match found {
-            Some(f) => {
-                self.hits.inc();
-                Some(f)
-            }
-            None => {
-                self.misses.inc();
-                None
-            }
-        }
+        if s.epoch == epoch { s.lru.get(&k).cloned() } else { None }
     }
 
     /// Keep `file`, read under `file.epoch`, unless a newer epoch is
@@ -250,6 +261,11 @@ mod tests {
         assert!(c.get("www", "a.html", 4).is_some());
         let (hits, misses, _) = c.stats();
         assert_eq!((hits, misses), (2, 2));
+        // `get_hit` counts hits only: its caller asks `get` after a miss.
+        assert!(c.get_hit("www", "a.html", 4).is_some());
+        assert!(c.get_hit("www", "a.html", 5).is_none());
+        assert_eq!(c.stats().0, 3);
+        assert_eq!(c.stats().1, 2);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use sen_core::NodeId;
 use tokio_util::sync::CancellationToken;
 
 use crate::types::Raft;
+use sen_raft::RaftMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FollowerLabel {
@@ -106,6 +107,8 @@ pub struct Metrics {
     /// Handles of `http_requests` / `http_seconds` by site, so counting a
     /// request allocates no label strings.
     http_handles: std::sync::RwLock<std::collections::HashMap<String, SiteHandles>>,
+    /// The followers that have a `raft_replication_lag_entries` series.
+    lag_series: std::sync::Mutex<BTreeSet<NodeId>>,
 }
 
 /// One site's series of the HTTP metrics (clones share the counts).
@@ -181,6 +184,7 @@ impl Metrics {
             archive_lag_seconds: Gauge::default(),
             content_cache: Default::default(),
             http_handles: Default::default(),
+            lag_series: Default::default(),
         };
         registry.register("raft_term", "Current Raft term", m.term.clone());
         registry.register(
@@ -499,37 +503,65 @@ fn idx(l: Option<&sen_raft::LogId>) -> i64 {
     l.map_or(0, |l| l.index as i64)
 }
 
-/// How often the Raft gauges follow the log (indexes, replication lag)
-/// when no role, leader or membership changes: a scrape every few seconds
-/// needs no more, and an idle node is not woken by every heartbeat.
-const GAUGES_EVERY: Duration = Duration::from_secs(1);
+impl Metrics {
+    /// Set the gauges that follow the Raft log (term, indexes, each
+    /// follower's lag) from `m`, this node (`me`)'s openraft metrics.
+    /// Called when `/metrics` is scraped (exact at every scrape, and no
+    /// timer wakes an idle node) and by [`watch_raft`].
+    pub fn set_raft_log(&self, me: NodeId, m: &RaftMetrics) {
+        // Terms only grow; the server metrics may have shown a newer one.
+        let term = m.current_term.max(m.vote.leader_id.term) as i64;
+        self.term.set(self.term.get().max(term));
+        self.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
+        self.commit_index.set(idx(m.local_committed.as_ref()));
+        self.applied_index.set(idx(m.last_applied.as_ref()));
+        self.snapshot_index.set(idx(m.snapshot.as_ref()));
+        self.purged_index.set(idx(m.purged.as_ref()));
+        let mut now = BTreeSet::new();
+        if let Some(repl) = &m.replication {
+            let last = m.last_log_index.unwrap_or(0);
+            for (id, matched) in repl {
+                if *id == me {
+                    continue;
+                }
+                let lag = last.saturating_sub(matched.as_ref().map_or(0, |l| l.index));
+                self.replication_lag
+                    .get_or_create(&FollowerLabel {
+                        follower: id.to_string(),
+                    })
+                    .set(lag as i64);
+                now.insert(*id);
+            }
+        }
+        let mut series = self.lag_series.lock().unwrap_or_else(|p| p.into_inner());
+        for gone in series.difference(&now) {
+            self.replication_lag.remove(&FollowerLabel {
+                follower: gone.to_string(),
+            });
+        }
+        *series = now;
+    }
+}
 
 /// Keep the Raft gauges in step with openraft's metrics until `stop`: at
 /// once when the role, the leader, the vote or the membership changes (the
-/// leader-change and election counters see each such change), and every
-/// [`GAUGES_EVERY`] for the indexes.
+/// leader-change and election counters see each such change). The gauges
+/// of the log's indexes are also set at every scrape
+/// ([`Metrics::set_raft_log`]), so no timer follows them.
 pub async fn watch_raft(raft: Raft, me: NodeId, metrics: std::sync::Arc<Metrics>, stop: CancellationToken) {
     let rx = raft.metrics();
     let mut server = raft.server_metrics();
-    let mut tick = tokio::time::interval(GAUGES_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_leader: Option<NodeId> = None;
     let mut last_self_vote_term = 0u64;
-    let mut followers: BTreeSet<NodeId> = BTreeSet::new();
     loop {
         {
             // Role, leader and vote from the server metrics (sent before the
             // whole metrics, which may not show the change yet).
             let s = server.borrow_watched().clone();
-            let m = rx.borrow_watched().clone();
-            metrics.term.set(m.current_term.max(s.vote.leader_id.term) as i64);
+            metrics.set_raft_log(me, &rx.borrow_watched());
+            metrics.term.set(metrics.term.get().max(s.vote.leader_id.term as i64));
             metrics.leader_id.set(s.current_leader.unwrap_or(0) as i64);
             metrics.is_leader.set(i64::from(s.state == ServerState::Leader));
-            metrics.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
-            metrics.commit_index.set(idx(m.local_committed.as_ref()));
-            metrics.applied_index.set(idx(m.last_applied.as_ref()));
-            metrics.snapshot_index.set(idx(m.snapshot.as_ref()));
-            metrics.purged_index.set(idx(m.purged.as_ref()));
             if s.current_leader != last_leader {
                 if last_leader.is_some() || s.current_leader.is_some() {
                     metrics.leader_changes.inc();
@@ -543,34 +575,10 @@ pub async fn watch_raft(raft: Raft, me: NodeId, metrics: std::sync::Arc<Metrics>
                 }
                 last_self_vote_term = s.vote.leader_id.term;
             }
-            let mut now = BTreeSet::new();
-            if let Some(repl) = &m.replication {
-                let last = m.last_log_index.unwrap_or(0);
-                for (id, matched) in repl {
-                    if *id == me {
-                        continue;
-                    }
-                    let lag = last.saturating_sub(matched.as_ref().map_or(0, |l| l.index));
-                    metrics
-                        .replication_lag
-                        .get_or_create(&FollowerLabel {
-                            follower: id.to_string(),
-                        })
-                        .set(lag as i64);
-                    now.insert(*id);
-                }
-            }
-            for gone in followers.difference(&now) {
-                metrics.replication_lag.remove(&FollowerLabel {
-                    follower: gone.to_string(),
-                });
-            }
-            followers = now;
         }
         tokio::select! {
             _ = stop.cancelled() => return,
             changed = server.changed() => if changed.is_err() { return },
-            _ = tick.tick() => {}
         }
     }
 }

@@ -109,6 +109,13 @@ impl Node {
         self.raft.metrics().borrow_watched().clone()
     }
 
+    /// Bring the gauges that follow the Raft log up to date (before
+    /// `/metrics` renders them).
+    pub fn refresh_raft_gauges(&self) {
+        self.metrics
+            .set_raft_log(self.id, &self.raft.metrics().borrow_watched());
+    }
+
     /// Mark the node as stopping: new client requests are refused.
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::SeqCst);

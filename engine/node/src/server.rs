@@ -336,7 +336,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         }
     };
     let http_stop = stop_servers.clone();
-    let http_router = crate::http::router(node.clone(), auth.clone());
+    let http_front = crate::http::front(node.clone(), auth.clone());
     let http_task = {
         let tls = tls.clone().filter(|_| cfg.tls.http).map(|t| (t, handshakes.clone()));
         let (node, limits, drain) = (
@@ -345,7 +345,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
             cfg.server.shutdown_step_timeout,
         );
         tokio::spawn(async move {
-            crate::http::serve::serve(node, http_listener, tls, http_router, limits, drain, http_stop).await;
+            crate::http::serve::serve(node, http_listener, tls, http_front, limits, drain, http_stop).await;
             Ok::<(), String>(())
         })
     };

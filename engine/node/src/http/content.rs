@@ -234,12 +234,25 @@ async fn serve(
 ) -> Response {
     let started = Instant::now();
     let resp = serve_inner(&node, &site, raw_path, &method, &headers, &mount).await;
+    let known = resp.extensions().get::<KnownSite>().is_some();
+    account(&node, &site, known, &headers, peer, started, &resp);
+    resp
+}
+
+/// Count an answer about `site` in the metrics and, for a site that
+/// exists (`known`), in the readers report; the node's own probes are
+/// neither.
+fn account(
+    node: &Node,
+    site: &str,
+    known: bool,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    started: Instant,
+    resp: &Response,
+) {
     // Only existing sites get their own metric series.
-    let label = if resp.extensions().get::<KnownSite>().is_some() {
-        site.as_str()
-    } else {
-        "-"
-    };
+    let label = if known { site } else { "-" };
     // The node's own probes (crate::probe) are not readers.
     let probe = headers
         .get(axum::http::header::USER_AGENT)
@@ -248,13 +261,95 @@ async fn serve(
     if !probe {
         let took = started.elapsed();
         node.metrics.observe_http(label, resp.status().as_u16(), took);
-        if label != "-"
-            && let Some(peer) = peer
-        {
-            count_reader(&node, &site, &resp, &headers, peer, took);
+        if known && let Some(peer) = peer {
+            count_reader(node, site, resp, headers, peer, took);
         }
     }
-    resp
+}
+
+/// The site and file path a request names, if it names one: through a
+/// virtual host (any path), or as `/sites/{site}/{path}` — decoded as the
+/// router decodes them (`None` where the router would refuse or redirect).
+pub fn site_file_of(node: &Node, uri_path: &str, headers: &HeaderMap) -> Option<(String, String)> {
+    match vhost_site(node, headers) {
+        Some(site) => Some((site, percent_decode(uri_path.trim_start_matches('/')))),
+        None => {
+            let (site, path) = uri_path.strip_prefix("/sites/")?.split_once('/')?;
+            Some((decode_utf8(site)?, decode_utf8(path)?))
+        }
+    }
+}
+
+/// Percent-decode as the router decodes path parameters: `None` when the
+/// result is not UTF-8 (the router answers 400).
+fn decode_utf8(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(hi << 4 | lo);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The file a request path inside a site names: `index.html` for a
+/// directory, normalised.
+fn file_path(raw_path: &str) -> Result<(String, bool), path::PathError> {
+    let wants_dir = raw_path.is_empty() || raw_path.ends_with('/');
+    let full = if wants_dir {
+        format!("{raw_path}index.html")
+    } else {
+        raw_path.to_owned()
+    };
+    Ok((path::normalize(&full)?, wants_dir))
+}
+
+/// The answer to a `GET` or `HEAD` of a site file that the served-file
+/// cache holds under the current content epoch, built without the router:
+/// the same response, headers, metrics and readers count as the router
+/// path gives it (`serve`). `None` for everything else, including every
+/// file of a private site while access control is on: the router path
+/// decides those (`super::guard`).
+pub fn from_cache(
+    node: &Node,
+    auth: &crate::auth::Auth,
+    method: &Method,
+    uri_path: &str,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Option<Response> {
+    let started = Instant::now();
+    if method != Method::GET && method != Method::HEAD {
+        return None;
+    }
+    let (site, raw_path) = site_file_of(node, uri_path, headers)?;
+    if auth.secure && auth.site_is_private(node, &site) {
+        return None;
+    }
+    let (p, _) = file_path(&raw_path).ok()?;
+    // Read before the state is: see crate::file_cache.
+    let epoch = node.state.content_epoch();
+    let f = node.files.get_hit(&site, &p, epoch)?;
+    let applied = node.state.applied_index();
+    let mut resp = serve_file(node, &f.head, applied, Source::Whole(f.body.clone()), method, headers);
+    account(node, &site, true, headers, Some(peer), started, &resp);
+    super::secure_headers(node, &mut resp);
+    Some(resp)
 }
 
 /// The UTC day of `now` (`YYYY-MM-DD`), formatted once a day per thread.
@@ -408,13 +503,7 @@ async fn serve_inner(
     if path::check_site_name(site).is_err() {
         return plain(StatusCode::NOT_FOUND, format!("no site {site:?}"));
     }
-    let wants_dir = raw_path.is_empty() || raw_path.ends_with('/');
-    let full = if wants_dir {
-        format!("{raw_path}index.html")
-    } else {
-        raw_path
-    };
-    let p = match path::normalize(&full) {
+    let (p, wants_dir) = match file_path(&raw_path) {
         Ok(p) => p,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
     };
@@ -524,7 +613,7 @@ enum Source {
 
 /// The response for a file that exists.
 fn serve_file(
-    node: &Arc<Node>,
+    node: &Node,
     head: &FileHead,
     applied: u64,
     body: Source,

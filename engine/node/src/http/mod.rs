@@ -35,6 +35,7 @@ use crate::node::Node;
 
 pub mod content;
 pub mod dashboard;
+pub mod front;
 pub mod serve;
 
 /// What the HTTP handlers need besides the node.
@@ -219,7 +220,13 @@ async fn guard(
     next.run(req).await
 }
 
-pub fn router(node: Arc<Node>, auth: Arc<Auth>) -> Router {
+/// Everything the HTTP listener answers: cached site files straight from
+/// [`front`], the rest through the router.
+pub fn front(node: Arc<Node>, auth: Arc<Auth>) -> front::Front {
+    front::Front::new(node.clone(), auth.clone(), router(node, auth))
+}
+
+fn router(node: Arc<Node>, auth: Arc<Auth>) -> Router {
     let h = HttpAuth {
         node: node.clone(),
         auth,
@@ -283,6 +290,12 @@ async fn harden(
     } else {
         next.run(req).await
     };
+    secure_headers(&node, &mut resp);
+    resp
+}
+
+/// `nosniff` on every answer and the configured CSP on every HTML page.
+pub fn secure_headers(node: &Node, resp: &mut axum::response::Response) {
     let headers = resp.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -299,7 +312,6 @@ async fn harden(
     {
         headers.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    resp
 }
 
 fn router_inner(node: Arc<Node>) -> Router {
@@ -379,6 +391,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
 /// OpenMetrics for clients that ask for it (a Prometheus server does), the
 /// Prometheus text format otherwise (curl, `promtool check metrics`).
 async fn metrics(State(node): State<Arc<Node>>, headers: HeaderMap) -> impl IntoResponse {
+    node.refresh_raft_gauges();
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()

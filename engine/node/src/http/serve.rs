@@ -49,13 +49,13 @@ impl HttpLimits {
     }
 }
 
-/// Serve `router` on `listener` (over TLS when `tls` is given) until
+/// Serve `front` on `listener` (over TLS when `tls` is given) until
 /// `stop`, then let open requests finish, bounded by `drain`.
 pub async fn serve(
     node: Arc<Node>,
     listener: TcpListener,
     tls: Option<(Arc<Reloader>, Handshakes)>,
-    router: axum::Router,
+    front: super::front::Front,
     limits: HttpLimits,
     drain: Duration,
     stop: CancellationToken,
@@ -117,8 +117,8 @@ pub async fn serve(
             continue;
         };
         match conn {
-            Conn::Plain(tcp, remote) => spawn_conn(&graceful, &router, limits, tcp, remote, None, permit),
-            Conn::Tls(s, remote, cert) => spawn_conn(&graceful, &router, limits, *s, remote, cert, permit),
+            Conn::Plain(tcp, remote) => spawn_conn(&graceful, &front, limits, tcp, remote, None, permit),
+            Conn::Tls(s, remote, cert) => spawn_conn(&graceful, &front, limits, *s, remote, cert, permit),
         }
     }
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
@@ -146,7 +146,7 @@ fn unspecified() -> std::net::SocketAddr {
 
 fn spawn_conn<IO>(
     graceful: &hyper_util::server::graceful::GracefulShutdown,
-    router: &axum::Router,
+    front: &super::front::Front,
     limits: HttpLimits,
     io: IO,
     remote: std::net::SocketAddr,
@@ -155,13 +155,7 @@ fn spawn_conn<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut app = router
-        .clone()
-        .layer(axum::Extension(axum::extract::ConnectInfo(remote)));
-    if let Some(cert) = cert {
-        app = app.layer(axum::Extension(cert));
-    }
-    let service = hyper_util::service::TowerToHyperService::new(app);
+    let service = front.connection(remote, cert);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -188,10 +182,17 @@ fn spawn_conn<IO>(
 
 /// A stream that fails with `TimedOut` once nothing has been read or
 /// written for `timeout` while someone waits on it.
+///
+/// Progress only records the time; the timer is moved when it fires
+/// early (to the last progress plus `timeout`), not on every read and
+/// write: one timer update per `timeout` of a busy connection instead of
+/// one per poll.
 pub struct Idle<IO> {
     io: IO,
     timer: Pin<Box<Sleep>>,
     timeout: Duration,
+    /// When something last moved.
+    last: Instant,
 }
 
 impl<IO> Idle<IO> {
@@ -200,7 +201,21 @@ impl<IO> Idle<IO> {
             io,
             timer: Box::pin(tokio::time::sleep(timeout)),
             timeout,
+            last: Instant::now(),
         }
+    }
+
+    /// Whether the connection has been idle for `timeout`; otherwise the
+    /// timer is armed to wake `cx` when it might be.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let deadline = self.last + self.timeout;
+            if deadline <= Instant::now() {
+                return true;
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+        false
     }
 
     /// What a poll of the stream means for the idle deadline: progress
@@ -208,11 +223,10 @@ impl<IO> Idle<IO> {
     fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match poll {
             Poll::Ready(r) => {
-                let deadline = Instant::now() + self.timeout;
-                self.timer.as_mut().reset(deadline);
+                self.last = Instant::now();
                 Poll::Ready(r)
             }
-            Poll::Pending if self.timer.as_mut().poll(cx).is_ready() => Poll::Ready(Err(timed_out())),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -252,7 +266,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Idle<IO> {
         // A finished flush is not progress (nothing new moved): it does
         // not move the deadline.
         match Pin::new(&mut self.io).poll_flush(cx) {
-            Poll::Pending if self.timer.as_mut().poll(cx).is_ready() => Poll::Ready(Err(timed_out())),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
             other => other,
         }
     }
