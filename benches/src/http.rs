@@ -30,12 +30,17 @@ pub struct Args {
     /// Rounds per file and mode (the report gives the median).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Also serve from a third cluster whose nodes run plaintext HTTP on
+    /// their main runtime (`server.http-threads = 0`): the column
+    /// "main runtime" shows what the HTTP threads bring.
+    #[arg(long)]
+    pub also_main_runtime: bool,
 }
 
 /// A 3-node cluster serving site `www` from `tree`; the follower that
 /// will serve the requests.
-async fn cluster(sen: &Path, root: &Path, tls: bool, tree: &Path) -> Result<(ProcessCluster, u64)> {
-    let mut c = ProcessCluster::new(sen, root, "")?.with_log("warn");
+async fn cluster(sen: &Path, root: &Path, tls: bool, tree: &Path, extra: &str) -> Result<(ProcessCluster, u64)> {
+    let mut c = ProcessCluster::new(sen, root, extra)?.with_log("warn");
     if !tls {
         c = c.insecure();
     }
@@ -62,12 +67,18 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     for (name, body) in &files {
         std::fs::write(www.join(name), body)?;
     }
-    let (plain, pf) = cluster(sen, &dir.join("plain"), false, &www).await?;
-    let (tls, tf) = cluster(sen, &dir.join("tls"), true, &www).await?;
+    let (plain, pf) = cluster(sen, &dir.join("plain"), false, &www, "").await?;
+    let (tls, tf) = cluster(sen, &dir.join("tls"), true, &www, "").await?;
+    let main_runtime = if a.also_main_runtime {
+        let extra = "[server]\nhttp-threads = 0\n";
+        Some(cluster(sen, &dir.join("main-runtime"), false, &www, extra).await?)
+    } else {
+        None
+    };
     let port = content::free_port()?;
     let _nginx = content::Nginx::start(&nginx_bin, &dir.join("nginx"), &www, port)?;
     let nginx_addr = format!("127.0.0.1:{port}");
-    let targets = [
+    let mut targets = vec![
         (
             "plaintext",
             format!("http://{}/sites/www", plain.http(pf)?),
@@ -84,6 +95,9 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
             sen_chaos::cluster::Web::plain(&nginx_addr),
         ),
     ];
+    if let Some((c, f)) = &main_runtime {
+        targets.push(("main runtime", format!("http://{}/sites/www", c.http(*f)?), c.web(*f)?));
+    }
     // Both serve the same bytes (to an anonymous visitor) before timing.
     for (mode, _, web) in &targets {
         for (name, body) in &files {
@@ -128,6 +142,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     }
     drop(plain);
     drop(tls);
+    drop(main_runtime);
     let spread = |file: &str, server: &str| {
         let mut v: Vec<f64> = rounds
             .iter()
@@ -139,11 +154,16 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     };
 
     let mut md = format!(
-        "## HTTP: Sen (plaintext, TLS) vs nginx\n\n{}\nCommand: `target/release/sen-benches http --out {} --wrk-duration {:?} --rounds {}` (wrk -t2 -c{}, keep-alive, no `Accept-Encoding`; one follower of each 3-node cluster serves a public site; nginx serves the same files from disk with sendfile on; median of {} interleaved rounds; client, servers and the other nodes share the machine)\n\n| file | plaintext req/s | TLS req/s | nginx req/s | **plaintext / nginx** | TLS / plaintext | plaintext MB/s | nginx MB/s | p50 / p99 ms (plaintext, TLS, nginx) | errors |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "## HTTP: Sen (plaintext, TLS) vs nginx\n\n{}\nCommand: `target/release/sen-benches http --out {} --wrk-duration {:?} --rounds {}{}` (wrk -t2 -c{}, keep-alive, no `Accept-Encoding`; one follower of each 3-node cluster serves a public site; nginx serves the same files from disk with sendfile on; median of {} interleaved rounds; client, servers and the other nodes share the machine)\n\n| file | plaintext req/s | TLS req/s | nginx req/s | **plaintext / nginx** | TLS / plaintext | plaintext MB/s | nginx MB/s | p50 / p99 ms (plaintext, TLS, nginx) | errors |\n|---|---|---|---|---|---|---|---|---|---|\n",
         machine.markdown(),
         out.display(),
         a.wrk_duration,
         a.rounds,
+        if a.also_main_runtime {
+            " --also-main-runtime"
+        } else {
+            ""
+        },
         a.connections,
         a.rounds
     );
@@ -181,6 +201,23 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
             spread(name, "tls"),
             spread(name, "nginx")
         ));
+    }
+    if a.also_main_runtime {
+        md.push_str(
+            "\nPlaintext on the nodes' main runtime (`server.http-threads = 0`) vs the HTTP threads (default), same run:\n\n| file | main runtime req/s (median) | HTTP threads req/s (median) | threads / main runtime | main runtime, every round |\n|---|---|---|---|---|\n",
+        );
+        for (name, _) in &files {
+            let find = |server: &str| rows.iter().find(|r| r.file == *name && r.server == server);
+            if let (Some(m), Some(p)) = (find("main runtime"), find("plaintext")) {
+                md.push_str(&format!(
+                    "| {name} | {:.0} | {:.0} | {:.2}× | {} |\n",
+                    m.requests_per_s,
+                    p.requests_per_s,
+                    p.requests_per_s / m.requests_per_s.max(1e-9),
+                    spread(name, "main runtime")
+                ));
+            }
+        }
     }
     report::write(
         out,

@@ -68,6 +68,9 @@ pub struct ProcessCluster {
     /// tmpfs mounts to undo when the cluster is dropped.
     mounts: Vec<PathBuf>,
     security: Option<Security>,
+    /// TLS for gRPC but plaintext HTTP (`tls.http = false`), as behind a
+    /// reverse proxy that terminates TLS.
+    plain_http: bool,
 }
 
 /// The cluster's CA and the credentials the harness uses.
@@ -228,7 +231,15 @@ impl ProcessCluster {
             nodes: BTreeMap::new(),
             mounts: Vec::new(),
             security: Some(security),
+            plain_http: false,
         })
+    }
+
+    /// Keep TLS and tokens but serve HTTP in plaintext (`tls.http =
+    /// false`, as behind a proxy that terminates TLS); [`Self::web`] then
+    /// speaks plain HTTP with the admin token. Call before `add`.
+    pub fn set_plain_http(&mut self) {
+        self.plain_http = true;
     }
 
     /// Use the CA in `dir` (made if absent) instead of one of its own:
@@ -316,10 +327,11 @@ impl ProcessCluster {
         if let Some(s) = &self.security {
             let pair = s.node_cert(id, &ip)?;
             config.push_str(&format!(
-                "\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+                "\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\nhttp = {}\n",
                 s.ca_path().display().to_string(),
                 pair.cert.display().to_string(),
-                pair.key.display().to_string()
+                pair.key.display().to_string(),
+                !self.plain_http
             ));
         }
         fs::write(&config_path, config)?;
@@ -604,6 +616,10 @@ impl ProcessCluster {
         let addr = self.http(id)?;
         Ok(match &self.security {
             None => Web::plain(&addr),
+            Some(s) if self.plain_http => Web {
+                token: s.admin_token.as_ref().map(|t| t.0.clone()),
+                ..Web::plain(&addr)
+            },
             // Like `client_options`: the admin token, else the admin
             // certificate.
             Some(s) => Web {

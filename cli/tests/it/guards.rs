@@ -231,6 +231,113 @@ async fn a_slow_loris_client_is_dropped_while_others_are_served() {
     assert!(closed, "the slow client still holds its connection after {T:?}");
 }
 
+/// Plaintext HTTP behind a proxy that terminates TLS (`tls.http = false`)
+/// is served on the node's HTTP threads (two here, `server.http-threads`)
+/// with every guard of the main runtime: a private site is refused without
+/// a token and served with one, cached or not; a slow-loris connection is
+/// dropped while others are served; connections past
+/// `http-max-connections` are closed and counted; and SIGTERM stops the
+/// node cleanly with connections open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_http_runs_on_its_own_threads_with_every_guard() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let extra = format!("{FAST}[server]\nhttp-threads = 2\nhttp-header-timeout = \"3s\"\nhttp-max-connections = 6\n");
+    let mut c = cluster("http-threads", &extra);
+    c.set_plain_http();
+    c.form(1).await.unwrap();
+    let admin = c.client().unwrap();
+    admin.create_site("noi-bo").await.unwrap();
+    let dir = c.root().join("t");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<p>Nội bộ</p>").unwrap();
+    admin.push("noi-bo", &dir, &Default::default(), None).await.unwrap();
+    admin.set_site_access("noi-bo", true).await.unwrap();
+    let web = c.web(1).unwrap();
+    assert!(!web.is_tls());
+    // The two threads run beside the main runtime's.
+    let pid = c.nodes[&1].pid().unwrap();
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("sen-http-"))
+        .collect();
+    assert_eq!(threads.len(), 2, "{threads:?}");
+    // The first read fills the served-file cache; the next are answered
+    // from it. A visitor without a token is refused every time.
+    for _ in 0..3 {
+        let r = web.request("GET", "/sites/noi-bo/", &[]).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, "<p>Nội bộ</p>".as_bytes());
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        let (code, _) = web.anonymous().get_status("/sites/noi-bo/").await.unwrap();
+        assert_eq!(code, 401);
+    }
+
+    // Slow loris: headers trickle in and never end; the header timeout
+    // closes the connection while others are served.
+    let mut slow = web.connect().await.unwrap();
+    slow.write_all(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let closed = loop {
+        assert_eq!(web.get_status("/livez").await.unwrap().0, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if slow.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            break true;
+        }
+        let mut buf = [0u8; 512];
+        if let Ok(r) = tokio::time::timeout(std::time::Duration::from_millis(1), slow.read(&mut buf)).await {
+            let text = String::from_utf8_lossy(&buf[..r.as_ref().map_or(0, |n| *n)]).to_string();
+            assert!(r.is_err() || text.is_empty() || text.contains(" 408 "), "{text}");
+            break true;
+        }
+        if started.elapsed() > T {
+            break false;
+        }
+    };
+    assert!(closed, "the slow client still holds its connection after {T:?}");
+    drop(slow);
+
+    // Six idle connections fill the node: the next is closed on arrival.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(web.connect().await.unwrap());
+    }
+    sen_chaos::wait_for("a seventh connection to be refused", T, || async {
+        Ok(web.get_status("/livez").await.is_err().then_some(()))
+    })
+    .await
+    .unwrap();
+    // Open connections still work, on whichever thread holds them.
+    for conn in held.iter_mut() {
+        conn.write_all(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    drop(held);
+    sen_chaos::wait_for("connections to be accepted again", T, || async {
+        Ok((web.get_status("/livez").await.ok().map(|r| r.0) == Some(200)).then_some(()))
+    })
+    .await
+    .unwrap();
+    let (_, m) = web.get_status("/metrics").await.unwrap();
+    let refused: u64 = m
+        .lines()
+        .find(|l| l.starts_with("sen_http_connections_refused_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 1, "{m}");
+
+    // SIGTERM with a kept-alive connection open: a clean exit.
+    let _open = web.connect().await.unwrap();
+    assert_eq!(c.terminate(1, std::time::Duration::from_secs(30)).unwrap(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_endpoints_answer_only_under_admin_host_names_and_pages_are_hardened() {
     let extra = format!(

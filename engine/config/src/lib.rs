@@ -546,6 +546,10 @@ pub struct ServerConfig {
     pub http_idle_timeout: Duration,
     /// Most HTTP connections open at once; more are closed on arrival.
     pub http_max_connections: usize,
+    /// Threads that serve plaintext HTTP connections, each with its own
+    /// single-threaded runtime (a connection stays on one thread); by
+    /// default one per CPU core; `0`: on the node's main runtime.
+    pub http_threads: usize,
     /// Host names under which the node's own endpoints (`/livez`,
     /// `/readyz`, `/metrics`) answer, besides IP addresses and
     /// `localhost`. Under any other Host they are not found.
@@ -575,6 +579,7 @@ impl Default for ServerConfig {
             http_header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
             http_max_connections: 10_000,
+            http_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             admin_hosts: Vec::new(),
             max_request_timeout: Duration::from_secs(600),
             disk_reserve_bytes: 2 << 30,
@@ -779,6 +784,9 @@ impl NodeConfig {
                 "server.http-header-timeout, server.http-idle-timeout and server.http-max-connections must be positive"
                     .into(),
             );
+        }
+        if srv.http_threads > 256 {
+            return bad("server.http-threads must be at most 256 (0: serve HTTP on the main runtime)".into());
         }
         if srv.disk_reserve_percent > 50 {
             return bad("server.disk-reserve-percent must be at most 50".into());

@@ -13,6 +13,13 @@
 //! - request bodies are never read (every route is a GET or HEAD).
 //!
 //! TLS handshakes are bounded before this (`crate::tls::accept`).
+//!
+//! Plaintext connections are served on `server.http-threads` threads, each
+//! with its own single-threaded runtime: the accept loop hands each new
+//! connection to the next thread in turn, and the connection stays there
+//! until it closes, so a request costs no wake-up of another thread (the
+//! node's main runtime moves tasks between its workers). HTTPS connections
+//! stay on the main runtime, where their handshake ran.
 
 use std::future::Future;
 use std::io;
@@ -37,6 +44,8 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Threads for plaintext connections (see the module docs).
+    pub threads: usize,
 }
 
 impl HttpLimits {
@@ -45,6 +54,7 @@ impl HttpLimits {
             header_timeout: c.http_header_timeout,
             idle_timeout: c.http_idle_timeout,
             max_connections: c.http_max_connections,
+            threads: c.http_threads,
         }
     }
 }
@@ -73,6 +83,10 @@ pub async fn serve(
             stop.clone(),
         )),
         None => Source::Plain(listener),
+    };
+    let mut threads = match &source {
+        Source::Plain(_) => Threads::start(&front, limits, drain, &stop),
+        Source::Tls(_) => Threads::default(),
     };
     loop {
         let conn = match &mut source {
@@ -117,12 +131,135 @@ pub async fn serve(
             continue;
         };
         match conn {
-            Conn::Plain(tcp, remote) => spawn_conn(&graceful, &front, limits, tcp, remote, None, permit),
+            Conn::Plain(tcp, remote) => {
+                if let Some((tcp, permit)) = threads.hand_over(tcp, remote, permit) {
+                    spawn_conn(&graceful, &front, limits, tcp, remote, None, permit);
+                }
+            }
             Conn::Tls(s, remote, cert) => spawn_conn(&graceful, &front, limits, *s, remote, cert, permit),
         }
     }
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    let (here, there) = tokio::join!(tokio::time::timeout(drain, graceful.shutdown()), threads.stopped(drain));
+    if here.is_err() || !there {
         tracing::warn!("HTTP connections still open after {drain:?}; closing");
+    }
+}
+
+/// A plaintext connection handed to a thread of [`Threads`].
+type Handover = (
+    std::net::TcpStream,
+    std::net::SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+/// The threads that serve plaintext connections (see the module docs).
+#[derive(Default)]
+struct Threads {
+    queues: Vec<tokio::sync::mpsc::UnboundedSender<Handover>>,
+    done: Vec<tokio::sync::oneshot::Receiver<()>>,
+    next: usize,
+}
+
+impl Threads {
+    /// Start `limits.threads` threads serving `front` until `stop`, each
+    /// draining its connections for at most `drain` then. A thread that
+    /// cannot start is logged and skipped: its share stays on the main
+    /// runtime.
+    fn start(front: &super::front::Front, limits: HttpLimits, drain: Duration, stop: &CancellationToken) -> Self {
+        let mut t = Threads::default();
+        for i in 0..limits.threads {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(
+                        "cannot start HTTP thread {i} ({e}); its connections are served by the main runtime"
+                    );
+                    continue;
+                }
+            };
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let (front, stop) = (front.clone(), stop.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("sen-http-{i}"))
+                .spawn(move || {
+                    rt.block_on(serve_handed(front, limits, drain, stop, rx));
+                    let _ = done_tx.send(());
+                });
+            match spawned {
+                Ok(_) => {
+                    t.queues.push(tx);
+                    t.done.push(done_rx);
+                }
+                Err(e) => tracing::error!(
+                    "cannot start HTTP thread {i} ({e}); its connections are served by the main runtime"
+                ),
+            }
+        }
+        t
+    }
+
+    /// Give `tcp` to the next thread; back to the caller when there is
+    /// none (or it has stopped), to serve it here.
+    fn hand_over(
+        &mut self,
+        tcp: tokio::net::TcpStream,
+        remote: std::net::SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+        if self.queues.is_empty() {
+            return Some((tcp, permit));
+        }
+        self.next = (self.next + 1) % self.queues.len();
+        // Deregistered from this runtime; the thread registers it with its own.
+        let std = match tcp.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%remote, "HTTP connection lost before it was handed over: {e}");
+                return None;
+            }
+        };
+        match self.queues[self.next].send((std, remote, permit)) {
+            Ok(()) => None,
+            Err(tokio::sync::mpsc::error::SendError((std, _, permit))) => {
+                tokio::net::TcpStream::from_std(std).ok().map(|tcp| (tcp, permit))
+            }
+        }
+    }
+
+    /// Wait (at most `drain` plus a second) for every thread to finish
+    /// its connections; whether all did.
+    async fn stopped(self, drain: Duration) -> bool {
+        drop(self.queues);
+        let all = futures::future::join_all(self.done);
+        tokio::time::timeout(drain + Duration::from_secs(1), all).await.is_ok()
+    }
+}
+
+/// The loop of one HTTP thread: serve the connections handed to it until
+/// `stop`, then let them finish, bounded by `drain`.
+async fn serve_handed(
+    front: super::front::Front,
+    limits: HttpLimits,
+    drain: Duration,
+    stop: CancellationToken,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Handover>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            h = rx.recv() => match h {
+                Some((std, remote, permit)) => match tokio::net::TcpStream::from_std(std) {
+                    Ok(tcp) => spawn_conn(&graceful, &front, limits, tcp, remote, None, permit),
+                    Err(e) => tracing::warn!(%remote, "cannot serve an HTTP connection on this thread: {e}"),
+                },
+                None => break,
+            },
+        }
+    }
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::debug!("HTTP connections of this thread still open after {drain:?}; closing");
     }
 }
 
