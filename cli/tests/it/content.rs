@@ -397,6 +397,83 @@ async fn http_semantics_and_virtual_hosts() {
         let r = http.request("GET", "/sites/congbao/%FF", &[]).await.unwrap();
         assert!(r.status == 400 || r.status == 404, "{}", r.status);
     }
+    // Content-Encoding: zstd straight from the stored chunks, for a
+    // client that asks for it: the same bytes once decoded, its own ETag,
+    // `Vary`, fewer bytes; ranges and incompressible files stay plain.
+    let page = "<tr><td>Quyết định số 1234/QĐ-UBND</td><td>Đồng Tháp</td></tr>\n".repeat(4000);
+    let zstd_page = |r: &sen_chaos::cluster::HttpResponse| {
+        sen_content::zstd_ctx::decompress(&r.body, page.len()).expect("a valid zstd stream")
+    };
+    {
+        let dir = c.root().join("t");
+        std::fs::write(dir.join("van-ban/list.html"), &page).unwrap();
+        push_json(&eps, "congbao", &dir, &[]);
+    }
+    let zstd = [("Accept-Encoding", "gzip, deflate, br, zstd")];
+    let mut zstd_etag = String::new();
+    for round in 0..3 {
+        // The first fills the served-file cache, the next come from it.
+        let r = http
+            .request("GET", "/sites/congbao/van-ban/list.html", &zstd)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some("zstd"), "round {round}");
+        assert_eq!(r.header("vary"), Some("accept-encoding"));
+        assert!(r.body.len() * 10 < page.len(), "{} bytes on the wire", r.body.len());
+        assert_eq!(zstd_page(&r), page.as_bytes());
+        zstd_etag = r.header("etag").unwrap().to_owned();
+        assert!(zstd_etag.ends_with(".zst\""), "{zstd_etag}");
+    }
+    let plain = http
+        .request("GET", "/sites/congbao/van-ban/list.html", &[])
+        .await
+        .unwrap();
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("accept-encoding"));
+    assert_eq!(plain.body, page.as_bytes());
+    assert_ne!(plain.header("etag"), Some(zstd_etag.as_str()));
+    let r = http
+        .request(
+            "GET",
+            "/sites/congbao/van-ban/list.html",
+            &[("Accept-Encoding", "zstd"), ("If-None-Match", &zstd_etag)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 304);
+    let r = http
+        .request("HEAD", "/sites/congbao/van-ban/list.html", &zstd)
+        .await
+        .unwrap();
+    assert_eq!(r.header("content-encoding"), Some("zstd"));
+    assert_eq!(r.header("etag"), Some(zstd_etag.as_str()));
+    let r = http
+        .request(
+            "GET",
+            "/sites/congbao/van-ban/list.html",
+            &[("Accept-Encoding", "zstd"), ("Range", "bytes=10-19")],
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.header("content-encoding")), (206, None));
+    assert_eq!(r.body, page.as_bytes()[10..20]);
+    let r = http
+        .request(
+            "GET",
+            "/sites/congbao/van-ban/list.html",
+            &[("Accept-Encoding", "zstd;q=0, gzip")],
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.header("content-encoding"), r.body.len()), (None, page.len()));
+    // Incompressible: plain, and nothing varies.
+    let r = http
+        .request("GET", "/sites/congbao/van-ban/201.pdf", &zstd)
+        .await
+        .unwrap();
+    assert_eq!((r.header("content-encoding"), r.header("vary")), (None, None));
+    assert_eq!(r.body, body);
     // Per-site metrics.
     let m = http.get("/metrics").await.unwrap();
     assert!(

@@ -130,6 +130,46 @@ impl StoredChunk {
     pub fn stored_len(&self) -> usize {
         self.data.len()
     }
+
+    /// The chunk as one zstd frame, for `Content-Encoding: zstd`: the
+    /// stored frame itself, or a raw chunk wrapped in a frame of raw
+    /// blocks (no compression work either way). Frames concatenate into
+    /// one valid zstd stream, so a file's body is its chunks' frames in
+    /// order. Only for a chunk [`decode`](Self::decode) accepted.
+    pub fn zstd_frame(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.encoding {
+            Encoding::Zstd => std::borrow::Cow::Borrowed(&self.data),
+            Encoding::Raw => std::borrow::Cow::Owned(raw_zstd_frame(&self.data)),
+        }
+    }
+}
+
+/// `data` as one zstd frame of raw (stored, uncompressed) blocks (RFC 8878
+/// section 3.1.1): single segment, 4-byte content size, no checksum (the
+/// chunk's blake3 was checked when it was read), blocks of at most
+/// 128 KiB.
+pub fn raw_zstd_frame(data: &[u8]) -> Vec<u8> {
+    const MAGIC: u32 = 0xFD2F_B528;
+    const MAX_BLOCK: usize = 128 * 1024;
+    let blocks = data.len().div_ceil(MAX_BLOCK).max(1);
+    let mut out = Vec::with_capacity(4 + 1 + 4 + 3 * blocks + data.len());
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    // Frame_Content_Size_flag = 2 (4 bytes), Single_Segment_flag = 1.
+    out.push(0b1010_0000);
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let mut parts = data.chunks(MAX_BLOCK).peekable();
+    if parts.peek().is_none() {
+        // An empty frame: one empty last block.
+        out.extend_from_slice(&[1, 0, 0]);
+    }
+    while let Some(block) = parts.next() {
+        let last = u32::from(parts.peek().is_none());
+        // Last_Block, Block_Type 0 (raw), Block_Size.
+        let header = last | ((block.len() as u32) << 3);
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(block);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -170,6 +210,47 @@ mod tests {
         let mut r = StoredChunk::encode(b"x", 3).unwrap();
         r.data = b"y".to_vec();
         assert!(r.decode().unwrap_err().to_string().contains("does not match its hash"));
+    }
+
+    /// Every chunk's frame decodes (with the zstd library, as a browser
+    /// would) to its plaintext, alone and concatenated with others.
+    #[test]
+    fn zstd_frames_of_raw_and_compressed_chunks_decode_to_the_plaintext() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        let text = "Chỉ thị số 12/CT-UBND về công tác chuyển đổi số. ".repeat(3000);
+        let mut all_plain = Vec::new();
+        let mut all_frames = Vec::new();
+        for data in [
+            Vec::new(),
+            b"x".to_vec(),
+            noise(1000),
+            noise(128 * 1024),
+            noise(128 * 1024 + 1),
+            noise(MAX_CHUNK_BYTES),
+            text.as_bytes().to_vec(),
+        ] {
+            let c = StoredChunk::encode(&data, 3).unwrap();
+            let frame = c.zstd_frame();
+            assert_eq!(zstd::decode_all(&frame[..]).unwrap(), data, "{} bytes", data.len());
+            all_plain.extend_from_slice(&data);
+            all_frames.extend_from_slice(&frame);
+        }
+        assert_eq!(zstd::decode_all(&all_frames[..]).unwrap(), all_plain);
+        // Golden bytes of a small raw frame (RFC 8878 layout).
+        assert_eq!(
+            raw_zstd_frame(b"ab"),
+            [0x28, 0xB5, 0x2F, 0xFD, 0xA0, 2, 0, 0, 0, 0x11, 0, 0, b'a', b'b']
+        );
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! no hashing (`crate::http::content` fills and reads it).
 //!
 //! What it holds: for a `(site, path)`, the verified bytes of the file
-//! (decoded and checked against the chunk hashes once, at fill) and the
-//! response headers that depend only on the file, built once.
+//! (decoded and checked against the chunk hashes once, at fill), its
+//! `Content-Encoding: zstd` form when it has one (the stored chunks'
+//! frames), and the response headers that depend only on the file, built
+//! once.
 //!
 //! Invariants:
 //! - **Never stale.** Every entry carries the state's content epoch
@@ -50,6 +52,9 @@ pub struct CachedFile {
     pub epoch: u64,
     pub head: FileHead,
     pub body: Bytes,
+    /// Its `Content-Encoding: zstd` form, when it has one (see
+    /// `crate::http::content`).
+    pub zstd: Option<Bytes>,
 }
 
 /// The headers of a file's response that depend only on the file.
@@ -58,6 +63,8 @@ pub struct FileHead {
     pub size: u64,
     /// `"<blake3 hex>"` (with the quotes).
     pub etag: HeaderValue,
+    /// `"<blake3 hex>.zst"`: the ETag of the zstd form.
+    pub zstd_etag: HeaderValue,
     pub content_type: HeaderValue,
     pub last_modified: HeaderValue,
     /// The deployment the file belongs to (`X-Sen-Revision`).
@@ -109,8 +116,8 @@ fn slot(key: &str, n: usize) -> usize {
     (h % n as u64) as usize
 }
 
-fn cost(key: &str, body: &Bytes) -> usize {
-    key.len() + body.len() + ENTRY_OVERHEAD
+fn cost(key: &str, file: &CachedFile) -> usize {
+    key.len() + file.body.len() + file.zstd.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD
 }
 
 impl FileCache {
@@ -186,7 +193,11 @@ impl FileCache {
             return;
         }
         let k = key(site, path);
-        let c = cost(&k, &file.body);
+        let c = cost(&k, &file);
+        if c > self.shard_bytes {
+            // With its zstd form it would not fit its shard.
+            return;
+        }
         let mut s = self.shard(&k);
         if s.epoch != file.epoch {
             if s.epoch > file.epoch {
@@ -200,13 +211,13 @@ impl FileCache {
             self.bytes.dec_by(freed as i64);
         }
         if let Some(old) = s.lru.pop(&k) {
-            let freed = cost(&k, &old.body);
+            let freed = cost(&k, &old);
             s.bytes -= freed;
             self.bytes.dec_by(freed as i64);
         }
         while s.bytes + c > self.shard_bytes {
             let Some((ok, old)) = s.lru.pop_lru() else { break };
-            let freed = cost(&ok, &old.body);
+            let freed = cost(&ok, &old);
             s.bytes -= freed;
             self.bytes.dec_by(freed as i64);
         }
@@ -238,12 +249,14 @@ mod tests {
             head: FileHead {
                 size: len as u64,
                 etag: v.clone(),
+                zstd_etag: v.clone(),
                 content_type: v.clone(),
                 last_modified: v.clone(),
                 revision: v,
                 html: false,
             },
             body: Bytes::from(vec![7u8; len]),
+            zstd: None,
         })
     }
 

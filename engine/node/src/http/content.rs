@@ -11,6 +11,14 @@
 //! `Range` gives 206. Files the served-file cache takes
 //! (`crate::file_cache`) are answered from memory after their first read;
 //! larger ones stream chunk by chunk: memory does not grow with file size.
+//!
+//! `Content-Encoding: zstd`: a cached file whose stored chunks make a zstd
+//! stream at least 1/16 smaller than the file is sent as that stream to a
+//! client whose `Accept-Encoding` names `zstd` — the stored frames as
+//! they are (raw chunks wrapped in raw-block frames), so no byte is
+//! compressed on a request. Its ETag is the file's with `.zst`, both
+//! forms carry `Vary: Accept-Encoding`, and a `Range` request always gets
+//! the plain bytes.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -346,7 +354,7 @@ pub fn from_cache(
     let epoch = node.state.content_epoch();
     let f = node.files.get_hit(&site, &p, epoch)?;
     let applied = node.state.applied_index();
-    let mut resp = serve_file(node, &f.head, applied, Source::Whole(f.body.clone()), method, headers);
+    let mut resp = serve_file(node, &f.head, applied, Source::cached(&f), method, headers);
     account(node, &site, true, headers, Some(peer), started, &resp);
     super::secure_headers(node, &mut resp);
     Some(resp)
@@ -422,7 +430,14 @@ fn count_reader(node: &Node, site: &str, resp: &Response, headers: &HeaderMap, p
 
 /// A file's record, the applied index it was read at, and its whole
 /// content when the caller asked for it (`want_data` said yes for its size).
-type Found = (Option<FileRecord>, u64, Option<Vec<u8>>);
+type Found = (Option<FileRecord>, u64, Option<Whole>);
+
+/// A file's whole content, verified, and its `Content-Encoding: zstd`
+/// form when that is worth serving.
+pub struct Whole {
+    plain: Vec<u8>,
+    zstd: Option<Vec<u8>>,
+}
 
 /// Read the record of `p` and, if `want_data(size)`, its content, in one
 /// hop to the blocking pool.
@@ -446,23 +461,61 @@ async fn lookup(
     .map_err(|e| e.to_string())?
 }
 
-/// The whole content of a file, each chunk checked against its hash.
-fn read_whole(state: &StateDb, r: &FileRecord) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(r.size as usize);
-    for piece in pieces(&r.chunks, 0, r.size) {
-        out.extend_from_slice(&read_piece(state, &piece)?);
+/// The whole content of a file, each chunk checked against its hash, and
+/// its zstd form: the stored chunks' frames in order (a raw chunk wrapped
+/// in a frame of raw blocks; `StoredChunk::zstd_frame`), kept only when
+/// it is at least 1/16 smaller (the rule chunks are stored by).
+fn read_whole(state: &StateDb, r: &FileRecord) -> Result<Whole, String> {
+    let mut plain = Vec::with_capacity(r.size as usize);
+    let mut zstd: Option<Vec<u8>> = Some(Vec::new());
+    for p in pieces(&r.chunks, 0, r.size) {
+        let chunk = state
+            .chunk(&p.id)
+            .map_err(|e| format!("cannot read chunk {}: {e}", p.id))?
+            .ok_or_else(|| format!("chunk {} is missing from this node", p.id))?;
+        let decoded = chunk.decode().map_err(|e| e.to_string())?;
+        if p.to > decoded.len() || p.from > p.to {
+            return Err(format!("chunk {} is shorter than the file says", p.id));
+        }
+        plain.extend_from_slice(&decoded[p.from..p.to]);
+        // A file that uses part of a chunk has no zstd form.
+        match zstd.as_mut() {
+            Some(z) if p.from == 0 && p.to == decoded.len() => z.extend_from_slice(&chunk.zstd_frame()),
+            _ => zstd = None,
+        }
     }
-    Ok(out)
+    let zstd = zstd.filter(|z| !plain.is_empty() && z.len() + plain.len() / 16 < plain.len());
+    Ok(Whole { plain, zstd })
+}
+
+/// Whether the client takes `Content-Encoding: zstd` (`Accept-Encoding`
+/// names it with a non-zero weight).
+fn accepts_zstd(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            let weight = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            name.eq_ignore_ascii_case("zstd") && weight > 0.0
+        })
 }
 
 impl FileHead {
     fn of(p: &str, rec: &FileRecord) -> Self {
-        let etag = format!("\"{}\"", blake3::Hash::from(rec.blake3).to_hex());
+        let hash = blake3::Hash::from(rec.blake3).to_hex();
         let ct = content_type(p);
         let value = |s: String| HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""));
         FileHead {
             size: rec.size,
-            etag: value(etag),
+            etag: value(format!("\"{hash}\"")),
+            zstd_etag: value(format!("\"{hash}.zst\"")),
             html: ct.starts_with("text/html"),
             content_type: value(ct),
             last_modified: value(httpdate::fmt_http_date(
@@ -474,18 +527,19 @@ impl FileHead {
 }
 
 /// A cache entry for a file read under `epoch`, if its content is whole.
-fn cached(epoch: u64, p: &str, rec: &FileRecord, data: Vec<u8>) -> Result<Arc<CachedFile>, String> {
-    if data.len() as u64 != rec.size {
+fn cached(epoch: u64, p: &str, rec: &FileRecord, data: Whole) -> Result<Arc<CachedFile>, String> {
+    if data.plain.len() as u64 != rec.size {
         return Err(format!(
             "{p}: its chunks hold {} bytes, its record says {}",
-            data.len(),
+            data.plain.len(),
             rec.size
         ));
     }
     Ok(Arc::new(CachedFile {
         epoch,
         head: FileHead::of(p, rec),
-        body: Bytes::from(data),
+        body: Bytes::from(data.plain),
+        zstd: data.zstd.map(Bytes::from),
     }))
 }
 
@@ -515,16 +569,11 @@ async fn serve_inner(
     let epoch = node.state.content_epoch();
     if let Some(f) = node.files.get(site, &p, epoch) {
         let applied = node.state.applied_index();
-        return known(serve_file(
-            node,
-            &f.head,
-            applied,
-            Source::Whole(f.body.clone()),
-            method,
-            headers,
-        ));
+        return known(serve_file(node, &f.head, applied, Source::cached(&f), method, headers));
     }
-    let get = method == Method::GET;
+    // A HEAD that may be answered in zstd reads the file as a GET would,
+    // so both describe the same representation.
+    let get = method == Method::GET || accepts_zstd(headers);
     // Small files come with their record (one hop); larger ones below.
     let (rec, applied, data) = match lookup(node, site, &p, move |size| get && size <= SMALL).await {
         Ok(r) => r,
@@ -597,7 +646,7 @@ async fn serve_inner(
         node,
         &file.head,
         applied,
-        Source::Whole(file.body.clone()),
+        Source::cached(&file),
         method,
         headers,
     ))
@@ -605,10 +654,19 @@ async fn serve_inner(
 
 /// Where a response's body comes from.
 enum Source {
-    /// The whole file, verified.
-    Whole(Bytes),
+    /// The whole file, verified, and its zstd form if it has one.
+    Whole { plain: Bytes, zstd: Option<Bytes> },
     /// The file's chunks, read and verified as they are sent.
     Chunks(Vec<sen_content::ChunkRef>),
+}
+
+impl Source {
+    fn cached(f: &CachedFile) -> Self {
+        Source::Whole {
+            plain: f.body.clone(),
+            zstd: f.zstd.clone(),
+        }
+    }
 }
 
 /// The response for a file that exists.
@@ -621,7 +679,22 @@ fn serve_file(
     headers: &HeaderMap,
 ) -> Response {
     let mut h = HeaderMap::with_capacity(12);
-    h.insert(header::ETAG, head.etag.clone());
+    // The zstd form when the file has one, the client takes it and asks
+    // for no range (ranges are answered on the plain bytes).
+    let has_zstd = matches!(&body, Source::Whole { zstd: Some(_), .. });
+    let zstd = match &body {
+        Source::Whole { zstd: Some(z), .. } if !headers.contains_key(header::RANGE) && accepts_zstd(headers) => {
+            Some(z.clone())
+        }
+        _ => None,
+    };
+    h.insert(
+        header::ETAG,
+        if zstd.is_some() { &head.zstd_etag } else { &head.etag }.clone(),
+    );
+    if has_zstd {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
     h.insert(header::CONTENT_TYPE, head.content_type.clone());
     h.insert(header::LAST_MODIFIED, head.last_modified.clone());
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -635,7 +708,7 @@ fn serve_file(
         header::HeaderName::from_static("x-sen-applied"),
         HeaderValue::from(applied),
     );
-    let etag = head.etag.to_str().unwrap_or_default();
+    let etag = h.get(header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let size = head.size;
 
     if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
@@ -645,6 +718,15 @@ fn serve_file(
     {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
+    if let Some(z) = zstd {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(z.len()));
+        if *method == Method::HEAD {
+            return (StatusCode::OK, h).into_response();
+        }
+        return (StatusCode::OK, h, Body::from(z)).into_response();
+    }
+    let etag = head.etag.to_str().unwrap_or_default();
     // A Range under an If-Range that is not this version's ETag is ignored:
     // resuming a download across a deployment gets the whole new file
     // instead of stitching two versions together.
@@ -670,8 +752,8 @@ fn serve_file(
         return (status, h).into_response();
     }
     let chunks = match body {
-        Source::Whole(bytes) => {
-            return (status, h, Body::from(bytes.slice(start as usize..end as usize))).into_response();
+        Source::Whole { plain, .. } => {
+            return (status, h, Body::from(plain.slice(start as usize..end as usize))).into_response();
         }
         Source::Chunks(chunks) => chunks,
     };
