@@ -286,13 +286,18 @@ fn parse_size_mb(s: &str) -> f64 {
 }
 
 pub(crate) fn wrk(wrk: &Path, url: &str, a: &Args, server: &str, file: &str) -> Result<WrkRow> {
-    let out = run_ok(
-        Command::new(wrk)
-            .args(["-t2", &format!("-c{}", a.connections)])
-            .arg(format!("-d{}s", a.wrk_duration.as_secs().max(1)))
-            .args(["--latency", "--timeout", "10s", url]),
-        "wrk",
-    )?;
+    wrk_with(wrk, url, a, server, file, &[])
+}
+
+/// [`wrk`] sending `headers` (`Name: value`) with every request.
+pub(crate) fn wrk_with(wrk: &Path, url: &str, a: &Args, server: &str, file: &str, headers: &[&str]) -> Result<WrkRow> {
+    let mut cmd = Command::new(wrk);
+    cmd.args(["-t2", &format!("-c{}", a.connections)])
+        .arg(format!("-d{}s", a.wrk_duration.as_secs().max(1)));
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let out = run_ok(cmd.args(["--latency", "--timeout", "10s", url]), "wrk")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let field = |prefix: &str| {
         text.lines()
@@ -337,7 +342,7 @@ impl Nginx {
         std::fs::create_dir_all(dir.join("logs"))?;
         let user = if nix_is_root() { "user root;\n" } else { "" };
         let conf = format!(
-            "{user}worker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  server {{ listen 127.0.0.1:{port}; root {r}; }}\n}}\n",
+            "{user}worker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n  gzip on;\n  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  server {{ listen 127.0.0.1:{port}; root {r}; }}\n}}\n",
             d = dir.display(),
             r = root.display()
         );

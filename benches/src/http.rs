@@ -140,6 +140,31 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
             rows.push(rs[rs.len() / 2].clone());
         }
     }
+    // The compressible page as a browser asks for it: Sen sends the
+    // stored chunks' zstd frames, nginx gzips it on the fly (`gzip on`,
+    // level 1); bytes per response from wrk's transfer rate.
+    let page_url = |i: usize| format!("{}/page.html", targets[i].1);
+    let mut encoded: Vec<WrkRow> = Vec::new();
+    for _ in 0..a.rounds.max(1) {
+        for (i, label, header) in [
+            (0, "Sen zstd", "Accept-Encoding: zstd"),
+            (2, "nginx gzip", "Accept-Encoding: gzip"),
+        ] {
+            encoded.push(content::wrk_with(
+                &wrk_bin,
+                &page_url(i),
+                &wrk_args,
+                label,
+                "page.html",
+                &[header],
+            )?);
+        }
+    }
+    let encoded_median = |server: &str| {
+        let mut v: Vec<&WrkRow> = encoded.iter().filter(|r| r.server == server).collect();
+        v.sort_by(|x, y| x.requests_per_s.total_cmp(&y.requests_per_s));
+        v.get(v.len() / 2).map(|r| (*r).clone())
+    };
     drop(plain);
     drop(tls);
     drop(main_runtime);
@@ -202,6 +227,38 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
             spread(name, "nginx")
         ));
     }
+    let page_len = files
+        .iter()
+        .find(|(n, _)| *n == "page.html")
+        .map_or(0, |(_, b)| b.len());
+    if let (Some(z), Some(g), Some(p)) = (
+        encoded_median("Sen zstd"),
+        encoded_median("nginx gzip"),
+        rows.iter().find(|r| r.file == "page.html" && r.server == "plaintext"),
+    ) {
+        let per = |r: &WrkRow| r.mb_per_s * 1e6 / r.requests_per_s.max(1e-9);
+        let spread = |server: &str| {
+            let mut v: Vec<f64> = encoded
+                .iter()
+                .filter(|r| r.server == server)
+                .map(|r| r.requests_per_s)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" / ")
+        };
+        md.push_str(&format!(
+            "\npage.html ({page_len} bytes) as a browser asks for it, same run (median of {} rounds; bytes per response = wrk's transfer rate / req/s, headers included):\n\n| | Sen, `Accept-Encoding: zstd` (stored frames) | nginx, `Accept-Encoding: gzip` (`gzip on`, level 1) | Sen, no `Accept-Encoding` |\n|---|---|---|---|\n| req/s | {:.0} | {:.0} | {:.0} |\n| bytes per response | {:.0} | {:.0} | {:.0} |\n| every round, req/s | {} | {} | (above) |\n",
+            a.rounds,
+            z.requests_per_s,
+            g.requests_per_s,
+            p.requests_per_s,
+            per(&z),
+            per(&g),
+            per(p),
+            spread("Sen zstd"),
+            spread("nginx gzip"),
+        ));
+    }
     if a.also_main_runtime {
         md.push_str(
             "\nPlaintext on the nodes' main runtime (`server.http-threads = 0`) vs the HTTP threads (default), same run:\n\n| file | main runtime req/s (median) | HTTP threads req/s (median) | threads / main runtime | main runtime, every round |\n|---|---|---|---|---|\n",
@@ -222,7 +279,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     report::write(
         out,
         "http",
-        &json!({"machine": machine, "args": format!("{a:?}"), "rows": rows, "rounds": rounds}),
+        &json!({"machine": machine, "args": format!("{a:?}"), "rows": rows, "rounds": rounds, "encoded": encoded}),
         &md,
     )
 }

@@ -546,7 +546,7 @@ pub struct ServerConfig {
     pub http_idle_timeout: Duration,
     /// Most HTTP connections open at once; more are closed on arrival.
     pub http_max_connections: usize,
-    /// Threads that serve plaintext HTTP connections, each with its own
+    /// Threads that serve HTTP(S) connections, each with its own
     /// single-threaded runtime (a connection stays on one thread); by
     /// default one per CPU core; `0`: on the node's main runtime.
     pub http_threads: usize,

@@ -126,8 +126,9 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     // Woken by a change of role, leader, vote or membership (openraft's
     // server metrics), at the moment the lease would lapse, or after
     // IDLE_WAKE; by any change of the Raft metrics (at most once per TICK)
-    // only while that matters: a leader waiting for its first quorum, a
-    // candidate, or a moment when the two channels disagree. A heartbeat
+    // only while that matters: a leader waiting for its first quorum or for
+    // its first applied entry, a candidate, or a moment when the two
+    // channels disagree. A heartbeat
     // changes the whole metrics: an idle node is not woken by each one.
     let mut metrics = node.raft.metrics();
     let mut server = node.raft.server_metrics();
@@ -160,7 +161,13 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
         every_change = {
             let s = server.borrow_and_update();
             let agree = s.state == m.state && s.current_leader == m.current_leader && s.vote == m.vote;
-            !agree || m.state == ServerState::Candidate || (m.state == ServerState::Leader && !leased)
+            // A new leader records the change of leader once it has applied
+            // an entry of its term (`IncidentWatch::leader_change`): follow
+            // every change until then, or a leader that hands over within
+            // IDLE_WAKE (planned transfers in a row) would record nothing.
+            let unrecorded =
+                m.state == ServerState::Leader && m.last_applied.is_none_or(|a| a.leader_id.term != m.current_term);
+            !agree || m.state == ServerState::Candidate || (m.state == ServerState::Leader && !leased) || unrecorded
         };
         let was = node.roles.set_active_leader(leased);
         node.roles.observe_leader(m.current_leader);

@@ -78,8 +78,95 @@ fn refusal(e: &std::io::Error) -> Option<String> {
     }
 }
 
+/// Which connections may start a TLS handshake on one listener: at most
+/// [`MAX_PENDING_HANDSHAKES`] at once, [`MAX_PENDING_PER_ADDRESS`] from one
+/// address; past that, new connections are closed at once. A flood of
+/// connections that never finish their handshake holds at most that many
+/// sockets, each for at most the handshake timeout.
+#[derive(Clone)]
+pub struct Gate {
+    pending: Arc<tokio::sync::Semaphore>,
+    per_address: PerAddress,
+    reloader: Arc<Reloader>,
+    kind: Listener,
+}
+
+/// A connection admitted to its handshake: its share of the bounds (held
+/// until the handshake ends) and the server configuration current when it
+/// arrived.
+pub struct Admitted {
+    _bounds: (tokio::sync::OwnedSemaphorePermit, Slot),
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+    remote: std::net::SocketAddr,
+    kind: Listener,
+}
+
+impl Gate {
+    pub fn new(reloader: Arc<Reloader>, kind: Listener) -> Self {
+        Self {
+            pending: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            per_address: PerAddress::default(),
+            reloader,
+            kind,
+        }
+    }
+
+    /// Admit a connection from `remote` to a handshake, or `None`: too
+    /// many are in progress (close it).
+    pub fn admit(&self, remote: std::net::SocketAddr) -> Option<Admitted> {
+        let Some(slot) = self.per_address.take(remote.ip()) else {
+            tracing::debug!(%remote, "{MAX_PENDING_PER_ADDRESS} TLS handshakes from this address in progress: connection closed");
+            return None;
+        };
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+            tracing::debug!(%remote, "{MAX_PENDING_HANDSHAKES} TLS handshakes already in progress: connection closed");
+            return None;
+        };
+        let set = self.reloader.current();
+        let config = match self.kind {
+            Listener::Grpc => set.grpc.clone(),
+            Listener::Http => set.http.clone(),
+        };
+        Some(Admitted {
+            _bounds: (permit, slot),
+            config,
+            remote,
+            kind: self.kind,
+        })
+    }
+}
+
+impl Admitted {
+    /// The handshake on `tcp`, within `h.timeout`; a refused client
+    /// (a certificate of another CA, not TLS at all) is logged and
+    /// audited. `None`: no TLS stream (close it).
+    pub async fn handshake(self, tcp: TcpStream, h: &Handshakes) -> Option<TlsStream<TcpStream>> {
+        let (remote, kind) = (self.remote, self.kind);
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.config.clone());
+        match tokio::time::timeout(h.timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                match refusal(&e) {
+                    Some(why) => {
+                        tracing::info!(%remote, listener = ?kind, "TLS handshake refused: {why}");
+                        h.auth
+                            .audit_tls_refusal(h.node, remote, &format!("TLS handshake ({kind:?})"), why);
+                    }
+                    None => tracing::debug!(%remote, "TLS handshake failed: {e}"),
+                }
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "TLS handshake did not finish within {:?}", h.timeout);
+                None
+            }
+        }
+    }
+}
+
 /// Accept TLS connections on `listener` until `stop`: handshaken streams
-/// arrive on the returned channel.
+/// arrive on the returned channel. Each handshake runs in its own task,
+/// admitted by a [`Gate`].
 pub fn accept(
     listener: TcpListener,
     reloader: Arc<Reloader>,
@@ -88,11 +175,7 @@ pub fn accept(
     stop: CancellationToken,
 ) -> tokio::sync::mpsc::Receiver<TlsStream<TcpStream>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    // Handshakes in progress are bounded: a flood of connections that never
-    // finish theirs holds at most this many sockets, each for at most the
-    // handshake timeout; past it, new connections are closed at once.
-    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
-    let per_address = PerAddress::default();
+    let gate = Gate::new(reloader, kind);
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -108,37 +191,14 @@ pub fn accept(
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let set = reloader.current();
-            let config = match kind {
-                Listener::Grpc => set.grpc.clone(),
-                Listener::Http => set.http.clone(),
-            };
-            let Some(slot) = per_address.take(remote.ip()) else {
-                tracing::debug!(%remote, "{MAX_PENDING_PER_ADDRESS} TLS handshakes from this address in progress: connection closed");
-                continue;
-            };
-            let Ok(permit) = pending.clone().try_acquire_owned() else {
-                tracing::debug!(%remote, "{MAX_PENDING_HANDSHAKES} TLS handshakes already in progress: connection closed");
+            let Some(admitted) = gate.admit(remote) else {
                 continue;
             };
             let tx = tx.clone();
             let h = handshakes.clone();
             tokio::spawn(async move {
-                let _permit = (permit, slot);
-                let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                match tokio::time::timeout(h.timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(stream).await;
-                    }
-                    Ok(Err(e)) => match refusal(&e) {
-                        Some(why) => {
-                            tracing::info!(%remote, listener = ?kind, "TLS handshake refused: {why}");
-                            h.auth
-                                .audit_tls_refusal(h.node, remote, &format!("TLS handshake ({kind:?})"), why);
-                        }
-                        None => tracing::debug!(%remote, "TLS handshake failed: {e}"),
-                    },
-                    Err(_) => tracing::debug!(%remote, "TLS handshake did not finish within {:?}", h.timeout),
+                if let Some(stream) = admitted.handshake(tcp, &h).await {
+                    let _ = tx.send(stream).await;
                 }
             });
         }

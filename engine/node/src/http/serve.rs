@@ -14,12 +14,13 @@
 //!
 //! TLS handshakes are bounded before this (`crate::tls::accept`).
 //!
-//! Plaintext connections are served on `server.http-threads` threads, each
-//! with its own single-threaded runtime: the accept loop hands each new
-//! connection to the next thread in turn, and the connection stays there
-//! until it closes, so a request costs no wake-up of another thread (the
-//! node's main runtime moves tasks between its workers). HTTPS connections
-//! stay on the main runtime, where their handshake ran.
+//! Connections are served on `server.http-threads` threads, each with its
+//! own single-threaded runtime: the accept loop hands each new connection
+//! to the next thread in turn (a TLS connection once admitted to its
+//! handshake, which then runs on that thread), and the connection stays
+//! there until it closes, so a request costs no wake-up of another thread
+//! (the node's main runtime moves tasks between its workers). With
+//! `http-threads = 0` everything runs on the main runtime.
 
 use std::future::Future;
 use std::io;
@@ -72,21 +73,24 @@ pub async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    // Connections come from TLS handshakes that finished, or straight from
-    // the listener.
+    let mut threads = Threads::start(&front, limits, drain, &stop);
+    // Without threads, TLS handshakes run here and connections come from
+    // those that finished; with threads, every connection comes straight
+    // from the listener (a TLS one admitted to its handshake by `gate`).
+    let mut gate = None;
     let mut source = match tls {
-        Some((reloader, handshakes)) => Source::Tls(crate::tls::accept(
+        Some((reloader, handshakes)) if threads.is_empty() => Source::Tls(crate::tls::accept(
             listener,
             reloader,
             crate::tls::Listener::Http,
             handshakes,
             stop.clone(),
         )),
+        Some((reloader, handshakes)) => {
+            gate = Some((crate::tls::Gate::new(reloader, crate::tls::Listener::Http), handshakes));
+            Source::Plain(listener)
+        }
         None => Source::Plain(listener),
-    };
-    let mut threads = match &source {
-        Source::Plain(_) => Threads::start(&front, limits, drain, &stop),
-        Source::Tls(_) => Threads::default(),
     };
     loop {
         let conn = match &mut source {
@@ -95,12 +99,7 @@ pub async fn serve(
                 s = rx.recv() => match s {
                     Some(s) => {
                         let remote = s.get_ref().0.peer_addr().unwrap_or_else(|_| unspecified());
-                        let cert = s
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .map(|c| PeerCertificate(Arc::new(c.to_vec())));
+                        let cert = peer_certificate(&s);
                         Conn::Tls(Box::new(s), remote, cert)
                     }
                     None => break,
@@ -131,11 +130,19 @@ pub async fn serve(
             continue;
         };
         match conn {
-            Conn::Plain(tcp, remote) => {
-                if let Some((tcp, permit)) = threads.hand_over(tcp, remote, permit) {
-                    spawn_conn(&graceful, &front, limits, tcp, remote, None, permit);
+            Conn::Plain(tcp, remote) => match &gate {
+                None => {
+                    if let Some((tcp, permit)) = threads.hand_over(tcp, remote, permit, None) {
+                        spawn_conn(&graceful, &front, limits, tcp, remote, None, permit);
+                    }
                 }
-            }
+                Some((gate, handshakes)) => {
+                    if let Some(admitted) = gate.admit(remote) {
+                        // Only a thread that stopped gives it back: close it.
+                        let _ = threads.hand_over(tcp, remote, permit, Some((admitted, handshakes.clone())));
+                    }
+                }
+            },
             Conn::Tls(s, remote, cert) => spawn_conn(&graceful, &front, limits, *s, remote, cert, permit),
         }
     }
@@ -145,14 +152,26 @@ pub async fn serve(
     }
 }
 
-/// A plaintext connection handed to a thread of [`Threads`].
-type Handover = (
-    std::net::TcpStream,
-    std::net::SocketAddr,
-    tokio::sync::OwnedSemaphorePermit,
-);
+/// The verified client certificate of a TLS connection, if it showed one.
+fn peer_certificate(s: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Option<PeerCertificate> {
+    s.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| PeerCertificate(Arc::new(c.to_vec())))
+}
 
-/// The threads that serve plaintext connections (see the module docs).
+/// A connection handed to a thread of [`Threads`]: the socket, its
+/// address, its place under `http-max-connections`, and for TLS its
+/// admission to the handshake.
+struct Handover {
+    tcp: std::net::TcpStream,
+    remote: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    tls: Option<(crate::tls::Admitted, Handshakes)>,
+}
+
+/// The threads that serve HTTP connections (see the module docs).
 #[derive(Default)]
 struct Threads {
     queues: Vec<tokio::sync::mpsc::UnboundedSender<Handover>>,
@@ -199,6 +218,10 @@ impl Threads {
         t
     }
 
+    fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
     /// Give `tcp` to the next thread; back to the caller when there is
     /// none (or it has stopped), to serve it here.
     fn hand_over(
@@ -206,6 +229,7 @@ impl Threads {
         tcp: tokio::net::TcpStream,
         remote: std::net::SocketAddr,
         permit: tokio::sync::OwnedSemaphorePermit,
+        tls: Option<(crate::tls::Admitted, Handshakes)>,
     ) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
         if self.queues.is_empty() {
             return Some((tcp, permit));
@@ -219,10 +243,16 @@ impl Threads {
                 return None;
             }
         };
-        match self.queues[self.next].send((std, remote, permit)) {
+        let handover = Handover {
+            tcp: std,
+            remote,
+            permit,
+            tls,
+        };
+        match self.queues[self.next].send(handover) {
             Ok(()) => None,
-            Err(tokio::sync::mpsc::error::SendError((std, _, permit))) => {
-                tokio::net::TcpStream::from_std(std).ok().map(|tcp| (tcp, permit))
+            Err(tokio::sync::mpsc::error::SendError(h)) => {
+                tokio::net::TcpStream::from_std(h.tcp).ok().map(|tcp| (tcp, h.permit))
             }
         }
     }
@@ -246,16 +276,36 @@ async fn serve_handed(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Handover>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // TLS handshakes run in their own tasks and come back here when done.
+    let (shaken_tx, mut shaken) = tokio::sync::mpsc::channel(64);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            h = rx.recv() => match h {
-                Some((std, remote, permit)) => match tokio::net::TcpStream::from_std(std) {
-                    Ok(tcp) => spawn_conn(&graceful, &front, limits, tcp, remote, None, permit),
-                    Err(e) => tracing::warn!(%remote, "cannot serve an HTTP connection on this thread: {e}"),
-                },
-                None => break,
-            },
+            h = rx.recv() => {
+                let Some(h) = h else { break };
+                let tcp = match tokio::net::TcpStream::from_std(h.tcp) {
+                    Ok(tcp) => tcp,
+                    Err(e) => {
+                        tracing::warn!(remote = %h.remote, "cannot serve an HTTP connection on this thread: {e}");
+                        continue;
+                    }
+                };
+                match h.tls {
+                    None => spawn_conn(&graceful, &front, limits, tcp, h.remote, None, h.permit),
+                    Some((admitted, handshakes)) => {
+                        let (tx, remote, permit) = (shaken_tx.clone(), h.remote, h.permit);
+                        tokio::spawn(async move {
+                            if let Some(s) = admitted.handshake(tcp, &handshakes).await {
+                                let _ = tx.send((s, remote, permit)).await;
+                            }
+                        });
+                    }
+                }
+            }
+            Some((s, remote, permit)) = shaken.recv() => {
+                let cert = peer_certificate(&s);
+                spawn_conn(&graceful, &front, limits, s, remote, cert, permit);
+            }
         }
     }
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
