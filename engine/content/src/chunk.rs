@@ -176,6 +176,18 @@ pub fn raw_zstd_frame(data: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// `n` incompressible bytes (xorshift64 from `seed`).
+    fn noise(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn compressible_chunks_are_compressed_and_round_trip() {
         let text = "Lịch công tác tuần của Ủy ban nhân dân tỉnh Đồng Tháp. ".repeat(500);
@@ -187,15 +199,7 @@ mod tests {
 
     #[test]
     fn incompressible_chunks_are_stored_raw() {
-        let mut x = 0x2545F4914F6CDD1Du64;
-        let data: Vec<u8> = (0..65536)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = noise(65536, 0x2545F4914F6CDD1D);
         let c = StoredChunk::encode(&data, 3).unwrap();
         assert_eq!(c.encoding, Encoding::Raw);
         assert_eq!(c.decode().unwrap(), data);
@@ -216,27 +220,16 @@ mod tests {
     /// would) to its plaintext, alone and concatenated with others.
     #[test]
     fn zstd_frames_of_raw_and_compressed_chunks_decode_to_the_plaintext() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        };
         let text = "Chỉ thị số 12/CT-UBND về công tác chuyển đổi số. ".repeat(3000);
         let mut all_plain = Vec::new();
         let mut all_frames = Vec::new();
         for data in [
             Vec::new(),
             b"x".to_vec(),
-            noise(1000),
-            noise(128 * 1024),
-            noise(128 * 1024 + 1),
-            noise(MAX_CHUNK_BYTES),
+            noise(1000, 1),
+            noise(128 * 1024, 2),
+            noise(128 * 1024 + 1, 3),
+            noise(MAX_CHUNK_BYTES, 4),
             text.as_bytes().to_vec(),
         ] {
             let c = StoredChunk::encode(&data, 3).unwrap();

@@ -35,18 +35,26 @@ use sen_store::StateDb;
 use crate::file_cache::{CachedFile, FileHead, SMALL};
 use crate::node::Node;
 
+use sen_content::StoredChunk;
 use sen_content::range::{Piece, pieces};
 
-/// Read and verify one piece (blocking).
-pub fn read_piece(state: &StateDb, p: &Piece) -> Result<Vec<u8>, String> {
+/// The chunk of piece `p` as stored and its verified plaintext, which
+/// holds the piece (blocking).
+fn read_chunk(state: &StateDb, p: &Piece) -> Result<(StoredChunk, Vec<u8>), String> {
     let chunk = state
         .chunk(&p.id)
         .map_err(|e| format!("cannot read chunk {}: {e}", p.id))?
         .ok_or_else(|| format!("chunk {} is missing from this node", p.id))?;
-    let mut plain = chunk.decode().map_err(|e| e.to_string())?;
+    let plain = chunk.decode().map_err(|e| e.to_string())?;
     if p.to > plain.len() || p.from > p.to {
         return Err(format!("chunk {} is shorter than the file says", p.id));
     }
+    Ok((chunk, plain))
+}
+
+/// Read and verify one piece (blocking).
+pub fn read_piece(state: &StateDb, p: &Piece) -> Result<Vec<u8>, String> {
+    let (_, mut plain) = read_chunk(state, p)?;
     plain.truncate(p.to);
     plain.drain(..p.from);
     Ok(plain)
@@ -209,13 +217,18 @@ pub fn vhost_site(node: &Node, headers: &HeaderMap) -> Option<String> {
 }
 
 pub fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(s)).into_owned()
+}
+
+/// The bytes `%XX` escapes in `s` stand for (an invalid escape is kept
+/// as it is).
+fn percent_decode_bytes(s: &str) -> Vec<u8> {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && i + 2 < bytes.len() + 1
             && let (Some(hi), Some(lo)) = (
                 bytes.get(i + 1).copied().and_then(hex),
                 bytes.get(i + 2).copied().and_then(hex),
@@ -228,7 +241,7 @@ pub fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 async fn serve(
@@ -294,25 +307,7 @@ fn decode_utf8(s: &str) -> Option<String> {
     if !s.contains('%') {
         return Some(s.to_owned());
     }
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(percent_decode_bytes(s)).ok()
 }
 
 /// The file a request path inside a site names: `index.html` for a
@@ -469,14 +464,7 @@ fn read_whole(state: &StateDb, r: &FileRecord) -> Result<Whole, String> {
     let mut plain = Vec::with_capacity(r.size as usize);
     let mut zstd: Option<Vec<u8>> = Some(Vec::new());
     for p in pieces(&r.chunks, 0, r.size) {
-        let chunk = state
-            .chunk(&p.id)
-            .map_err(|e| format!("cannot read chunk {}: {e}", p.id))?
-            .ok_or_else(|| format!("chunk {} is missing from this node", p.id))?;
-        let decoded = chunk.decode().map_err(|e| e.to_string())?;
-        if p.to > decoded.len() || p.from > p.to {
-            return Err(format!("chunk {} is shorter than the file says", p.id));
-        }
+        let (chunk, decoded) = read_chunk(state, &p)?;
         plain.extend_from_slice(&decoded[p.from..p.to]);
         // A file that uses part of a chunk has no zstd form.
         match zstd.as_mut() {
@@ -688,10 +676,8 @@ fn serve_file(
         }
         _ => None,
     };
-    h.insert(
-        header::ETAG,
-        if zstd.is_some() { &head.zstd_etag } else { &head.etag }.clone(),
-    );
+    let etag_value = if zstd.is_some() { &head.zstd_etag } else { &head.etag };
+    h.insert(header::ETAG, etag_value.clone());
     if has_zstd {
         h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
@@ -708,7 +694,7 @@ fn serve_file(
         header::HeaderName::from_static("x-sen-applied"),
         HeaderValue::from(applied),
     );
-    let etag = h.get(header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let etag = etag_value.to_str().unwrap_or_default();
     let size = head.size;
 
     if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
@@ -726,7 +712,6 @@ fn serve_file(
         }
         return (StatusCode::OK, h, Body::from(z)).into_response();
     }
-    let etag = head.etag.to_str().unwrap_or_default();
     // A Range under an If-Range that is not this version's ETag is ignored:
     // resuming a download across a deployment gets the whole new file
     // instead of stitching two versions together.
