@@ -452,7 +452,7 @@ impl Auth {
         now_ms: u64,
     ) -> Result<(Principal, Grants, Option<u64>), Denial> {
         if let Some(der) = p.cert {
-            match sen_security::identity::identity_of_der(der).map_err(Denial::Unauthenticated)? {
+            match sen_security::identity::identity_of_der_cached(der).map_err(Denial::Unauthenticated)? {
                 CertIdentity::Node(id) => {
                     // A node says which node it is; the certificate must
                     // agree (a client holding a node certificate cannot

@@ -55,6 +55,33 @@ pub fn identity_of_der(der: &[u8]) -> Result<CertIdentity, String> {
     identity(&cert)
 }
 
+/// Most certificates [`identity_of_der_cached`] remembers; past it the
+/// cache starts again empty (a cluster has a few nodes and users).
+const CACHED_IDENTITIES: usize = 1024;
+
+/// [`identity_of_der`] for the request path: the identity is a pure
+/// function of the certificate's bytes, so it is parsed once per
+/// certificate (keyed by the blake3 of its DER) instead of once per
+/// request (the parse was ~3% of an idle node's CPU: every Raft
+/// heartbeat carries the peer's certificate). Certificates that do not
+/// name an identity are not remembered.
+pub fn identity_of_der_cached(der: &[u8]) -> Result<CertIdentity, String> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<HashMap<[u8; 32], CertIdentity>>> = LazyLock::new(Default::default);
+    let key = *blake3::hash(der).as_bytes();
+    if let Some(id) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(id.clone());
+    }
+    let id = identity_of_der(der)?;
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= CACHED_IDENTITIES {
+        cache.clear();
+    }
+    cache.insert(key, id.clone());
+    Ok(id)
+}
+
 /// The identity in the first certificate of a PEM file.
 pub fn identity_of_pem(pem: &[u8]) -> Result<CertIdentity, String> {
     use rustls_pki_types::pem::PemObject;
@@ -119,5 +146,30 @@ mod tests {
         p.distinguished_name.push(rcgen::DnType::CommonName, "Not A User");
         let c = p.self_signed(&key).unwrap();
         assert!(identity_of_der(c.der()).is_err());
+        assert!(identity_of_der_cached(c.der()).is_err(), "not remembered as valid");
+        assert!(identity_of_der_cached(c.der()).is_err());
+    }
+
+    #[test]
+    fn the_cached_identity_is_the_certificates_own() {
+        // Many certificates, each asked twice, past the cache's bound:
+        // every answer is the identity of exactly that certificate.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certs: Vec<_> = (0..CACHED_IDENTITIES + 10)
+            .map(|i| {
+                let mut p = rcgen::CertificateParams::default();
+                p.distinguished_name = rcgen::DistinguishedName::new();
+                p.distinguished_name.push(rcgen::DnType::CommonName, format!("u{i}"));
+                (i, p.self_signed(&key).unwrap())
+            })
+            .collect();
+        for _ in 0..2 {
+            for (i, c) in &certs {
+                assert_eq!(
+                    identity_of_der_cached(c.der()).unwrap(),
+                    CertIdentity::User(format!("u{i}"))
+                );
+            }
+        }
     }
 }
