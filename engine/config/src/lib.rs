@@ -487,6 +487,9 @@ pub struct RaftConfig {
     pub snapshot_min_rate_bytes: u64,
     /// Memtable size of the state DB.
     pub state_write_buffer_bytes: usize,
+    /// RocksDB's memory on this node, both DBs together: memtables plus
+    /// the block cache (index and filter blocks included).
+    pub store_memory_bytes: usize,
 }
 
 impl Default for RaftConfig {
@@ -504,6 +507,7 @@ impl Default for RaftConfig {
             snapshot_timeout: Duration::from_secs(60),
             snapshot_min_rate_bytes: 4 * 1024 * 1024,
             state_write_buffer_bytes: 64 * 1024 * 1024,
+            store_memory_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -947,6 +951,18 @@ impl NodeConfig {
         if r.snapshot_chunk_bytes > 16 * 1024 * 1024 {
             return bad("raft.snapshot-chunk-bytes must be at most 16 MiB".into());
         }
+        if r.store_memory_bytes < 16 * 1024 * 1024 {
+            return bad(format!(
+                "raft.store-memory-bytes ({}) must be at least 16777216 (16 MiB)",
+                r.store_memory_bytes
+            ));
+        }
+        if r.state_write_buffer_bytes == 0 || r.state_write_buffer_bytes > r.store_memory_bytes / 4 {
+            return bad(format!(
+                "raft.state-write-buffer-bytes ({}) must be positive and at most a quarter of raft.store-memory-bytes ({}): memtables share that memory; lower the first or raise the second",
+                r.state_write_buffer_bytes, r.store_memory_bytes
+            ));
+        }
         let l = &self.limits;
         if l.max_request_bytes < l.max_value_bytes + l.max_key_bytes + 4096 {
             return bad(format!(
@@ -1298,6 +1314,19 @@ snapshot-after-entries = 10
         c.raft.election_timeout_min = Duration::from_millis(150);
         c.raft.heartbeat_interval = Duration::from_millis(100);
         assert!(c.validate().unwrap_err().to_string().contains("more than twice"));
+
+        // The memtables must fit the store's memory.
+        let mut c = NodeConfig::default();
+        c.raft.store_memory_bytes = 128 * 1024 * 1024;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("raft.state-write-buffer-bytes") && e.contains("raft.store-memory-bytes"),
+            "{e}"
+        );
+        c.raft.state_write_buffer_bytes = 32 * 1024 * 1024;
+        c.validate().unwrap();
+        c.raft.store_memory_bytes = 1024 * 1024;
+        assert!(c.validate().unwrap_err().to_string().contains("at least 16777216"));
 
         // Plaintext only on loopback, unless insecure on purpose.
         let mut c = NodeConfig {

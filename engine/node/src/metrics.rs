@@ -27,6 +27,11 @@ pub struct FollowerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartLabel {
+    pub part: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HookLabel {
     pub role: String,
     pub result: String,
@@ -65,6 +70,7 @@ pub struct Metrics {
     pub snapshot_index: Gauge,
     pub purged_index: Gauge,
     pub replication_lag: Family<FollowerLabel, Gauge>,
+    pub store_memory: Family<PartLabel, Gauge>,
     pub proposals: Family<ResultLabel, Counter>,
     pub proposal_seconds: Histogram,
     pub elections_started: Counter,
@@ -157,6 +163,7 @@ impl Metrics {
             snapshot_index: Gauge::default(),
             purged_index: Gauge::default(),
             replication_lag: Family::default(),
+            store_memory: Family::default(),
             proposals: Family::default(),
             proposal_seconds: latency_histogram(),
             elections_started: Counter::default(),
@@ -217,6 +224,11 @@ impl Metrics {
             "raft_purged_index",
             "Highest log index purged from the log",
             m.purged_index.clone(),
+        );
+        registry.register(
+            "store_memory_bytes",
+            "RocksDB's memory on this node (both DBs): part=limit is raft.store-memory-bytes, charged what is charged to it (cached blocks and memtables), memtables the memtables alone, pinned the blocks in use or pinned",
+            m.store_memory.clone(),
         );
         registry.register(
             "raft_replication_lag_entries",
@@ -508,6 +520,20 @@ impl Metrics {
     /// follower's lag) from `m`, this node (`me`)'s openraft metrics.
     /// Called when `/metrics` is scraped (exact at every scrape, and no
     /// timer wakes an idle node) and by [`watch_raft`].
+    /// The store's memory, read when `/metrics` is scraped.
+    pub fn set_store_memory(&self, u: sen_store::MemoryUsage) {
+        for (part, v) in [
+            ("limit", u.limit),
+            ("charged", u.charged),
+            ("memtables", u.memtables),
+            ("pinned", u.pinned),
+        ] {
+            self.store_memory
+                .get_or_create(&PartLabel { part: part.into() })
+                .set(v as i64);
+        }
+    }
+
     pub fn set_raft_log(&self, me: NodeId, m: &RaftMetrics) {
         // Terms only grow; the server metrics may have shown a newer one.
         let term = m.current_term.max(m.vote.leader_id.term) as i64;

@@ -111,9 +111,10 @@ impl Node {
 
     /// Bring the gauges that follow the Raft log up to date (before
     /// `/metrics` renders them).
-    pub fn refresh_raft_gauges(&self) {
+    pub fn refresh_scraped_gauges(&self) {
         self.metrics
             .set_raft_log(self.id, &self.raft.metrics().borrow_watched());
+        self.metrics.set_store_memory(self.state.memory_usage());
     }
 
     /// Mark the node as stopping: new client requests are refused.

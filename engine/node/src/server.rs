@@ -119,6 +119,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         let opts = StoreOptions {
             max_append_bytes: cfg.raft.max_append_bytes,
             state_write_buffer_bytes: cfg.raft.state_write_buffer_bytes,
+            memory: sen_store::Memory::new(cfg.raft.store_memory_bytes),
         };
         tokio::task::spawn_blocking(move || Store::open(&dir, opts))
             .await

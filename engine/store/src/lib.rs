@@ -43,6 +43,7 @@ pub use format::NodeIdentity;
 /// A Raft log entry's stored encoding (what the continuous archive ships).
 pub use format::{dec_entry as decode_entry, enc_entry as encode_entry};
 pub use log_store::LogStore;
+pub use rocks::{Memory, MemoryUsage};
 pub use snapshot::{IncomingSnapshot, SnapshotFile, SnapshotHandle};
 pub use state::{DbInfo, FileListing, NamePage, ScanPage, StateDb};
 pub use state_machine::{RaftSnapshot, StateMachine};
@@ -55,6 +56,9 @@ pub struct StoreOptions {
     pub max_append_bytes: usize,
     /// RocksDB memtable size for the state DB.
     pub state_write_buffer_bytes: usize,
+    /// The memory both DBs share (memtables and block cache), see
+    /// [`Memory`]. Clones share it.
+    pub memory: Memory,
 }
 
 impl Default for StoreOptions {
@@ -62,6 +66,7 @@ impl Default for StoreOptions {
         Self {
             max_append_bytes: 4 * 1024 * 1024,
             state_write_buffer_bytes: 64 * 1024 * 1024,
+            memory: Memory::new(256 * 1024 * 1024),
         }
     }
 }

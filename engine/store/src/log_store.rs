@@ -173,7 +173,7 @@ fn rocks_io(what: &str, e: rocksdb::Error) -> io::Error {
 impl LogStore {
     /// Open the log DB at `path`.
     pub fn open(path: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
-        let db = Arc::new(rocks::open(path, Kind::Log, &[CF_LOG], "raft log")?);
+        let db = Arc::new(rocks::open(path, Kind::Log, &[CF_LOG], "raft log", &opts.memory)?);
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
         let flush_db = db.clone();
         let thread = thread::Builder::new()

@@ -520,6 +520,7 @@ pub fn inspect_applied(dir: &Path) -> Result<Option<sen_raft::LogId>, StoreError
         },
         STATE_CFS,
         "snapshot",
+        &crate::rocks::Memory::new(8 << 20),
     )?;
     let meta = cf(&db, CF_META)?;
     match db

@@ -239,6 +239,11 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 impl StateDb {
+    /// What RocksDB holds of the store's shared memory now (both DBs).
+    pub fn memory_usage(&self) -> crate::MemoryUsage {
+        self.opts.memory.usage()
+    }
+
     /// Open the live generation under `data_dir/state`, creating the first
     /// one on a new node, and load the latest snapshot.
     pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
@@ -284,6 +289,7 @@ impl StateDb {
             },
             STATE_CFS,
             "state DB",
+            &opts.memory,
         )?;
         let applied = read_applied(&db)?;
         let applied_index = applied.log_id.map_or(0, |l| l.index);
@@ -805,6 +811,7 @@ pub(crate) fn open_generation(path: PathBuf, opts: &StoreOptions) -> Result<Gene
         },
         STATE_CFS,
         "state DB",
+        &opts.memory,
     )?;
     Ok(Generation {
         db: Some(db),

@@ -586,3 +586,40 @@ async fn the_log_tail_answers_every_read_as_rocksdb_does() {
     assert!(store.log.tail().first_index().is_none());
     assert_eq!(store.log.read_range(13, 61, usize::MAX).unwrap().len(), 48);
 }
+
+/// RocksDB's memory stays within `StoreOptions::memory` however much is
+/// written: 96 MiB through the log and the state of a store allowed
+/// 32 MiB (memtables flush at half of it). The memtables of both DBs
+/// are charged to it (a DB left out would show no usage) and never
+/// exceed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocksdb_memory_is_bounded_by_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 32 << 20;
+    let opts = StoreOptions {
+        state_write_buffer_bytes: 4 << 20,
+        memory: Memory::new(limit),
+        ..Default::default()
+    };
+    let mut store = Store::open(dir.path(), opts).unwrap();
+    let value = "v".repeat(64 * 1024);
+    let mut most = 0;
+    for batch in 0..24u64 {
+        let entries: Vec<Entry> = (1..=64)
+            .map(|i| {
+                let index = batch * 64 + i;
+                put_entry(1, index, &format!("k{index}"), &value)
+            })
+            .collect();
+        append_and_wait(&mut store.log, entries.clone()).await;
+        store.state.apply_entries(&entries).unwrap();
+        let u = store.state.memory_usage();
+        assert_eq!(u.limit, limit);
+        most = most.max(u.memtables);
+    }
+    // Written: 24 × 64 × 64 KiB = 96 MiB into each DB (192 MiB in all).
+    assert!(most <= limit, "memtables reached {most} bytes of a {limit}-byte memory");
+    assert!(most > 4 << 20, "the manager sees both DBs' memtables: {most} bytes");
+    let (rec, _) = store.state.get("portal", b"k1500").unwrap();
+    assert_eq!(rec.unwrap().value.len(), value.len());
+}

@@ -391,7 +391,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
 /// OpenMetrics for clients that ask for it (a Prometheus server does), the
 /// Prometheus text format otherwise (curl, `promtool check metrics`).
 async fn metrics(State(node): State<Arc<Node>>, headers: HeaderMap) -> impl IntoResponse {
-    node.refresh_raft_gauges();
+    node.refresh_scraped_gauges();
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
