@@ -171,17 +171,18 @@ async fn the_archive_survives_its_shipper_being_killed() {
         let client = c.client().unwrap();
         tokio::spawn(async move {
             let mut acked = 0u32;
+            let mut revision = 0;
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(12) {
-                if client
+                if let Ok(r) = client
                     .put("congbao", format!("so-{acked:05}").as_bytes(), b"ban hanh")
                     .await
-                    .is_ok()
                 {
                     acked += 1;
+                    revision = revision.max(r.revision);
                 }
             }
-            acked
+            (acked, revision)
         })
     };
     for _ in 0..3 {
@@ -191,16 +192,21 @@ async fn the_archive_survives_its_shipper_being_killed() {
         c.wait_leader(Some(leader), T).await.unwrap();
         c.start(leader).unwrap();
     }
-    let acked = writer.await.unwrap();
+    let (acked, last_revision) = writer.await.unwrap();
     assert!(acked > 20, "{acked} writes acknowledged");
 
-    let leader = c.wait_leader(None, T).await.unwrap();
-    let d = c
-        .client()
-        .unwrap()
-        .digest_of(&c.grpc(leader).unwrap(), T, Default::default())
-        .await
-        .unwrap();
+    // The digest is of one node's applied state: take it once that node
+    // has applied the last acknowledged write (the node the harness finds
+    // leading may, just after the kills, not be the one that acknowledged
+    // it, and may still be applying).
+    let client = c.client().unwrap();
+    let d = sen_chaos::wait_for("a digest that covers every acknowledged write", T, || async {
+        let leader = c.wait_leader(None, T).await?;
+        let d = client.digest_of(&c.grpc(leader)?, T, Default::default()).await?;
+        Ok((d.applied_index >= last_revision).then_some(d))
+    })
+    .await
+    .unwrap();
     sen_chaos::wait_for("the archive to pass the digest's index", T, || async {
         let s = json(&["--endpoints", &eps, "archive", "status"]);
         Ok((s["shipper"]["archived_index"].as_u64() >= Some(d.applied_index)).then_some(()))
