@@ -74,6 +74,14 @@ pub fn version() -> String {
 }
 
 impl EtcdCluster {
+    /// Process ids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.child.as_ref().map(|c| c.id()))
+            .collect()
+    }
+
     /// Start `n` members under `dir` and wait until they have a leader.
     pub async fn start(dir: &Path, n: usize, timers: Timers) -> Result<Self> {
         binary()?;

@@ -304,6 +304,15 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         }
     }
     let elections_during = elections(&cluster).await - elections_before;
+    // Memory after the run: resident now and the peak, per process.
+    let sen_pids: Vec<u32> = cluster.nodes.values().filter_map(|n| n.pid()).collect();
+    let etcd_pids = etcd.as_ref().map(|e| e.pids()).unwrap_or_default();
+    let memory: Vec<(&str, f64, f64)> = sen_pids
+        .iter()
+        .map(|p| ("sen", *p))
+        .chain(etcd_pids.iter().map(|p| ("etcd", *p)))
+        .filter_map(|(who, p)| Some((who, rss_mib(p)?, crate::content::peak_rss_mib(p)?)))
+        .collect();
     drop(cluster);
     drop(tls_cluster);
     drop(etcd);
@@ -393,10 +402,36 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
     md.push_str(&format!(
         "\nElections started on any Sen node during the whole run (spurious elections under load): {elections_during}\n"
     ));
+    md.push_str(
+        "\nMemory of each process at the end of the run, resident / peak MiB (the TLS cluster, if any, is not counted):\n",
+    );
+    for who in ["sen", "etcd"] {
+        let each: Vec<String> = memory
+            .iter()
+            .filter(|(w, _, _)| *w == who)
+            .map(|(_, now, peak)| format!("{now:.0} / {peak:.0}"))
+            .collect();
+        if !each.is_empty() {
+            md.push_str(&format!("- {who}: {}\n", each.join(", ")));
+        }
+    }
     report::write(
         out,
         "kv",
-        &json!({"machine": machine, "etcd": etcd::version(), "args": format!("{a:?}"), "rows": rows, "elections_during_run": elections_during}),
+        &json!({"machine": machine, "etcd": etcd::version(), "args": format!("{a:?}"), "rows": rows, "elections_during_run": elections_during, "memory_mib": memory.iter().map(|(w, now, peak)| json!({"system": w, "rss": now, "peak": peak})).collect::<Vec<_>>()}),
         &md,
     )
+}
+
+/// Resident memory of a process now, in MiB.
+fn rss_mib(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
