@@ -67,16 +67,18 @@ pub fn run(args: ServerArgs) -> Result<(), Failure> {
 }
 
 /// How often the node hands freed heap memory back to the system.
-const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// glibc keeps memory freed by a thread in that thread's arena for reuse,
 /// and after a large buffer is freed it serves buffers of that size from
 /// the arenas too: a node that had taken a 650 MB push kept ~290 MiB
 /// resident for good. Every [`TRIM_EVERY`] one thread asks glibc to
 /// return the free pages of every arena (`malloc_trim`), which costs
-/// nothing on the hot paths (a fixed 256 KiB mmap threshold did the same
-/// but made pushes 15% slower; docs/benchmarks.md). RocksDB's memory is
-/// bounded by `raft.store-memory-bytes`.
+/// nothing measurable on the hot paths (a fixed 256 KiB mmap threshold
+/// did the same but made pushes 15% slower; every 2 s rather than 10 s
+/// took the peak of a backup right after a 2 GB push from 413–446 to
+/// 396–398 MiB at the same speeds; docs/benchmarks.md). RocksDB's memory
+/// is bounded by `raft.store-memory-bytes`.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn return_freed_memory_periodically() {
