@@ -252,6 +252,21 @@ async fn health_readiness_and_metrics() {
         assert!(metrics.contains(name), "metric {name} missing");
     }
     assert!(c.metric(1, "sen_raft_is_leader").await.unwrap() == 1.0);
+    // RocksDB's memory: the configured bound, and the memtables holding
+    // the write above counted against it.
+    let store_memory = |part: &str| -> f64 {
+        let series = format!("sen_store_memory_bytes{{node=\"1\",part=\"{part}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("{series} missing"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(store_memory("limit"), 256.0 * 1024.0 * 1024.0);
+    let memtables = store_memory("memtables");
+    assert!(memtables > 0.0 && memtables <= store_memory("limit"), "{memtables}");
 
     // Metrics are for the cluster's readers: a visitor gets 401.
     let (code, _) = http.anonymous().get_status("/metrics").await.unwrap();
