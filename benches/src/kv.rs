@@ -311,7 +311,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         .iter()
         .map(|p| ("sen", *p))
         .chain(etcd_pids.iter().map(|p| ("etcd", *p)))
-        .filter_map(|(who, p)| Some((who, rss_mib(p)?, crate::content::peak_rss_mib(p)?)))
+        .filter_map(|(who, p)| Some((who, crate::content::rss_mib(p)?, crate::content::peak_rss_mib(p)?)))
         .collect();
     drop(cluster);
     drop(tls_cluster);
@@ -421,17 +421,4 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         &json!({"machine": machine, "etcd": etcd::version(), "args": format!("{a:?}"), "rows": rows, "elections_during_run": elections_during, "memory_mib": memory.iter().map(|(w, now, peak)| json!({"system": w, "rss": now, "peak": peak})).collect::<Vec<_>>()}),
         &md,
     )
-}
-
-/// Resident memory of a process now, in MiB.
-fn rss_mib(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }

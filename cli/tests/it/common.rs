@@ -9,6 +9,19 @@ pub const SEN: &str = env!("CARGO_BIN_EXE_sen");
 /// Generous deadlines: these run on 2-core CI machines next to other tests.
 pub const T: Duration = Duration::from_secs(60);
 
+/// `n` incompressible bytes, the same for the same `seed` (xorshift64).
+pub fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A temporary directory that is kept (and printed) when the test fails.
 pub struct TestDir {
     pub path: PathBuf,

@@ -11,18 +11,6 @@ use sen_chaos::wait_for;
 
 use crate::common::*;
 
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A tree with real files from this machine (documentation), generated
 /// text and binary files, nested directories and Vietnamese names.
 fn make_tree(dir: &Path, real_files: usize) -> BTreeMap<String, Vec<u8>> {

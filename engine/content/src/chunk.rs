@@ -175,18 +175,7 @@ pub fn raw_zstd_frame(data: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `n` incompressible bytes (xorshift64 from `seed`).
-    fn noise(n: usize, mut x: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::noise;
 
     #[test]
     fn compressible_chunks_are_compressed_and_round_trip() {

@@ -61,22 +61,11 @@ pub fn cut_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<(usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::noise;
 
     #[test]
     fn chunks_cover_the_input_within_bounds() {
-        let data = pseudo_random(3 * 1024 * 1024, 7);
+        let data = noise(3 * 1024 * 1024, 7);
         let cs: Vec<Chunk> = chunks(&data[..]).collect::<Result<_, _>>().unwrap();
         let mut off = 0u64;
         for (i, c) in cs.iter().enumerate() {
@@ -96,7 +85,7 @@ mod tests {
 
     #[test]
     fn an_insertion_only_changes_nearby_chunks() {
-        let data = pseudo_random(2 * 1024 * 1024, 11);
+        let data = noise(2 * 1024 * 1024, 11);
         let mut edited = data.clone();
         edited.splice(1_000_000..1_000_000, b"inserted paragraph".iter().copied());
         let ids = |d: &[u8]| -> std::collections::HashSet<ChunkId> { chunks(d).map(|c| c.unwrap().id).collect() };

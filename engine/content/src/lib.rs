@@ -14,5 +14,19 @@ pub mod path;
 pub mod range;
 pub mod zstd_ctx;
 
+/// Test data shared by this crate's tests: `n` incompressible bytes,
+/// xorshift64 from the non-zero state `seed`.
+#[cfg(test)]
+pub(crate) fn noise(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub use chunk::{ChunkId, ChunkRef, StoredChunk};
 pub use manifest::{FileEntry, Manifest, PackedManifest};

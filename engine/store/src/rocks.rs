@@ -166,15 +166,20 @@ fn meta_options(mem: &Memory) -> Options {
     o
 }
 
+/// Every column family of a DB of `kind`: `meta`, then `cfs`.
+fn descriptors(kind: Kind, cfs: &[&str], mem: &Memory) -> Vec<ColumnFamilyDescriptor> {
+    std::iter::once(ColumnFamilyDescriptor::new(CF_META, meta_options(mem)))
+        .chain(
+            cfs.iter()
+                .map(|cf| ColumnFamilyDescriptor::new(*cf, cf_options(kind, cf, mem))),
+        )
+        .collect()
+}
+
 /// Open (or create) a DB at `path` with column families `cfs` (plus `meta`)
 /// and check or stamp its layout version.
 pub fn open(path: &Path, kind: Kind, cfs: &[&str], what: &str, mem: &Memory) -> Result<DB, StoreError> {
-    let opts = options(kind, mem);
-    let mut descs = vec![ColumnFamilyDescriptor::new(CF_META, meta_options(mem))];
-    for cf in cfs {
-        descs.push(ColumnFamilyDescriptor::new(*cf, cf_options(kind, cf, mem)));
-    }
-    let db = DB::open_cf_descriptors(&opts, path, descs)
+    let db = DB::open_cf_descriptors(&options(kind, mem), path, descriptors(kind, cfs, mem))
         .map_err(|e| StoreError::rocks(format!("open the {what} at {}", path.display()), e))?;
     check_layout(&db, what, path)?;
     Ok(db)
@@ -182,12 +187,7 @@ pub fn open(path: &Path, kind: Kind, cfs: &[&str], what: &str, mem: &Memory) -> 
 
 /// Open a DB read-only (used to inspect a snapshot checkpoint).
 pub fn open_read_only(path: &Path, kind: Kind, cfs: &[&str], what: &str, mem: &Memory) -> Result<DB, StoreError> {
-    let opts = options(kind, mem);
-    let mut descs = vec![ColumnFamilyDescriptor::new(CF_META, meta_options(mem))];
-    for cf in cfs {
-        descs.push(ColumnFamilyDescriptor::new(*cf, cf_options(kind, cf, mem)));
-    }
-    let db = DB::open_cf_descriptors_read_only(&opts, path, descs, false)
+    let db = DB::open_cf_descriptors_read_only(&options(kind, mem), path, descriptors(kind, cfs, mem), false)
         .map_err(|e| StoreError::rocks(format!("open the {what} at {} read-only", path.display()), e))?;
     Ok(db)
 }

@@ -80,7 +80,7 @@ fn from_a_node<B>(req: &http::Request<B>) -> bool {
     certs
         .as_ref()
         .and_then(|c| c.first())
-        .and_then(|c| sen_security::identity::identity_of_der(c.as_ref()).ok())
+        .and_then(|c| sen_security::identity::identity_of_der_cached(c.as_ref()).ok())
         == Some(sen_security::CertIdentity::Node(claimed))
 }
 
