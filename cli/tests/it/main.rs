@@ -7,6 +7,7 @@
 
 mod archive;
 mod backup;
+mod browser;
 mod cli;
 mod cluster;
 mod common;
