@@ -89,6 +89,10 @@ const EN: &[(&str, &str)] = &[
     ("no_probe_yet", "No probe results yet this month."),
     ("last_30d", "last 30 days"),
     ("readers_col", "readers"),
+    (
+        "readers_chart_caption",
+        "distinct readers per day (UTC days; each bar's title gives the day's requests)",
+    ),
     ("data_dir", "data directory (start → end)"),
     ("free_disk", "free disk"),
     ("per_day", "growth per day"),
@@ -235,6 +239,10 @@ const VI: &[(&str, &str)] = &[
     ("no_probe_yet", "Chưa có kết quả đo trong tháng này."),
     ("last_30d", "30 ngày qua"),
     ("readers_col", "người đọc"),
+    (
+        "readers_chart_caption",
+        "số người đọc khác nhau mỗi ngày (ngày theo giờ UTC; tiêu đề mỗi cột ghi số lượt truy cập trong ngày)",
+    ),
     ("data_dir", "thư mục dữ liệu (đầu → cuối kỳ)"),
     ("free_disk", "đĩa còn trống"),
     ("per_day", "tăng mỗi ngày"),

@@ -1118,6 +1118,51 @@ fn chart(name: String, daily: &[report::DayFigures], offset: TimeZone, lang: Lan
     })
 }
 
+/// Distinct readers per UTC day of one site over `[from_ms, to_ms)`, as
+/// SVG bars (the day's requests in each bar's title): a value of the
+/// template. Days without an answer have no bar.
+fn readers_chart(site: &crate::readers::SiteReaders, from_ms: u64, to_ms: u64, lang: Lang) -> serde_json::Value {
+    const BAR: u64 = 14;
+    const LEFT: u64 = 30;
+    const HEIGHT: f64 = 80.0;
+    const DAY_MS: u64 = sen_core::time::DAY_MS;
+    let t = crate::i18n::labels(lang);
+    let word = |k: &str| t.get(k).copied().unwrap_or_default();
+    let by_day: BTreeMap<&str, &crate::readers::SiteDay> = site.days.iter().map(|d| (d.day.as_str(), d)).collect();
+    let max = site.days.iter().map(|d| d.readers).max().unwrap_or(0).max(1);
+    let (mut bars, mut labels) = (Vec::new(), Vec::new());
+    let mut day_ms = from_ms - from_ms % DAY_MS;
+    let mut i = 0u64;
+    while day_ms < to_ms {
+        let day = sen_core::time::utc_day(day_ms);
+        let x = LEFT + i * BAR;
+        // dd/mm/yyyy in Vietnamese, yyyy-mm-dd in English.
+        let shown = match lang {
+            Lang::En => day.clone(),
+            Lang::Vi => format!("{}/{}/{}", &day[8..10], &day[5..7], &day[..4]),
+        };
+        if let Some(d) = by_day.get(day.as_str()).filter(|d| d.readers > 0 || d.requests > 0) {
+            let h = d.readers as f64 / max as f64 * HEIGHT;
+            bars.push(serde_json::json!({
+                "x": x, "y": format!("{:.1}", 90.0 - h), "w": BAR - 2, "h": format!("{h:.1}"), "color": "#1f5f99",
+                "title": format!("{shown}: {} {}, {} {}", d.readers, word("readers_col"), d.requests, word("requests")),
+            }));
+        }
+        if i % 5 == 0 {
+            labels.push(serde_json::json!({"x": x, "text": &day[8..10]}));
+        }
+        day_ms += DAY_MS;
+        i += 1;
+    }
+    serde_json::json!({
+        "name": site.site,
+        "width": LEFT + i * BAR,
+        "max_label": max.to_string(),
+        "bars": bars,
+        "labels": labels,
+    })
+}
+
 /// The readers table of the HTML report and the dashboard.
 pub fn readers_rows(r: Option<&crate::readers::ReadersReport>, lang: Lang) -> Vec<serde_json::Value> {
     let ms = crate::readers::bound_ms;
@@ -1280,6 +1325,11 @@ pub fn html(r: &MonthlyReport, offset: TimeZone, lang: Lang) -> Result<String, O
         "changes": a.cluster_changes.iter().map(|c| json!({"when": when(c.at_ms), "who": c.who, "method": c.method, "resource": c.resource})).collect::<Vec<_>>(),
     });
     let readers = readers_rows(r.readers.as_ref(), lang);
+    let readers_charts: Vec<_> = r
+        .readers
+        .iter()
+        .flat_map(|x| x.sites.iter().map(move |s| readers_chart(s, x.from_ms, x.to_ms, lang)))
+        .collect();
     let size = |b: u64| report::bytes_in(b, lang);
     let growth_nodes: Vec<_> = r
         .growth
@@ -1306,6 +1356,7 @@ pub fn html(r: &MonthlyReport, offset: TimeZone, lang: Lang) -> Result<String, O
         "lang": match lang { Lang::En => "en", Lang::Vi => "vi" },
         "t": t,
         "readers": readers,
+        "readers_charts": readers_charts,
         "growth_nodes": growth_nodes,
         "growth_sites": growth_sites,
         "growth_repo": r.growth.as_ref().and_then(|g| g.repository.as_ref()).map(|g| repository_text(g, lang)),
@@ -1631,6 +1682,62 @@ mod tests {
         }
         let en = html(&r, report::vietnam(), Lang::En).unwrap().replace("&#x2f;", "/");
         assert!(en.contains("<title>Operations report for 2026-11</title>") && en.contains("write path (cluster)"));
+    }
+
+    /// Section 7 draws each site's readers per day over the whole month:
+    /// the busiest day is the full height, a quieter day in proportion,
+    /// a day without answers has no bar.
+    #[test]
+    fn the_html_report_charts_readers_per_day() {
+        use crate::readers::{ReadersReport, SiteDay, SiteReaders};
+        let mut r = november();
+        let day = |day: &str, requests, readers| SiteDay {
+            day: day.into(),
+            requests,
+            readers,
+        };
+        r.readers = Some(ReadersReport {
+            from_ms: r.from_ms,
+            to_ms: r.to_ms,
+            sites: vec![SiteReaders {
+                site: "lich-cong-tac".into(),
+                requests: 120,
+                bytes: 1 << 20,
+                s2xx: 120,
+                s3xx: 0,
+                s4xx: 0,
+                s5xx: 0,
+                p50_ms: Some(5),
+                p95_ms: Some(10),
+                p99_ms: Some(25),
+                readers_per_day_mean: 29.0,
+                readers_per_day_max: 48,
+                days: vec![day("2026-11-05", 100, 48), day("2026-11-06", 20, 12)],
+            }],
+        });
+        let page = html(&r, report::vietnam(), Lang::Vi).unwrap().replace("&#x2f;", "/");
+        let bars = |p: &str| p.matches(r##"fill="#1f5f99""##).count();
+        assert_eq!(bars(&page), 2, "{page}");
+        assert!(
+            page.contains("<title>05/11/2026: 48 người đọc, 100 lượt truy cập</title>"),
+            "{page}"
+        );
+        assert!(page.contains(r##"height="80.0" fill="#1f5f99""##), "{page}");
+        assert!(page.contains(r##"height="20.0" fill="#1f5f99""##), "12 of 48: {page}");
+        assert!(
+            page.contains("lich-cong-tac: số người đọc khác nhau mỗi ngày"),
+            "{page}"
+        );
+        // The month at +07:00 touches 31 UTC days (31 Oct 17:00 → 30 Nov 17:00).
+        assert!(
+            page.contains(r##"aria-label="lich-cong-tac""##) && page.contains(r##"viewBox="0 0 464 110""##),
+            "{page}"
+        );
+        let en = html(&r, report::vietnam(), Lang::En).unwrap().replace("&#x2f;", "/");
+        assert!(
+            en.contains("<title>2026-11-05: 48 readers, 100 requests</title>"),
+            "{en}"
+        );
     }
 
     #[test]
