@@ -23,13 +23,22 @@ pub enum SiteCmd {
         #[arg(long)]
         private: bool,
     },
-    /// Change a site's HTTP access.
+    /// Change a site's HTTP access, or the page the nodes' probes fetch to
+    /// measure its availability.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["private", "public", "probe_path"])))]
     Set {
         site: String,
-        #[arg(long, conflicts_with = "public", required_unless_present = "public")]
+        /// Only readers of the site may fetch it over HTTP.
+        #[arg(long, conflicts_with = "public")]
         private: bool,
+        /// Anyone may fetch it over HTTP.
         #[arg(long)]
         public: bool,
+        /// The page the probes fetch instead of the front page, absolute
+        /// within the site (`/index.html`); the site then counts as down
+        /// whenever that page is missing. `/` goes back to the front page.
+        #[arg(long, value_name = "PATH")]
+        probe_path: Option<String>,
     },
     /// List sites with their current deployment.
     List,
@@ -146,24 +155,43 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
                 },
             );
         }
-        SiteCmd::Set { site, private, .. } => {
-            c.set_site_access(&site, private).await?;
-            emit(output, json!({"site": site, "private": private}), || {
-                format!(
+        SiteCmd::Set {
+            site,
+            private,
+            public,
+            probe_path,
+        } => {
+            let mut said = Vec::new();
+            let mut out = json!({"site": site});
+            if private || public {
+                c.set_site_access(&site, private).await?;
+                out["private"] = json!(private);
+                said.push(format!(
                     "site {site} is now {}",
                     if private {
                         "private: HTTP needs a reader's token"
                     } else {
                         "public"
                     }
-                )
-            });
+                ));
+            }
+            if let Some(path) = probe_path {
+                c.set_probe_path(&site, &path).await?;
+                let front = path.is_empty() || path == "/";
+                out["probe_path"] = json!(if front { "/" } else { path.as_str() });
+                said.push(if front {
+                    format!("the probes fetch the front page of site {site}")
+                } else {
+                    format!("the probes fetch {path} of site {site}: it counts as down while that page is missing")
+                });
+            }
+            emit(output, out, || said.join("\n"));
         }
         SiteCmd::List => {
             let r = c.list_sites().await?;
             emit(
                 output,
-                json!({"sites": r.sites.iter().map(|s| json!({"name": s.name, "deployment": s.deployment, "files": s.files, "bytes": s.bytes, "created_at_ms": s.created_at_ms})).collect::<Vec<_>>()}),
+                json!({"sites": r.sites.iter().map(|s| json!({"name": s.name, "deployment": s.deployment, "files": s.files, "bytes": s.bytes, "created_at_ms": s.created_at_ms, "probe_path": if s.probe_path.is_empty() { "/" } else { s.probe_path.as_str() }})).collect::<Vec<_>>()}),
                 || {
                     let rows: Vec<Vec<String>> = r
                         .sites
@@ -174,10 +202,15 @@ pub async fn run(cmd: SiteCmd, endpoints: &[String], output: Output, timeout: Du
                                 s.deployment.to_string(),
                                 s.files.to_string(),
                                 crate::output::human_bytes(s.bytes),
+                                if s.probe_path.is_empty() {
+                                    "/".into()
+                                } else {
+                                    s.probe_path.clone()
+                                },
                             ]
                         })
                         .collect();
-                    table(&["SITE", "DEPLOYMENT", "FILES", "SIZE"], &rows)
+                    table(&["SITE", "DEPLOYMENT", "FILES", "SIZE", "PROBE"], &rows)
                 },
             );
         }

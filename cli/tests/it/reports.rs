@@ -457,3 +457,102 @@ async fn readers_are_counted_per_site_across_nodes() {
         assert!(n["disk_total_bytes"].as_u64() >= n["disk_free_bytes"].as_u64(), "{n}");
     }
 }
+
+/// A site's probe path: once set, the probes fetch that page and the site
+/// counts as down while it is missing; `site list` shows it; `/` goes
+/// back to the front page; a path outside the site, or for a site that
+/// does not exist, is refused with what to write instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_is_probed_at_the_page_its_operator_chose() {
+    let mut c = cluster(
+        "probe-path",
+        &format!("{FAST}[probe]\ninterval = \"1s\"\ntimeout = \"1s\"\n"),
+    );
+    c.form(3).await.unwrap();
+    let admin = c.client().unwrap();
+    let tree = c.root().join("tree");
+    std::fs::create_dir_all(tree.join("tuan-nay")).unwrap();
+    std::fs::write(tree.join("tuan-nay/index.html"), "Lịch công tác tuần này").unwrap();
+    admin.create_site("lich").await.unwrap();
+    admin.push("lich", &tree, &Default::default(), None).await.unwrap();
+    let eps = c.endpoints().join(",");
+    let set = |path: &str| sen(&["--endpoints", &eps, "site", "set", "lich", "--probe-path", path]);
+    let count = |result: &'static str| {
+        let c = &c;
+        async move {
+            c.metric_where(1, "sen_probes_total", &[("target", "site:lich"), ("result", result)])
+                .await
+                .unwrap_or(0.0)
+        }
+    };
+
+    // The front page is missing (no index.html at the top): still up.
+    sen_chaos::wait_for("node 1 probing the site", T, || async {
+        Ok((count("ok").await >= 2.0).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(count("failed").await, 0.0);
+
+    // A page that is not there: down.
+    let (code, out, err) = set("/tuan-truoc/index.html");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/tuan-truoc/index.html"), "{out}");
+    let (_, listed, _) = sen(&["--endpoints", &eps, "--output", "json", "site", "list"]);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["sites"][0]["probe_path"], "/tuan-truoc/index.html", "{listed}");
+    sen_chaos::wait_for("the probes to find the page missing", T, || async {
+        Ok((count("failed").await >= 2.0).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // The page that is there: up again, and no more failures once the
+    // probes in flight are done.
+    let (code, _, err) = set("/tuan-nay/index.html");
+    assert_eq!(code, 0, "{err}");
+    let ok = count("ok").await;
+    sen_chaos::wait_for("the probes to find the page", T, || async {
+        Ok((count("ok").await >= ok + 2.0).then_some(()))
+    })
+    .await
+    .unwrap();
+    let (failed, ok) = (count("failed").await, count("ok").await);
+    sen_chaos::wait_for("three more probes", T, || async {
+        Ok((count("ok").await >= ok + 3.0).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(count("failed").await, failed);
+
+    // Back to the front page.
+    let (code, out, err) = set("/");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("front page"), "{out}");
+    let (_, listed, _) = sen(&["--endpoints", &eps, "--output", "json", "site", "list"]);
+    assert!(listed.contains(r#""probe_path":"/""#), "{listed}");
+
+    // Refused, saying why and what to write.
+    for (path, why) in [("index.html", "does not start with /"), ("/../secret", ".. segment")] {
+        let (code, _, err) = set(path);
+        assert_ne!(code, 0, "{path}");
+        assert!(err.contains(why) && err.contains("/index.html"), "{path}: {err}");
+    }
+    let (code, _, err) = sen(&[
+        "--endpoints",
+        &eps,
+        "site",
+        "set",
+        "khong-co",
+        "--probe-path",
+        "/a.html",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("does not exist") && err.contains("sen site create"),
+        "{err}"
+    );
+    let (code, _, err) = sen(&["--endpoints", &eps, "site", "set", "lich"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--probe-path"), "{err}");
+}

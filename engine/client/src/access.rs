@@ -285,6 +285,23 @@ impl Client {
         .map(|r| r.json)
     }
 
+    /// Set the page of `site` the nodes' probes fetch (`""` or `"/"`: the
+    /// front page again). Returns the revision of the write.
+    pub async fn set_probe_path(&self, site: &str, path: &str) -> Result<u64, ClientError> {
+        call!(
+            self,
+            "set probe path",
+            true,
+            ControlClient,
+            set_probe_path,
+            SetProbePathRequest {
+                site: site.into(),
+                path: path.into(),
+            }
+        )
+        .map(|r| r.revision)
+    }
+
     /// Set (or with `max_bytes == 0` remove) the quota of a `database` or
     /// `site`. Returns the revision of the write.
     pub async fn set_quota(&self, kind: &str, name: &str, max_bytes: u64) -> Result<u64, ClientError> {

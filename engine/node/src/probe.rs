@@ -465,6 +465,40 @@ where
     result
 }
 
+/// The page of `site` its probes fetch (`sen site set --probe-path`), or
+/// `None` for the front page. A record this build cannot read is logged
+/// and the front page probed.
+pub fn probe_path(node: &Node, site: &str) -> Option<String> {
+    use crate::system::ControlPlane as _;
+    use sen_raft::schema::system::{ProbePathRecord, probe_path_key};
+    let raw = match node.get_raw(&probe_path_key(site)) {
+        Ok(raw) => raw?.0,
+        Err(e) => {
+            tracing::debug!("probe: cannot read the probe path of site {site}: {e}");
+            return None;
+        }
+    };
+    match ProbePathRecord::from_json(&raw) {
+        Ok(r) => Some(r.path),
+        Err(e) => {
+            tracing::warn!("probe: {e} for site {site}; probing its front page (set the path again)");
+            None
+        }
+    }
+}
+
+/// Whether a site answered as up. The front page may be missing (an empty
+/// site, a site of documents only) without the site being down: any answer
+/// below 500 counts. A page the operator chose must be there: below 400,
+/// or 401/403 from a private site (the probe carries no token).
+fn site_answer_is_up(status: u16, chosen: bool, private: impl FnOnce() -> bool) -> bool {
+    if !chosen {
+        status < 500
+    } else {
+        status < 400 || (matches!(status, 401 | 403) && private())
+    }
+}
+
 /// Probe every site through the HTTP listener: `(target, ok)` each.
 async fn probe_sites(node: &Arc<Node>, http: &HttpTarget, timeout: Duration) -> Vec<(String, bool)> {
     let names: Vec<String> = match node.state.sites() {
@@ -476,9 +510,12 @@ async fn probe_sites(node: &Arc<Node>, http: &HttpTarget, timeout: Duration) -> 
     };
     futures::stream::iter(names)
         .map(|name| async move {
-            let path = format!("/sites/{name}/");
+            let chosen = probe_path(node, &name);
+            let path = format!("/sites/{name}{}", chosen.as_deref().unwrap_or("/"));
             let ok = match tokio::time::timeout(timeout, http.get(&path)).await {
-                Ok(Ok(status)) => status < 500,
+                Ok(Ok(status)) => site_answer_is_up(status, chosen.is_some(), || {
+                    crate::access::site_is_private(node.as_ref(), &name)
+                }),
                 Ok(Err(e)) => {
                     tracing::debug!("probe of site {name}: {e}");
                     false
@@ -599,6 +636,35 @@ mod tests {
     use crate::system::testing::MemControlPlane;
 
     const DAY: u64 = 1_796_256_000_000; // 2026-12-03T00:00:00Z
+
+    #[test]
+    fn a_chosen_page_must_be_there_the_front_page_may_be_missing() {
+        let public = || false;
+        let private = || true;
+        // The front page: anything but a server error is up.
+        for (status, up) in [
+            (200, true),
+            (301, true),
+            (401, true),
+            (404, true),
+            (500, false),
+            (503, false),
+        ] {
+            assert_eq!(site_answer_is_up(status, false, public), up, "front page {status}");
+        }
+        // A chosen page: missing is down; 401/403 only from a private site.
+        for (status, up_public, up_private) in [
+            (200, true, true),
+            (304, true, true),
+            (401, false, true),
+            (403, false, true),
+            (404, false, false),
+            (500, false, false),
+        ] {
+            assert_eq!(site_answer_is_up(status, true, public), up_public, "public {status}");
+            assert_eq!(site_answer_is_up(status, true, private), up_private, "private {status}");
+        }
+    }
 
     fn stored(p: &MemControlPlane, day: &str, t: &str, node: u64) -> Vec<Minute> {
         let (v, _) = p

@@ -1148,7 +1148,7 @@ fn readers_chart(site: &crate::readers::SiteReaders, from_ms: u64, to_ms: u64, l
                 "title": format!("{shown}: {} {}, {} {}", d.readers, word("readers_col"), d.requests, word("requests")),
             }));
         }
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             labels.push(serde_json::json!({"x": x, "text": &day[8..10]}));
         }
         day_ms += DAY_MS;

@@ -141,6 +141,7 @@ pub static RULES: &[Rule] = &[
     r("/sen.v1.Control/SetArchive", Cluster(Operate), false, true),
     r("/sen.v1.Control/ArchiveStatus", Cluster(Read), false, false),
     r("/sen.v1.Control/SetQuota", Cluster(Administer), false, true),
+    r("/sen.v1.Control/SetProbePath", Cluster(Operate), false, true),
     r("/sen.v1.Control/ListQuotas", Cluster(Read), false, false),
     r("/sen.v1.Control/ReportProbe", Peer, true, false),
     r("/sen.v1.Control/ListAvailability", Cluster(Read), false, false),

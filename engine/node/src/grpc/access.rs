@@ -15,8 +15,8 @@ use sen_proto::v1::*;
 use sen_raft::Op;
 use sen_raft::schema::system::{
     self, ACTIVE_DRILL_KEY, AUDIT_PREFIX, AVAILABILITY_PREFIX, ActiveDrill, AuditRecord, AvailabilityRecord,
-    BACKUP_RUN_PREFIX, BACKUP_SCHEDULE_KEY, DRILL_PREFIX, DrillReport, QuotaKind, QuotaRecord, RunRecord, SYSTEM_DB,
-    Schedule, SystemRecord, Verification,
+    BACKUP_RUN_PREFIX, BACKUP_SCHEDULE_KEY, DRILL_PREFIX, DrillReport, ProbePathRecord, QuotaKind, QuotaRecord,
+    RunRecord, SYSTEM_DB, Schedule, SystemRecord, Verification,
 };
 use tonic::{Request, Response, Status};
 
@@ -670,6 +670,47 @@ impl Control for ControlApi {
             let revision = self.put(key, &rec).await?;
             tracing::info!(kind = %kind, name = %r.name, max_bytes = r.max_bytes, "quota set");
             Ok(SetQuotaResponse { revision })
+        })
+        .await
+    }
+
+    async fn set_probe_path(
+        &self,
+        req: Request<SetProbePathRequest>,
+    ) -> Result<Response<SetProbePathResponse>, Status> {
+        measured(&self.node, "Control/SetProbePath", async {
+            let r = req.get_ref();
+            crate::auth::note(&req, format!("site:{} path:{}", r.site, r.path));
+            sen_content::path::check_site_name(&r.site).map_err(ApiError::InvalidArgument)?;
+            let key = system::probe_path_key(&r.site);
+            if r.path.is_empty() || r.path == "/" {
+                leader_only(&self.node)?;
+                if self.node.as_ref().get_raw(&key)?.is_none() {
+                    return Ok(SetProbePathResponse { revision: 0 });
+                }
+                self.delete(&key).await?;
+                tracing::info!(site = %r.site, "probe path removed: the probes fetch the front page");
+                return Ok(SetProbePathResponse {
+                    revision: self.node.state.applied_index(),
+                });
+            }
+            system::check_probe_path(&r.path).map_err(ApiError::InvalidArgument)?;
+            if self.node.state.site(&r.site)?.0.is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "site {} does not exist; create it first (sen site create {})",
+                    r.site, r.site
+                )));
+            }
+            let rec = ProbePathRecord {
+                version: ProbePathRecord::VERSION,
+                site: r.site.clone(),
+                path: r.path.clone(),
+                set_by: by(&auth::caller(&req)?),
+                set_at_ms: sen_core::now_ms(),
+            };
+            let revision = self.put(key, &rec).await?;
+            tracing::info!(site = %r.site, path = %r.path, "probe path set");
+            Ok(SetProbePathResponse { revision })
         })
         .await
     }

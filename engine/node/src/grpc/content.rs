@@ -181,11 +181,12 @@ impl Content for ContentApi {
                         caller.allows(&Action::SiteRead(name)) || caller.allows(&Action::SiteWrite(name))
                     })
                     .map(|(name, r)| SiteInfo {
-                        name,
                         created_at_ms: r.created_at_ms,
                         deployment: r.current.as_ref().map_or(0, |c| c.id),
                         files: r.current.as_ref().map_or(0, |c| c.files),
                         bytes: r.current.as_ref().map_or(0, |c| c.bytes),
+                        probe_path: crate::probe::probe_path(&node, &name).unwrap_or_default(),
+                        name,
                     })
                     .collect(),
             })

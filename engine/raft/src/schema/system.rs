@@ -643,6 +643,58 @@ impl SystemRecord for QuotaRecord {
     const VERSION: u32 = 1;
 }
 
+/// Probe paths: `probe-path/<site>` (not under `probe/`, the beats' prefix), a [`ProbePathRecord`].
+pub const PROBE_PATH_PREFIX: &str = "probe-path/";
+
+pub fn probe_path_key(site: &str) -> Vec<u8> {
+    format!("{PROBE_PATH_PREFIX}{site}").into_bytes()
+}
+
+/// The page of a site the nodes' probes fetch instead of its front page
+/// (`sen site set NAME --probe-path /PATH`). With one set, the site is up
+/// only when that page answers below 400 (401 and 403 of a private site
+/// count as up: the probe carries no token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbePathRecord {
+    pub version: u32,
+    pub site: String,
+    /// Absolute within the site: `/lich-cong-tac/index.html`.
+    pub path: String,
+    pub set_by: String,
+    pub set_at_ms: u64,
+}
+
+impl SystemRecord for ProbePathRecord {
+    const WHAT: &'static str = "a site's probe path";
+    const VERSION: u32 = 1;
+}
+
+/// Check a probe path: absolute, at most 512 bytes, printable, no `..`
+/// segment, no query or fragment. The error says what to write instead.
+pub fn check_probe_path(path: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "probe path {path:?} {why}; write an absolute path within the site, such as /index.html"
+        ))
+    };
+    if !path.starts_with('/') {
+        return bad("does not start with /");
+    }
+    if path.len() > 512 {
+        return bad("is longer than 512 bytes");
+    }
+    if path
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#' || c == '\\')
+    {
+        return bad("holds a space, a control character, \\, ? or #");
+    }
+    if path.split('/').any(|seg| seg == "..") {
+        return bad("has a .. segment");
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Availability measured by the probes.
 

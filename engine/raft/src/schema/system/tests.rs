@@ -218,6 +218,53 @@ fn quota_records_and_keys_are_pinned() {
     assert_eq!(quota_key(QuotaKind::Site, "portal"), b"quota/site/portal");
 }
 
+#[test]
+fn probe_path_records_and_keys_are_pinned() {
+    let p = ProbePathRecord {
+        version: 1,
+        site: "lich-tuan".into(),
+        path: "/tuan-nay/index.html".into(),
+        set_by: "admin".into(),
+        set_at_ms: 7,
+    };
+    assert_eq!(
+        String::from_utf8(p.to_json().unwrap()).unwrap(),
+        r#"{"version":1,"site":"lich-tuan","path":"/tuan-nay/index.html","set_by":"admin","set_at_ms":7}"#
+    );
+    assert_eq!(ProbePathRecord::from_json(&p.to_json().unwrap()).unwrap(), p);
+    assert_eq!(probe_path_key("portal"), b"probe-path/portal");
+}
+
+#[test]
+fn probe_paths_are_absolute_paths_within_the_site() {
+    for ok in [
+        "/",
+        "/index.html",
+        "/tin-tức/2026/bài 1.html".replace(' ', "-").as_str(),
+        "/a/./b",
+    ] {
+        assert_eq!(check_probe_path(ok), Ok(()), "{ok}");
+    }
+    for (bad, why) in [
+        ("index.html", "does not start with /"),
+        ("/../etc/passwd", ".. segment"),
+        ("/a/..", ".. segment"),
+        ("/a?b=1", "? or #"),
+        ("/a#top", "? or #"),
+        ("/a b", "space"),
+        ("/a\r\nHost: x", "control"),
+        ("/a\\b", "? or #"),
+    ] {
+        let e = check_probe_path(bad).unwrap_err();
+        assert!(e.contains(why) && e.contains("/index.html"), "{bad}: {e}");
+    }
+    assert!(
+        check_probe_path(&format!("/{}", "a".repeat(512)))
+            .unwrap_err()
+            .contains("512")
+    );
+}
+
 /// What a day of measurements costs in the control plane (docs/reports.md
 /// quotes these sizes): one node's availability record of a target, one
 /// node's traffic of a site, a site's readers sketch, one node's growth
