@@ -224,6 +224,28 @@ async fn the_dashboard_needs_an_auditor_and_offers_the_reports() {
     assert_eq!(web.with_token(&stranger).get_status("/dashboard").await.unwrap().0, 403);
     let (_, en) = as_board.get_status("/dashboard?lang=en").await.unwrap();
     assert!(en.contains("Open incidents"), "{en}");
+    // A follower's page shows every member's lag as the leader knows it.
+    let leader = c.wait_leader(None, T).await.unwrap();
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let (code, page) = c
+        .web(follower)
+        .unwrap()
+        .with_token(&board)
+        .get_status("/dashboard")
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{page}");
+    // The members table's lag cell: `<td class="num">LAG</td><td class="num DISK`.
+    let lags: Vec<&str> = page
+        .split(r#"<td class="num">"#)
+        .skip(1)
+        .filter_map(|cell| cell.split_once(r#"</td><td class="num "#).map(|(lag, _)| lag))
+        .collect();
+    assert_eq!(lags.len(), 3, "{page}");
+    assert!(
+        lags.iter().all(|l| l.parse::<u64>().is_ok()),
+        "every member's lag on follower {follower}'s page: {lags:?}"
+    );
 
     let r = as_board
         .request("GET", "/dashboard/report?format=json", &[])

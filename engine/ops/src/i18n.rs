@@ -137,7 +137,7 @@ const EN: &[(&str, &str)] = &[
     ("last_month", "last month"),
     (
         "not_measured_dash",
-        "The page refreshes every 30 seconds; lags are known on the leader's page. Growth and the capacity forecast are in the monthly report.",
+        "The page refreshes every 30 seconds; lags are the leader's figures (— when the leader did not answer). Growth and the capacity forecast are in the monthly report.",
     ),
     ("role_leader", "leader"),
     ("role_follower", "follower"),
@@ -287,7 +287,7 @@ const VI: &[(&str, &str)] = &[
     ("last_month", "tháng trước"),
     (
         "not_measured_dash",
-        "Trang tự làm mới mỗi 30 giây; độ trễ chỉ biết được trên trang của nút lãnh đạo. Tăng trưởng và dự báo dung lượng có trong báo cáo tháng.",
+        "Trang tự làm mới mỗi 30 giây; độ trễ là số liệu của nút lãnh đạo (— khi nút lãnh đạo không trả lời). Tăng trưởng và dự báo dung lượng có trong báo cáo tháng.",
     ),
     ("role_leader", "lãnh đạo"),
     ("role_follower", "theo sau"),

@@ -186,6 +186,42 @@ fn live(node: &Node) -> sen_ops::dashboard::Live {
     }
 }
 
+/// Only the leader knows how far behind each member is: a follower asks
+/// it (`Cluster/Status`, as this node, within `server.status-timeout`)
+/// and shows the leader's figures; without an answer the lag stays
+/// unknown ("—"), never guessed.
+async fn fill_lags_from_leader(node: &Arc<Node>, live: &mut sen_ops::dashboard::Live) {
+    if node.is_leader() || live.members.iter().all(|m| m.lag.is_some()) {
+        return;
+    }
+    let Some(leader) = node.leader().filter(|l| l.id != node.id && !l.addr.is_empty()) else {
+        return;
+    };
+    let Ok(mut client) = node.peers.cluster(leader.id, &leader.addr) else {
+        return;
+    };
+    let budget = node.config.server.status_timeout;
+    let none: crate::forward::Behalf = None;
+    let ask = client.status(crate::forward::forwarded(
+        node,
+        none.as_ref(),
+        sen_proto::v1::StatusRequest {},
+        budget,
+    ));
+    match tokio::time::timeout(budget, ask).await {
+        Ok(Ok(r)) => {
+            let r = r.into_inner();
+            for m in &mut live.members {
+                if let Some(s) = r.members.iter().find(|s| s.id == m.id) {
+                    m.lag = Some(s.replication_lag);
+                }
+            }
+        }
+        Ok(Err(e)) => tracing::debug!("dashboard: the leader's status: {}", e.message()),
+        Err(_) => tracing::debug!("dashboard: the leader's status did not come within {budget:?}"),
+    }
+}
+
 fn html(status: StatusCode, body: String) -> Response {
     let mut r = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
     r.headers_mut()
@@ -214,13 +250,15 @@ pub fn login(lang: Option<&str>) -> Response {
 pub async fn page(State(node): State<Arc<Node>>, Query(p): Query<Params>) -> Response {
     let lang = lang_of(&p);
     let offset = offset(&node);
+    let mut now_live = live(&node);
+    fill_lags_from_leader(&node, &mut now_live).await;
     let n = node.clone();
     let built = tokio::task::spawn_blocking(move || {
         let now = sen_core::now_ms();
         let month = month_report(&n, &report::current_month(now, offset), offset, false)?;
         let day = readers_between(&n, now.saturating_sub(sen_core::time::DAY_MS), now)?;
         let days30 = readers_between(&n, now.saturating_sub(30 * sen_core::time::DAY_MS), now)?;
-        sen_ops::dashboard::render(&live(&n), &month, (&day, &days30), now, offset, lang)
+        sen_ops::dashboard::render(&now_live, &month, (&day, &days30), now, offset, lang)
             .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await;
