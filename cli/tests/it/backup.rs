@@ -506,6 +506,14 @@ async fn scheduled_backups_run_once_per_slot_across_a_failover() {
         last <= on_disk && on_disk - last < 64 * 1024 * ok.len() as u64,
         "recorded {last}, on disk {on_disk}"
     );
+    // A local repository's file system reports its space with each run
+    // (the growth report's forecast of when it fills).
+    let newest = ok.last().unwrap();
+    let (free, total) = (
+        newest["repo_free_bytes"].as_u64().unwrap(),
+        newest["repo_total_bytes"].as_u64().unwrap(),
+    );
+    assert!(free > 0 && free <= total, "{newest}");
 }
 
 /// The same round trip against a real S3 server (SeaweedFS, started here):

@@ -94,6 +94,9 @@ pub struct BackupOutcome {
     /// KB each, are not counted). Growth of this figure over time is what
     /// the repository's storage must provide (R8).
     pub repo_bytes: u64,
+    /// Free and total bytes of the storage under the repository, when its
+    /// store can tell ([`crate::store::ObjectStore::space`]).
+    pub repo_space: Option<(u64, u64)>,
 }
 
 /// Progress callback: (bytes processed so far, phase name).
@@ -227,6 +230,7 @@ pub fn create(
         snapshot_id,
         snapshot,
         repo_bytes,
+        repo_space: repo.store.space(),
     })
 }
 

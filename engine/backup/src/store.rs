@@ -109,6 +109,13 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Remove `key`; removing a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), ObjectError>;
+
+    /// Free and total bytes of the storage under the repository, when the
+    /// store can tell (a local directory's file system; an S3 bucket has no
+    /// capacity to report): what the growth report's forecast divides.
+    fn space(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Check that `store` honours conditional creates (S3's `If-None-Match: *`):
@@ -205,6 +212,13 @@ impl LocalStore {
         &self.root
     }
 
+    fn space_of(root: &Path) -> Option<(u64, u64)> {
+        let st = nix::sys::statvfs::statvfs(root).ok()?;
+        let frsize = st.fragment_size() as u64;
+        let total = st.blocks() as u64 * frsize;
+        Some(((st.blocks_available() as u64 * frsize).min(total), total))
+    }
+
     fn fail(&self, op: &'static str, key: &str, e: std::io::Error) -> ObjectError {
         ObjectError::Failed {
             op,
@@ -293,6 +307,10 @@ impl LocalStore {
 
 #[async_trait]
 impl ObjectStore for LocalStore {
+    fn space(&self) -> Option<(u64, u64)> {
+        Self::space_of(&self.root)
+    }
+
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }

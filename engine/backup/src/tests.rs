@@ -158,6 +158,10 @@ fn round_trip_and_incremental() {
         let first = take(&repo, &state);
         assert!(first.snapshot.stats.bytes_new > 0);
         assert_eq!(first.snapshot.stats.content_chunks, 40);
+        // A local repository reports its file system's space (the growth
+        // report's forecast of when it fills).
+        let (free, total) = first.repo_space.expect("a local store knows its space");
+        assert!(free > 0 && free <= total, "{free} of {total}");
         assert_eq!(first.snapshot.stats.content_chunks_new, 40);
         assert_eq!(read_table(&repo, &first.snapshot, "kv"), state.tables["kv"]);
 

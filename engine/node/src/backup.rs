@@ -100,6 +100,8 @@ pub fn backup_response(o: &BackupOutcome) -> sen_proto::v1::CreateBackupResponse
         content_chunks_new: s.stats.content_chunks_new,
         duration_ms: s.stats.duration_ms,
         repo_bytes: o.repo_bytes,
+        repo_free_bytes: o.repo_space.map_or(0, |s| s.0),
+        repo_total_bytes: o.repo_space.map_or(0, |s| s.1),
     }
 }
 
@@ -191,6 +193,8 @@ async fn scheduler_tick(node: &Arc<Node>) -> Result<(), ApiError> {
             record.bytes_new = r.bytes_new;
             record.chunks_new = r.content_chunks_new;
             record.repo_bytes = r.repo_bytes;
+            record.repo_free_bytes = r.repo_free_bytes;
+            record.repo_total_bytes = r.repo_total_bytes;
             record.prune = prune;
         }
         Err(e) => {

@@ -66,6 +66,13 @@ pub struct RepoGrowth {
     /// earlier).
     pub last_backup_ms: Option<u64>,
     pub last_backup_age_ms: Option<u64>,
+    /// Free and total bytes of the storage under the repository at the
+    /// last measured run; `None` when its store cannot tell (S3).
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    /// Days until that storage is full at `bytes_per_day`; `None` when it
+    /// is not growing or its free space is unknown.
+    pub days_until_full: Option<f64>,
 }
 
 /// The repository's growth in `[from_ms, to_ms)` from the scheduled runs
@@ -87,13 +94,24 @@ pub fn repository(runs: &[RunRecord], from_ms: u64, to_ms: u64, now_ms: u64) -> 
         .map(|r| (r.ended_ms as f64 / DAY_MS, r.repo_bytes as f64))
         .collect();
     let age_at = to_ms.min(now_ms);
+    let bytes_per_day = slope(&points);
+    let space = measured
+        .iter()
+        .rev()
+        .find(|r| r.repo_total_bytes > 0)
+        .map(|r| (r.repo_free_bytes, r.repo_total_bytes));
     Some(RepoGrowth {
         runs: measured.len() as u64,
         start_bytes: first.repo_bytes,
         end_bytes: last.repo_bytes,
-        bytes_per_day: slope(&points),
+        bytes_per_day,
         last_backup_ms,
         last_backup_age_ms: last_backup_ms.map(|l| age_at.saturating_sub(l)),
+        free_bytes: space.map(|s| s.0),
+        total_bytes: space.map(|s| s.1),
+        days_until_full: space
+            .zip(bytes_per_day.filter(|s| *s > 0.0))
+            .map(|((free, _), per_day)| free as f64 / per_day),
     })
 }
 
@@ -304,6 +322,10 @@ mod tests {
             state: state.into(),
             ended_ms: DAY + d * 86_400_000,
             repo_bytes,
+            // A local repository on a 100 GB disk: what the repository
+            // takes, the disk no longer has.
+            repo_free_bytes: (100 * GB).saturating_sub(repo_bytes),
+            repo_total_bytes: if repo_bytes > 0 { 100 * GB } else { 0 },
             ..Default::default()
         };
         let runs = vec![
@@ -320,6 +342,21 @@ mod tests {
         assert!((r.bytes_per_day.unwrap() - 1.5 * GB as f64).abs() < 1.0, "{r:?}");
         assert_eq!(r.last_backup_ms, Some(DAY + 5 * 86_400_000));
         assert_eq!(r.last_backup_age_ms, Some(25 * 86_400_000));
+        // 84 GB free at 1.5 GB a day: full in 56 days.
+        assert_eq!((r.free_bytes, r.total_bytes), (Some(84 * GB), Some(100 * GB)));
+        assert!((r.days_until_full.unwrap() - 56.0).abs() < 1e-6, "{r:?}");
+        // An S3 bucket reports no space: the trend, but no forecast.
+        let s3: Vec<RunRecord> = runs
+            .iter()
+            .map(|r| RunRecord {
+                repo_free_bytes: 0,
+                repo_total_bytes: 0,
+                ..r.clone()
+            })
+            .collect();
+        let r = repository(&s3, DAY, to, to + 1).unwrap();
+        assert!(r.bytes_per_day.is_some());
+        assert_eq!((r.free_bytes, r.days_until_full), (None, None));
         // Nothing measured in the period: no repository line.
         assert_eq!(repository(&runs[..1], DAY, to, to), None);
     }

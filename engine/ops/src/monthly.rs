@@ -201,7 +201,25 @@ pub struct MonthlyReport {
 pub fn repository_text(g: &crate::growth::RepoGrowth, lang: Lang) -> String {
     let bytes = |b: u64| report::bytes_in(b, lang);
     let age = g.last_backup_age_ms.map_or("—".into(), |a| human_ms(a, lang));
-    match lang {
+    let space = match (g.free_bytes, g.total_bytes, lang) {
+        (Some(free), Some(total), Lang::En) => format!(
+            " Its storage has {} free of {}: full in {} at this pace.",
+            bytes(free),
+            bytes(total),
+            crate::growth::full_in_text(g.days_until_full, lang)
+        ),
+        (Some(free), Some(total), Lang::Vi) => format!(
+            " Nơi lưu kho còn trống {} trên {}: đầy sau {} nếu tăng như hiện nay.",
+            bytes(free),
+            bytes(total),
+            crate::growth::full_in_text(g.days_until_full, lang)
+        ),
+        (_, _, Lang::En) => " Its storage reports no capacity (an S3 bucket): watch the provider's quota.".into(),
+        (_, _, Lang::Vi) => {
+            " Nơi lưu kho không cho biết dung lượng (S3): hãy theo dõi hạn mức của nhà cung cấp.".into()
+        }
+    };
+    let growth = match lang {
         Lang::En => format!(
             "Backup repository: {} → {} over {} measured runs ({} per day); the last backup was {} old at the end of the period.",
             bytes(g.start_bytes),
@@ -218,7 +236,8 @@ pub fn repository_text(g: &crate::growth::RepoGrowth, lang: Lang) -> String {
             crate::growth::per_day_text(g.bytes_per_day, lang),
             age
         ),
-    }
+    };
+    growth + &space
 }
 
 /// "repository check" or "restore drill", in `lang`.
@@ -1508,6 +1527,9 @@ mod tests {
             bytes_new: bytes,
             error: err.into(),
             repo_bytes: if err.is_empty() { slot << 20 } else { 0 },
+            // A local repository on a 10 MiB file system.
+            repo_free_bytes: if err.is_empty() { (10 - slot) << 20 } else { 0 },
+            repo_total_bytes: if err.is_empty() { 10 << 20 } else { 0 },
             ..Default::default()
         };
         let verification = |kind: &str, at_ms: u64, errors: Vec<String>| Verification {
@@ -1623,6 +1645,8 @@ mod tests {
         let repo = r.growth.as_ref().unwrap().repository.as_ref().unwrap();
         assert_eq!((repo.runs, repo.start_bytes, repo.end_bytes), (2, 1 << 20, 3 << 20));
         assert_eq!(repo.last_backup_ms, Some(NOV + 3 * DAY_MS + 5 * MIN));
+        assert_eq!((repo.free_bytes, repo.total_bytes), (Some(7 << 20), Some(10 << 20)));
+        assert!((repo.days_until_full.unwrap() - 7.0).abs() < 1e-9, "{repo:?}");
         assert_eq!(
             repo.last_backup_age_ms,
             Some(NOV + 30 * DAY_MS - (NOV + 3 * DAY_MS + 5 * MIN))
@@ -1765,7 +1789,7 @@ mod tests {
             "- Lần diễn tập khôi phục đạt gần nhất: 00:00 07/11/2026",
             "| 00:00 05/11/2026 | kiểm tra kho sao lưu | 5% dữ liệu | 3,0 MiB | 1 phút 5 giây | KHÔNG ĐẠT: pack 3f2a: hash mismatch | hanh |",
             "| 00:00 07/11/2026 | diễn tập khôi phục | 9f86d081 (chỉ số 4211) |",
-            "Kho sao lưu: 1,0 MiB → 3,0 MiB qua 2 lần sao lưu có đo (1,0 MiB mỗi ngày); bản sao lưu thành công gần nhất cách cuối kỳ 26 ngày 23 giờ.",
+            "Kho sao lưu: 1,0 MiB → 3,0 MiB qua 2 lần sao lưu có đo (1,0 MiB mỗi ngày); bản sao lưu thành công gần nhất cách cuối kỳ 26 ngày 23 giờ. Nơi lưu kho còn trống 7,0 MiB trên 10,0 MiB: đầy sau 7 ngày nếu tăng như hiện nay.",
         ] {
             assert!(vi.contains(want), "missing {want:?} in:\n{vi}");
         }
@@ -1776,7 +1800,7 @@ mod tests {
             "Mean time to restore (serious incidents): 16h\n",
             "| 2 | quorum lost | serious | 2026-11-13 00:00 | 2h | disk full | disk added | yes |",
             "- Restore drills (`sen drill restore`): 1 (passed: 1)",
-            "Backup repository: 1.0 MiB → 3.0 MiB over 2 measured runs (1.0 MiB per day); the last backup was 26d 23h old",
+            "Backup repository: 1.0 MiB → 3.0 MiB over 2 measured runs (1.0 MiB per day); the last backup was 26d 23h old at the end of the period. Its storage has 7.0 MiB free of 10.0 MiB: full in 7 days at this pace.",
             "| 2026-11-07 00:00 | restore drill | 9f86d081 (index 4211) |",
         ] {
             assert!(en.contains(want), "missing {want:?} in:\n{en}");

@@ -415,6 +415,12 @@ pub struct RunRecord {
     /// measured).
     #[serde(default)]
     pub repo_bytes: u64,
+    /// Free and total bytes of the storage under the repository after the
+    /// run (0: not known — an S3 bucket, or a run before it was measured).
+    #[serde(default)]
+    pub repo_free_bytes: u64,
+    #[serde(default)]
+    pub repo_total_bytes: u64,
 }
 
 impl Default for RunRecord {
@@ -438,6 +444,8 @@ impl Default for RunRecord {
             error: String::new(),
             prune: String::new(),
             repo_bytes: 0,
+            repo_free_bytes: 0,
+            repo_total_bytes: 0,
         }
     }
 }

@@ -11,8 +11,14 @@ fn records_written_without_a_version_read_as_version_1() {
     )
     .unwrap();
     assert_eq!(
-        (run.version, run.slot, run.state.as_str(), run.repo_bytes),
-        (1, 5, run_state::SUCCEEDED, 0)
+        (
+            run.version,
+            run.slot,
+            run.state.as_str(),
+            run.repo_bytes,
+            run.repo_free_bytes
+        ),
+        (1, 5, run_state::SUCCEEDED, 0, 0)
     );
     let p = PlannedTransfer::from_json(br#"{"from":1,"to":2,"at_ms":9,"reason":"drain"}"#).unwrap();
     assert_eq!((p.version, p.to), (1, 2));
@@ -60,11 +66,13 @@ fn what_this_build_writes_is_pinned() {
         slot: 5,
         state: run_state::SUCCEEDED.into(),
         repo_bytes: 123_456,
+        repo_free_bytes: 7_000,
+        repo_total_bytes: 9_000,
         ..Default::default()
     };
     assert_eq!(
         String::from_utf8(run.to_json().unwrap()).unwrap(),
-        r#"{"version":1,"slot":5,"slot_start_ms":0,"state":"succeeded","attempt":0,"leader":0,"term":0,"node":0,"started_ms":0,"ended_ms":0,"snapshot_id":"","raft_index":0,"bytes_total":0,"bytes_new":0,"chunks_new":0,"error":"","prune":"","repo_bytes":123456}"#
+        r#"{"version":1,"slot":5,"slot_start_ms":0,"state":"succeeded","attempt":0,"leader":0,"term":0,"node":0,"started_ms":0,"ended_ms":0,"snapshot_id":"","raft_index":0,"bytes_total":0,"bytes_new":0,"chunks_new":0,"error":"","prune":"","repo_bytes":123456,"repo_free_bytes":7000,"repo_total_bytes":9000}"#
     );
 }
 
