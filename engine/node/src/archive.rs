@@ -369,6 +369,15 @@ impl Behind {
                         vec![],
                         node.id,
                     )
+                    .with_vi(format!(
+                        "bản lưu trữ liên tục ({}) chậm hơn {} bản ghi (đã lưu trữ đến chỉ số {}, đã áp dụng {}): \
+                         các nút cắt bớt nhật ký qua điểm đó, nên bản lưu trữ bắt đầu lại với một khoảng hở và \
+                         khôi phục về thời điểm không thể đi qua khoảng hở này",
+                        config.repo,
+                        config.max_lag_entries,
+                        progress.index,
+                        node.state.applied_index()
+                    ))
                 };
                 match crate::incidents::record(node, inc, budget).await {
                     Ok(id) => self.incident = Some(Some(id)),
@@ -378,10 +387,16 @@ impl Behind {
             (false, Some(id)) => {
                 if let Ok(mut inc) = crate::incidents::get(node, id) {
                     inc.end_ms = Some(sen_core::now_ms());
-                    inc.auto_cause.push_str(&format!(
-                        "; the archive caught up (index {}): take a backup so that restores start after the gap",
-                        progress.index
-                    ));
+                    inc.add_to_cause(
+                        &format!(
+                            "; the archive caught up (index {}): take a backup so that restores start after the gap",
+                            progress.index
+                        ),
+                        &format!(
+                            "; bản lưu trữ đã theo kịp (chỉ số {}): hãy tạo một bản sao lưu để các lần khôi phục bắt đầu sau khoảng hở",
+                            progress.index
+                        ),
+                    );
                     if crate::incidents::update(node, &inc, budget).await.is_ok() {
                         self.incident = Some(None);
                     }

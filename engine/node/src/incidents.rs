@@ -169,6 +169,7 @@ pub fn validate(inc: &Incident) -> Result<(), ApiError> {
     let texts = [
         ("kind", inc.kind.len(), 64),
         ("auto_cause", inc.auto_cause.len(), MAX_INCIDENT_TEXT),
+        ("auto_cause_vi", inc.auto_cause_vi.len(), MAX_INCIDENT_TEXT),
         ("reference", inc.reference.len(), MAX_INCIDENT_TEXT),
         ("cause + remedy", inc.cause.len() + inc.remedy.len(), 64 * 1024),
         ("annotated_by", inc.annotated_by.len(), 256),

@@ -61,6 +61,10 @@ pub fn incident(me: u64, pos: &LogPosition, now_ms: u64) -> Incident {
             pos.voters.clone(),
             me,
         )
+        .with_vi(format!(
+            "cụm mất đa số các nút bỏ phiếu {:?}; nút {me} bị buộc trở thành nút bỏ phiếu duy nhất từ nhật ký của chính nó (bản ghi cuối {last}); mọi bản ghi được cam kết sau {last} chỉ trên các nút đã mất đều không còn; các nút {others:?} phải được xoá sạch và thêm lại với mã mới",
+            pos.voters
+        ))
     }
 }
 

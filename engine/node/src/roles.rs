@@ -433,7 +433,11 @@ async fn run_hooks(node: Arc<Node>, mut rx: tokio::sync::mpsc::UnboundedReceiver
                 format!("the {} hook on node {} {}", ev.role, node.id, run.error),
                 vec![node.id],
                 node.id,
-            );
+            )
+            .with_vi(format!(
+                "hook {} trên nút {} không thành công: {}",
+                ev.role, node.id, run.error
+            ));
             let n = node.clone();
             tokio::spawn(async move { record_with_retry(&n, inc).await });
         }
@@ -555,20 +559,32 @@ impl IncidentWatch {
         } else {
             ORDINARY
         };
-        let cause = match &planned {
-            Some(p) => format!(
-                "planned leadership transfer ({}) from node {prev} to node {me}",
-                p.reason
+        let (cause, cause_vi) = match &planned {
+            Some(p) => (
+                format!(
+                    "planned leadership transfer ({}) from node {prev} to node {me}",
+                    p.reason
+                ),
+                format!(
+                    "chuyển giao lãnh đạo có kế hoạch ({}) từ nút {prev} sang nút {me}",
+                    p.reason
+                ),
             ),
-            None => format!(
-                "node {me} was elected in term {} after node {prev} stopped leading (no heartbeat reached a quorum, or it stepped down); {gap} ms after node {me} last heard from the old leader",
-                m.current_term
+            None => (
+                format!(
+                    "node {me} was elected in term {} after node {prev} stopped leading (no heartbeat reached a quorum, or it stepped down); {gap} ms after node {me} last heard from the old leader",
+                    m.current_term
+                ),
+                format!(
+                    "nút {me} được bầu ở nhiệm kỳ {} sau khi nút {prev} thôi lãnh đạo (nhịp tim không tới được đa số, hoặc nút đó tự rút); {gap} ms sau lần cuối nút {me} nhận được tin từ nút lãnh đạo cũ",
+                    m.current_term
+                ),
             ),
         };
         Some(Incident {
             end_ms: Some(now),
             term: m.current_term,
-            ..Incident::new(kind::LEADER_CHANGE, severity, start, cause, vec![prev, me], me)
+            ..Incident::new(kind::LEADER_CHANGE, severity, start, cause, vec![prev, me], me).with_vi(cause_vi)
         })
     }
 
@@ -594,6 +610,10 @@ impl IncidentWatch {
                 vec![me],
                 me,
             )
+            .with_vi(format!(
+                "nút {me} lãnh đạo nhiệm kỳ {} nhưng không nhận được tin từ đa số trong hơn {grace:?}; các lần ghi qua nút này đều thất bại",
+                m.current_term
+            ))
         })
     }
 
@@ -669,6 +689,10 @@ impl IncidentWatch {
                             vec![*id],
                             me,
                         )
+                        .with_vi(format!(
+                            "nút {id} không phản hồi nút lãnh đạo {me} trong hơn {:?} (đã dừng, bị sập hoặc bị cắt mạng)",
+                            cfg.unreachable_after
+                        ))
                     };
                     match incidents::record(plane, inc, budget).await {
                         Ok(iid) => {
@@ -682,10 +706,16 @@ impl IncidentWatch {
                 {
                     if let Ok(mut inc) = incidents::get(plane, iid) {
                         inc.severity = SERIOUS.into();
-                        inc.auto_cause.push_str(&format!(
-                            "; still unreachable after {:?}, so the cluster has run with less redundancy for too long",
-                            cfg.node_down_serious_after
-                        ));
+                        inc.add_to_cause(
+                            &format!(
+                                "; still unreachable after {:?}, so the cluster has run with less redundancy for too long",
+                                cfg.node_down_serious_after
+                            ),
+                            &format!(
+                                "; vẫn không liên lạc được sau {:?}, nên cụm đã chạy với ít bản sao dự phòng quá lâu",
+                                cfg.node_down_serious_after
+                            ),
+                        );
                         if incidents::update(plane, &inc, budget).await.is_ok() {
                             self.unreachable.insert(*id, (iid, start, true));
                         }
@@ -694,7 +724,10 @@ impl IncidentWatch {
                 (false, Some((iid, _, _))) => {
                     if let Ok(mut inc) = incidents::get(plane, iid) {
                         inc.end_ms = Some(now.saturating_sub(age.map_or(0, |a| a.as_millis() as u64)));
-                        inc.auto_cause.push_str(&format!("; node {id} answered again"));
+                        inc.add_to_cause(
+                            &format!("; node {id} answered again"),
+                            &format!("; nút {id} đã phản hồi trở lại"),
+                        );
                         if incidents::update(plane, &inc, budget).await.is_ok() {
                             self.unreachable.remove(id);
                         }

@@ -279,6 +279,14 @@ pub async fn run(c: &Client, p: &DrillParams) -> Result<DrillReport, OpsError> {
             vec![target],
             0,
         )
+        .with_vi(format!(
+            "diễn tập chuyển đổi dự phòng {} trên nút {target}: gián đoạn ghi {} ms, gián đoạn đọc {} ms, {} lần ghi bị mất, {}",
+            p.scenario.name(),
+            report.rto_ms,
+            report.read_gap_ms,
+            report.lost_writes,
+            if report.passed { "đạt" } else { "KHÔNG ĐẠT" }
+        ))
     };
     match c
         .record_incident(serde_json::to_string(&inc).map_err(|e| e.to_string())?)

@@ -2,8 +2,10 @@
 //! in English or Vietnamese, times at the portal's offset from UTC.
 //!
 //! Kinds, severities and labels are translated; what a node wrote by itself
-//! (`auto_cause`) stays as written (English), and the operators' cause and
-//! remedy notes are shown in the language they were written in.
+//! is shown in Vietnamese when the node wrote it in both languages
+//! (`auto_cause_vi`; records of earlier releases have English only), and
+//! the operators' cause and remedy notes in the language they were written
+//! in.
 
 use std::time::Duration;
 
@@ -165,7 +167,10 @@ pub fn show(inc: &Incident, now: u64, limit_ms: u64, offset: TimeZone, lang: Lan
                 inc.term
             ),
         ),
-        (tt("automatic", "tự động ghi"), inc.auto_cause.clone()),
+        (
+            tt("automatic", "tự động ghi"),
+            inc.auto_cause_in(lang == Lang::Vi).to_owned(),
+        ),
     ];
     if !inc.reference.is_empty() {
         rows.push((
@@ -235,7 +240,8 @@ mod tests {
             "no leader for 12s".into(),
             vec![2, 3],
             1,
-        );
+        )
+        .with_vi("không có nút lãnh đạo trong 12 giây".into());
         i.id = 4;
         i
     }
@@ -295,7 +301,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("biện pháp khắc phục: (chưa ghi)\n"), "{text}");
+        // What the node saw, in the reader's language; a record of an
+        // earlier release (English only) stays readable.
+        assert!(
+            text.contains("tự động ghi:         không có nút lãnh đạo trong 12 giây\n"),
+            "{text}"
+        );
+        let older = Incident {
+            auto_cause_vi: String::new(),
+            ..inc.clone()
+        };
+        let text_older = show(&older, now, 24 * H, report::vietnam(), Lang::Vi);
+        assert!(
+            text_older.contains("tự động ghi:         no leader for 12s\n"),
+            "{text_older}"
+        );
         let text = show(&inc, now, 24 * H, report::vietnam(), Lang::En);
+        assert!(text.contains("no leader for 12s"), "{text}");
         assert!(text.contains("\nremedy:    (not noted yet)\n"), "{text}");
     }
 }

@@ -86,12 +86,25 @@ pub struct IncidentLine {
     pub end_ms: Option<u64>,
     pub duration_ms: u64,
     pub auto_cause: String,
+    /// `auto_cause` in Vietnamese, where the node wrote one.
+    pub auto_cause_vi: String,
     pub cause: String,
     pub remedy: String,
     pub reference: String,
     /// Serious ones: fixed within the limit (an open one that is not yet
     /// past it counts as `true`).
     pub within_limit: Option<bool>,
+}
+
+impl IncidentLine {
+    /// What the node saw, in Vietnamese when it wrote that too.
+    pub fn auto_cause_in(&self, lang: Lang) -> &str {
+        if lang == Lang::Vi && !self.auto_cause_vi.is_empty() {
+            &self.auto_cause_vi
+        } else {
+            &self.auto_cause
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -297,6 +310,7 @@ pub fn compute(
                 end_ms: i.end_ms,
                 duration_ms: duration,
                 auto_cause: i.auto_cause.clone(),
+                auto_cause_vi: i.auto_cause_vi.clone(),
                 cause: i.cause.clone(),
                 remedy: i.remedy.clone(),
                 reference: i.reference.clone(),
@@ -728,7 +742,7 @@ pub fn markdown(r: &MonthlyReport, offset: TimeZone, lang: Lang) -> String {
         );
         for i in &r.incidents {
             let cause = if i.cause.is_empty() {
-                format!("{} — {}", t("(not noted)", "(chưa ghi)"), cell(&i.auto_cause))
+                format!("{} — {}", t("(not noted)", "(chưa ghi)"), cell(i.auto_cause_in(lang)))
             } else {
                 cell(&i.cause)
             };
@@ -1269,7 +1283,7 @@ pub fn html(r: &MonthlyReport, offset: TimeZone, lang: Lang) -> Result<String, O
                             "#{} {}: {} → {}",
                             i.id,
                             kind_label(&i.kind, lang),
-                            or_not(&i.cause),
+                            or_not(i.cause_in(lang)),
                             or_not(&i.remedy)
                         )
                     })
@@ -1300,7 +1314,7 @@ pub fn html(r: &MonthlyReport, offset: TimeZone, lang: Lang) -> Result<String, O
                     Some(_) => human_ms(i.duration_ms, lang),
                     None => format!("{} {}", word("open"), human_ms(i.duration_ms, lang)),
                 },
-                "cause": if i.cause.is_empty() { format!("{} — {}", word("not_noted"), i.auto_cause) } else { i.cause.clone() },
+                "cause": if i.cause.is_empty() { format!("{} — {}", word("not_noted"), i.auto_cause_in(lang)) } else { i.cause.clone() },
                 "remedy": if i.remedy.is_empty() { word("not_noted") } else { i.remedy.clone() },
                 "within": i.within_limit.map_or("—".into(), yes_no),
                 "class": if i.within_limit == Some(false) { "bad" } else { "" },
@@ -1432,7 +1446,8 @@ mod tests {
     }
 
     fn incident(id: u64, severity: &str, start: u64, end: Option<u64>, cause: &str, remedy: &str) -> Incident {
-        let mut i = Incident::new(kind::QUORUM_LOST, severity, start, "no leader".into(), vec![1], 1);
+        let mut i = Incident::new(kind::QUORUM_LOST, severity, start, "no leader".into(), vec![1], 1)
+            .with_vi("không có nút lãnh đạo".into());
         i.id = id;
         i.end_ms = end;
         i.cause = cause.into();
@@ -1774,7 +1789,7 @@ mod tests {
             "Thời gian khắc phục trung bình (sự cố nghiêm trọng): 16 giờ\n",
             "Sự cố nghiêm trọng không khắc phục trong 24 giờ: 1",
             "| 1 | mất đa số (cụm ngừng ghi) | nghiêm trọng | 00:00 10/11/2026 | 30 giờ | power cut | UPS replaced | không |",
-            "(chưa ghi) — no leader",
+            "(chưa ghi) — không có nút lãnh đạo",
             "## 4. Diễn tập chuyển đổi dự phòng",
             "| d-1 | crash-leader | 00:00 06/11/2026 | 1 giây | 0ms | 0 | đạt |",
             "Số lần sao lưu theo lịch: 3 (thành công: 2, thất bại: 1)",

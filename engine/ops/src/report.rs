@@ -111,8 +111,20 @@ pub struct IncidentRef {
     pub severity: String,
     pub start_ms: u64,
     pub end_ms: Option<u64>,
+    /// The operators' cause, else what the node saw.
     pub cause: String,
+    /// The same in Vietnamese where the node wrote one (else `cause`).
+    pub cause_vi: String,
     pub remedy: String,
+}
+
+impl IncidentRef {
+    pub fn cause_in(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::Vi => &self.cause_vi,
+            Lang::En => &self.cause,
+        }
+    }
 }
 
 /// A run of degraded or down minutes, or a gap with no measurement.
@@ -269,6 +281,11 @@ fn overlapping(incidents: &[Incident], start: u64, end: u64) -> Vec<IncidentRef>
             end_ms: i.end_ms,
             cause: if i.cause.is_empty() {
                 i.auto_cause.clone()
+            } else {
+                i.cause.clone()
+            },
+            cause_vi: if i.cause.is_empty() {
+                i.auto_cause_in(true).to_owned()
             } else {
                 i.cause.clone()
             },
@@ -606,7 +623,7 @@ pub fn markdown(r: &AvailabilityReport, offset: TimeZone, lang: Lang) -> String 
                         let cause = if i.cause.is_empty() {
                             t("(no cause noted)", "(chưa ghi nguyên nhân)").to_string()
                         } else {
-                            i.cause.clone()
+                            i.cause_in(lang).to_owned()
                         };
                         format!(
                             "#{} {}: {} → {}",

@@ -142,6 +142,11 @@ fn a_new_leader_records_the_change_once_per_term() {
         "the outage began when node 2 last heard from node 1"
     );
     assert!(inc.auto_cause.contains("elected in term 2"), "{}", inc.auto_cause);
+    assert!(
+        inc.auto_cause_vi.contains("được bầu ở nhiệm kỳ 2"),
+        "{}",
+        inc.auto_cause_vi
+    );
     // Once per term.
     assert!(w.leader_change(2, &m, || None, &cfg()).is_none());
 }
@@ -235,6 +240,11 @@ async fn unreachable_members_are_opened_adopted_and_closed_once() {
         all[0].auto_cause.ends_with("node 3 answered again"),
         "{}",
         all[0].auto_cause
+    );
+    assert!(
+        all[0].auto_cause_vi.ends_with("nút 3 đã phản hồi trở lại"),
+        "{}",
+        all[0].auto_cause_vi
     );
 }
 

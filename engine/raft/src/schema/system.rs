@@ -257,6 +257,10 @@ pub struct Incident {
     pub end_ms: Option<u64>,
     /// What the node that detected it saw.
     pub auto_cause: String,
+    /// The same in Vietnamese (empty in records of earlier releases and in
+    /// incidents recorded by hand: readers then get `auto_cause`).
+    #[serde(default)]
+    pub auto_cause_vi: String,
     #[serde(default)]
     pub nodes: Vec<u64>,
     pub detected_by: u64,
@@ -292,6 +296,30 @@ impl Incident {
             nodes,
             detected_by: by,
             ..Default::default()
+        }
+    }
+
+    /// The same incident with its automatic cause in Vietnamese too.
+    pub fn with_vi(mut self, auto_cause_vi: String) -> Self {
+        self.auto_cause_vi = auto_cause_vi;
+        self
+    }
+
+    /// Add what was seen later to the automatic cause, in both languages
+    /// (`"; node 3 answered again"`).
+    pub fn add_to_cause(&mut self, en: &str, vi: &str) {
+        self.auto_cause.push_str(en);
+        if !self.auto_cause_vi.is_empty() {
+            self.auto_cause_vi.push_str(vi);
+        }
+    }
+
+    /// The automatic cause in Vietnamese when known (`vi`), else as written.
+    pub fn auto_cause_in(&self, vi: bool) -> &str {
+        if vi && !self.auto_cause_vi.is_empty() {
+            &self.auto_cause_vi
+        } else {
+            &self.auto_cause
         }
     }
 

@@ -58,7 +58,7 @@ fn what_this_build_writes_is_pinned() {
     let i = Incident::new(kind::RECOVERY, SERIOUS, 5, "lost".into(), vec![1, 2], 1);
     assert_eq!(
         String::from_utf8(i.to_json().unwrap()).unwrap(),
-        r#"{"version":1,"id":0,"kind":"recovery","severity":"serious","start_ms":5,"end_ms":null,"auto_cause":"lost","nodes":[1,2],"detected_by":1,"term":0,"reference":"","cause":"","remedy":"","annotated_by":"","annotated_at_ms":0}"#
+        r#"{"version":1,"id":0,"kind":"recovery","severity":"serious","start_ms":5,"end_ms":null,"auto_cause":"lost","auto_cause_vi":"","nodes":[1,2],"detected_by":1,"term":0,"reference":"","cause":"","remedy":"","annotated_by":"","annotated_at_ms":0}"#
     );
     let back = Incident::from_json(&i.to_json().unwrap()).unwrap();
     assert_eq!(back, i);
