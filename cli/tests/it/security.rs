@@ -563,6 +563,16 @@ fn matrix() -> Vec<Row> {
             ListQuotasRequest::default(),
             &[Admin, Operator, Auditor],
         ),
+        // The page a site is probed at: set by operators (clearing the
+        // path of a site that has none changes nothing).
+        row(
+            "/sen.v1.Control/SetProbePath",
+            SetProbePathRequest {
+                site: "portal-none".into(),
+                path: String::new(),
+            },
+            &[Admin, Operator],
+        ),
         // Availability: nodes hand their probe results to the leader (a
         // report naming no node speaks for the certificate's node);
         // operators and auditors read them.
