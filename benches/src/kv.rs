@@ -74,6 +74,10 @@ pub struct Row {
     /// write to applying it (`sen_raft_proposal_duration_seconds`), over
     /// the same round.
     pub raft_mean_ms: Option<f64>,
+    /// Sen writes to the leader: the steps of the write path over the same
+    /// round (`sen_raft_stage_duration_seconds`), as (node and step, mean
+    /// ms per step, steps per write).
+    pub stages: Vec<(String, f64, f64)>,
     pub errors: u64,
 }
 
@@ -153,6 +157,7 @@ async fn measure(
         p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
         mean_ms: all.mean() / 1000.0,
         raft_mean_ms: None,
+        stages: Vec::new(),
         errors,
     })
 }
@@ -162,6 +167,42 @@ async fn proposals(c: &ProcessCluster, id: u64) -> Option<(f64, f64)> {
     let sum = c.metric(id, "sen_raft_proposal_duration_seconds_sum").await.ok()?;
     let count = c.metric(id, "sen_raft_proposal_duration_seconds_count").await.ok()?;
     Some((sum, count))
+}
+
+/// The steps a node reports (`sen_raft_stage_duration_seconds{stage}`).
+const STAGES: [&str; 5] = ["log-append", "log-fsync", "apply", "replicate", "follower-append"];
+
+/// Sum and count of each of node `id`'s write-path steps.
+async fn stage_totals(c: &ProcessCluster, id: u64) -> Vec<(&'static str, f64, f64)> {
+    let mut out = Vec::new();
+    for stage in STAGES {
+        let labels = [("stage", stage)];
+        let sum = c.metric_where(id, "sen_raft_stage_duration_seconds_sum", &labels).await;
+        let count = c
+            .metric_where(id, "sen_raft_stage_duration_seconds_count", &labels)
+            .await;
+        if let (Ok(sum), Ok(count)) = (sum, count) {
+            out.push((stage, sum, count));
+        }
+    }
+    out
+}
+
+/// Mean ms and count per write of each step between two readings.
+fn stage_means(
+    who: &str,
+    before: &[(&str, f64, f64)],
+    after: &[(&str, f64, f64)],
+    writes: f64,
+) -> Vec<(String, f64, f64)> {
+    after
+        .iter()
+        .filter_map(|(stage, s1, n1)| {
+            let (_, s0, n0) = before.iter().find(|(s, _, _)| s == stage)?;
+            let n = n1 - n0;
+            (n > 0.0).then(|| (format!("{who} {stage}"), (s1 - s0) / n * 1000.0, n / writes.max(1.0)))
+        })
+        .collect()
 }
 
 /// Elections started, summed over the nodes.
@@ -277,6 +318,10 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         for _ in 0..a.rounds {
             let t = if via_follower { &sen_follower } else { &sen_leader };
             let raft_before = proposals(&cluster, leader).await;
+            let (leader_before, follower_before) = (
+                stage_totals(&cluster, leader).await,
+                stage_totals(&cluster, follower).await,
+            );
             let mut row = measure(t.clone(), op, clients, a.duration, value.clone(), keyspace).await?;
             if matches!(op, Op::Put)
                 && !via_follower
@@ -284,6 +329,14 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
                 && n1 > n0
             {
                 row.raft_mean_ms = Some((s1 - s0) / (n1 - n0) * 1000.0);
+                let writes = n1 - n0;
+                row.stages = stage_means("leader", &leader_before, &stage_totals(&cluster, leader).await, writes);
+                row.stages.extend(stage_means(
+                    "follower",
+                    &follower_before,
+                    &stage_totals(&cluster, follower).await,
+                    writes,
+                ));
             }
             sen_rounds.push(row);
             if let Some((_, l, f)) = &tls_cluster {
@@ -361,7 +414,7 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
         md.push_str(
             "\nWhere a Sen write's time goes (writes to the leader, means over the median round): *in Raft* is the leader's time from proposing the write to applying it (`sen_raft_proposal_duration_seconds`: its append and fsync, the followers' append and fsync and the round trip to them, commit, apply); the rest is the client's RPC to the leader and the request's handling around the proposal.\n\n| clients | client-observed mean ms | in Raft ms | rest ms |\n|---|---|---|---|\n",
         );
-        for r in split {
+        for r in &split {
             let raft = r.raft_mean_ms.unwrap_or(0.0);
             md.push_str(&format!(
                 "| {} | {:.3} | {:.3} | {:.3} |\n",
@@ -370,6 +423,14 @@ pub async fn run(sen: &Path, data: &Path, out: &Path, machine: &Machine, a: Args
                 raft,
                 r.mean_ms - raft
             ));
+        }
+        md.push_str(
+            "\nThe steps inside Raft, as the nodes measure them (`sen_raft_stage_duration_seconds`, same round): *log-append* is an append until its fsync (group commit wait included), *log-fsync* one fsync, *apply* one applied batch, *replicate* the leader's AppendEntries round trip to one follower (entries only, heartbeats left out), *follower-append* the follower's handling of one (its append and fsync included). *Per write*: how many steps of that kind each write took (below 1: batched).\n\n| clients | node, step | mean ms | per write |\n|---|---|---|---|\n",
+        );
+        for r in &split {
+            for (stage, ms, per) in &r.stages {
+                md.push_str(&format!("| {} | {stage} | {ms:.3} | {per:.2} |\n", r.clients));
+            }
         }
     }
     if rows.iter().any(|r| r.system == "sen-tls") {

@@ -252,6 +252,24 @@ async fn health_readiness_and_metrics() {
         assert!(metrics.contains(name), "metric {name} missing");
     }
     assert!(c.metric(1, "sen_raft_is_leader").await.unwrap() == 1.0);
+    // The steps of that write: appended, fsynced, applied and replicated on
+    // the leader; appended by the follower.
+    let steps = |id: u64, stage: &'static str| {
+        let c = &c;
+        async move {
+            c.metric_where(id, "sen_raft_stage_duration_seconds_count", &[("stage", stage)])
+                .await
+                .unwrap()
+        }
+    };
+    for stage in ["log-append", "log-fsync", "apply", "replicate"] {
+        assert!(steps(1, stage).await >= 1.0, "leader step {stage} not measured");
+    }
+    wait_for("the follower's append to be measured", T, || async {
+        Ok((steps(2, "follower-append").await >= 1.0).then_some(()))
+    })
+    .await
+    .unwrap();
     // RocksDB's memory: the configured bound, and the memtables holding
     // the write above counted against it.
     let store_memory = |part: &str| -> f64 {

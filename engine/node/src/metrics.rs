@@ -53,6 +53,11 @@ pub struct MethodLabel {
     pub method: String,
 }
 
+/// 10 µs .. ~0.3 s: the steps of one write.
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 16))
+}
+
 fn latency_histogram() -> Histogram {
     // 0.25 ms .. ~8 s
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
@@ -78,6 +83,9 @@ pub struct Metrics {
     pub hook_runs: Family<HookLabel, Counter>,
     pub requests: Family<RequestLabel, Counter>,
     pub request_seconds: Family<MethodLabel, Histogram, fn() -> Histogram>,
+    /// The steps of the write path (docs/operations.md, "Where a write's
+    /// time goes").
+    pub stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
     pub http_requests: Family<SiteCodeLabel, Counter>,
     pub http_seconds: Family<SiteLabel, Histogram, fn() -> Histogram>,
     /// Audit records dropped because the queue was full.
@@ -130,6 +138,11 @@ pub struct SeverityLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProbeLabel {
     /// `write`, `read` or `site:<name>`.
     pub target: String,
@@ -149,6 +162,13 @@ pub struct SiteCodeLabel {
 }
 
 impl Metrics {
+    /// Record how long a step of the write path took.
+    pub fn observe_stage(&self, stage: &'static str, took: std::time::Duration) {
+        self.stage_seconds
+            .get_or_create(&StageLabel { stage })
+            .observe(took.as_secs_f64());
+    }
+
     pub fn new(node_id: NodeId) -> Self {
         let mut registry =
             Registry::with_prefix_and_labels("sen", [("node".into(), node_id.to_string().into())].into_iter());
@@ -171,6 +191,7 @@ impl Metrics {
             hook_runs: Family::default(),
             requests: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
+            stage_seconds: Family::new_with_constructor(stage_histogram),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
             audit_dropped: Gauge::default(),
@@ -279,6 +300,11 @@ impl Metrics {
             "grpc_requests",
             "Public API requests served, by method and status code",
             m.requests.clone(),
+        );
+        registry.register(
+            "raft_stage_duration_seconds",
+            "Steps of the write path on this node: log-append (an append until its fsync), log-fsync (one fsync of the log), apply (one batch applied), replicate (leader: one AppendEntries with entries to a follower, round trip), follower-append (follower: handling one AppendEntries with entries)",
+            m.stage_seconds.clone(),
         );
         registry.register(
             "grpc_request_duration_seconds",

@@ -35,6 +35,7 @@ pub struct NetworkFactory {
     pub peers: Arc<Peers>,
     pub cfg: RaftConfig,
     pub faults: Arc<Faults>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -48,6 +49,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             peers: self.peers.clone(),
             cfg: self.cfg.clone(),
             faults: self.faults.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -60,6 +62,7 @@ pub struct PeerNetwork {
     peers: Arc<Peers>,
     cfg: RaftConfig,
     faults: Arc<Faults>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,10 +174,16 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         } else {
             self.cfg.rpc_timeout
         };
-        self.call(RPCTypes::AppendEntries, timeout, &rpc, |mut c, r| async move {
-            c.append_entries(r).await
-        })
-        .await
+        let replicating = (!rpc.entries.is_empty()).then(std::time::Instant::now);
+        let r = self
+            .call(RPCTypes::AppendEntries, timeout, &rpc, |mut c, r| async move {
+                c.append_entries(r).await
+            })
+            .await;
+        if let (Some(started), Ok(_)) = (replicating, &r) {
+            self.metrics.observe_stage("replicate", started.elapsed());
+        }
+        r
     }
 
     async fn vote(

@@ -114,12 +114,15 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     cfg.validate()?;
     // After a crash drill: stay down for the rest of its down time.
     crate::faults::hold_down_after_crash(&cfg.data_dir).await;
+    let metrics = Arc::new(Metrics::new(cfg.id));
     let store = {
         let dir = cfg.data_dir.clone();
+        let m = metrics.clone();
         let opts = StoreOptions {
             max_append_bytes: cfg.raft.max_append_bytes,
             state_write_buffer_bytes: cfg.raft.state_write_buffer_bytes,
             memory: sen_store::Memory::new(cfg.raft.store_memory_bytes),
+            stages: sen_store::Stages::new(move |stage, took| m.observe_stage(stage.name(), took)),
         };
         tokio::task::spawn_blocking(move || Store::open(&dir, opts))
             .await
@@ -203,6 +206,7 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
         peers: peers.clone(),
         cfg: cfg.raft.clone(),
         faults: faults.clone(),
+        metrics: metrics.clone(),
     };
     let raft: Raft = openraft::Raft::new(
         cfg.id,
@@ -213,7 +217,6 @@ pub async fn run(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<
     )
     .await
     .map_err(|e| NodeError::Raft(format!("cannot start raft: {e}")))?;
-    let metrics = Arc::new(Metrics::new(cfg.id));
     if let Some(t) = &tls {
         metrics.cert_not_after.set(t.current().not_after);
     }

@@ -37,6 +37,7 @@ pub mod state_machine;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::StoreError;
 pub use format::NodeIdentity;
@@ -47,6 +48,55 @@ pub use rocks::{Memory, MemoryUsage};
 pub use snapshot::{IncomingSnapshot, SnapshotFile, SnapshotHandle};
 pub use state::{DbInfo, FileListing, NamePage, ScanPage, StateDb};
 pub use state_machine::{RaftSnapshot, StateMachine};
+
+/// A step of the write path whose duration the stores report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// From an append reaching the log store to its entries being fsynced
+    /// (the wait for the group commit included).
+    LogAppend,
+    /// One fsync of the log's WAL (covering every append queued for it).
+    LogFsync,
+    /// Applying one batch of committed entries to the state DB.
+    Apply,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::LogAppend => "log-append",
+            Stage::LogFsync => "log-fsync",
+            Stage::Apply => "apply",
+        }
+    }
+}
+
+/// Where the stores report how long their steps take (the node turns the
+/// reports into `sen_raft_stage_seconds`); by default nowhere.
+#[derive(Clone, Default)]
+pub struct Stages(Option<Arc<dyn Fn(Stage, Duration) + Send + Sync>>);
+
+impl Stages {
+    pub fn new(observe: impl Fn(Stage, Duration) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(observe)))
+    }
+
+    pub fn observe(&self, stage: Stage, took: Duration) {
+        if let Some(f) = &self.0 {
+            f(stage, took);
+        }
+    }
+}
+
+impl std::fmt::Debug for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Stages(observed)"
+        } else {
+            "Stages(none)"
+        })
+    }
+}
 
 /// Tuning of the stores (from the node's `[storage]` configuration).
 #[derive(Debug, Clone)]
@@ -59,6 +109,8 @@ pub struct StoreOptions {
     /// The memory both DBs share (memtables and block cache), see
     /// [`Memory`]. Clones share it.
     pub memory: Memory,
+    /// Where the durations of appends, fsyncs and applies go.
+    pub stages: Stages,
 }
 
 impl Default for StoreOptions {
@@ -67,6 +119,7 @@ impl Default for StoreOptions {
             max_append_bytes: 4 * 1024 * 1024,
             state_write_buffer_bytes: 64 * 1024 * 1024,
             memory: Memory::new(256 * 1024 * 1024),
+            stages: Stages::default(),
         }
     }
 }
@@ -86,7 +139,7 @@ impl Store {
         let log = LogStore::open(&data_dir.join("raft"), &opts)?;
         let state = Arc::new(StateDb::open(data_dir, &opts)?);
         check_log_covers_state(&log, &state, data_dir)?;
-        let state_machine = StateMachine::new(state.clone())?;
+        let state_machine = StateMachine::new(state.clone())?.with_stages(opts.stages.clone());
         Ok(Self {
             log,
             state_machine,

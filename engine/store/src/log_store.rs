@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
+use std::time::Instant;
 
 use openraft::OptionalSend;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -47,7 +48,7 @@ pub struct LogStore {
 struct Inner {
     db: Arc<DB>,
     /// `None` only while dropping.
-    flusher: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
+    flusher: Option<mpsc::Sender<(IOFlushed<TypeConfig>, Instant)>>,
     flusher_thread: Option<thread::JoinHandle<()>>,
     max_append_bytes: usize,
     /// Entries after this index are kept through purges (the continuous
@@ -174,11 +175,12 @@ impl LogStore {
     /// Open the log DB at `path`.
     pub fn open(path: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
         let db = Arc::new(rocks::open(path, Kind::Log, &[CF_LOG], "raft log", &opts.memory)?);
-        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        let (tx, rx) = mpsc::channel::<(IOFlushed<TypeConfig>, Instant)>();
         let flush_db = db.clone();
+        let stages = opts.stages.clone();
         let thread = thread::Builder::new()
             .name("sen-log-fsync".into())
-            .spawn(move || flusher(flush_db, rx))
+            .spawn(move || flusher(flush_db, rx, stages))
             .map_err(|e| StoreError::io("start the log fsync thread", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -492,14 +494,18 @@ fn bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
 }
 
 /// The group-commit loop: one fsync for every callback queued so far.
-fn flusher(db: Arc<DB>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+/// Each callback comes with when its append started.
+fn flusher(db: Arc<DB>, rx: mpsc::Receiver<(IOFlushed<TypeConfig>, Instant)>, stages: crate::Stages) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
+        let fsync = Instant::now();
         let res = db.flush_wal(true);
-        for cb in batch {
+        stages.observe(crate::Stage::LogFsync, fsync.elapsed());
+        for (cb, started) in batch {
+            stages.observe(crate::Stage::LogAppend, started.elapsed());
             let r = match &res {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::other(format!("fsync of the raft log failed: {e}"))),
@@ -568,6 +574,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = Instant::now();
         let log = cf(self.db(), CF_LOG).map_err(to_io)?;
         let mut batch = WriteBatch::default();
         let mut written = Vec::new();
@@ -592,7 +599,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .flusher
             .as_ref()
             .ok_or_else(|| io::Error::other("the raft log is closing"))?
-            .send(callback)
+            .send((callback, started))
             .map_err(|_| io::Error::other("the raft log fsync thread has stopped"))?;
         Ok(())
     }

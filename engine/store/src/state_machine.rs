@@ -27,11 +27,21 @@ const MAX_APPLY_BATCH: usize = 1024;
 #[derive(Clone)]
 pub struct StateMachine {
     state: Arc<StateDb>,
+    stages: crate::Stages,
 }
 
 impl StateMachine {
     pub fn new(state: Arc<StateDb>) -> Result<Self, StoreError> {
-        Ok(Self { state })
+        Ok(Self {
+            state,
+            stages: crate::Stages::default(),
+        })
+    }
+
+    /// Report how long each applied batch takes to `stages`.
+    pub fn with_stages(mut self, stages: crate::Stages) -> Self {
+        self.stages = stages;
+        self
     }
 
     /// The state DB, for reads.
@@ -83,7 +93,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 responders.push(responder);
             }
             let state = self.state.clone();
+            let started = std::time::Instant::now();
             let responses = blocking(move || state.apply_entries(&batch)).await?;
+            self.stages.observe(crate::Stage::Apply, started.elapsed());
             for (responder, response) in responders.into_iter().zip(responses) {
                 if let Some(r) = responder {
                     r.send(response);

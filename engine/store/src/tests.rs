@@ -623,3 +623,29 @@ async fn rocksdb_memory_is_bounded_by_the_configuration() {
     let (rec, _) = store.state.get("portal", b"k1500").unwrap();
     assert_eq!(rec.unwrap().value.len(), value.len());
 }
+
+/// The stores report their steps to the node: an append (from the call to
+/// its fsync), each fsync, and each applied batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_path_reports_how_long_its_steps_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<Stage>>> = Arc::default();
+    let s = seen.clone();
+    let opts = StoreOptions {
+        stages: Stages::new(move |stage, took| {
+            assert!(took < std::time::Duration::from_secs(60));
+            s.lock().unwrap().push(stage);
+        }),
+        ..Default::default()
+    };
+    let mut store = Store::open(dir.path(), opts).unwrap();
+    let entries: Vec<Entry> = (1..=3).map(|i| put_entry(1, i, &format!("k{i}"), "v")).collect();
+    append_and_wait(&mut store.log, entries.clone()).await;
+    let stream = futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
+    store.state_machine.apply(stream).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    for stage in [Stage::LogAppend, Stage::LogFsync, Stage::Apply] {
+        assert_eq!(seen.iter().filter(|s| **s == stage).count(), 1, "{stage:?} in {seen:?}");
+    }
+    assert_eq!(Stage::LogAppend.name(), "log-append");
+}

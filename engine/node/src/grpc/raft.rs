@@ -109,11 +109,16 @@ impl RaftService for RaftApi {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         check_peer(&self.node, &req)?;
         self.node.faults.before_incoming().await?;
+        let started = std::time::Instant::now();
         let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode("append entries", req.get_ref())?;
         check_sender(&self.node, &req, &rpc.vote)?;
+        let carries_entries = !rpc.entries.is_empty();
         let r = self.node.raft.append_entries(rpc).await;
         if matches!(&r, Ok(resp) if resp.is_success()) {
             self.node.roles.heard_from_leader();
+            if carries_entries {
+                self.node.metrics.observe_stage("follower-append", started.elapsed());
+            }
         }
         raft_result(&self.node, r)
     }
