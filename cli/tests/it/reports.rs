@@ -493,8 +493,8 @@ async fn a_site_is_probed_at_the_page_its_operator_chose() {
     c.form(3).await.unwrap();
     let admin = c.client().unwrap();
     let tree = c.root().join("tree");
-    std::fs::create_dir_all(tree.join("tuan-nay")).unwrap();
-    std::fs::write(tree.join("tuan-nay/index.html"), "Lịch công tác tuần này").unwrap();
+    std::fs::create_dir_all(tree.join("tuần-này")).unwrap();
+    std::fs::write(tree.join("tuần-này/index.html"), "Lịch công tác tuần này").unwrap();
     admin.create_site("lich").await.unwrap();
     admin.push("lich", &tree, &Default::default(), None).await.unwrap();
     let eps = c.endpoints().join(",");
@@ -531,7 +531,7 @@ async fn a_site_is_probed_at_the_page_its_operator_chose() {
 
     // The page that is there: up again, and no more failures once the
     // probes in flight are done.
-    let (code, _, err) = set("/tuan-nay/index.html");
+    let (code, _, err) = set("/tuần-này/index.html");
     assert_eq!(code, 0, "{err}");
     let ok = count("ok").await;
     sen_chaos::wait_for("the probes to find the page", T, || async {

@@ -487,6 +487,25 @@ pub fn probe_path(node: &Node, site: &str) -> Option<String> {
     }
 }
 
+/// Bytes of a probe path sent as they are; everything else (Vietnamese
+/// letters, `%`, quotes …) percent-encoded, as a browser would.
+const PATH_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The request path that probes `site` at `chosen` (the file's path as
+/// named, not encoded) or at its front page.
+fn request_path(site: &str, chosen: Option<&str>) -> String {
+    let path = chosen.unwrap_or("/");
+    format!(
+        "/sites/{site}{}",
+        percent_encoding::utf8_percent_encode(path, PATH_KEEP)
+    )
+}
+
 /// Whether a site answered as up. The front page may be missing (an empty
 /// site, a site of documents only) without the site being down: any answer
 /// below 500 counts. A page the operator chose must be there: below 400,
@@ -511,7 +530,7 @@ async fn probe_sites(node: &Arc<Node>, http: &HttpTarget, timeout: Duration) -> 
     futures::stream::iter(names)
         .map(|name| async move {
             let chosen = probe_path(node, &name);
-            let path = format!("/sites/{name}{}", chosen.as_deref().unwrap_or("/"));
+            let path = request_path(&name, chosen.as_deref());
             let ok = match tokio::time::timeout(timeout, http.get(&path)).await {
                 Ok(Ok(status)) => site_answer_is_up(status, chosen.is_some(), || {
                     crate::access::site_is_private(node.as_ref(), &name)
@@ -636,6 +655,19 @@ mod tests {
     use crate::system::testing::MemControlPlane;
 
     const DAY: u64 = 1_796_256_000_000; // 2026-12-03T00:00:00Z
+
+    #[test]
+    fn probe_paths_are_sent_encoded() {
+        assert_eq!(request_path("lich", None), "/sites/lich/");
+        assert_eq!(
+            request_path("lich", Some("/tuần-này/index.html")),
+            "/sites/lich/tu%E1%BA%A7n-n%C3%A0y/index.html"
+        );
+        assert_eq!(
+            request_path("lich", Some("/100%_đúng.html")),
+            "/sites/lich/100%25_%C4%91%C3%BAng.html"
+        );
+    }
 
     #[test]
     fn a_chosen_page_must_be_there_the_front_page_may_be_missing() {
