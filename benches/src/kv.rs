@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args as ClapArgs;
 use hdrhistogram::Histogram;
 use sen_chaos::ProcessCluster;
+use sen_chaos::cluster::sum_where;
 use sen_client::{Client, ClientOptions, Consistency};
 use serde::Serialize;
 use serde_json::json;
@@ -172,20 +173,22 @@ async fn proposals(c: &ProcessCluster, id: u64) -> Option<(f64, f64)> {
 /// The steps a node reports (`sen_raft_stage_duration_seconds{stage}`).
 const STAGES: [&str; 5] = ["log-append", "log-fsync", "apply", "replicate", "follower-append"];
 
-/// Sum and count of each of node `id`'s write-path steps.
+/// Sum and count of each of node `id`'s write-path steps (one scrape).
 async fn stage_totals(c: &ProcessCluster, id: u64) -> Vec<(&'static str, f64, f64)> {
-    let mut out = Vec::new();
-    for stage in STAGES {
-        let labels = [("stage", stage)];
-        let sum = c.metric_where(id, "sen_raft_stage_duration_seconds_sum", &labels).await;
-        let count = c
-            .metric_where(id, "sen_raft_stage_duration_seconds_count", &labels)
-            .await;
-        if let (Ok(sum), Ok(count)) = (sum, count) {
-            out.push((stage, sum, count));
-        }
-    }
-    out
+    let Ok(page) = c.metrics_text(id).await else {
+        return Vec::new();
+    };
+    STAGES
+        .iter()
+        .map(|&stage| {
+            let labels = [("stage", stage)];
+            (
+                stage,
+                sum_where(&page, "sen_raft_stage_duration_seconds_sum", &labels),
+                sum_where(&page, "sen_raft_stage_duration_seconds_count", &labels),
+            )
+        })
+        .collect()
 }
 
 /// Mean ms and count per write of each step between two readings.

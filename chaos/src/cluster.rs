@@ -709,14 +709,13 @@ impl ProcessCluster {
     /// all of `labels` (0 when there is none yet, as for a counter never
     /// incremented).
     pub async fn metric_where(&self, id: u64, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
-        let body = self.web(id)?.get("/metrics").await?;
-        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-        Ok(body
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-            .filter(|l| wanted.iter().all(|w| l.contains(w.as_str())))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(sum_where(&self.metrics_text(id).await?, name, labels))
+    }
+
+    /// Node `id`'s whole `/metrics` page (to read several series from one
+    /// scrape with [`sum_where`]).
+    pub async fn metrics_text(&self, id: u64) -> Result<String> {
+        self.web(id)?.get("/metrics").await
     }
 
     /// One Prometheus metric value of node `id` (first sample).
@@ -728,6 +727,18 @@ impl ProcessCluster {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| anyhow!("metric {name} not found on node {id}"))
     }
+}
+
+/// The sum of the samples of `name` carrying `labels` in a `/metrics`
+/// page.
+pub fn sum_where(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| wanted.iter().all(|w| l.contains(w.as_str())))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A node's HTTP listener as a client reaches it: the address, TLS (the

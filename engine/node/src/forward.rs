@@ -173,6 +173,34 @@ pub fn route<T>(node: &Node, req: &tonic::Request<T>) -> Result<Route, ApiError>
     }
 }
 
+/// The leader's `Cluster/Status`, asked by this node for `behalf` within
+/// `budget`: only the leader knows how far each member has replicated.
+/// `None` on the leader itself, without a known leader, or without an
+/// answer in time (logged at debug level).
+pub async fn leader_status(
+    node: &Arc<Node>,
+    behalf: Option<&(String, String)>,
+    budget: Duration,
+) -> Option<sen_proto::v1::StatusResponse> {
+    if node.is_leader() {
+        return None;
+    }
+    let leader = node.leader().filter(|l| l.id != node.id && !l.addr.is_empty())?;
+    let mut client = node.peers.cluster(leader.id, &leader.addr).ok()?;
+    let ask = client.status(forwarded(node, behalf, sen_proto::v1::StatusRequest {}, budget));
+    match tokio::time::timeout(budget, ask).await {
+        Ok(Ok(r)) => Some(r.into_inner()),
+        Ok(Err(e)) => {
+            tracing::debug!("the leader's status: {}", e.message());
+            None
+        }
+        Err(_) => {
+            tracing::debug!("the leader's status did not come within {budget:?}");
+            None
+        }
+    }
+}
+
 /// Record `inc` from any node: here if leading, else through the leader's
 /// `Incidents/Record`. Returns the incident's id.
 pub async fn record_incident(node: &Arc<Node>, inc: Incident) -> Result<u64, ApiError> {

@@ -99,11 +99,7 @@ pub struct IncidentLine {
 impl IncidentLine {
     /// What the node saw, in Vietnamese when it wrote that too.
     pub fn auto_cause_in(&self, lang: Lang) -> &str {
-        if lang == Lang::Vi && !self.auto_cause_vi.is_empty() {
-            &self.auto_cause_vi
-        } else {
-            &self.auto_cause
-        }
+        sen_raft::schema::system::auto_cause_in(&self.auto_cause, &self.auto_cause_vi, lang == Lang::Vi)
     }
 }
 
@@ -1100,12 +1096,32 @@ pub fn markdown(r: &MonthlyReport, offset: TimeZone, lang: Lang) -> String {
 /// no scripts, prints on A4).
 const MONTHLY_HTML: &str = include_str!("../templates/monthly.html");
 
+/// The bar charts of the HTML report: one bar per day, this wide, after a
+/// left margin for the scale, at most this high (the template's `bars`).
+const DAY_BAR: u64 = 14;
+const DAY_BARS_LEFT: u64 = 30;
+const DAY_BARS_HEIGHT: f64 = 80.0;
+
+/// A chart of `days` bars as the template's `bars` macro draws it.
+fn day_bars(
+    name: &str,
+    days: u64,
+    max_label: String,
+    bars: Vec<serde_json::Value>,
+    labels: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "width": DAY_BARS_LEFT + days * DAY_BAR,
+        "max_label": max_label,
+        "bars": bars,
+        "labels": labels,
+    })
+}
+
 /// Down (red) and degraded (amber) minutes per day of one target, as SVG
 /// bars: a value of the template.
 fn chart(name: String, daily: &[report::DayFigures], offset: TimeZone, lang: Lang) -> serde_json::Value {
-    const BAR: u64 = 14;
-    const LEFT: u64 = 30;
-    const HEIGHT: f64 = 80.0;
     let max = daily
         .iter()
         .map(|d| d.down_minutes + d.degraded_minutes)
@@ -1115,23 +1131,23 @@ fn chart(name: String, daily: &[report::DayFigures], offset: TimeZone, lang: Lan
     let mut bars = Vec::new();
     let mut labels = Vec::new();
     for (i, d) in daily.iter().enumerate() {
-        let x = LEFT + i as u64 * BAR;
+        let x = DAY_BARS_LEFT + i as u64 * DAY_BAR;
         let day = local_time(d.start_ms, offset, lang);
-        let h_down = d.down_minutes as f64 / max as f64 * HEIGHT;
-        let h_deg = d.degraded_minutes as f64 / max as f64 * HEIGHT;
+        let h_down = d.down_minutes as f64 / max as f64 * DAY_BARS_HEIGHT;
+        let h_deg = d.degraded_minutes as f64 / max as f64 * DAY_BARS_HEIGHT;
         let title = format!(
             "{day}: {} / {}",
             report::duration_minutes(d.down_minutes, lang),
             report::duration_minutes(d.degraded_minutes, lang)
         );
         if d.down_minutes > 0 {
-            bars.push(serde_json::json!({"x": x, "y": format!("{:.1}", 90.0 - h_down), "w": BAR - 2, "h": format!("{h_down:.1}"), "color": "#b00020", "title": title}));
+            bars.push(serde_json::json!({"x": x, "y": format!("{:.1}", 90.0 - h_down), "w": DAY_BAR - 2, "h": format!("{h_down:.1}"), "color": "#b00020", "title": title}));
         }
         if d.degraded_minutes > 0 {
-            bars.push(serde_json::json!({"x": x, "y": format!("{:.1}", 90.0 - h_down - h_deg), "w": BAR - 2, "h": format!("{h_deg:.1}"), "color": "#e69500", "title": title}));
+            bars.push(serde_json::json!({"x": x, "y": format!("{:.1}", 90.0 - h_down - h_deg), "w": DAY_BAR - 2, "h": format!("{h_deg:.1}"), "color": "#e69500", "title": title}));
         }
         if d.measured_minutes == 0 {
-            bars.push(serde_json::json!({"x": x, "y": "88", "w": BAR - 2, "h": "2", "color": "#bbb", "title": format!("{day}: —")}));
+            bars.push(serde_json::json!({"x": x, "y": "88", "w": DAY_BAR - 2, "h": "2", "color": "#bbb", "title": format!("{day}: —")}));
         }
         if i % 5 == 0 {
             // The day of the month (dd).
@@ -1142,22 +1158,19 @@ fn chart(name: String, daily: &[report::DayFigures], offset: TimeZone, lang: Lan
             labels.push(serde_json::json!({"x": x, "text": dd}));
         }
     }
-    serde_json::json!({
-        "name": name,
-        "width": LEFT + daily.len() as u64 * BAR,
-        "max_label": report::duration_minutes(max, lang),
-        "bars": bars,
-        "labels": labels,
-    })
+    day_bars(
+        &name,
+        daily.len() as u64,
+        report::duration_minutes(max, lang),
+        bars,
+        labels,
+    )
 }
 
 /// Distinct readers per UTC day of one site over `[from_ms, to_ms)`, as
 /// SVG bars (the day's requests in each bar's title): a value of the
 /// template. Days without an answer have no bar.
 fn readers_chart(site: &crate::readers::SiteReaders, from_ms: u64, to_ms: u64, lang: Lang) -> serde_json::Value {
-    const BAR: u64 = 14;
-    const LEFT: u64 = 30;
-    const HEIGHT: f64 = 80.0;
     const DAY_MS: u64 = sen_core::time::DAY_MS;
     let t = crate::i18n::labels(lang);
     let word = |k: &str| t.get(k).copied().unwrap_or_default();
@@ -1168,16 +1181,16 @@ fn readers_chart(site: &crate::readers::SiteReaders, from_ms: u64, to_ms: u64, l
     let mut i = 0u64;
     while day_ms < to_ms {
         let day = sen_core::time::utc_day(day_ms);
-        let x = LEFT + i * BAR;
+        let x = DAY_BARS_LEFT + i * DAY_BAR;
         // dd/mm/yyyy in Vietnamese, yyyy-mm-dd in English.
         let shown = match lang {
             Lang::En => day.clone(),
             Lang::Vi => format!("{}/{}/{}", &day[8..10], &day[5..7], &day[..4]),
         };
         if let Some(d) = by_day.get(day.as_str()).filter(|d| d.readers > 0 || d.requests > 0) {
-            let h = d.readers as f64 / max as f64 * HEIGHT;
+            let h = d.readers as f64 / max as f64 * DAY_BARS_HEIGHT;
             bars.push(serde_json::json!({
-                "x": x, "y": format!("{:.1}", 90.0 - h), "w": BAR - 2, "h": format!("{h:.1}"), "color": "#1f5f99",
+                "x": x, "y": format!("{:.1}", 90.0 - h), "w": DAY_BAR - 2, "h": format!("{h:.1}"), "color": "#1f5f99",
                 "title": format!("{shown}: {} {}, {} {}", d.readers, word("readers_col"), d.requests, word("requests")),
             }));
         }
@@ -1187,13 +1200,7 @@ fn readers_chart(site: &crate::readers::SiteReaders, from_ms: u64, to_ms: u64, l
         day_ms += DAY_MS;
         i += 1;
     }
-    serde_json::json!({
-        "name": site.site,
-        "width": LEFT + i * BAR,
-        "max_label": max.to_string(),
-        "bars": bars,
-        "labels": labels,
-    })
+    day_bars(&site.site, i, max.to_string(), bars, labels)
 }
 
 /// The readers table of the HTML report and the dashboard.

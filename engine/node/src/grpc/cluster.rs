@@ -23,7 +23,7 @@ use super::measured;
 use super::raft::local_status;
 use crate::deadline;
 use crate::error::ApiError;
-use crate::forward::{forwarded, is_forwarded};
+use crate::forward::is_forwarded;
 use crate::node::Node;
 
 pub struct ClusterApi {
@@ -437,26 +437,14 @@ impl Cluster for ClusterApi {
             };
             // The leader knows replication progress: ask it when we can.
             if !is_forwarded(&node, &req)?
-                && !node.is_leader()
-                && let Some(l) = node.leader()
-                && l.id != node.id
-                && !l.addr.is_empty()
-                && let Ok(mut client) = node.peers.cluster(l.id, &l.addr)
-            {
-                let b = budget.min(node.config.server.status_timeout * 3);
-                if let Ok(Ok(r)) = tokio::time::timeout(
-                    b,
-                    client.status(forwarded(
-                        &node,
-                        crate::forward::behalf(&req).as_ref(),
-                        StatusRequest {},
-                        b,
-                    )),
+                && let Some(r) = crate::forward::leader_status(
+                    &node,
+                    crate::forward::behalf(&req).as_ref(),
+                    budget.min(node.config.server.status_timeout * 3),
                 )
                 .await
-                {
-                    return Ok(r.into_inner());
-                }
+            {
+                return Ok(r);
             }
             let m = node.raft_metrics();
             let (voters, nodes) = self.membership();

@@ -191,34 +191,16 @@ fn live(node: &Node) -> sen_ops::dashboard::Live {
 /// and shows the leader's figures; without an answer the lag stays
 /// unknown ("—"), never guessed.
 async fn fill_lags_from_leader(node: &Arc<Node>, live: &mut sen_ops::dashboard::Live) {
-    if node.is_leader() || live.members.iter().all(|m| m.lag.is_some()) {
+    if live.members.iter().all(|m| m.lag.is_some()) {
         return;
     }
-    let Some(leader) = node.leader().filter(|l| l.id != node.id && !l.addr.is_empty()) else {
+    let Some(r) = crate::forward::leader_status(node, None, node.config.server.status_timeout).await else {
         return;
     };
-    let Ok(mut client) = node.peers.cluster(leader.id, &leader.addr) else {
-        return;
-    };
-    let budget = node.config.server.status_timeout;
-    let none: crate::forward::Behalf = None;
-    let ask = client.status(crate::forward::forwarded(
-        node,
-        none.as_ref(),
-        sen_proto::v1::StatusRequest {},
-        budget,
-    ));
-    match tokio::time::timeout(budget, ask).await {
-        Ok(Ok(r)) => {
-            let r = r.into_inner();
-            for m in &mut live.members {
-                if let Some(s) = r.members.iter().find(|s| s.id == m.id) {
-                    m.lag = Some(s.replication_lag);
-                }
-            }
+    for m in &mut live.members {
+        if let Some(s) = r.members.iter().find(|s| s.id == m.id) {
+            m.lag = Some(s.replication_lag);
         }
-        Ok(Err(e)) => tracing::debug!("dashboard: the leader's status: {}", e.message()),
-        Err(_) => tracing::debug!("dashboard: the leader's status did not come within {budget:?}"),
     }
 }
 

@@ -280,6 +280,12 @@ pub struct Incident {
     pub annotated_at_ms: u64,
 }
 
+/// An incident's automatic cause for a reader of Vietnamese (`vi`) or
+/// English: the Vietnamese text when the node wrote one, else the English.
+pub fn auto_cause_in<'a>(en: &'a str, vi_text: &'a str, vi: bool) -> &'a str {
+    if vi && !vi_text.is_empty() { vi_text } else { en }
+}
+
 impl SystemRecord for Incident {
     const WHAT: &'static str = "an incident";
     const VERSION: u32 = 1;
@@ -316,11 +322,7 @@ impl Incident {
 
     /// The automatic cause in Vietnamese when known (`vi`), else as written.
     pub fn auto_cause_in(&self, vi: bool) -> &str {
-        if vi && !self.auto_cause_vi.is_empty() {
-            &self.auto_cause_vi
-        } else {
-            &self.auto_cause
-        }
+        auto_cause_in(&self.auto_cause, &self.auto_cause_vi, vi)
     }
 
     pub fn duration_ms(&self, now: u64) -> u64 {
